@@ -1,0 +1,20 @@
+"""Typed keys of the aiohttp application: the resources each request handler may use."""
+
+from __future__ import annotations
+
+import socketio
+from aiohttp import web
+
+from server.rooms.service import ConsultationService
+from server.settings import Settings
+from server.state.nodes import NodeInfo
+from server.state.store import RedisStore
+
+SETTINGS = web.AppKey("settings", Settings)
+#: The Redis URL in use (the embedded server's unix socket, or REDIS_URL).
+REDIS_URL = web.AppKey("redis_url", str)
+STORE = web.AppKey("store", RedisStore)
+SERVICE = web.AppKey("service", ConsultationService)
+NODE = web.AppKey("node", NodeInfo)
+API_KEY = web.AppKey("api_key", str)
+SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)

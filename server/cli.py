@@ -1,0 +1,344 @@
+"""The `yitang` command: run a node, and administer rooms through the REST API.
+
+    yitang serve [--host] [--port 8080] [--data-dir] [--redis-url] [--api-key] [--seed FILE]
+    yitang room create (--file ROOM.json | --title ... --venue ... )
+    yitang room list
+    yitang token ROOM --identity ID --name NAME --role ROLE --venue VENUE
+    yitang seed FILE
+
+Administrative commands talk to a running server (`--server`, default
+http://127.0.0.1:8080) with the API key from `--api-key`, `YITANG_API_KEY`, or
+the server's data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from server import appkeys
+from server.app import create_app
+from server.credentials import API_KEY_FILE
+from server.seeding import apply_seed, load_seed
+from server.settings import IceAddressSetting, Settings
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+class CliError(Exception):
+    """A failure to report on stderr with exit status 1."""
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build validated settings from parsed flags (which default to the environment)."""
+    return Settings(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir),
+        redis_url=args.redis_url or None,
+        api_key=args.api_key or None,
+        token_secret=args.token_secret or None,
+        public_url=args.public_url or None,
+        seed_file=Path(args.seed) if args.seed else None,
+        heartbeat_seconds=args.heartbeat,
+        presence_ttl_seconds=args.presence_ttl,
+        ice_addresses=tuple(args.ice_address or ()),
+        ice_remote_allow=tuple(args.ice_remote_allow or ()),
+    )
+
+
+def _ice_address(text: str) -> IceAddressSetting:
+    try:
+        return IceAddressSetting.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not ADDR[=ANNOUNCED]: {text!r}") from exc
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a CIDR network: {text!r}") from exc
+
+
+def _env_list(name: str) -> list[str]:
+    value = os.environ.get(name, "")
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+async def serve(settings: Settings) -> None:
+    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    try:
+        service = app[appkeys.SERVICE]
+        print(f"Yitang 议堂 is running at {settings.base_url}", flush=True)
+        print(f"Admin API key: {app[appkeys.API_KEY]}", flush=True)
+        if settings.seed_file is not None:
+            seed = load_seed(settings.seed_file)
+            links = await apply_seed(service, seed, settings.base_url, settings.token_ttl_seconds)
+            print(f"Seeded session {seed.room.id}: {seed.room.title}", flush=True)
+            for invitee, url in links:
+                print(
+                    f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {url}", flush=True
+                )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+# --- REST client for the admin commands --------------------------------------------------------
+
+
+def _api_key(args: argparse.Namespace) -> str:
+    if args.api_key:
+        return str(args.api_key)
+    path = Path(args.data_dir) / API_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    raise CliError(f"no API key: pass --api-key, set YITANG_API_KEY, or run where {path} exists")
+
+
+async def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    headers = {"Authorization": f"Bearer {_api_key(args)}"}
+    url = args.server.rstrip("/") + path
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.request(method, url, json=body, headers=headers) as response,
+        ):
+            payload = await response.json() if response.content_type == "application/json" else None
+            if response.status >= 400:
+                error = (payload or {}).get("error", {})
+                message = error.get("message", response.reason)
+                raise CliError(f"{response.status} {error.get('code', '')}: {message}")
+            return payload
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach {args.server}: {exc}") from exc
+
+
+def _parse_venue(text: str) -> dict[str, Any]:
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "main"):
+        raise argparse.ArgumentTypeError(f"venue must be ID:NAME:LEVEL[:main], got {text!r}")
+    return {"id": parts[0], "name": parts[1], "level": parts[2], "main": len(parts) == 4}
+
+
+def _parse_agenda(text: str) -> dict[str, Any]:
+    title, _, speakers = text.partition("=")
+    return {"title": title, "planned_speakers": [s for s in speakers.split(",") if s]}
+
+
+async def room_create(args: argparse.Namespace) -> None:
+    """Create a room from a JSON file or from flags; prints the created room."""
+    if args.file:
+        body = json.loads(await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8"))
+    else:
+        if not args.title or not args.venue:
+            raise CliError("give --file, or at least --title and one --venue")
+        body = {
+            "title": args.title,
+            "topic": args.topic or "",
+            "scheduled_start": args.start or datetime.now().astimezone().isoformat(),
+            "venues": args.venue,
+            "agenda": args.agenda or [],
+        }
+        if args.id:
+            body["id"] = args.id
+    room = await _call(args, "POST", "/api/rooms", body)
+    print(json.dumps(room, ensure_ascii=False, indent=2))
+
+
+async def room_list(args: argparse.Namespace) -> None:
+    """Print one line per room."""
+    listing = await _call(args, "GET", "/api/rooms")
+    for row in listing["rooms"]:
+        room, live = row["room"], row["live"]
+        print(
+            f"{room['id']}\t{live['status']}\t{row['participant_count']} present\t"
+            f"{room['scheduled_start']}\t{room['title']}"
+        )
+
+
+async def token(args: argparse.Namespace) -> None:
+    """Issue a join token; prints the token and the join link."""
+    body = {
+        "identity": args.identity,
+        "name": args.name or args.identity,
+        "role": args.role,
+        "venue": args.venue,
+    }
+    if args.ttl:
+        body["ttl_seconds"] = args.ttl
+    issued = await _call(args, "POST", f"/api/rooms/{args.room}/tokens", body)
+    print(issued["token"])
+    print(issued["url"])
+
+
+async def seed(args: argparse.Namespace) -> None:
+    """Create the seed file's room (unless present) and print a join link per participant."""
+    seed_file = load_seed(Path(args.file))
+    body = seed_file.room.model_dump(mode="json")
+    try:
+        await _call(args, "POST", "/api/rooms", body)
+        print(f"created {seed_file.room.id}")
+    except CliError as exc:
+        if "room_exists" not in str(exc):
+            raise
+        print(f"{seed_file.room.id} already exists")
+    for invitee in seed_file.participants:
+        issued = await _call(
+            args, "POST", f"/api/rooms/{seed_file.room.id}/tokens", invitee.model_dump(mode="json")
+        )
+        print(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {issued['url']}")
+
+
+# --- argument parsing ------------------------------------------------------------------------
+
+
+def _admin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", default=_env("YITANG_SERVER", DEFAULT_SERVER), help="server URL"
+    )
+    parser.add_argument("--api-key", default=_env("YITANG_API_KEY"), help="admin API key")
+    parser.add_argument(
+        "--data-dir", default=_env("YITANG_DATA_DIR", "data"), help="read the API key from here"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="yitang", description="Yitang (议堂) consultation service"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="run a server node")
+    serve_parser.add_argument("--host", default=_env("YITANG_HOST", "127.0.0.1"))
+    serve_parser.add_argument("--port", type=int, default=int(_env("YITANG_PORT", "8080") or 8080))
+    serve_parser.add_argument("--data-dir", default=_env("YITANG_DATA_DIR", "data"))
+    serve_parser.add_argument(
+        "--redis-url", default=_env("REDIS_URL"), help="external Redis; default: embedded Valkey"
+    )
+    serve_parser.add_argument("--api-key", default=_env("YITANG_API_KEY"))
+    serve_parser.add_argument("--token-secret", default=_env("YITANG_TOKEN_SECRET"))
+    serve_parser.add_argument(
+        "--public-url", default=_env("YITANG_PUBLIC_URL"), help="base of join links"
+    )
+    serve_parser.add_argument(
+        "--seed", default=_env("YITANG_SEED"), help="seed file to load at start"
+    )
+    serve_parser.add_argument(
+        "--heartbeat", type=float, default=2.0, help="node heartbeat period in seconds"
+    )
+    serve_parser.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=10.0,
+        help="seconds after which a silent node's participants are forgotten",
+    )
+    serve_parser.add_argument(
+        "--ice-address",
+        action="append",
+        type=_ice_address,
+        default=[_ice_address(a) for a in _env_list("YITANG_ICE_ADDRESS")] or None,
+        metavar="ADDR[=ANNOUNCED]",
+        help="local address to gather ICE candidates on (repeatable)",
+    )
+    serve_parser.add_argument(
+        "--ice-remote-allow",
+        action="append",
+        type=_network,
+        default=[_network(n) for n in _env_list("YITANG_ICE_REMOTE_ALLOW")] or None,
+        metavar="CIDR",
+        help="accept remote ICE candidates only from these networks (repeatable)",
+    )
+
+    room_parser = commands.add_parser("room", help="create and list rooms")
+    room_commands = room_parser.add_subparsers(dest="room_command", required=True)
+    create_parser = room_commands.add_parser("create", help="create a consultation room")
+    _admin_options(create_parser)
+    create_parser.add_argument("--file", help="room definition JSON (see seeds/)")
+    create_parser.add_argument("--id")
+    create_parser.add_argument("--title")
+    create_parser.add_argument("--topic")
+    create_parser.add_argument("--start", help="ISO 8601 start time with offset")
+    create_parser.add_argument(
+        "--venue", action="append", type=_parse_venue, metavar="ID:NAME:LEVEL[:main]"
+    )
+    create_parser.add_argument(
+        "--agenda", action="append", type=_parse_agenda, metavar="TITLE[=SPEAKER,...]"
+    )
+    list_parser = room_commands.add_parser("list", help="list rooms")
+    _admin_options(list_parser)
+
+    token_parser = commands.add_parser("token", help="issue a join token and link")
+    _admin_options(token_parser)
+    token_parser.add_argument("room")
+    token_parser.add_argument("--identity", required=True)
+    token_parser.add_argument("--name")
+    token_parser.add_argument(
+        "--role", required=True, choices=["host", "member", "guest", "observer"]
+    )
+    token_parser.add_argument("--venue", required=True)
+    token_parser.add_argument("--ttl", type=int, help="validity in seconds")
+
+    seed_parser = commands.add_parser("seed", help="load a seed file into a running server")
+    _admin_options(seed_parser)
+    seed_parser.add_argument("file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `yitang` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve(settings_from_args(args)))
+        elif args.command == "room":
+            asyncio.run(room_create(args) if args.room_command == "create" else room_list(args))
+        elif args.command == "token":
+            asyncio.run(token(args))
+        elif args.command == "seed":
+            asyncio.run(seed(args))
+    except (CliError, ValueError, OSError) as exc:
+        print(f"yitang: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The REST API: rooms and join tokens for organizers (API key), health for everyone.
+
+Each endpoint is declared once in ENDPOINTS with its schemas; routes and the
+OpenAPI document are both generated from that list.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from server import appkeys
+from server.http.schemas import (
+    MAX_BODY_BYTES,
+    Health,
+    RoomDetail,
+    RoomList,
+    RoomSummary,
+    TokenRequest,
+    TokenResponse,
+)
+from server.rooms.errors import InvalidRequest, NotFound, PayloadTooLarge, RoomError, Unauthorized
+from server.rooms.models import Invitee, Room, RoomSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One REST operation: its route, schemas and whether it needs the API key."""
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    admin: bool = True
+
+
+def require_api_key(request: web.Request) -> None:
+    """Refuse requests without `Authorization: Bearer <api key>`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("api_key_missing", "send Authorization: Bearer <api key>")
+    if not hmac.compare_digest(key.strip().encode(), request.app[appkeys.API_KEY].encode()):
+        raise Unauthorized("api_key_invalid", "the API key is not valid")
+
+
+async def read_body(request: web.Request, schema: type[M]) -> M:
+    """Parse and validate a JSON body; 400 for bad JSON, 413 if too big, 422 if invalid."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RoomError("invalid_json", "the body must be a JSON object") from exc
+    if not isinstance(data, dict):
+        raise RoomError("invalid_json", "the body must be a JSON object")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidRequest("invalid_request", f"{where}: {first['msg']}") from exc
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: this node answers and its Redis answers."""
+    store = request.app[appkeys.STORE]
+    try:
+        redis_ok = bool(await store.client.ping())
+    except Exception:
+        redis_ok = False
+    body = Health(
+        status="ok" if redis_ok else "degraded",
+        node=request.app[appkeys.NODE].id,
+        redis="ok" if redis_ok else "unreachable",
+    )
+    return _json(body, 200 if redis_ok else 503)
+
+
+async def create_room(request: web.Request) -> web.Response:
+    """Create a consultation session."""
+    spec = await read_body(request, RoomSpec)
+    room = await request.app[appkeys.SERVICE].create_room(spec)
+    return _json(room, 201)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    """All sessions with their live state."""
+    service = request.app[appkeys.SERVICE]
+    rooms = await service.store.list_rooms()
+    summaries = []
+    for room in rooms:
+        live = await service.store.get_live(room.id)
+        if live is None:  # deleted between the two reads
+            continue
+        count = len(await service.store.participants(room.id))
+        summaries.append(RoomSummary(room=room, live=live, participant_count=count))
+    return _json(RoomList(rooms=summaries))
+
+
+async def get_room(request: web.Request) -> web.Response:
+    """One session: definition, live state, present participants, roster."""
+    service = request.app[appkeys.SERVICE]
+    room = await service.get_room(_room_id(request))
+    detail = RoomDetail(
+        room=room,
+        live=await service.live_state(room.id),
+        participants=await service.store.participants(room.id),
+        roster=await service.store.roster(room.id),
+    )
+    return _json(detail)
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    """Delete a session; connected participants are told and disconnected."""
+    await request.app[appkeys.SERVICE].delete_room(_room_id(request))
+    return web.Response(status=204)
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    """Issue a join token and its browser link for one participant."""
+    body = await read_body(request, TokenRequest)
+    settings = request.app[appkeys.SETTINGS]
+    invitee = Invitee.model_validate(body.model_dump(exclude={"ttl_seconds"}))
+    token, claims = await request.app[appkeys.SERVICE].issue_token(
+        _room_id(request), invitee, body.ttl_seconds or settings.token_ttl_seconds
+    )
+    url = f"{settings.base_url}/join?token={token}"
+    return _json(TokenResponse(token=token, url=url, expires_at=claims.expires_at), 201)
+
+
+_ROOM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
+
+
+def _room_id(request: web.Request) -> str:
+    room_id = request.match_info["room_id"]
+    # Only slugs can name a room; anything else never reaches Redis.
+    if not _ROOM_ID.fullmatch(room_id):
+        raise NotFound("room_not_found", "no room has this id")
+    return room_id
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "GET",
+        "/healthz",
+        health,
+        "Liveness of this node and its Redis",
+        response=Health,
+        admin=False,
+    ),
+    Endpoint(
+        "POST", "/api/rooms", create_room, "Create a consultation session", RoomSpec, Room, 201
+    ),
+    Endpoint(
+        "GET", "/api/rooms", list_rooms, "List sessions with their live state", response=RoomList
+    ),
+    Endpoint(
+        "GET", "/api/rooms/{room_id}", get_room, "One session with live state", response=RoomDetail
+    ),
+    Endpoint("DELETE", "/api/rooms/{room_id}", delete_room, "Delete a session", status=204),
+    Endpoint(
+        "POST",
+        "/api/rooms/{room_id}/tokens",
+        issue_token,
+        "Issue a join token and link for a participant",
+        TokenRequest,
+        TokenResponse,
+        201,
+    ),
+)
+
+
+def _guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if endpoint.admin:
+            require_api_key(request)
+        return await endpoint.handler(request)
+
+    return handle
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every endpoint, each behind its API-key check."""
+    for endpoint in ENDPOINTS:
+        app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint))

@@ -1,0 +1,49 @@
+"""JSON errors for every failure the HTTP edge can produce: `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.rooms.errors import RoomError
+from server.state.store import StoreConflict
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one shape of every error body."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn domain errors and aiohttp's HTTP errors into JSON; hide tracebacks."""
+    try:
+        return await handler(request)
+    except RoomError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except StoreConflict:
+        return error_response(503, "busy", "the session is busy; try again")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "the server could not handle this request")

@@ -1,0 +1,79 @@
+"""The OpenAPI 3.1 document of the REST API, generated from the endpoint list and schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from server.http.api import ENDPOINTS
+from server.http.schemas import ErrorBody
+
+_ERRORS = {
+    "400": "Malformed JSON",
+    "401": "Missing or invalid API key",
+    "404": "No such room",
+    "409": "Conflicts with the current state (id taken, session ended...)",
+    "413": "Body too large",
+    "422": "Body does not match the schema",
+}
+
+
+def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def build_openapi() -> dict[str, Any]:
+    """The whole API description (paths, schemas, security)."""
+    components: dict[str, Any] = {}
+    error_ref = _ref(ErrorBody, components)
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in ENDPOINTS:
+        operation: dict[str, Any] = {"summary": endpoint.summary, "responses": {}}
+        if "{room_id}" in endpoint.path:
+            operation["parameters"] = [
+                {"name": "room_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ]
+        if endpoint.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(endpoint.body, components)}},
+            }
+        success: dict[str, Any] = {"description": "Success"}
+        if endpoint.response is not None:
+            success["content"] = {
+                "application/json": {"schema": _ref(endpoint.response, components)}
+            }
+        operation["responses"][str(endpoint.status)] = success
+        for status, text in _ERRORS.items():
+            if status == "401" and not endpoint.admin:
+                continue
+            operation["responses"][status] = {
+                "description": text,
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        if endpoint.admin:
+            operation["security"] = [{"apiKey": []}]
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    paths["/api/openapi.json"] = {
+        "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Yitang (议堂) API", "version": "0.1.0"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    """Serve the OpenAPI document."""
+    return web.json_response(build_openapi())

@@ -1,0 +1,213 @@
+"""The consultation session's data: venues by level, roles, agenda, live state.
+
+These pydantic models are the domain's vocabulary and also the validated
+schemas of everything that crosses a boundary (REST bodies, Socket.IO payloads,
+what Redis stores). Every string and list has a size limit.
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+def _no_control_chars(text: str) -> str:
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
+        raise ValueError("must not contain control or format characters")
+    return text
+
+
+#: Lowercase slug used for room and venue ids (appears in URLs and Redis keys).
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,47}$")]
+#: A participant's stable id within a room (from the token's subject).
+Identity = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+
+
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_no_control_chars),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_control_chars),
+]
+# Topics may span paragraphs, so newlines and tabs are allowed there.
+Topic = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+
+
+class Level(enum.StrEnum):
+    """Administrative level of a venue, from the top down."""
+
+    NATIONAL = "national"
+    PROVINCIAL = "provincial"
+    CITY = "city"
+    COUNTY = "county"
+
+
+class Role(enum.StrEnum):
+    """What a participant may do; carried in the signed token."""
+
+    #: Runs the session: floor, agenda, mute/remove, lock, recording, end.
+    HOST = "host"
+    #: Publishes, asks for the floor, chats.
+    MEMBER = "member"
+    #: Publishes only while holding the floor; may ask for it and chat.
+    GUEST = "guest"
+    #: Receives only: the public or staff watching.
+    OBSERVER = "observer"
+
+    @property
+    def can_request_floor(self) -> bool:
+        """Whether this role may raise a hand."""
+        return self in (Role.MEMBER, Role.GUEST)
+
+    @property
+    def can_chat(self) -> bool:
+        """Observers watch; everyone else may write in the chat."""
+        return self is not Role.OBSERVER
+
+
+class Strict(BaseModel):
+    """Base for every schema: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4000)
+
+
+class Venue(Strict):
+    """A place taking part in the session (a committee's meeting room), at one level."""
+
+    id: Slug
+    name: DisplayName
+    level: Level
+    #: The main venue is where the host sits; a room has exactly one.
+    main: bool = False
+
+
+class AgendaItem(Strict):
+    """One item of the agenda, with the speakers planned for it."""
+
+    title: Title
+    planned_speakers: list[Identity] = Field(default_factory=list, max_length=50)
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+
+
+class RoomSpec(Strict):
+    """What an organizer submits to create a consultation session."""
+
+    #: Optional stable id; generated when absent.
+    id: Slug | None = None
+    title: Title
+    topic: Topic = ""
+    scheduled_start: datetime
+    venues: list[Venue] = Field(min_length=1, max_length=64)
+    agenda: list[AgendaItem] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _check_venues(self) -> RoomSpec:
+        ids = [venue.id for venue in self.venues]
+        if len(set(ids)) != len(ids):
+            raise ValueError("venue ids must be unique")
+        mains = [venue.id for venue in self.venues if venue.main]
+        if len(mains) != 1:
+            raise ValueError(f"exactly one venue must be the main venue (found {len(mains)})")
+        if self.scheduled_start.tzinfo is None:
+            raise ValueError("scheduled_start must include a time zone offset")
+        return self
+
+
+class Room(RoomSpec):
+    """A created session: the spec plus its id and creation time."""
+
+    id: Slug
+    created_at: datetime
+
+    def venue(self, venue_id: str) -> Venue | None:
+        """The venue with this id, or None."""
+        return next((v for v in self.venues if v.id == venue_id), None)
+
+    @property
+    def main_venue(self) -> Venue:
+        """The venue where the host sits."""
+        return next(v for v in self.venues if v.main)
+
+
+class Invitee(Strict):
+    """Who a join token was issued to; the session roster is made of these."""
+
+    identity: Identity
+    name: DisplayName
+    role: Role
+    venue: Slug
+
+
+class Participant(Invitee):
+    """Someone connected right now."""
+
+    #: The signaling connection (Socket.IO sid) and the node holding it.
+    session: Annotated[str, StringConstraints(max_length=64)]
+    node: Annotated[str, StringConstraints(max_length=64)]
+    joined_at: float
+    audio_muted: bool = False
+    video_muted: bool = False
+
+
+class FloorGrant(Strict):
+    """Who holds the floor, since when, and until when if time-limited."""
+
+    identity: Identity
+    #: Unique per grant, so an expiry timer never revokes a later grant to the same person.
+    grant_id: Annotated[str, StringConstraints(max_length=32)]
+    granted_at: float
+    deadline: float | None = None
+
+
+SessionStatus = Literal["scheduled", "live", "ended"]
+
+
+class LiveState(Strict):
+    """The changing part of a session; one JSON document updated atomically."""
+
+    status: SessionStatus = "scheduled"
+    #: None means nobody was given the floor: the host's venue is shown.
+    floor: FloorGrant | None = None
+    #: Raised hands in the order they were raised.
+    queue: list[Identity] = Field(default_factory=list)
+    agenda_index: int = 0
+    locked: bool = False
+    recording: bool = False
+    #: Bumped on every change, so clients can drop stale updates.
+    version: int = 0
+
+
+class TimelineEntry(Strict):
+    """One event of the session's history (the archive's chapters come from these)."""
+
+    id: str
+    ts: float
+    type: str
+    data: dict[str, object]
+
+
+class Snapshot(Strict):
+    """What a participant receives on joining: the whole session as it is now."""
+
+    room: Room
+    you: Participant
+    participants: list[Participant]
+    roster: list[Invitee]
+    live: LiveState
+    timeline: list[TimelineEntry]
+    server_time: float

@@ -1,0 +1,447 @@
+"""ConsultationService: every operation on a consultation session, with its permission checks.
+
+The edges (REST, Socket.IO) authenticate the caller and validate the payload
+shape; this module decides whether the caller may do it, applies it to the
+state in Redis, writes the timeline and tells the room. Roles, rooms and
+venues always come from verified token claims, never from a request body.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from server.rooms import floor
+from server.rooms.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from server.rooms.models import (
+    Invitee,
+    LiveState,
+    Participant,
+    Role,
+    Room,
+    RoomSpec,
+    Snapshot,
+    TimelineEntry,
+)
+from server.rooms.notifier import RoomNotifier
+from server.rooms.tokens import JoinClaims, TokenSigner
+from server.state.store import RedisStore, RoomMissing, now_ms
+
+logger = logging.getLogger(__name__)
+
+#: Timeline entries included in a join snapshot.
+SNAPSHOT_TIMELINE_LENGTH = 200
+
+
+class ConsultationService:
+    """The domain API used by the HTTP and Socket.IO edges of one server process."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        signer: TokenSigner,
+        notifier: RoomNotifier,
+        node_id: str,
+        presence_ttl_seconds: float,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.notifier = notifier
+        self.node_id = node_id
+        self.presence_ttl_ms = presence_ttl_seconds * 1000.0
+        #: (room id, identity) => session id of participants connected to this process.
+        self.local_sessions: dict[tuple[str, str], str] = {}
+
+    # --- rooms (organizer, API key) ---------------------------------------------------
+
+    async def create_room(self, spec: RoomSpec) -> Room:
+        """Create a session; the id is the spec's or a fresh one. Conflict if the id is taken."""
+        room_id = spec.id or f"room-{secrets.token_hex(5)}"
+        room = Room(**{**spec.model_dump(), "id": room_id, "created_at": datetime.now(UTC)})
+        if not await self.store.create_room(room):
+            raise Conflict("room_exists", f"a room with id {room_id!r} already exists")
+        logger.info("room %s created: %s", room.id, room.title)
+        return room
+
+    async def get_room(self, room_id: str) -> Room:
+        """The room's definition; NotFound otherwise."""
+        room = await self.store.get_room(room_id)
+        if room is None:
+            raise NotFound("room_not_found", f"room {room_id!r} does not exist")
+        return room
+
+    async def live_state(self, room_id: str) -> LiveState:
+        """The room's live state; NotFound otherwise."""
+        live = await self.store.get_live(room_id)
+        if live is None:
+            raise NotFound("room_not_found", f"room {room_id!r} does not exist")
+        return live
+
+    async def delete_room(self, room_id: str) -> None:
+        """Delete a room; anyone still connected is told the session ended and disconnected."""
+        await self.get_room(room_id)
+        present = await self.store.participants(room_id)
+        await self.store.delete_room(room_id)
+        await self.notifier.broadcast(room_id, "session_ended", {"reason": "deleted"})
+        for participant in present:
+            await self.notifier.disconnect(participant)
+
+    async def issue_token(
+        self, room_id: str, invitee: Invitee, ttl_seconds: int
+    ) -> tuple[str, JoinClaims]:
+        """Sign a join token for an invitee of an existing venue; hosts sit at the main venue."""
+        room = await self.get_room(room_id)
+        venue = room.venue(invitee.venue)
+        if venue is None:
+            raise InvalidRequest(
+                "unknown_venue", f"room {room_id!r} has no venue {invitee.venue!r}"
+            )
+        if invitee.role is Role.HOST and not venue.main:
+            raise InvalidRequest(
+                "host_not_at_main_venue",
+                f"the host sits at the main venue {room.main_venue.id!r}",
+            )
+        await self.store.add_invitee(room_id, invitee)
+        return self.signer.issue(room_id, invitee, ttl_seconds)
+
+    # --- joining and leaving --------------------------------------------------------
+
+    async def join(self, claims: JoinClaims, session: str) -> Snapshot:
+        """Admit the token's holder to its room; returns the snapshot to send them.
+
+        A second connection with the same identity (a reload, another tab)
+        replaces the first, which is disconnected.
+        """
+        room_id, invitee = claims.room, claims.invitee
+        room = await self.check_admission(claims)
+        participant = Participant(
+            **invitee.model_dump(), session=session, node=self.node_id, joined_at=time.time()
+        )
+        replaced = await self.store.add_participant(
+            room_id, participant, now_ms() + self.presence_ttl_ms
+        )
+        self.local_sessions[(room_id, invitee.identity)] = session
+        if replaced is not None and replaced.session != session:
+            await self.notifier.send(replaced, "replaced", {"reason": "joined elsewhere"})
+            await self.notifier.disconnect(replaced)
+        await self._change_live(room_id, lambda s: (floor.go_live(s), None))
+        await self.notifier.broadcast(
+            room_id, "participant_joined", participant.model_dump(mode="json")
+        )
+        await self._timeline(room_id, "joined", _who(participant))
+        return await self.snapshot(room, participant)
+
+    async def check_admission(self, claims: JoinClaims) -> Room:
+        """Refuse a token whose session is gone, ended, locked to newcomers, or that was removed."""
+        room_id, invitee = claims.room, claims.invitee
+        room = await self.store.get_room(room_id)
+        if room is None:
+            raise NotFound("room_not_found", "this session no longer exists")
+        if room.venue(invitee.venue) is None:
+            raise Unauthorized(
+                "token_invalid", "the token names a venue this session does not have"
+            )
+        live = await self.live_state(room_id)
+        if live.status == "ended":
+            raise Conflict("session_ended", "the session has ended")
+        if await self.store.is_banned(room_id, invitee.identity):
+            raise Forbidden("removed", "the host removed you from this session")
+        if (
+            live.locked
+            and invitee.role is not Role.HOST
+            and not await self.store.is_admitted(room_id, invitee.identity)
+        ):
+            raise Conflict("room_locked", "the host has locked this session")
+        return room
+
+    async def snapshot(self, room: Room, you: Participant) -> Snapshot:
+        """The whole session as it is now, for one participant."""
+        return Snapshot(
+            room=room,
+            you=you,
+            participants=await self.store.participants(room.id),
+            roster=await self.store.roster(room.id),
+            live=await self.live_state(room.id),
+            timeline=await self.store.timeline(room.id, count=SNAPSHOT_TIMELINE_LENGTH),
+            server_time=now_ms(),
+        )
+
+    async def leave(self, room_id: str, identity: str, session: str, reason: str) -> None:
+        """A connection closed; forget the participant unless a newer session replaced it."""
+        if self.local_sessions.get((room_id, identity)) == session:
+            del self.local_sessions[(room_id, identity)]
+        try:
+            gone = await self.store.remove_participant(room_id, identity, session)
+        except RoomMissing:
+            return
+        if gone is not None:
+            await self._forget(room_id, gone, reason)
+
+    async def _forget(self, room_id: str, gone: Participant, reason: str) -> None:
+        try:
+            await self._change_live(room_id, lambda s: (floor.forget(s, gone.identity), None))
+        except NotFound:
+            return
+        await self.notifier.broadcast(
+            room_id, "participant_left", {"identity": gone.identity, "reason": reason}
+        )
+        await self._timeline(room_id, "left", {**_who(gone), "reason": reason})
+
+    # --- participant actions ------------------------------------------------------------
+
+    async def raise_hand(self, actor: Participant, room_id: str) -> LiveState:
+        """Ask for the floor."""
+        if not actor.role.can_request_floor:
+            raise Forbidden("forbidden", f"a {actor.role.value} cannot ask for the floor")
+        state, changed = await self._change_live(
+            room_id, lambda s: (floor.raise_hand(s, actor.identity), None)
+        )
+        if changed:
+            await self._timeline(room_id, "hand_raised", _who(actor))
+        return state
+
+    async def lower_hand(self, actor: Participant, room_id: str, identity: str | None) -> LiveState:
+        """Withdraw one's own request; the host may withdraw anyone's (skip)."""
+        target = identity or actor.identity
+        if target != actor.identity and actor.role is not Role.HOST:
+            raise Forbidden("host_only", "only the host can lower someone else's hand")
+        state, changed = await self._change_live(
+            room_id, lambda s: (floor.lower_hand(s, target), None)
+        )
+        if changed:
+            await self._timeline(
+                room_id, "hand_lowered", {"identity": target, "by": actor.identity}
+            )
+        return state
+
+    async def set_media_state(
+        self, actor: Participant, room_id: str, audio_muted: bool, video_muted: bool
+    ) -> Participant:
+        """Record that the participant muted or unmuted their microphone or camera."""
+        updated = await self.store.update_participant(
+            room_id,
+            actor.identity,
+            actor.session,
+            {"audio_muted": audio_muted, "video_muted": video_muted},
+        )
+        if updated is None:
+            raise Conflict("not_joined", "you are no longer in this session")
+        await self.notifier.broadcast(
+            room_id, "participant_updated", updated.model_dump(mode="json")
+        )
+        return updated
+
+    async def chat(self, actor: Participant, room_id: str, text: str) -> TimelineEntry:
+        """Post a chat message (kept in the timeline)."""
+        if not actor.role.can_chat:
+            raise Forbidden("forbidden", "observers cannot write in the chat")
+        live = await self.live_state(room_id)
+        if live.status == "ended":
+            raise Conflict("session_ended", "the session has ended")
+        return await self._timeline(room_id, "chat", {**_who(actor), "text": text})
+
+    # --- host actions -----------------------------------------------------------------
+
+    async def grant_floor(
+        self, actor: Participant, room_id: str, identity: str, time_limit_seconds: int | None
+    ) -> LiveState:
+        """Give the floor to a present participant who may publish."""
+        _require_host(actor)
+        target = await self._present(room_id, identity)
+        if target.role is Role.OBSERVER:
+            raise Conflict("cannot_speak", "an observer cannot be given the floor")
+        return await self._grant(actor, room_id, target, time_limit_seconds)
+
+    async def next_speaker(
+        self, actor: Participant, room_id: str, time_limit_seconds: int | None
+    ) -> LiveState:
+        """Give the floor to the first present participant in the queue."""
+        _require_host(actor)
+        present = {p.identity: p for p in await self.store.participants(room_id)}
+        live = await self.live_state(room_id)
+        identity = floor.next_in_queue(live, set(present))
+        return await self._grant(actor, room_id, present[identity], time_limit_seconds)
+
+    async def _grant(
+        self, actor: Participant, room_id: str, target: Participant, time_limit_seconds: int | None
+    ) -> LiveState:
+        grant_id = uuid.uuid4().hex[:16]
+        state, _ = await self._change_live(
+            room_id,
+            lambda s: (
+                floor.grant(s, target.identity, now_ms(), time_limit_seconds, grant_id),
+                None,
+            ),
+        )
+        await self._timeline(
+            room_id,
+            "floor_granted",
+            {**_who(target), "by": actor.identity, "time_limit_seconds": time_limit_seconds},
+        )
+        return state
+
+    async def revoke_floor(self, actor: Participant, room_id: str) -> LiveState:
+        """Take the floor back (the host), or give it back (its holder)."""
+        live = await self.live_state(room_id)
+        holder = live.floor.identity if live.floor else None
+        if actor.role is not Role.HOST and holder != actor.identity:
+            raise Forbidden("host_only", "only the host or the speaker can end the speaker's turn")
+        if holder is None:
+            raise Conflict("no_floor", "nobody has the floor")
+        expected = live.floor.grant_id if live.floor else ""
+        state, changed = await self._change_live(
+            room_id, lambda s: (floor.expire(s, expected), None)
+        )
+        if changed:
+            await self._timeline(
+                room_id, "floor_revoked", {"identity": holder, "by": actor.identity}
+            )
+        return state
+
+    async def expire_floor(self, room_id: str) -> None:
+        """End a time-limited floor whose deadline has passed (called by housekeeping)."""
+        live = await self.store.get_live(room_id)
+        if live is None or live.floor is None or live.floor.deadline is None:
+            return
+        if live.floor.deadline > now_ms():
+            return
+        grant = live.floor
+        _, changed = await self._change_live(
+            room_id, lambda s: (floor.expire(s, grant.grant_id), None)
+        )
+        if changed:
+            await self._timeline(room_id, "floor_expired", {"identity": grant.identity})
+
+    async def advance_agenda(
+        self, actor: Participant, room_id: str, index: int | None
+    ) -> LiveState:
+        """Move to the next agenda item, or to a given one."""
+        _require_host(actor)
+        room = await self.get_room(room_id)
+        state, changed = await self._change_live(
+            room_id, lambda s: (floor.set_agenda_index(s, index, len(room.agenda)), None)
+        )
+        if changed:
+            item = room.agenda[state.agenda_index]
+            await self._timeline(
+                room_id, "agenda_advanced", {"index": state.agenda_index, "title": item.title}
+            )
+        return state
+
+    async def set_locked(self, actor: Participant, room_id: str, locked: bool) -> LiveState:
+        """Lock the session against newcomers (those admitted before may still rejoin)."""
+        _require_host(actor)
+        state, changed = await self._change_live(
+            room_id, lambda s: (floor.set_locked(s, locked), None)
+        )
+        if changed:
+            await self._timeline(
+                room_id, "locked" if locked else "unlocked", {"by": actor.identity}
+            )
+        return state
+
+    async def request_mute(
+        self, actor: Participant, room_id: str, identity: str, kind: str
+    ) -> None:
+        """Ask a participant to mute their microphone or camera."""
+        _require_host(actor)
+        target = await self._present(room_id, identity)
+        await self.notifier.send(target, "mute_requested", {"kind": kind, "by": actor.identity})
+        await self._timeline(
+            room_id, "mute_requested", {**_who(target), "kind": kind, "by": actor.identity}
+        )
+
+    async def remove(self, actor: Participant, room_id: str, identity: str, reason: str) -> None:
+        """Remove a participant for the rest of the session."""
+        _require_host(actor)
+        if identity == actor.identity:
+            raise InvalidRequest("cannot_remove_self", "the host cannot remove themselves")
+        target = await self._present(room_id, identity)
+        await self.store.ban(room_id, identity)
+        await self.notifier.send(target, "removed", {"reason": reason, "by": actor.identity})
+        gone = await self.store.remove_participant(room_id, identity, target.session)
+        if gone is not None:
+            await self._forget(room_id, gone, "removed")
+        await self.notifier.disconnect(target)
+
+    async def end_session(self, actor: Participant, room_id: str) -> None:
+        """End the session for everyone: they are told, then disconnected."""
+        _require_host(actor)
+        await self._change_live(room_id, lambda s: (floor.end(s), None))
+        await self._timeline(room_id, "session_ended", {"by": actor.identity})
+        await self.notifier.broadcast(
+            room_id, "session_ended", {"reason": "ended", "by": actor.identity}
+        )
+        for participant in await self.store.participants(room_id):
+            await self.store.remove_participant(room_id, participant.identity, participant.session)
+            # The host's own connection stays open so the ack reaches it; its client
+            # closes on `session_ended` like everyone else's.
+            if participant.session != actor.session:
+                await self.notifier.disconnect(participant)
+
+    # --- housekeeping ---------------------------------------------------------------
+
+    async def sweep_expired_presence(self) -> int:
+        """Forget participants whose node stopped heartbeating; returns how many."""
+        count = 0
+        for room_id, identities in (await self.store.expired_presence(now_ms())).items():
+            for identity in identities:
+                gone = await self.store.remove_participant(room_id, identity)
+                if gone is not None:
+                    count += 1
+                    await self._forget(room_id, gone, "connection_lost")
+        return count
+
+    async def refresh_local_presence(self) -> None:
+        """Push forward the presence deadline of everyone connected to this process."""
+        by_room: dict[str, list[str]] = {}
+        for room_id, identity in self.local_sessions:
+            by_room.setdefault(room_id, []).append(identity)
+        await self.store.refresh_presence(by_room, now_ms() + self.presence_ttl_ms)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def current_participant(self, room_id: str, identity: str, session: str) -> Participant:
+        """The caller's own record, checking the connection is still the current one."""
+        participant = await self.store.get_participant(room_id, identity)
+        if participant is None or participant.session != session:
+            raise Conflict("not_joined", "you are no longer in this session")
+        return participant
+
+    async def _present(self, room_id: str, identity: str) -> Participant:
+        participant = await self.store.get_participant(room_id, identity)
+        if participant is None:
+            raise NotFound("participant_not_found", f"{identity!r} is not in the session")
+        return participant
+
+    async def _change_live(self, room_id: str, change: Any) -> tuple[LiveState, bool]:
+        try:
+            state, changed, _ = await self.store.update_live(room_id, change)
+        except RoomMissing as exc:
+            raise NotFound("room_not_found", f"room {room_id!r} does not exist") from exc
+        if changed:
+            await self.notifier.broadcast(room_id, "live_state", state.model_dump(mode="json"))
+        return state, changed
+
+    async def _timeline(self, room_id: str, event_type: str, data: dict[str, Any]) -> TimelineEntry:
+        entry = await self.store.append_timeline(room_id, event_type, data)
+        await self.notifier.broadcast(room_id, "timeline", entry.model_dump(mode="json"))
+        return entry
+
+
+def _require_host(actor: Participant) -> None:
+    if actor.role is not Role.HOST:
+        raise Forbidden("host_only", "only the host can do this")
+
+
+def _who(participant: Invitee) -> dict[str, Any]:
+    return {
+        "identity": participant.identity,
+        "name": participant.name,
+        "venue": participant.venue,
+        "role": participant.role.value,
+    }

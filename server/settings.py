@@ -1,0 +1,89 @@
+"""Service configuration: one validated object built from CLI flags and environment.
+
+Every option has a flag and an environment variable of the same meaning
+(`--redis-url` / `REDIS_URL`, `--data-dir` / `YITANG_DATA_DIR`, ...); the
+docker-compose file and the README use the same names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Environment variables read by :func:`settings_from_env`, with their flag.
+ENV_VARS: dict[str, str] = {
+    "YITANG_HOST": "--host",
+    "YITANG_PORT": "--port",
+    "YITANG_DATA_DIR": "--data-dir",
+    "REDIS_URL": "--redis-url",
+    "YITANG_API_KEY": "--api-key",
+    "YITANG_TOKEN_SECRET": "--token-secret",
+    "YITANG_PUBLIC_URL": "--public-url",
+    "YITANG_SEED": "--seed",
+    "YITANG_ICE_ADDRESS": "--ice-address",
+    "YITANG_ICE_REMOTE_ALLOW": "--ice-remote-allow",
+}
+
+
+@dataclass(frozen=True)
+class IceAddressSetting:
+    """A local address to gather ICE candidates on, optionally announced as another (1:1 NAT)."""
+
+    local: str
+    announced: str | None = None
+
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.local)
+        if self.announced is not None:
+            ipaddress.ip_address(self.announced)
+
+    @classmethod
+    def parse(cls, text: str) -> IceAddressSetting:
+        """Parse `ADDR` or `ADDR=ANNOUNCED`; raises ValueError on a bad address."""
+        local, _, announced = text.partition("=")
+        return cls(local=local.strip(), announced=announced.strip() or None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a server process needs to start; see `yitang serve --help`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    #: External Redis; None starts the embedded server in `data_dir`.
+    redis_url: str | None = None
+    #: Admin API key; None reads (or creates on first start) `data_dir/api-key`.
+    api_key: str | None = None
+    #: Join-token signing key; None reads (or creates) `data_dir/token-secret`.
+    token_secret: str | None = None
+    #: Base URL put into join links; None derives it from host and port.
+    public_url: str | None = None
+    seed_file: Path | None = None
+    #: Join tokens expire after this many seconds unless the request says otherwise.
+    token_ttl_seconds: int = 7 * 24 * 3600
+    #: Node heartbeat period; presence and node entries expire after `presence_ttl_seconds`.
+    heartbeat_seconds: float = 2.0
+    presence_ttl_seconds: float = 10.0
+    #: Per-connection Socket.IO event budget (events per second, burst).
+    event_rate: float = 20.0
+    event_burst: float = 40.0
+    ice_addresses: tuple[IceAddressSetting, ...] = ()
+    ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: Video of at most this many recent active speakers is forwarded (floor and host always).
+    last_n: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port out of range: {self.port}")
+        if self.heartbeat_seconds <= 0 or self.presence_ttl_seconds <= self.heartbeat_seconds:
+            raise ValueError("presence TTL must be longer than the heartbeat period")
+
+    @property
+    def base_url(self) -> str:
+        """The URL browsers use to reach this service (join links start with it)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,225 @@
+"""RoomClient: a Python client of the `/room` protocol (tests, the load tool and media use it).
+
+It connects with a join token, joins, and keeps a local model of the session
+(participants, live state, timeline) up to date from the server's events.
+Events that arrive before the join ack are replayed on top of the snapshot, so
+the model never misses a change that raced the join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from server.rooms.models import LiveState, Participant, Snapshot, TimelineEntry
+from signaling.events import NAMESPACE
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class SignalingError(Exception):
+    """The server refused a connection or an event; `code` is from docs/protocol.md."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RoomClient:
+    """One participant's signaling connection and its view of the session."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.snapshot: Snapshot | None = None
+        self.participants: dict[str, Participant] = {}
+        self.live = LiveState()
+        self.timeline: list[TimelineEntry] = []
+        #: Every server event in arrival order, as (name, payload).
+        self.received: list[tuple[str, Any]] = []
+        #: Why the server ended this participation (`removed`, `replaced`, `session_ended`).
+        self.ended: tuple[str, Any] | None = None
+        self.disconnected = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._pending: list[tuple[str, Any]] | None = None
+        self._connect_error: Any = None
+        self._sio = socketio.AsyncClient(reconnection=False)
+        self._sio.on("*", self._on_event, namespace=NAMESPACE)
+        self._sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
+        self._sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+
+    @property
+    def you(self) -> Participant:
+        """This participant's record, from the snapshot."""
+        if self.snapshot is None:
+            raise RuntimeError("not joined")
+        return self.snapshot.you
+
+    async def connect(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        """Connect, join and return the snapshot; SignalingError if refused."""
+        self._pending = []
+        try:
+            await self._sio.connect(
+                self.base_url,
+                namespaces=[NAMESPACE],
+                auth={"token": self.token},
+                transports=["websocket"],
+                wait_timeout=timeout,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            error = self._connect_error
+            if isinstance(error, dict) and isinstance(error.get("data"), dict):
+                code = str(error["data"].get("code", "connect_refused"))
+                raise SignalingError(code, str(error.get("message", ""))) from exc
+            raise SignalingError("connect_failed", str(exc)) from exc
+        ack = await self.call("join", timeout=timeout)
+        snapshot = Snapshot.model_validate(ack["snapshot"])
+        self.snapshot = snapshot
+        self.participants = {p.identity: p for p in snapshot.participants}
+        self.live = snapshot.live
+        self.timeline = list(snapshot.timeline)
+        pending, self._pending = self._pending, None
+        for event, payload in pending:
+            self._apply(event, payload)
+        await self._notify()
+        return snapshot
+
+    async def close(self) -> None:
+        """Leave the session on purpose, then disconnect (idempotent)."""
+        if self._sio.connected and self.snapshot is not None and self.ended is None:
+            with contextlib.suppress(Exception):
+                await self.call("leave", timeout=2.0)
+        with contextlib.suppress(Exception):
+            await self._sio.disconnect()
+
+    async def drop(self) -> None:
+        """Close the connection without leaving, as a network failure would."""
+        with contextlib.suppress(Exception):
+            await self._sio.eio.disconnect(abort=True)
+
+    async def call(self, event: str, payload: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send an event and return its ack; SignalingError when the server refuses it."""
+        ack = await self._sio.call(event, payload or {}, namespace=NAMESPACE, timeout=timeout)
+        if isinstance(ack, dict) and ack.get("ok") is False:
+            error = ack.get("error", {})
+            raise SignalingError(error.get("code", "error"), error.get("message", ""))
+        return ack
+
+    async def emit_raw(self, event: str, payload: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send anything (for tests of bad input); returns the raw ack."""
+        return await self._sio.call(event, payload, namespace=NAMESPACE, timeout=timeout)
+
+    # --- typed actions ---------------------------------------------------------------
+
+    async def raise_hand(self) -> LiveState:
+        """Ask for the floor."""
+        return LiveState.model_validate((await self.call("raise_hand"))["live"])
+
+    async def lower_hand(self, identity: str | None = None) -> LiveState:
+        """Withdraw one's own hand, or (host) someone else's."""
+        payload = {"identity": identity} if identity else {}
+        return LiveState.model_validate((await self.call("lower_hand", payload))["live"])
+
+    async def grant_floor(self, identity: str, time_limit_seconds: int | None = None) -> LiveState:
+        """Host: give the floor."""
+        payload: dict[str, Any] = {"identity": identity}
+        if time_limit_seconds is not None:
+            payload["time_limit_seconds"] = time_limit_seconds
+        return LiveState.model_validate((await self.call("grant_floor", payload))["live"])
+
+    async def revoke_floor(self) -> LiveState:
+        """Host: take the floor back (or, as the speaker, yield it)."""
+        return LiveState.model_validate((await self.call("revoke_floor"))["live"])
+
+    async def next_speaker(self, time_limit_seconds: int | None = None) -> LiveState:
+        """Host: give the floor to the first in the queue."""
+        payload = {} if time_limit_seconds is None else {"time_limit_seconds": time_limit_seconds}
+        return LiveState.model_validate((await self.call("next_speaker", payload))["live"])
+
+    async def advance_agenda(self, index: int | None = None) -> LiveState:
+        """Host: next agenda item, or a given one."""
+        payload = {} if index is None else {"index": index}
+        return LiveState.model_validate((await self.call("advance_agenda", payload))["live"])
+
+    async def set_lock(self, locked: bool) -> LiveState:
+        """Host: lock or unlock the session."""
+        return LiveState.model_validate((await self.call("set_lock", {"locked": locked}))["live"])
+
+    async def request_mute(self, identity: str, kind: str = "audio") -> None:
+        """Host: ask someone to mute."""
+        await self.call("request_mute", {"identity": identity, "kind": kind})
+
+    async def remove(self, identity: str, reason: str = "") -> None:
+        """Host: remove someone for the rest of the session."""
+        await self.call("remove_participant", {"identity": identity, "reason": reason})
+
+    async def end_session(self) -> None:
+        """Host: end the session for everyone."""
+        await self.call("end_session")
+
+    async def chat(self, text: str) -> TimelineEntry:
+        """Post a chat message."""
+        return TimelineEntry.model_validate((await self.call("chat", {"text": text}))["entry"])
+
+    async def set_media_state(self, audio_muted: bool, video_muted: bool) -> Participant:
+        """Tell the room about one's mute state."""
+        ack = await self.call("media_state", {"audio_muted": audio_muted, "video_muted": video_muted})
+        return Participant.model_validate(ack["participant"])
+
+    # --- waiting ---------------------------------------------------------------------
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until `condition()` holds over the client's model (checked after each event)."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(condition)
+
+    async def wait_for_event(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Wait for (or find already received) the first event called `name`; returns its payload."""
+        await self.wait_for(lambda: any(event == name for event, _ in self.received), timeout)
+        return next(payload for event, payload in self.received if event == name)
+
+    # --- incoming --------------------------------------------------------------------
+
+    async def _on_event(self, event: str, payload: Any = None) -> None:
+        self.received.append((event, payload))
+        if self._pending is not None:
+            self._pending.append((event, payload))
+        else:
+            self._apply(event, payload)
+        await self._notify()
+
+    def _apply(self, event: str, payload: Any) -> None:
+        if event in ("participant_joined", "participant_updated"):
+            participant = Participant.model_validate(payload)
+            self.participants[participant.identity] = participant
+        elif event == "participant_left":
+            self.participants.pop(payload["identity"], None)
+        elif event == "live_state":
+            live = LiveState.model_validate(payload)
+            if live.version > self.live.version:
+                self.live = live
+        elif event == "timeline":
+            entry = TimelineEntry.model_validate(payload)
+            if all(existing.id != entry.id for existing in self.timeline):
+                self.timeline.append(entry)
+        elif event in ("removed", "replaced", "session_ended"):
+            self.ended = (event, payload)
+
+    async def _on_connect_error(self, data: Any = None) -> None:
+        self._connect_error = data
+
+    async def _on_disconnect(self, reason: Any = None) -> None:
+        self.disconnected.set()
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()

@@ -1,0 +1,181 @@
+"""The `/room` Socket.IO protocol: one schema per client event, with size limits.
+
+docs/protocol.md documents each event; this module is what enforces it. A
+payload that does not match its schema is refused with an `invalid_payload`
+error ack and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
+
+from server.rooms.models import Identity, Strict
+
+NAMESPACE = "/room"
+
+#: Largest JSON payload accepted for any control event (bytes, UTF-8).
+MAX_CONTROL_PAYLOAD_BYTES = 4 * 1024
+#: Largest Socket.IO message the server accepts at all (SDP offers are the biggest).
+MAX_MESSAGE_BYTES = 256 * 1024
+
+ChatText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+#: Speaking-time limits, in seconds, up to an hour.
+TimeLimit = Annotated[int, Field(ge=1, le=3600)]
+
+
+class ClientEvent(Strict):
+    """Base of client payloads: strict types, so `"yes"` is not taken for `true`."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class Join(ClientEvent):
+    """Enter the session; the ack carries the snapshot. Sent once after connecting."""
+
+
+class Leave(ClientEvent):
+    """Leave the session on purpose (hang up); the room hears `left`, not `connection_lost`."""
+
+
+class RaiseHand(ClientEvent):
+    """Ask for the floor (members and guests)."""
+
+
+class LowerHand(ClientEvent):
+    """Withdraw one's request; the host may name someone else (skip them)."""
+
+    identity: Identity | None = None
+
+
+class GrantFloor(ClientEvent):
+    """Host: give the floor to a participant, optionally with a time limit."""
+
+    identity: Identity
+    time_limit_seconds: TimeLimit | None = None
+
+
+class RevokeFloor(ClientEvent):
+    """Host: take the floor back. The speaker may also send it to yield."""
+
+
+class NextSpeaker(ClientEvent):
+    """Host: give the floor to the first in the queue."""
+
+    time_limit_seconds: TimeLimit | None = None
+
+
+class AdvanceAgenda(ClientEvent):
+    """Host: go to the next agenda item, or to `index`."""
+
+    index: Annotated[int, Field(ge=0, le=99)] | None = None
+
+
+class SetLock(ClientEvent):
+    """Host: lock or unlock the session against newcomers."""
+
+    locked: bool
+
+
+class RequestMute(ClientEvent):
+    """Host: ask a participant to mute their microphone or camera."""
+
+    identity: Identity
+    kind: Literal["audio", "video"] = "audio"
+
+
+class RemoveParticipant(ClientEvent):
+    """Host: remove a participant for the rest of the session."""
+
+    identity: Identity
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+
+
+class EndSession(ClientEvent):
+    """Host: end the session for everyone."""
+
+
+class Chat(ClientEvent):
+    """Post a chat message."""
+
+    text: ChatText
+
+
+class MediaState(ClientEvent):
+    """Tell the room one's microphone/camera mute state."""
+
+    audio_muted: bool
+    video_muted: bool
+
+
+#: Every client -> server event and its payload schema.
+CLIENT_EVENTS: dict[str, type[ClientEvent]] = {
+    "join": Join,
+    "leave": Leave,
+    "raise_hand": RaiseHand,
+    "lower_hand": LowerHand,
+    "grant_floor": GrantFloor,
+    "revoke_floor": RevokeFloor,
+    "next_speaker": NextSpeaker,
+    "advance_agenda": AdvanceAgenda,
+    "set_lock": SetLock,
+    "request_mute": RequestMute,
+    "remove_participant": RemoveParticipant,
+    "end_session": EndSession,
+    "chat": Chat,
+    "media_state": MediaState,
+}
+
+#: Server -> client events (payload shapes are in docs/protocol.md).
+SERVER_EVENTS = (
+    "participant_joined",
+    "participant_left",
+    "participant_updated",
+    "live_state",
+    "timeline",
+    "mute_requested",
+    "removed",
+    "replaced",
+    "session_ended",
+)
+
+
+class PayloadError(ValueError):
+    """A client payload is not acceptable; `code` and message go into the error ack."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_payload(event: str, payload: Any, size: int) -> ClientEvent:
+    """Validate a client event's payload (already measured at `size` bytes)."""
+    schema = CLIENT_EVENTS.get(event)
+    if schema is None:
+        raise PayloadError("unknown_event", f"unknown event {event[:64]!r}")
+    if size > MAX_CONTROL_PAYLOAD_BYTES:
+        raise PayloadError(
+            "payload_too_large", f"{event} payload exceeds {MAX_CONTROL_PAYLOAD_BYTES} bytes"
+        )
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise PayloadError("invalid_payload", f"{event} expects a JSON object")
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise PayloadError("invalid_payload", f"{event}: {where}: {first['msg']}") from exc
+
+
+def error_ack(code: str, message: str) -> dict[str, Any]:
+    """The ack sent for a refused event."""
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def ok_ack(**data: Any) -> dict[str, Any]:
+    """The ack sent for an accepted event."""
+    return {"ok": True, **data}

