@@ -105,7 +105,9 @@ class RoomClient:
         with contextlib.suppress(Exception):
             await self._sio.eio.disconnect(abort=True)
 
-    async def call(self, event: str, payload: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    async def call(
+        self, event: str, payload: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Any:
         """Send an event and return its ack; SignalingError when the server refuses it."""
         ack = await self._sio.call(event, payload or {}, namespace=NAMESPACE, timeout=timeout)
         if isinstance(ack, dict) and ack.get("ok") is False:
@@ -171,18 +173,22 @@ class RoomClient:
 
     async def set_media_state(self, audio_muted: bool, video_muted: bool) -> Participant:
         """Tell the room about one's mute state."""
-        ack = await self.call("media_state", {"audio_muted": audio_muted, "video_muted": video_muted})
+        ack = await self.call(
+            "media_state", {"audio_muted": audio_muted, "video_muted": video_muted}
+        )
         return Participant.model_validate(ack["participant"])
 
     # --- waiting ---------------------------------------------------------------------
 
-    async def wait_for(self, condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
+    async def wait_for(
+        self, condition: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         """Wait until `condition()` holds over the client's model (checked after each event)."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(condition)
 
     async def wait_for_event(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """Wait for (or find already received) the first event called `name`; returns its payload."""
+        """Wait for (or find among those received) the first event `name`; returns its payload."""
         await self.wait_for(lambda: any(event == name for event, _ in self.received), timeout)
         return next(payload for event, payload in self.received if event == name)
 

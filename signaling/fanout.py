@@ -34,8 +34,10 @@ class RedisFanout(socketio.AsyncRedisManager):  # type: ignore[misc]
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
             self.thread = None
-        clients = [*self._retired, self.pubsub, self.redis]
-        self._retired, self.pubsub, self.redis = [], None, None
+        current: list[Any] = [getattr(self, "pubsub", None), getattr(self, "redis", None)]
+        clients = [*self._retired, *current]
+        self._retired = []
+        self.pubsub = self.redis = None
         self.connected = False
         for client in clients:
             if client is not None:

@@ -45,7 +45,8 @@ class Connection:
 
 def _refusal(code: str, message: str) -> Exception:
     """A connect refusal; clients see `message` and `data.code` in their connect_error."""
-    return socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+    refusal: Exception = socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+    return refusal
 
 
 def _measure(payload: Any) -> int:

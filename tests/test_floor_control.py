@@ -10,10 +10,14 @@ from signaling.client import RoomClient, SignalingError
 from tests.helpers import ServerHandle
 
 
-async def _room_with(server: ServerHandle, *members: tuple[str, str]) -> tuple[str, RoomClient, list[RoomClient]]:
+async def _room_with(
+    server: ServerHandle, *members: tuple[str, str]
+) -> tuple[str, RoomClient, list[RoomClient]]:
     room = await server.create_room()
     host = await server.client(room["id"], "host", "host", "hunan")
-    clients = [await server.client(room["id"], identity, "member", venue) for identity, venue in members]
+    clients = [
+        await server.client(room["id"], identity, "member", venue) for identity, venue in members
+    ]
     return room["id"], host, clients
 
 
@@ -23,7 +27,9 @@ async def _close(*clients: RoomClient) -> None:
 
 
 async def test_queue_keeps_the_order_hands_were_raised(server: ServerHandle) -> None:
-    _, host, (a, b, c) = await _room_with(server, ("m1", "national"), ("m2", "zhuzhou"), ("m3", "shifeng"))
+    _, host, (a, b, c) = await _room_with(
+        server, ("m1", "national"), ("m2", "zhuzhou"), ("m3", "shifeng")
+    )
     await b.raise_hand()
     await c.raise_hand()
     await a.raise_hand()
@@ -44,9 +50,13 @@ async def test_next_speaker_grant_and_revoke_reach_everyone(server: ServerHandle
     assert live.floor is not None and live.floor.identity == "m2"
     assert live.queue == ["m1"]
     for client in (host, a, b):
-        await client.wait_for(lambda c=client: c.live.floor is not None and c.live.floor.identity == "m2")
+        await client.wait_for(
+            lambda c=client: c.live.floor is not None and c.live.floor.identity == "m2"
+        )
     await host.grant_floor("m1")
-    await a.wait_for(lambda: a.live.floor is not None and a.live.floor.identity == "m1" and a.live.queue == [])
+    await a.wait_for(
+        lambda: a.live.floor is not None and a.live.floor.identity == "m1" and a.live.queue == []
+    )
     await host.revoke_floor()
     for client in (host, a, b):
         await client.wait_for(lambda c=client: c.live.floor is None)
@@ -59,7 +69,7 @@ async def test_next_speaker_grant_and_revoke_reach_everyone(server: ServerHandle
 
 
 async def test_next_speaker_skips_those_who_left(server: ServerHandle) -> None:
-    room_id, host, (a, b) = await _room_with(server, ("m1", "national"), ("m2", "shifeng"))
+    _, host, (a, b) = await _room_with(server, ("m1", "national"), ("m2", "shifeng"))
     await a.raise_hand()
     await b.raise_hand()
     await a.close()

@@ -50,7 +50,9 @@ async def test_token_issue_returns_join_link_and_records_roster(server: ServerHa
     assert status == 201
     assert body["url"] == f"{server.base_url}/join?token={body['token']}"
     _, detail = await server.request("GET", f"/api/rooms/{room['id']}")
-    assert detail["roster"] == [{"identity": "m1", "name": "陈静怡", "role": "member", "venue": "zhuzhou"}]
+    assert detail["roster"] == [
+        {"identity": "m1", "name": "陈静怡", "role": "member", "venue": "zhuzhou"}
+    ]
 
 
 async def test_join_page_is_served(server: ServerHandle) -> None:
@@ -63,7 +65,9 @@ async def test_join_page_is_served(server: ServerHandle) -> None:
     ("headers", "code"),
     [({}, "api_key_missing"), ({"Authorization": "Bearer wrong"}, "api_key_invalid")],
 )
-async def test_admin_calls_need_the_api_key(server: ServerHandle, headers: dict[str, str], code: str) -> None:
+async def test_admin_calls_need_the_api_key(
+    server: ServerHandle, headers: dict[str, str], code: str
+) -> None:
     async with server.http.get(server.base_url + "/api/rooms", headers=headers) as response:
         assert response.status == 401
         assert (await response.json())["error"]["code"] == code
@@ -135,15 +139,37 @@ async def test_duplicate_room_id_is_409(server: ServerHandle) -> None:
 @pytest.mark.parametrize(
     ("invitee", "status", "code"),
     [
-        ({"identity": "x", "name": "X", "role": "member", "venue": "nowhere"}, 422, "unknown_venue"),
-        ({"identity": "x", "name": "X", "role": "host", "venue": "zhuzhou"}, 422, "host_not_at_main_venue"),
+        (
+            {"identity": "x", "name": "X", "role": "member", "venue": "nowhere"},
+            422,
+            "unknown_venue",
+        ),
+        (
+            {"identity": "x", "name": "X", "role": "host", "venue": "zhuzhou"},
+            422,
+            "host_not_at_main_venue",
+        ),
         ({"identity": "x", "name": "X", "role": "chair", "venue": "hunan"}, 422, "invalid_request"),
-        ({"identity": "bad id", "name": "X", "role": "member", "venue": "hunan"}, 422, "invalid_request"),
-        ({"identity": "x", "name": "X" * 65, "role": "member", "venue": "hunan"}, 422, "invalid_request"),
-        ({"identity": "x", "name": "X", "role": "member", "venue": "hunan", "room": "y"}, 422, "invalid_request"),
+        (
+            {"identity": "bad id", "name": "X", "role": "member", "venue": "hunan"},
+            422,
+            "invalid_request",
+        ),
+        (
+            {"identity": "x", "name": "X" * 65, "role": "member", "venue": "hunan"},
+            422,
+            "invalid_request",
+        ),
+        (
+            {"identity": "x", "name": "X", "role": "member", "venue": "hunan", "room": "y"},
+            422,
+            "invalid_request",
+        ),
     ],
 )
-async def test_bad_token_requests(server: ServerHandle, invitee: dict[str, Any], status: int, code: str) -> None:
+async def test_bad_token_requests(
+    server: ServerHandle, invitee: dict[str, Any], status: int, code: str
+) -> None:
     room = await server.create_room()
     got, body = await server.request("POST", f"/api/rooms/{room['id']}/tokens", invitee)
     assert got == status
@@ -152,7 +178,9 @@ async def test_bad_token_requests(server: ServerHandle, invitee: dict[str, Any],
     assert detail["roster"] == []
 
 
-@pytest.mark.parametrize("path", ["/api/rooms/nope", "/api/rooms/..%2F..%2Fetc", "/api/rooms/" + "a" * 60])
+@pytest.mark.parametrize(
+    "path", ["/api/rooms/nope", "/api/rooms/..%2F..%2Fetc", "/api/rooms/" + "a" * 60]
+)
 async def test_unknown_rooms_are_404(server: ServerHandle, path: str) -> None:
     status, body = await server.request("GET", path)
     assert status == 404
@@ -161,7 +189,9 @@ async def test_unknown_rooms_are_404(server: ServerHandle, path: str) -> None:
 
 async def test_tokens_for_unknown_room_are_404(server: ServerHandle) -> None:
     status, body = await server.request(
-        "POST", "/api/rooms/nope/tokens", {"identity": "x", "name": "X", "role": "member", "venue": "hunan"}
+        "POST",
+        "/api/rooms/nope/tokens",
+        {"identity": "x", "name": "X", "role": "member", "venue": "hunan"},
     )
     assert status == 404
     assert body["error"]["code"] == "room_not_found"
@@ -184,10 +214,14 @@ async def test_openapi_describes_every_endpoint(server: ServerHandle) -> None:
     assert set(paths["/api/rooms/{room_id}/tokens"]) == {"post"}
     assert "/healthz" in paths
     create = paths["/api/rooms"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/RoomSpec")
+    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/RoomSpec"
+    )
     assert "201" in create["responses"] and "422" in create["responses"]
     schemas = spec["components"]["schemas"]
-    assert {"RoomSpec", "Room", "Venue", "TokenRequest", "TokenResponse", "ErrorBody"} <= set(schemas)
+    assert {"RoomSpec", "Room", "Venue", "TokenRequest", "TokenResponse", "ErrorBody"} <= set(
+        schemas
+    )
     # Every reference resolves.
     for ref in _refs(spec):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref

@@ -36,7 +36,9 @@ async def test_connect_refused_without_valid_token(server: ServerHandle) -> None
 async def test_expired_token_is_refused(server: ServerHandle) -> None:
     room = await server.create_room()
     signer = server.app[__import__("server.appkeys", fromlist=["SERVICE"]).SERVICE].signer
-    token, _ = signer.issue(room["id"], Invitee(identity="m1", name="M", role=Role.MEMBER, venue="hunan"), -10)
+    token, _ = signer.issue(
+        room["id"], Invitee(identity="m1", name="M", role=Role.MEMBER, venue="hunan"), -10
+    )
     with pytest.raises(SignalingError) as refused:
         await RoomClient(server.base_url, token).connect()
     assert refused.value.code == "token_expired"
@@ -58,7 +60,12 @@ async def test_snapshot_and_live_updates_between_two_clients(server: ServerHandl
     assert snapshot is not None
     assert snapshot.you.identity == "host" and snapshot.you.role is Role.HOST
     assert snapshot.room.id == room["id"]
-    assert [v.level.value for v in snapshot.room.venues] == ["national", "provincial", "city", "county"]
+    assert [v.level.value for v in snapshot.room.venues] == [
+        "national",
+        "provincial",
+        "city",
+        "county",
+    ]
     assert snapshot.live.status == "live"
     assert [p.identity for p in snapshot.participants] == ["host"]
 
@@ -111,7 +118,9 @@ HOST_ONLY: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-async def test_member_sending_host_events_gets_error_and_state_is_unchanged(server: ServerHandle) -> None:
+async def test_member_sending_host_events_gets_error_and_state_is_unchanged(
+    server: ServerHandle,
+) -> None:
     room = await server.create_room()
     host = await server.client(room["id"], "host", "host", "hunan")
     member = await server.client(room["id"], "m1", "member", "zhuzhou")
@@ -164,7 +173,9 @@ async def test_observer_cannot_raise_hand_chat_or_get_the_floor(server: ServerHa
         ("request_mute", {"identity": "m1", "kind": "screen"}, "invalid_payload"),
     ],
 )
-async def test_invalid_payloads_get_error_acks(server: ServerHandle, event: str, payload: Any, code: str) -> None:
+async def test_invalid_payloads_get_error_acks(
+    server: ServerHandle, event: str, payload: Any, code: str
+) -> None:
     room = await server.create_room()
     host = await server.client(room["id"], "host", "host", "hunan")
     ack = await host.emit_raw(event, payload)

@@ -1,0 +1,79 @@
+"""Yitang servers as separate processes (`python -m server serve`) for restarts and multi-node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class ServerProcess:
+    """A running `yitang serve` child process."""
+
+    process: asyncio.subprocess.Process
+    base_url: str
+    data_dir: Path
+    log: Path
+
+    @property
+    def api_key(self) -> str:
+        """The admin key the server created in its data directory."""
+        return (self.data_dir / "api-key").read_text().strip()
+
+    async def stop(self) -> int:
+        """SIGTERM and wait: a clean shutdown."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), timeout=20)
+
+    async def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
+    """Poll /healthz until the server answers (bounded by START_TIMEOUT)."""
+    async with aiohttp.ClientSession() as http, asyncio.timeout(START_TIMEOUT):
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(base_url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)  # the process gives no readiness signal but its port
+
+
+@contextlib.asynccontextmanager
+async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator[ServerProcess]:
+    """Start `python -m server serve` on 127.0.0.1:port; always stopped on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / f"server-{port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "serve",
+            "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *args,
+            cwd=REPO, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    handle = ServerProcess(process, f"http://127.0.0.1:{port}", data_dir, log)
+    try:
+        await wait_healthy(handle.base_url, process, log)
+        yield handle
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
