@@ -44,6 +44,12 @@ async def test_events_cross_nodes_and_a_killed_nodes_participants_vanish(tmp_pat
             await member.connect()
             await host.wait_for(lambda: "m1" in host.participants)
             assert host.participants["m1"].node != host.you.node, "the two are on different nodes"
+            async with (
+                aiohttp.ClientSession(headers=headers) as http,
+                http.get(node_b.base_url + "/api/rooms/two") as response,
+            ):
+                detail = await response.json()
+            assert detail["media_node"] == host.you.node, "the room is pinned to the first node"
 
             # B -> A: a raised hand and a chat message.
             await member.raise_hand()

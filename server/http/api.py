@@ -126,6 +126,7 @@ async def get_room(request: web.Request) -> web.Response:
         live=await service.live_state(room.id),
         participants=await service.store.participants(room.id),
         roster=await service.store.roster(room.id),
+        media_node=await service.store.room_node(room.id),
     )
     return _json(detail)
 

@@ -34,6 +34,8 @@ class RoomDetail(Strict):
     live: LiveState
     participants: list[Participant]
     roster: list[Invitee]
+    #: The node hosting the room's media, once someone has joined.
+    media_node: str | None = None
 
 
 class RoomSummary(Strict):

@@ -125,6 +125,8 @@ class ConsultationService:
             room_id, participant, now_ms() + self.presence_ttl_ms
         )
         self.local_sessions[(room_id, invitee.identity)] = session
+        # The first node a room's participants reach hosts its media (LiveKit's room -> node map).
+        await self.store.pin_room(room_id, self.node_id)
         if replaced is not None and replaced.session != session:
             await self.notifier.send(replaced, "replaced", {"reason": "joined elsewhere"})
             await self.notifier.disconnect(replaced)
