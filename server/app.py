@@ -22,7 +22,9 @@ from server.http import api, pages
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
 from server.http.schemas import MAX_BODY_BYTES
+from server.media import MediaConfig, MediaNode
 from server.rooms.housekeeping import Housekeeper
+from server.rooms.room_media import RoomMedia
 from server.rooms.service import ConsultationService
 from server.rooms.tokens import TokenSigner
 from server.settings import Settings
@@ -82,8 +84,21 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.NODE] = node
     app[appkeys.API_KEY] = load_api_key(settings.data_dir, settings.api_key)
     signer = TokenSigner(load_token_secret(settings.data_dir, settings.token_secret))
+    notifier = SocketNotifier(sio)
+    media_node = MediaNode(
+        MediaConfig(
+            ice_addresses=settings.ice_addresses,
+            ice_remote_allow=settings.ice_remote_allow,
+            last_n=settings.last_n,
+        )
+    )
     service = ConsultationService(
-        store, signer, SocketNotifier(sio), node.id, settings.presence_ttl_seconds
+        store,
+        signer,
+        notifier,
+        RoomMedia(media_node, notifier),
+        node.id,
+        settings.presence_ttl_seconds,
     )
     app[appkeys.SERVICE] = service
     sio.register_namespace(RoomNamespace(service, settings.event_rate, settings.event_burst))
@@ -100,6 +115,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await _close_sockets(sio)
+        await media_node.close()
         await store.remove_node(node.id)
 
 

@@ -32,8 +32,9 @@ from aiohttp import web
 from server import appkeys
 from server.app import create_app
 from server.credentials import API_KEY_FILE
+from server.media.config import IceAddress
 from server.seeding import apply_seed, load_seed
-from server.settings import IceAddressSetting, Settings
+from server.settings import Settings
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -67,9 +68,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def _ice_address(text: str) -> IceAddressSetting:
+def _ice_address(text: str) -> IceAddress:
+    local, _, announced = text.partition("=")
     try:
-        return IceAddressSetting.parse(text)
+        return IceAddress(local=local.strip(), announced=announced.strip() or None)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not ADDR[=ANNOUNCED]: {text!r}") from exc
 

@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.media.config import IceAddress
+
 #: Environment variables read by :func:`settings_from_env`, with their flag.
 ENV_VARS: dict[str, str] = {
     "YITANG_HOST": "--host",
@@ -24,25 +26,6 @@ ENV_VARS: dict[str, str] = {
     "YITANG_ICE_ADDRESS": "--ice-address",
     "YITANG_ICE_REMOTE_ALLOW": "--ice-remote-allow",
 }
-
-
-@dataclass(frozen=True)
-class IceAddressSetting:
-    """A local address to gather ICE candidates on, optionally announced as another (1:1 NAT)."""
-
-    local: str
-    announced: str | None = None
-
-    def __post_init__(self) -> None:
-        ipaddress.ip_address(self.local)
-        if self.announced is not None:
-            ipaddress.ip_address(self.announced)
-
-    @classmethod
-    def parse(cls, text: str) -> IceAddressSetting:
-        """Parse `ADDR` or `ADDR=ANNOUNCED`; raises ValueError on a bad address."""
-        local, _, announced = text.partition("=")
-        return cls(local=local.strip(), announced=announced.strip() or None)
 
 
 @dataclass(frozen=True)
@@ -69,7 +52,7 @@ class Settings:
     #: Per-connection Socket.IO event budget (events per second, burst).
     event_rate: float = 20.0
     event_burst: float = 40.0
-    ice_addresses: tuple[IceAddressSetting, ...] = ()
+    ice_addresses: tuple[IceAddress, ...] = ()
     ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Video of at most this many recent active speakers is forwarded (floor and host always).
     last_n: int | None = None

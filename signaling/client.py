@@ -49,6 +49,9 @@ class RoomClient:
         self.ended: tuple[str, Any] | None = None
         self.disconnected = asyncio.Event()
         self._changed = asyncio.Condition()
+        self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
+        #: The newest handler task; each waits for the one before, so handlers run in order.
+        self._last_handler: asyncio.Task[Any] | None = None
         self._pending: list[tuple[str, Any]] | None = None
         self._connect_error: Any = None
         self._sio = socketio.AsyncClient(reconnection=False)
@@ -89,11 +92,15 @@ class RoomClient:
         pending, self._pending = self._pending, None
         for event, payload in pending:
             self._apply(event, payload)
-        await self._notify()
+        await self.notify()
         return snapshot
 
     async def close(self) -> None:
         """Leave the session on purpose, then disconnect (idempotent)."""
+        if self._last_handler is not None:
+            self._last_handler.cancel()
+            with contextlib.suppress(BaseException):
+                await self._last_handler
         if self._sio.connected and self.snapshot is not None and self.ended is None:
             with contextlib.suppress(Exception):
                 await self.call("leave", timeout=2.0)
@@ -178,6 +185,13 @@ class RoomClient:
         )
         return Participant.model_validate(ack["participant"])
 
+    def on(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Call `handler(payload)` for each `event` (after the join snapshot; may be async).
+
+        Async handlers run as tasks, one event at a time per client, in arrival order.
+        """
+        self._handlers.setdefault(event, []).append(handler)
+
     # --- waiting ---------------------------------------------------------------------
 
     async def wait_for(
@@ -200,7 +214,7 @@ class RoomClient:
             self._pending.append((event, payload))
         else:
             self._apply(event, payload)
-        await self._notify()
+        await self.notify()
 
     def _apply(self, event: str, payload: Any) -> None:
         if event in ("participant_joined", "participant_updated"):
@@ -218,14 +232,33 @@ class RoomClient:
                 self.timeline.append(entry)
         elif event in ("removed", "replaced", "session_ended"):
             self.ended = (event, payload)
+        for handler in self._handlers.get(event, []):
+            result = handler(payload)
+            if asyncio.iscoroutine(result):
+                self._run_in_order(result)
+
+    def _run_in_order(self, coroutine: Any) -> None:
+        previous = self._last_handler
+
+        async def after_previous() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            try:
+                await coroutine
+            except Exception:
+                logger.exception("event handler failed")
+
+        self._last_handler = asyncio.create_task(after_previous())
 
     async def _on_connect_error(self, data: Any = None) -> None:
         self._connect_error = data
 
     async def _on_disconnect(self, reason: Any = None) -> None:
         self.disconnected.set()
-        await self._notify()
+        await self.notify()
 
-    async def _notify(self) -> None:
+    async def notify(self) -> None:
+        """Wake everyone waiting in wait_for (extensions that keep more state call it too)."""
         async with self._changed:
             self._changed.notify_all()

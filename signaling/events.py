@@ -17,6 +17,10 @@ NAMESPACE = "/room"
 
 #: Largest JSON payload accepted for any control event (bytes, UTF-8).
 MAX_CONTROL_PAYLOAD_BYTES = 4 * 1024
+#: Largest SDP accepted (the media layer enforces its own limit as well).
+MAX_SDP_BYTES = 64 * 1024
+#: Events that carry SDP may be this large; every other event is a control event.
+MAX_SDP_PAYLOAD_BYTES = MAX_SDP_BYTES + 1024
 #: Largest Socket.IO message the server accepts at all (SDP offers are the biggest).
 MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -109,6 +113,41 @@ class MediaState(ClientEvent):
     video_muted: bool
 
 
+SdpText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_BYTES)]
+
+
+class PublishOffer(ClientEvent):
+    """Offer of the client's publish connection (camera and microphone); the ack has the answer."""
+
+    sdp: SdpText
+
+
+class SubscriberAnswer(ClientEvent):
+    """Answer to the server's latest `subscriber_offer`."""
+
+    sdp: SdpText
+
+
+class Candidate(ClientEvent):
+    """An ICE candidate as the browser's RTCIceCandidate.toJSON() gives it."""
+
+    candidate: Annotated[str, StringConstraints(max_length=1024)]
+    sdpMid: Annotated[str, StringConstraints(max_length=32)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=63)] | None = None
+    usernameFragment: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class IceCandidate(ClientEvent):
+    """A trickled candidate of the client's `publish` or `subscribe` connection."""
+
+    pc: Literal["publish", "subscribe"]
+    candidate: Candidate
+
+
+class MediaRestart(ClientEvent):
+    """Ask for a fresh subscribe connection after network trouble (then re-publish)."""
+
+
 #: Every client -> server event and its payload schema.
 CLIENT_EVENTS: dict[str, type[ClientEvent]] = {
     "join": Join,
@@ -125,7 +164,14 @@ CLIENT_EVENTS: dict[str, type[ClientEvent]] = {
     "end_session": EndSession,
     "chat": Chat,
     "media_state": MediaState,
+    "publish_offer": PublishOffer,
+    "subscriber_answer": SubscriberAnswer,
+    "ice_candidate": IceCandidate,
+    "media_restart": MediaRestart,
 }
+
+#: Events allowed above the control-event size limit, with their own limit.
+LARGE_EVENTS = {"publish_offer": MAX_SDP_PAYLOAD_BYTES, "subscriber_answer": MAX_SDP_PAYLOAD_BYTES}
 
 #: Server -> client events (payload shapes are in docs/protocol.md).
 SERVER_EVENTS = (
@@ -138,6 +184,9 @@ SERVER_EVENTS = (
     "removed",
     "replaced",
     "session_ended",
+    "subscriber_offer",
+    "active_speaker",
+    "media_connection",
 )
 
 
@@ -155,10 +204,9 @@ def parse_payload(event: str, payload: Any, size: int) -> ClientEvent:
     schema = CLIENT_EVENTS.get(event)
     if schema is None:
         raise PayloadError("unknown_event", f"unknown event {event[:64]!r}")
-    if size > MAX_CONTROL_PAYLOAD_BYTES:
-        raise PayloadError(
-            "payload_too_large", f"{event} payload exceeds {MAX_CONTROL_PAYLOAD_BYTES} bytes"
-        )
+    limit = LARGE_EVENTS.get(event, MAX_CONTROL_PAYLOAD_BYTES)
+    if size > limit:
+        raise PayloadError("payload_too_large", f"{event} payload exceeds {limit} bytes")
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):

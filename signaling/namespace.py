@@ -80,6 +80,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "end_session": self._end_session,
             "chat": self._chat,
             "media_state": self._media_state,
+            "publish_offer": self._publish_offer,
+            "subscriber_answer": self._subscriber_answer,
+            "ice_candidate": self._ice_candidate,
+            "media_restart": self._media_restart,
         }
 
     # --- connection life cycle ------------------------------------------------------
@@ -235,3 +239,28 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             actor, room_id, req.audio_muted, req.video_muted
         )
         return ev.ok_ack(participant=updated.model_dump(mode="json"))
+
+    async def _publish_offer(
+        self, actor: Participant, room_id: str, req: ev.PublishOffer
+    ) -> dict[str, Any]:
+        answer = await self.service.publish(actor, room_id, req.sdp)
+        return ev.ok_ack(sdp=answer)
+
+    async def _subscriber_answer(
+        self, actor: Participant, room_id: str, req: ev.SubscriberAnswer
+    ) -> dict[str, Any]:
+        await self.service.subscriber_answer(actor, room_id, req.sdp)
+        return ev.ok_ack()
+
+    async def _ice_candidate(
+        self, actor: Participant, room_id: str, req: ev.IceCandidate
+    ) -> dict[str, Any]:
+        candidate = req.candidate.model_dump(exclude_none=True)
+        await self.service.ice_candidate(actor, room_id, req.pc, candidate)
+        return ev.ok_ack()
+
+    async def _media_restart(
+        self, actor: Participant, room_id: str, _: ev.MediaRestart
+    ) -> dict[str, Any]:
+        await self.service.restart_media(actor, room_id)
+        return ev.ok_ack()

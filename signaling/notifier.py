@@ -30,9 +30,9 @@ class SocketNotifier:
         """Send an event to everyone in the room."""
         await self._sio.emit(event, payload, room=room_channel(room_id), namespace=NAMESPACE)
 
-    async def send(self, participant: Participant, event: str, payload: dict[str, Any]) -> None:
-        """Send an event to one participant's current connection."""
-        await self._sio.emit(event, payload, room=participant.session, namespace=NAMESPACE)
+    async def send(self, session: str, event: str, payload: dict[str, Any]) -> None:
+        """Send an event to one connection (python-socketio's room named after its sid)."""
+        await self._sio.emit(event, payload, room=session, namespace=NAMESPACE)
 
     async def disconnect(self, participant: Participant) -> None:
         """Close that participant's connection, wherever it is."""

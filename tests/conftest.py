@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import aioice.ice
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -23,6 +26,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Fail any test in which ICE would send a packet to a non-loopback address."""
+    refused: list[tuple[str, int]] = []
+    original_stun = aioice.ice.StunProtocol.send_stun
+    original_data = aioice.ice.StunProtocol.send_data
+
+    def check(addr: tuple[str, int]) -> None:
+        if not ipaddress.ip_address(addr[0]).is_loopback:
+            refused.append(addr)
+            raise AssertionError(f"test traffic to non-loopback address {addr[0]}")
+
+    def send_stun(self: Any, message: Any, addr: tuple[str, int]) -> None:
+        check(addr)
+        original_stun(self, message, addr)
+
+    async def send_data(self: Any, data: bytes, addr: tuple[str, int]) -> None:
+        check(addr)
+        await original_data(self, data, addr)
+
+    monkeypatch.setattr(aioice.ice.StunProtocol, "send_stun", send_stun)
+    monkeypatch.setattr(aioice.ice.StunProtocol, "send_data", send_data)
+    return refused
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from server import appkeys
 from server.app import create_app
+from server.media import IceAddress
 from server.settings import Settings
 from signaling.client import RoomClient
 
@@ -91,6 +93,9 @@ async def run_server(
         redis_url=redis_url,
         heartbeat_seconds=settings.pop("heartbeat_seconds", 0.5),
         presence_ttl_seconds=settings.pop("presence_ttl_seconds", 3.0),
+        # Media stays on loopback: candidates only on 127.0.0.1, remotes only from 127/8.
+        ice_addresses=settings.pop("ice_addresses", (IceAddress("127.0.0.1"),)),
+        ice_remote_allow=settings.pop("ice_remote_allow", (ipaddress.ip_network("127.0.0.0/8"),)),
         **settings,
     )
     app = create_app(config)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -22,10 +21,12 @@ SEEDED_PARTICIPANTS = 11
 
 async def test_scripts_serve_on_a_clean_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    cloning = await asyncio.create_subprocess_exec("git", "clone", "--quiet", str(REPO), str(clone))
+    assert await cloning.wait() == 0
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        "scripts/serve", "--port", str(port), cwd=clone,
+        "scripts/serve", "--port", str(port),
+        "--ice-address", "127.0.0.1", "--ice-remote-allow", "127.0.0.0/8", cwd=clone,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None

@@ -18,8 +18,8 @@ class RoomNotifier(Protocol):
     async def broadcast(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
         """Send an event to everyone in the room."""
 
-    async def send(self, participant: Participant, event: str, payload: dict[str, Any]) -> None:
-        """Send an event to one participant's connection."""
+    async def send(self, session: str, event: str, payload: dict[str, Any]) -> None:
+        """Send an event to one connection (a participant's `session`)."""
 
     async def disconnect(self, participant: Participant) -> None:
         """Close the participant's signaling connection (after any event telling them why)."""

@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from server.media.events import ConnectionName
 from server.rooms import floor
 from server.rooms.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from server.rooms.models import (
@@ -28,6 +29,7 @@ from server.rooms.models import (
     TimelineEntry,
 )
 from server.rooms.notifier import RoomNotifier
+from server.rooms.room_media import RoomMedia
 from server.rooms.tokens import JoinClaims, TokenSigner
 from server.state.store import RedisStore, RoomMissing, now_ms
 
@@ -45,12 +47,14 @@ class ConsultationService:
         store: RedisStore,
         signer: TokenSigner,
         notifier: RoomNotifier,
+        media: RoomMedia,
         node_id: str,
         presence_ttl_seconds: float,
     ) -> None:
         self.store = store
         self.signer = signer
         self.notifier = notifier
+        self.media = media
         self.node_id = node_id
         self.presence_ttl_ms = presence_ttl_seconds * 1000.0
         #: (room id, identity) => session id of participants connected to this process.
@@ -86,6 +90,7 @@ class ConsultationService:
         await self.get_room(room_id)
         present = await self.store.participants(room_id)
         await self.store.delete_room(room_id)
+        await self.media.close_room(room_id)
         await self.notifier.broadcast(room_id, "session_ended", {"reason": "deleted"})
         for participant in present:
             await self.notifier.disconnect(participant)
@@ -125,12 +130,14 @@ class ConsultationService:
             room_id, participant, now_ms() + self.presence_ttl_ms
         )
         self.local_sessions[(room_id, invitee.identity)] = session
-        # The first node a room's participants reach hosts its media (LiveKit's room -> node map).
-        await self.store.pin_room(room_id, self.node_id)
         if replaced is not None and replaced.session != session:
-            await self.notifier.send(replaced, "replaced", {"reason": "joined elsewhere"})
+            await self.notifier.send(replaced.session, "replaced", {"reason": "joined elsewhere"})
             await self.notifier.disconnect(replaced)
-        await self._change_live(room_id, lambda s: (floor.go_live(s), None))
+        # The first node a room's participants reach hosts its media (LiveKit's room -> node map).
+        if await self.store.pin_room(room_id, self.node_id) == self.node_id:
+            await self.media.add(room_id, invitee.identity, invitee.role, session)
+        live, _ = await self._change_live(room_id, lambda s: (floor.go_live(s), None))
+        self.media.set_floor(room_id, live.floor.identity if live.floor else None)
         await self.notifier.broadcast(
             room_id, "participant_joined", participant.model_dump(mode="json")
         )
@@ -184,6 +191,7 @@ class ConsultationService:
             await self._forget(room_id, gone, reason)
 
     async def _forget(self, room_id: str, gone: Participant, reason: str) -> None:
+        await self.media.remove(room_id, gone.identity, gone.session)
         try:
             await self._change_live(room_id, lambda s: (floor.forget(s, gone.identity), None))
         except NotFound:
@@ -245,6 +253,38 @@ class ConsultationService:
         if live.status == "ended":
             raise Conflict("session_ended", "the session has ended")
         return await self._timeline(room_id, "chat", {**_who(actor), "text": text})
+
+    # --- media ----------------------------------------------------------------------
+
+    async def _require_media_here(self, room_id: str) -> None:
+        owner = await self.store.room_node(room_id)
+        if owner is not None and owner != self.node_id:
+            url = next((n.url for n in await self.store.live_nodes() if n.id == owner), "")
+            raise Conflict("wrong_node", f"this session's media is served by {url or owner}")
+
+    async def publish(self, actor: Participant, room_id: str, offer_sdp: str) -> str:
+        """Answer the participant's publish offer (camera and microphone)."""
+        if actor.role is Role.OBSERVER:
+            raise Forbidden("publish_forbidden", "observers receive only")
+        await self._require_media_here(room_id)
+        return await self.media.publish(room_id, actor.identity, offer_sdp)
+
+    async def subscriber_answer(self, actor: Participant, room_id: str, answer_sdp: str) -> None:
+        """Apply the participant's answer to the server's subscriber offer."""
+        await self._require_media_here(room_id)
+        await self.media.subscriber_answer(room_id, actor.identity, answer_sdp)
+
+    async def ice_candidate(
+        self, actor: Participant, room_id: str, pc: ConnectionName, candidate: dict[str, Any]
+    ) -> None:
+        """Add a candidate the client trickled for one of its connections."""
+        await self._require_media_here(room_id)
+        await self.media.add_candidate(room_id, actor.identity, pc, candidate)
+
+    async def restart_media(self, actor: Participant, room_id: str) -> None:
+        """Give the participant a fresh subscribe connection (after network trouble)."""
+        await self._require_media_here(room_id)
+        await self.media.restart(room_id, actor.identity)
 
     # --- host actions -----------------------------------------------------------------
 
@@ -352,7 +392,9 @@ class ConsultationService:
         """Ask a participant to mute their microphone or camera."""
         _require_host(actor)
         target = await self._present(room_id, identity)
-        await self.notifier.send(target, "mute_requested", {"kind": kind, "by": actor.identity})
+        await self.notifier.send(
+            target.session, "mute_requested", {"kind": kind, "by": actor.identity}
+        )
         await self._timeline(
             room_id, "mute_requested", {**_who(target), "kind": kind, "by": actor.identity}
         )
@@ -364,7 +406,9 @@ class ConsultationService:
             raise InvalidRequest("cannot_remove_self", "the host cannot remove themselves")
         target = await self._present(room_id, identity)
         await self.store.ban(room_id, identity)
-        await self.notifier.send(target, "removed", {"reason": reason, "by": actor.identity})
+        await self.notifier.send(
+            target.session, "removed", {"reason": reason, "by": actor.identity}
+        )
         gone = await self.store.remove_participant(room_id, identity, target.session)
         if gone is not None:
             await self._forget(room_id, gone, "removed")
@@ -375,6 +419,7 @@ class ConsultationService:
         _require_host(actor)
         await self._change_live(room_id, lambda s: (floor.end(s), None))
         await self._timeline(room_id, "session_ended", {"by": actor.identity})
+        await self.media.close_room(room_id)
         await self.notifier.broadcast(
             room_id, "session_ended", {"reason": "ended", "by": actor.identity}
         )
@@ -426,6 +471,7 @@ class ConsultationService:
         except RoomMissing as exc:
             raise NotFound("room_not_found", f"room {room_id!r} does not exist") from exc
         if changed:
+            self.media.set_floor(room_id, state.floor.identity if state.floor else None)
             await self.notifier.broadcast(room_id, "live_state", state.model_dump(mode="json"))
         return state, changed
 

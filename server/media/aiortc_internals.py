@@ -1,0 +1,270 @@
+"""Every touch of aiortc / aioice internals, in one place.
+
+aiortc is pinned exactly (``aiortc==1.16.0``) because the forwarding SFU needs
+things aiortc does not expose:
+
+* the receiver's jitter buffer, replaced by a packet tap so that encoded RTP is
+  taken after SRTP, RTX unwrapping and NACK generation but before any decoding;
+* the sender's RTP loop, replaced so that already-encoded packets are sent
+  without going through an encoder (``encoder.pack()`` and the jitter buffer
+  would add latency), while aiortc's own RTCP loop keeps sending sender reports
+  from the counters we update and keeps answering NACKs from the history we fill;
+* a way to swap the sender of a transceiver for our subclass;
+* the RTCP PLI method of the receiver, to ask a publisher for a keyframe;
+* the host addresses aioice gathers on (it never gathers loopback by itself).
+
+``tests/media/test_aiortc_internals.py`` checks each name used here, so an
+aiortc upgrade fails with a message naming what moved. Nothing else in
+``server.media`` may use a private aiortc/aioice name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import ipaddress
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, Protocol
+
+import aioice.ice
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import clock as aiortc_clock
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
+
+logger = logging.getLogger(__name__)
+
+# --- Names we rely on (checked by tests/media/test_aiortc_internals.py) -------------
+
+#: Private attributes of RTCRtpSender instances (name-mangled ``__x`` fields).
+SENDER_ATTRIBUTES: Final = {
+    "rtp_started": "_RTCRtpSender__rtp_started",
+    "rtp_exited": "_RTCRtpSender__rtp_exited",
+    "rtp_history": "_RTCRtpSender__rtp_history",
+    "header_extensions_map": "_RTCRtpSender__rtp_header_extensions_map",
+    "mid": "_RTCRtpSender__mid",
+    "ntp_timestamp": "_RTCRtpSender__ntp_timestamp",
+    "rtp_timestamp": "_RTCRtpSender__rtp_timestamp",
+    "octet_count": "_RTCRtpSender__octet_count",
+    "packet_count": "_RTCRtpSender__packet_count",
+    "ssrc": "_ssrc",
+    "stream_id": "_stream_id",
+    "track_id": "_track_id",
+}
+#: Private methods of RTCRtpSender we override, with their parameter names.
+SENDER_METHODS: Final = {
+    "_run_rtp": ("self", "codec"),
+    "_send_keyframe": ("self",),
+    "_retransmit": ("self", "sequence_number"),
+    "_handle_rtcp_packet": ("self", "packet"),
+}
+#: Private attributes / methods of RTCRtpReceiver instances.
+RECEIVER_ATTRIBUTES: Final = {"jitter_buffer": "_RTCRtpReceiver__jitter_buffer"}
+RECEIVER_METHODS: Final = {
+    "_send_rtcp_pli": ("self", "media_ssrc"),
+    "_set_rtcp_ssrc": ("self", "ssrc"),
+}
+#: Private attribute of RTCRtpTransceiver holding its sender.
+TRANSCEIVER_SENDER_ATTRIBUTE: Final = "_RTCRtpTransceiver__sender"
+#: Private method of RTCDtlsTransport that encrypts and sends RTP/RTCP.
+DTLS_SEND_RTP_METHOD: Final = ("_send_rtp", ("self", "data"))
+#: aioice function that lists the host addresses a Connection gathers on.
+AIOICE_HOST_ADDRESSES_FUNCTION: Final = ("get_host_addresses", ("use_ipv4", "use_ipv6"))
+
+
+# --- Receive side: the packet tap ----------------------------------------------------
+
+
+class JitterBufferLike(Protocol):
+    """What RTCRtpReceiver calls on its jitter buffer (``add`` only)."""
+
+    def add(self, packet: RtpPacket) -> tuple[bool, Any]:
+        """Take one RTP packet; return (send PLI?, complete encoded frame or None)."""
+        ...
+
+
+def install_jitter_buffer(receiver: RTCRtpReceiver, replacement: JitterBufferLike) -> None:
+    """Replace the receiver's jitter buffer so packets never reach its decoder.
+
+    Must be called before the receiver starts (before the answer is applied);
+    aiortc only creates the decoder input from what the jitter buffer returns.
+    """
+    name = RECEIVER_ATTRIBUTES["jitter_buffer"]
+    current = getattr(receiver, name, None)
+    if not isinstance(current, JitterBuffer) and current is not replacement:
+        raise RuntimeError(f"aiortc changed: RTCRtpReceiver has no jitter buffer at {name}")
+    setattr(receiver, name, replacement)
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send an RTCP Picture Loss Indication for ``media_ssrc`` from this receiver."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+# --- Send side: a sender whose RTP loop we own ---------------------------------------
+
+
+class RtpSendChannel:
+    """Sends pre-built RTP packets through an aiortc sender's transport.
+
+    Keeps what aiortc's own RTP loop would keep: the retransmission history (so
+    the base class answers subscriber NACKs, with RTX when negotiated) and the
+    counters its RTCP loop puts into sender reports.
+    """
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+        self._sender = sender
+        self.payload_type: int = codec.payloadType or 0
+        self.clock_rate: int = codec.clockRate
+        self.mid: str | None = getattr(sender, SENDER_ATTRIBUTES["mid"])
+        self._history: dict[int, RtpPacket] = getattr(sender, SENDER_ATTRIBUTES["rtp_history"])
+        self._extensions_map: HeaderExtensionsMap = getattr(
+            sender, SENDER_ATTRIBUTES["header_extensions_map"]
+        )
+        self.packets_sent = 0
+        self.octets_sent = 0
+
+    def clear(self) -> None:
+        """Drop the retransmission history (the sender will not send again)."""
+        self._history.clear()
+
+    async def send(self, packet: RtpPacket) -> None:
+        """Serialize, record and send one packet (raises ConnectionError when closed)."""
+        self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
+        data = packet.serialize(self._extensions_map)
+        transport: RTCDtlsTransport = self._sender.transport
+        await transport._send_rtp(data)
+        # Same bookkeeping as RTCRtpSender._run_rtp; its _run_rtcp reads these.
+        self.packets_sent += 1
+        self.octets_sent += len(packet.payload)
+        sender = self._sender
+        setattr(sender, _NTP_TIMESTAMP, aiortc_clock.current_ntp_time())
+        setattr(sender, _RTP_TIMESTAMP, packet.timestamp)
+        setattr(sender, _OCTET_COUNT, getattr(sender, _OCTET_COUNT) + len(packet.payload))
+        setattr(sender, _PACKET_COUNT, getattr(sender, _PACKET_COUNT) + 1)
+
+
+_NTP_TIMESTAMP: Final = SENDER_ATTRIBUTES["ntp_timestamp"]
+_RTP_TIMESTAMP: Final = SENDER_ATTRIBUTES["rtp_timestamp"]
+_OCTET_COUNT: Final = SENDER_ATTRIBUTES["octet_count"]
+_PACKET_COUNT: Final = SENDER_ATTRIBUTES["packet_count"]
+
+
+class HookedRtpSender(RTCRtpSender):
+    """An RTCRtpSender whose RTP loop is :meth:`run_forwarding`.
+
+    aiortc still negotiates it, starts it (``send()``), stops it (``stop()``,
+    which also sends RTCP BYE so the remote track ends), runs its RTCP loop and
+    routes RTCP feedback to it: NACKs are answered from the history that
+    :class:`RtpSendChannel` fills, PLI/FIR become :meth:`on_keyframe_request`.
+    """
+
+    async def run_forwarding(self, channel: RtpSendChannel) -> None:
+        """Send packets through ``channel`` until cancelled. Subclasses implement."""
+        raise NotImplementedError
+
+    def on_keyframe_request(self) -> None:
+        """The remote asked for a keyframe (PLI or FIR). Subclasses implement."""
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        started: asyncio.Event = getattr(self, SENDER_ATTRIBUTES["rtp_started"])
+        exited: asyncio.Event = getattr(self, SENDER_ATTRIBUTES["rtp_exited"])
+        started.set()
+        try:
+            await self.run_forwarding(RtpSendChannel(self, codec))
+        except (asyncio.CancelledError, ConnectionError):
+            # Cancelled by stop(), or the transport closed: both end the loop normally,
+            # as in aiortc's own _run_rtp.
+            pass
+        except Exception:
+            logger.exception("forwarding sender loop failed")
+        finally:
+            # stop() waits for this event; it must be set whatever happened.
+            exited.set()
+
+    def _send_keyframe(self) -> None:
+        self.on_keyframe_request()
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC the sender announces in SDP and must use in its packets."""
+    ssrc: int = getattr(sender, SENDER_ATTRIBUTES["ssrc"])
+    return ssrc
+
+
+def install_sender(
+    transceiver: RTCRtpTransceiver, sender: RTCRtpSender, *, stream_id: str, track_id: str
+) -> None:
+    """Make ``sender`` the transceiver's sender, with the given msid.
+
+    aiortc creates a plain RTCRtpSender inside addTransceiver(); we swap it
+    before the first offer so SDP announces our sender's SSRC. The msid
+    (``stream_id track_id``) lets the subscriber map the track to a participant.
+    """
+    if not hasattr(transceiver, TRANSCEIVER_SENDER_ATTRIBUTE):
+        raise RuntimeError(f"aiortc changed: no {TRANSCEIVER_SENDER_ATTRIBUTE}")
+    if transceiver.mid is not None:
+        raise RuntimeError("install_sender() after negotiation")
+    setattr(transceiver, TRANSCEIVER_SENDER_ATTRIBUTE, sender)
+    # RTCP from this transceiver's receiver (e.g. RR) must carry the sender's SSRC.
+    transceiver.receiver._set_rtcp_ssrc(sender_ssrc(sender))
+    setattr(sender, SENDER_ATTRIBUTES["stream_id"], stream_id)
+    setattr(sender, SENDER_ATTRIBUTES["track_id"], track_id)
+
+
+# --- ICE: which host addresses to gather on ------------------------------------------
+
+_gather_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "yitang_media_gather_addresses", default=None
+)
+_original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    # Replacement for aioice.ice.get_host_addresses: outside gather_only_on() it is
+    # the original, so other users of aiortc in the process are unaffected.
+    addresses = _gather_addresses.get()
+    if addresses is None:
+        assert _original_get_host_addresses is not None
+        return _original_get_host_addresses(use_ipv4, use_ipv6)
+    selected = []
+    for address in addresses:
+        version = ipaddress.ip_address(address).version
+        if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
+            selected.append(address)
+    return selected
+
+
+def _install_host_address_hook() -> None:
+    global _original_get_host_addresses
+    current = aioice.ice.get_host_addresses
+    if current is _get_host_addresses:
+        return
+    _original_get_host_addresses = current
+    aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextmanager
+def gather_only_on(addresses: tuple[str, ...] | None) -> Iterator[None]:
+    """Within this context, ICE gathering uses exactly ``addresses`` (None: aioice default).
+
+    aioice never gathers loopback by itself; this is how 127.0.0.1 is used. Wrap
+    ``await pc.setLocalDescription(...)`` (where aiortc gathers): the setting is a
+    context variable, so it follows the gathering tasks and nothing else.
+    """
+    _install_host_address_hook()
+    token = _gather_addresses.set(addresses)
+    try:
+        yield
+    finally:
+        _gather_addresses.reset(token)
+
+
+def signature_parameters(function: Callable[..., Any]) -> tuple[str, ...]:
+    """Parameter names of ``function`` (used by the pin test)."""
+    return tuple(inspect.signature(function).parameters)

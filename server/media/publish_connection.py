@@ -1,0 +1,292 @@
+"""A participant's publish peer connection: the client offers, the server answers.
+
+The client sends its camera and microphone here. Each m-line the client sends
+on gets a packet tap on its receiver and a :class:`TrackForwarder`; nothing is
+decoded. The client renegotiates (adds or stops tracks) by sending a new offer
+on the same connection; an offer after the connection failed or closed starts a
+fresh connection (aiortc has no ICE restart, so this is how a client recovers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import sdp as aiortc_sdp
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from .aiortc_internals import gather_only_on, install_jitter_buffer, send_pli
+from .codec_selection import rtx_capability, select_publish_codec
+from .config import MediaConfig
+from .errors import MediaError
+from .ice_policy import IcePolicy, add_candidate_bundled
+from .packet_tap import PacketTap
+from .sdp_validation import ValidatedSdp, validate_sdp
+from .track_forwarder import AudioLevelHandler, TrackForwarder
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL_STATES = ("failed", "closed")
+
+
+@dataclass
+class _Inbound:
+    """One receiving m-line: its transceiver, tap and (once negotiated) forwarder."""
+
+    transceiver: RTCRtpTransceiver
+    tap: PacketTap
+    forwarder: TrackForwarder | None = None
+
+
+class PublishConnection:
+    """The publish side of one participant (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        config: MediaConfig,
+        policy: IcePolicy,
+        can_publish: bool,
+        new_track_id: Callable[[str], str],
+        on_tracks_changed: Callable[[], None],
+        on_state: Callable[[str], None],
+        on_audio_level: AudioLevelHandler | None,
+    ) -> None:
+        self.participant_id = participant_id
+        self._config = config
+        self._policy = policy
+        self._can_publish = can_publish
+        self._new_track_id = new_track_id
+        self._on_tracks_changed = on_tracks_changed
+        self._on_state = on_state
+        self._on_audio_level = on_audio_level
+        self._pc: RTCPeerConnection | None = None
+        self._inbound: dict[str, _Inbound] = {}
+        self._pending_candidates: list[RTCIceCandidate | None] = []
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._log = f"publish({participant_id})"
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        """The current aiortc peer connection (diagnostics and tests only)."""
+        return self._pc
+
+    @property
+    def connection_state(self) -> str:
+        """aiortc connectionState of the current connection ("none" without one)."""
+        return self._pc.connectionState if self._pc is not None else "none"
+
+    @property
+    def forwarders(self) -> list[TrackForwarder]:
+        """Forwarders of the tracks this participant currently publishes."""
+        return [i.forwarder for i in self._inbound.values() if i.forwarder is not None]
+
+    async def handle_offer(self, text: object) -> str:
+        """Apply the client's offer and return our answer SDP (MediaError on refusal)."""
+        offer = validate_sdp(
+            text,
+            sdp_type="offer",
+            max_bytes=self._config.max_sdp_bytes,
+            max_m_lines=self._config.max_m_lines,
+        )
+        if not self._can_publish and any(m.remote_sends for m in offer.media):
+            raise MediaError("not_allowed", "this participant may not send media")
+        async with self._lock:
+            if self._closed:
+                raise MediaError("closed", "the participant has left")
+            if self._pc is not None and self._pc.connectionState in _TERMINAL_STATES:
+                await self._release_pc()
+            fresh = self._pc is None
+            plan = self._plan(offer)  # raises before any state is touched
+            if self._pc is None:
+                self._pc = self._create_pc()
+            pc = self._pc
+            try:
+                answer = await self._negotiate(pc, offer, plan)
+            except MediaError:
+                raise
+            except Exception as exc:
+                # aiortc may have applied part of the offer; a connection in an
+                # unknown state is worse than none, so drop it (and its tracks).
+                logger.warning("%s: offer failed in aiortc: %r", self._log, exc)
+                await self._release_pc()
+                raise MediaError("bad_sdp", "the offer could not be applied") from None
+            if fresh:
+                logger.info("%s: connection created", self._log)
+            return answer
+
+    async def add_candidate(self, candidate: object) -> None:
+        """Add a trickled remote candidate (validated; queued until the offer is applied)."""
+        accepted, parsed = self._policy.parse_candidate(candidate)
+        if not accepted:
+            return
+        async with self._lock:
+            pc = self._pc
+            if pc is None or pc.remoteDescription is None:
+                if len(self._pending_candidates) >= self._config.max_pending_candidates:
+                    raise MediaError("bad_candidate", "too many candidates before the offer")
+                self._pending_candidates.append(parsed)
+                return
+            await add_candidate_bundled(pc, parsed)
+
+    async def close(self) -> None:
+        """End all tracks and close the connection (idempotent)."""
+        self._closed = True
+        async with self._lock:
+            await self._release_pc()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- internals ----------------------------------------------------------------
+
+    def _create_pc(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(self._policy.rtc_configuration())
+
+        def on_state_change() -> None:
+            state = pc.connectionState
+            logger.debug("%s: connection %s", self._log, state)
+            self._on_state(state)
+            if state in _TERMINAL_STATES and pc is self._pc and not self._closed:
+                self._spawn(self._release_if_current(pc))
+
+        pc.on("connectionstatechange", on_state_change)
+        return pc
+
+    def _plan(self, offer: ValidatedSdp) -> list[tuple[str, str, RTCRtpCodecCapability]]:
+        """New m-lines to prepare: (mid, kind, capability). Validates against current state."""
+        existing = {}
+        if self._pc is not None:
+            existing = {t.mid: t.kind for t in self._pc.getTransceivers() if t.mid is not None}
+        plan = []
+        for media in offer.media:
+            if media.mid in existing:
+                if existing[media.mid] != media.kind:
+                    raise MediaError("bad_sdp", f"m-line {media.index} changed kind")
+                continue
+            preferences = (
+                self._config.audio_codecs if media.kind == "audio" else self._config.video_codecs
+            )
+            capability = select_publish_codec(media.kind, media.codecs, preferences)
+            if capability is None:
+                raise MediaError(
+                    "bad_sdp",
+                    f"m-line {media.index}: no supported {media.kind} codec "
+                    f"(accepted: {', '.join(preferences)})",
+                )
+            plan.append((media.mid, media.kind, capability))
+        if existing and len(offer.media) < len(existing):
+            raise MediaError("bad_sdp", "a re-offer cannot remove m-lines")
+        return plan
+
+    async def _negotiate(
+        self,
+        pc: RTCPeerConnection,
+        offer: ValidatedSdp,
+        plan: list[tuple[str, str, RTCRtpCodecCapability]],
+    ) -> str:
+        # Pre-create the transceivers, so that (1) the codec preference applies to
+        # the answer and (2) the tap is in place before the receiver can start.
+        for mid, kind, capability in plan:
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if kind == "video":
+                transceiver.setCodecPreferences([capability, rtx_capability()])
+            else:
+                transceiver.setCodecPreferences([capability])
+            tap = PacketTap()
+            install_jitter_buffer(transceiver.receiver, tap)
+            self._inbound[mid] = _Inbound(transceiver=transceiver, tap=tap)
+
+        await pc.setRemoteDescription(
+            RTCSessionDescription(sdp=self._policy.filter_remote_sdp(offer.text), type="offer")
+        )
+        # aiortc pairs pre-created transceivers with m-lines in order; check it did.
+        for mid, inbound in self._inbound.items():
+            if inbound.transceiver.mid not in (None, mid):
+                raise RuntimeError(f"transceiver for mid {mid} got {inbound.transceiver.mid}")
+        pending, self._pending_candidates = self._pending_candidates, []
+        for candidate in pending:
+            await add_candidate_bundled(pc, candidate)
+
+        answer = await pc.createAnswer()
+        with gather_only_on(self._policy.gather_addresses):
+            await pc.setLocalDescription(answer)
+        local = pc.localDescription.sdp
+        self._update_forwarders(local)
+        return self._policy.rewrite_local_sdp(local)
+
+    def _update_forwarders(self, local_sdp: str) -> None:
+        description = aiortc_sdp.SessionDescription.parse(local_sdp)
+        changed = False
+        for media in description.media:
+            inbound = self._inbound.get(media.rtp.muxId or "")
+            if inbound is None:
+                continue
+            receiving = media.port != 0 and media.direction in ("recvonly", "sendrecv")
+            if receiving and inbound.forwarder is None and media.rtp.codecs:
+                receiver = inbound.transceiver.receiver
+
+                async def pli(ssrc: int, receiver: RTCRtpReceiver = receiver) -> None:
+                    await send_pli(receiver, ssrc)
+
+                forwarder = TrackForwarder(
+                    track_id=self._new_track_id(media.kind),
+                    participant_id=self.participant_id,
+                    kind=media.kind,
+                    codec=media.rtp.codecs[0],
+                    send_pli=pli,
+                    keyframe_interval=self._config.keyframe_request_interval,
+                    on_audio_level=self._on_audio_level if media.kind == "audio" else None,
+                )
+                inbound.forwarder = forwarder
+                inbound.tap.handler = forwarder.on_packet
+                changed = True
+                logger.info("%s: publishing %r", self._log, forwarder)
+            elif not receiving and inbound.forwarder is not None:
+                self._end_inbound(inbound)
+                changed = True
+        if changed:
+            self._on_tracks_changed()
+
+    def _end_inbound(self, inbound: _Inbound) -> None:
+        inbound.tap.handler = None
+        if inbound.forwarder is not None:
+            logger.info("%s: track %s ended", self._log, inbound.forwarder.track_id)
+            inbound.forwarder.end()
+            inbound.forwarder = None
+
+    async def _release_if_current(self, pc: RTCPeerConnection) -> None:
+        async with self._lock:
+            if pc is self._pc:
+                await self._release_pc()
+
+    async def _release_pc(self) -> None:
+        had_tracks = any(i.forwarder is not None for i in self._inbound.values())
+        for inbound in self._inbound.values():
+            self._end_inbound(inbound)
+        self._inbound.clear()
+        self._pending_candidates.clear()
+        pc, self._pc = self._pc, None
+        if had_tracks:
+            self._on_tracks_changed()
+        if pc is not None:
+            await pc.close()
+            logger.info("%s: connection released", self._log)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

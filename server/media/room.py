@@ -1,0 +1,360 @@
+"""A media room: participants, the tracks they publish, and who receives what.
+
+Rooms are separate objects: a participant can only ever receive tracks
+published in its own room, and nothing looks tracks up by an id taken from
+client input (subscriptions are computed here, not requested by clients).
+
+Forwarding policy: audio goes to everyone. Video of pinned participants (the
+floor holder, the host: set by the caller) always goes to everyone; with
+``last_n`` set, other video is forwarded only for the ``last_n`` most recent
+active speakers. Video outside the policy is *paused*, not renegotiated: the
+subscriber's m-line stays, the sender stops forwarding, and on resume it
+restarts at a keyframe it requests, which avoids SDP churn on every speaker
+change (what production SFUs do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiortc import RTCPeerConnection
+
+from .active_speaker import ActiveSpeakerDetector
+from .config import MediaConfig
+from .errors import MediaError
+from .events import (
+    ActiveSpeaker,
+    AudioLevels,
+    ConnectionName,
+    EventCallback,
+    EventDispatcher,
+    MediaEvent,
+    ParticipantMediaState,
+    SubscriberOffer,
+    TrackInfo,
+    TracksChanged,
+)
+from .ice_policy import IcePolicy
+from .participant import Participant, check_participant_id
+from .publish_connection import PublishConnection
+from .subscribe_connection import SubscribeConnection
+from .track_forwarder import TrackForwarder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoomStats:
+    """Counters of one room; ``decoded``/``encoded`` do not exist because nothing is."""
+
+    participants: int
+    tracks: int
+    packets_received: int
+    packets_sent: int
+    packets_dropped: int
+    keyframe_requests: int
+    plis_sent: int
+    subscriber_offers: int
+
+
+class MediaRoom:
+    """The media side of one consultation session (create with ``MediaNode.room``)."""
+
+    def __init__(
+        self,
+        room_id: str,
+        config: MediaConfig,
+        *,
+        on_event: EventCallback | None = None,
+        on_closed: Callable[[MediaRoom], None] | None = None,
+    ) -> None:
+        self.room_id = room_id
+        self.config = config
+        self._policy = IcePolicy(config)
+        self._on_closed = on_closed
+        self._events = EventDispatcher(
+            on_event, max_pending=config.max_pending_events, name=f"room {room_id}"
+        )
+        self._participants: dict[str, Participant] = {}
+        self._join_counter = itertools.count()
+        self._track_counter = itertools.count(1)
+        self._pinned: frozenset[str] = frozenset()
+        self._last_n = config.last_n
+        self._speaker = ActiveSpeakerDetector(config.active_speaker, self._on_active_speaker)
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+        self._last_tracks: tuple[TrackInfo, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"MediaRoom({self.room_id!r}, {len(self._participants)} participants)"
+
+    # --- public API ---------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has started."""
+        return self._closed
+
+    @property
+    def participant_ids(self) -> list[str]:
+        """Participants in join order."""
+        return list(self._participants)
+
+    @property
+    def active_speaker(self) -> str | None:
+        """The current active speaker (None until someone has spoken)."""
+        return self._speaker.active
+
+    @property
+    def last_n(self) -> int | None:
+        """How many non-pinned video publishers are forwarded (None/0: all)."""
+        return self._last_n
+
+    @last_n.setter
+    def last_n(self, value: int | None) -> None:
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ValueError("last_n must be a non-negative int or None")
+        self._last_n = value
+        self._apply_video_policy()
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        """Participants whose video is always forwarded."""
+        return self._pinned
+
+    def set_pinned(self, participant_ids: Iterable[str]) -> None:
+        """Set the pinned participants (floor holder, host); unknown ids are kept for later."""
+        self._pinned = frozenset(participant_ids)
+        self._apply_video_policy()
+
+    async def add_participant(self, participant_id: str, *, can_publish: bool) -> None:
+        """Register a participant; its subscriber offer comes once there is something to send."""
+        self._check_open()
+        check_participant_id(participant_id)
+        if participant_id in self._participants:
+            raise MediaError("participant_exists", f"{participant_id} is already in the room")
+        pid = participant_id
+
+        def on_publish_state(state: str) -> None:
+            self._emit(ParticipantMediaState(pid, "publish", state))
+
+        def on_subscribe_state(state: str) -> None:
+            self._emit(ParticipantMediaState(pid, "subscribe", state))
+
+        def emit_offer(sdp: str) -> None:
+            self._emit(SubscriberOffer(pid, sdp))
+
+        participant = Participant(
+            participant_id=pid,
+            can_publish=bool(can_publish),
+            publish=PublishConnection(
+                participant_id=pid,
+                config=self.config,
+                policy=self._policy,
+                can_publish=bool(can_publish),
+                new_track_id=lambda kind: f"{pid}-{kind}-{next(self._track_counter)}",
+                on_tracks_changed=self._tracks_changed,
+                on_state=on_publish_state,
+                on_audio_level=self._speaker.observe,
+            ),
+            subscribe=SubscribeConnection(
+                participant_id=pid,
+                config=self.config,
+                policy=self._policy,
+                emit_offer=emit_offer,
+                on_state=on_subscribe_state,
+            ),
+            join_order=next(self._join_counter),
+        )
+        self._participants[pid] = participant
+        self._start_ticker()
+        logger.info("%r: %s joined (can_publish=%s)", self, pid, can_publish)
+        self._update_subscriptions()
+
+    async def publish(self, participant_id: str, offer_sdp: str) -> str:
+        """Apply a publish offer (first, renegotiation, or after a failure); return the answer."""
+        return await self._get(participant_id).publish.handle_offer(offer_sdp)
+
+    async def subscriber_answer(self, participant_id: str, answer_sdp: str) -> None:
+        """Apply the participant's answer to the last SubscriberOffer."""
+        await self._get(participant_id).subscribe.handle_answer(answer_sdp)
+
+    async def add_remote_candidate(
+        self, participant_id: str, connection: ConnectionName, candidate: object
+    ) -> None:
+        """Add a trickled ICE candidate (RTCIceCandidateInit-like mapping) to a connection."""
+        participant = self._get(participant_id)
+        if connection == "publish":
+            await participant.publish.add_candidate(candidate)
+        elif connection == "subscribe":
+            await participant.subscribe.add_candidate(candidate)
+        else:
+            raise MediaError("bad_candidate", "connection must be 'publish' or 'subscribe'")
+
+    async def resubscribe(self, participant_id: str) -> None:
+        """Replace the participant's subscribe connection with a fresh one (new offer)."""
+        await self._get(participant_id).subscribe.restart()
+
+    async def remove_participant(self, participant_id: str) -> None:
+        """Close the participant's connections; its tracks end for everyone (idempotent)."""
+        participant = self._participants.pop(participant_id, None)
+        if participant is None:
+            return
+        logger.info("%r: %s leaving", self, participant_id)
+        self._speaker.remove(participant_id)
+        await participant.close()
+        # close() normally reported the track change already; make sure of it.
+        self._update_subscriptions()
+
+    def tracks(self) -> tuple[TrackInfo, ...]:
+        """All tracks currently published in the room."""
+        return tuple(
+            TrackInfo(f.track_id, f.participant_id, f.kind, f.codec.mimeType)
+            for f in self._forwarders()
+        )
+
+    def track_forwarder(self, track_id: str) -> TrackForwarder:
+        """The forwarder of a track in this room (for recorders: attach a PacketSink)."""
+        for forwarder in self._forwarders():
+            if forwarder.track_id == track_id:
+                return forwarder
+        raise MediaError("bad_state", f"no track {track_id!r} in this room")
+
+    def audio_levels(self) -> dict[str, float]:
+        """Smoothed audio level per participant in dBov."""
+        return self._speaker.levels()
+
+    def connection_states(self, participant_id: str) -> dict[str, str]:
+        """{"publish": state, "subscribe": state} for one participant."""
+        participant = self._get(participant_id)
+        return {
+            "publish": participant.publish.connection_state,
+            "subscribe": participant.subscribe.connection_state,
+        }
+
+    def peer_connections(self) -> list[RTCPeerConnection]:
+        """Every live aiortc peer connection of the room (diagnostics and tests only)."""
+        pcs = []
+        for participant in self._participants.values():
+            for pc in (participant.publish.peer_connection, participant.subscribe.peer_connection):
+                if pc is not None:
+                    pcs.append(pc)
+        return pcs
+
+    def stats(self) -> RoomStats:
+        """Forwarding counters for monitoring and tests."""
+        forwarders = self._forwarders()
+        senders = [s for p in self._participants.values() for s in p.subscribe.senders]
+        return RoomStats(
+            participants=len(self._participants),
+            tracks=len(forwarders),
+            packets_received=sum(f.packets_received for f in forwarders),
+            packets_sent=sum(s.channel.packets_sent for s in senders if s.channel is not None),
+            packets_dropped=sum(s.packets_dropped for s in senders),
+            keyframe_requests=sum(f.keyframe_requests for f in forwarders),
+            plis_sent=sum(f.plis_sent for f in forwarders),
+            subscriber_offers=sum(p.subscribe.offers_sent for p in self._participants.values()),
+        )
+
+    async def close(self) -> None:
+        """Remove every participant and stop the room's tasks (idempotent)."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
+            return
+        self._closed = True
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            participants = list(self._participants.values())
+            self._participants.clear()
+            await asyncio.gather(*(p.close_quietly() for p in participants))
+            if self._ticker is not None:
+                self._ticker.cancel()
+                await asyncio.gather(self._ticker, return_exceptions=True)
+                self._ticker = None
+            await self._events.close()
+            if self._on_closed is not None:
+                self._on_closed(self)
+            logger.info("%r closed", self)
+        finally:
+            self._closing.set_result(None)
+
+    # --- internals ----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MediaError("closed", f"room {self.room_id} is closed")
+
+    def _get(self, participant_id: str) -> Participant:
+        self._check_open()
+        participant = self._participants.get(participant_id)
+        if participant is None:
+            raise MediaError("unknown_participant", f"{participant_id!r} is not in this room")
+        return participant
+
+    def _emit(self, event: MediaEvent) -> None:
+        self._events.emit(event)
+
+    def _forwarders(self) -> list[TrackForwarder]:
+        return [f for p in self._participants.values() for f in p.publish.forwarders if not f.ended]
+
+    def _tracks_changed(self) -> None:
+        self._update_subscriptions()
+
+    def _update_subscriptions(self) -> None:
+        if self._closed:
+            return
+        forwarders = self._forwarders()
+        for participant in self._participants.values():
+            pid = participant.participant_id
+            participant.subscribe.set_tracks(f for f in forwarders if f.participant_id != pid)
+        tracks = self.tracks()
+        if tracks != self._last_tracks:
+            self._last_tracks = tracks
+            self._emit(TracksChanged(tracks))
+        self._apply_video_policy()
+
+    def _apply_video_policy(self) -> None:
+        if self._closed:
+            return
+        paused: set[str] = set()
+        if self._last_n:
+            publishers = list(
+                dict.fromkeys(f.participant_id for f in self._forwarders() if f.kind == "video")
+            )
+            # Most recent active speakers first, then everyone else in join order.
+            ranking = [p for p in self._speaker.recent if p in publishers]
+            ranking += [p for p in publishers if p not in ranking]
+            allowed = set(ranking[: self._last_n]) | self._pinned
+            paused = {p for p in publishers if p not in allowed}
+        for participant in self._participants.values():
+            participant.subscribe.set_paused_publishers(paused)
+
+    def _on_active_speaker(self, participant_id: str | None) -> None:
+        self._emit(ActiveSpeaker(participant_id))
+        self._apply_video_policy()
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name=f"media-speaker-{self.room_id}")
+
+    async def _tick(self) -> None:
+        cfg = self.config
+        interval = cfg.active_speaker.tick_interval
+        levels_every = cfg.audio_levels_interval
+        next_levels = time.monotonic() + (levels_every or 0.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            try:
+                self._speaker.tick(now)
+                if levels_every is not None and now >= next_levels and self._participants:
+                    next_levels = now + levels_every
+                    self._emit(AudioLevels(self._speaker.levels()))
+            except Exception:
+                logger.exception("%r: speaker tick failed", self)

@@ -1,0 +1,385 @@
+"""A participant's subscribe peer connection: the server offers, the client answers.
+
+Why two peer connections per participant (publish + subscribe), as LiveKit does:
+each connection is negotiated in one direction only. The client is always the
+offerer on its publish connection and the server always the offerer here, so
+the two sides never make offers at the same time (no glare, no "perfect
+negotiation" rollback, which aiortc does not implement anyway), a change of the
+room's tracks never waits behind a client's camera renegotiation, and a failure
+on one side can be recovered without tearing down the other.
+
+aiortc has no ``negotiationneeded`` event, so this class re-offers itself
+whenever the set of forwarded tracks changes. Negotiations are serialised: at
+most one offer is outstanding; changes made meanwhile are folded into one new
+offer made after the answer arrives.
+
+Tracks are added as new ``sendonly`` m-lines with a :class:`ForwardingSender`
+restricted to the publisher's exact codec. A removed track's sender is stopped
+at once (its RTCP BYE ends the track at the client) and its m-line is offered
+as ``inactive``: aiortc can neither reject nor recycle m-lines, so they stay,
+and a long-lived subscriber accumulates inactive m-lines (``room.resubscribe()``
+starts a fresh connection without them).
+
+Last-N pausing (policy) never renegotiates: the sender just stops forwarding
+and, on resume, starts again at a keyframe it asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+
+from .aiortc_internals import gather_only_on, install_sender
+from .codec_selection import preferences_for
+from .config import MediaConfig
+from .errors import MediaError
+from .forwarding_sender import ForwardingSender
+from .ice_policy import IcePolicy, add_candidate_bundled
+from .sdp_validation import MediaSection, validate_sdp
+from .track_forwarder import TrackForwarder
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL_STATES = ("failed", "closed")
+
+
+@dataclass
+class _Subscription:
+    forwarder: TrackForwarder
+    transceiver: RTCRtpTransceiver
+    sender: ForwardingSender
+
+
+@dataclass(frozen=True)
+class _OfferedMedia:
+    mid: str
+    kind: str
+    payload_types: frozenset[int]
+    active: bool
+
+
+class SubscribeConnection:
+    """The subscribe side of one participant (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        participant_id: str,
+        config: MediaConfig,
+        policy: IcePolicy,
+        emit_offer: Callable[[str], None],
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.participant_id = participant_id
+        self._config = config
+        self._policy = policy
+        self._emit_offer = emit_offer
+        self._on_state = on_state
+        self._pc: RTCPeerConnection | None = None
+        self._wanted: dict[TrackForwarder, None] = {}
+        self._subs: dict[TrackForwarder, _Subscription] = {}
+        self._paused_publishers: frozenset[str] = frozenset()
+        self._offered: tuple[_OfferedMedia, ...] = ()
+        self._awaiting_answer = False
+        self._dirty = False
+        self._negotiation: asyncio.Task[None] | None = None
+        self._pending_candidates: list[RTCIceCandidate | None] = []
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        # Set when the connection failed or closed under us: no more offers until
+        # restart(), since nobody is there to answer them.
+        self._released = False
+        self._log = f"subscribe({participant_id})"
+        self.offers_sent = 0
+
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        """The current aiortc peer connection (diagnostics and tests only)."""
+        return self._pc
+
+    @property
+    def connection_state(self) -> str:
+        """aiortc connectionState of the current connection ("none" without one)."""
+        return self._pc.connectionState if self._pc is not None else "none"
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """True while an offer is outstanding."""
+        return self._awaiting_answer
+
+    @property
+    def senders(self) -> list[ForwardingSender]:
+        """The live forwarding senders (one per subscribed track)."""
+        return [s.sender for s in self._subs.values()]
+
+    def set_tracks(self, forwarders: Iterable[TrackForwarder]) -> None:
+        """Declare the tracks this participant should receive; re-offers if it changed."""
+        wanted = {f: None for f in forwarders if not f.ended}
+        if list(wanted) == list(self._wanted):
+            return
+        self._wanted = wanted
+        self._schedule()
+
+    def set_paused_publishers(self, paused: Iterable[str]) -> None:
+        """Pause video from these publishers (last-N policy), resume all others."""
+        self._paused_publishers = frozenset(paused)
+        for sub in self._subs.values():
+            self._apply_pause(sub)
+
+    async def handle_answer(self, text: object) -> None:
+        """Apply the client's answer to our outstanding offer."""
+        answer = validate_sdp(
+            text,
+            sdp_type="answer",
+            max_bytes=self._config.max_sdp_bytes,
+            # An answer mirrors our offer, which may have more m-lines than a client offer.
+            max_m_lines=max(self._config.max_m_lines, len(self._offered)),
+        )
+        async with self._lock:
+            if self._closed:
+                raise MediaError("closed", "the participant has left")
+            pc = self._pc
+            if pc is None or not self._awaiting_answer:
+                raise MediaError("bad_state", "no subscriber offer is outstanding")
+            self._check_answer(answer.media)
+            try:
+                await pc.setRemoteDescription(
+                    RTCSessionDescription(
+                        sdp=self._policy.filter_remote_sdp(answer.text), type="answer"
+                    )
+                )
+                pending, self._pending_candidates = self._pending_candidates, []
+                for candidate in pending:
+                    await add_candidate_bundled(pc, candidate)
+            except Exception as exc:
+                logger.warning("%s: answer failed in aiortc: %r", self._log, exc)
+                # Unknown state: start over with a fresh connection and offer.
+                await self._release_pc()
+                self._schedule()
+                raise MediaError("bad_sdp", "the answer could not be applied") from None
+            self._awaiting_answer = False
+            logger.debug("%s: answer applied", self._log)
+        if self._dirty:
+            self._schedule()
+
+    async def add_candidate(self, candidate: object) -> None:
+        """Add a trickled remote candidate (validated; queued until the answer)."""
+        accepted, parsed = self._policy.parse_candidate(candidate)
+        if not accepted:
+            return
+        async with self._lock:
+            pc = self._pc
+            if pc is None or pc.remoteDescription is None:
+                if len(self._pending_candidates) >= self._config.max_pending_candidates:
+                    raise MediaError("bad_candidate", "too many candidates before the answer")
+                self._pending_candidates.append(parsed)
+                return
+            await add_candidate_bundled(pc, parsed)
+
+    async def restart(self) -> None:
+        """Drop the current connection and offer a fresh one (after a failure)."""
+        async with self._lock:
+            await self._release_pc()
+            self._released = False
+        self._schedule()
+
+    async def close(self) -> None:
+        """Stop all senders and close the connection (idempotent)."""
+        self._closed = True
+        self._wanted = {}
+        negotiation, self._negotiation = self._negotiation, None
+        if negotiation is not None:
+            # Let a running offer finish rather than cancel it mid-gathering (aioice
+            # would leave the sockets it was binding open); it is short and bounded.
+            try:
+                await asyncio.wait_for(asyncio.shield(negotiation), 5.0)
+            except Exception:  # timeout, or the negotiation failed: either way stop it
+                negotiation.cancel()
+                await asyncio.gather(negotiation, return_exceptions=True)
+        async with self._lock:
+            await self._release_pc()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- negotiation ----------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        self._dirty = True
+        if self._closed or self._released:
+            return
+        if self._negotiation is None or self._negotiation.done():
+            self._negotiation = asyncio.create_task(
+                self._run_negotiations(), name=f"media-negotiation-{self.participant_id}"
+            )
+
+    async def _run_negotiations(self) -> None:
+        try:
+            while (
+                self._dirty
+                and not self._awaiting_answer
+                and not self._closed
+                and not self._released
+            ):
+                self._dirty = False
+                async with self._lock:
+                    await self._negotiate_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s: negotiation failed", self._log)
+
+    async def _negotiate_once(self) -> None:
+        if self._closed or self._released or self._awaiting_answer:
+            return
+        if self._pc is not None and _is_closing(self._pc):
+            # Closed under us (the state event's release task has not run yet).
+            await self._release_pc()
+            self._released = True
+            return
+        pc = self._pc
+        try:
+            changed = await self._sync_transceivers()
+            pc = self._pc
+            if not changed or pc is None:
+                return
+            offer = await pc.createOffer()
+            with gather_only_on(self._policy.gather_addresses):
+                await pc.setLocalDescription(offer)
+        except Exception as exc:
+            if pc is None or not _is_closing(pc):
+                raise
+            # The client went away while we were preparing the offer.
+            logger.info("%s: connection closed during negotiation (%r)", self._log, exc)
+            await self._release_pc()
+            self._released = True
+            return
+        local = pc.localDescription.sdp
+        self._offered = _describe_offer(local)
+        self._awaiting_answer = True
+        self.offers_sent += 1
+        logger.debug("%s: offer %d sent", self._log, self.offers_sent)
+        self._emit_offer(self._policy.rewrite_local_sdp(local))
+
+    async def _sync_transceivers(self) -> bool:
+        changed = False
+        for forwarder in [f for f in self._subs if f not in self._wanted or f.ended]:
+            sub = self._subs.pop(forwarder)
+            sub.transceiver.direction = "inactive"
+            # Stopping sends RTCP BYE: the client's track ends now, not at the answer.
+            await sub.sender.stop()
+            sub.sender.release()
+            changed = True
+        new = [f for f in self._wanted if f not in self._subs and not f.ended]
+        if new and self._pc is None:
+            self._pc = self._create_pc()
+        pc = self._pc
+        for forwarder in new:
+            assert pc is not None
+            transceiver = pc.addTransceiver(forwarder.kind, direction="sendonly")
+            transceiver.setCodecPreferences(preferences_for(forwarder.codec))
+            queue_size = (
+                self._config.video_queue_packets
+                if forwarder.kind == "video"
+                else self._config.audio_queue_packets
+            )
+            sender = ForwardingSender(
+                forwarder,
+                transceiver.receiver.transport,
+                queue_size=queue_size,
+                keyframe_retry_interval=self._config.keyframe_retry_interval,
+            )
+            install_sender(
+                transceiver,
+                sender,
+                stream_id=forwarder.participant_id,
+                track_id=forwarder.track_id,
+            )
+            sub = _Subscription(forwarder=forwarder, transceiver=transceiver, sender=sender)
+            self._apply_pause(sub)
+            self._subs[forwarder] = sub
+            changed = True
+        return changed
+
+    def _check_answer(self, media: Iterable[MediaSection]) -> None:
+        answered = list(media)
+        if [(m.mid, m.kind) for m in answered] != [(o.mid, o.kind) for o in self._offered]:
+            raise MediaError("bad_sdp", "the answer's m-lines do not match the offer")
+        for offered, m in zip(self._offered, answered, strict=True):
+            if not offered.active or m.port == 0 or m.direction == "inactive":
+                continue
+            if m.remote_sends:
+                raise MediaError("bad_sdp", f"m-line {m.index}: subscribers cannot send")
+            if not any(c.payloadType in offered.payload_types for c in m.codecs):
+                raise MediaError("bad_sdp", f"m-line {m.index}: the offered codec is missing")
+
+    # --- connection life cycle --------------------------------------------------------
+
+    def _create_pc(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(self._policy.rtc_configuration())
+
+        def on_state_change() -> None:
+            state = pc.connectionState
+            logger.debug("%s: connection %s", self._log, state)
+            self._on_state(state)
+            if state in _TERMINAL_STATES and pc is self._pc and not self._closed:
+                self._spawn(self._release_if_current(pc))
+
+        pc.on("connectionstatechange", on_state_change)
+        logger.info("%s: connection created", self._log)
+        return pc
+
+    async def _release_if_current(self, pc: RTCPeerConnection) -> None:
+        async with self._lock:
+            if pc is self._pc:
+                await self._release_pc()
+                self._released = True
+
+    async def _release_pc(self) -> None:
+        subs, self._subs = self._subs, {}
+        for sub in subs.values():
+            sub.sender.release()
+        pc, self._pc = self._pc, None
+        self._awaiting_answer = False
+        self._offered = ()
+        self._pending_candidates.clear()
+        if pc is not None:
+            await pc.close()  # stops every sender (BYE) and the transports
+            logger.info("%s: connection released", self._log)
+
+    def _apply_pause(self, sub: _Subscription) -> None:
+        if sub.forwarder.kind == "video":
+            sub.sender.set_paused(sub.forwarder.participant_id in self._paused_publishers)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _is_closing(pc: RTCPeerConnection) -> bool:
+    # signalingState turns "closed" as soon as close() starts; connectionState
+    # only when it ends.
+    return pc.signalingState == "closed" or pc.connectionState in _TERMINAL_STATES
+
+
+def _describe_offer(sdp_text: str) -> tuple[_OfferedMedia, ...]:
+    description = aiortc_sdp.SessionDescription.parse(sdp_text)
+    return tuple(
+        _OfferedMedia(
+            mid=m.rtp.muxId or "",
+            kind=m.kind,
+            payload_types=frozenset(
+                c.payloadType for c in m.rtp.codecs if c.payloadType is not None
+            ),
+            active=m.direction in ("sendonly", "sendrecv"),
+        )
+        for m in description.media
+    )

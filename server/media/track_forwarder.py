@@ -1,0 +1,203 @@
+"""Fan-out of one published track's encoded RTP packets to its sinks.
+
+A sink is anything implementing :class:`PacketSink`: a subscriber's
+:class:`~server.media.forwarding_sender.ForwardingSender`, or a recorder that
+muxes packets to a file. Sinks must not block: ``on_packet`` is called in the
+publisher's receive path, so a sink only queues (``put_nowait`` semantics) and
+does its work in its own task. A sink that needs a keyframe (joining, after
+dropping packets) calls :meth:`TrackForwarder.request_keyframe`; requests are
+coalesced into at most one PLI to the publisher per interval.
+
+Recorder example::
+
+    class Recorder:
+        def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
+            self.queue.put_nowait(packet)          # drop on overflow + request keyframe
+        def on_forwarder_ended(self) -> None:
+            self.queue.put_nowait(None)
+
+    forwarder = room.track_forwarder(track_id)
+    forwarder.attach(recorder)
+    forwarder.request_keyframe()                   # start the file at a keyframe
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from .keyframes import keyframe_detector
+
+logger = logging.getLogger(__name__)
+
+
+class PacketSink(Protocol):
+    """A consumer of a track's encoded packets (subscriber sender, recorder)."""
+
+    def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
+        """Take one packet without blocking; ``packet`` must not be modified."""
+        ...
+
+    def on_forwarder_ended(self) -> None:
+        """The published track ended; no more packets will come."""
+        ...
+
+
+PliSender = Callable[[int], Coroutine[Any, Any, None]]
+AudioLevelHandler = Callable[[str, int], None]
+
+
+async def _no_pli(ssrc: int) -> None:
+    return None
+
+
+class TrackForwarder:
+    """One published track: receives its packets from the tap, feeds every sink."""
+
+    def __init__(
+        self,
+        *,
+        track_id: str,
+        participant_id: str,
+        kind: str,
+        codec: RTCRtpCodecParameters,
+        send_pli: PliSender,
+        keyframe_interval: float = 0.5,
+        on_audio_level: AudioLevelHandler | None = None,
+    ) -> None:
+        self.track_id = track_id
+        self.participant_id = participant_id
+        self.kind = kind
+        self.codec = codec
+        self._send_pli = send_pli
+        self._keyframe_interval = keyframe_interval
+        self._on_audio_level = on_audio_level
+        self._is_keyframe = keyframe_detector(codec.name)
+        self._sinks: tuple[PacketSink, ...] = ()
+        self._ended = False
+        self._source_ssrc: int | None = None
+        self._last_pli = float("-inf")
+        self._pli_pending = False
+        self._pli_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Counters, exposed through stats.
+        self.packets_received = 0
+        self.keyframes_received = 0
+        self.keyframe_requests = 0
+        self.plis_sent = 0
+
+    def __repr__(self) -> str:
+        return f"TrackForwarder({self.track_id}, {self.kind}/{self.codec.name})"
+
+    @property
+    def ended(self) -> bool:
+        """True once the published track has ended."""
+        return self._ended
+
+    @property
+    def sinks(self) -> tuple[PacketSink, ...]:
+        """The attached sinks."""
+        return self._sinks
+
+    def codec_capability(self) -> RTCRtpCodecCapability:
+        """The codec a subscriber must be offered (exactly the publisher's)."""
+        return RTCRtpCodecCapability(
+            mimeType=self.codec.mimeType,
+            clockRate=self.codec.clockRate,
+            channels=self.codec.channels,
+            parameters=dict(self.codec.parameters),
+        )
+
+    def attach(self, sink: PacketSink) -> None:
+        """Start feeding ``sink``; an ended forwarder tells it at once."""
+        if self._ended:
+            sink.on_forwarder_ended()
+            return
+        if sink not in self._sinks:
+            self._sinks = (*self._sinks, sink)
+
+    def detach(self, sink: PacketSink) -> None:
+        """Stop feeding ``sink`` (no-op if not attached)."""
+        self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    def on_packet(self, packet: RtpPacket) -> None:
+        """Called by the packet tap for every received packet."""
+        if self._ended:
+            return
+        self.packets_received += 1
+        self._source_ssrc = packet.ssrc
+        is_keyframe = bool(packet.payload) and self._is_keyframe(packet.payload)
+        if is_keyframe:
+            self.keyframes_received += 1
+            # This keyframe answers any request still waiting for the rate limit.
+            self._pli_pending = False
+            if self._pli_timer is not None:
+                self._pli_timer.cancel()
+                self._pli_timer = None
+        elif self._pli_pending and self._pli_timer is None:
+            # A request made before we knew the publisher's SSRC.
+            self._fire_pli()
+        if self._on_audio_level is not None:
+            level = packet.extensions.audio_level
+            if level is not None:
+                self._on_audio_level(self.participant_id, int(level[1]))
+        for sink in self._sinks:
+            sink.on_packet(packet, is_keyframe)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, at most once per interval (coalesced)."""
+        if self._ended or self.kind != "video":
+            return
+        self.keyframe_requests += 1
+        self._pli_pending = True
+        if self._pli_timer is not None:
+            return  # already scheduled: this request rides along
+        wait = self._last_pli + self._keyframe_interval - time.monotonic()
+        if wait <= 0:
+            self._fire_pli()
+        else:
+            self._pli_timer = asyncio.get_running_loop().call_later(wait, self._fire_pli)
+
+    def _fire_pli(self) -> None:
+        self._pli_timer = None
+        if self._ended or not self._pli_pending or self._source_ssrc is None:
+            return  # without the SSRC, on_packet fires it when the first packet comes
+        self._pli_pending = False
+        self._last_pli = time.monotonic()
+        self.plis_sent += 1
+        task = asyncio.create_task(self._send_pli(self._source_ssrc))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("%r: PLI failed: %s", self, task.exception())
+
+    def end(self) -> None:
+        """The published track is gone: tell every sink, drop timers (idempotent)."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._pli_timer is not None:
+            self._pli_timer.cancel()
+            self._pli_timer = None
+        for task in self._tasks:
+            task.cancel()
+        # Subscribers' senders may outlive us (inactive m-lines): drop the
+        # references that lead back to the publisher's receiver and the room.
+        self._send_pli = _no_pli
+        self._on_audio_level = None
+        sinks, self._sinks = self._sinks, ()
+        for sink in sinks:
+            try:
+                sink.on_forwarder_ended()
+            except Exception:
+                logger.exception("%r: sink failed on end", self)
+        logger.debug("%r ended", self)

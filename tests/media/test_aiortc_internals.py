@@ -1,0 +1,180 @@
+"""Pin test: every aiortc/aioice internal the media layer relies on still exists.
+
+If this fails after an aiortc upgrade, the message names the attribute that
+moved; fix ``server/media/aiortc_internals.py`` (and only that module).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aioice.ice
+import pytest
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import HeaderExtensionsMap
+
+from server.media import aiortc_internals as internals
+
+
+def _params(function: object) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+async def _transceiver() -> tuple[RTCPeerConnection, RTCRtpTransceiver]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: stay on this host
+    return pc, pc.addTransceiver("video", direction="sendonly")
+
+
+def test_aiortc_version_is_the_pinned_one() -> None:
+    import aiortc
+
+    assert aiortc.__version__ == "1.16.0", (
+        f"aiortc {aiortc.__version__} installed; server/media/aiortc_internals.py was "
+        "written against 1.16.0 - re-check every name it uses, then update this test"
+    )
+
+
+@pytest.mark.parametrize(("role", "attribute"), sorted(internals.SENDER_ATTRIBUTES.items()))
+async def test_sender_private_attributes_exist(role: str, attribute: str) -> None:
+    pc, transceiver = await _transceiver()
+    try:
+        assert hasattr(transceiver.sender, attribute), (
+            f"aiortc changed: RTCRtpSender has no {attribute} ({role})"
+        )
+    finally:
+        await pc.close()
+
+
+async def test_sender_private_attribute_types() -> None:
+    pc, transceiver = await _transceiver()
+    sender = transceiver.sender
+    names = internals.SENDER_ATTRIBUTES
+    try:
+        for role in ("rtp_started", "rtp_exited"):
+            assert isinstance(getattr(sender, names[role]), asyncio.Event), names[role]
+        assert isinstance(getattr(sender, names["rtp_history"]), dict), names["rtp_history"]
+        assert isinstance(getattr(sender, names["header_extensions_map"]), HeaderExtensionsMap), (
+            names["header_extensions_map"]
+        )
+        for role in ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count", "ssrc"):
+            assert isinstance(getattr(sender, names[role]), int), names[role]
+    finally:
+        await pc.close()
+
+
+@pytest.mark.parametrize(("method", "parameters"), sorted(internals.SENDER_METHODS.items()))
+def test_sender_private_methods_have_expected_signatures(
+    method: str, parameters: tuple[str, ...]
+) -> None:
+    function = getattr(RTCRtpSender, method, None)
+    assert function is not None, f"aiortc changed: RTCRtpSender.{method} is gone"
+    assert _params(function) == parameters, (
+        f"aiortc changed: RTCRtpSender.{method}{_params(function)}, expected {parameters}"
+    )
+
+
+def test_sender_rtp_loop_still_is_the_hooked_method() -> None:
+    # send() must still start the RTP loop via self._run_rtp(codec), and the RTCP
+    # handler must still route PLI/FIR to _send_keyframe and NACKs to _retransmit.
+    send_source = inspect.getsource(RTCRtpSender.send)
+    assert "self._run_rtp(" in send_source, "aiortc changed: send() no longer calls _run_rtp"
+    rtcp_source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in rtcp_source, "aiortc changed: PLI no longer -> _send_keyframe"
+    assert "self._retransmit(" in rtcp_source, "aiortc changed: NACK no longer -> _retransmit"
+    rtcp_loop = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in ("__packet_count", "__octet_count", "__rtp_timestamp", "__ntp_timestamp"):
+        assert f"self.{name}" in rtcp_loop, f"aiortc changed: sender reports no longer use {name}"
+
+
+async def test_receiver_jitter_buffer_and_methods() -> None:
+    pc, transceiver = await _transceiver()
+    try:
+        name = internals.RECEIVER_ATTRIBUTES["jitter_buffer"]
+        assert isinstance(getattr(transceiver.receiver, name, None), JitterBuffer), (
+            f"aiortc changed: RTCRtpReceiver has no JitterBuffer at {name}"
+        )
+    finally:
+        await pc.close()
+    for method, parameters in internals.RECEIVER_METHODS.items():
+        function = getattr(RTCRtpReceiver, method, None)
+        assert function is not None, f"aiortc changed: RTCRtpReceiver.{method} is gone"
+        assert _params(function) == parameters, f"aiortc changed: RTCRtpReceiver.{method}"
+    source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__jitter_buffer.add(packet)" in source, (
+        "aiortc changed: the receiver no longer feeds packets to __jitter_buffer.add()"
+    )
+
+
+async def test_transceiver_sender_attribute() -> None:
+    pc, transceiver = await _transceiver()
+    try:
+        attribute = internals.TRANSCEIVER_SENDER_ATTRIBUTE
+        assert getattr(transceiver, attribute, None) is transceiver.sender, (
+            f"aiortc changed: RTCRtpTransceiver.sender is not stored in {attribute}"
+        )
+    finally:
+        await pc.close()
+
+
+def test_dtls_send_rtp_method() -> None:
+    method, parameters = internals.DTLS_SEND_RTP_METHOD
+    function = getattr(RTCDtlsTransport, method, None)
+    assert function is not None, f"aiortc changed: RTCDtlsTransport.{method} is gone"
+    assert _params(function) == parameters, f"aiortc changed: RTCDtlsTransport.{method}"
+
+
+def test_aioice_host_address_function() -> None:
+    name, parameters = internals.AIOICE_HOST_ADDRESSES_FUNCTION
+    function = getattr(aioice.ice, name, None)
+    assert function is not None, f"aioice changed: aioice.ice.{name} is gone"
+    if function is not internals._get_host_addresses:
+        assert _params(function) == parameters, f"aioice changed: {name}{_params(function)}"
+    source = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert f"{name}(" in source, f"aioice changed: gather_candidates no longer calls {name}"
+
+
+async def test_install_sender_and_jitter_buffer_work_on_a_real_transceiver() -> None:
+    pc, transceiver = await _transceiver()
+    try:
+        sender = internals.HookedRtpSender("video", transceiver.receiver.transport)
+        internals.install_sender(transceiver, sender, stream_id="p1", track_id="p1-video-1")
+        assert transceiver.sender is sender
+        offer = await pc.createOffer()
+        assert f"a=ssrc:{internals.sender_ssrc(sender)} " in offer.sdp
+        assert "a=msid:p1 p1-video-1" in offer.sdp
+
+        class Tap:
+            def add(self, packet: object) -> tuple[bool, None]:
+                return False, None
+
+        tap = Tap()
+        internals.install_jitter_buffer(transceiver.receiver, tap)  # type: ignore[arg-type]
+        assert getattr(transceiver.receiver, internals.RECEIVER_ATTRIBUTES["jitter_buffer"]) is tap
+    finally:
+        await pc.close()
+
+
+async def test_gather_only_on_loopback() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: stay on this host
+    try:
+        pc.addTransceiver("audio")
+        with internals.gather_only_on(("127.0.0.1",)):
+            await pc.setLocalDescription(await pc.createOffer())
+        candidates = [
+            line for line in pc.localDescription.sdp.splitlines() if line.startswith("a=candidate")
+        ]
+        assert candidates
+        assert all(" 127.0.0.1 " in line for line in candidates)
+    finally:
+        await pc.close()
+    # Outside the context the original aioice behaviour is used again.
+    assert internals._gather_addresses.get() is None

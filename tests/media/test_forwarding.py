@@ -1,0 +1,209 @@
+"""Participants see and hear each other through the forwarding SFU."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from media_testkit import (
+    LOOPBACK,
+    CodecUsageProbe,
+    RoomHarness,
+    client_configuration,
+)
+
+from server.media.aiortc_internals import SENDER_ATTRIBUTES, gather_only_on
+from server.media.forwarding_sender import ForwardingSender
+
+
+async def test_two_participants_receive_each_others_media(harness: RoomHarness) -> None:
+    alice = harness.client("alice")
+    bob = harness.client("bob")
+    await alice.join()
+    await bob.join()
+
+    await harness.wait_until(
+        lambda: all(
+            c.frames_from(other, "video") >= 10 and c.frames_from(other, "audio") >= 10
+            for c, other in ((alice, "bob"), (bob, "alice"))
+        ),
+        "both clients to decode each other's audio and video",
+    )
+    # The content is what the other side drew: its sender index, counters increasing.
+    for client, other in ((alice, bob), (bob, alice)):
+        (track,) = client.tracks_from(other.participant_id, "video")
+        senders = {s for s, _ in track.counters}
+        assert senders == {other.index}
+        counters = [c for _, c in track.counters]
+        assert counters == sorted(counters), "frames arrive in order"
+        assert counters[-1] - counters[0] >= len(counters) - 1
+        assert other.video is not None
+        assert counters[-1] < other.video.sent
+    # The publish answer accepted the RFC 6464 audio-level extension (speaker detection).
+    assert alice.pub_pc is not None
+    assert "urn:ietf:params:rtp-hdrext:ssrc-audio-level" in alice.pub_pc.remoteDescription.sdp
+
+    # Our senders' reports carry real counters: the client sees them as remote-outbound-rtp.
+    async def reported_packets() -> list[int]:
+        assert alice.sub_pc is not None
+        values = []
+        for transceiver in alice.sub_pc.getTransceivers():
+            report = await transceiver.receiver.getStats()
+            values += [s.packetsSent for s in report.values() if s.type == "remote-outbound-rtp"]
+        return values
+
+    reported: list[int] = []
+
+    async def poll() -> None:
+        while len(reported) < 2 or min(reported) == 0:
+            reported[:] = await reported_packets()
+            await asyncio.sleep(0.1)  # polling getStats(): there is no event for an SR
+
+    await asyncio.wait_for(poll(), 5)
+    server_senders = [
+        s for p in ("alice", "bob") for s in harness.room._participants[p].subscribe.senders
+    ]
+    for sender in server_senders:
+        assert sender.channel is not None
+        assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == sender.channel.packets_sent > 0
+        assert getattr(sender, SENDER_ATTRIBUTES["rtp_history"]), "NACK history is filled"
+
+
+async def test_three_participants_and_the_server_never_transcodes(
+    harness: RoomHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = CodecUsageProbe(monkeypatch)
+    clients = [harness.client(name) for name in ("alice", "bob", "carol")]
+    for client in clients:
+        await client.join()
+
+    def everyone_sees_everyone() -> bool:
+        return all(
+            c.frames_from(o.participant_id, kind) >= 10
+            for c in clients
+            for o in clients
+            if o is not c
+            for kind in ("audio", "video")
+        )
+
+    await harness.wait_until(everyone_sees_everyone, "each client to receive the two others")
+    for client in clients:
+        for other in clients:
+            if other is client:
+                continue
+            (track,) = client.tracks_from(other.participant_id, "video")
+            assert {s for s, _ in track.counters} == {other.index}
+            counters = [c for _, c in track.counters]
+            assert counters == sorted(counters)
+
+    # The server's own receivers and senders never decoded or encoded a frame ...
+    transceivers = [t for pc in harness.room.peer_connections() for t in pc.getTransceivers()]
+    assert len(transceivers) == 3 * 2 + 3 * 4  # 2 published + 4 subscribed m-lines each
+    server_receivers = [t.receiver for t in transceivers]
+    server_senders = [t.sender for t in transceivers]
+    sending = [t.sender for t in transceivers if t.direction == "sendonly"]
+    assert len(sending) == 12
+    assert all(isinstance(s, ForwardingSender) for s in sending)
+    assert sum(probe.frames_decoded_by(r) for r in server_receivers) == 0
+    assert sum(probe.frames_encoded_by(s) for s in server_senders) == 0
+    # ... while the probe did see the clients' codecs at work in the same process.
+    assert probe.total_decoded > 0
+    assert probe.total_encoded > 0
+    stats = harness.room.stats()
+    assert stats.packets_received > 0
+    assert stats.packets_sent > 0
+
+
+async def test_late_joiner_gets_video_after_a_keyframe_request(harness: RoomHarness) -> None:
+    alice = harness.client("alice")
+    bob = harness.client("bob")
+    await alice.join()
+    await bob.join()
+    await harness.wait_until(
+        lambda: alice.frames_from("bob", "video") >= 30 and bob.frames_from("alice", "video") >= 30,
+        "the first two to exchange video for about a second",
+    )
+    plis_before = harness.room.stats().plis_sent
+
+    carol = harness.client("carol", video=False, audio=False)
+    await carol.join(publish=False)
+    await harness.wait_until(
+        lambda: carol.frames_from("alice", "video") >= 1 and carol.frames_from("bob", "video") >= 1,
+        "the late joiner's first video frames",
+        within=5,
+    )
+    assert harness.room.stats().plis_sent > plis_before
+    assert carol.connected_at is not None
+    for publisher in ("alice", "bob"):
+        (track,) = carol.tracks_from(publisher, "video")
+        assert track.first_frame_at is not None
+        assert track.first_frame_at - carol.connected_at < 1.0
+
+
+async def test_leaving_participant_tracks_end_at_the_others_within_a_second(
+    harness: RoomHarness,
+) -> None:
+    alice = harness.client("alice")
+    bob = harness.client("bob")
+    await alice.join()
+    await bob.join()
+    await harness.wait_until(
+        lambda: alice.frames_from("bob", "video") >= 5 and alice.frames_from("bob", "audio") >= 5,
+        "alice to receive bob",
+    )
+    offers_before = alice.offers
+    started = time.monotonic()
+    await harness.room.remove_participant("bob")
+    await harness.wait_until(
+        lambda: all(t.ended for t in alice.tracks_from("bob")), "bob's tracks to end", within=1.0
+    )
+    assert time.monotonic() - started < 1.0
+    # ... and alice got a re-offer without them (m-lines inactive).
+    await harness.wait_until(lambda: alice.offers > offers_before, "a re-offer", within=2)
+    assert alice.sub_pc is not None
+    directions = [t.currentDirection for t in alice.sub_pc.getTransceivers()]
+    await harness.wait_until(
+        lambda: (
+            [t.currentDirection for t in alice.sub_pc.getTransceivers()]  # type: ignore[union-attr]
+            == ["inactive", "inactive"]
+        ),
+        f"bob's m-lines to be inactive (were {directions})",
+        within=2,
+    )
+    assert harness.room.tracks() == tuple(
+        t for t in harness.room.tracks() if t.participant_id == "alice"
+    )
+    assert harness.room.participant_ids == ["alice"]
+
+
+async def test_h264_is_forwarded_when_the_publisher_offers_only_h264(
+    harness: RoomHarness,
+) -> None:
+    from aiortc import RTCRtpSender
+
+    alice = harness.client("alice", audio=False)
+    bob = harness.client("bob", video=False, audio=False)
+    await harness.room.add_participant("alice", can_publish=True)
+    with gather_only_on(LOOPBACK):
+        alice.pub_pc = RTCPeerConnection(client_configuration())
+        transceiver = alice.pub_pc.addTransceiver(alice.video, direction="sendonly")  # type: ignore[arg-type]
+        transceiver.setCodecPreferences(
+            [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType == "video/H264" and c.parameters["profile-level-id"] == "42e01f"
+            ]
+        )
+        await alice.pub_pc.setLocalDescription(await alice.pub_pc.createOffer())
+    answer = await harness.room.publish("alice", alice.pub_pc.localDescription.sdp)
+    assert "H264" in answer
+    assert "VP8" not in answer
+    await alice.pub_pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    await bob.join(publish=False)
+    await harness.wait_until(lambda: bob.frames_from("alice", "video") >= 5, "H.264 frames at bob")
+    (track,) = bob.tracks_from("alice", "video")
+    assert {s for s, _ in track.counters} == {alice.index}
+    (info,) = harness.room.tracks()
+    assert info.codec == "video/H264"

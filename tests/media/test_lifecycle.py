@@ -1,0 +1,118 @@
+"""Peer connections, tasks and queues are released when participants go."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+from aiortc import RTCPeerConnection
+from media_testkit import RoomHarness
+
+from server.media import ParticipantMediaState
+
+
+def _tasks() -> set[asyncio.Task[object]]:
+    return {t for t in asyncio.all_tasks() if not t.done()}
+
+
+async def test_join_leave_churn_leaks_no_tasks_or_peer_connections(harness: RoomHarness) -> None:
+    host = harness.client("host")
+    await host.join()
+    server_pcs: list[weakref.ref[RTCPeerConnection]] = []
+    client_pcs: list[weakref.ref[RTCPeerConnection]] = []
+
+    async def guest_round(i: int) -> None:
+        pid = f"guest{i}"
+        guest = harness.client(pid, width=64, height=48)
+        await guest.join()
+        await harness.wait_until(
+            lambda: guest.frames_from("host", "video") >= 1 and host.frames_from(pid, "video") >= 1,
+            f"{pid} and host to see each other",
+        )
+        server_pcs.extend(weakref.ref(pc) for pc in harness.room.peer_connections()[2:])
+        client_pcs.extend(weakref.ref(pc) for pc in (guest.pub_pc, guest.sub_pc) if pc)
+        await harness.room.remove_participant(pid)
+        await guest.close()
+        del harness.clients[pid]
+
+    # Warm-up: after one guest, the host's own connections all exist and run.
+    await guest_round(0)
+    baseline = _tasks()
+    for i in range(1, 21):
+        await guest_round(i)
+
+    assert harness.room.participant_ids == ["host"]
+    await harness.wait_until(
+        lambda: all(t.ended for t in host.received.values() if t.publisher_id != "host"),
+        "every guest track to end at the host",
+    )
+
+    def host_client_task(task: asyncio.Task[object]) -> bool:
+        # The host's own aiortc client keeps one RTCP task per receiver it ever had
+        # until its peer connection closes: client behaviour, not a server leak.
+        owner = getattr(task.get_coro(), "cr_frame", None)
+        owner_self = owner.f_locals.get("self") if owner is not None else None
+        assert host.sub_pc is not None
+        return any(owner_self is t.receiver for t in host.sub_pc.getTransceivers())
+
+    def settled() -> bool:
+        gc.collect()
+        current = set(harness.room.peer_connections())
+        live_guest_pcs = [r for r in server_pcs if r() is not None and r() not in current]
+        extra = [t for t in _tasks() - baseline if not host_client_task(t)]
+        live_client_pcs = [r for r in client_pcs if r() is not None]
+        state["left"] = (
+            f"{len(live_guest_pcs)} server pcs, {len(live_client_pcs)} client pcs, "
+            f"tasks: {sorted(t.get_coro().__qualname__ for t in extra)}"  # type: ignore[union-attr]
+        )
+        return not live_guest_pcs and not live_client_pcs and not extra
+
+    state: dict[str, str] = {}
+    try:
+        await harness.wait_until(settled, "guest connections and tasks to be released", within=20)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: left {state['left']}") from None
+    # The host's subscribe connection stopped every guest sender; only m-lines remain.
+    subscribe_pc = harness.room.peer_connections()[1]
+    assert len(subscribe_pc.getTransceivers()) == 42
+    assert all(t.direction == "inactive" for t in subscribe_pc.getTransceivers())
+
+
+async def test_client_closing_releases_the_server_connections(harness: RoomHarness) -> None:
+    alice = harness.client("alice")
+    bob = harness.client("bob")
+    await alice.join()
+    await bob.join()
+    await harness.wait_until(lambda: alice.frames_from("bob", "video") >= 3, "alice sees bob")
+    # bob's browser goes away without a goodbye: its DTLS close reaches the server.
+    await bob.close()
+    await harness.wait_until(
+        lambda: harness.room.connection_states("bob") == {"publish": "none", "subscribe": "none"},
+        "bob's server connections to be released",
+        within=5,
+    )
+
+    def states() -> set[tuple[str, str]]:
+        return {
+            (e.connection, e.state)
+            for e in harness.events
+            if isinstance(e, ParticipantMediaState) and e.participant_id == "bob"
+        }
+
+    await harness.wait_until(
+        lambda: {("publish", "closed"), ("subscribe", "closed")} <= states(),
+        "closed events for both of bob's connections",
+    )
+    await harness.wait_until(
+        lambda: all(t.ended for t in alice.tracks_from("bob")), "bob's tracks to end at alice"
+    )
+    assert [t.participant_id for t in harness.room.tracks()] == ["alice", "alice"]
+    # bob comes back on the same participant: a new publish offer and resubscribe.
+    bob2 = harness.client("bob")
+    await bob2.publish()
+    await harness.room.resubscribe("bob")
+    await harness.wait_until(
+        lambda: bob2.frames_from("alice", "video") >= 3 and alice.frames_from("bob", "video") >= 3,
+        "bob back in both directions",
+    )

@@ -1,0 +1,165 @@
+"""Malformed, oversized or disallowed SDP and candidates are refused cleanly."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+from media_testkit import LOOPBACK, RoomHarness, loopback_config
+
+from server.media import IceAddress, MediaError
+from server.media.aiortc_internals import gather_only_on
+from server.media.ice_policy import IcePolicy
+
+
+async def _valid_offer(harness: RoomHarness, pid: str) -> str:
+    client = harness.client(pid)
+    with gather_only_on(LOOPBACK):
+        return await client.make_publish_offer()
+
+
+def _bad_offers(valid: str) -> dict[str, object]:
+    m_line = valid[valid.index("m=video") :]
+    return {
+        "not a string": b"v=0",
+        "empty": "",
+        "garbage": "hello world",
+        "no media": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",
+        "oversized": valid + "a=x-padding:" + "x" * (64 * 1024) + "\r\n",
+        "too many m-lines": valid + m_line * 8,
+        "bad payload type": re.sub(r"(m=video \d+ UDP/TLS/RTP/SAVPF) 97", r"\1 300", valid),
+        "control characters": valid.replace("a=mid:1", "a=mid:1\x00"),
+        "no fingerprint": "\r\n".join(
+            line for line in valid.splitlines() if not line.startswith("a=fingerprint")
+        ),
+        "no ice credentials": "\r\n".join(
+            line for line in valid.splitlines() if not line.startswith("a=ice-pwd")
+        ),
+        "data channel": valid + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:9\r\n",
+        "unsupported codec only": valid.replace("VP8/90000", "VP9/90000").replace(
+            "H264/90000", "H265/90000"
+        ),
+        "broken candidate": re.sub(r"a=candidate:[^\r\n]*", "a=candidate:garbage", valid, count=1),
+    }
+
+
+async def test_bad_publish_offers_raise_bad_sdp_and_leave_nothing(harness: RoomHarness) -> None:
+    await harness.room.add_participant("mallory", can_publish=True)
+    valid = await _valid_offer(harness, "mallory")
+    assert re.search(r"m=video \d+ UDP/TLS/RTP/SAVPF 97 ", valid)
+    for name, offer in _bad_offers(valid).items():
+        with pytest.raises(MediaError) as info:
+            await harness.room.publish("mallory", offer)  # type: ignore[arg-type]
+        assert info.value.code == "bad_sdp", name
+        assert harness.room.peer_connections() == [], f"{name} left a peer connection"
+        assert harness.room.tracks() == ()
+    # The same participant can then publish properly, and the room works.
+    mallory = harness.clients["mallory"]
+    await mallory.close()
+    await mallory.publish()
+    viewer = harness.client("viewer", video=False, audio=False)
+    await viewer.join(publish=False)
+    await harness.wait_until(
+        lambda: viewer.frames_from("mallory", "video") >= 3, "media after the bad offers"
+    )
+
+
+async def test_bad_subscriber_answers(harness: RoomHarness) -> None:
+    alice = harness.client("alice")
+    await alice.join()
+    # bob is registered but answers by hand.
+    await harness.room.add_participant("bob", can_publish=False)
+    with pytest.raises(MediaError) as info:
+        await harness.room.subscriber_answer("bob", "v=0\r\n")
+    assert info.value.code == "bad_sdp"
+    offer = await harness.wait_for_offer("bob")
+    with pytest.raises(MediaError) as info:
+        await harness.room.subscriber_answer("bob", offer)  # an offer is not an answer
+    assert info.value.code == "bad_sdp"
+    with pytest.raises(MediaError) as info:
+        await harness.room.subscriber_answer(
+            "bob",
+            offer.replace("a=setup:actpass", "a=setup:active").replace("sendonly", "sendrecv"),
+        )
+    assert info.value.code == "bad_sdp"
+    # A real answer still works after the bad ones.
+    bob = harness.client("bob", video=False, audio=False)
+    await bob.on_subscriber_offer(offer)
+    await harness.wait_until(lambda: bob.frames_from("alice", "video") >= 3, "bob's media")
+    # No offer is outstanding now.
+    with pytest.raises(MediaError) as info:
+        await harness.room.subscriber_answer("bob", bob.sub_pc.localDescription.sdp)  # type: ignore[union-attr]
+    assert info.value.code == "bad_state"
+
+
+async def test_trickled_candidates_are_validated(harness: RoomHarness) -> None:
+    await harness.room.add_participant("alice", can_publish=True)
+    good = {
+        "candidate": "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
+    await harness.room.add_remote_candidate("alice", "publish", good)  # queued before the offer
+    await harness.room.add_remote_candidate(
+        "alice", "publish", {**good, "candidate": "candidate:1 1 udp 1 192.0.2.1 5 typ host"}
+    )  # outside the allow-list: ignored, not an error
+    bad_candidates: list[object] = [
+        "candidate:1 1 udp 1 127.0.0.1 5 typ host",
+        {"candidate": 5, "sdpMid": "0"},
+        {"candidate": "candidate:garbage", "sdpMid": "0"},
+        {"candidate": "candidate:1 1 udp 1 127.0.0.1 0 typ host", "sdpMid": "0"},
+        {"candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host"},
+        {"candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host", "sdpMid": "a b"},
+        {"candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host", "sdpMLineIndex": -1},
+        {"candidate": "candidate:" + "1" * 2000, "sdpMid": "0"},
+    ]
+    for candidate in bad_candidates:
+        with pytest.raises(MediaError) as info:
+            await harness.room.add_remote_candidate("alice", "publish", candidate)
+        assert info.value.code == "bad_candidate", candidate
+    with pytest.raises(MediaError) as info:
+        await harness.room.add_remote_candidate("alice", "sideways", good)  # type: ignore[arg-type]
+    assert info.value.code == "bad_candidate"
+    # End-of-candidates and a good candidate after the offer are accepted.
+    alice = harness.clients.get("alice") or harness.client("alice")
+    await alice.publish()
+    await harness.room.add_remote_candidate("alice", "publish", {**good, "candidate": ""})
+
+
+def test_ice_policy_rewrites_announced_and_filters_remote() -> None:
+    config = loopback_config(ice_addresses=[IceAddress("127.0.0.1", announced="198.51.100.7")])
+    policy = IcePolicy(config)
+    ours = (
+        "v=0\r\nc=IN IP4 127.0.0.1\r\na=candidate:abc 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+    )
+    rewritten = policy.rewrite_local_sdp(ours)
+    assert "127.0.0.1" not in rewritten
+    assert "a=candidate:abc 1 udp 2130706431 198.51.100.7 40000 typ host" in rewritten
+    assert "c=IN IP4 198.51.100.7" in rewritten
+    theirs = (
+        "v=0\r\n"
+        "a=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\n"
+        "a=candidate:2 1 udp 1 10.1.2.3 5000 typ host\r\n"
+        "a=candidate:3 1 udp 1 abcd.local 5000 typ host\r\n"
+    )
+    filtered = policy.filter_remote_sdp(theirs)
+    assert "127.0.0.1" in filtered
+    assert "10.1.2.3" not in filtered
+    assert ".local" not in filtered
+    assert policy.rtc_configuration().iceServers == []
+    # No allow-list: everything passes; no ice_addresses: aiortc's default gathering.
+    open_policy = IcePolicy(loopback_config(ice_remote_allow=[], ice_addresses=[]))
+    assert open_policy.filter_remote_sdp(theirs) == theirs
+    assert open_policy.gather_addresses is None
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
+        IceAddress("localhost")
+    with pytest.raises(ValueError, match="last_n"):
+        loopback_config(last_n=-1)
+    with pytest.raises(ValueError, match="video_codecs"):
+        loopback_config(video_codecs=("AV1",))
+    config = loopback_config(ice_remote_allow=[ipaddress.ip_network("127.0.0.0/8")])
+    assert config.gather_addresses == ("127.0.0.1",)
