@@ -65,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         presence_ttl_seconds=args.presence_ttl,
         ice_addresses=tuple(args.ice_address or ()),
         ice_remote_allow=tuple(args.ice_remote_allow or ()),
+        last_n=args.last_n or None,
     )
 
 
@@ -282,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[_network(n) for n in _env_list("YITANG_ICE_REMOTE_ALLOW")] or None,
         metavar="CIDR",
         help="accept remote ICE candidates only from these networks (repeatable)",
+    )
+
+    serve_parser.add_argument(
+        "--last-n",
+        type=int,
+        default=int(_env("YITANG_LAST_N", "0") or 0),
+        help="forward video of at most N recent active speakers besides floor and host (0: all)",
     )
 
     room_parser = commands.add_parser("room", help="create and list rooms")

@@ -25,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "YITANG_SEED": "--seed",
     "YITANG_ICE_ADDRESS": "--ice-address",
     "YITANG_ICE_REMOTE_ALLOW": "--ice-remote-allow",
+    "YITANG_LAST_N": "--last-n",
 }
 
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from aiortc import RTCPeerConnection
 
 from server import appkeys
+from server.media import IceAddress
+from server.media.aiortc_internals import gather_only_on
 from signaling.client import SignalingError
-from tests.helpers import ServerHandle
-from tests.media.media_testkit import CodecUsageProbe
+from tests.conftest import free_port
+from tests.helpers import ServerHandle, run_server
+from tests.media.media_testkit import CodecUsageProbe, CounterVideoTrack, client_configuration
 from tests.session_peer import SessionPeer
 
 VENUES = ["hunan", "national", "zhuzhou", "shifeng"]
@@ -29,12 +34,17 @@ class Session:
         self.peers: list[SessionPeer] = []
 
     async def peer(
-        self, identity: str, role: str = "member", venue: str | None = None, publish: bool = True
+        self,
+        identity: str,
+        role: str = "member",
+        venue: str | None = None,
+        publish: bool = True,
+        amplitude: float = 0.0,
     ) -> SessionPeer:
         index = len(self.peers) + 1
         venue = venue or ("hunan" if role == "host" else VENUES[index % len(VENUES)])
         token = await self.server.token(self.room_id, identity, role, venue)
-        peer = SessionPeer(self.server.base_url, token, index)
+        peer = SessionPeer(self.server.base_url, token, index, amplitude=amplitude)
         self.peers.append(peer)
         await peer.join()
         if publish:
@@ -185,3 +195,75 @@ async def test_malformed_and_oversized_sdp_is_refused_and_breaks_nothing(
     assert ack["ok"] is False
     await member.publish()
     await host.wait_for(lambda: _sees_and_hears(host, "m1"))
+
+
+async def test_active_speaker_is_announced_from_audio_levels(session: Session) -> None:
+    host = await session.peer("host", "host", amplitude=0.0)
+    await session.peer("m1", amplitude=0.5)
+    await host.wait_for(
+        lambda: any(
+            name == "active_speaker" and payload["identity"] == "m1"
+            for name, payload in host.signaling.received
+        )
+    )
+
+
+async def test_answer_candidates_stay_on_the_configured_address(session: Session) -> None:
+    member = await session.peer("m1", publish=False)
+    await member.publish()
+    assert member.publish_pc is not None
+    answer = member.publish_pc.remoteDescription.sdp
+    candidates = [line for line in answer.splitlines() if line.startswith("a=candidate:")]
+    assert candidates
+    assert all(line.split()[4] == "127.0.0.1" for line in candidates), candidates
+
+
+async def test_announced_address_replaces_the_local_one(redis_url: str, tmp_path: Path) -> None:
+    announced = (IceAddress("127.0.0.1", announced="192.0.2.10"),)
+    async with run_server(
+        tmp_path / "d", free_port(), redis_url=redis_url, ice_addresses=announced
+    ) as server:
+        room = await server.create_room()
+        client = await server.client(room["id"], "m1", "member", "hunan")
+        pc = RTCPeerConnection(client_configuration())
+        try:
+            pc.addTransceiver(CounterVideoTrack(1), direction="sendonly")
+            with gather_only_on(("127.0.0.1",)):
+                await pc.setLocalDescription(await pc.createOffer())
+            # The answer is only read, never applied: nothing is sent to the announced address.
+            ack = await client.call("publish_offer", {"sdp": pc.localDescription.sdp})
+        finally:
+            await pc.close()
+            await client.close()
+    addresses = {
+        line.split()[4] for line in ack["sdp"].splitlines() if line.startswith("a=candidate:")
+    }
+    assert addresses == {"192.0.2.10"}
+
+
+async def test_last_n_limits_video_but_the_floor_is_always_seen(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with run_server(tmp_path / "d", free_port(), redis_url=redis_url, last_n=1) as server:
+        room = await server.create_room()
+        session = Session(server, room["id"])
+        try:
+            host = await session.peer("host", "host")
+            await session.peer("m1", amplitude=0.5)  # the active speaker
+            await session.peer("m2")  # silent: beyond last-N
+            viewer = await session.peer("o1", role="observer", publish=False)
+            await viewer.wait_for(
+                lambda: (
+                    viewer.frames_from("host", "video") >= 20
+                    and viewer.frames_from("m1", "video") >= 20
+                )
+            )
+            assert viewer.frames_from("m2", "video") == 0, (
+                "a silent member beyond last-N is not forwarded"
+            )
+            assert viewer.frames_from("m2", "audio") > 0, "audio is always forwarded"
+            await host.signaling.grant_floor("m2")
+            await viewer.wait_for(lambda: viewer.frames_from("m2", "video") >= 10)
+        finally:
+            for peer in session.peers:
+                await peer.close()
