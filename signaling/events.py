@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
-from server.rooms.models import Identity, Strict
+from server.rooms.models import Identity, Strict, describe
 
 NAMESPACE = "/room"
 
@@ -214,9 +214,7 @@ def parse_payload(event: str, payload: Any, size: int) -> ClientEvent:
     try:
         return schema.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise PayloadError("invalid_payload", f"{event}: {where}: {first['msg']}") from exc
+        raise PayloadError("invalid_payload", f"{event}: {describe(exc, 'payload')}") from exc
 
 
 def error_ack(code: str, message: str) -> dict[str, Any]:

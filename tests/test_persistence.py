@@ -6,9 +6,8 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-import redis.asyncio as aioredis
 
-from server.state.embedded import embedded_redis_url
+from server.state.embedded import embedded_redis_url, ping
 from signaling.client import RoomClient
 from tests.conftest import free_port
 from tests.helpers import ROOM_SPEC
@@ -43,13 +42,7 @@ async def _chat_texts(server: ServerProcess, token: str) -> list[object]:
 
 
 async def _redis_answers(data_dir: Path) -> bool:
-    client = aioredis.Redis.from_url(embedded_redis_url(data_dir), socket_connect_timeout=0.5)
-    try:
-        return bool(await client.ping())
-    except (OSError, aioredis.RedisError):
-        return False
-    finally:
-        await client.aclose()
+    return await ping(embedded_redis_url(data_dir))
 
 
 async def test_rooms_survive_a_clean_restart(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from server.http.schemas import (
     TokenResponse,
 )
 from server.rooms.errors import InvalidRequest, NotFound, PayloadTooLarge, RoomError, Unauthorized
-from server.rooms.models import Invitee, Room, RoomSpec
+from server.rooms.models import Invitee, Room, RoomSpec, describe
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -70,9 +70,7 @@ async def read_body(request: web.Request, schema: type[M]) -> M:
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidRequest("invalid_request", f"{where}: {first['msg']}") from exc
+        raise InvalidRequest("invalid_request", describe(exc, "body")) from exc
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 
@@ -78,6 +79,13 @@ class Role(enum.StrEnum):
     def can_chat(self) -> bool:
         """Observers watch; everyone else may write in the chat."""
         return self is not Role.OBSERVER
+
+
+def describe(exc: ValidationError, what: str) -> str:
+    """One line naming the first invalid field: `venues.0.level: Input should be ...`."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or what
+    return f"{where}: {first['msg']}"
 
 
 class Strict(BaseModel):

@@ -57,7 +57,8 @@ def _config(directory: Path, socket_path: Path) -> str:
     )
 
 
-async def _ping(url: str) -> bool:
+async def ping(url: str) -> bool:
+    """Whether a Redis server answers at `url` (within half a second)."""
     client = aioredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
         return bool(await client.ping())
@@ -87,7 +88,7 @@ async def embedded_redis(data_dir: Path) -> AsyncIterator[str]:
     if len(str(socket_path)) > 100:
         raise RuntimeError(f"data directory path too long for a unix socket: {socket_path}")
     if socket_path.exists():
-        if await _ping(url):
+        if await ping(url):
             raise RuntimeError(
                 f"another Redis server already serves {socket_path}; "
                 "is another yitang running with this data directory?"
@@ -106,7 +107,7 @@ async def embedded_redis(data_dir: Path) -> AsyncIterator[str]:
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not await _ping(url):
+        while not await ping(url):
             if process.returncode is not None:
                 raise RuntimeError(
                     f"embedded Valkey exited with {process.returncode}; "

@@ -165,51 +165,52 @@ class RedisStore:
         self, room_id: str, identity: str, session: str | None = None
     ) -> Participant | None:
         """Remove a participant if `session` is still theirs (None: whichever); returns it."""
-        participants_key = keys.room_participants(room_id)
-        for _ in range(MAX_TRANSACTION_ATTEMPTS):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(participants_key)
-                    raw = await pipe.hget(participants_key, identity)
-                    if raw is None:
-                        await pipe.unwatch()
-                        return None
-                    current = Participant.model_validate_json(raw)
-                    if session is not None and current.session != session:
-                        # A newer connection (a reload) replaced this one: keep it.
-                        await pipe.unwatch()
-                        return None
-                    pipe.multi()
-                    pipe.hdel(participants_key, identity)
-                    pipe.zrem(keys.room_presence(room_id), identity)
-                    await pipe.execute()
-                    return current
-                except WatchError:
-                    continue
-        raise StoreConflict(f"participants of {room_id!r} are changing too fast")
+
+        def remove(pipe: Any, current: Participant) -> Participant:
+            pipe.hdel(keys.room_participants(room_id), identity)
+            pipe.zrem(keys.room_presence(room_id), identity)
+            return current
+
+        return await self._change_participant(room_id, identity, session, remove)
 
     async def update_participant(
         self, room_id: str, identity: str, session: str, changes: dict[str, Any]
     ) -> Participant | None:
         """Change fields of a connected participant's record; None if it is gone."""
+
+        def update(pipe: Any, current: Participant) -> Participant:
+            updated = current.model_copy(update=changes)
+            pipe.hset(keys.room_participants(room_id), identity, _dump(updated))
+            return updated
+
+        return await self._change_participant(room_id, identity, session, update)
+
+    async def _change_participant(
+        self,
+        room_id: str,
+        identity: str,
+        session: str | None,
+        write: Callable[[Any, Participant], Participant],
+    ) -> Participant | None:
+        """Run `write` in a transaction if the participant is there with this session.
+
+        A record whose session differs belongs to a newer connection (a reload)
+        and is left alone; None is returned then, as when nobody is there.
+        """
         participants_key = keys.room_participants(room_id)
         for _ in range(MAX_TRANSACTION_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(participants_key)
                     raw = await pipe.hget(participants_key, identity)
-                    if raw is None:
+                    current = Participant.model_validate_json(raw) if raw else None
+                    if current is None or (session is not None and current.session != session):
                         await pipe.unwatch()
                         return None
-                    current = Participant.model_validate_json(raw)
-                    if current.session != session:
-                        await pipe.unwatch()
-                        return None
-                    updated = current.model_copy(update=changes)
                     pipe.multi()
-                    pipe.hset(participants_key, identity, _dump(updated))
+                    result = write(pipe, current)
                     await pipe.execute()
-                    return updated
+                    return result
                 except WatchError:
                     continue
         raise StoreConflict(f"participants of {room_id!r} are changing too fast")
