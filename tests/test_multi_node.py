@@ -50,6 +50,16 @@ async def test_events_cross_nodes_and_a_killed_nodes_participants_vanish(tmp_pat
             ):
                 detail = await response.json()
             assert detail["media_node"] == host.you.node, "the room is pinned to the first node"
+            # From now on, join links lead to that node, whichever node issued them.
+            async with (
+                aiohttp.ClientSession(headers=headers) as http,
+                http.post(
+                    f"{node_b.base_url}/api/rooms/two/tokens",
+                    json={"identity": "m9", "name": "m9", "role": "member", "venue": "hunan"},
+                ) as response,
+            ):
+                link = (await response.json())["url"]
+            assert link.startswith(node_a.base_url + "/join?token=")
 
             # B -> A: a raised hand and a chat message.
             await member.raise_hand()

@@ -140,10 +140,14 @@ async def issue_token(request: web.Request) -> web.Response:
     body = await read_body(request, TokenRequest)
     settings = request.app[appkeys.SETTINGS]
     invitee = Invitee.model_validate(body.model_dump(exclude={"ttl_seconds"}))
-    token, claims = await request.app[appkeys.SERVICE].issue_token(
-        _room_id(request), invitee, body.ttl_seconds or settings.token_ttl_seconds
+    service = request.app[appkeys.SERVICE]
+    room_id = _room_id(request)
+    token, claims = await service.issue_token(
+        room_id, invitee, body.ttl_seconds or settings.token_ttl_seconds
     )
-    url = f"{settings.base_url}/join?token={token}"
+    # Links lead to the node hosting the room's media, once it has one.
+    base_url = await service.media_node_url(room_id) or settings.base_url
+    url = f"{base_url}/join?token={token}"
     return _json(TokenResponse(token=token, url=url, expires_at=claims.expires_at), 201)
 
 

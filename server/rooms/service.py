@@ -256,10 +256,17 @@ class ConsultationService:
 
     # --- media ----------------------------------------------------------------------
 
+    async def media_node_url(self, room_id: str) -> str | None:
+        """The URL of the live node hosting the room's media, if one does."""
+        owner = await self.store.room_node(room_id)
+        if owner is None:
+            return None
+        return next((n.url for n in await self.store.live_nodes() if n.id == owner), None)
+
     async def _require_media_here(self, room_id: str) -> None:
         owner = await self.store.room_node(room_id)
         if owner is not None and owner != self.node_id:
-            url = next((n.url for n in await self.store.live_nodes() if n.id == owner), "")
+            url = await self.media_node_url(room_id)
             raise Conflict("wrong_node", f"this session's media is served by {url or owner}")
 
     async def publish(self, actor: Participant, room_id: str, offer_sdp: str) -> str:
