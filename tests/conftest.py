@@ -29,8 +29,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Fail any test in which ICE would send a packet to a non-loopback address."""
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]:
+    """Fail any test in which ICE would send a packet to a non-loopback address.
+
+    The send is blocked where it happens (inside an aioice callback, where an
+    exception only gets logged), and the test fails at teardown.
+    """
     refused: list[tuple[str, int]] = []
     original_stun = aioice.ice.StunProtocol.send_stun
     original_data = aioice.ice.StunProtocol.send_data
@@ -50,7 +54,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
     monkeypatch.setattr(aioice.ice.StunProtocol, "send_stun", send_stun)
     monkeypatch.setattr(aioice.ice.StunProtocol, "send_data", send_data)
-    return refused
+    yield refused
+    assert not refused, f"ICE tried to send outside loopback: {sorted(set(refused))}"
 
 
 @pytest.fixture(scope="session")

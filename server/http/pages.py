@@ -1,4 +1,4 @@
-"""Browser pages: the landing page, the join page and the static assets behind them."""
+"""Browser pages: the landing page, the join page, the organizer page and their static assets."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ from aiohttp import web
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
 
+#: Join links carry the token in the query string: never leak it in a Referer header.
+_PAGE_HEADERS = {"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
+
+
 async def _page(name: str) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC_DIR / name, headers=_PAGE_HEADERS)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -23,8 +27,14 @@ async def join(request: web.Request) -> web.FileResponse:
     return await _page("join.html")
 
 
+async def organizer(request: web.Request) -> web.FileResponse:
+    """The organizer page; it calls the REST API with the key the user types in."""
+    return await _page("organizer.html")
+
+
 def add_routes(app: web.Application) -> None:
     """Register the pages and the static folder."""
     app.router.add_get("/", index)
     app.router.add_get("/join", join)
+    app.router.add_get("/organizer", organizer)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

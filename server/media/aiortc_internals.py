@@ -37,6 +37,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 logger = logging.getLogger(__name__)
 
 # --- Names we rely on (checked by tests/media/test_aiortc_internals.py) -------------
@@ -75,6 +77,11 @@ TRANSCEIVER_SENDER_ATTRIBUTE: Final = "_RTCRtpTransceiver__sender"
 DTLS_SEND_RTP_METHOD: Final = ("_send_rtp", ("self", "data"))
 #: aioice function that lists the host addresses a Connection gathers on.
 AIOICE_HOST_ADDRESSES_FUNCTION: Final = ("get_host_addresses", ("use_ipv4", "use_ipv6"))
+#: aioice Connection methods wrapped to refuse checks from networks not allowed.
+AIOICE_CONNECTION_METHODS: Final = {
+    "gather_candidates": ("self",),
+    "request_received": ("self", "message", "addr", "protocol"),
+}
 
 
 # --- Receive side: the packet tap ----------------------------------------------------
@@ -249,19 +256,76 @@ def _install_host_address_hook() -> None:
     aioice.ice.get_host_addresses = _get_host_addresses
 
 
+_remote_allow: contextvars.ContextVar[tuple[IpNetwork, ...]] = contextvars.ContextVar(
+    "yitang_media_remote_allow", default=()
+)
+#: Attribute set on an aioice Connection gathered under an allow-list.
+_CONNECTION_ALLOW_ATTRIBUTE: Final = "_yitang_remote_allow"
+_original_gather_candidates: Callable[..., Any] | None = None
+_original_request_received: Callable[..., Any] | None = None
+
+
+async def _gather_candidates(self: aioice.ice.Connection) -> None:
+    # The allow-list in force where gathering starts belongs to this connection
+    # for its whole life (checks arrive later, outside any context).
+    allow = _remote_allow.get()
+    if allow:
+        setattr(self, _CONNECTION_ALLOW_ATTRIBUTE, allow)
+    assert _original_gather_candidates is not None
+    await _original_gather_candidates(self)
+
+
+def _request_received(
+    self: aioice.ice.Connection, message: Any, addr: tuple[str, int], protocol: Any
+) -> None:
+    allow: tuple[IpNetwork, ...] = getattr(self, _CONNECTION_ALLOW_ATTRIBUTE, ())
+    if allow and not _address_in(addr[0], allow):
+        # Not answered and not learnt as a peer-reflexive candidate: we never send there.
+        logger.debug("ICE check from %s dropped: outside the remote allow-list", addr[0])
+        return
+    assert _original_request_received is not None
+    _original_request_received(self, message, addr, protocol)
+
+
+def _address_in(host: str, networks: tuple[IpNetwork, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def _install_remote_allow_hooks() -> None:
+    global _original_gather_candidates, _original_request_received
+    connection = aioice.ice.Connection
+    if connection.gather_candidates is not _gather_candidates:
+        _original_gather_candidates = connection.gather_candidates
+        connection.gather_candidates = _gather_candidates  # type: ignore[method-assign]
+    if connection.request_received is not _request_received:
+        _original_request_received = connection.request_received
+        connection.request_received = _request_received  # type: ignore[method-assign]
+
+
 @contextmanager
-def gather_only_on(addresses: tuple[str, ...] | None) -> Iterator[None]:
+def gather_only_on(
+    addresses: tuple[str, ...] | None, remote_allow: tuple[IpNetwork, ...] = ()
+) -> Iterator[None]:
     """Within this context, ICE gathering uses exactly ``addresses`` (None: aioice default).
 
     aioice never gathers loopback by itself; this is how 127.0.0.1 is used. Wrap
     ``await pc.setLocalDescription(...)`` (where aiortc gathers): the setting is a
     context variable, so it follows the gathering tasks and nothing else.
+    With ``remote_allow``, the connections gathered here drop every incoming
+    check from outside those networks for the rest of their life.
     """
     _install_host_address_hook()
+    _install_remote_allow_hooks()
     token = _gather_addresses.set(addresses)
+    allow_token = _remote_allow.set(tuple(remote_allow))
     try:
         yield
     finally:
+        _remote_allow.reset(allow_token)
         _gather_addresses.reset(token)
 
 

@@ -7,8 +7,8 @@
 * Remote allow: remote candidates outside the allowed networks are dropped, from
   SDP and from trickle alike, so the server never sends to them. mDNS (``.local``)
   candidates cannot be checked and are dropped when an allow-list is set.
-  Peer-reflexive candidates learnt from incoming checks are not filtered (aioice
-  answers whoever sends a valid STUN request with the right credentials).
+  Incoming checks from outside the allowed networks are dropped too (see
+  ``aiortc_internals.gather_only_on``), so no peer-reflexive candidate is learnt there.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class IcePolicy:
         self.gather_addresses = config.gather_addresses
         self._announced = config.announced_addresses
         self._allow = tuple(config.ice_remote_allow)
+        #: Networks remote candidates and incoming checks must come from (empty: any).
+        self.remote_allow = self._allow
 
     def rtc_configuration(self) -> RTCConfiguration:
         """Peer-connection configuration: no STUN/TURN (nothing leaves the host

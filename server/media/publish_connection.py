@@ -222,7 +222,7 @@ class PublishConnection:
             await add_candidate_bundled(pc, candidate)
 
         answer = await pc.createAnswer()
-        with gather_only_on(self._policy.gather_addresses):
+        with gather_only_on(self._policy.gather_addresses, self._policy.remote_allow):
             await pc.setLocalDescription(answer)
         local = pc.localDescription.sdp
         self._update_forwarders(local)

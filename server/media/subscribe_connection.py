@@ -251,7 +251,7 @@ class SubscribeConnection:
             if not changed or pc is None:
                 return
             offer = await pc.createOffer()
-            with gather_only_on(self._policy.gather_addresses):
+            with gather_only_on(self._policy.gather_addresses, self._policy.remote_allow):
                 await pc.setLocalDescription(offer)
         except Exception as exc:
             if pc is None or not _is_closing(pc):

@@ -138,8 +138,26 @@ def test_aioice_host_address_function() -> None:
     assert function is not None, f"aioice changed: aioice.ice.{name} is gone"
     if function is not internals._get_host_addresses:
         assert _params(function) == parameters, f"aioice changed: {name}{_params(function)}"
-    source = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    gather = internals._original_gather_candidates or aioice.ice.Connection.gather_candidates
+    source = inspect.getsource(gather)
     assert f"{name}(" in source, f"aioice changed: gather_candidates no longer calls {name}"
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters"), sorted(internals.AIOICE_CONNECTION_METHODS.items())
+)
+def test_aioice_connection_methods_have_expected_signatures(
+    method: str, parameters: tuple[str, ...]
+) -> None:
+    originals = {
+        "gather_candidates": internals._original_gather_candidates,
+        "request_received": internals._original_request_received,
+    }
+    function = originals[method] or getattr(aioice.ice.Connection, method, None)
+    assert function is not None, f"aioice changed: Connection.{method} is gone"
+    assert _params(function) == parameters, (
+        f"aioice changed: Connection.{method}{_params(function)}, expected {parameters}"
+    )
 
 
 async def test_install_sender_and_jitter_buffer_work_on_a_real_transceiver() -> None:

@@ -1,0 +1,460 @@
+// The join page: pre-join device check, then the room. This module wires the parts together:
+// RoomConnection (signaling) → SessionStore (model) → RoomView (screen), with MediaClient
+// (WebRTC) on the side — signaling features work even when media does not.
+
+import { applyI18n, errorText, mountLangSwitch, onLangChange, roleLabel, t } from "./i18n.js";
+import { decodeJwtPayload, h, loadFlag, saveFlag, PUBLISHING_ROLES } from "./util.js";
+import { RoomConnection } from "./signaling.js";
+import { SessionStore } from "./state.js";
+import { MediaClient } from "./media.js";
+import { computeQualities } from "./quality.js";
+import { DevicePreview } from "./devices.js";
+import { RoomView, showEndedScreen } from "./room-view.js";
+import { Banner, Toasts, confirmDialog } from "./notify.js";
+
+const STATS_INTERVAL_MS = 2000;
+const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
+
+const token = new URLSearchParams(location.search).get("token");
+const claims = token ? decodeJwtPayload(token) : null;
+const prefs = {
+  autoUnmute: loadFlag("yitang.autoUnmute", true),
+  enterMicMuted: loadFlag("yitang.enterMicMuted", claims?.role !== "host"),
+  enterCamOff: loadFlag("yitang.enterCamOff", false),
+};
+
+const banner = new Banner(document.getElementById("banner"));
+const toasts = new Toasts(document.getElementById("toasts"));
+const connStatus = document.getElementById("conn-status");
+
+applyI18n();
+mountLangSwitch(document.getElementById("lang-switch"));
+onLangChange(() => {
+  banner.refresh();
+  setConnStatus(connStatus.dataset.state);
+});
+
+function setConnStatus(state) {
+  connStatus.dataset.state = state;
+  connStatus.querySelector(".conn-text").textContent = t(`conn.${state}`);
+}
+
+// --- pre-join ---------------------------------------------------------------------------
+
+let preview = null;
+let previewReady = Promise.resolve(null);
+
+function setupPrejoin() {
+  const who = document.getElementById("prejoin-who");
+  const renderWho = () => {
+    who.textContent = claims
+      ? t("prejoin.who", { name: claims.name || claims.sub, role: roleLabel(claims.role) })
+      : "";
+  };
+  renderWho();
+  onLangChange(renderWho);
+  if (claims?.exp && claims.exp * 1000 < Date.now()) {
+    const warning = document.getElementById("prejoin-warning");
+    warning.dataset.i18n = "prejoin.token_expired_local";
+    warning.textContent = t("prejoin.token_expired_local");
+    warning.hidden = false;
+  }
+  const canPublish = PUBLISHING_ROLES.has(claims?.role);
+  document.body.dataset.role = claims?.role || "";
+  if (!canPublish) {
+    document.getElementById("observer-note").hidden = claims?.role !== "observer";
+  } else {
+    document.getElementById("device-setup").hidden = false;
+    const micMuted = document.getElementById("enter-mic-muted");
+    const camOff = document.getElementById("enter-cam-off");
+    const autoUnmute = document.getElementById("prejoin-auto-unmute");
+    micMuted.checked = prefs.enterMicMuted;
+    camOff.checked = prefs.enterCamOff;
+    autoUnmute.checked = prefs.autoUnmute;
+    document.getElementById("prejoin-auto-unmute-label").hidden = claims?.role === "host";
+    micMuted.addEventListener("change", () => saveFlag("yitang.enterMicMuted", (prefs.enterMicMuted = micMuted.checked)));
+    camOff.addEventListener("change", () => {
+      saveFlag("yitang.enterCamOff", (prefs.enterCamOff = camOff.checked));
+      document.getElementById("preview-off").hidden = !camOff.checked;
+    });
+    document.getElementById("preview-off").hidden = !camOff.checked;
+    autoUnmute.addEventListener("change", () => saveFlag("yitang.autoUnmute", (prefs.autoUnmute = autoUnmute.checked)));
+    startPreview();
+  }
+  const enter = document.getElementById("enter-button");
+  enter.addEventListener("click", async () => {
+    enter.disabled = true;
+    enter.dataset.i18n = "prejoin.entering";
+    enter.textContent = t("prejoin.entering");
+    await previewReady;
+    enterRoom(preview ? preview.take() : null);
+  });
+}
+
+function startPreview() {
+  const cameraSelect = document.getElementById("camera-select");
+  const micSelect = document.getElementById("mic-select");
+  const errorEl = document.getElementById("device-error");
+  preview = new DevicePreview({ videoEl: document.getElementById("preview-video"), meterEl: document.getElementById("mic-meter") });
+  const fill = (select, devices, selected) => {
+    const options = devices.map((d, i) =>
+      h("option", { value: d.deviceId, selected: d.deviceId === selected, text: d.label || t("prejoin.device_unnamed", { n: i + 1 }) }),
+    );
+    select.replaceChildren(...(options.length ? options : [h("option", { value: "", text: t("prejoin.device_none") })]));
+    select.disabled = !devices.length;
+    if (selected) select.value = selected;
+  };
+  preview.on("devices", ({ cameras, microphones, cameraId, micId }) => {
+    fill(cameraSelect, cameras, cameraId);
+    fill(micSelect, microphones, micId);
+  });
+  preview.on("error", (err) => {
+    errorEl.textContent = t("prejoin.device_error", { message: err?.message || err?.name || "" });
+    errorEl.hidden = false;
+  });
+  preview.on("stream", (stream) => {
+    if (stream) errorEl.hidden = true;
+    else if (errorEl.hidden) {
+      errorEl.textContent = t("prejoin.no_devices");
+      errorEl.hidden = false;
+    }
+  });
+  cameraSelect.addEventListener("change", () => (previewReady = preview.choose({ cameraId: cameraSelect.value })));
+  micSelect.addEventListener("change", () => (previewReady = preview.choose({ micId: micSelect.value })));
+  previewReady = preview.start().catch(() => null);
+}
+
+// --- the room ---------------------------------------------------------------------------
+
+function enterRoom(stream) {
+  document.getElementById("prejoin").hidden = true;
+  document.body.dataset.phase = "room";
+  const conn = new RoomConnection(token);
+  const store = new SessionStore();
+  const media = new MediaClient({ call: (event, payload) => conn.call(event, payload) });
+  if (stream) media.setLocalStream(stream, { audioEnabled: !prefs.enterMicMuted, videoEnabled: !prefs.enterCamOff });
+
+  let view = null;
+  let statsTimer = null;
+  let lastRestart = 0;
+  let restarting = false;
+  let myGrant = null; // grant_id of a floor we hold
+  let autoOpened = false;
+  const dialog = document.getElementById("confirm-dialog");
+  const canPublish = () => PUBLISHING_ROLES.has(store.you?.role);
+
+  /** Send an event; on refusal show why and resolve null. */
+  async function run(event, payload = {}) {
+    try {
+      return await conn.call(event, payload);
+    } catch (err) {
+      toasts.show(errorText(err.code, err.serverMessage), { kind: "error", id: `error-${event}` });
+      return null;
+    }
+  }
+
+  async function syncMediaState() {
+    if (!canPublish() || !conn.ready) return;
+    const audioMuted = !(media.hasAudio && media.audioEnabled);
+    const videoMuted = !(media.hasVideo && media.videoEnabled);
+    const you = store.participants.get(store.myIdentity);
+    if (you && you.audio_muted === audioMuted && you.video_muted === videoMuted) return;
+    await run("media_state", { audio_muted: audioMuted, video_muted: videoMuted });
+  }
+
+  const actions = {
+    toggleMic() {
+      media.setAudioEnabled(!media.audioEnabled);
+      autoOpened = false;
+      syncMediaState();
+      view.schedule();
+    },
+    toggleCam() {
+      media.setVideoEnabled(!media.videoEnabled);
+      syncMediaState();
+      view.schedule();
+    },
+    async toggleHand() {
+      const raised = (store.live?.queue || []).includes(store.myIdentity);
+      const ack = await run(raised ? "lower_hand" : "raise_hand");
+      if (ack?.live) store.apply("live_state", ack.live);
+    },
+    async yieldFloor() {
+      const ack = await run("revoke_floor");
+      if (ack?.live) store.apply("live_state", ack.live);
+    },
+    setAutoUnmute(value) {
+      prefs.autoUnmute = value;
+      saveFlag("yitang.autoUnmute", value);
+    },
+    async sendChat(text) {
+      return Boolean(await run("chat", { text }));
+    },
+    async leave() {
+      await conn.leave();
+      stopEverything();
+      view.showEnded({ titleKey: "ended.left_title", textKey: "ended.left_text", rejoin: true });
+    },
+    host: {
+      async grant(identity, seconds) {
+        const payload = seconds ? { identity, time_limit_seconds: seconds } : { identity };
+        const ack = await run("grant_floor", payload);
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async skip(identity) {
+        const ack = await run("lower_hand", { identity });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async revoke() {
+        const ack = await run("revoke_floor");
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async next(seconds) {
+        const ack = await run("next_speaker", seconds ? { time_limit_seconds: seconds } : {});
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async advance(index) {
+        const ack = await run("advance_agenda", index === null || index === undefined ? {} : { index });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async setLock(locked) {
+        const ack = await run("set_lock", { locked });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async requestMute(identity, kind) {
+        if (await run("request_mute", { identity, kind })) {
+          toasts.show(t("host.mute_sent", { name: store.displayName(identity), kind: t(`kind.${kind}`) }));
+        }
+      },
+      async remove(identity) {
+        const name = store.displayName(identity);
+        const ok = await confirmDialog(dialog, {
+          title: t("host.remove_confirm_title"),
+          text: t("host.remove_confirm_text", { name }),
+          confirm: t("people.remove"),
+          danger: true,
+        });
+        if (ok && (await run("remove_participant", { identity }))) {
+          toasts.show(t("host.removed_done", { name }));
+        }
+      },
+      async end() {
+        const ok = await confirmDialog(dialog, {
+          title: t("host.end_confirm_title"),
+          text: t("host.end_confirm_text"),
+          confirm: t("host.end"),
+          danger: true,
+        });
+        if (ok) await run("end_session");
+      },
+    },
+  };
+
+  view = new RoomView({ store, media, actions, prefs });
+  view.mount();
+
+  document.getElementById("chat-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = document.getElementById("chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    input.disabled = true;
+    const sent = await actions.sendChat(text);
+    input.disabled = false;
+    if (sent) input.value = "";
+    input.focus();
+  });
+
+  // --- floor changes that concern me -------------------------------------------------------
+  store.on("change", (kind) => {
+    if (kind !== "live" && kind !== "snapshot") return;
+    const floor = store.live?.floor;
+    const mine = floor && floor.identity === store.myIdentity ? floor.grant_id : null;
+    if (mine && mine !== myGrant) onFloorGained();
+    if (!mine && myGrant) onFloorLost();
+    myGrant = mine;
+  });
+
+  function onFloorGained() {
+    if (store.isHost) return;
+    let key = "floor.you_have";
+    if (media.hasAudio && !media.audioEnabled) {
+      if (prefs.autoUnmute) {
+        media.setAudioEnabled(true);
+        autoOpened = true;
+        syncMediaState();
+        key = "floor.you_have_mic";
+      } else {
+        key = "floor.you_have_hint";
+      }
+    }
+    toasts.show(t(key), { kind: "ok", id: "floor-gained", ms: 6000 });
+    view.schedule();
+  }
+
+  function onFloorLost() {
+    if (store.isHost) return;
+    if (autoOpened && media.audioEnabled) {
+      media.setAudioEnabled(false);
+      syncMediaState();
+    }
+    autoOpened = false;
+    toasts.show(t("floor.ended"), { id: "floor-ended" });
+    view.schedule();
+  }
+
+  // --- signaling ----------------------------------------------------------------------------
+  conn.on("status", (state) => {
+    setConnStatus(state);
+    if (state === "reconnecting") banner.show("banner.reconnecting", "warn");
+    // Our own indicator follows the signaling connection at once (stats come every 2 s).
+    if (state !== "connected") view.qualities.self = "offline";
+    else if (view.qualities.self === "offline") view.qualities.self = "unknown";
+    view.schedule();
+  });
+
+  conn.on("joined", ({ snapshot, rejoin, offsetMs }) => {
+    store.reset(snapshot, offsetMs);
+    if (rejoin) banner.show("banner.reconnected", "ok", 4000);
+    else banner.hide();
+    if (!canPublish() && media.localStream) {
+      for (const track of media.localStream.getTracks()) track.stop();
+      media.localStream = null;
+    }
+    syncMediaState();
+    startMedia(rejoin);
+    startStats();
+  });
+
+  conn.on("event", (name, payload) => {
+    switch (name) {
+      case "subscriber_offer":
+        media.handleSubscriberOffer(payload);
+        break;
+      case "ice_candidate":
+        media.handleIceCandidate(payload);
+        break;
+      case "mute_requested":
+        onMuteRequested(payload);
+        break;
+      default:
+        store.apply(name, payload);
+    }
+  });
+
+  conn.on("fatal", (info) => {
+    stopEverything();
+    view.showEnded(endingFor(info));
+  });
+
+  function onMuteRequested({ kind }) {
+    if (kind === "video") media.setVideoEnabled(false);
+    else {
+      media.setAudioEnabled(false);
+      autoOpened = false;
+    }
+    syncMediaState();
+    toasts.show(t(kind === "video" ? "mute.requested_video" : "mute.requested_audio"), { kind: "warn", id: "mute-requested", ms: 8000 });
+    view.schedule();
+  }
+
+  // --- media ----------------------------------------------------------------------------------
+  async function startMedia(rejoin) {
+    // After a rejoin the server has replaced our media session: drop the old connections
+    // (before the buffered events replay, so a fresh subscriber offer gets a new one).
+    if (rejoin) media.reset();
+    try {
+      if (canPublish() && media.localStream) await media.publish();
+    } catch (err) {
+      toasts.show(t("media.publish_failed", { message: errorText(err.code, err.serverMessage) }), {
+        kind: "error",
+        id: "publish-failed",
+        ms: 10000,
+      });
+    }
+    view.schedule();
+  }
+
+  media.on("failed", () => {
+    // A peer connection failed while signaling still works: rebuild both, not too often.
+    if (!conn.ready || restarting || Date.now() - lastRestart < MEDIA_RESTART_MIN_INTERVAL_MS) return;
+    restarting = true;
+    lastRestart = Date.now();
+    banner.show("banner.media_restarting", "warn");
+    media
+      .restart()
+      .then(() => banner.hide("banner.media_restarting"))
+      .catch(() => banner.hide("banner.media_restarting"))
+      .finally(() => (restarting = false));
+  });
+  media.on("connection", ({ state }) => {
+    if (state === "connected" && banner.key === "banner.media_restarting") banner.show("banner.media_restored", "ok", 3000);
+  });
+  media.on("publish", () => view.schedule());
+
+  function startStats() {
+    if (statsTimer) return;
+    statsTimer = setInterval(async () => {
+      let stats;
+      try {
+        stats = await media.collectStats();
+      } catch {
+        return;
+      }
+      const { qualities, details } = computeQualities(stats, store, conn.ready);
+      view.setQualities(qualities, details);
+    }, STATS_INTERVAL_MS);
+  }
+
+  function stopEverything() {
+    clearInterval(statsTimer);
+    statsTimer = null;
+    media.close();
+    conn.close();
+    banner.hide();
+    setConnStatus("closed");
+  }
+
+  window.yitang = {
+    conn,
+    store,
+    media,
+    view,
+    actions,
+    get socket() {
+      return conn.socket;
+    },
+    call: (event, payload) => conn.call(event, payload),
+  };
+  conn.start();
+}
+
+/** The final screen for a refusal or an ending event. */
+function endingFor(info) {
+  const code = info.code;
+  const payload = info.payload || {};
+  if (code === "removed") {
+    const reason = payload.reason;
+    return {
+      titleKey: "ended.removed_title",
+      textKey: "ended.removed_text",
+      detail: reason ? () => t("ended.removed_reason", { reason }) : "",
+    };
+  }
+  if (code === "replaced") return { titleKey: "ended.replaced_title", textKey: "ended.replaced_text", rejoin: true };
+  if (code === "session_ended") {
+    return { titleKey: "ended.session_title", textKey: payload.reason === "deleted" ? "ended.deleted_text" : "ended.session_text" };
+  }
+  if (code === "server_disconnect") {
+    return { titleKey: "ended.disconnected_title", textKey: "ended.disconnected_text", rejoin: true };
+  }
+  return { titleKey: "ended.refused_title", textKey: null, detail: () => errorText(code, info.message) };
+}
+
+document.getElementById("rejoin-button").addEventListener("click", () => location.reload());
+
+if (!token) {
+  showEndedScreen({ titleKey: "ended.refused_title", textKey: null, detail: () => t("prejoin.token_missing") });
+} else {
+  setupPrejoin();
+}

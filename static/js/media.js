@@ -1,0 +1,452 @@
+// MediaClient: the WebRTC side of the client, two peer connections per participant.
+//
+//  - publish PC (we offer): camera and microphone as sendonly transceivers, VP8 and Opus
+//    preferred; full ICE gathering before `publish_offer` {sdp} → ack {ok, sdp: answer}.
+//  - subscribe PC (the server offers): `subscriber_offer` {sdp, tracks: [{mid, identity, kind}]}
+//    → we answer with `subscriber_answer` {sdp}. Incoming tracks are mapped to participants by
+//    transceiver mid through `tracks` (falling back to the msid's stream id, which the server
+//    sets to the publisher's identity).
+//  - `media_restart` {} drops both server-side connections; we then publish again and receive
+//    a fresh subscriber offer.
+//
+// No STUN/TURN (iceServers: []). The rest of the UI never depends on this module working.
+
+import { Emitter } from "./util.js";
+
+const GATHER_TIMEOUT_MS = 4000;
+const PREFERRED_CODEC = { audio: "audio/opus", video: "video/VP8" };
+
+/** Wait until ICE gathering is complete (or give up after a while; what we have is sent). */
+function waitIceGathering(pc, timeoutMs = GATHER_TIMEOUT_MS) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === "complete") done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+/** Put the preferred codec first on a transceiver (keeping rtx/red/fec entries). */
+function preferCodec(transceiver, kind) {
+  if (typeof transceiver.setCodecPreferences !== "function") return;
+  const wanted = PREFERRED_CODEC[kind];
+  for (const source of [RTCRtpReceiver, RTCRtpSender]) {
+    const codecs = source.getCapabilities?.(kind)?.codecs;
+    if (!codecs || !codecs.some((c) => c.mimeType.toLowerCase() === wanted.toLowerCase())) continue;
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === wanted.toLowerCase());
+    const rest = codecs.filter((c) => c.mimeType.toLowerCase() !== wanted.toLowerCase());
+    try {
+      transceiver.setCodecPreferences([...first, ...rest]);
+      return;
+    } catch {
+      /* try the other capability list */
+    }
+  }
+}
+
+/** The DTLS fingerprint of an SDP: a new one means a new server-side connection. */
+function sdpFingerprint(sdp) {
+  const match = /^a=fingerprint:(.+)$/m.exec(sdp || "");
+  return match ? match[1].trim() : null;
+}
+
+/** mid → {identity, kind} from the SDP's msid lines (fallback when `tracks` is missing). */
+function msidMap(sdp) {
+  const map = new Map();
+  for (const section of String(sdp || "").split(/\r?\nm=/).slice(1)) {
+    const kind = section.split(" ", 1)[0];
+    const mid = /\r?\na=mid:(\S+)/.exec(section)?.[1];
+    const stream = /\r?\na=msid:(\S+)/.exec(section)?.[1];
+    if (mid && stream && stream !== "-") map.set(mid, { identity: stream, kind });
+  }
+  return map;
+}
+
+/** A media error with a code (from the server's ack, or local). */
+export class MediaError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.serverMessage = message;
+  }
+}
+
+/**
+ * Events:
+ *   remote(identity)                 the tracks received for this participant changed
+ *   publish({state, error?})         "idle" | "publishing" | "published" | "failed"
+ *   connection({pc, state})          a peer connection's connectionState changed
+ *   failed(pcName)                   a peer connection failed (the app may restart media)
+ */
+export class MediaClient extends Emitter {
+  /** @param call (event, payload) → Promise<ack data>, rejecting with {code, serverMessage}. */
+  constructor({ call }) {
+    super();
+    this.call = call;
+    this.localStream = null;
+    this.audioEnabled = true;
+    this.videoEnabled = true;
+    this.pubPc = null;
+    this.subPc = null;
+    this.publishState = "idle";
+    this.publishError = null;
+    this._subFingerprint = null;
+    this._midInfo = new Map();
+    this._remote = new Map(); // identity → {audio, video, stream, videoStream}
+    this._offerChain = Promise.resolve();
+    this._prevStats = new Map();
+    this._closed = false;
+  }
+
+  // --- local media ------------------------------------------------------------------------
+
+  /** Use `stream` (from the pre-join preview) as what we publish. */
+  setLocalStream(stream, { audioEnabled = true, videoEnabled = true } = {}) {
+    this.localStream = stream;
+    this.setAudioEnabled(audioEnabled);
+    this.setVideoEnabled(videoEnabled);
+  }
+
+  get hasAudio() {
+    return Boolean(this.localStream?.getAudioTracks().length);
+  }
+
+  get hasVideo() {
+    return Boolean(this.localStream?.getVideoTracks().length);
+  }
+
+  /** Mute or unmute the microphone (the track keeps flowing silence; no renegotiation). */
+  setAudioEnabled(enabled) {
+    this.audioEnabled = Boolean(enabled);
+    for (const track of this.localStream?.getAudioTracks() || []) track.enabled = this.audioEnabled;
+  }
+
+  /** Turn the camera off or on. */
+  setVideoEnabled(enabled) {
+    this.videoEnabled = Boolean(enabled);
+    for (const track of this.localStream?.getVideoTracks() || []) track.enabled = this.videoEnabled;
+  }
+
+  /** A video-only stream of our own camera, for the self view. */
+  localVideoStream() {
+    const track = this.localStream?.getVideoTracks()[0];
+    return track ? new MediaStream([track]) : null;
+  }
+
+  // --- publishing -------------------------------------------------------------------------
+
+  /** Offer our camera and microphone to the server; resolves when the answer is applied. */
+  async publish() {
+    if (this._closed) return;
+    const stream = this.localStream;
+    if (!stream || stream.getTracks().length === 0) {
+      this._setPublish("idle");
+      return;
+    }
+    this._closePub();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pubPc = pc;
+    pc.addEventListener("connectionstatechange", () => this._onPcState("publish", pc));
+    for (const track of stream.getTracks()) {
+      const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      preferCodec(transceiver, track.kind);
+    }
+    this._setPublish("publishing");
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitIceGathering(pc);
+      if (pc !== this.pubPc) return;
+      let ack;
+      try {
+        ack = await this.call("publish_offer", { sdp: pc.localDescription.sdp });
+      } catch (err) {
+        throw new MediaError(err.code || "publish_failed", err.serverMessage || err.message || "");
+      }
+      if (pc !== this.pubPc) return;
+      if (!ack || typeof ack.sdp !== "string") throw new MediaError("bad_sdp", "no answer in the ack");
+      await pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+      this._setPublish("published");
+    } catch (err) {
+      if (pc !== this.pubPc) return;
+      const error = err instanceof MediaError ? err : new MediaError("publish_failed", String(err?.message || err));
+      this._closePub();
+      this._setPublish("failed", error);
+      throw error;
+    }
+  }
+
+  _setPublish(state, error = null) {
+    this.publishState = state;
+    this.publishError = error;
+    this.emit("publish", { state, error });
+  }
+
+  // --- subscribing ------------------------------------------------------------------------
+
+  /** Handle a `subscriber_offer`; offers are answered one at a time, in order. */
+  handleSubscriberOffer(payload) {
+    const run = () => this._answer(payload);
+    this._offerChain = this._offerChain.then(run, run).catch((err) => {
+      console.warn("subscriber offer failed", err);
+      this.emit("connection", { pc: "subscribe", state: "failed" });
+    });
+    return this._offerChain;
+  }
+
+  async _answer({ sdp, tracks }) {
+    if (this._closed || typeof sdp !== "string") return;
+    const fingerprint = sdpFingerprint(sdp);
+    let pc = this.subPc;
+    const stale =
+      pc &&
+      (pc.connectionState === "closed" ||
+        pc.connectionState === "failed" ||
+        (fingerprint && this._subFingerprint && fingerprint !== this._subFingerprint));
+    if (stale) {
+      this._closeSub();
+      pc = null;
+    }
+    if (!pc) {
+      pc = new RTCPeerConnection({ iceServers: [] });
+      this.subPc = pc;
+      this._subFingerprint = fingerprint;
+      pc.addEventListener("connectionstatechange", () => this._onPcState("subscribe", pc));
+    }
+    const fromSdp = msidMap(sdp);
+    const info = new Map();
+    if (Array.isArray(tracks)) {
+      for (const t of tracks) {
+        if (t && t.mid != null && t.identity) info.set(String(t.mid), { identity: t.identity, kind: t.kind });
+      }
+    } else {
+      for (const [mid, value] of fromSdp) info.set(mid, value);
+    }
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (pc !== this.subPc) return;
+    this._midInfo = info;
+    this._syncRemote(pc);
+    await waitIceGathering(pc);
+    if (pc !== this.subPc) return;
+    await this.call("subscriber_answer", { sdp: pc.localDescription.sdp });
+  }
+
+  /** Rebuild the identity → tracks map from the subscribe PC's live transceivers. */
+  _syncRemote(pc) {
+    const next = new Map();
+    if (pc) {
+      for (const transceiver of pc.getTransceivers()) {
+        const { mid, receiver } = transceiver;
+        const direction = transceiver.currentDirection;
+        if (!mid || transceiver.stopped || !receiver?.track) continue;
+        if (direction && !["recvonly", "sendrecv"].includes(direction)) continue;
+        const info = this._midInfo.get(mid);
+        if (!info) continue;
+        const kind = receiver.track.kind;
+        const entry = next.get(info.identity) || { audio: null, video: null };
+        if (!entry[kind]) entry[kind] = receiver.track;
+        next.set(info.identity, entry);
+      }
+    }
+    const changed = new Set([...this._remote.keys(), ...next.keys()]);
+    for (const identity of [...changed]) {
+      const before = this._remote.get(identity);
+      const after = next.get(identity);
+      if (before && after && before.audio === after.audio && before.video === after.video) {
+        changed.delete(identity);
+        continue;
+      }
+      if (after) {
+        after.stream = new MediaStream([after.audio, after.video].filter(Boolean));
+        after.videoStream = after.video ? new MediaStream([after.video]) : null;
+        after.audioStream = after.audio ? new MediaStream([after.audio]) : null;
+        this._remote.set(identity, after);
+      } else {
+        this._remote.delete(identity);
+      }
+    }
+    for (const identity of changed) this.emit("remote", identity);
+  }
+
+  /** {audio, video, stream, videoStream, audioStream} received for a participant, or null. */
+  remote(identity) {
+    return this._remote.get(identity) || null;
+  }
+
+  /** Identities we currently receive media from. */
+  remoteIdentities() {
+    return [...this._remote.keys()];
+  }
+
+  /** Apply a trickled candidate from the server. */
+  async handleIceCandidate({ pc, candidate } = {}) {
+    const target = pc === "publish" ? this.pubPc : pc === "subscribe" ? this.subPc : null;
+    if (!target || !candidate) return;
+    try {
+      await target.addIceCandidate(candidate);
+    } catch (err) {
+      console.warn("addIceCandidate failed", err);
+    }
+  }
+
+  // --- recovery ---------------------------------------------------------------------------
+
+  /**
+   * Rebuild both connections while signaling stays up (a peer connection failed): tell the
+   * server (`media_restart`: it drops our subscribe connection and offers a fresh one), then
+   * publish again on a new publish connection.
+   */
+  async restart() {
+    if (this._closed) return;
+    this.reset();
+    try {
+      await this.call("media_restart", {});
+    } catch (err) {
+      if (err?.code !== "unknown_event") console.warn("media_restart refused", err);
+    }
+    await this.publish();
+  }
+
+  /**
+   * Forget both connections without telling the server: after a rejoin the server has
+   * already dropped them (a join replaces the participant's media) and offers afresh.
+   */
+  reset() {
+    this._closePub();
+    this._closeSub();
+  }
+
+  _onPcState(name, pc) {
+    if ((name === "publish" && pc !== this.pubPc) || (name === "subscribe" && pc !== this.subPc)) return;
+    const state = pc.connectionState;
+    this.emit("connection", { pc: name, state });
+    if (state === "failed") this.emit("failed", name);
+  }
+
+  _closePub() {
+    const pc = this.pubPc;
+    this.pubPc = null;
+    if (pc) pc.close();
+  }
+
+  _closeSub() {
+    const pc = this.subPc;
+    this.subPc = null;
+    this._subFingerprint = null;
+    this._midInfo = new Map();
+    if (pc) pc.close();
+    this._syncRemote(null);
+  }
+
+  /** Stop everything: local devices and both connections (idempotent). */
+  close() {
+    this._closed = true;
+    this._closePub();
+    this._closeSub();
+    for (const track of this.localStream?.getTracks() || []) track.stop();
+    this.localStream = null;
+  }
+
+  // --- statistics -------------------------------------------------------------------------
+
+  /**
+   * Sample getStats on both connections. Returns
+   *   {remote: Map(identity → {loss, rttMs, fps, framesDecoded, packets, hasVideo}),
+   *    publish: {loss, rttMs, state} | null, subscribeState, rttMs}
+   * Rates are over the time since the previous call.
+   */
+  async collectStats() {
+    const result = { remote: new Map(), publish: null, subscribeState: this.subPc?.connectionState || null, rttMs: null };
+    const sub = this.subPc;
+    if (sub) {
+      const report = await sub.getStats();
+      const trackToIdentity = new Map();
+      for (const transceiver of sub.getTransceivers()) {
+        const info = transceiver.mid && this._midInfo.get(transceiver.mid);
+        if (info && transceiver.receiver?.track) trackToIdentity.set(transceiver.receiver.track.id, info.identity);
+      }
+      result.rttMs = candidatePairRtt(report);
+      const now = performance.now();
+      report.forEach((s) => {
+        if (s.type !== "inbound-rtp") return;
+        const identity =
+          (s.mid != null && this._midInfo.get(String(s.mid))?.identity) || trackToIdentity.get(s.trackIdentifier);
+        if (!identity) return;
+        const key = `${identity}/${s.kind}/${s.ssrc}`;
+        const prev = this._prevStats.get(key);
+        this._prevStats.set(key, { at: now, lost: s.packetsLost || 0, received: s.packetsReceived || 0, frames: s.framesDecoded || 0 });
+        const entry = result.remote.get(identity) || { lost: 0, received: 0, fps: null, framesDecoded: 0, hasVideo: false, rttMs: result.rttMs };
+        if (s.kind === "video") {
+          entry.hasVideo = true;
+          entry.framesDecoded += s.framesDecoded || 0;
+        }
+        if (prev) {
+          const seconds = Math.max(0.001, (now - prev.at) / 1000);
+          entry.lost += Math.max(0, (s.packetsLost || 0) - prev.lost);
+          entry.received += Math.max(0, (s.packetsReceived || 0) - prev.received);
+          if (s.kind === "video") entry.fps = ((s.framesDecoded || 0) - prev.frames) / seconds;
+          entry.sampled = true;
+        }
+        result.remote.set(identity, entry);
+      });
+      for (const entry of result.remote.values()) {
+        const total = entry.lost + entry.received;
+        entry.loss = total > 0 ? entry.lost / total : 0;
+        entry.packets = entry.received;
+      }
+    }
+    const pub = this.pubPc;
+    if (pub) {
+      const report = await pub.getStats();
+      let lossSum = 0;
+      let lossCount = 0;
+      let rtt = null;
+      report.forEach((s) => {
+        if (s.type === "remote-inbound-rtp") {
+          if (typeof s.fractionLost === "number") {
+            lossSum += s.fractionLost;
+            lossCount += 1;
+          }
+          if (typeof s.roundTripTime === "number") rtt = Math.max(rtt ?? 0, s.roundTripTime * 1000);
+        }
+      });
+      result.publish = {
+        loss: lossCount ? lossSum / lossCount : 0,
+        rttMs: rtt ?? candidatePairRtt(report),
+        state: pub.connectionState,
+      };
+    }
+    return result;
+  }
+
+  /** Total video frames decoded from `identity` (for tests and diagnostics). */
+  async framesDecoded(identity) {
+    const sub = this.subPc;
+    if (!sub) return 0;
+    const entry = this._remote.get(identity);
+    if (!entry?.video) return 0;
+    const report = await sub.getStats(entry.video);
+    let frames = 0;
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+    });
+    return frames;
+  }
+}
+
+function candidatePairRtt(report) {
+  let rtt = null;
+  report.forEach((s) => {
+    if (s.type === "candidate-pair" && s.state === "succeeded" && s.nominated && typeof s.currentRoundTripTime === "number") {
+      rtt = s.currentRoundTripTime * 1000;
+    }
+  });
+  return rtt;
+}

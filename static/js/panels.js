@@ -1,0 +1,224 @@
+// The side panels: agenda, speaking queue, participants by venue, chat. Each render function
+// rebuilds one panel from the store; host-only buttons come from the HostConsole when given.
+
+import { h, replaceChildren, formatClock, formatCountdown } from "./util.js";
+import { icon } from "./icons.js";
+import { levelLabel, roleLabel, t } from "./i18n.js";
+
+function who(store, identity) {
+  const p = store.participants.get(identity);
+  const venue = store.venue(p?.venue || store.roster.find((r) => r.identity === identity)?.venue);
+  return h(
+    "span",
+    { class: "who" },
+    venue ? h("span", { class: "level-badge", "data-level": venue.level, text: levelLabel(venue.level) }) : null,
+    h("span", { class: "who-name", text: store.displayName(identity) }),
+    venue ? h("span", { class: "who-venue", text: venue.name }) : null,
+  );
+}
+
+/** Agenda items, the current one marked; the host can jump to any item. */
+export function renderAgenda(el, store, host) {
+  const items = store.room?.agenda || [];
+  const current = store.live?.agenda_index ?? 0;
+  if (!items.length) {
+    replaceChildren(el, h("p", { class: "empty", text: t("agenda.empty") }));
+    return;
+  }
+  const list = h("ol", { class: "agenda-list" });
+  items.forEach((item, index) => {
+    const isCurrent = index === current;
+    const planned = (item.planned_speakers || []).map((id) => store.displayName(id));
+    list.append(
+      h(
+        "li",
+        {
+          class: `agenda-item${isCurrent ? " current" : ""}`,
+          "data-index": index,
+          "data-current": isCurrent ? "true" : "false",
+          "aria-current": isCurrent ? "step" : null,
+        },
+        h("span", { class: "agenda-num", text: String(index + 1) }),
+        h(
+          "div",
+          { class: "agenda-body" },
+          h("div", { class: "agenda-title", text: item.title }),
+          isCurrent ? h("div", { class: "agenda-current-tag", text: t("agenda.current") }) : null,
+          planned.length ? h("div", { class: "agenda-planned", text: t("agenda.planned", { names: planned.join(t("list.separator")) }) }) : null,
+          item.duration_minutes ? h("div", { class: "agenda-duration", text: t("agenda.duration", { minutes: item.duration_minutes }) }) : null,
+        ),
+        host && !isCurrent ? host.agendaButton(index) : null,
+      ),
+    );
+  });
+  replaceChildren(el, list);
+}
+
+/** Who has the floor (with the countdown) and the queue in order; host buttons per row. */
+export function renderQueue(el, store, host) {
+  const live = store.live;
+  const floor = live?.floor;
+  const floorBox = h(
+    "section",
+    { class: "floor-now", "data-floor": floor ? floor.identity : "" },
+    h("h3", { text: t("queue.floor") }),
+    floor
+      ? h(
+          "div",
+          { class: "floor-row" },
+          icon("star"),
+          who(store, floor.identity),
+          h("span", { class: "floor-countdown", "data-countdown": "floor", text: floor.deadline ? formatCountdown(store.floorRemainingMs()) : t("queue.untimed") }),
+          host ? host.revokeButton() : null,
+        )
+      : h("p", { class: "empty", text: t("queue.nobody") }),
+  );
+  const queue = live?.queue || [];
+  const list = h("ol", { class: "queue-list" });
+  queue.forEach((identity, index) => {
+    list.append(
+      h(
+        "li",
+        { class: "queue-item", "data-identity": identity },
+        h("span", { class: "queue-pos", text: t("queue.position", { n: index + 1 }) }),
+        icon("hand"),
+        who(store, identity),
+        host ? h("span", { class: "row-actions" }, host.grantButton(identity), host.skipButton(identity)) : null,
+      ),
+    );
+  });
+  replaceChildren(
+    el,
+    floorBox,
+    h("h3", { text: t("queue.heading") }),
+    queue.length ? list : h("p", { class: "empty", text: t("queue.empty") }),
+  );
+}
+
+/** Participants grouped by venue (venues by level), present first, invited-but-absent after. */
+export function renderPeople(el, store, host, qualities) {
+  const queue = new Set(store.live?.queue || []);
+  const floorId = store.live?.floor?.identity;
+  const me = store.myIdentity;
+  const groups = [];
+  for (const venue of store.venuesByLevel()) {
+    const present = store.participantsAt(venue.id);
+    const presentIds = new Set(present.map((p) => p.identity));
+    const absent = store.roster.filter((r) => r.venue === venue.id && !presentIds.has(r.identity));
+    const rows = present.map((p) => {
+      const quality = p.identity === me ? qualities.self : qualities.get(p.identity) || "unknown";
+      return h(
+        "li",
+        {
+          class: `person${p.identity === me ? " is-self" : ""}`,
+          "data-participant": p.identity,
+          "data-present": "true",
+          "data-role": p.role,
+          "data-hand": queue.has(p.identity) ? "raised" : "down",
+          "data-audio-muted": p.audio_muted ? "true" : "false",
+          "data-video-muted": p.video_muted ? "true" : "false",
+          "data-connection": quality,
+        },
+        h("span", { class: "quality dot", "data-quality": quality, title: t(`quality.${quality}`), role: "img", "aria-label": t(`quality.${quality}`) }),
+        h(
+          "span",
+          { class: "person-main" },
+          h("span", { class: "person-name", text: p.name + (p.identity === me ? t("people.you") : "") }),
+          h("span", { class: "role-badge", "data-role": p.role, text: roleLabel(p.role) }),
+        ),
+        h(
+          "span",
+          { class: "person-icons" },
+          p.identity === floorId ? icon("star", "is-floor") : null,
+          queue.has(p.identity) ? icon("hand", "is-hand") : null,
+          p.role !== "observer" && p.audio_muted ? icon("mic-off", "is-muted") : null,
+          p.role !== "observer" && p.video_muted ? icon("camera-off", "is-muted") : null,
+        ),
+        host && p.identity !== me ? host.personActions(p) : null,
+      );
+    });
+    for (const r of absent) {
+      rows.push(
+        h(
+          "li",
+          { class: "person absent", "data-participant": r.identity, "data-present": "false", "data-role": r.role },
+          h("span", { class: "quality dot", "data-quality": "offline" }),
+          h(
+            "span",
+            { class: "person-main" },
+            h("span", { class: "person-name", text: r.name }),
+            h("span", { class: "role-badge", "data-role": r.role, text: roleLabel(r.role) }),
+          ),
+          h("span", { class: "absent-tag", text: t("people.absent") }),
+        ),
+      );
+    }
+    groups.push(
+      h(
+        "section",
+        { class: "venue-group", "data-venue-group": venue.id, "data-level": venue.level },
+        h(
+          "h3",
+          {},
+          h("span", { class: "level-badge", "data-level": venue.level, text: levelLabel(venue.level) }),
+          h("span", { class: "venue-name", text: venue.name }),
+          venue.main ? h("span", { class: "main-tag", text: t("venue.main") }) : null,
+          h("span", { class: "venue-count", text: String(present.length) }),
+        ),
+        rows.length ? h("ul", { class: "people-list" }, rows) : null,
+      ),
+    );
+  }
+  replaceChildren(
+    el,
+    h("p", { class: "people-count", text: t("people.count", { n: store.participants.size }) }),
+    groups,
+  );
+}
+
+const SYSTEM_EVENTS = new Set([
+  "floor_granted",
+  "floor_revoked",
+  "floor_expired",
+  "agenda_advanced",
+  "locked",
+  "unlocked",
+  "session_ended",
+]);
+
+/** Chat messages and the session's notable events, oldest first. */
+export function renderChat(el, store) {
+  const stick = el.scrollTop + el.clientHeight >= el.scrollHeight - 24;
+  const rows = [];
+  for (const entry of store.timeline) {
+    if (entry.type === "chat") {
+      const venue = store.venue(entry.data.venue);
+      rows.push(
+        h(
+          "li",
+          { class: `chat-msg${entry.data.identity === store.myIdentity ? " mine" : ""}`, "data-entry": entry.id },
+          h(
+            "div",
+            { class: "chat-meta" },
+            h("span", { class: "chat-name", text: String(entry.data.name || entry.data.identity) }),
+            venue ? h("span", { class: "chat-venue", text: venue.name }) : null,
+            h("time", { class: "chat-time", text: formatClock(entry.ts) }),
+          ),
+          h("div", { class: "chat-text", text: String(entry.data.text || "") }),
+        ),
+      );
+    } else if (SYSTEM_EVENTS.has(entry.type)) {
+      const name = entry.data.name || store.displayName(String(entry.data.identity || ""));
+      rows.push(
+        h(
+          "li",
+          { class: "chat-event", "data-entry": entry.id, "data-type": entry.type },
+          h("time", { class: "chat-time", text: formatClock(entry.ts) }),
+          h("span", { text: t(`event.${entry.type}`, { name, title: entry.data.title || "" }) }),
+        ),
+      );
+    }
+  }
+  replaceChildren(el, rows.length ? rows : h("li", { class: "empty", text: t("chat.empty") }));
+  if (stick) el.scrollTop = el.scrollHeight;
+}

@@ -1,0 +1,511 @@
+// RoomView: the consultation room on screen. The floor holder (or the host when the floor is
+// free) is spotlighted on the stage; the host is always visible; everyone else who publishes
+// is a tile grouped by venue level; side panels are tabs (agenda, floor queue, people, chat),
+// with the host console on top for the host; the control bar is at the bottom.
+
+import { h, replaceChildren, LEVELS, PUBLISHING_ROLES, formatCountdown } from "./util.js";
+import { icon } from "./icons.js";
+import { t, onLangChange } from "./i18n.js";
+import { Tile } from "./tiles.js";
+import { HostConsole } from "./host-console.js";
+import { renderAgenda, renderChat, renderPeople, renderQueue } from "./panels.js";
+
+const TABS = ["agenda", "queue", "people", "chat"];
+/** Changes that never require rebuilding the side panels. */
+const LIGHT_CHANGES = new Set(["speaker", "quality", "media"]);
+
+export class RoomView {
+  /**
+   * @param store    SessionStore
+   * @param media    MediaClient
+   * @param actions  controller actions (see join.js)
+   * @param prefs    {autoUnmute}
+   */
+  constructor({ store, media, actions, prefs }) {
+    this.store = store;
+    this.media = media;
+    this.actions = actions;
+    this.prefs = prefs;
+    this.root = document.getElementById("room");
+    this.tiles = new Map();
+    this.spotlight = new Tile(null, { variant: "spotlight" });
+    this.spotlight.el.id = "spotlight";
+    this.qualities = new Map();
+    this.qualities.self = "unknown";
+    this.qualityDetails = new Map();
+    this.activeTab = "people";
+    this.unreadChat = 0;
+    this.seenChat = null;
+    this.hostConsole = null;
+    this.controlsBuiltFor = null;
+    this._renderQueued = false;
+    this._dirty = new Set();
+    this._selfStream = null;
+    this._selfStreamSource = null;
+  }
+
+  /** Build the static parts and start listening. */
+  mount() {
+    document.getElementById("spotlight-slot").append(this.spotlight.el);
+    this._buildLevelGroups();
+    this._buildTabs();
+    this.store.on("change", (kind) => this.schedule(kind));
+    this.media.on("remote", () => this.schedule("media"));
+    onLangChange(() => {
+      this._buildLevelGroups(true);
+      this._buildTabs();
+      this.hostConsole?.build();
+      this.controlsBuiltFor = null;
+      this.schedule("lang");
+    });
+    this._countdownTimer = setInterval(() => this.tick(), 250);
+    this.root.hidden = false;
+  }
+
+  /** Render on the next task (batches bursts of events); `kind` says what changed. */
+  schedule(kind = "all") {
+    this._dirty.add(kind);
+    if (this._renderQueued) return;
+    this._renderQueued = true;
+    setTimeout(() => {
+      this._renderQueued = false;
+      const dirty = this._dirty;
+      this._dirty = new Set();
+      this.render(dirty);
+    }, 0);
+  }
+
+  /**
+   * Bring the screen up to date. The side panels are rebuilt only when something they show
+   * changed: active-speaker and quality updates come often, and rebuilding a panel under the
+   * host's pointer would swallow a click.
+   */
+  render(dirty = new Set(["all"])) {
+    const store = this.store;
+    if (!store.you || !store.live) return;
+    const role = store.you.role;
+    document.body.dataset.role = role;
+    document.body.dataset.locked = store.live.locked ? "true" : "false";
+    if (store.isHost && !this.hostConsole) {
+      const el = document.getElementById("host-console");
+      el.hidden = false;
+      this.hostConsole = new HostConsole({ el, store, actions: this.actions.host });
+    }
+    if (this.controlsBuiltFor !== role) this._buildControls(role);
+    this._renderHeader();
+    this._renderStage();
+    this._renderTiles();
+    this._renderAudio();
+    if ([...dirty].some((kind) => !LIGHT_CHANGES.has(kind))) this._renderPanels();
+    else this._updatePanelQualities();
+    this._renderControls();
+    this.hostConsole?.render();
+    this.tick();
+  }
+
+  // --- header ---------------------------------------------------------------------------
+
+  _renderHeader() {
+    const room = this.store.room;
+    document.getElementById("session-title").textContent = room.title;
+    const item = room.agenda[this.store.live.agenda_index];
+    const agendaEl = document.getElementById("session-agenda");
+    agendaEl.textContent = item ? item.title : "";
+    agendaEl.hidden = !item;
+    document.title = `${room.title} · ${t("app.name")}`;
+    document.getElementById("rec-indicator").hidden = !this.store.live.recording;
+  }
+
+  // --- stage ----------------------------------------------------------------------------
+
+  _streamFor(identity) {
+    if (identity && identity === this.store.myIdentity) {
+      const source = this.media.localStream;
+      if (this._selfStreamSource !== source) {
+        this._selfStreamSource = source;
+        this._selfStream = this.media.localVideoStream();
+      }
+      return this._selfStream;
+    }
+    return this.media.remote(identity)?.videoStream || null;
+  }
+
+  _venueOf(p) {
+    return p ? this.store.venue(p.venue) : null;
+  }
+
+  _renderStage() {
+    const store = this.store;
+    const id = store.spotlightIdentity();
+    const p = id ? store.participants.get(id) : null;
+    const floor = store.live.floor;
+    const isFloor = Boolean(floor && p && floor.identity === id);
+    this.spotlight.update(p, this._venueOf(p), {
+      self: id === store.myIdentity,
+      inQueue: false,
+      speaking: Boolean(id) && store.activeSpeaker === id,
+      stream: this._streamFor(id),
+      status: p ? (isFloor ? t("stage.speaking") : t("stage.host")) : "",
+      emptyText: t("stage.waiting_host"),
+    });
+    this.spotlight.el.dataset.floor = isFloor ? "true" : "false";
+    this.spotlight.setQuality(this._qualityOf(id));
+
+    // The host is always visible: a small tile beside the stage unless spotlighted.
+    const host = store.host();
+    const hostSlot = document.getElementById("host-slot");
+    if (host && host.identity !== id) {
+      const tile = this._tile(host.identity, "host");
+      this._updateTile(tile, host);
+      if (tile.el.parentNode !== hostSlot) {
+        hostSlot.replaceChildren(tile.el);
+        tile.resume();
+      }
+      hostSlot.hidden = false;
+    } else {
+      hostSlot.replaceChildren();
+      hostSlot.hidden = true;
+    }
+
+    const notice = document.getElementById("floor-notice");
+    const mine = Boolean(floor && floor.identity === store.myIdentity && !store.isHost);
+    notice.hidden = !mine;
+    document.body.dataset.hasFloor = mine ? "true" : "false";
+  }
+
+  // --- tiles ----------------------------------------------------------------------------
+
+  _tile(identity, variant = "tile") {
+    let tile = this.tiles.get(identity);
+    if (!tile) {
+      tile = new Tile(identity, { variant });
+      this.tiles.set(identity, tile);
+    }
+    tile.el.classList.toggle("tile-host", variant === "host");
+    tile.el.classList.toggle("tile-tile", variant !== "host");
+    return tile;
+  }
+
+  _updateTile(tile, p) {
+    const store = this.store;
+    tile.update(p, this._venueOf(p), {
+      self: p.identity === store.myIdentity,
+      inQueue: (store.live.queue || []).includes(p.identity),
+      speaking: store.activeSpeaker === p.identity,
+      stream: this._streamFor(p.identity),
+      status: p.role === "host" ? t("stage.host") : "",
+    });
+    tile.setQuality(this._qualityOf(p.identity), this.qualityDetails.get(p.identity) || "");
+  }
+
+  _buildLevelGroups(relabel = false) {
+    const container = document.getElementById("tile-groups");
+    if (relabel) {
+      for (const level of LEVELS) {
+        const heading = container.querySelector(`[data-level-group="${level}"] > h3`);
+        if (heading) heading.textContent = t(`level_group.${level}`);
+      }
+      return;
+    }
+    replaceChildren(
+      container,
+      LEVELS.map((level) =>
+        h(
+          "section",
+          { class: "level-group", "data-level-group": level, hidden: true },
+          h("h3", { text: t(`level_group.${level}`) }),
+          h("div", { class: "tiles" }),
+        ),
+      ),
+    );
+  }
+
+  _renderTiles() {
+    const store = this.store;
+    const spotlightId = store.spotlightIdentity();
+    const hostId = store.host()?.identity;
+    const wanted = new Set();
+    const byLevel = new Map(LEVELS.map((level) => [level, []]));
+    for (const venue of store.venuesByLevel()) {
+      for (const p of store.participantsAt(venue.id)) {
+        if (p.identity === spotlightId || p.identity === hostId) continue;
+        if (!PUBLISHING_ROLES.has(p.role)) continue; // observers only watch: listed, no tile
+        wanted.add(p.identity);
+        byLevel.get(venue.level)?.push(p);
+      }
+    }
+    for (const [identity, tile] of this.tiles) {
+      if (identity === hostId && identity !== spotlightId) continue;
+      if (!wanted.has(identity)) {
+        tile.el.remove();
+        if (!store.participants.has(identity)) this.tiles.delete(identity);
+      }
+    }
+    let any = false;
+    for (const level of LEVELS) {
+      const section = document.querySelector(`#tile-groups [data-level-group="${level}"]`);
+      const box = section.querySelector(".tiles");
+      const people = byLevel.get(level);
+      section.hidden = people.length === 0;
+      any = any || people.length > 0;
+      const tiles = people.map((p) => {
+        const tile = this._tile(p.identity);
+        this._updateTile(tile, p);
+        return tile;
+      });
+      const current = [...box.children];
+      if (current.length !== tiles.length || tiles.some((tile, i) => current[i] !== tile.el)) {
+        box.replaceChildren(...tiles.map((tile) => tile.el));
+        for (const tile of tiles) tile.resume();
+      }
+    }
+    document.getElementById("tiles-empty").hidden = any;
+  }
+
+  _renderAudio() {
+    const sink = document.getElementById("audio-sink");
+    const wanted = new Map();
+    for (const identity of this.media.remoteIdentities()) {
+      const stream = this.media.remote(identity)?.audioStream;
+      if (stream && identity !== this.store.myIdentity) wanted.set(identity, stream);
+    }
+    for (const el of [...sink.children]) {
+      if (!wanted.has(el.dataset.identity)) {
+        el.srcObject = null;
+        el.remove();
+      }
+    }
+    for (const [identity, stream] of wanted) {
+      let el = sink.querySelector(`audio[data-identity="${CSS.escape(identity)}"]`);
+      if (!el) {
+        el = h("audio", { autoplay: true, "data-identity": identity });
+        sink.append(el);
+      }
+      if (el.srcObject !== stream) el.srcObject = stream;
+      if (el.paused) el.play().catch(() => {});
+    }
+  }
+
+  // --- quality --------------------------------------------------------------------------
+
+  _qualityOf(identity) {
+    if (!identity) return "unknown";
+    if (identity === this.store.myIdentity) return this.qualities.self;
+    return this.qualities.get(identity) || "unknown";
+  }
+
+  /** New connection qualities: Map(identity → quality) plus .self; details per identity. */
+  setQualities(qualities, details) {
+    this.qualities = qualities;
+    this.qualityDetails = details;
+    this.schedule("quality");
+  }
+
+  // --- panels ---------------------------------------------------------------------------
+
+  _buildTabs() {
+    const bar = document.getElementById("tabs");
+    bar.setAttribute("aria-label", t("tabs.label"));
+    replaceChildren(
+      bar,
+      TABS.map((tab) =>
+        h(
+          "button",
+          {
+            type: "button",
+            role: "tab",
+            id: `tab-${tab}`,
+            class: "tab",
+            "data-tab": tab,
+            "aria-controls": `panel-${tab}`,
+            "aria-selected": tab === this.activeTab ? "true" : "false",
+            onclick: () => this.selectTab(tab),
+          },
+          h("span", { text: t(`tabs.${tab}`) }),
+          h("span", { class: "tab-count", "data-count-for": tab, hidden: true }),
+        ),
+      ),
+    );
+    this._showTab();
+  }
+
+  selectTab(tab) {
+    this.activeTab = tab;
+    if (tab === "chat") this.unreadChat = 0;
+    this._showTab();
+    this.schedule("tab");
+  }
+
+  _showTab() {
+    for (const button of document.querySelectorAll("#tabs .tab")) {
+      button.setAttribute("aria-selected", button.dataset.tab === this.activeTab ? "true" : "false");
+    }
+    for (const tab of TABS) document.getElementById(`panel-${tab}`).hidden = tab !== this.activeTab;
+  }
+
+  _renderPanels() {
+    const store = this.store;
+    const host = this.hostConsole;
+    renderAgenda(document.getElementById("agenda-body"), store, host);
+    renderQueue(document.getElementById("queue-body"), store, host);
+    renderPeople(document.getElementById("people-body"), store, host, this.qualities);
+    renderChat(document.getElementById("chat-list"), store);
+    // Counts on the tabs: the queue length, and chat messages not seen yet.
+    const chats = store.timeline.filter((e) => e.type === "chat").length;
+    if (this.seenChat === null || this.activeTab === "chat") this.seenChat = chats;
+    this.unreadChat = Math.max(0, chats - this.seenChat);
+    this._setTabCount("queue", (store.live.queue || []).length);
+    this._setTabCount("chat", this.unreadChat);
+    this._setTabCount("people", store.participants.size);
+    const form = document.getElementById("chat-form");
+    const readonly = document.getElementById("chat-readonly");
+    const canChat = store.you.role !== "observer";
+    if (!canChat && form) form.remove();
+    readonly.hidden = canChat;
+  }
+
+  /** Only the connection dots of the participant list, in place. */
+  _updatePanelQualities() {
+    for (const row of document.querySelectorAll('#people-body .person[data-present="true"]')) {
+      const quality = this._qualityOf(row.dataset.participant);
+      row.dataset.connection = quality;
+      const dot = row.querySelector(".quality");
+      if (dot && dot.dataset.quality !== quality) {
+        dot.dataset.quality = quality;
+        dot.title = t(`quality.${quality}`);
+        dot.setAttribute("aria-label", t(`quality.${quality}`));
+      }
+    }
+  }
+
+  _setTabCount(tab, n) {
+    const el = document.querySelector(`[data-count-for="${tab}"]`);
+    if (!el) return;
+    el.hidden = !n;
+    el.textContent = String(n);
+  }
+
+  // --- controls -------------------------------------------------------------------------
+
+  _buildControls(role) {
+    this.controlsBuiltFor = role;
+    const bar = document.getElementById("controls");
+    bar.setAttribute("aria-label", t("controls.label"));
+    const items = [];
+    if (PUBLISHING_ROLES.has(role)) {
+      items.push(
+        h("button", { type: "button", id: "mic-button", class: "ctl", onclick: () => this.actions.toggleMic() }),
+        h("button", { type: "button", id: "cam-button", class: "ctl", onclick: () => this.actions.toggleCam() }),
+      );
+    }
+    if (role === "member" || role === "guest") {
+      items.push(
+        h("button", { type: "button", id: "hand-button", class: "ctl", onclick: () => this.actions.toggleHand() }),
+        h("button", { type: "button", id: "yield-button", class: "ctl", hidden: true, onclick: () => this.actions.yieldFloor() }, icon("yield"), h("span", { class: "ctl-label", text: t("controls.yield") })),
+        h(
+          "label",
+          { class: "ctl-check", id: "auto-unmute-label" },
+          h("input", {
+            type: "checkbox",
+            id: "auto-unmute",
+            checked: this.prefs.autoUnmute,
+            onchange: (e) => this.actions.setAutoUnmute(e.target.checked),
+          }),
+          h("span", { text: t("controls.auto_unmute") }),
+        ),
+      );
+    }
+    if (role === "observer") {
+      items.push(h("span", { class: "observer-tag", id: "observer-tag", text: t("controls.observer") }));
+    }
+    items.push(
+      h("span", { class: "ctl-spacer" }),
+      h("button", { type: "button", id: "leave-button", class: "ctl danger", onclick: () => this.actions.leave() }, icon("leave"), h("span", { class: "ctl-label", text: t("controls.leave") })),
+    );
+    replaceChildren(bar, items);
+  }
+
+  _renderControls() {
+    const store = this.store;
+    const media = this.media;
+    const mic = document.getElementById("mic-button");
+    if (mic) {
+      const on = media.hasAudio && media.audioEnabled;
+      mic.dataset.state = on ? "on" : "off";
+      mic.disabled = !media.hasAudio;
+      replaceChildren(mic, icon(on ? "mic" : "mic-off"), h("span", { class: "ctl-label", text: t(on ? "controls.mic_on" : "controls.mic_off") }));
+      mic.setAttribute("aria-pressed", on ? "false" : "true");
+    }
+    const cam = document.getElementById("cam-button");
+    if (cam) {
+      const on = media.hasVideo && media.videoEnabled;
+      cam.dataset.state = on ? "on" : "off";
+      cam.disabled = !media.hasVideo;
+      replaceChildren(cam, icon(on ? "camera" : "camera-off"), h("span", { class: "ctl-label", text: t(on ? "controls.cam_on" : "controls.cam_off") }));
+      cam.setAttribute("aria-pressed", on ? "false" : "true");
+    }
+    const hand = document.getElementById("hand-button");
+    const mine = store.live.floor?.identity === store.myIdentity;
+    if (hand) {
+      const raised = (store.live.queue || []).includes(store.myIdentity);
+      hand.dataset.state = raised ? "raised" : "down";
+      hand.hidden = mine;
+      hand.setAttribute("aria-pressed", raised ? "true" : "false");
+      replaceChildren(hand, icon("hand"), h("span", { class: "ctl-label", text: t(raised ? "controls.lower_hand" : "controls.raise_hand") }));
+    }
+    const yieldButton = document.getElementById("yield-button");
+    if (yieldButton) yieldButton.hidden = !mine;
+    const auto = document.getElementById("auto-unmute");
+    if (auto) auto.checked = this.prefs.autoUnmute;
+  }
+
+  // --- countdowns -----------------------------------------------------------------------
+
+  /** Update every floor countdown (4× a second). */
+  tick() {
+    const store = this.store;
+    if (!store.live) return;
+    const remaining = store.floorRemainingMs();
+    const text = remaining === null ? "" : formatCountdown(remaining);
+    const floorId = store.live.floor?.identity;
+    this.spotlight.setCountdown(floorId && floorId === this.spotlight.identity && text ? t("stage.countdown", { time: text }) : "");
+    for (const el of document.querySelectorAll('[data-countdown="floor"]')) {
+      el.textContent = remaining === null ? t("queue.untimed") : text;
+    }
+    const noticeTime = document.getElementById("floor-notice-time");
+    if (noticeTime) noticeTime.textContent = remaining === null ? t("floor.untimed") : t("floor.countdown", { time: text });
+    document.body.dataset.countdown = text;
+  }
+
+  // --- the end ---------------------------------------------------------------------------
+
+  /** Replace the room with a final message. */
+  showEnded({ titleKey, textKey, detail = "", rejoin = false }) {
+    clearInterval(this._countdownTimer);
+    for (const tile of [...this.tiles.values(), this.spotlight]) tile.video.srcObject = null;
+    for (const el of document.querySelectorAll("#audio-sink audio")) el.srcObject = null;
+    showEndedScreen({ titleKey, textKey, detail, rejoin });
+  }
+}
+
+/** The final screen (also used when the connection is refused before the room exists). */
+export function showEndedScreen({ titleKey, textKey, detail = "", rejoin = false }) {
+  const room = document.getElementById("room");
+  if (room) room.hidden = true;
+  document.getElementById("prejoin").hidden = true;
+  const ended = document.getElementById("ended");
+  ended.hidden = false;
+  ended.dataset.reason = titleKey;
+  const render = () => {
+    document.getElementById("ended-title").textContent = t(titleKey);
+    document.getElementById("ended-text").textContent = textKey ? t(textKey) : "";
+    document.getElementById("ended-detail").textContent = typeof detail === "function" ? detail() : detail;
+    const button = document.getElementById("rejoin-button");
+    button.hidden = !rejoin;
+    button.textContent = t("ended.rejoin");
+  };
+  render();
+  onLangChange(render);
+  document.body.dataset.ended = titleKey;
+}
+

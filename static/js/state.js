@@ -1,0 +1,156 @@
+// SessionStore: this page's model of the consultation session, kept from the snapshot and the
+// server's events. Every apply is idempotent (upserts by identity, live state by version,
+// timeline by id), so events replayed after a (re)join are harmless.
+
+import { Emitter, LEVELS } from "./util.js";
+
+const TIMELINE_LIMIT = 500;
+
+export class SessionStore extends Emitter {
+  constructor() {
+    super();
+    this.room = null;
+    this.you = null;
+    this.participants = new Map();
+    this.roster = [];
+    this.live = null;
+    this.timeline = [];
+    this.activeSpeaker = null;
+    /** identity → {publish, subscribe}: the server side's peer-connection states. */
+    this.mediaConnections = new Map();
+    /** Server clock minus local clock, in ms (from the snapshot's server_time). */
+    this.offsetMs = 0;
+  }
+
+  /** Replace everything with a (fresh) snapshot. */
+  reset(snapshot, offsetMs) {
+    this.room = snapshot.room;
+    this.you = snapshot.you;
+    this.participants = new Map(snapshot.participants.map((p) => [p.identity, p]));
+    this.participants.set(snapshot.you.identity, snapshot.you);
+    this.roster = snapshot.roster || [];
+    this.live = snapshot.live;
+    this.timeline = [...snapshot.timeline];
+    this.mediaConnections = new Map();
+    this.activeSpeaker = null;
+    this.offsetMs = offsetMs || 0;
+    this.emit("change", "snapshot");
+  }
+
+  /** Apply one server event; emits change(kind) when it changed something. */
+  apply(event, payload) {
+    switch (event) {
+      case "participant_joined":
+      case "participant_updated": {
+        this.participants.set(payload.identity, payload);
+        if (this.you && payload.identity === this.you.identity && payload.session === this.you.session) {
+          this.you = payload;
+        }
+        this.emit("change", "participants");
+        break;
+      }
+      case "participant_left": {
+        this.mediaConnections.delete(payload.identity);
+        if (this.participants.delete(payload.identity)) this.emit("change", "participants");
+        if (this.activeSpeaker === payload.identity) this.setActiveSpeaker(null);
+        break;
+      }
+      case "live_state": {
+        if (!this.live || payload.version > this.live.version) {
+          this.live = payload;
+          this.emit("change", "live");
+        }
+        break;
+      }
+      case "timeline": {
+        if (!this.timeline.some((e) => e.id === payload.id)) {
+          this.timeline.push(payload);
+          if (this.timeline.length > TIMELINE_LIMIT) this.timeline.splice(0, this.timeline.length - TIMELINE_LIMIT);
+          this.emit("change", "timeline");
+        }
+        break;
+      }
+      case "media_connection": {
+        const entry = { ...(this.mediaConnections.get(payload.identity) || {}) };
+        entry[payload.connection] = payload.state;
+        this.mediaConnections.set(payload.identity, entry);
+        this.emit("change", "media");
+        break;
+      }
+      case "active_speaker": {
+        this.setActiveSpeaker(payload ? payload.identity || null : null);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  setActiveSpeaker(identity) {
+    if (this.activeSpeaker === identity) return;
+    this.activeSpeaker = identity;
+    this.emit("change", "speaker");
+  }
+
+  /** The server's clock now, in ms. */
+  serverNow() {
+    return Date.now() + this.offsetMs;
+  }
+
+  get isHost() {
+    return this.you?.role === "host";
+  }
+
+  get myIdentity() {
+    return this.you?.identity || null;
+  }
+
+  /** The present host (the first one, if the roster has several). */
+  host() {
+    for (const p of this.participants.values()) if (p.role === "host") return p;
+    return null;
+  }
+
+  /** Who the stage shows: the floor holder, otherwise the host (floor null). */
+  spotlightIdentity() {
+    const floor = this.live?.floor;
+    if (floor && this.participants.has(floor.identity)) return floor.identity;
+    return this.host()?.identity || null;
+  }
+
+  /** Milliseconds left on a timed floor, or null when untimed or nobody speaks. */
+  floorRemainingMs() {
+    const floor = this.live?.floor;
+    if (!floor || floor.deadline == null) return null;
+    return floor.deadline - this.serverNow();
+  }
+
+  venue(id) {
+    return this.room?.venues.find((v) => v.id === id) || null;
+  }
+
+  /** Name from presence, else from the roster, else the identity itself. */
+  displayName(identity) {
+    return (
+      this.participants.get(identity)?.name ||
+      this.roster.find((r) => r.identity === identity)?.name ||
+      identity
+    );
+  }
+
+  /** Venues sorted by level (national first), the main venue first within its level. */
+  venuesByLevel() {
+    const venues = [...(this.room?.venues || [])];
+    venues.sort(
+      (a, b) => LEVELS.indexOf(a.level) - LEVELS.indexOf(b.level) || Number(b.main) - Number(a.main),
+    );
+    return venues;
+  }
+
+  /** Present participants at a venue, host first then by name. */
+  participantsAt(venueId) {
+    return [...this.participants.values()]
+      .filter((p) => p.venue === venueId)
+      .sort((a, b) => Number(b.role === "host") - Number(a.role === "host") || a.name.localeCompare(b.name));
+  }
+}
