@@ -18,11 +18,13 @@ from aiohttp import web
 
 from server import appkeys
 from server.credentials import load_api_key, load_token_secret
-from server.http import api, pages
+from server.http import api, pages, recordings
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
 from server.http.schemas import MAX_BODY_BYTES
 from server.media import MediaConfig, MediaNode
+from server.recording import RecordingConfig, RecordingService, RenderQueue
+from server.recording.worker import worker_processes
 from server.rooms.housekeeping import Housekeeper
 from server.rooms.room_media import RoomMedia
 from server.rooms.service import ConsultationService
@@ -58,7 +60,9 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SOCKETIO] = sio
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_recording_ctx)
     api.add_routes(app)
+    recordings.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
     pages.add_routes(app)
     return app
@@ -117,6 +121,32 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         await _close_sockets(sio)
         await media_node.close()
         await store.remove_node(node.id)
+
+
+async def _recording_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The recording service (after the node: it records the node's media rooms).
+
+    Recordings of writers that died are recovered at start; every recording is
+    closed properly on shutdown (before the media it taps goes away).
+    """
+    settings = app[appkeys.SETTINGS]
+    config = app.get(appkeys.RECORDING_CONFIG) or RecordingConfig(
+        recordings_dir=settings.archive_dir, retention_days=settings.retention_days
+    )
+    queue = RenderQueue(app[appkeys.REDIS_URL])
+    recorder = RecordingService(
+        app[appkeys.STORE], config, node_id=app[appkeys.NODE].id, render_queue=queue
+    )
+    app[appkeys.SERVICE].attach_recorder(recorder)
+    app[appkeys.RECORDING_SERVICE] = recorder
+    await recorder.recover()
+    recorder.start_background()
+    try:
+        async with worker_processes(settings.render_workers, app[appkeys.REDIS_URL]):
+            yield
+    finally:
+        await recorder.close()
+        queue.close()
 
 
 async def _close_sockets(sio: socketio.AsyncServer) -> None:

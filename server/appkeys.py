@@ -5,6 +5,7 @@ from __future__ import annotations
 import socketio
 from aiohttp import web
 
+from server.recording import RecordingConfig, RecordingService
 from server.rooms.service import ConsultationService
 from server.settings import Settings
 from server.state.nodes import NodeInfo
@@ -18,3 +19,7 @@ SERVICE = web.AppKey("service", ConsultationService)
 NODE = web.AppKey("node", NodeInfo)
 API_KEY = web.AppKey("api_key", str)
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
+#: The recording service of this node (archive, recordings in progress, renders).
+RECORDING_SERVICE = web.AppKey("recording_service", RecordingService)
+#: Optional override of the recording configuration (tests); default from SETTINGS.
+RECORDING_CONFIG = web.AppKey("recording_config", RecordingConfig)

@@ -5,6 +5,8 @@
     yitang room list
     yitang token ROOM --identity ID --name NAME --role ROLE --venue VENUE
     yitang seed FILE
+    yitang worker [--redis-url URL | --data-dir DIR]
+    yitang archive render RECORDING_ID
 
 Administrative commands talk to a running server (`--server`, default
 http://127.0.0.1:8080) with the API key from `--api-key`, `YITANG_API_KEY`, or
@@ -33,6 +35,8 @@ from server import appkeys
 from server.app import create_app
 from server.credentials import API_KEY_FILE
 from server.media.config import IceAddress
+from server.recording import RenderFailed, render_and_watch
+from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
 from server.settings import Settings
 
@@ -66,6 +70,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ice_addresses=tuple(args.ice_address or ()),
         ice_remote_allow=tuple(args.ice_remote_allow or ()),
         last_n=args.last_n or None,
+        recordings_dir=Path(args.recordings_dir) if args.recordings_dir else None,
+        retention_days=args.retention_days or None,
+        render_workers=args.render_workers,
     )
 
 
@@ -223,6 +230,14 @@ async def seed(args: argparse.Namespace) -> None:
         print(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {issued['url']}")
 
 
+async def archive_render(args: argparse.Namespace) -> None:
+    """Queue a recording's combined video and draw a progress bar until it is done."""
+    status = await render_and_watch(
+        args.server, _api_key(args), args.recording_id, timeout=args.timeout
+    )
+    print(f"{args.recording_id}: {status.state}")
+
+
 # --- argument parsing ------------------------------------------------------------------------
 
 
@@ -292,6 +307,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="forward video of at most N recent active speakers besides floor and host (0: all)",
     )
 
+    serve_parser.add_argument(
+        "--recordings-dir",
+        default=_env("YITANG_RECORDINGS_DIR"),
+        help="the archive folder (default: DATA_DIR/recordings)",
+    )
+    serve_parser.add_argument(
+        "--retention-days",
+        type=float,
+        default=float(_env("YITANG_RETENTION_DAYS", "0") or 0),
+        help="delete recordings older than this many days (0: keep)",
+    )
+    serve_parser.add_argument(
+        "--render-workers",
+        type=int,
+        default=int(_env("YITANG_RENDER_WORKERS", "1") or 1),
+        help="render worker processes to start beside the server (0: run `yitang worker`)",
+    )
+
+    worker_parser = commands.add_parser("worker", help="run a combined-video render worker")
+    worker_parser.add_argument("--redis-url", default=_env("REDIS_URL"))
+    worker_parser.add_argument("--data-dir", default=_env("YITANG_DATA_DIR", "data"))
+    worker_parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+
+    archive_parser = commands.add_parser("archive", help="work with recorded sessions")
+    archive_commands = archive_parser.add_subparsers(dest="archive_command", required=True)
+    render_parser = archive_commands.add_parser(
+        "render", help="(re)make a recording's combined video and show its progress"
+    )
+    _admin_options(render_parser)
+    render_parser.add_argument("recording_id")
+    render_parser.add_argument("--timeout", type=float, help="give up after this many seconds")
+
     room_parser = commands.add_parser("room", help="create and list rooms")
     room_commands = room_parser.add_subparsers(dest="room_command", required=True)
     create_parser = room_commands.add_parser("create", help="create a consultation room")
@@ -344,7 +391,14 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(token(args))
         elif args.command == "seed":
             asyncio.run(seed(args))
-    except (CliError, ValueError, OSError) as exc:
+        elif args.command == "worker":
+            worker_args = ["--data-dir", args.data_dir, *(["--burst"] if args.burst else [])]
+            return worker_main(
+                [*worker_args, *(["--redis-url", args.redis_url] if args.redis_url else [])]
+            )
+        elif args.command == "archive":
+            asyncio.run(archive_render(args))
+    except (CliError, RenderFailed, ValueError, OSError) as exc:
         print(f"yitang: {exc}", file=sys.stderr)
         return 1
     return 0

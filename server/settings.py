@@ -26,6 +26,9 @@ ENV_VARS: dict[str, str] = {
     "YITANG_ICE_ADDRESS": "--ice-address",
     "YITANG_ICE_REMOTE_ALLOW": "--ice-remote-allow",
     "YITANG_LAST_N": "--last-n",
+    "YITANG_RECORDINGS_DIR": "--recordings-dir",
+    "YITANG_RETENTION_DAYS": "--retention-days",
+    "YITANG_RENDER_WORKERS": "--render-workers",
 }
 
 
@@ -57,12 +60,25 @@ class Settings:
     ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Video of at most this many recent active speakers is forwarded (floor and host always).
     last_n: int | None = None
+    #: The archive; None is `data_dir/recordings`. Shared storage when several nodes record.
+    recordings_dir: Path | None = None
+    #: Recordings older than this many days are deleted; None keeps them.
+    retention_days: float | None = None
+    #: Render worker processes `yitang serve` starts beside itself (0: run `yitang worker`).
+    render_workers: int = 1
 
     def __post_init__(self) -> None:
+        if self.render_workers < 0:
+            raise ValueError("render_workers must be 0 or more")
         if not 0 < self.port < 65536:
             raise ValueError(f"port out of range: {self.port}")
         if self.heartbeat_seconds <= 0 or self.presence_ttl_seconds <= self.heartbeat_seconds:
             raise ValueError("presence TTL must be longer than the heartbeat period")
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where recordings are kept."""
+        return self.recordings_dir or self.data_dir / "recordings"
 
     @property
     def base_url(self) -> str:

@@ -100,6 +100,14 @@ class EndSession(ClientEvent):
     """Host: end the session for everyone."""
 
 
+class StartRecording(ClientEvent):
+    """Host: start recording the session for the archive."""
+
+
+class StopRecording(ClientEvent):
+    """Host: stop recording."""
+
+
 class Chat(ClientEvent):
     """Post a chat message."""
 
@@ -162,6 +170,8 @@ CLIENT_EVENTS: dict[str, type[ClientEvent]] = {
     "request_mute": RequestMute,
     "remove_participant": RemoveParticipant,
     "end_session": EndSession,
+    "start_recording": StartRecording,
+    "stop_recording": StopRecording,
     "chat": Chat,
     "media_state": MediaState,
     "publish_offer": PublishOffer,
@@ -187,6 +197,8 @@ SERVER_EVENTS = (
     "subscriber_offer",
     "active_speaker",
     "media_connection",
+    "recording",
+    "recording_error",
 )
 
 

@@ -78,6 +78,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "request_mute": self._request_mute,
             "remove_participant": self._remove_participant,
             "end_session": self._end_session,
+            "start_recording": self._start_recording,
+            "stop_recording": self._stop_recording,
             "chat": self._chat,
             "media_state": self._media_state,
             "publish_offer": self._publish_offer,
@@ -227,6 +229,18 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     ) -> dict[str, Any]:
         await self.service.end_session(actor, room_id)
         return ev.ok_ack()
+
+    async def _start_recording(
+        self, actor: Participant, room_id: str, _: ev.StartRecording
+    ) -> dict[str, Any]:
+        info = await self.service.host_start_recording(actor, room_id)
+        return ev.ok_ack(recording=info.model_dump(mode="json"))
+
+    async def _stop_recording(
+        self, actor: Participant, room_id: str, _: ev.StopRecording
+    ) -> dict[str, Any]:
+        info = await self.service.host_stop_recording(actor, room_id)
+        return ev.ok_ack(recording=info.model_dump(mode="json"))
 
     async def _chat(self, actor: Participant, room_id: str, req: ev.Chat) -> dict[str, Any]:
         entry = await self.service.chat(actor, room_id, req.text)

@@ -15,6 +15,7 @@ from aiohttp import web
 from server import appkeys
 from server.app import create_app
 from server.media import IceAddress
+from server.recording import RecordingConfig
 from server.settings import Settings
 from signaling.client import RoomClient
 
@@ -84,7 +85,11 @@ class ServerHandle:
 
 @contextlib.asynccontextmanager
 async def run_server(
-    data_dir: Path, port: int, redis_url: str | None = None, **settings: Any
+    data_dir: Path,
+    port: int,
+    redis_url: str | None = None,
+    recording_config: RecordingConfig | None = None,
+    **settings: Any,
 ) -> AsyncIterator[ServerHandle]:
     """Run create_app(settings) on 127.0.0.1:port until the context exits."""
     config = Settings(
@@ -96,9 +101,13 @@ async def run_server(
         # Media stays on loopback: candidates only on 127.0.0.1, remotes only from 127/8.
         ice_addresses=settings.pop("ice_addresses", (IceAddress("127.0.0.1"),)),
         ice_remote_allow=settings.pop("ice_remote_allow", (ipaddress.ip_network("127.0.0.0/8"),)),
+        # Tests that render start their own worker.
+        render_workers=settings.pop("render_workers", 0),
         **settings,
     )
     app = create_app(config)
+    if recording_config is not None:
+        app[appkeys.RECORDING_CONFIG] = recording_config
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)

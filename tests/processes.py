@@ -67,7 +67,8 @@ async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server", "serve",
             "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-            "--ice-address", "127.0.0.1", "--ice-remote-allow", "127.0.0.0/8", *args,
+            "--ice-address", "127.0.0.1", "--ice-remote-allow", "127.0.0.0/8",
+            "--render-workers", "0", *args,
             cwd=REPO, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     handle = ServerProcess(process, f"http://127.0.0.1:{port}", data_dir, log)

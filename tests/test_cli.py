@@ -24,7 +24,18 @@ async def _yitang(*args: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["room"], ["room", "create"], ["room", "list"], ["token"], ["seed"]],
+    [
+        [],
+        ["serve"],
+        ["room"],
+        ["room", "create"],
+        ["room", "list"],
+        ["token"],
+        ["seed"],
+        ["worker"],
+        ["archive"],
+        ["archive", "render"],
+    ],
 )
 async def test_help(command: list[str]) -> None:
     code, out, _ = await _yitang(*command, "--help")

@@ -212,6 +212,11 @@ async def test_openapi_describes_every_endpoint(server: ServerHandle) -> None:
     assert set(paths["/api/rooms"]) == {"get", "post"}
     assert set(paths["/api/rooms/{room_id}"]) == {"get", "delete"}
     assert set(paths["/api/rooms/{room_id}/tokens"]) == {"post"}
+    assert set(paths["/api/rooms/{room_id}/recording/start"]) == {"post"}
+    assert set(paths["/api/recordings"]) == {"get"}
+    assert set(paths["/api/recordings/{recording_id}"]) == {"get", "delete"}
+    file_route = paths["/api/recordings/{recording_id}/files/{name}"]["get"]
+    assert [p["name"] for p in file_route["parameters"]] == ["recording_id", "name"]
     assert "/healthz" in paths
     create = paths["/api/rooms"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from server.http.api import ENDPOINTS
+from server.http import api, recordings
 from server.http.schemas import ErrorBody
+
+ENDPOINTS = (*api.ENDPOINTS, *recordings.ENDPOINTS)
 
 _ERRORS = {
     "400": "Malformed JSON",
     "401": "Missing or invalid API key",
-    "404": "No such room",
+    "404": "No such room or recording",
     "409": "Conflicts with the current state (id taken, session ended...)",
     "413": "Body too large",
     "422": "Body does not match the schema",
@@ -35,9 +38,11 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in ENDPOINTS:
         operation: dict[str, Any] = {"summary": endpoint.summary, "responses": {}}
-        if "{room_id}" in endpoint.path:
+        names = re.findall(r"{(\w+)}", endpoint.path)
+        if names:
             operation["parameters"] = [
-                {"name": "room_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in names
             ]
         if endpoint.body is not None:
             operation["requestBody"] = {

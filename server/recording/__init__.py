@@ -1,0 +1,92 @@
+"""Yitang's recording layer: per-track passthrough files, the archive, the combined video.
+
+Entry points (everything else in this package is internal)::
+
+    config = RecordingConfig(recordings_dir=data_dir / "recordings", retention_days=365)
+    queue = RenderQueue(redis_url)                       # RQ queue "yitang-render"
+    service = RecordingService(store, config, node_id=node.id, render_queue=queue,
+                               on_change=cb, on_error=cb)  # cb(RecordingInfo), may be async
+    await service.recover()            # startup: close recordings of dead writers (disk scan)
+    service.start_background()         # lease keeper + maintenance (recovery, retention)
+
+    info = await service.start(room_id, media_room, room, started_by)   # -> RecordingInfo
+    service.tracks_changed(room_id)    # optional: on TracksChanged (else picked up in <0.25 s)
+    service.is_recording(room_id); service.current(room_id)
+    info = await service.stop(room_id)                                   # -> RecordingInfo
+    await service.render(recording_id)          # (re)queue the combined video -> RenderStatus
+    await service.search(query=, since=, until=, venue=, speaker=, limit=)
+    await service.detail(recording_id); await service.delete(recording_id)
+    await service.sweep_retention()             # also run by the maintenance loop
+    await service.close()                       # stops recordings cleanly, joins threads
+
+    python -m server.recording.worker [--redis-url URL | --data-dir DIR] [--burst]
+    await cli_progress.render_and_watch(server_url, api_key, recording_id)   # CLI bar
+
+HTTP: ``server.http.recordings`` (``add_routes(app)``, ``ENDPOINTS``,
+``recordings_ctx``, ``RECORDING_SERVICE``/``RECORDING_CONFIG`` app keys).
+
+How a recording works:
+
+* ``start`` creates ``<recordings_dir>/<recording id>/`` with a first
+  ``manifest.json`` (state ``recording``), claims the room in Redis and holds a
+  lease (renewed every ``lease_seconds``). A :class:`TrackRecorder` is attached
+  as a ``PacketSink`` to every track's forwarder, now and as tracks appear, and
+  a keyframe is requested for video.
+* Each track becomes one file, the received packets unchanged: VP8 and Opus
+  in WebM, H.264 in Matroska. Frames are rebuilt from RTP (gaps: drop until the
+  next keyframe, and ask for one), timestamps follow the RTP clock, and the
+  file's start offset is measured from arrival times. A participant who leaves
+  and rejoins gets new files. Files are written as ``*.part`` (clusters closed
+  every second, flushed at once) and renamed on close.
+* ``stop`` closes the files, computes sha256s, and writes the manifest: room
+  and agenda, participants with venue and level, files with offsets and
+  durations, the timeline between start and stop, chapters (agenda items and
+  turns at the floor) and speaker segments; the summary is indexed in Redis
+  (by date, venue, speaker, title terms) and the combined video is queued.
+* A disk error fails the recording (state ``failed``, ``on_error``); the
+  session's forwarding never waits on the recorder. A writer that dies leaves
+  ``*.part`` files; ``recover`` remuxes them and marks the recording
+  ``interrupted`` (``complete: false``).
+* The combined MP4 (speaker view following the floor, captions with name,
+  venue and level, all audio mixed, MP4 chapters) is made by the RQ worker,
+  never in the media process; progress is in Redis (``keys.recording_render``).
+"""
+
+from .archive_index import ArchiveIndex
+from .cli_progress import RenderFailed, render_and_watch
+from .config import RecordingConfig
+from .errors import ArchiveUnavailable, RecordingConflict, RecordingNotFound
+from .jobs import QUEUE_NAME, RenderQueue, render_job, requeue_abandoned, run_worker
+from .models import (
+    Manifest,
+    RecordingDetail,
+    RecordingInfo,
+    RecordingList,
+    RecordingSummary,
+    RenderStatus,
+)
+from .service import RecordingService
+from .track_recorder import TrackRecorder
+
+__all__ = [
+    "QUEUE_NAME",
+    "ArchiveIndex",
+    "ArchiveUnavailable",
+    "Manifest",
+    "RecordingConfig",
+    "RecordingConflict",
+    "RecordingDetail",
+    "RecordingInfo",
+    "RecordingList",
+    "RecordingNotFound",
+    "RecordingService",
+    "RecordingSummary",
+    "RenderFailed",
+    "RenderQueue",
+    "RenderStatus",
+    "TrackRecorder",
+    "render_and_watch",
+    "render_job",
+    "requeue_abandoned",
+    "run_worker",
+]

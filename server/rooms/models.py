@@ -122,6 +122,8 @@ class RoomSpec(Strict):
     scheduled_start: datetime
     venues: list[Venue] = Field(min_length=1, max_length=64)
     agenda: list[AgendaItem] = Field(default_factory=list, max_length=100)
+    #: Start recording as soon as the session goes live (its first participant joins).
+    auto_record: bool = False
 
     @model_validator(mode="after")
     def _check_venues(self) -> RoomSpec:

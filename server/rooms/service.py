@@ -16,8 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.media.events import ConnectionName
+from server.recording import RecordingInfo, RecordingService
+from server.recording.errors import RecordingConflict
 from server.rooms import floor
-from server.rooms.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from server.rooms.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RoomError,
+    Unauthorized,
+)
 from server.rooms.models import (
     Invitee,
     LiveState,
@@ -59,6 +68,8 @@ class ConsultationService:
         self.presence_ttl_ms = presence_ttl_seconds * 1000.0
         #: (room id, identity) => session id of participants connected to this process.
         self.local_sessions: dict[tuple[str, str], str] = {}
+        #: The node's recording service, once attached (see attach_recorder).
+        self.recorder: RecordingService | None = None
 
     # --- rooms (organizer, API key) ---------------------------------------------------
 
@@ -89,6 +100,7 @@ class ConsultationService:
         """Delete a room; anyone still connected is told the session ended and disconnected."""
         await self.get_room(room_id)
         present = await self.store.participants(room_id)
+        await self._stop_recording_if_any(room_id)
         await self.store.delete_room(room_id)
         await self.media.close_room(room_id)
         await self.notifier.broadcast(room_id, "session_ended", {"reason": "deleted"})
@@ -136,8 +148,10 @@ class ConsultationService:
         # The first node a room's participants reach hosts its media (LiveKit's room -> node map).
         if await self.store.pin_room(room_id, self.node_id) == self.node_id:
             await self.media.add(room_id, invitee.identity, invitee.role, session)
-        live, _ = await self._change_live(room_id, lambda s: (floor.go_live(s), None))
+        live, went_live = await self._change_live(room_id, lambda s: (floor.go_live(s), None))
         self.media.set_floor(room_id, live.floor.identity if live.floor else None)
+        if went_live and room.auto_record:
+            await self._auto_record(room_id)
         await self.notifier.broadcast(
             room_id, "participant_joined", participant.model_dump(mode="json")
         )
@@ -293,6 +307,92 @@ class ConsultationService:
         await self._require_media_here(room_id)
         await self.media.restart(room_id, actor.identity)
 
+    # --- recording --------------------------------------------------------------------
+
+    def attach_recorder(self, recorder: RecordingService) -> None:
+        """Use `recorder` for this node's sessions; its changes are reported to the rooms."""
+        self.recorder = recorder
+        recorder.on_change = self.recording_changed
+        recorder.on_error = self.recording_failed
+
+    def _require_recorder(self) -> RecordingService:
+        if self.recorder is None:
+            raise Conflict("recording_unavailable", "this node does not record")
+        return self.recorder
+
+    async def start_recording(self, room_id: str, started_by: str) -> RecordingInfo:
+        """Start recording a session whose media this node hosts."""
+        recorder = self._require_recorder()
+        room = await self.get_room(room_id)
+        if (await self.live_state(room_id)).status == "ended":
+            raise Conflict("session_ended", "the session has ended")
+        await self._require_media_here(room_id)
+        media_room = self.media.room(room_id)
+        if media_room is None or media_room.closed:
+            raise RecordingConflict(
+                "no_media", "nobody has joined yet: start once media is flowing"
+            )
+        return await recorder.start(room_id, media_room, room, started_by)
+
+    async def stop_recording(self, room_id: str) -> RecordingInfo:
+        """Stop the session's recording (files closed, manifest written, combined video queued)."""
+        recorder = self._require_recorder()
+        if not recorder.is_recording(room_id):
+            other = await recorder.index.active(room_id)
+            holder = await recorder.index.lease_holder(other) if other else None
+            if holder is not None:
+                raise RecordingConflict(
+                    "recording_elsewhere", f"node {holder} records this session; ask that node"
+                )
+        return await recorder.stop(room_id)
+
+    async def host_start_recording(self, actor: Participant, room_id: str) -> RecordingInfo:
+        """The host starts recording."""
+        _require_host(actor)
+        return await self.start_recording(room_id, f"host:{actor.identity}")
+
+    async def host_stop_recording(self, actor: Participant, room_id: str) -> RecordingInfo:
+        """The host stops recording."""
+        _require_host(actor)
+        return await self.stop_recording(room_id)
+
+    async def _auto_record(self, room_id: str) -> None:
+        try:
+            await self.start_recording(room_id, "auto")
+        except RoomError as exc:
+            logger.warning("automatic recording of %s did not start: %s", room_id, exc.message)
+
+    async def _stop_recording_if_any(self, room_id: str) -> None:
+        if self.recorder is not None and self.recorder.is_recording(room_id):
+            await self.recorder.stop(room_id)
+
+    async def recording_changed(self, info: RecordingInfo) -> None:
+        """Tell the room: the live state's recording flag, the timeline, a `recording` event."""
+        recording = info.state == "recording"
+        try:
+            await self._change_live(
+                info.room_id, lambda s: (s.model_copy(update={"recording": recording}), None)
+            )
+        except NotFound:
+            return  # the session was deleted meanwhile
+        if recording:
+            data: dict[str, Any] = {"recording_id": info.id, "by": info.started_by}
+            await self._timeline(info.room_id, "recording_started", data)
+        elif info.state == "failed":
+            data = {"recording_id": info.id, "error": info.error}
+            await self._timeline(info.room_id, "recording_failed", data)
+        else:
+            data = {"recording_id": info.id, "state": info.state, "complete": info.complete}
+            await self._timeline(info.room_id, "recording_stopped", data)
+        await self.notifier.broadcast(info.room_id, "recording", info.model_dump(mode="json"))
+
+    async def recording_failed(self, info: RecordingInfo) -> None:
+        """Tell the session's hosts that recording failed (the session itself goes on)."""
+        for participant in await self.store.participants(info.room_id):
+            if participant.role is Role.HOST:
+                payload = {"recording_id": info.id, "error": info.error}
+                await self.notifier.send(participant.session, "recording_error", payload)
+
     # --- host actions -----------------------------------------------------------------
 
     async def grant_floor(
@@ -425,6 +525,7 @@ class ConsultationService:
         """End the session for everyone: they are told, then disconnected."""
         _require_host(actor)
         await self._change_live(room_id, lambda s: (floor.end(s), None))
+        await self._stop_recording_if_any(room_id)
         await self._timeline(room_id, "session_ended", {"by": actor.identity})
         await self.media.close_room(room_id)
         await self.notifier.broadcast(

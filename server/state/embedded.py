@@ -32,8 +32,8 @@ _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_SECONDS = 15.0
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: get SIGTERM when the parent dies (Linux)."""
+def die_with_parent() -> None:
+    """Runs in a child before exec: it gets SIGTERM when its parent dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -103,7 +103,7 @@ async def embedded_redis(data_dir: Path) -> AsyncIterator[str]:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS

@@ -100,3 +100,49 @@ def room_keys(room_id: str) -> list[str]:
 
 #: Upper bound on a room's timeline stream length (approximate trimming).
 TIMELINE_MAXLEN = 20_000
+
+
+# --- recordings (server/recording) ---------------------------------------------------------
+
+# zset: recording id => start time (ms since epoch); the archive listed by date.
+RECORDINGS = f"{PREFIX}:recordings"
+
+# hash: room id => recording id of the room's recording in progress (any node).
+ACTIVE_RECORDINGS = f"{PREFIX}:active_recordings"
+
+
+def recording(recording_id: str) -> str:
+    """string: JSON RecordingSummary (title, room, venues, speakers, state, duration...)."""
+    return f"{PREFIX}:recording:{recording_id}"
+
+
+def recording_lease(recording_id: str) -> str:
+    """string with TTL: the node id writing this recording; its expiry means the writer died."""
+    return f"{PREFIX}:recording:{recording_id}:lease"
+
+
+def recording_render(recording_id: str) -> str:
+    """hash: the combined-video job (state, progress 0-100, message, job_id, attempt, updated)."""
+    return f"{PREFIX}:recording:{recording_id}:render"
+
+
+def recordings_by_venue(venue_id: str) -> str:
+    """zset: recording id => start time (ms) for recordings in which this venue took part."""
+    return f"{PREFIX}:recordings:venue:{venue_id}"
+
+
+def recordings_by_speaker(speaker: str) -> str:
+    """zset: recording id => start time (ms) for recordings in which `speaker` spoke.
+
+    `speaker` is an identity or a case-folded display name (both are indexed).
+    """
+    return f"{PREFIX}:recordings:speaker:{speaker}"
+
+
+def recordings_by_term(term: str) -> str:
+    """zset: recording id => start time (ms) for titles containing `term`.
+
+    Terms are the case-folded title's single characters and character pairs, so a
+    substring search (Chinese has no spaces) intersects a few sets instead of scanning.
+    """
+    return f"{PREFIX}:recordings:term:{term}"

@@ -1,6 +1,6 @@
 // HostConsole: the host's controls — floor (grant with a time limit, skip, revoke, next
 // speaker), agenda (next / choose item), per-participant mute request and removal,
-// lock/unlock and ending the session. Only built when the snapshot says role == host.
+// lock/unlock, starting and stopping the recording, and ending the session. Only built when the snapshot says role == host.
 
 import { h, replaceChildren } from "./util.js";
 import { icon } from "./icons.js";
@@ -13,7 +13,7 @@ export class HostConsole {
   /**
    * @param el       container for the console strip
    * @param store    SessionStore
-   * @param actions  {grant, skip, revoke, next, advance, setLock, requestMute, remove, end}
+   * @param actions  {grant, skip, revoke, next, advance, setLock, setRecording, requestMute, remove, end}
    */
   constructor({ el, store, actions }) {
     this.el = el;
@@ -49,6 +49,7 @@ export class HostConsole {
     this.revokeMain = h("button", { type: "button", id: "host-revoke", class: "btn", onclick: () => this.actions.revoke() }, icon("stop"), h("span", { text: t("host.revoke") }));
     this.nextItemButton = h("button", { type: "button", id: "host-next-item", class: "btn", onclick: () => this.actions.advance(null) }, h("span", { text: t("host.next_item") }));
     this.lockButton = h("button", { type: "button", id: "host-lock", class: "btn", onclick: () => this.actions.setLock(!this.store.live?.locked) });
+    this.recordButton = h("button", { type: "button", id: "host-record", class: "btn", onclick: () => this.actions.setRecording(!this.store.live?.recording) });
     this.endButton = h("button", { type: "button", id: "host-end", class: "btn danger", onclick: () => this.actions.end() }, h("span", { text: t("host.end") }));
     this.lockNote = h("div", { class: "host-lock-note", text: t("host.locked_note") });
     replaceChildren(
@@ -61,7 +62,7 @@ export class HostConsole {
         h("label", { class: "time-limit-label" }, h("span", { text: t("host.time_limit") }), this.select),
         this.nextButton,
       ),
-      h("div", { class: "host-row" }, this.nextItemButton, this.lockButton, this.endButton),
+      h("div", { class: "host-row" }, this.nextItemButton, this.lockButton, this.recordButton, this.endButton),
       this.lockNote,
     );
     this.render();
@@ -82,6 +83,8 @@ export class HostConsole {
     replaceChildren(this.lockButton, icon(live.locked ? "unlock" : "lock"), h("span", { text: t(live.locked ? "host.unlock" : "host.lock") }));
     this.lockButton.dataset.locked = live.locked ? "true" : "false";
     this.lockNote.hidden = !live.locked;
+    replaceChildren(this.recordButton, h("span", { class: "rec-dot", "aria-hidden": "true" }), h("span", { text: t(live.recording ? "host.record_stop" : "host.record_start") }));
+    this.recordButton.dataset.recording = live.recording ? "true" : "false";
   }
 
   // --- per-row buttons for the panels ----------------------------------------------------

@@ -221,6 +221,11 @@ function enterRoom(stream) {
         const ack = await run("set_lock", { locked });
         if (ack?.live) store.apply("live_state", ack.live);
       },
+      async setRecording(on) {
+        if (await run(on ? "start_recording" : "stop_recording")) {
+          toasts.show(t(on ? "host.record_started" : "host.record_stopped"));
+        }
+      },
       async requestMute(identity, kind) {
         if (await run("request_mute", { identity, kind })) {
           toasts.show(t("host.mute_sent", { name: store.displayName(identity), kind: t(`kind.${kind}`) }));
@@ -336,6 +341,9 @@ function enterRoom(stream) {
         break;
       case "mute_requested":
         onMuteRequested(payload);
+        break;
+      case "recording_error":
+        toasts.show(t("host.record_failed", { error: payload.error || "" }));
         break;
       default:
         store.apply(name, payload);

@@ -177,6 +177,9 @@ export function renderPeople(el, store, host, qualities) {
 }
 
 const SYSTEM_EVENTS = new Set([
+  "recording_started",
+  "recording_stopped",
+  "recording_failed",
   "floor_granted",
   "floor_revoked",
   "floor_expired",
