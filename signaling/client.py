@@ -83,7 +83,12 @@ class RoomClient:
                 code = str(error["data"].get("code", "connect_refused"))
                 raise SignalingError(code, str(error.get("message", ""))) from exc
             raise SignalingError("connect_failed", str(exc)) from exc
-        ack = await self.call("join", timeout=timeout)
+        try:
+            ack = await self.call("join", timeout=timeout)
+        except BaseException:
+            self._pending = None
+            await self._sio.disconnect()
+            raise
         snapshot = Snapshot.model_validate(ack["snapshot"])
         self.snapshot = snapshot
         self.participants = {p.identity: p for p in snapshot.participants}

@@ -153,6 +153,8 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return ev.error_ack("not_joined", "send join first")
         if event == "leave":
             connection.joined = False
+            # Out of the room's broadcasts too: a participant who left hears nothing more.
+            await self.leave_room(sid, room_channel(claims.room))
             await self.service.leave(claims.room, claims.invitee.identity, sid, "left")
             return ev.ok_ack()
         actor = await self.service.current_participant(claims.room, claims.invitee.identity, sid)

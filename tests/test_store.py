@@ -114,3 +114,33 @@ async def test_delete_room_removes_every_key(redis_client: aioredis.Redis) -> No
     leftover = [k async for k in redis_client.scan_iter(match=f"{keys.PREFIX}:room:r1:*")]
     assert leftover == []
     assert not await store.delete_room("r1")
+
+
+async def test_expiry_sweep_keeps_someone_who_came_back(redis_client: aioredis.Redis) -> None:
+    store = RedisStore(redis_client)
+    await store.create_room(_room())
+    await store.add_participant("r1", _participant("m1", session="old"), now_ms() - 1)
+    swept_at = now_ms()
+    assert await store.expired_presence(swept_at) == {"r1": ["m1"]}
+    # Between the sweep's look and its removal, m1 rejoins.
+    await store.add_participant("r1", _participant("m1", session="new"), now_ms() + 60_000)
+    assert await store.remove_expired("r1", "m1", swept_at) is None
+    current = await store.get_participant("r1", "m1")
+    assert current is not None and current.session == "new"
+
+
+async def test_simultaneous_joins_of_one_identity_see_each_other(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = RedisStore(redis_client)
+    await store.create_room(_room())
+    replaced = await asyncio.gather(
+        *(
+            store.add_participant("r1", _participant("m1", session=f"s{i}"), now_ms() + 60_000)
+            for i in range(10)
+        )
+    )
+    # Every join but the first replaced exactly one earlier connection, each a different one.
+    seen = [r.session for r in replaced if r is not None]
+    assert len(seen) == 9
+    assert len(set(seen)) == 9

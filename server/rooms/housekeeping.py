@@ -44,6 +44,7 @@ class Housekeeper:
         swept = await self.service.sweep_expired_presence()
         if swept:
             logger.info("forgot %d participants whose node stopped", swept)
+        await self.service.close_finished_media()
 
     async def expire_floors(self) -> None:
         """Return the floor of every room whose speaking time ran out."""

@@ -31,8 +31,9 @@ def _no_control_chars(text: str) -> str:
 
 #: Lowercase slug used for room and venue ids (appears in URLs and Redis keys).
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,47}$")]
-#: A participant's stable id within a room (from the token's subject).
-Identity = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+#: A participant's stable id within a room (from the token's subject). It also names the
+#: participant's media streams in SDP (msid), hence no characters beyond these.
+Identity = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 DisplayName = Annotated[

@@ -82,9 +82,15 @@ class RoomMedia:
     def _room(self, room_id: str) -> MediaRoom:
         return self._node.room(room_id, on_event=lambda event: self._on_event(room_id, event))
 
-    def _existing(self, room_id: str, identity: str) -> MediaRoom:
+    def room_ids(self) -> list[str]:
+        """Rooms whose media this node hosts."""
+        return list(self._members)
+
+    def _existing(self, room_id: str, identity: str, session: str) -> MediaRoom:
         room = self._node.get_room(room_id)
-        if room is None or identity not in self._members.get(room_id, {}):
+        entry = self._members.get(room_id, {}).get(identity)
+        # The session must match: a replaced connection cannot touch its successor's media.
+        if room is None or entry is None or entry[1] != session:
             raise Conflict("not_joined", "your media session is not set up; join again")
         return room
 
@@ -106,7 +112,10 @@ class RoomMedia:
             return
         del members[identity]
         room = self._node.get_room(room_id)
-        if room is not None:
+        if not members:
+            # Nobody left: release the room (its tasks, its state) until someone joins again.
+            await self.close_room(room_id)
+        elif room is not None:
             await room.remove_participant(identity)
             self._update_pins(room_id)
 
@@ -135,33 +144,42 @@ class RoomMedia:
             pinned.add(speaker)
         room.set_pinned(pinned)
 
-    async def publish(self, room_id: str, identity: str, offer_sdp: str) -> str:
+    async def publish(self, room_id: str, identity: str, session: str, offer_sdp: str) -> str:
         """Answer a participant's publish offer."""
         try:
-            return await self._existing(room_id, identity).publish(identity, offer_sdp)
+            return await self._existing(room_id, identity, session).publish(identity, offer_sdp)
         except MediaError as exc:
             raise room_error(exc) from exc
 
-    async def subscriber_answer(self, room_id: str, identity: str, answer_sdp: str) -> None:
+    async def subscriber_answer(
+        self, room_id: str, identity: str, session: str, answer_sdp: str
+    ) -> None:
         """Apply a participant's answer to our subscriber offer."""
         try:
-            await self._existing(room_id, identity).subscriber_answer(identity, answer_sdp)
+            room = self._existing(room_id, identity, session)
+            await room.subscriber_answer(identity, answer_sdp)
         except MediaError as exc:
             raise room_error(exc) from exc
 
     async def add_candidate(
-        self, room_id: str, identity: str, pc: ConnectionName, candidate: dict[str, Any]
+        self,
+        room_id: str,
+        identity: str,
+        session: str,
+        pc: ConnectionName,
+        candidate: dict[str, Any],
     ) -> None:
         """Add a trickled ICE candidate of the client's publish or subscribe connection."""
         try:
-            await self._existing(room_id, identity).add_remote_candidate(identity, pc, candidate)
+            room = self._existing(room_id, identity, session)
+            await room.add_remote_candidate(identity, pc, candidate)
         except MediaError as exc:
             raise room_error(exc) from exc
 
-    async def restart(self, room_id: str, identity: str) -> None:
+    async def restart(self, room_id: str, identity: str, session: str) -> None:
         """Start a fresh subscribe connection (the client re-publishes on its own)."""
         try:
-            await self._existing(room_id, identity).resubscribe(identity)
+            await self._existing(room_id, identity, session).resubscribe(identity)
         except MediaError as exc:
             raise room_error(exc) from exc
 

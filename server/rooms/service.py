@@ -142,12 +142,23 @@ class ConsultationService:
             room_id, participant, now_ms() + self.presence_ttl_ms
         )
         self.local_sessions[(room_id, invitee.identity)] = session
+        try:
+            return await self._admit(room, participant, replaced)
+        except BaseException:
+            # Leave no ghost behind: this connection never joined.
+            await self.leave(room_id, invitee.identity, session, "join_failed", announce=False)
+            raise
+
+    async def _admit(
+        self, room: Room, participant: Participant, replaced: Participant | None
+    ) -> Snapshot:
+        room_id, identity, session = room.id, participant.identity, participant.session
         if replaced is not None and replaced.session != session:
             await self.notifier.send(replaced.session, "replaced", {"reason": "joined elsewhere"})
             await self.notifier.disconnect(replaced)
         # The first node a room's participants reach hosts its media (LiveKit's room -> node map).
         if await self.store.pin_room(room_id, self.node_id) == self.node_id:
-            await self.media.add(room_id, invitee.identity, invitee.role, session)
+            await self.media.add(room_id, identity, participant.role, session)
         live, went_live = await self._change_live(room_id, lambda s: (floor.go_live(s), None))
         self.media.set_floor(room_id, live.floor.identity if live.floor else None)
         if went_live and room.auto_record:
@@ -193,15 +204,19 @@ class ConsultationService:
             server_time=now_ms(),
         )
 
-    async def leave(self, room_id: str, identity: str, session: str, reason: str) -> None:
+    async def leave(
+        self, room_id: str, identity: str, session: str, reason: str, announce: bool = True
+    ) -> None:
         """A connection closed; forget the participant unless a newer session replaced it."""
         if self.local_sessions.get((room_id, identity)) == session:
             del self.local_sessions[(room_id, identity)]
+        # Media is released even if a presence sweep already removed the record.
+        await self.media.remove(room_id, identity, session)
         try:
             gone = await self.store.remove_participant(room_id, identity, session)
         except RoomMissing:
             return
-        if gone is not None:
+        if gone is not None and announce:
             await self._forget(room_id, gone, reason)
 
     async def _forget(self, room_id: str, gone: Participant, reason: str) -> None:
@@ -288,24 +303,24 @@ class ConsultationService:
         if actor.role is Role.OBSERVER:
             raise Forbidden("publish_forbidden", "observers receive only")
         await self._require_media_here(room_id)
-        return await self.media.publish(room_id, actor.identity, offer_sdp)
+        return await self.media.publish(room_id, actor.identity, actor.session, offer_sdp)
 
     async def subscriber_answer(self, actor: Participant, room_id: str, answer_sdp: str) -> None:
         """Apply the participant's answer to the server's subscriber offer."""
         await self._require_media_here(room_id)
-        await self.media.subscriber_answer(room_id, actor.identity, answer_sdp)
+        await self.media.subscriber_answer(room_id, actor.identity, actor.session, answer_sdp)
 
     async def ice_candidate(
         self, actor: Participant, room_id: str, pc: ConnectionName, candidate: dict[str, Any]
     ) -> None:
         """Add a candidate the client trickled for one of its connections."""
         await self._require_media_here(room_id)
-        await self.media.add_candidate(room_id, actor.identity, pc, candidate)
+        await self.media.add_candidate(room_id, actor.identity, actor.session, pc, candidate)
 
     async def restart_media(self, actor: Participant, room_id: str) -> None:
         """Give the participant a fresh subscribe connection (after network trouble)."""
         await self._require_media_here(room_id)
-        await self.media.restart(room_id, actor.identity)
+        await self.media.restart(room_id, actor.identity, actor.session)
 
     # --- recording --------------------------------------------------------------------
 
@@ -543,13 +558,26 @@ class ConsultationService:
     async def sweep_expired_presence(self) -> int:
         """Forget participants whose node stopped heartbeating; returns how many."""
         count = 0
-        for room_id, identities in (await self.store.expired_presence(now_ms())).items():
+        at = now_ms()
+        for room_id, identities in (await self.store.expired_presence(at)).items():
             for identity in identities:
-                gone = await self.store.remove_participant(room_id, identity)
+                gone = await self.store.remove_expired(room_id, identity, at)
                 if gone is not None:
                     count += 1
                     await self._forget(room_id, gone, "connection_lost")
         return count
+
+    async def close_finished_media(self) -> None:
+        """Release media (and recordings) of rooms this node hosts that ended or were deleted.
+
+        Ending or deleting a session on another node cannot reach this node's
+        memory; this sweep does, within a heartbeat.
+        """
+        for room_id in self.media.room_ids():
+            live = await self.store.get_live(room_id)
+            if live is None or live.status == "ended":
+                await self._stop_recording_if_any(room_id)
+                await self.media.close_room(room_id)
 
     async def refresh_local_presence(self) -> None:
         """Push forward the presence deadline of everyone connected to this process."""

@@ -150,16 +150,27 @@ class RedisStore:
     async def add_participant(
         self, room_id: str, participant: Participant, deadline: float
     ) -> Participant | None:
-        """Record a connection; returns the participant it replaces (same identity), if any."""
+        """Record a connection; returns the participant it replaces (same identity), if any.
+
+        Read and write are one transaction, so of two simultaneous joins with the
+        same identity the second always sees (and replaces) the first.
+        """
         participants_key = keys.room_participants(room_id)
-        previous_raw = await self._redis.hget(participants_key, participant.identity)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(participants_key, participant.identity, _dump(participant))
-            pipe.zadd(keys.room_presence(room_id), {participant.identity: deadline})
-            pipe.sadd(keys.room_admitted(room_id), participant.identity)
-            pipe.sadd(keys.ACTIVE_ROOMS, room_id)
-            await pipe.execute()
-        return Participant.model_validate_json(previous_raw) if previous_raw else None
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(participants_key)
+                    previous_raw = await pipe.hget(participants_key, participant.identity)
+                    pipe.multi()
+                    pipe.hset(participants_key, participant.identity, _dump(participant))
+                    pipe.zadd(keys.room_presence(room_id), {participant.identity: deadline})
+                    pipe.sadd(keys.room_admitted(room_id), participant.identity)
+                    pipe.sadd(keys.ACTIVE_ROOMS, room_id)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return Participant.model_validate_json(previous_raw) if previous_raw else None
+        raise StoreConflict(f"participants of {room_id!r} are changing too fast")
 
     async def remove_participant(
         self, room_id: str, identity: str, session: str | None = None
@@ -172,6 +183,31 @@ class RedisStore:
             return current
 
         return await self._change_participant(room_id, identity, session, remove)
+
+    async def remove_expired(self, room_id: str, identity: str, at_ms: float) -> Participant | None:
+        """Remove a participant whose presence deadline is still past at `at_ms`.
+
+        Someone who rejoined (or whose node heartbeated) since the sweep looked is kept.
+        """
+        presence_key = keys.room_presence(room_id)
+        participants_key = keys.room_participants(room_id)
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(presence_key, participants_key)
+                    deadline = await pipe.zscore(presence_key, identity)
+                    raw = await pipe.hget(participants_key, identity)
+                    if deadline is None or deadline > at_ms:
+                        await pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    pipe.hdel(participants_key, identity)
+                    pipe.zrem(presence_key, identity)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return Participant.model_validate_json(raw) if raw else None
+        raise StoreConflict(f"participants of {room_id!r} are changing too fast")
 
     async def update_participant(
         self, room_id: str, identity: str, session: str, changes: dict[str, Any]
@@ -259,8 +295,23 @@ class RedisStore:
             if gone:
                 expired[room_id] = [g.decode() for g in gone]
             elif remaining == 0:
-                await self._redis.srem(keys.ACTIVE_ROOMS, room_id)
+                await self._retire_if_empty(room_id)
         return expired
+
+    async def _retire_if_empty(self, room_id: str) -> None:
+        # Checked and removed in one transaction: a join landing in between keeps its room.
+        presence_key = keys.room_presence(room_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(presence_key)
+                if await pipe.zcard(presence_key) == 0:
+                    pipe.multi()
+                    pipe.srem(keys.ACTIVE_ROOMS, room_id)
+                    await pipe.execute()
+                else:
+                    await pipe.unwatch()
+            except WatchError:
+                pass  # someone joined: the room stays on the sweep's list
 
     async def is_admitted(self, room_id: str, identity: str) -> bool:
         """Whether this identity has joined the session before (a locked room re-admits them)."""
