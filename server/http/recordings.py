@@ -86,8 +86,14 @@ def _bearer(request: web.Request) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def require_key_or_host(request: web.Request, room_id: str) -> str:
-    """The API key, or a valid host join token for ``room_id``; returns who is acting."""
+async def require_key_or_host(request: web.Request, room_id: str) -> str:
+    """The API key, or a host join token for ``room_id`` still admitted; returns who is acting.
+
+    A host token must pass the domain's admission check too: a host the session
+    removed, or a token of a session that no longer exists or has ended, is refused
+    with that check's error (``removed`` 403, ``room_not_found`` 404, ``session_ended``
+    409, ...), exactly as joining would be.
+    """
     token = _bearer(request)
     if token and hmac.compare_digest(token.encode(), request.app[appkeys.API_KEY].encode()):
         return "api"
@@ -99,6 +105,7 @@ def require_key_or_host(request: web.Request, room_id: str) -> str:
         raise Unauthorized("credentials_invalid", "neither the API key nor a valid token") from exc
     if claims.room != room_id or claims.invitee.role is not Role.HOST:
         raise Unauthorized("not_host", "only the host of this session may do this")
+    await request.app[appkeys.SERVICE].check_admission(claims)
     return f"host:{claims.invitee.identity}"
 
 
@@ -130,7 +137,7 @@ def _json(
 async def start_recording(request: web.Request) -> web.Response:
     """Start recording a session whose media this node hosts."""
     room_id = _room_id(request)
-    actor = require_key_or_host(request, room_id)
+    actor = await require_key_or_host(request, room_id)
     info = await request.app[appkeys.SERVICE].start_recording(room_id, actor)
     return _json(info, 201)
 
@@ -138,7 +145,7 @@ async def start_recording(request: web.Request) -> web.Response:
 async def stop_recording(request: web.Request) -> web.Response:
     """Stop the session's recording (files closed, manifest written, combined video queued)."""
     room_id = _room_id(request)
-    require_key_or_host(request, room_id)
+    await require_key_or_host(request, room_id)
     return _json(await request.app[appkeys.SERVICE].stop_recording(room_id))
 
 

@@ -44,9 +44,13 @@ How a recording works:
   turns at the floor) and speaker segments; the summary is indexed in Redis
   (by date, venue, speaker, title terms) and the combined video is queued.
 * A disk error fails the recording (state ``failed``, ``on_error``); the
-  session's forwarding never waits on the recorder. A writer that dies leaves
-  ``*.part`` files; ``recover`` remuxes them and marks the recording
-  ``interrupted`` (``complete: false``).
+  session's forwarding never waits on the recorder, and a recorder never raises
+  into it (a failure to take a packet fails the recording the same way).
+* Writer passes have their own threads (``writer_threads``); deletes, manifest
+  reads for downloads, recovery remuxes, retention and checksums run on the
+  archive threads (``archive_threads``), so they never delay a live recording.
+* A writer that dies leaves ``*.part`` files; ``recover`` remuxes them and
+  marks the recording ``interrupted`` (``complete: false``).
 * The combined MP4 (speaker view following the floor, captions with name,
   venue and level, all audio mixed, MP4 chapters) is made by the RQ worker,
   never in the media process; progress is in Redis (``keys.recording_render``).

@@ -23,12 +23,17 @@ class RecordingConfig:
     maintenance_interval: float = 60.0
     #: Enqueue the combined video when a recording stops or is recovered.
     auto_render: bool = True
-    #: Threads doing file I/O for all recordings of this process.
+    #: Threads doing the live file I/O (writer passes) of all recordings of this process.
     writer_threads: int = 2
+    #: Threads for archive work (deletes, manifest reads for downloads, recovery remuxes,
+    #: retention, checksums of stopped recordings), so it never delays a writer pass.
+    archive_threads: int = 2
     #: Closing the files on stop may take this long before the recording is declared failed.
     stop_timeout: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.writer_threads < 1 or self.archive_threads < 1:
+            raise ValueError("writer_threads and archive_threads must be at least 1")
         if self.flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
         if self.lease_ttl <= self.lease_seconds:

@@ -11,7 +11,12 @@ then drop and resume at a keyframe).
 An ``OSError`` in the writer (disk full, folder gone, I/O error) fails the
 whole recording: the recorders detach, the files stay as ``.part`` for
 recovery, and the owner's ``on_failed`` callback is told. Any other error
-only ends the one track's file.
+only ends the one track's file. A recorder whose ``on_packet`` failed (it
+never raises into the media layer, see ``track_recorder``) fails the whole
+recording the same way, on the next pass or on stop.
+
+Checksums of the finished files (on stop) run on the ``archive_executor``,
+so hashing a long recording never holds a writer thread other rooms need.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class RoomRecording:
         on_failed: FailureCallback,
         on_room_closed: ClosedCallback,
         stop_timeout: float = 60.0,
+        archive_executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.recording_id = recording_id
         self.room_id = room_id
@@ -70,6 +76,7 @@ class RoomRecording:
         #: The monotonic clock reading that is time 0 of every file's offsets.
         self.clock_start = time.monotonic()
         self._executor = executor
+        self._archive_executor = archive_executor or executor
         self._flush_interval = flush_interval
         self._on_failed = on_failed
         self._on_room_closed = on_room_closed
@@ -136,6 +143,9 @@ class RoomRecording:
             self._task = None
         self._detach_all()
         work = [(r, r.take()) for r in self.recorders.values()]
+        broken = self._sink_failure()
+        if broken is not None:
+            await self._fail(broken)
         if self.failed is None:
             try:
                 await asyncio.wait_for(self._in_writer(self._final_pass, work), self._stop_timeout)
@@ -146,7 +156,8 @@ class RoomRecording:
                 self.failed = f"the disk did not answer within {self._stop_timeout:.0f} s"
                 logger.error("%r: %s", self, self.failed)
                 return [r.entry() for r in self.recorders.values()]
-        return await self._in_writer(self._entries)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._archive_executor, self._entries)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -164,6 +175,10 @@ class RoomRecording:
             if self.media_room.closed:
                 await self._on_room_closed(self)
                 return
+            broken = self._sink_failure()
+            if broken is not None:
+                await self._fail(broken)
+                return
             self.sync_tracks()
             self._ask_keyframes()
             work = [(r, r.take()) for r in self.recorders.values() if not r.finished]
@@ -179,6 +194,12 @@ class RoomRecording:
             self.passes += 1
             async with self.pass_done:
                 self.pass_done.notify_all()
+
+    def _sink_failure(self) -> str | None:
+        for recorder in self.recorders.values():
+            if recorder.sink_error is not None:
+                return f"recorder of {recorder.track.track_id} failed: {recorder.sink_error}"
+        return None
 
     def _ask_keyframes(self) -> None:
         now = time.monotonic()

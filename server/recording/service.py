@@ -2,6 +2,13 @@
 
 One per server process. It owns the writer threads, the recordings in
 progress on this node, the manifest files and the archive index in Redis.
+
+Two thread pools do its disk I/O: the writer pool runs only the live path
+(the recordings' writer passes, creating a folder, writing the manifest on
+stop); the archive pool runs everything else (deletes, manifest reads for
+the detail and file endpoints, recovery remuxes, retention, checksums of
+stopped recordings). A large delete or a startup remux therefore never makes
+a live recording's writer pass wait.
 The HTTP edge and the domain call it; it calls back through ``on_change``
 (every state change) and ``on_error`` (failures), so the caller can tell the
 host and write the timeline. It never blocks the media path: packets are
@@ -116,8 +123,13 @@ class RecordingService:
         self.render_queue = render_queue
         self.on_change = on_change
         self.on_error = on_error
+        #: Live path only: writer passes, new folders, manifests of stopped recordings.
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.writer_threads, thread_name_prefix="recording-writer"
+        )
+        #: Archive and admin work, kept off the writer threads (see the module docstring).
+        self._archive = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.archive_threads, thread_name_prefix="recording-archive"
         )
         self._active: dict[str, _Active] = {}
         self._starting: set[str] = set()
@@ -229,6 +241,7 @@ class RecordingService:
             media_room=media_room,
             directory=directory,
             executor=self._executor,
+            archive_executor=self._archive,
             flush_interval=self.config.flush_interval,
             started_at=started_at,
             on_failed=self._recording_failed,
@@ -266,6 +279,7 @@ class RecordingService:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         # Nothing is queued any more; a thread stuck on a hung disk must not block the loop.
         self._executor.shutdown(wait=False)
+        self._archive.shutdown(wait=False)
 
     # --- the archive ------------------------------------------------------------------------
 
@@ -289,7 +303,7 @@ class RecordingService:
     ) -> RecordingDetail:
         """Summary, manifest (from its folder) and render status of one recording."""
         summary = await self.summary(recording_id)
-        manifest = await self._io(read_manifest, self.directory(recording_id))
+        manifest = await self._archive_io(read_manifest, self.directory(recording_id))
         render = await self.index.render_status(recording_id)
         return RecordingDetail(
             summary=summary,
@@ -307,14 +321,14 @@ class RecordingService:
         """
         path = self.directory(recording_id) / MANIFEST_NAME
         try:
-            stat = await self._io(path.stat)
+            stat = await self._archive_io(path.stat)
         except OSError:
             raise RecordingNotFound("recording_not_found", "no recording has this id") from None
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         cached = self._manifests.get(recording_id)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        manifest = await self._io(read_manifest, path.parent)
+        manifest = await self._archive_io(read_manifest, path.parent)
         if manifest is None or manifest.id != recording_id:
             raise RecordingNotFound("recording_not_found", "no recording has this id")
         if len(self._manifests) >= MANIFEST_CACHE_SIZE:
@@ -352,7 +366,7 @@ class RecordingService:
             raise RecordingConflict(
                 "render_running", "the combined video is being made; retry later"
             )
-        await self._io(shutil.rmtree, self.directory(recording_id), True)
+        await self._archive_io(shutil.rmtree, self.directory(recording_id), True)
         await self.index.delete(recording_id)
         self._manifests.pop(recording_id, None)
         logger.info("recording %s deleted", recording_id)
@@ -398,15 +412,15 @@ class RecordingService:
         progress are checked, so a large archive is not read every minute.
         """
         if scan_disk:
-            folders: list[Path] = await self._io(self._recording_folders)
+            folders: list[Path] = await self._archive_io(self._recording_folders)
         else:
             claimed = await self.index.active_recordings()
             folders = [self.config.recordings_dir / rid for rid in claimed if is_recording_id(rid)]
-            folders = [f for f in folders if await self._io(f.is_dir)]
+            folders = [f for f in folders if await self._archive_io(f.is_dir)]
         own = {a.manifest.id for a in self._active.values()}
         recovered = []
         for directory in folders:
-            manifest = await self._io(read_manifest, directory)
+            manifest = await self._archive_io(read_manifest, directory)
             if manifest is None or manifest.id != directory.name or manifest.id in own:
                 continue
             if manifest.state == "recording":
@@ -414,7 +428,7 @@ class RecordingService:
                     continue  # still being written by a live node
                 recovered.append(await self._recover(directory, manifest))
             elif manifest.state == "failed":
-                leftovers: list[Path] = await self._io(part_files, directory)
+                leftovers: list[Path] = await self._archive_io(part_files, directory)
                 if leftovers:
                     recovered.append(await self._recover(directory, manifest))
             elif await self.index.get(manifest.id) is None:
@@ -425,7 +439,7 @@ class RecordingService:
         if not is_recording_id(recording_id):
             return
         directory = self.config.recordings_dir / recording_id
-        manifest = await self._io(read_manifest, directory)
+        manifest = await self._archive_io(read_manifest, directory)
         if manifest is None or manifest.state != "recording":
             return
         if await self.index.lease_holder(recording_id) is None:
@@ -434,7 +448,7 @@ class RecordingService:
     async def _recover(self, directory: Path, manifest: Manifest) -> RecordingInfo:
         indexed = await self.index.get(manifest.id)
         failed = manifest.state == "failed" or (indexed is not None and indexed.state == "failed")
-        files = await self._io(self._recover_files, directory, manifest)
+        files = await self._archive_io(self._recover_files, directory, manifest)
         ends = [f.start_offset + f.duration for f in files]
         stopped_at = manifest.stopped_at or manifest.started_at + max(ends, default=0.0)
         error = (manifest.error or (indexed.error if indexed else None)) if failed else None
@@ -444,6 +458,7 @@ class RecordingService:
             stopped_at=stopped_at,
             state="failed" if failed else "interrupted",
             error=error or INTERRUPTED_MESSAGE,
+            archive=True,
         )
         logger.warning("recording %s recovered (%s): %d files", final.id, final.state, len(files))
         await self._publish(final, error=False)
@@ -556,8 +571,14 @@ class RecordingService:
     # --- internals ---------------------------------------------------------------------------
 
     async def _io(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run blocking I/O of the live path on the writer threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+
+    async def _archive_io(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run archive and admin I/O (deletes, manifest reads, recovery) off the writer threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._archive, lambda: function(*args, **kwargs))
 
     @staticmethod
     def _prepare_folder(directory: Path, manifest: Manifest) -> None:
@@ -621,6 +642,7 @@ class RecordingService:
         state: str,
         error: str | None,
         room: Room | None = None,
+        archive: bool = False,
     ) -> Manifest:
         duration = max(stopped_at - manifest.started_at, 0.0)
         timeline = await self._timeline(manifest.room.id, manifest.started_at, stopped_at)
@@ -658,7 +680,10 @@ class RecordingService:
         )
         directory = self.config.recordings_dir / manifest.id
         try:
-            await self._io(write_manifest, directory, final)
+            if archive:  # recovery: archive work
+                await self._archive_io(write_manifest, directory, final)
+            else:  # a live recording stopping
+                await self._io(write_manifest, directory, final)
         except OSError as exc:
             logger.error("recording %s: manifest not written: %s", manifest.id, exc)
             final = final.model_copy(

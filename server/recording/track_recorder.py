@@ -6,7 +6,10 @@ Two sides, two threads:
   the forwarder, in the publisher's receive path). It only appends the packet
   and its arrival time to a list: no parsing, no I/O, never blocking. If the
   writer falls behind (a stalled disk) the list is capped: the backlog is
-  dropped, and the file resumes at the next keyframe.
+  dropped, and the file resumes at the next keyframe. Nothing it does can
+  raise into the media layer: should it fail anyway, the recorder stops
+  taking packets at once and records why in :attr:`TrackRecorder.sink_error`;
+  the recording's next pass then fails the recording and detaches it.
 * the recording's writer thread takes those batches (:meth:`take`, called on
   the loop), rebuilds frames, maps RTP timestamps to the recording's clock
   and muxes them (:meth:`write`, :meth:`finish`).
@@ -141,6 +144,8 @@ class TrackRecorder:
         self.detached = False
         self.finished = False
         self.error: str | None = None
+        #: Why ``on_packet`` failed (then it takes nothing more; the recording fails).
+        self.sink_error: str | None = None
         self.overflows = 0
         self.packets = 0
         self._skipped_unusable = False
@@ -151,15 +156,21 @@ class TrackRecorder:
     # --- PacketSink (event loop) --------------------------------------------------------
 
     def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
-        """Queue a packet for the writer (never blocks)."""
+        """Queue a packet for the writer (never blocks, never raises into the forwarder)."""
         if self.detached:
             return
-        pending = self._pending
-        pending.append((packet, time.monotonic()))
-        if len(pending) > MAX_PENDING_PACKETS:
-            # The writer is stuck: drop the backlog; the assembler sees the hole.
-            self._pending = []
-            self.overflows += 1
+        try:
+            pending = self._pending
+            pending.append((packet, time.monotonic()))
+            if len(pending) > MAX_PENDING_PACKETS:
+                # The writer is stuck: drop the backlog; the assembler sees the hole.
+                self._pending = []
+                self.overflows += 1
+        except Exception as exc:
+            # Stop taking packets now; the recording's next pass fails it and detaches us.
+            self.detached = True
+            self.sink_error = f"{type(exc).__name__}: {exc}"
+            logger.exception("%r: packet not taken; the recording fails", self)
 
     def on_forwarder_ended(self) -> None:
         """The track ended: the writer closes the file on its next pass."""

@@ -55,13 +55,15 @@ async def worker_processes(count: int, redis_url: str) -> AsyncIterator[list[int
     die with the server (PR_SET_PDEATHSIG), so a killed server leaves none behind.
     """
     command = (sys.executable, "-m", "server.recording.worker", "--redis-url", redis_url)
-    processes = [
-        await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent
-        )
-        for _ in range(count)
-    ]
+    processes: list[asyncio.subprocess.Process] = []
     try:
+        # Spawned inside the try: if a later one fails to start, the earlier ones are stopped.
+        for _ in range(count):
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    *command, stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent
+                )
+            )
         yield [process.pid for process in processes]
     finally:
         for process in processes:

@@ -22,6 +22,7 @@ from server import appkeys
 from server.appkeys import RECORDING_SERVICE
 from server.http.recordings import access_token
 from server.recording.cli_progress import RenderFailed, progress_line, render_and_watch
+from signaling.client import RoomClient
 from tests.helpers import ServerHandle
 from tests.processes import REPO
 from tests.recording.recording_kit import recording_server, wait_for
@@ -278,6 +279,34 @@ async def test_retention_sweep_deletes_old_recordings(server: ServerHandle) -> N
     assert not service.directory(recording_id).exists()
     status, listing = await call(server, "GET", "/api/recordings", server.api_key)
     assert listing["recordings"] == []
+
+
+async def test_a_removed_host_can_no_longer_start_or_stop_recording(server: ServerHandle) -> None:
+    room = await server.create_room()
+    room_id = room["id"]
+    removed_token = await server.token(room_id, "host", "host", "hunan")
+    cohost = await server.client(room_id, "cohost", "host", "hunan")
+    removed = RoomClient(server.base_url, removed_token)
+    try:
+        await removed.connect()
+        await cohost.remove("host", reason="换人主持")
+        await removed.wait_for(lambda: removed.disconnected.is_set())
+    finally:
+        await removed.close()
+        await cohost.close()
+    # The token is still correctly signed and names a host of this room: only the
+    # session's admission check knows the host was removed.
+    for action in ("start", "stop"):
+        status, body = await call(
+            server, "POST", f"/api/rooms/{room_id}/recording/{action}", removed_token
+        )
+        assert (status, body["error"]["code"]) == (403, "removed"), (action, body)
+    # A host token of a session that no longer exists is refused the same way.
+    assert (await server.request("DELETE", f"/api/rooms/{room_id}"))[0] == 204
+    status, body = await call(
+        server, "POST", f"/api/rooms/{room_id}/recording/start", removed_token
+    )
+    assert (status, body["error"]["code"]) == (404, "room_not_found")
 
 
 def _auth(key: str) -> dict[str, str]:

@@ -12,13 +12,18 @@ import fractions
 import itertools
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
+from aiortc.rtp import RtpPacket
 
+from server.media import TrackInfo
+from server.recording import track_recorder as track_recorder_module
+from server.recording.archive_index import summarize
 from server.recording.errors import ArchiveUnavailable, RecordingConflict
 from server.recording.manifest_files import read_manifest
 from server.recording.models import RecordingInfo
@@ -28,6 +33,7 @@ from tests.media.media_testkit import CounterVideoTrack, make_counter_frame, rea
 from tests.recording.recording_kit import (
     ROOM_ID,
     RecordingEnv,
+    build_session,
     counter_jumps,
     decode_file,
     recording_env,
@@ -276,3 +282,98 @@ async def test_unwritable_archive_folder_refuses_to_start(
         assert len(env.errors) == 1 and env.errors[0].state == "failed"
         summary = await env.service.index.get(env.errors[0].id)
         assert summary is not None and summary.state == "failed"
+
+
+async def test_slow_archive_work_never_delays_the_writer_passes(
+    redis_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One writer thread: before the archive pool, a delete stuck in rmtree took the only
+    # thread every room's writer passes run on.
+    async with recording_env(redis_client, tmp_path / "recordings", writer_threads=1) as env:
+        old_id = "room-0-20250101-090000-abcd"
+        old = build_session(env.root / old_id, 0.5, old_id)
+        await env.service.index.put(summarize(old))
+
+        entered, release = threading.Event(), threading.Event()
+        real_rmtree = shutil.rmtree
+
+        def slow_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+            entered.set()
+            release.wait(30)  # a huge folder on a slow disk
+            real_rmtree(path, *args, **kwargs)
+
+        monkeypatch.setattr(shutil, "rmtree", slow_rmtree)  # as the service calls it
+        env.harness.room.set_pinned([])  # the media room exists; an empty recording still passes
+        await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+        recording = env.service.recording(ROOM_ID)
+        assert recording is not None
+        deleting = asyncio.create_task(env.service.delete(old_id))
+        try:
+            assert await asyncio.to_thread(entered.wait, 10), "the delete never reached rmtree"
+            before = recording.passes
+            async with recording.pass_done:
+                await asyncio.wait_for(
+                    recording.pass_done.wait_for(lambda: recording.passes >= before + 3), 10
+                )
+            assert not deleting.done()  # the writer passes ran while rmtree was stuck
+        finally:
+            release.set()
+            await deleting
+        assert not (env.root / old_id).exists()
+        info = await env.service.stop(ROOM_ID)
+        assert info.state == "stopped"
+
+
+def test_on_packet_never_raises_into_the_forwarder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    track = TrackInfo(
+        track_id="host-video-2",
+        participant_id="host",
+        kind="video",
+        codec="video/VP8",
+    )
+    recorder = TrackRecorder(track, clock_rate=90000, directory=tmp_path, clock_start=0.0)
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=1, payload=b"\x10")
+    recorder.on_packet(packet, False)
+    assert len(recorder.take()) == 1
+
+    class BrokenClock:
+        @staticmethod
+        def monotonic() -> float:
+            raise RuntimeError("clock gone")
+
+    monkeypatch.setattr(track_recorder_module, "time", BrokenClock)
+    recorder.on_packet(packet, True)  # must not raise
+    assert recorder.detached and recorder.sink_error == "RuntimeError: clock gone"
+    recorder.on_packet(packet, True)  # detached: ignored
+    assert recorder.take() == []
+
+
+async def test_a_failing_recorder_fails_the_recording_not_the_session(
+    env: RecordingEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    viewer = env.harness.client("m2")
+    await viewer.join(publish=False)
+    await env.join("host")
+    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+    await env.wait(lambda: env.recorder_frames("host", "video") >= 15, "host recorded")
+
+    class BrokenClock:
+        @staticmethod
+        def monotonic() -> float:
+            raise RuntimeError("clock gone")
+
+    monkeypatch.setattr(track_recorder_module, "time", BrokenClock)
+    await env.wait(lambda: bool(env.errors), "the recording to fail", within=10)
+    failed = env.errors[0]
+    assert failed.id == info.id and failed.state == "failed" and not failed.complete
+    assert failed.error is not None and "RuntimeError: clock gone" in failed.error
+    assert not env.service.is_recording(ROOM_ID)
+
+    # Forwarding goes on, and no recorder is left on any forwarder.
+    seen = viewer.frames_from("host", "video")
+    await env.wait(lambda: viewer.frames_from("host", "video") >= seen + 30, "video after failure")
+    for forwarder_track in env.harness.room.tracks():
+        sinks = env.harness.room.track_forwarder(forwarder_track.track_id).sinks
+        assert not any(isinstance(s, TrackRecorder) for s in sinks)
