@@ -16,7 +16,8 @@ Public API (everything else in this package is internal)::
     room.set_pinned({"host", "speaker"}); room.last_n = 4
     await room.resubscribe("alice")               # fresh subscribe connection after a failure
     await room.remove_participant("alice")
-    await room.close(); await node.close()
+    if room.empty: await room.close()             # leaves node.rooms at once, no task left
+    await node.close()
 
 Flows the signaling layer implements:
 
@@ -32,15 +33,23 @@ Flows the signaling layer implements:
   answered. The msid of each m-line is ``<publisher id> <track id>``;
   ``TracksChanged`` lists the tracks (``TrackInfo``).
 * Candidates: our candidates are in our SDP (aiortc gathers before answering,
-  no trickle from the server). Client candidates may be trickled.
+  no trickle from the server). Client candidates may be trickled, at most
+  ``max_remote_candidates`` per connection.
 * Events: ``SubscriberOffer``, ``TracksChanged``, ``ActiveSpeaker``,
   ``ParticipantMediaState`` (per connection: connecting/connected/failed/closed;
   failed/closed connections are released), ``AudioLevels`` (if configured).
+  When more than ``max_pending_events`` are undelivered, new events are dropped,
+  except ``SubscriberOffer``, which is never dropped (at most one per
+  participant is pending; a newer one replaces it).
+* Room life cycle: ``node.room(id)`` is get-or-create, also for the id of a
+  closed room (a new, empty room); ``node.get_room(id)`` never creates. Rooms
+  are never closed implicitly: when ``room.empty``, the owner closes it.
 * Errors a client can cause raise :class:`MediaError` with ``code`` and a
   user-safe ``message``; state is unchanged when they do.
 
 A recorder attaches to ``room.track_forwarder(track_id)`` as a
-:class:`PacketSink` (see ``track_forwarder.py``).
+:class:`PacketSink` (see ``track_forwarder.py``); a sink that raises is
+detached (and told the track ended), without disturbing anyone else.
 
 Constraints and limits worth knowing:
 

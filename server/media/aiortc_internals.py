@@ -25,13 +25,13 @@ import contextvars
 import inspect
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
 import aioice.ice
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc import clock as aiortc_clock
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -116,6 +116,19 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
 # --- Send side: a sender whose RTP loop we own ---------------------------------------
 
 
+#: Nanoseconds from the NTP epoch (1900) to the Unix epoch (1970).
+_NTP_UNIX_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
+
+
+def ntp_time() -> int:
+    """Now as a 64-bit NTP timestamp: ``aiortc.clock.current_ntp_time()`` without datetimes.
+
+    Same epoch and format (32.32 fixed point seconds since 1900), from one
+    ``time.time_ns()`` read: this runs once per forwarded packet per subscriber.
+    """
+    return ((time.time_ns() + _NTP_UNIX_OFFSET_NS) << 32) // 1_000_000_000
+
+
 class RtpSendChannel:
     """Sends pre-built RTP packets through an aiortc sender's transport.
 
@@ -140,8 +153,13 @@ class RtpSendChannel:
         """Drop the retransmission history (the sender will not send again)."""
         self._history.clear()
 
-    async def send(self, packet: RtpPacket) -> None:
-        """Serialize, record and send one packet (raises ConnectionError when closed)."""
+    async def send(self, packet: RtpPacket, ntp: int | None = None) -> None:
+        """Serialize, record and send one packet (raises ConnectionError when closed).
+
+        ``ntp`` is the send time as from :func:`ntp_time` (read now if None); the
+        caller passes the value it already used for the abs-send-time extension,
+        so each packet costs one clock read.
+        """
         self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
         data = packet.serialize(self._extensions_map)
         transport: RTCDtlsTransport = self._sender.transport
@@ -150,7 +168,7 @@ class RtpSendChannel:
         self.packets_sent += 1
         self.octets_sent += len(packet.payload)
         sender = self._sender
-        setattr(sender, _NTP_TIMESTAMP, aiortc_clock.current_ntp_time())
+        setattr(sender, _NTP_TIMESTAMP, ntp_time() if ntp is None else ntp)
         setattr(sender, _RTP_TIMESTAMP, packet.timestamp)
         setattr(sender, _OCTET_COUNT, getattr(sender, _OCTET_COUNT) + len(packet.payload))
         setattr(sender, _PACKET_COUNT, getattr(sender, _PACKET_COUNT) + 1)

@@ -73,6 +73,9 @@ class MediaConfig:
     max_candidate_bytes: int = 1024
     #: Remote candidates buffered per connection before its description is set.
     max_pending_candidates: int = 64
+    #: Remote candidates trickled into one peer connection over its lifetime
+    #: (queued ones included); more are refused with MediaError("bad_candidate").
+    max_remote_candidates: int = 64
     #: Preference order for the codec a publisher is asked to send.
     audio_codecs: Sequence[str] = ("opus",)
     video_codecs: Sequence[str] = ("VP8", "H264")
@@ -97,6 +100,7 @@ class MediaConfig:
             "max_m_lines",
             "max_candidate_bytes",
             "max_pending_candidates",
+            "max_remote_candidates",
             "video_queue_packets",
             "audio_queue_packets",
             "max_pending_events",

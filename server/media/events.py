@@ -9,6 +9,7 @@ exceptions it raises are logged and do not stop delivery.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,8 +25,10 @@ ConnectionName = Literal["publish", "subscribe"]
 class SubscriberOffer:
     """Send ``sdp`` (type "offer") to the participant; reply with ``room.subscriber_answer``.
 
-    Each offer supersedes nothing: offers are serialised, the next one comes only
-    after the answer to this one.
+    Offers are serialised: the next one comes only after the answer to this one,
+    or after the participant's subscribe connection was replaced (``resubscribe``,
+    or a failure), which makes an unanswered older offer void. Offers are never
+    dropped by the event backlog; an undelivered one is replaced by a newer one.
     """
 
     participant_id: str
@@ -82,34 +85,74 @@ EventCallback = Callable[[MediaEvent], Awaitable[None] | None]
 
 
 class EventDispatcher:
-    """Delivers events to one callback, in order, from one task; bounded backlog."""
+    """Delivers events to one callback, in order, from one task; bounded backlog.
+
+    At most ``max_pending`` undelivered events are kept; beyond that new events
+    are dropped (counted in :attr:`dropped`), except :class:`SubscriberOffer`:
+    a lost offer would leave its participant waiting for an answer forever, so
+    offers are never dropped. They cannot pile up either: at most one offer per
+    participant is pending, a newer one replacing it (it can only come from a
+    fresh connection, which makes the older offer unanswerable).
+    """
 
     def __init__(self, callback: EventCallback | None, *, max_pending: int, name: str) -> None:
         self._callback = callback
-        self._queue: asyncio.Queue[MediaEvent | None] = asyncio.Queue(max_pending)
+        self._max_pending = max_pending
+        self._queue: collections.deque[MediaEvent] = collections.deque()
+        #: The undelivered offer of each participant (also in ``_queue``).
+        self._offers: dict[str, SubscriberOffer] = {}
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._name = name
         self._closed = False
         self.dropped = 0
+        self.offers_replaced = 0
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet delivered."""
+        return len(self._queue)
 
     def emit(self, event: MediaEvent) -> None:
-        """Queue ``event`` for delivery (never blocks; drops when the backlog is full)."""
+        """Queue ``event`` for delivery (never blocks; see the class docstring for drops)."""
         if self._callback is None or self._closed:
             return
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"media-events-{self._name}")
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if isinstance(event, SubscriberOffer):
+            older = self._offers.get(event.participant_id)
+            if older is not None:
+                self._remove(older)
+                self.offers_replaced += 1
+            self._offers[event.participant_id] = event
+        elif len(self._queue) - len(self._offers) >= self._max_pending:
             self.dropped += 1
             logger.warning("%s: event backlog full, dropping %s", self._name, type(event).__name__)
+            return
+        self._queue.append(event)
+        self._wakeup.set()
+
+    def _remove(self, offer: SubscriberOffer) -> None:
+        for index, queued in enumerate(self._queue):
+            if queued is offer:
+                del self._queue[index]
+                return
 
     async def _run(self) -> None:
         assert self._callback is not None
+        queue = self._queue
         while True:
-            event = await self._queue.get()
-            if event is None:
-                return
+            if not queue:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            event = queue.popleft()
+            if isinstance(event, SubscriberOffer) and (
+                self._offers.get(event.participant_id) is event
+            ):
+                del self._offers[event.participant_id]
             try:
                 result = self._callback(event)
                 if inspect.isawaitable(result):
@@ -124,14 +167,13 @@ class EventDispatcher:
         if self._closed:
             return
         self._closed = True
+        self._wakeup.set()
         task, self._task = self._task, None
         if task is None:
             return
-        try:
-            self._queue.put_nowait(None)
-            await asyncio.wait_for(asyncio.shield(task), drain_timeout)
-        except (asyncio.QueueFull, TimeoutError):
-            pass
+        await asyncio.wait({task}, timeout=drain_timeout)
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        self._queue.clear()
+        self._offers.clear()

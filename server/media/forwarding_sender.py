@@ -18,11 +18,10 @@ import collections
 import logging
 import time
 
-from aiortc import clock as aiortc_clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
-from .aiortc_internals import HookedRtpSender, RtpSendChannel, sender_ssrc
+from .aiortc_internals import HookedRtpSender, RtpSendChannel, ntp_time, sender_ssrc
 from .rtp_rewriter import RtpRewriter
 from .track_forwarder import TrackForwarder
 
@@ -177,13 +176,14 @@ class ForwardingSender(HookedRtpSender):
                 if out is None:
                     continue
                 out.extensions.mid = mid
+                # One clock read per packet: abs-send-time and the sender report's
+                # NTP time (kept by the channel) come from the same value.
+                ntp = ntp_time()
                 if is_video:
-                    out.extensions.abs_send_time = (
-                        aiortc_clock.current_ntp_time() >> 14
-                    ) & 0xFFFFFF
+                    out.extensions.abs_send_time = (ntp >> 14) & 0xFFFFFF
                 else:
                     out.extensions.audio_level = packet.extensions.audio_level
-                await channel.send(out)
+                await channel.send(out, ntp)
         finally:
             self._running = False
             forwarder.detach(self)

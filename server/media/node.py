@@ -25,11 +25,18 @@ class MediaNode:
 
     @property
     def rooms(self) -> dict[str, MediaRoom]:
-        """Open rooms by id (a copy)."""
+        """Open rooms by id (a copy); a room leaves it as soon as its ``close()`` starts."""
         return dict(self._rooms)
 
     def room(self, room_id: str, on_event: EventCallback | None = None) -> MediaRoom:
-        """Get or create a room. ``on_event`` is used only when the room is created."""
+        """Get or create a room. ``on_event`` is used only when the room is created.
+
+        This is get-or-create: after ``room.close()``, calling it again with the
+        same id creates a new, empty room (with this ``on_event``). To look a
+        room up without creating one, use :meth:`get_room`. A room is never
+        closed implicitly: when ``room.empty`` the owner decides whether to
+        ``await room.close()``.
+        """
         if self._closed:
             raise MediaError("closed", "the media node is closed")
         if not isinstance(room_id, str) or not 0 < len(room_id) <= _MAX_ROOM_ID:
@@ -42,8 +49,9 @@ class MediaNode:
         return room
 
     def get_room(self, room_id: str) -> MediaRoom | None:
-        """The open room with this id, if any (never creates one)."""
-        return self._rooms.get(room_id)
+        """The open room with this id, if any (never creates one; never a closed room)."""
+        room = self._rooms.get(room_id)
+        return None if room is None or room.closed else room
 
     async def close(self) -> None:
         """Close every room (idempotent)."""

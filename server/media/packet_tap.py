@@ -25,11 +25,19 @@ class PacketTap:
     def __init__(self, handler: PacketHandler | None = None) -> None:
         self.handler = handler
         self.packets = 0
+        self.errors = 0
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         """Forward ``packet``; never request a PLI, never return a frame to decode."""
         self.packets += 1
         handler = self.handler
         if handler is not None:
-            handler(packet)
+            try:
+                handler(packet)
+            except Exception:
+                # Last line of defence: an exception here would end aiortc's
+                # receive loop, i.e. the publisher's whole connection.
+                self.errors += 1
+                if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th ... time
+                    logger.exception("packet handler failed (%d times)", self.errors)
         return False, None

@@ -74,6 +74,9 @@ class PublishConnection:
         self._pc: RTCPeerConnection | None = None
         self._inbound: dict[str, _Inbound] = {}
         self._pending_candidates: list[RTCIceCandidate | None] = []
+        # Trickled candidates accepted for the current connection (capped; reset
+        # with the connection).
+        self._remote_candidates = 0
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -134,13 +137,17 @@ class PublishConnection:
         if not accepted:
             return
         async with self._lock:
+            if parsed is not None and self._remote_candidates >= self._config.max_remote_candidates:
+                raise MediaError("bad_candidate", "too many candidates for this connection")
             pc = self._pc
             if pc is None or pc.remoteDescription is None:
                 if len(self._pending_candidates) >= self._config.max_pending_candidates:
                     raise MediaError("bad_candidate", "too many candidates before the offer")
                 self._pending_candidates.append(parsed)
-                return
-            await add_candidate_bundled(pc, parsed)
+            else:
+                await add_candidate_bundled(pc, parsed)
+            if parsed is not None:
+                self._remote_candidates += 1
 
     async def close(self) -> None:
         """End all tracks and close the connection (idempotent)."""
@@ -279,6 +286,7 @@ class PublishConnection:
             self._end_inbound(inbound)
         self._inbound.clear()
         self._pending_candidates.clear()
+        self._remote_candidates = 0
         pc, self._pc = self._pc, None
         if had_tracks:
             self._on_tracks_changed()

@@ -107,6 +107,15 @@ class MediaRoom:
         return list(self._participants)
 
     @property
+    def empty(self) -> bool:
+        """True when nobody is in the room (the owner may then :meth:`close` it).
+
+        An empty room costs no task (its speaker ticker runs only while someone
+        is in it), but it stays in ``MediaNode.rooms`` until closed.
+        """
+        return not self._participants
+
+    @property
     def active_speaker(self) -> str | None:
         """The current active speaker (None until someone has spoken)."""
         return self._speaker.active
@@ -208,6 +217,8 @@ class MediaRoom:
             return
         logger.info("%r: %s leaving", self, participant_id)
         self._speaker.remove(participant_id)
+        if not self._participants:
+            self._stop_ticker()
         await participant.close()
         # close() normally reported the track change already; make sure of it.
         self._update_subscriptions()
@@ -263,23 +274,28 @@ class MediaRoom:
         )
 
     async def close(self) -> None:
-        """Remove every participant and stop the room's tasks (idempotent)."""
+        """Remove every participant and stop the room's tasks (idempotent).
+
+        The room leaves ``MediaNode.rooms`` at once (``node.get_room`` no longer
+        returns it; ``node.room`` with its id creates a new room); when this
+        returns, none of its tasks is left.
+        """
         if self._closing is not None:
             await asyncio.shield(self._closing)
             return
         self._closed = True
         self._closing = asyncio.get_running_loop().create_future()
         try:
+            on_closed, self._on_closed = self._on_closed, None
+            if on_closed is not None:
+                on_closed(self)
             participants = list(self._participants.values())
             self._participants.clear()
             await asyncio.gather(*(p.close_quietly() for p in participants))
-            if self._ticker is not None:
-                self._ticker.cancel()
-                await asyncio.gather(self._ticker, return_exceptions=True)
-                self._ticker = None
+            ticker = self._stop_ticker()
+            if ticker is not None:
+                await asyncio.gather(ticker, return_exceptions=True)
             await self._events.close()
-            if self._on_closed is not None:
-                self._on_closed(self)
             logger.info("%r closed", self)
         finally:
             self._closing.set_result(None)
@@ -342,6 +358,12 @@ class MediaRoom:
     def _start_ticker(self) -> None:
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"media-speaker-{self.room_id}")
+
+    def _stop_ticker(self) -> asyncio.Task[None] | None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
+        return ticker
 
     async def _tick(self) -> None:
         cfg = self.config

@@ -90,6 +90,9 @@ class SubscribeConnection:
         self._dirty = False
         self._negotiation: asyncio.Task[None] | None = None
         self._pending_candidates: list[RTCIceCandidate | None] = []
+        # Trickled candidates accepted for the current connection (capped; reset
+        # with the connection).
+        self._remote_candidates = 0
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -175,13 +178,17 @@ class SubscribeConnection:
         if not accepted:
             return
         async with self._lock:
+            if parsed is not None and self._remote_candidates >= self._config.max_remote_candidates:
+                raise MediaError("bad_candidate", "too many candidates for this connection")
             pc = self._pc
             if pc is None or pc.remoteDescription is None:
                 if len(self._pending_candidates) >= self._config.max_pending_candidates:
                     raise MediaError("bad_candidate", "too many candidates before the answer")
                 self._pending_candidates.append(parsed)
-                return
-            await add_candidate_bundled(pc, parsed)
+            else:
+                await add_candidate_bundled(pc, parsed)
+            if parsed is not None:
+                self._remote_candidates += 1
 
     async def restart(self) -> None:
         """Drop the current connection and offer a fresh one (after a failure)."""
@@ -350,6 +357,7 @@ class SubscribeConnection:
         self._awaiting_answer = False
         self._offered = ()
         self._pending_candidates.clear()
+        self._remote_candidates = 0
         if pc is not None:
             await pc.close()  # stops every sender (BYE) and the transports
             logger.info("%s: connection released", self._log)

@@ -4,7 +4,9 @@ A sink is anything implementing :class:`PacketSink`: a subscriber's
 :class:`~server.media.forwarding_sender.ForwardingSender`, or a recorder that
 muxes packets to a file. Sinks must not block: ``on_packet`` is called in the
 publisher's receive path, so a sink only queues (``put_nowait`` semantics) and
-does its work in its own task. A sink that needs a keyframe (joining, after
+does its work in its own task. A sink whose ``on_packet`` raises is logged,
+detached and told ``on_forwarder_ended()``; the other sinks (and the
+publisher's connection) carry on. A sink that needs a keyframe (joining, after
 dropping packets) calls :meth:`TrackForwarder.request_keyframe`; requests are
 coalesced into at most one PLI to the publisher per interval.
 
@@ -91,6 +93,7 @@ class TrackForwarder:
         self.keyframes_received = 0
         self.keyframe_requests = 0
         self.plis_sent = 0
+        self.sinks_failed = 0
 
     def __repr__(self) -> str:
         return f"TrackForwarder({self.track_id}, {self.kind}/{self.codec.name})"
@@ -146,9 +149,28 @@ class TrackForwarder:
         if self._on_audio_level is not None:
             level = packet.extensions.audio_level
             if level is not None:
-                self._on_audio_level(self.participant_id, int(level[1]))
+                try:
+                    self._on_audio_level(self.participant_id, int(level[1]))
+                except Exception:
+                    logger.exception("%r: audio level handler failed; disabled", self)
+                    self._on_audio_level = None
         for sink in self._sinks:
-            sink.on_packet(packet, is_keyframe)
+            try:
+                sink.on_packet(packet, is_keyframe)
+            except Exception:
+                # This runs inside aiortc's receive loop: an exception escaping
+                # here would close the publisher's transport for everyone.
+                self._sink_failed(sink)
+
+    def _sink_failed(self, sink: PacketSink) -> None:
+        """Detach a sink whose ``on_packet`` raised; it is told the stream ended."""
+        logger.exception("%r: sink %r failed; detached", self, sink)
+        self.detach(sink)
+        self.sinks_failed += 1
+        try:
+            sink.on_forwarder_ended()  # so that it stops waiting (a recorder closes its file)
+        except Exception:
+            logger.debug("%r: failed sink %r also failed on end", self, sink, exc_info=True)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, at most once per interval (coalesced)."""

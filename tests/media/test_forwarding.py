@@ -7,6 +7,7 @@ import time
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RtpPacket
 from media_testkit import (
     LOOPBACK,
     CodecUsageProbe,
@@ -207,3 +208,40 @@ async def test_h264_is_forwarded_when_the_publisher_offers_only_h264(
     assert {s for s, _ in track.counters} == {alice.index}
     (info,) = harness.room.tracks()
     assert info.codec == "video/H264"
+
+
+async def test_a_sink_that_raises_does_not_cut_the_publisher_off(harness: RoomHarness) -> None:
+    # A recorder bug must not close the publisher's transport (the exception
+    # would surface in aiortc's DTLS receive loop, which then closes for good).
+    alice = harness.client("alice")
+    bob = harness.client("bob", video=False, audio=False)
+    await alice.join()
+    await bob.join(publish=False)
+    await harness.wait_until(lambda: bob.frames_from("alice", "video") >= 3, "bob sees alice")
+
+    class BrokenRecorder:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.ended = False
+
+        def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
+            self.calls += 1
+            raise OSError("disk full")
+
+        def on_forwarder_ended(self) -> None:
+            self.ended = True
+
+    video = next(t for t in harness.room.tracks() if t.kind == "video")
+    forwarder = harness.room.track_forwarder(video.track_id)
+    recorder = BrokenRecorder()
+    forwarder.attach(recorder)
+    await harness.wait_until(lambda: recorder.calls > 0, "a packet to reach the broken recorder")
+    frames = bob.frames_from("alice", "video")
+    await harness.wait_until(
+        lambda: bob.frames_from("alice", "video") >= frames + 15, "bob to keep receiving alice"
+    )
+    assert recorder.calls == 1
+    assert recorder.ended
+    assert recorder not in forwarder.sinks
+    assert harness.room.connection_states("alice")["publish"] == "connected"
+    assert not forwarder.ended

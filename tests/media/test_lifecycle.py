@@ -9,7 +9,7 @@ import weakref
 from aiortc import RTCPeerConnection
 from media_testkit import RoomHarness
 
-from server.media import ParticipantMediaState
+from server.media import MediaRoom, ParticipantMediaState
 
 
 def _tasks() -> set[asyncio.Task[object]]:
@@ -116,3 +116,69 @@ async def test_client_closing_releases_the_server_connections(harness: RoomHarne
         lambda: bob2.frames_from("alice", "video") >= 3 and alice.frames_from("bob", "video") >= 3,
         "bob back in both directions",
     )
+
+
+def _room_tasks(room_id: str) -> list[str]:
+    return sorted(
+        t.get_name()
+        for t in _tasks()
+        if t.get_name() in (f"media-speaker-{room_id}", f"media-events-room {room_id}")
+    )
+
+
+async def _use_and_close_room(harness: RoomHarness) -> weakref.ref[MediaRoom]:
+    node, room = harness.node, harness.room
+    alice = harness.client("alice")
+    bob = harness.client("bob")
+    await alice.join()
+    await bob.join()
+    await harness.wait_until(
+        lambda: alice.frames_from("bob", "video") >= 3 and bob.frames_from("alice", "video") >= 3,
+        "alice and bob to see each other",
+    )
+    assert _room_tasks("clinic-7") == ["media-events-room clinic-7", "media-speaker-clinic-7"]
+    # The owner can tell when the room is empty; an empty room ticks no more.
+    await room.remove_participant("bob")
+    assert not room.empty
+    await room.remove_participant("alice")
+    assert room.empty
+    await harness.wait_until(
+        lambda: "media-speaker-clinic-7" not in _room_tasks("clinic-7"),
+        "the speaker ticker of the empty room to stop",
+    )
+    await room.add_participant("carol", can_publish=False)  # the ticker comes back
+    assert "media-speaker-clinic-7" in _room_tasks("clinic-7")
+
+    closing = asyncio.create_task(room.close())
+    await harness.wait_until(lambda: room.closed, "close() to start")
+    # Gone from the node as soon as close() starts: never handed out again.
+    assert "clinic-7" not in node.rooms
+    assert node.get_room("clinic-7") is None
+    # Get-or-create on the id of a closed room makes a new room.
+    fresh = node.room("clinic-7")
+    assert fresh is not room
+    assert not fresh.closed
+    assert fresh.empty
+    await closing
+    assert node.rooms == {"clinic-7": fresh}  # the old room's close left it alone
+    await fresh.close()
+    assert node.rooms == {}
+    harness.room = fresh
+    for client in (alice, bob):
+        await client.close()
+    return weakref.ref(room)
+
+
+async def test_closing_a_room_removes_it_from_the_node_and_leaves_no_task() -> None:
+    baseline = _tasks()
+    harness = RoomHarness(room_id="clinic-7")
+    try:
+        room_ref = await _use_and_close_room(harness)
+
+        def settled() -> bool:
+            gc.collect()
+            return room_ref() is None and not (_tasks() - baseline)
+
+        await harness.wait_until(settled, "the closed room and every task of it to be gone")
+    finally:
+        await harness.close()

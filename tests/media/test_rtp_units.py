@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import struct
+from collections.abc import Callable
 
+import pytest
+from aiortc import clock as aiortc_clock
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+)
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from media_testkit import make_counter_frame
 
+from server.media.aiortc_internals import SENDER_ATTRIBUTES, RtpSendChannel, ntp_time
 from server.media.forwarding_sender import ForwardingSender
 from server.media.keyframes import h264_is_keyframe_start, vp8_is_keyframe_start
+from server.media.packet_tap import PacketTap
 from server.media.rtp_rewriter import RtpRewriter
 from server.media.track_forwarder import TrackForwarder
 
@@ -165,3 +176,259 @@ async def test_forwarding_sender_starts_at_keyframe_and_recovers_from_overflow()
     assert not sender._queue
     sender.release()
     assert forwarder.sinks == ()
+
+
+def _assert_continuous(out: list[RtpPacket], ts_step: int) -> None:
+    for before, after in itertools.pairwise(out):
+        assert (after.sequence_number - before.sequence_number) % 65536 == 1, after
+        assert (after.timestamp - before.timestamp) % 2**32 == ts_step, after
+
+
+def test_rewriter_forwards_long_streams_across_many_sequence_wraps() -> None:
+    # More than two full wraps of the 16-bit sequence number (about 47 minutes
+    # of Opus): before the fix every packet more than 32768 past the resync
+    # point was dropped as "older than the resync point".
+    count = 140_000
+    rw = RtpRewriter(ssrc=42, payload_type=111, clock_rate=48000)
+    start_seq, start_ts = 65000, 2**32 - 960 * 50  # the timestamp wraps too
+    out = []
+    for i in range(count):
+        packet = _packet((start_seq + i) % 65536, (start_ts + 960 * i) % 2**32)
+        rewritten = rw.rewrite(packet, now=i * 0.02)
+        assert rewritten is not None, f"packet {i} dropped"
+        out.append(rewritten)
+    _assert_continuous(out, 960)
+    assert rw.late_dropped == 0
+    # Late retransmissions keep their place long after the resync point.
+    late = rw.rewrite(_packet((start_seq + count - 10) % 65536, 0), now=count * 0.02)
+    assert late is not None
+    assert late.sequence_number == out[-10].sequence_number
+
+
+def test_rewriter_drops_late_packets_from_before_a_resync_point_after_wraps() -> None:
+    rw = RtpRewriter(ssrc=42, payload_type=97, clock_rate=90000)
+    seq = 100
+    sent: list[RtpPacket] = []
+
+    def push(s: int) -> RtpPacket | None:
+        out = rw.rewrite(_packet(s % 65536, s * 3000 % 2**32), now=0.0)
+        if out is not None:
+            sent.append(out)
+        return out
+
+    for _ in range(3):
+        # A stretch long enough to wrap, then a gap (packets skipped while
+        # waiting for a keyframe) and a resync on the keyframe.
+        for s in range(seq, seq + 70_000):
+            assert push(s) is not None
+        keyframe = seq + 70_000 + 50
+        rw.resync(_packet(keyframe % 65536, keyframe * 3000 % 2**32), now=0.0)
+        assert push(keyframe) is not None
+        assert (sent[-1].sequence_number - sent[-2].sequence_number) % 65536 == 1  # no gap
+        recent = {p.sequence_number for p in sent[-5000:]}
+        # Late retransmissions of packets from just before the keyframe (lost ones
+        # in the gap and ones already forwarded) would reuse numbers: dropped.
+        for late in (keyframe - 1, keyframe - 30, keyframe - 60, keyframe - 1000):
+            assert push(late) is None, late
+        # After the keyframe, a late packet keeps its place, without collision.
+        assert push(keyframe + 2) is not None
+        fill = push(keyframe + 1)
+        assert fill is not None
+        assert fill.sequence_number not in recent
+        assert (sent[-2].sequence_number - fill.sequence_number) % 65536 == 1
+        seq = keyframe + 3
+    assert rw.late_dropped == 12
+
+
+def test_rewriter_drops_hopelessly_late_packets_and_follows_a_renumbered_source() -> None:
+    rw = RtpRewriter(ssrc=42, payload_type=97, clock_rate=90000)
+    out = [rw.rewrite(_packet(s, s * 3000), now=0.0) for s in range(1000, 5000)]
+    assert all(p is not None for p in out)
+    # One packet far behind (more than the late window): dropped.
+    assert rw.rewrite(_packet(1500, 1500 * 3000), now=0.0) is None
+    assert rw.rewrite(_packet(5000, 5000 * 3000), now=0.0) is not None
+    # The source restarts its numbering (same SSRC): the first packet is dropped,
+    # the next one confirms the restart and the output continues seamlessly.
+    last = rw.rewrite(_packet(5001, 5001 * 3000), now=0.0)
+    assert last is not None
+    assert rw.rewrite(_packet(20, 5002 * 3000), now=0.0) is None
+    resumed = rw.rewrite(_packet(21, 5003 * 3000), now=0.0)
+    assert resumed is not None
+    assert (resumed.sequence_number - last.sequence_number) % 65536 == 1
+    assert (resumed.timestamp - last.timestamp) % 2**32 == 2 * 3000
+    following = rw.rewrite(_packet(22, 5004 * 3000), now=0.0)
+    assert following is not None
+    assert (following.sequence_number - resumed.sequence_number) % 65536 == 1
+
+
+class _RecordingDtlsTransport:
+    """Stands in for the subscriber's RTCDtlsTransport: records what is sent."""
+
+    state = "connected"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def _yield_until(predicate: Callable[[], bool], what: str, limit: int = 10_000) -> None:
+    # Everything here runs on the loop without I/O: yielding lets the sender's
+    # task run; the bound turns a hang into a failure.
+    for _ in range(limit):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+def _sending_pair(
+    extensions: HeaderExtensionsMap | None = None,
+) -> tuple[TrackForwarder, ForwardingSender, _RecordingDtlsTransport, RtpSendChannel]:
+    async def no_pli(ssrc: int) -> None:
+        return None
+
+    forwarder = TrackForwarder(
+        track_id="p-video-1", participant_id="p", kind="video", codec=VP8, send_pli=no_pli
+    )
+    transport = _RecordingDtlsTransport()
+    sender = ForwardingSender(forwarder, transport, queue_size=512)  # type: ignore[arg-type]
+    if extensions is not None:  # as negotiation would (the channel uses the sender's map)
+        setattr(sender, SENDER_ATTRIBUTES["header_extensions_map"], extensions)
+    channel = RtpSendChannel(sender, VP8)
+    return forwarder, sender, transport, channel
+
+
+async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps() -> None:
+    # The same rewriting, through the subscriber's sender as in production.
+    forwarder, sender, transport, channel = _sending_pair()
+    task = asyncio.create_task(sender.run_forwarding(channel))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        count, batch, start_seq = 140_000, 256, 60_000
+        for first in range(0, count, batch):
+            for i in range(first, min(first + batch, count)):
+                payload = bytes([0x10, 0x00 if i == 0 else 0x01])  # starts at a keyframe
+                forwarder.on_packet(
+                    RtpPacket(
+                        payload_type=97,
+                        sequence_number=(start_seq + i) % 65536,
+                        timestamp=(i // 3) * 3000 % 2**32,
+                        ssrc=7,
+                        payload=payload,
+                    )
+                )
+            fed = min(first + batch, count)
+            await _yield_until(lambda fed=fed: len(transport.sent) == fed, f"{fed} packets sent")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sender.packets_dropped == 0
+    headers = [struct.unpack_from("!HL", data, 2) for data in transport.sent]
+    assert len(headers) == count
+    for i, ((seq_a, ts_a), (seq_b, ts_b)) in enumerate(itertools.pairwise(headers), start=1):
+        assert (seq_b - seq_a) % 65536 == 1, f"sequence gap at packet {i}"
+        assert (ts_b - ts_a) % 2**32 == (3000 if i % 3 == 0 else 0), f"timestamp jump at {i}"
+    assert channel.packets_sent == count
+
+
+def test_ntp_time_matches_aiortc_clock() -> None:
+    ours = ntp_time()
+    theirs = aiortc_clock.current_ntp_time()
+    assert abs(ours - theirs) < 2**32 // 10  # within 100 ms, same epoch and format
+
+
+async def test_forwarding_sender_reads_the_clock_once_per_packet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    original_aiortc = aiortc_clock.current_ntp_time
+
+    def counting_ntp_time() -> int:
+        value = ntp_time()
+        reads.append(value)
+        return value
+
+    def counting_aiortc_clock() -> int:
+        value = original_aiortc()
+        reads.append(value)
+        return value
+
+    import server.media.aiortc_internals as internals
+    import server.media.forwarding_sender as forwarding
+
+    monkeypatch.setattr(forwarding, "ntp_time", counting_ntp_time)
+    monkeypatch.setattr(internals, "ntp_time", counting_ntp_time)
+    monkeypatch.setattr(aiortc_clock, "current_ntp_time", counting_aiortc_clock)
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(
+                    id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                )
+            ]
+        )
+    )
+    forwarder, sender, transport, channel = _sending_pair(extensions)
+    task = asyncio.create_task(sender.run_forwarding(channel))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        reads.clear()
+        for seq in range(1, 51):
+            forwarder.on_packet(_vp8(seq, keyframe=seq == 1))
+            await _yield_until(lambda seq=seq: len(transport.sent) == seq, f"packet {seq} sent")
+            # The sender report's NTP time is the value abs-send-time was made of.
+            ntp = getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"])
+            sent = RtpPacket.parse(transport.sent[-1], extensions)
+            assert sent.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
+            assert getattr(sender, SENDER_ATTRIBUTES["rtp_timestamp"]) == sent.timestamp
+            assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == seq
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(reads) == 50, "one clock read per forwarded packet"
+    assert getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"]) == reads[-1]
+
+
+class _FailingSink(_Sink):
+    def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
+        super().on_packet(packet, is_keyframe)
+        raise RuntimeError("recorder disk full")
+
+
+def test_a_failing_sink_is_detached_and_the_others_keep_receiving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def no_pli(ssrc: int) -> None:
+        return None
+
+    forwarder = TrackForwarder(
+        track_id="p-video-1", participant_id="p", kind="video", codec=VP8, send_pli=no_pli
+    )
+    first, failing, last = _Sink(), _FailingSink(), _Sink()
+    for sink in (first, failing, last):
+        forwarder.attach(sink)
+    with caplog.at_level("ERROR", logger="server.media.track_forwarder"):
+        for seq in range(1, 6):
+            forwarder.on_packet(_vp8(seq, keyframe=seq == 1))  # must not raise
+    expected = [(1, True), (2, False), (3, False), (4, False), (5, False)]
+    assert first.packets == expected
+    assert last.packets == expected
+    assert failing.packets == [(1, True)]  # detached at its first failure ...
+    assert failing.ended  # ... and told, so that it stops waiting
+    assert forwarder.sinks == (first, last)
+    assert forwarder.sinks_failed == 1
+    assert len([r for r in caplog.records if "failed; detached" in r.getMessage()]) == 1
+    assert not first.ended and not last.ended
+
+
+def test_packet_tap_never_lets_a_handler_exception_into_aiortc() -> None:
+    def broken(packet: RtpPacket) -> None:
+        raise ValueError("bug")
+
+    tap = PacketTap(broken)
+    for seq in range(3):
+        assert tap.add(_vp8(seq, keyframe=False)) == (False, None)
+    assert tap.errors == 3

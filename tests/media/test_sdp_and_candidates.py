@@ -163,3 +163,66 @@ def test_config_validation() -> None:
         loopback_config(video_codecs=("AV1",))
     config = loopback_config(ice_remote_allow=[ipaddress.ip_network("127.0.0.0/8")])
     assert config.gather_addresses == ("127.0.0.1",)
+
+
+def _candidate(port: int, host: str = "127.0.0.1") -> dict[str, object]:
+    return {
+        "candidate": f"candidate:{port} 1 udp 2130706431 {host} {port} typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
+
+
+async def test_trickled_candidates_are_capped_per_connection() -> None:
+    harness = RoomHarness(loopback_config(max_remote_candidates=3))
+    room = harness.room
+    try:
+        alice = harness.client("alice")
+        await room.add_participant("alice", can_publish=True)
+        # Publish connection: two queued before the offer, one after: three in all.
+        await room.add_remote_candidate("alice", "publish", _candidate(50001))
+        await room.add_remote_candidate("alice", "publish", _candidate(50002))
+        await alice.publish()
+        await room.add_remote_candidate("alice", "publish", _candidate(50003))
+        # Disallowed ones are ignored, not counted; end-of-candidates is not a candidate.
+        await room.add_remote_candidate("alice", "publish", _candidate(50004, "192.0.2.1"))
+        await room.add_remote_candidate("alice", "publish", {**_candidate(0), "candidate": ""})
+        with pytest.raises(MediaError) as info:
+            await room.add_remote_candidate("alice", "publish", _candidate(50005))
+        assert info.value.code == "bad_candidate"
+
+        # Subscribe connection: its own allowance.
+        bob = harness.client("bob", video=False, audio=False)
+        await bob.join(publish=False)
+        await harness.wait_until(lambda: bob.frames_from("alice", "video") >= 1, "bob's media")
+        for port in (50011, 50012, 50013):
+            await room.add_remote_candidate("bob", "subscribe", _candidate(port))
+        with pytest.raises(MediaError) as info:
+            await room.add_remote_candidate("bob", "subscribe", _candidate(50014))
+        assert info.value.code == "bad_candidate"
+        # The refused candidates changed nothing: media still flows.
+        frames = bob.frames_from("alice", "video")
+        await harness.wait_until(
+            lambda: bob.frames_from("alice", "video") >= frames + 3, "bob's media after refusals"
+        )
+        # A fresh connection starts a fresh count (queued until its answer).
+        assert bob.sub_pc is not None
+        old_pc, bob.sub_pc = bob.sub_pc, None  # the client, too, starts a new connection
+        await old_pc.close()
+        await room.resubscribe("bob")
+        for port in (50021, 50022, 50023):
+            await room.add_remote_candidate("bob", "subscribe", _candidate(port))
+        await harness.wait_until(
+            lambda: bob.sub_pc is not None and bob.sub_pc.connectionState == "connected",
+            "bob's new subscribe connection",
+        )
+        with pytest.raises(MediaError) as info:
+            await room.add_remote_candidate("bob", "subscribe", _candidate(50024))
+        assert info.value.code == "bad_candidate"
+    finally:
+        await harness.close()
+
+
+def test_max_remote_candidates_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_remote_candidates"):
+        loopback_config(max_remote_candidates=0)
