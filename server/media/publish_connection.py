@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import (
-    RTCIceCandidate,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpTransceiver,
@@ -29,8 +28,9 @@ from .aiortc_internals import gather_only_on, install_jitter_buffer, send_pli
 from .codec_selection import rtx_capability, select_publish_codec
 from .config import MediaConfig
 from .errors import MediaError
-from .ice_policy import IcePolicy, add_candidate_bundled
+from .ice_policy import IcePolicy
 from .packet_tap import PacketTap
+from .remote_candidates import RemoteCandidates
 from .sdp_validation import ValidatedSdp, validate_sdp
 from .track_forwarder import AudioLevelHandler, TrackForwarder
 
@@ -73,10 +73,7 @@ class PublishConnection:
         self._on_audio_level = on_audio_level
         self._pc: RTCPeerConnection | None = None
         self._inbound: dict[str, _Inbound] = {}
-        self._pending_candidates: list[RTCIceCandidate | None] = []
-        # Trickled candidates accepted for the current connection (capped; reset
-        # with the connection).
-        self._remote_candidates = 0
+        self._candidates = RemoteCandidates(policy, config, "the offer")
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -133,21 +130,8 @@ class PublishConnection:
 
     async def add_candidate(self, candidate: object) -> None:
         """Add a trickled remote candidate (validated; queued until the offer is applied)."""
-        accepted, parsed = self._policy.parse_candidate(candidate)
-        if not accepted:
-            return
         async with self._lock:
-            if parsed is not None and self._remote_candidates >= self._config.max_remote_candidates:
-                raise MediaError("bad_candidate", "too many candidates for this connection")
-            pc = self._pc
-            if pc is None or pc.remoteDescription is None:
-                if len(self._pending_candidates) >= self._config.max_pending_candidates:
-                    raise MediaError("bad_candidate", "too many candidates before the offer")
-                self._pending_candidates.append(parsed)
-            else:
-                await add_candidate_bundled(pc, parsed)
-            if parsed is not None:
-                self._remote_candidates += 1
+            await self._candidates.add(self._pc, candidate)
 
     async def close(self) -> None:
         """End all tracks and close the connection (idempotent)."""
@@ -224,9 +208,7 @@ class PublishConnection:
         for mid, inbound in self._inbound.items():
             if inbound.transceiver.mid not in (None, mid):
                 raise RuntimeError(f"transceiver for mid {mid} got {inbound.transceiver.mid}")
-        pending, self._pending_candidates = self._pending_candidates, []
-        for candidate in pending:
-            await add_candidate_bundled(pc, candidate)
+        await self._candidates.apply_pending(pc)
 
         answer = await pc.createAnswer()
         with gather_only_on(self._policy.gather_addresses, self._policy.remote_allow):
@@ -285,8 +267,7 @@ class PublishConnection:
         for inbound in self._inbound.values():
             self._end_inbound(inbound)
         self._inbound.clear()
-        self._pending_candidates.clear()
-        self._remote_candidates = 0
+        self._candidates.reset()
         pc, self._pc = self._pc, None
         if had_tracks:
             self._on_tracks_changed()

@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
 from .aiortc_internals import gather_only_on, install_sender
@@ -40,7 +40,8 @@ from .codec_selection import preferences_for
 from .config import MediaConfig
 from .errors import MediaError
 from .forwarding_sender import ForwardingSender
-from .ice_policy import IcePolicy, add_candidate_bundled
+from .ice_policy import IcePolicy
+from .remote_candidates import RemoteCandidates
 from .sdp_validation import MediaSection, validate_sdp
 from .track_forwarder import TrackForwarder
 
@@ -89,10 +90,7 @@ class SubscribeConnection:
         self._awaiting_answer = False
         self._dirty = False
         self._negotiation: asyncio.Task[None] | None = None
-        self._pending_candidates: list[RTCIceCandidate | None] = []
-        # Trickled candidates accepted for the current connection (capped; reset
-        # with the connection).
-        self._remote_candidates = 0
+        self._candidates = RemoteCandidates(policy, config, "the answer")
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -158,9 +156,7 @@ class SubscribeConnection:
                         sdp=self._policy.filter_remote_sdp(answer.text), type="answer"
                     )
                 )
-                pending, self._pending_candidates = self._pending_candidates, []
-                for candidate in pending:
-                    await add_candidate_bundled(pc, candidate)
+                await self._candidates.apply_pending(pc)
             except Exception as exc:
                 logger.warning("%s: answer failed in aiortc: %r", self._log, exc)
                 # Unknown state: start over with a fresh connection and offer.
@@ -174,21 +170,8 @@ class SubscribeConnection:
 
     async def add_candidate(self, candidate: object) -> None:
         """Add a trickled remote candidate (validated; queued until the answer)."""
-        accepted, parsed = self._policy.parse_candidate(candidate)
-        if not accepted:
-            return
         async with self._lock:
-            if parsed is not None and self._remote_candidates >= self._config.max_remote_candidates:
-                raise MediaError("bad_candidate", "too many candidates for this connection")
-            pc = self._pc
-            if pc is None or pc.remoteDescription is None:
-                if len(self._pending_candidates) >= self._config.max_pending_candidates:
-                    raise MediaError("bad_candidate", "too many candidates before the answer")
-                self._pending_candidates.append(parsed)
-            else:
-                await add_candidate_bundled(pc, parsed)
-            if parsed is not None:
-                self._remote_candidates += 1
+            await self._candidates.add(self._pc, candidate)
 
     async def restart(self) -> None:
         """Drop the current connection and offer a fresh one (after a failure)."""
@@ -356,8 +339,7 @@ class SubscribeConnection:
         pc, self._pc = self._pc, None
         self._awaiting_answer = False
         self._offered = ()
-        self._pending_candidates.clear()
-        self._remote_candidates = 0
+        self._candidates.reset()
         if pc is not None:
             await pc.close()  # stops every sender (BYE) and the transports
             logger.info("%s: connection released", self._log)
