@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Timeline entries included in a join snapshot.
 SNAPSHOT_TIMELINE_LENGTH = 200
+#: Connections of one identity a removal closes at most (a reconnect racing the ban).
+MAX_REMOVAL_ROUNDS = 5
 
 
 class ConsultationService:
@@ -526,15 +528,20 @@ class ConsultationService:
         _require_host(actor)
         if identity == actor.identity:
             raise InvalidRequest("cannot_remove_self", "the host cannot remove themselves")
-        target = await self._present(room_id, identity)
+        await self._present(room_id, identity)
         await self.store.ban(room_id, identity)
-        await self.notifier.send(
-            target.session, "removed", {"reason": reason, "by": actor.identity}
-        )
-        gone = await self.store.remove_participant(room_id, identity, target.session)
-        if gone is not None:
-            await self._forget(room_id, gone, "removed")
-        await self.notifier.disconnect(target)
+        # The ban stops new connections; whatever connection is current goes now, even
+        # one that reconnected a moment before the ban (bounded: nobody gets back in).
+        for _ in range(MAX_REMOVAL_ROUNDS):
+            target = await self.store.get_participant(room_id, identity)
+            if target is None:
+                break
+            payload = {"reason": reason, "by": actor.identity}
+            await self.notifier.send(target.session, "removed", payload)
+            gone = await self.store.remove_participant(room_id, identity, target.session)
+            if gone is not None:
+                await self._forget(room_id, gone, "removed")
+            await self.notifier.disconnect(target)
 
     async def end_session(self, actor: Participant, room_id: str) -> None:
         """End the session for everyone: they are told, then disconnected."""
