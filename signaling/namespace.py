@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
+from pydantic import BaseModel
 
 from server.rooms.errors import RoomError
-from server.rooms.models import Participant
+from server.rooms.models import LiveState, Participant
 from server.rooms.service import ConsultationService
 from server.rooms.tokens import JoinClaims
 from server.state.store import StoreConflict
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 #: Largest `auth` payload accepted at connect (it only carries a token).
 MAX_AUTH_BYTES = 4096
 
+#: A client event's handler: (the caller's record, its room, the validated payload) -> ack.
 Handler = Callable[[Participant, str, Any], Awaitable[dict[str, Any]]]
 
 
@@ -67,25 +69,36 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.event_rate = event_rate
         self.event_burst = event_burst
         self.connections: dict[str, Connection] = {}
+        # Each client event: the domain call, and what its ack carries.
         self._handlers: dict[str, Handler] = {
-            "raise_hand": self._raise_hand,
-            "lower_hand": self._lower_hand,
-            "grant_floor": self._grant_floor,
-            "revoke_floor": self._revoke_floor,
-            "next_speaker": self._next_speaker,
-            "advance_agenda": self._advance_agenda,
-            "set_lock": self._set_lock,
-            "request_mute": self._request_mute,
-            "remove_participant": self._remove_participant,
-            "end_session": self._end_session,
-            "start_recording": self._start_recording,
-            "stop_recording": self._stop_recording,
-            "chat": self._chat,
-            "media_state": self._media_state,
+            "raise_hand": lambda a, r, q: _live(service.raise_hand(a, r)),
+            "lower_hand": lambda a, r, q: _live(service.lower_hand(a, r, q.identity)),
+            "grant_floor": lambda a, r, q: _live(
+                service.grant_floor(a, r, q.identity, q.time_limit_seconds)
+            ),
+            "revoke_floor": lambda a, r, q: _live(service.revoke_floor(a, r)),
+            "next_speaker": lambda a, r, q: _live(service.next_speaker(a, r, q.time_limit_seconds)),
+            "advance_agenda": lambda a, r, q: _live(service.advance_agenda(a, r, q.index)),
+            "set_lock": lambda a, r, q: _live(service.set_locked(a, r, q.locked)),
+            "request_mute": lambda a, r, q: _done(service.request_mute(a, r, q.identity, q.kind)),
+            "remove_participant": lambda a, r, q: _done(service.remove(a, r, q.identity, q.reason)),
+            "end_session": lambda a, r, q: _done(service.end_session(a, r)),
+            "start_recording": lambda a, r, q: _model(
+                "recording", service.host_start_recording(a, r)
+            ),
+            "stop_recording": lambda a, r, q: _model(
+                "recording", service.host_stop_recording(a, r)
+            ),
+            "chat": lambda a, r, q: _model("entry", service.chat(a, r, q.text)),
+            "media_state": lambda a, r, q: _model(
+                "participant", service.set_media_state(a, r, q.audio_muted, q.video_muted)
+            ),
             "publish_offer": self._publish_offer,
-            "subscriber_answer": self._subscriber_answer,
-            "ice_candidate": self._ice_candidate,
-            "media_restart": self._media_restart,
+            "subscriber_answer": lambda a, r, q: _done(service.subscriber_answer(a, r, q.sdp)),
+            "ice_candidate": lambda a, r, q: _done(
+                service.ice_candidate(a, r, q.pc, q.candidate.model_dump(exclude_none=True))
+            ),
+            "media_restart": lambda a, r, q: _done(service.restart_media(a, r)),
         }
 
     # --- connection life cycle ------------------------------------------------------
@@ -174,109 +187,24 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         connection.joined = True
         return ev.ok_ack(snapshot=snapshot.model_dump(mode="json"))
 
-    async def _raise_hand(
-        self, actor: Participant, room_id: str, _: ev.RaiseHand
-    ) -> dict[str, Any]:
-        live = await self.service.raise_hand(actor, room_id)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _lower_hand(
-        self, actor: Participant, room_id: str, req: ev.LowerHand
-    ) -> dict[str, Any]:
-        live = await self.service.lower_hand(actor, room_id, req.identity)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _grant_floor(
-        self, actor: Participant, room_id: str, req: ev.GrantFloor
-    ) -> dict[str, Any]:
-        live = await self.service.grant_floor(actor, room_id, req.identity, req.time_limit_seconds)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _revoke_floor(
-        self, actor: Participant, room_id: str, _: ev.RevokeFloor
-    ) -> dict[str, Any]:
-        live = await self.service.revoke_floor(actor, room_id)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _next_speaker(
-        self, actor: Participant, room_id: str, req: ev.NextSpeaker
-    ) -> dict[str, Any]:
-        live = await self.service.next_speaker(actor, room_id, req.time_limit_seconds)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _advance_agenda(
-        self, actor: Participant, room_id: str, req: ev.AdvanceAgenda
-    ) -> dict[str, Any]:
-        live = await self.service.advance_agenda(actor, room_id, req.index)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _set_lock(self, actor: Participant, room_id: str, req: ev.SetLock) -> dict[str, Any]:
-        live = await self.service.set_locked(actor, room_id, req.locked)
-        return ev.ok_ack(live=live.model_dump(mode="json"))
-
-    async def _request_mute(
-        self, actor: Participant, room_id: str, req: ev.RequestMute
-    ) -> dict[str, Any]:
-        await self.service.request_mute(actor, room_id, req.identity, req.kind)
-        return ev.ok_ack()
-
-    async def _remove_participant(
-        self, actor: Participant, room_id: str, req: ev.RemoveParticipant
-    ) -> dict[str, Any]:
-        await self.service.remove(actor, room_id, req.identity, req.reason)
-        return ev.ok_ack()
-
-    async def _end_session(
-        self, actor: Participant, room_id: str, _: ev.EndSession
-    ) -> dict[str, Any]:
-        await self.service.end_session(actor, room_id)
-        return ev.ok_ack()
-
-    async def _start_recording(
-        self, actor: Participant, room_id: str, _: ev.StartRecording
-    ) -> dict[str, Any]:
-        info = await self.service.host_start_recording(actor, room_id)
-        return ev.ok_ack(recording=info.model_dump(mode="json"))
-
-    async def _stop_recording(
-        self, actor: Participant, room_id: str, _: ev.StopRecording
-    ) -> dict[str, Any]:
-        info = await self.service.host_stop_recording(actor, room_id)
-        return ev.ok_ack(recording=info.model_dump(mode="json"))
-
-    async def _chat(self, actor: Participant, room_id: str, req: ev.Chat) -> dict[str, Any]:
-        entry = await self.service.chat(actor, room_id, req.text)
-        return ev.ok_ack(entry=entry.model_dump(mode="json"))
-
-    async def _media_state(
-        self, actor: Participant, room_id: str, req: ev.MediaState
-    ) -> dict[str, Any]:
-        updated = await self.service.set_media_state(
-            actor, room_id, req.audio_muted, req.video_muted
-        )
-        return ev.ok_ack(participant=updated.model_dump(mode="json"))
-
     async def _publish_offer(
         self, actor: Participant, room_id: str, req: ev.PublishOffer
     ) -> dict[str, Any]:
         answer = await self.service.publish(actor, room_id, req.sdp)
         return ev.ok_ack(sdp=answer)
 
-    async def _subscriber_answer(
-        self, actor: Participant, room_id: str, req: ev.SubscriberAnswer
-    ) -> dict[str, Any]:
-        await self.service.subscriber_answer(actor, room_id, req.sdp)
-        return ev.ok_ack()
 
-    async def _ice_candidate(
-        self, actor: Participant, room_id: str, req: ev.IceCandidate
-    ) -> dict[str, Any]:
-        candidate = req.candidate.model_dump(exclude_none=True)
-        await self.service.ice_candidate(actor, room_id, req.pc, candidate)
-        return ev.ok_ack()
+async def _live(change: Awaitable[LiveState]) -> dict[str, Any]:
+    """Ack of an event that changes the live state: the state after it."""
+    return ev.ok_ack(live=(await change).model_dump(mode="json"))
 
-    async def _media_restart(
-        self, actor: Participant, room_id: str, _: ev.MediaRestart
-    ) -> dict[str, Any]:
-        await self.service.restart_media(actor, room_id)
-        return ev.ok_ack()
+
+async def _model(key: str, result: Awaitable[BaseModel]) -> dict[str, Any]:
+    """Ack carrying the record the event produced (a chat entry, a recording...)."""
+    return ev.ok_ack(**{key: (await result).model_dump(mode="json")})
+
+
+async def _done(action: Awaitable[None]) -> dict[str, Any]:
+    """Ack of an event with nothing to return."""
+    await action
+    return ev.ok_ack()

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from server.rooms.models import AgendaItem, Level, TimelineEntry, Venue
+from server.rooms.models import AgendaItem, Level, Room, TimelineEntry, Venue
 
 #: Recording ids are slugs: they name folders and appear in URLs and Redis keys.
 RECORDING_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
@@ -130,6 +130,18 @@ class RoomInfo(Model):
     scheduled_start: str
     venues: list[Venue]
     agenda: list[AgendaItem]
+
+    @classmethod
+    def of(cls, room: Room) -> RoomInfo:
+        """The recorded view of a session's definition."""
+        return cls(
+            id=room.id,
+            title=room.title,
+            topic=room.topic,
+            scheduled_start=room.scheduled_start.isoformat(),
+            venues=room.venues,
+            agenda=room.agenda,
+        )
 
 
 class Manifest(Model):
