@@ -1,22 +1,25 @@
 """The aiohttp application factory: `create_app(settings)` wires every layer together.
 
 Resources are set up and torn down in `cleanup_ctx` generators, in order:
-Redis (embedded or external), then the node (store, domain service, Socket.IO
-namespace, housekeeping).
+Redis (embedded or external), the recording service, then the node (its part
+in the cluster: owned rooms, routing, heartbeat). On shutdown the node drains
+first (`on_shutdown`): it hands its rooms to other nodes and sends its sockets
+elsewhere, then everything is closed in reverse order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-import socketio
 from aiohttp import web
 
 from server import appkeys
+from server.catalog import RoomCatalog
+from server.cluster.directory import DirectorySettings
+from server.cluster.node import ClusterNode, ClusterSettings
 from server.credentials import load_api_key, load_token_secret
 from server.http import api, pages, recordings
 from server.http.errors import error_middleware
@@ -24,43 +27,57 @@ from server.http.openapi import openapi_handler
 from server.http.schemas import MAX_BODY_BYTES
 from server.media import MediaConfig, MediaNode
 from server.recording import RecordingConfig, RecordingService, RenderQueue
+from server.recording.room_recorder import RoomRecorder, recording_update
 from server.recording.worker import worker_processes
-from server.rooms.housekeeping import Housekeeper
-from server.rooms.room_media import RoomMedia
-from server.rooms.service import ConsultationService
+from server.rooms.limits import LimitSettings
+from server.rooms.owned_room import OwnerSettings
 from server.rooms.tokens import TokenSigner
 from server.settings import Settings
-from server.state import keys
 from server.state.embedded import embedded_redis, embedded_redis_url
 from server.state.nodes import new_node
 from server.state.store import RedisStore
+from signaling.admission import connection_cap
 from signaling.events import MAX_MESSAGE_BYTES
-from signaling.fanout import RedisFanout
 from signaling.namespace import RoomNamespace
-from signaling.notifier import SocketNotifier
+from signaling.server import RoomSocketServer
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application; nothing starts until the app runs (see the cleanup contexts)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
-    app[appkeys.SETTINGS] = settings
-    redis_url = settings.redis_url or embedded_redis_url(settings.data_dir)
-    app[appkeys.REDIS_URL] = redis_url
-    sio = socketio.AsyncServer(
+    node = new_node(settings.base_url)
+    namespace = RoomNamespace(
+        node_id=node.id,
+        max_participants=settings.max_participants,
+        max_connections=settings.connection_limit,
+        event_rate=settings.event_rate,
+        event_burst=settings.event_burst,
+    )
+    sio = RoomSocketServer(
+        join_timeout=settings.join_timeout_seconds,
+        is_joined=namespace.is_joined,
         async_mode="aiohttp",
-        client_manager=RedisFanout(redis_url, channel=keys.SOCKETIO_CHANNEL),
         max_http_buffer_size=MAX_MESSAGE_BYTES,
         cors_allowed_origins=[],
         ping_interval=10,
         ping_timeout=10,
     )
-    sio.attach(app, socketio_path="socket.io")
+    sio.register_namespace(namespace)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[error_middleware, connection_cap(sio, settings.connection_limit)],
+    )
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.NODE] = node
+    app[appkeys.REDIS_URL] = settings.redis_url or embedded_redis_url(settings.data_dir)
     app[appkeys.SOCKETIO] = sio
+    app[appkeys.NAMESPACE] = namespace
+    sio.attach(app, socketio_path="socket.io")
     app.cleanup_ctx.append(_redis_ctx)
-    app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_recording_ctx)
+    app.cleanup_ctx.append(_node_ctx)
+    app.on_shutdown.append(_drain)
     api.add_routes(app)
     recordings.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
@@ -80,55 +97,10 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[appkeys.SETTINGS]
-    store = app[appkeys.STORE]
-    sio = app[appkeys.SOCKETIO]
-    node = new_node(settings.base_url)
-    app[appkeys.NODE] = node
-    app[appkeys.API_KEY] = load_api_key(settings.data_dir, settings.api_key)
-    signer = TokenSigner(load_token_secret(settings.data_dir, settings.token_secret))
-    notifier = SocketNotifier(sio)
-    media_node = MediaNode(
-        MediaConfig(
-            ice_addresses=settings.ice_addresses,
-            ice_remote_allow=settings.ice_remote_allow,
-            last_n=settings.last_n,
-        )
-    )
-    service = ConsultationService(
-        store,
-        signer,
-        notifier,
-        RoomMedia(media_node, notifier),
-        node.id,
-        settings.presence_ttl_seconds,
-    )
-    app[appkeys.SERVICE] = service
-    sio.register_namespace(RoomNamespace(service, settings.event_rate, settings.event_burst))
-    housekeeper = Housekeeper(
-        service, node, settings.heartbeat_seconds, settings.presence_ttl_seconds
-    )
-    await housekeeper.beat()
-    task = asyncio.create_task(housekeeper.run(), name="housekeeping")
-    logger.info("node %s serving %s", node.id, settings.base_url)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await _close_sockets(sio)
-        await media_node.close()
-        await store.remove_node(node.id)
-
-
 async def _recording_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The recording service (after the node: it records the node's media rooms).
-
-    Recordings of writers that died are recovered at start; every recording is
-    closed properly on shutdown (before the media it taps goes away).
-    """
+    """The recording service: recordings of writers that died are recovered at start;
+    every recording still running is closed properly on shutdown (after the node's
+    drain has suspended those it handed over)."""
     settings = app[appkeys.SETTINGS]
     config = app.get(appkeys.RECORDING_CONFIG) or RecordingConfig(
         recordings_dir=settings.archive_dir, retention_days=settings.retention_days
@@ -137,7 +109,6 @@ async def _recording_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = RecordingService(
         app[appkeys.STORE], config, node_id=app[appkeys.NODE].id, render_queue=queue
     )
-    app[appkeys.SERVICE].attach_recorder(recorder)
     app[appkeys.RECORDING_SERVICE] = recorder
     await recorder.recover()
     recorder.start_background()
@@ -149,8 +120,66 @@ async def _recording_ctx(app: web.Application) -> AsyncIterator[None]:
         queue.close()
 
 
-async def _close_sockets(sio: socketio.AsyncServer) -> None:
-    """Disconnect this node's clients and stop the fan-out's Redis listener."""
-    with contextlib.suppress(Exception):
-        await sio.shutdown()
-    await sio.manager.aclose()
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This node in the deployment: its rooms, its routes to other owners, its heartbeat."""
+    settings = app[appkeys.SETTINGS]
+    store = app[appkeys.STORE]
+    namespace = app[appkeys.NAMESPACE]
+    recorder = app[appkeys.RECORDING_SERVICE]
+    app[appkeys.API_KEY] = load_api_key(settings.data_dir, settings.api_key)
+    signer = TokenSigner(load_token_secret(settings.data_dir, settings.token_secret))
+    media_node = MediaNode(
+        MediaConfig(
+            ice_addresses=settings.ice_addresses,
+            ice_remote_allow=settings.ice_remote_allow,
+            last_n=settings.last_n,
+        )
+    )
+    # The bus listens on its own connection (pub/sub holds it), with a health check.
+    bus_client = aioredis.Redis.from_url(app[appkeys.REDIS_URL], health_check_interval=5)
+    cluster = ClusterNode(
+        info=app[appkeys.NODE],
+        store=store,
+        bus_client=bus_client,
+        local=namespace,
+        media_node=media_node,
+        recorder=RoomRecorder(recorder),
+        owner_settings=OwnerSettings(
+            max_participants=settings.max_participants,
+            limits=LimitSettings(event_rate=settings.event_rate, event_burst=settings.event_burst),
+        ),
+        settings=ClusterSettings(
+            heartbeat_seconds=settings.heartbeat_seconds,
+            lease_ttl_seconds=settings.lease_ttl_seconds,
+            drain_seconds=settings.drain_seconds,
+            directory=DirectorySettings(idle_seconds=settings.idle_room_seconds),
+        ),
+    )
+    catalog = RoomCatalog(store, signer, cluster.router, cluster.leases)
+    namespace.attach(router=cluster.router, bus=cluster.bus, catalog=catalog, signer=signer)
+    recorder.on_change = lambda info: cluster.recording_changed(
+        recording_update(info), info.room_id, failed=False
+    )
+    recorder.on_error = lambda info: cluster.recording_changed(
+        recording_update(info), info.room_id, failed=True
+    )
+    app[appkeys.CLUSTER] = cluster
+    app[appkeys.CATALOG] = catalog
+    await cluster.start()
+    logger.info("node %s serving %s", cluster.node_id, settings.base_url)
+    try:
+        yield
+    finally:
+        await cluster.close()
+        await namespace.close()
+        with contextlib.suppress(Exception):
+            await app[appkeys.SOCKETIO].shutdown()
+        await media_node.close()
+        await bus_client.aclose()
+
+
+async def _drain(app: web.Application) -> None:
+    """SIGTERM: hand rooms over and send sockets elsewhere, before connections are closed."""
+    cluster = app.get(appkeys.CLUSTER)
+    if cluster is not None:
+        await cluster.drain(app[appkeys.NAMESPACE].hand_off_all)

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import socketio
 from aiohttp import web
 
+from server.catalog import RoomCatalog
+from server.cluster.node import ClusterNode
 from server.recording import RecordingConfig, RecordingService
-from server.rooms.service import ConsultationService
 from server.settings import Settings
 from server.state.nodes import NodeInfo
 from server.state.store import RedisStore
+from signaling.namespace import RoomNamespace
+from signaling.server import RoomSocketServer
 
 SETTINGS = web.AppKey("settings", Settings)
 #: The Redis URL in use (the embedded server's unix socket, or REDIS_URL).
 REDIS_URL = web.AppKey("redis_url", str)
 STORE = web.AppKey("store", RedisStore)
-SERVICE = web.AppKey("service", ConsultationService)
 NODE = web.AppKey("node", NodeInfo)
 API_KEY = web.AppKey("api_key", str)
-SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
+SOCKETIO = web.AppKey("socketio", RoomSocketServer)
+#: This node's `/room` namespace (its sockets).
+NAMESPACE = web.AppKey("namespace", RoomNamespace)
+#: This node in the deployment: owned rooms, routing, heartbeat, drain.
+CLUSTER = web.AppKey("cluster", ClusterNode)
+#: Sessions as organizers see them (definitions, tokens, deletion).
+CATALOG = web.AppKey("catalog", RoomCatalog)
 #: The recording service of this node (archive, recordings in progress, renders).
 RECORDING_SERVICE = web.AppKey("recording_service", RecordingService)
 #: Optional override of the recording configuration (tests); default from SETTINGS.

@@ -66,7 +66,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         public_url=args.public_url or None,
         seed_file=Path(args.seed) if args.seed else None,
         heartbeat_seconds=args.heartbeat,
-        presence_ttl_seconds=args.presence_ttl,
+        lease_ttl_seconds=args.lease_ttl,
+        token_ttl_seconds=args.token_ttl,
+        max_participants=args.max_participants,
+        max_connections=args.max_connections or None,
+        join_timeout_seconds=args.join_timeout,
+        drain_seconds=args.drain_seconds,
         ice_addresses=tuple(args.ice_address or ()),
         ice_remote_allow=tuple(args.ice_remote_allow or ()),
         last_n=args.last_n or None,
@@ -104,12 +109,12 @@ async def serve(settings: Settings) -> None:
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     try:
-        service = app[appkeys.SERVICE]
+        catalog = app[appkeys.CATALOG]
         print(f"Yitang 议堂 is running at {settings.base_url}", flush=True)
         print(f"Admin API key: {app[appkeys.API_KEY]}", flush=True)
         if settings.seed_file is not None:
             seed = load_seed(settings.seed_file)
-            links = await apply_seed(service, seed, settings.base_url, settings.token_ttl_seconds)
+            links = await apply_seed(catalog, seed, settings.base_url, settings.token_ttl_seconds)
             print(f"Seeded session {seed.room.id}: {seed.room.title}", flush=True)
             for invitee, url in links:
                 print(
@@ -275,13 +280,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", default=_env("YITANG_SEED"), help="seed file to load at start"
     )
     serve_parser.add_argument(
-        "--heartbeat", type=float, default=2.0, help="node heartbeat period in seconds"
+        "--heartbeat",
+        type=float,
+        default=float(_env("YITANG_HEARTBEAT", "2") or 2),
+        help="node heartbeat period in seconds",
     )
     serve_parser.add_argument(
-        "--presence-ttl",
+        "--lease-ttl",
         type=float,
-        default=10.0,
-        help="seconds after which a silent node's participants are forgotten",
+        default=float(_env("YITANG_LEASE_TTL", "6") or 6),
+        help="seconds after which a silent node's rooms move and its participants are forgotten",
+    )
+    serve_parser.add_argument(
+        "--token-ttl",
+        type=int,
+        default=int(_env("YITANG_TOKEN_TTL", str(12 * 3600)) or 12 * 3600),
+        help="default lifetime of join tokens in seconds (12 h)",
+    )
+    serve_parser.add_argument(
+        "--max-participants",
+        type=int,
+        default=int(_env("YITANG_MAX_PARTICIPANTS", "500") or 500),
+        help="participants in one session at once (hosts always get in)",
+    )
+    serve_parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(_env("YITANG_MAX_CONNECTIONS", "0") or 0),
+        help="Socket.IO connections this node holds at once (0: a quarter of the fd limit)",
+    )
+    serve_parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=float(_env("YITANG_JOIN_TIMEOUT", "15") or 15),
+        help="close connections that have not joined a room within this many seconds",
+    )
+    serve_parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(_env("YITANG_DRAIN_SECONDS", "10") or 10),
+        help="on SIGTERM, hand rooms over and send sockets elsewhere within this long",
     )
     serve_parser.add_argument(
         "--ice-address",

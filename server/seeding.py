@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from server.catalog import RoomCatalog
 from server.rooms.errors import Conflict
 from server.rooms.models import Invitee, RoomSpec, Slug, Strict
-from server.rooms.service import ConsultationService
 
 
 class SeedRoom(RoomSpec):
@@ -40,13 +40,13 @@ def load_seed(path: Path) -> SeedFile:
 
 
 async def apply_seed(
-    service: ConsultationService, seed: SeedFile, base_url: str, ttl_seconds: int
+    catalog: RoomCatalog, seed: SeedFile, base_url: str, ttl_seconds: int
 ) -> list[tuple[Invitee, str]]:
     """Create the seeded room unless it exists; return a fresh join link per participant."""
     with contextlib.suppress(Conflict):  # already seeded on an earlier start
-        await service.create_room(seed.room)
+        await catalog.create_room(seed.room)
     links = []
     for invitee in seed.participants:
-        token, _ = await service.issue_token(seed.room.id, invitee, ttl_seconds)
+        token, _ = await catalog.issue_token(seed.room.id, invitee, ttl_seconds)
         links.append((invitee, f"{base_url}/join?token={token}"))
     return links

@@ -8,6 +8,7 @@ docker-compose file and the README use the same names.
 from __future__ import annotations
 
 import ipaddress
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,13 @@ ENV_VARS: dict[str, str] = {
     "YITANG_RECORDINGS_DIR": "--recordings-dir",
     "YITANG_RETENTION_DAYS": "--retention-days",
     "YITANG_RENDER_WORKERS": "--render-workers",
+    "YITANG_TOKEN_TTL": "--token-ttl",
+    "YITANG_MAX_PARTICIPANTS": "--max-participants",
+    "YITANG_MAX_CONNECTIONS": "--max-connections",
+    "YITANG_HEARTBEAT": "--heartbeat",
+    "YITANG_LEASE_TTL": "--lease-ttl",
+    "YITANG_JOIN_TIMEOUT": "--join-timeout",
+    "YITANG_DRAIN_SECONDS": "--drain-seconds",
 }
 
 
@@ -48,14 +56,27 @@ class Settings:
     #: Base URL put into join links; None derives it from host and port.
     public_url: str | None = None
     seed_file: Path | None = None
-    #: Join tokens expire after this many seconds unless the request says otherwise.
-    token_ttl_seconds: int = 7 * 24 * 3600
-    #: Node heartbeat period; presence and node entries expire after `presence_ttl_seconds`.
+    #: Join tokens expire after this many seconds unless the request says otherwise
+    #: (a session day, not a week: a leaked link stops working by the next day).
+    token_ttl_seconds: int = 12 * 3600
+    #: Node heartbeat period; a node's heartbeat and its rooms' leases expire after
+    #: `lease_ttl_seconds` without one (then its rooms move to other nodes).
     heartbeat_seconds: float = 2.0
-    presence_ttl_seconds: float = 10.0
-    #: Per-connection Socket.IO event budget (events per second, burst).
+    lease_ttl_seconds: float = 6.0
+    #: Per-identity and per-connection Socket.IO event budget (events per second, burst).
     event_rate: float = 20.0
     event_burst: float = 40.0
+    #: Participants in one session at once (`room_full` beyond; hosts always get in).
+    max_participants: int = 500
+    #: Socket.IO connections one node holds at once (`server_full` beyond); None: a
+    #: quarter of the process's file descriptor limit.
+    max_connections: int | None = None
+    #: A connection that has not joined a room this long after connecting is closed.
+    join_timeout_seconds: float = 15.0
+    #: On SIGTERM, rooms are handed over and sockets sent elsewhere within this long.
+    drain_seconds: float = 10.0
+    #: A room nobody is in is let go (its lease released) after this long.
+    idle_room_seconds: float = 60.0
     ice_addresses: tuple[IceAddress, ...] = ()
     ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Video of at most this many recent active speakers is forwarded (floor and host always).
@@ -72,8 +93,20 @@ class Settings:
             raise ValueError("render_workers must be 0 or more")
         if not 0 < self.port < 65536:
             raise ValueError(f"port out of range: {self.port}")
-        if self.heartbeat_seconds <= 0 or self.presence_ttl_seconds <= self.heartbeat_seconds:
-            raise ValueError("presence TTL must be longer than the heartbeat period")
+        if self.heartbeat_seconds <= 0 or self.lease_ttl_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError("the lease TTL must be longer than two heartbeat periods")
+        if self.max_participants < 1 or (self.max_connections or 1) < 1:
+            raise ValueError("max_participants and max_connections must be positive")
+        if self.token_ttl_seconds < 60:
+            raise ValueError("token_ttl_seconds must be at least a minute")
+
+    @property
+    def connection_limit(self) -> int:
+        """The per-node connection cap in force (see `max_connections`)."""
+        if self.max_connections is not None:
+            return self.max_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return max(64, soft // 4)
 
     @property
     def archive_dir(self) -> Path:

@@ -3,7 +3,14 @@
 It connects with a join token, joins, and keeps a local model of the session
 (participants, live state, timeline) up to date from the server's events.
 Events that arrive before the join ack are replayed on top of the snapshot, so
-the model never misses a change that raced the join.
+the model never misses a change that raced the join; a `resync` replaces the
+model with the snapshot it carries.
+
+With `reconnect=True` it behaves like the browser client: when the connection
+drops (its node died, or drained and said `reconnect`) it connects again —
+to the same node or to another one the server listed — and joins again, until
+the session ends for it (`removed`, `replaced`, `session_ended`) or `close()`.
+Listeners of `rejoined` and `media_moved` then rebuild their media.
 """
 
 from __future__ import annotations
@@ -11,17 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
 import socketio
 
-from server.rooms.models import LiveState, Participant, Snapshot, TimelineEntry
+from server.rooms.models import LiveState, NodeRef, Participant, Snapshot, TimelineEntry
 from signaling.events import NAMESPACE
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+#: Refusals that are worth trying again later (the server is busy or changing owners).
+RETRYABLE = frozenset({"unavailable", "server_full", "rate_limited", "connect_failed", "timeout"})
+#: Server events after which this participant is out of the session for good.
+ENDING_EVENTS = frozenset({"removed", "replaced", "session_ended"})
 
 
 class SignalingError(Exception):
@@ -36,9 +48,10 @@ class SignalingError(Exception):
 class RoomClient:
     """One participant's signaling connection and its view of the session."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, *, reconnect: bool = False) -> None:
         self.base_url = base_url
         self.token = token
+        self.reconnect = reconnect
         self.snapshot: Snapshot | None = None
         self.participants: dict[str, Participant] = {}
         self.live = LiveState()
@@ -47,17 +60,27 @@ class RoomClient:
         self.received: list[tuple[str, Any]] = []
         #: Why the server ended this participation (`removed`, `replaced`, `session_ended`).
         self.ended: tuple[str, Any] | None = None
+        #: Set while no connection is up (and for good once ended or closed).
         self.disconnected = asyncio.Event()
+        #: Successful joins so far (a reconnect makes it 2, 3, ...).
+        self.joins = 0
         self._changed = asyncio.Condition()
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
         #: The newest handler task; each waits for the one before, so handlers run in order.
         self._last_handler: asyncio.Task[Any] | None = None
         self._pending: list[tuple[str, Any]] | None = None
         self._connect_error: Any = None
-        self._sio = socketio.AsyncClient(reconnection=False)
-        self._sio.on("*", self._on_event, namespace=NAMESPACE)
-        self._sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
-        self._sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        self._closing = False
+        self._alternatives: list[str] = []
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._sio = self._new_socket()
+
+    def _new_socket(self) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False)
+        sio.on("*", self._on_event, namespace=NAMESPACE)
+        sio.on("connect_error", self._on_connect_error, namespace=NAMESPACE)
+        sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        return sio
 
     @property
     def you(self) -> Participant:
@@ -66,12 +89,21 @@ class RoomClient:
             raise RuntimeError("not joined")
         return self.snapshot.you
 
+    @property
+    def owner(self) -> NodeRef | None:
+        """The node that owns the room (serves its media), as last heard."""
+        return self.snapshot.owner if self.snapshot else None
+
     async def connect(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
         """Connect, join and return the snapshot; SignalingError if refused."""
+        return await self._connect_to(self.base_url, timeout)
+
+    async def _connect_to(self, url: str, timeout: float) -> Snapshot:
         self._pending = []
+        self._connect_error = None
         try:
             await self._sio.connect(
-                self.base_url,
+                url,
                 namespaces=[NAMESPACE],
                 auth={"token": self.token},
                 transports=["websocket"],
@@ -89,19 +121,31 @@ class RoomClient:
             self._pending = None
             await self._sio.disconnect()
             raise
-        snapshot = Snapshot.model_validate(ack["snapshot"])
+        self.disconnected.clear()
+        self._apply_snapshot(Snapshot.model_validate(ack["snapshot"]))
+        pending, self._pending = self._pending, None
+        for event, payload in pending:
+            self._apply(event, payload)
+        self.joins += 1
+        if self.joins > 1:
+            self._dispatch_handlers("rejoined", self.snapshot)
+        await self.notify()
+        return self.snapshot  # type: ignore[return-value]
+
+    def _apply_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.participants = {p.identity: p for p in snapshot.participants}
         self.live = snapshot.live
         self.timeline = list(snapshot.timeline)
-        pending, self._pending = self._pending, None
-        for event, payload in pending:
-            self._apply(event, payload)
-        await self.notify()
-        return snapshot
+        self._alternatives = [n.url for n in snapshot.nodes]
 
     async def close(self) -> None:
         """Leave the session on purpose, then disconnect (idempotent)."""
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reconnect_task
         if self._last_handler is not None:
             self._last_handler.cancel()
             with contextlib.suppress(BaseException):
@@ -111,6 +155,7 @@ class RoomClient:
                 await self.call("leave", timeout=2.0)
         with contextlib.suppress(Exception):
             await self._sio.disconnect()
+        self.disconnected.set()
 
     async def drop(self) -> None:
         """Close the connection without leaving, as a network failure would."""
@@ -121,7 +166,12 @@ class RoomClient:
         self, event: str, payload: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT
     ) -> Any:
         """Send an event and return its ack; SignalingError when the server refuses it."""
-        ack = await self._sio.call(event, payload or {}, namespace=NAMESPACE, timeout=timeout)
+        try:
+            ack = await self._sio.call(event, payload or {}, namespace=NAMESPACE, timeout=timeout)
+        except socketio.exceptions.TimeoutError as exc:
+            raise SignalingError("timeout", f"no answer to {event}") from exc
+        except socketio.exceptions.BadNamespaceError as exc:
+            raise SignalingError("offline", "not connected") from exc
         if isinstance(ack, dict) and ack.get("ok") is False:
             error = ack.get("error", {})
             raise SignalingError(error.get("code", "error"), error.get("message", ""))
@@ -194,6 +244,7 @@ class RoomClient:
         """Call `handler(payload)` for each `event` (after the join snapshot; may be async).
 
         Async handlers run as tasks, one event at a time per client, in arrival order.
+        Besides server events: `rejoined` (payload: the new Snapshot) after a reconnect.
         """
         self._handlers.setdefault(event, []).append(handler)
 
@@ -235,8 +286,18 @@ class RoomClient:
             entry = TimelineEntry.model_validate(payload)
             if all(existing.id != entry.id for existing in self.timeline):
                 self.timeline.append(entry)
-        elif event in ("removed", "replaced", "session_ended"):
+        elif event == "resync":
+            self._apply_snapshot(Snapshot.model_validate(payload["snapshot"]))
+        elif event == "media_moved" and self.snapshot is not None:
+            owner = NodeRef.model_validate(payload["owner"])
+            self.snapshot = self.snapshot.model_copy(update={"owner": owner})
+        elif event == "reconnect":
+            self._alternatives = [n["url"] for n in payload.get("nodes", [])]
+        elif event in ENDING_EVENTS:
             self.ended = (event, payload)
+        self._dispatch_handlers(event, payload)
+
+    def _dispatch_handlers(self, event: str, payload: Any) -> None:
         for handler in self._handlers.get(event, []):
             result = handler(payload)
             if asyncio.iscoroutine(result):
@@ -262,6 +323,44 @@ class RoomClient:
     async def _on_disconnect(self, reason: Any = None) -> None:
         self.disconnected.set()
         await self.notify()
+        if self.reconnect and self._should_reconnect():
+            self._reconnect_task = asyncio.create_task(self._reconnect())
+
+    def _should_reconnect(self) -> bool:
+        joined = self.snapshot is not None
+        busy = self._reconnect_task is not None and not self._reconnect_task.done()
+        return joined and not self._closing and self.ended is None and not busy
+
+    async def _reconnect(self, attempts: int = 60) -> None:
+        """Connect again (this node, then the others listed) and rejoin; bounded."""
+        delay = 0.2
+        for attempt in range(attempts):
+            urls = [self.base_url, *[u for u in self._alternatives if u != self.base_url]]
+            url = urls[attempt % len(urls)]
+            self._sio = self._new_socket()
+            try:
+                await self._connect_to(url, timeout=DEFAULT_TIMEOUT)
+            except SignalingError as exc:
+                with contextlib.suppress(Exception):
+                    await self._sio.disconnect()
+                if exc.code not in RETRYABLE:
+                    logger.warning("reconnect refused for good: %s", exc)
+                    self.ended = (exc.code, {"reason": exc.message})
+                    await self.notify()
+                    return
+                logger.info("reconnect to %s failed (%s); trying again", url, exc.code)
+            except Exception as exc:  # a transport error of this attempt
+                with contextlib.suppress(Exception):
+                    await self._sio.disconnect()
+                logger.info("reconnect to %s failed (%s); trying again", url, exc)
+            else:
+                self.base_url = url
+                logger.info("reconnected to %s", url)
+                return
+            if self._closing:
+                return
+            await asyncio.sleep(delay * (0.75 + random.random() / 2))
+            delay = min(delay * 2, 2.0)
 
     async def notify(self) -> None:
         """Wake everyone waiting in wait_for (extensions that keep more state call it too)."""

@@ -1,48 +1,46 @@
-"""RoomNamespace: the `/room` Socket.IO namespace — authentication, validation, rate limits.
+"""RoomNamespace: the `/room` Socket.IO namespace — authentication, the connection's
+state machine, validation, and this node's side of every room its sockets are in.
 
-A client connects with `auth={"token": ...}`; the token is verified and the
-admission rules checked before the connection is accepted. It then sends
-`join` and receives the snapshot in the ack. Every later event is measured,
-rate-limited and validated here, then handed to the domain with the caller's
+A client connects with `auth={"token": ...}`; the token is verified, and the
+admission rules checked against the room's last written state, before the
+connection is accepted. It then sends `join`; the room's owner (on this node
+or another) admits it and the ack carries the snapshot. Every later event is
+rate-limited and validated here, then relayed to the owner with the caller's
 identity, role, room and venue taken from the verified token.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import Any
 
 import socketio
-from pydantic import BaseModel
 
+from server.catalog import RoomCatalog
+from server.cluster.bus import Bus
+from server.cluster.router import RoomRouter
+from server.ratelimit import TokenBucket
+from server.rooms import acks
 from server.rooms.errors import RoomError
-from server.rooms.models import LiveState, Participant
-from server.rooms.service import ConsultationService
-from server.rooms.tokens import JoinClaims
-from server.state.store import StoreConflict
-from signaling import events as ev
-from signaling.notifier import room_channel
-from signaling.ratelimit import ConnectionLimits
+from server.rooms.models import Caller, NodeRef
+from server.rooms.server_events import LeaveReason, Reconnect
+from server.rooms.tokens import TokenSigner
+from signaling.connection import Connection, InvalidTransition, SocketState
+from signaling.events import NAMESPACE, PayloadError, measure, parse_payload
 
 logger = logging.getLogger(__name__)
 
 #: Largest `auth` payload accepted at connect (it only carries a token).
 MAX_AUTH_BYTES = 4096
+#: A connection that left is closed this long after its `leave` ack (time for the ack to go).
+CLOSE_AFTER_LEAVE_SECONDS = 1.0
 
-#: A client event's handler: (the caller's record, its room, the validated payload) -> ack.
-Handler = Callable[[Participant, str, Any], Awaitable[dict[str, Any]]]
 
-
-@dataclass
-class Connection:
-    """What this process knows about one Socket.IO connection."""
-
-    claims: JoinClaims
-    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
-    joined: bool = False
+def room_channel(room_id: str) -> str:
+    """The Socket.IO room of this node's sockets in a consultation room."""
+    return f"room:{room_id}"
 
 
 def _refusal(code: str, message: str) -> Exception:
@@ -51,160 +49,254 @@ def _refusal(code: str, message: str) -> Exception:
     return refusal
 
 
-def _measure(payload: Any) -> int:
-    try:
-        return len(json.dumps(payload, ensure_ascii=False).encode())
-    except (TypeError, ValueError):
-        return ev.MAX_MESSAGE_BYTES + 1
-
-
 class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     """Socket.IO handlers of the consultation protocol (docs/protocol.md)."""
 
     def __init__(
-        self, service: ConsultationService, event_rate: float = 20.0, event_burst: float = 40.0
+        self,
+        *,
+        node_id: str,
+        max_participants: int,
+        max_connections: int,
+        event_rate: float = 20.0,
+        event_burst: float = 40.0,
     ) -> None:
-        super().__init__(ev.NAMESPACE)
-        self.service = service
+        super().__init__(NAMESPACE)
+        self.node_id = node_id
+        self.max_participants = max_participants
+        self.max_connections = max_connections
         self.event_rate = event_rate
         self.event_burst = event_burst
         self.connections: dict[str, Connection] = {}
-        # Each client event: the domain call, and what its ack carries.
-        self._handlers: dict[str, Handler] = {
-            "raise_hand": lambda a, r, q: _live(service.raise_hand(a, r)),
-            "lower_hand": lambda a, r, q: _live(service.lower_hand(a, r, q.identity)),
-            "grant_floor": lambda a, r, q: _live(
-                service.grant_floor(a, r, q.identity, q.time_limit_seconds)
-            ),
-            "revoke_floor": lambda a, r, q: _live(service.revoke_floor(a, r)),
-            "next_speaker": lambda a, r, q: _live(service.next_speaker(a, r, q.time_limit_seconds)),
-            "advance_agenda": lambda a, r, q: _live(service.advance_agenda(a, r, q.index)),
-            "set_lock": lambda a, r, q: _live(service.set_locked(a, r, q.locked)),
-            "request_mute": lambda a, r, q: _done(service.request_mute(a, r, q.identity, q.kind)),
-            "remove_participant": lambda a, r, q: _done(service.remove(a, r, q.identity, q.reason)),
-            "end_session": lambda a, r, q: _done(service.end_session(a, r)),
-            "start_recording": lambda a, r, q: _model(
-                "recording", service.host_start_recording(a, r)
-            ),
-            "stop_recording": lambda a, r, q: _model(
-                "recording", service.host_stop_recording(a, r)
-            ),
-            "chat": lambda a, r, q: _model("entry", service.chat(a, r, q.text)),
-            "media_state": lambda a, r, q: _model(
-                "participant", service.set_media_state(a, r, q.audio_muted, q.video_muted)
-            ),
-            "publish_offer": self._publish_offer,
-            "subscriber_answer": lambda a, r, q: _done(service.subscriber_answer(a, r, q.sdp)),
-            "ice_candidate": lambda a, r, q: _done(
-                service.ice_candidate(a, r, q.pc, q.candidate.model_dump(exclude_none=True))
-            ),
-            "media_restart": lambda a, r, q: _done(service.restart_media(a, r)),
-        }
+        self._router: RoomRouter | None = None
+        self._bus: Bus | None = None
+        self._catalog: RoomCatalog | None = None
+        self._signer: TokenSigner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(
+        self, *, router: RoomRouter, bus: Bus, catalog: RoomCatalog, signer: TokenSigner
+    ) -> None:
+        """Connect the namespace to the node's parts (built after it, once Redis is up)."""
+        self._router = router
+        self._bus = bus
+        self._catalog = catalog
+        self._signer = signer
+
+    @property
+    def catalog(self) -> RoomCatalog:
+        """Rooms' definitions and last written state, for checks at connect."""
+        if self._catalog is None:
+            raise RuntimeError("the namespace is not attached")
+        return self._catalog
+
+    @property
+    def signer(self) -> TokenSigner:
+        """Verifies join tokens."""
+        if self._signer is None:
+            raise RuntimeError("the namespace is not attached")
+        return self._signer
+
+    @property
+    def router(self) -> RoomRouter:
+        """The router to rooms' owners."""
+        if self._router is None:
+            raise RuntimeError("the namespace is not attached to a router")
+        return self._router
+
+    @property
+    def bus(self) -> Bus:
+        """The bus that brings rooms' broadcasts."""
+        if self._bus is None:
+            raise RuntimeError("the namespace is not attached to a bus")
+        return self._bus
+
+    def is_joined(self, sid: str) -> bool:
+        """Whether the connection `sid` has joined its room (and not left)."""
+        connection = self.connections.get(sid)
+        return connection is not None and connection.state is SocketState.JOINED
 
     # --- connection life cycle ------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         """Verify the token and the admission rules; refuse with a reason otherwise."""
+        if len(self.connections) >= self.max_connections:
+            raise _refusal("server_full", "this server is full; try again shortly")
         if not isinstance(auth, dict):
             raise _refusal("token_missing", 'connect with auth={"token": "..."}')
-        if _measure(auth) > MAX_AUTH_BYTES:
+        if measure(auth) > MAX_AUTH_BYTES:
             raise _refusal("token_invalid", f"the auth payload exceeds {MAX_AUTH_BYTES} bytes")
         try:
-            claims = self.service.signer.verify(auth.get("token"))
-            await self.service.check_admission(claims)
+            claims = self.signer.verify(auth.get("token"))
+            await self.catalog.check_token(claims)
         except RoomError as exc:
             raise _refusal(exc.code, exc.message) from exc
-        limits = ConnectionLimits(self.event_rate, self.event_burst)
-        self.connections[sid] = Connection(claims=claims, limits=limits)
+        except Exception as exc:
+            logger.warning("connect of %s refused: state unreadable (%s)", sid, exc)
+            raise _refusal(
+                "unavailable", "the server cannot check your token now; try again"
+            ) from exc
+        caller = Caller(**claims.invitee.model_dump(), session=sid, node=self.node_id)
+        limits = TokenBucket(self.event_rate, self.event_burst)
+        self.connections[sid] = Connection(claims=claims, caller=caller, limits=limits)
         return True
 
     async def on_disconnect(self, sid: str, reason: str = "") -> None:
-        """Forget the connection; the room hears that the participant left."""
+        """The connection closed: the room hears that the participant left (unless it was
+        handed off to another node, or it never finished joining — the join handles that)."""
         connection = self.connections.pop(sid, None)
-        if connection is None or not connection.joined:
+        if connection is None:
             return
-        why = (
-            "left" if reason == socketio.AsyncServer.reason.CLIENT_DISCONNECT else "connection_lost"
-        )
-        claims = connection.claims
-        try:
-            await self.service.leave(claims.room, claims.invitee.identity, sid, why)
-        except Exception:
-            logger.exception("leave failed for %s in %s", claims.invitee.identity, claims.room)
+        previous = connection.move(SocketState.CLOSED)
+        if previous is not SocketState.JOINED:
+            return
+        await self._exit_room(connection)
+        if connection.handed_off:
+            return
+        client_left = reason == socketio.AsyncServer.reason.CLIENT_DISCONNECT
+        why: LeaveReason = "left" if client_left else "connection_lost"
+        # Not awaited here: python-socketio runs this inline in its transport's teardown.
+        self._spawn(self.router.leave(connection.room_id, connection.caller, why))
 
     # --- events ---------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        """Route every client event through measurement, limits and validation."""
+        """Route client events through limits and validation (RoomSocketServer keeps
+        reserved names out, so `connect`/`disconnect` here are the real ones)."""
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid = args[0]
         payload = args[1] if len(args) > 1 else None
         try:
-            return await self._dispatch(sid, event, payload)
+            return await self._on_event(sid, event, payload)
         except RoomError as exc:
-            return ev.error_ack(exc.code, exc.message)
-        except ev.PayloadError as exc:
-            return ev.error_ack(exc.code, exc.message)
-        except StoreConflict:
-            return ev.error_ack("busy", "the session is busy; try again")
+            return acks.refusal(exc)
+        except PayloadError as exc:
+            return acks.error(exc.code, exc.message)
         except Exception:
             logger.exception("event %s from %s failed", event[:64], sid)
-            return ev.error_ack("internal_error", "the server could not handle this event")
+            return acks.error("internal_error", "the server could not handle this event")
 
-    async def _dispatch(self, sid: str, event: str, payload: Any) -> dict[str, Any]:
+    async def _on_event(self, sid: str, event: str, payload: Any) -> acks.Ack:
         connection = self.connections.get(sid)
         if connection is None:
-            return ev.error_ack("not_connected", "connect with a valid token first")
-        if not connection.limits.allow(event):
-            return ev.error_ack("rate_limited", "too many events; slow down")
-        request = ev.parse_payload(event, payload, _measure(payload))
-        claims = connection.claims
+            return acks.error("not_connected", "connect with a valid token first")
+        if not connection.limits.allow():
+            return acks.error("rate_limited", "too many events; slow down")
+        request = parse_payload(event, payload)
         if event == "join":
             return await self._join(sid, connection)
-        if not connection.joined:
-            return ev.error_ack("not_joined", "send join first")
         if event == "leave":
-            connection.joined = False
-            # Out of the room's broadcasts too: a participant who left hears nothing more.
-            await self.leave_room(sid, room_channel(claims.room))
-            await self.service.leave(claims.room, claims.invitee.identity, sid, "left")
-            return ev.ok_ack()
-        actor = await self.service.current_participant(claims.room, claims.invitee.identity, sid)
-        return await self._handlers[event](actor, claims.room, request)
+            return await self._leave(sid, connection)
+        if connection.state is not SocketState.JOINED:
+            return acks.error("not_joined", "send join first")
+        return await self.router.event(connection.room_id, connection.caller, event, request)
 
-    async def _join(self, sid: str, connection: Connection) -> dict[str, Any]:
-        if connection.joined:
-            return ev.error_ack("already_joined", "this connection has already joined")
-        # Enter the Socket.IO room before reading the snapshot, so nothing that
-        # happens in between is missed; clients replay events that arrive before the ack.
-        await self.enter_room(sid, room_channel(connection.claims.room))
+    async def _join(self, sid: str, connection: Connection) -> acks.Ack:
         try:
-            snapshot = await self.service.join(connection.claims, sid)
+            connection.move(SocketState.JOINING)
+        except InvalidTransition:
+            if connection.state is SocketState.LEFT:
+                return acks.error("not_connected", "this connection left; connect again")
+            return acks.error("already_joined", "this connection has already joined")
+        room_id = connection.room_id
+        # In the room's broadcasts before the owner takes the snapshot, so nothing that
+        # happens in between is missed; clients replay events that arrive before the ack.
+        await self.enter_room(sid, room_channel(room_id))
+        await self.bus.join_room(room_id)
+        try:
+            ack = await self.router.join(room_id, connection.caller, connection.claims.incarnation)
         except BaseException:
-            await self.leave_room(sid, room_channel(connection.claims.room))
+            ack = acks.error("internal_error", "the server could not handle this event")
             raise
-        connection.joined = True
-        return ev.ok_ack(snapshot=snapshot.model_dump(mode="json"))
+        finally:
+            if connection.state is SocketState.CLOSED:
+                # Closed while joining: undo what the join did, whatever its outcome.
+                await self._exit_room(connection)
+                if acks.is_ok(ack):
+                    await self.router.leave(room_id, connection.caller, "connection_lost")
+        if connection.state is SocketState.CLOSED:
+            return ack
+        if acks.is_ok(ack):
+            connection.move(SocketState.JOINED)
+        else:
+            connection.move(SocketState.CONNECTED)
+            await self._exit_room(connection)
+        return ack
 
-    async def _publish_offer(
-        self, actor: Participant, room_id: str, req: ev.PublishOffer
-    ) -> dict[str, Any]:
-        answer = await self.service.publish(actor, room_id, req.sdp)
-        return ev.ok_ack(sdp=answer)
+    async def _leave(self, sid: str, connection: Connection) -> acks.Ack:
+        try:
+            connection.move(SocketState.LEFT)
+        except InvalidTransition:
+            return acks.error("not_joined", "send join first")
+        await self._exit_room(connection)
+        await self.router.leave(connection.room_id, connection.caller, "left")
+        # A connection that left has nothing more to do here; the client closes it too.
+        loop = asyncio.get_running_loop()
+        loop.call_later(CLOSE_AFTER_LEAVE_SECONDS, lambda: self._spawn(self._close(sid)))
+        return acks.ok()
 
+    async def _close(self, sid: str) -> None:
+        if sid in self.connections:
+            await self.disconnect(sid)
 
-async def _live(change: Awaitable[LiveState]) -> dict[str, Any]:
-    """Ack of an event that changes the live state: the state after it."""
-    return ev.ok_ack(live=(await change).model_dump(mode="json"))
+    async def _exit_room(self, connection: Connection) -> None:
+        """Stop the room's broadcasts to this connection (and to this node, if it was the last)."""
+        room_id = connection.room_id
+        sid = connection.caller.session
+        if connection.state is not SocketState.CLOSED:
+            await self.leave_room(sid, room_channel(room_id))
+        await self.bus.leave_room(room_id)
+        if not any(c.room_id == room_id and c.in_room for c in self.connections.values()):
+            self.router.forget_room(room_id)
 
+    # --- this node's sockets, for the cluster (server.cluster.local_sockets) ----------
 
-async def _model(key: str, result: Awaitable[BaseModel]) -> dict[str, Any]:
-    """Ack carrying the record the event produced (a chat entry, a recording...)."""
-    return ev.ok_ack(**{key: (await result).model_dump(mode="json")})
+    async def deliver_room(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Send a room's event to this node's sockets in the room."""
+        await self.emit(event, payload, room=room_channel(room_id))
 
+    async def deliver_session(self, session: str, event: str, payload: dict[str, Any]) -> None:
+        """Send an event to one of this node's sockets, if it is in its room."""
+        connection = self.connections.get(session)
+        if connection is not None and connection.in_room:
+            await self.emit(event, payload, to=session)
 
-async def _done(action: Awaitable[None]) -> dict[str, Any]:
-    """Ack of an event with nothing to return."""
-    await action
-    return ev.ok_ack()
+    async def close_session(self, session: str, reason: str) -> None:
+        """Close one of this node's sockets."""
+        if session in self.connections:
+            logger.info("closing %s: %s", session, reason)
+            await self.disconnect(session)
+
+    def sessions_in(self, room_id: str) -> list[Caller]:
+        """This node's sockets that joined the room."""
+        return [
+            c.caller
+            for c in self.connections.values()
+            if c.room_id == room_id and c.state is SocketState.JOINED
+        ]
+
+    def rooms(self) -> list[str]:
+        """Rooms in which this node holds joined sockets."""
+        return sorted(
+            {c.room_id for c in self.connections.values() if c.state is SocketState.JOINED}
+        )
+
+    async def hand_off_all(self, nodes: list[NodeRef]) -> None:
+        """The node is draining: tell every socket to reconnect elsewhere, then close it."""
+        notice = Reconnect(reason="drain", nodes=nodes).model_dump(mode="json")
+        for sid, connection in list(self.connections.items()):
+            connection.handed_off = True
+            if connection.in_room:
+                await self.emit("reconnect", notice, to=sid)
+            await self.disconnect(sid)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Wait for departures still being reported (bounded by the router's budget)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from server import appkeys
 from server.app import create_app
-from server.media import IceAddress
+from server.media import IceAddress, MediaRoom
 from server.recording import RecordingConfig
+from server.rooms.owned_room import OwnedRoom
 from server.settings import Settings
 from signaling.client import RoomClient
 
@@ -76,6 +77,16 @@ class ServerHandle:
         assert status == 201, body
         return str(body["token"])
 
+    def owned_room(self, room_id: str) -> OwnedRoom | None:
+        """The room as this node owns it (None if it does not own it)."""
+        actor = self.app[appkeys.CLUSTER].directory.actor(room_id)
+        return None if actor is None else actor.room
+
+    def media_room(self, room_id: str) -> MediaRoom | None:
+        """The room's media on this node, if this node owns it and media is open."""
+        room = self.owned_room(room_id)
+        return None if room is None else room.media.media_room
+
     async def client(self, room_id: str, identity: str, role: str, venue: str) -> RoomClient:
         """A joined signaling client for a new participant."""
         client = RoomClient(self.base_url, await self.token(room_id, identity, role, venue))
@@ -97,7 +108,7 @@ async def run_server(
         data_dir=data_dir,
         redis_url=redis_url,
         heartbeat_seconds=settings.pop("heartbeat_seconds", 0.5),
-        presence_ttl_seconds=settings.pop("presence_ttl_seconds", 3.0),
+        lease_ttl_seconds=settings.pop("lease_ttl_seconds", 3.0),
         # Media stays on loopback: candidates only on 127.0.0.1, remotes only from 127/8.
         ice_addresses=settings.pop("ice_addresses", (IceAddress("127.0.0.1"),)),
         ice_remote_allow=settings.pop("ice_remote_allow", (ipaddress.ip_network("127.0.0.0/8"),)),

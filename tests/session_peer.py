@@ -46,8 +46,16 @@ class Received:
 class SessionPeer:
     """A joined participant with real peer connections to the server."""
 
-    def __init__(self, base_url: str, token: str, index: int, amplitude: float = 0.0) -> None:
-        self.signaling = RoomClient(base_url, token)
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        index: int,
+        amplitude: float = 0.0,
+        *,
+        reconnect: bool = False,
+    ) -> None:
+        self.signaling = RoomClient(base_url, token, reconnect=reconnect)
         self.index = index
         self.video = CounterVideoTrack(index, 160, 120)
         self.audio = ToneAudioTrack(amplitude)
@@ -56,7 +64,13 @@ class SessionPeer:
         self.received: list[Received] = []
         self.mids: dict[str, str] = {}
         self.subscribe_connected_at: float | None = None
+        self.publishing = False
+        #: Times both connections were rebuilt (the room moved, or this peer rejoined).
+        self.media_restarts = 0
         self.signaling.on("subscriber_offer", self._on_subscriber_offer)
+        # Like the browser: a new owner, or a new connection, means new peer connections.
+        self.signaling.on("media_moved", lambda _: self._restart_media())
+        self.signaling.on("rejoined", lambda _: self._restart_media())
 
     async def join(self) -> None:
         """Connect and join (no media yet)."""
@@ -64,6 +78,7 @@ class SessionPeer:
 
     async def publish(self) -> None:
         """Send camera (frame counter) and microphone (tone) to the server."""
+        self.publishing = True
         pc = self.publish_pc = RTCPeerConnection(client_configuration())
         pc.addTransceiver(self.audio, direction="sendonly")
         pc.addTransceiver(self.video, direction="sendonly")
@@ -90,6 +105,23 @@ class SessionPeer:
         with gather_only_on(LOOPBACK):
             await pc.setLocalDescription(await pc.createAnswer())
         await self.signaling.call("subscriber_answer", {"sdp": pc.localDescription.sdp})
+
+    async def _restart_media(self) -> None:
+        """Drop both connections and publish again (the server offers the rest anew)."""
+        old = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
+        self.publish_pc = self.subscribe_pc = None
+        self.subscribe_connected_at = None
+        for received in self.received:
+            received.ended = True
+            if received.task is not None:
+                received.task.cancel()
+        for pc in old:
+            with contextlib.suppress(Exception):
+                await pc.close()
+        self.media_restarts += 1
+        if self.publishing:
+            await self.publish()
+        await self.signaling.notify()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.subscribe_pc is not None

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from aiortc import RTCPeerConnection
 
-from server import appkeys
 from server.media import IceAddress
 from server.media.aiortc_internals import gather_only_on
 from signaling.client import SignalingError
@@ -100,7 +99,7 @@ async def test_the_server_never_decodes_or_encodes(
         b = await session.peer("m1")
         await a.wait_for(lambda: _sees_and_hears(a, "m1"))
         await b.wait_for(lambda: _sees_and_hears(b, "host"))
-        media_room = server.app[appkeys.SERVICE].media.room(room["id"])
+        media_room = server.media_room(room["id"])
         assert media_room is not None
         server_pcs = media_room.peer_connections()
         assert server_pcs

@@ -35,7 +35,7 @@ async def test_connect_refused_without_valid_token(server: ServerHandle) -> None
 
 async def test_expired_token_is_refused(server: ServerHandle) -> None:
     room = await server.create_room()
-    signer = server.app[__import__("server.appkeys", fromlist=["SERVICE"]).SERVICE].signer
+    signer = server.app[__import__("server.appkeys", fromlist=["CATALOG"]).CATALOG].signer
     token, _ = signer.issue(
         room["id"], Invitee(identity="m1", name="M", role=Role.MEMBER, venue="hunan"), -10
     )

@@ -97,41 +97,37 @@ async def health(request: web.Request) -> web.Response:
 async def create_room(request: web.Request) -> web.Response:
     """Create a consultation session."""
     spec = await read_body(request, RoomSpec)
-    room = await request.app[appkeys.SERVICE].create_room(spec)
+    room = await request.app[appkeys.CATALOG].create_room(spec)
     return _json(room, 201)
 
 
 async def list_rooms(request: web.Request) -> web.Response:
     """All sessions with their live state."""
-    service = request.app[appkeys.SERVICE]
-    rooms = await service.store.list_rooms()
-    summaries = []
-    for room in rooms:
-        live = await service.store.get_live(room.id)
-        if live is None:  # deleted between the two reads
-            continue
-        count = len(await service.store.participants(room.id))
-        summaries.append(RoomSummary(room=room, live=live, participant_count=count))
+    views = await request.app[appkeys.CATALOG].views()
+    summaries = [
+        RoomSummary(room=v.room, live=v.state.live, participant_count=len(v.participants))
+        for v in views
+    ]
     return _json(RoomList(rooms=summaries))
 
 
 async def get_room(request: web.Request) -> web.Response:
     """One session: definition, live state, present participants, roster."""
-    service = request.app[appkeys.SERVICE]
-    room = await service.get_room(_room_id(request))
+    catalog = request.app[appkeys.CATALOG]
+    view = await catalog.view(_room_id(request))
     detail = RoomDetail(
-        room=room,
-        live=await service.live_state(room.id),
-        participants=await service.store.participants(room.id),
-        roster=await service.store.roster(room.id),
-        media_node=await service.store.room_node(room.id),
+        room=view.room,
+        live=view.state.live,
+        participants=view.participants,
+        roster=await catalog.store.roster(view.room.id),
+        media_node=view.owner,
     )
     return _json(detail)
 
 
 async def delete_room(request: web.Request) -> web.Response:
     """Delete a session; connected participants are told and disconnected."""
-    await request.app[appkeys.SERVICE].delete_room(_room_id(request))
+    await request.app[appkeys.CATALOG].delete_room(_room_id(request))
     return web.Response(status=204)
 
 
@@ -140,14 +136,11 @@ async def issue_token(request: web.Request) -> web.Response:
     body = await read_body(request, TokenRequest)
     settings = request.app[appkeys.SETTINGS]
     invitee = Invitee.model_validate(body.model_dump(exclude={"ttl_seconds"}))
-    service = request.app[appkeys.SERVICE]
-    room_id = _room_id(request)
-    token, claims = await service.issue_token(
-        room_id, invitee, body.ttl_seconds or settings.token_ttl_seconds
+    token, claims = await request.app[appkeys.CATALOG].issue_token(
+        _room_id(request), invitee, body.ttl_seconds or settings.token_ttl_seconds
     )
-    # Links lead to the node hosting the room's media, once it has one.
-    base_url = await service.media_node_url(room_id) or settings.base_url
-    url = f"{base_url}/join?token={token}"
+    # Any node serves any session: the link names the deployment's public URL.
+    url = f"{settings.base_url}/join?token={token}"
     return _json(TokenResponse(token=token, url=url, expires_at=claims.expires_at), 201)
 
 

@@ -8,7 +8,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.rooms.errors import RoomError
-from server.state.store import StoreConflict
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +36,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except RoomError as exc:
         return error_response(exc.status, exc.code, exc.message)
-    except StoreConflict:
-        return error_response(503, "busy", "the session is busy; try again")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -40,6 +40,7 @@ from server.recording.models import (
     is_file_name,
     is_recording_id,
 )
+from server.rooms import acks
 from server.rooms.errors import InvalidRequest, NotFound, Unauthorized
 from server.rooms.models import Role
 
@@ -99,13 +100,14 @@ async def require_key_or_host(request: web.Request, room_id: str) -> str:
         return "api"
     if not token:
         raise Unauthorized("api_key_missing", "send Authorization: Bearer <api key or host token>")
+    catalog = request.app[appkeys.CATALOG]
     try:
-        claims = request.app[appkeys.SERVICE].signer.verify(token)
+        claims = catalog.signer.verify(token)
     except Unauthorized as exc:
         raise Unauthorized("credentials_invalid", "neither the API key nor a valid token") from exc
     if claims.room != room_id or claims.invitee.role is not Role.HOST:
         raise Unauthorized("not_host", "only the host of this session may do this")
-    await request.app[appkeys.SERVICE].check_admission(claims)
+    await catalog.check_token(claims, fresh=True)
     return f"host:{claims.invitee.identity}"
 
 
@@ -138,15 +140,16 @@ async def start_recording(request: web.Request) -> web.Response:
     """Start recording a session whose media this node hosts."""
     room_id = _room_id(request)
     actor = await require_key_or_host(request, room_id)
-    info = await request.app[appkeys.SERVICE].start_recording(room_id, actor)
-    return _json(info, 201)
+    ack = await request.app[appkeys.CLUSTER].router.admin(room_id, "start_recording", actor)
+    return _json(RecordingInfo.model_validate(acks.raise_for(ack)["recording"]), 201)
 
 
 async def stop_recording(request: web.Request) -> web.Response:
     """Stop the session's recording (files closed, manifest written, combined video queued)."""
     room_id = _room_id(request)
-    await require_key_or_host(request, room_id)
-    return _json(await request.app[appkeys.SERVICE].stop_recording(room_id))
+    actor = await require_key_or_host(request, room_id)
+    ack = await request.app[appkeys.CLUSTER].router.admin(room_id, "stop_recording", actor)
+    return _json(RecordingInfo.model_validate(acks.raise_for(ack)["recording"]))
 
 
 def _time_bound(value: str | None, name: str, end_of_day: bool) -> float | None:

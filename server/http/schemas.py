@@ -34,7 +34,7 @@ class RoomDetail(Strict):
     live: LiveState
     participants: list[Participant]
     roster: list[Invitee]
-    #: The node hosting the room's media, once someone has joined.
+    #: The node that owns the room (its actor and media), while one does.
     media_node: str | None = None
 
 

@@ -34,6 +34,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from server.media import MediaRoom
 from server.rooms.models import Participant, Room, TimelineEntry
+from server.rooms.ports import RecordingContext
 from server.state import keys
 from server.state.store import RedisStore
 
@@ -161,7 +162,12 @@ class RecordingService:
             active.recording.sync_tracks()
 
     async def start(
-        self, room_id: str, media_room: MediaRoom, room: Room, started_by: str
+        self,
+        room_id: str,
+        media_room: MediaRoom,
+        room: Room,
+        started_by: str,
+        context: RecordingContext | None = None,
     ) -> RecordingInfo:
         """Start recording every track of ``media_room``, now and as tracks come.
 
@@ -177,12 +183,19 @@ class RecordingService:
             raise RecordingConflict("media_closed", "the session's media has ended")
         self._starting.add(room_id)
         try:
-            return await self._start(room_id, media_room, room, started_by)
+            return await self._start(
+                room_id, media_room, room, started_by, context or RecordingContext(None, 0, [])
+            )
         finally:
             self._starting.discard(room_id)
 
     async def _start(
-        self, room_id: str, media_room: MediaRoom, room: Room, started_by: str
+        self,
+        room_id: str,
+        media_room: MediaRoom,
+        room: Room,
+        started_by: str,
+        context: RecordingContext,
     ) -> RecordingInfo:
         other = await self.index.active(room_id)
         if other is not None:
@@ -196,9 +209,9 @@ class RecordingService:
         started_at = time.time()
         recording_id = new_recording_id(room_id, started_at)
         directory = self.config.recordings_dir / recording_id
-        live = await self.store.get_live(room_id)
-        present = await self.store.participants(room_id)
-        entries = [e for e in (_participant_entry(room, p) for p in present) if e is not None]
+        entries = [
+            e for e in (_participant_entry(room, p) for p in context.participants) if e is not None
+        ]
         host = next((e.identity for e in entries if e.role == "host"), None)
         manifest = Manifest(
             id=recording_id,
@@ -208,8 +221,8 @@ class RecordingService:
             started_at=started_at,
             started_by=started_by,
             node=self.node_id,
-            initial_floor=live.floor.identity if live and live.floor else None,
-            initial_agenda_index=live.agenda_index if live else 0,
+            initial_floor=context.floor,
+            initial_agenda_index=context.agenda_index,
             host=host,
             participants=entries,
         )

@@ -140,10 +140,13 @@ class RoomSpec(Strict):
 
 
 class Room(RoomSpec):
-    """A created session: the spec plus its id and creation time."""
+    """A created session: the spec plus its id, creation time and incarnation."""
 
     id: Slug
     created_at: datetime
+    #: Random per creation: join tokens carry it, so re-creating a deleted id revokes
+    #: every token of the old session (a removed member's included).
+    incarnation: Annotated[str, StringConstraints(max_length=32)] = ""
 
     def venue(self, venue_id: str) -> Venue | None:
         """The venue with this id, or None."""
@@ -162,6 +165,14 @@ class Invitee(Strict):
     name: DisplayName
     role: Role
     venue: Slug
+
+
+class Caller(Invitee):
+    """Who sends an event: the verified token's invitee and the connection it came on."""
+
+    #: The signaling connection (Socket.IO sid) and the node holding it.
+    session: Annotated[str, StringConstraints(max_length=64)]
+    node: Annotated[str, StringConstraints(max_length=64)]
 
 
 class Participant(Invitee):
@@ -212,6 +223,13 @@ class TimelineEntry(Strict):
     data: dict[str, object]
 
 
+class NodeRef(Strict):
+    """A server node, as clients see it: its id and the URL that reaches it."""
+
+    id: Annotated[str, StringConstraints(max_length=64)]
+    url: Annotated[str, StringConstraints(max_length=2048)]
+
+
 class Snapshot(Strict):
     """What a participant receives on joining: the whole session as it is now."""
 
@@ -222,3 +240,29 @@ class Snapshot(Strict):
     live: LiveState
     timeline: list[TimelineEntry]
     server_time: float
+    #: The room's broadcast sequence when the snapshot was taken (events carry theirs).
+    seq: int = 0
+    #: The node that owns the room and serves its media (ICE goes there).
+    owner: NodeRef | None = None
+    #: Every live node, for reconnecting elsewhere when this connection's node goes away.
+    nodes: list[NodeRef] = Field(default_factory=list, max_length=256)
+
+
+class PersistedRoom(Strict):
+    """A room's live state as its owner writes it behind to Redis (the takeover point)."""
+
+    incarnation: Annotated[str, StringConstraints(max_length=32)] = ""
+    #: The node that wrote it.
+    owner: Annotated[str, StringConstraints(max_length=64)] | None = None
+    #: The owner handed the room over on purpose (it drained): nobody needs to wait for it.
+    handed_over: bool = False
+    seq: int = 0
+    live: LiveState = Field(default_factory=LiveState)
+    participants: list[Participant] = Field(default_factory=list)
+    #: Identities the host removed (refused for the rest of the session).
+    banned: list[Identity] = Field(default_factory=list)
+    #: Identities that joined once (a locked session still lets them back).
+    admitted: list[Identity] = Field(default_factory=list)
+    #: The recording in progress, to be resumed by a successor.
+    recording_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    written_at: float = 0.0

@@ -1,31 +1,23 @@
-"""RoomMedia: the consultation's use of the SFU — who may publish, whose video is pinned,
-and where the media layer's events go.
+"""RoomMedia: one owned room's use of the SFU — who may publish, whose video is pinned.
 
-The domain drives the media layer through this one class; the media layer
-reports back through the callback given here and never knows about rooms,
-roles or sockets. A room's media lives on the node it is pinned to; this node
-serves media only for rooms pinned to it.
+The room's owner drives its media through this one object; the media layer
+reports back through the callback given here (the owner's actor takes the
+events in order) and never knows about roles or sockets. A room's media lives
+on its owner node only: the media room is created on the first participant and
+closed when the room is handed over or ends.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
-from server.media import (
-    ActiveSpeaker,
-    MediaError,
-    MediaEvent,
-    MediaNode,
-    MediaRoom,
-    ParticipantMediaState,
-    SubscriberOffer,
-)
+from server.media import MediaError, MediaEvent, MediaNode, MediaRoom
 from server.media.events import ConnectionName
 from server.rooms.errors import Conflict, Forbidden, InvalidRequest, RoomError
 from server.rooms.models import Role
-from server.rooms.notifier import RoomNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -65,142 +57,117 @@ def subscriber_tracks(sdp: str) -> list[dict[str, str]]:
 
 
 class RoomMedia:
-    """This node's media for the rooms pinned to it."""
+    """The media of one room on its owner node."""
 
-    def __init__(self, node: MediaNode, notifier: RoomNotifier) -> None:
+    def __init__(
+        self, node: MediaNode, room_id: str, on_event: Callable[[MediaEvent], None]
+    ) -> None:
         self._node = node
-        self._notifier = notifier
-        #: room id => identity => (role, session) of participants with media here.
-        self._members: dict[str, dict[str, tuple[Role, str]]] = {}
-        #: room id => identity holding the floor.
-        self._floor: dict[str, str | None] = {}
+        self.room_id = room_id
+        self._on_event = on_event
+        #: identity => (role, session) of participants with media here.
+        self._members: dict[str, tuple[Role, str]] = {}
+        self._floor: str | None = None
+        self._closed = False
 
-    def room(self, room_id: str) -> MediaRoom | None:
-        """This node's media room for `room_id`, if it hosts one (diagnostics and tests)."""
-        return self._node.get_room(room_id)
+    @property
+    def media_room(self) -> MediaRoom | None:
+        """The open media room, if anyone has joined (recording taps it)."""
+        return self._node.get_room(self.room_id)
 
-    def _room(self, room_id: str) -> MediaRoom:
-        return self._node.room(room_id, on_event=lambda event: self._on_event(room_id, event))
+    def _room(self) -> MediaRoom:
+        if self._closed:
+            raise Conflict("closed", "this session's media has moved or ended")
+        return self._node.room(self.room_id, on_event=self._on_event)
 
-    def room_ids(self) -> list[str]:
-        """Rooms whose media this node hosts."""
-        return list(self._members)
-
-    def _existing(self, room_id: str, identity: str, session: str) -> MediaRoom:
-        room = self._node.get_room(room_id)
-        entry = self._members.get(room_id, {}).get(identity)
+    def _existing(self, identity: str, session: str) -> MediaRoom:
+        room = self.media_room
+        entry = self._members.get(identity)
         # The session must match: a replaced connection cannot touch its successor's media.
         if room is None or entry is None or entry[1] != session:
             raise Conflict("not_joined", "your media session is not set up; join again")
         return room
 
-    async def add(self, room_id: str, identity: str, role: Role, session: str) -> None:
+    async def add(self, identity: str, role: Role, session: str) -> None:
         """Set up media for a joining participant (replacing an older connection's)."""
-        members = self._members.setdefault(room_id, {})
-        room = self._room(room_id)
-        if identity in members:
+        room = self._room()
+        if identity in self._members:
             await room.remove_participant(identity)
-        members[identity] = (role, session)
+        self._members[identity] = (role, session)
         await room.add_participant(identity, can_publish=role is not Role.OBSERVER)
-        self._update_pins(room_id)
+        self._update_pins()
 
-    async def remove(self, room_id: str, identity: str, session: str | None = None) -> None:
+    async def remove(self, identity: str, session: str | None = None) -> None:
         """Tear down a participant's media; their tracks end for everyone."""
-        members = self._members.get(room_id, {})
-        entry = members.get(identity)
+        entry = self._members.get(identity)
         if entry is None or (session is not None and entry[1] != session):
             return
-        del members[identity]
-        room = self._node.get_room(room_id)
-        if not members:
+        del self._members[identity]
+        room = self.media_room
+        if room is None:
+            return
+        if not self._members:
             # Nobody left: release the room (its tasks, its state) until someone joins again.
-            await self.close_room(room_id)
-        elif room is not None:
+            await room.close()
+        else:
             await room.remove_participant(identity)
-            self._update_pins(room_id)
+            self._update_pins()
 
-    async def close_room(self, room_id: str) -> None:
-        """End all media of a room (session ended or deleted)."""
-        self._members.pop(room_id, None)
-        self._floor.pop(room_id, None)
-        room = self._node.get_room(room_id)
+    async def close(self) -> None:
+        """End all media of the room (hand-over, session ended or deleted); idempotent."""
+        self._closed = True
+        self._members.clear()
+        room = self.media_room
         if room is not None:
             await room.close()
 
-    def set_floor(self, room_id: str, identity: str | None) -> None:
+    def set_floor(self, identity: str | None) -> None:
         """The floor holder's video, like the host's, reaches everyone."""
-        if self._floor.get(room_id) != identity:
-            self._floor[room_id] = identity
-            self._update_pins(room_id)
+        if self._floor != identity:
+            self._floor = identity
+            self._update_pins()
 
-    def _update_pins(self, room_id: str) -> None:
-        room = self._node.get_room(room_id)
+    def _update_pins(self) -> None:
+        room = self.media_room
         if room is None:
             return
-        members = self._members.get(room_id, {})
-        pinned = {identity for identity, (role, _) in members.items() if role is Role.HOST}
-        speaker = self._floor.get(room_id)
-        if speaker is not None:
-            pinned.add(speaker)
+        pinned = {identity for identity, (role, _) in self._members.items() if role is Role.HOST}
+        if self._floor is not None:
+            pinned.add(self._floor)
         room.set_pinned(pinned)
 
-    async def publish(self, room_id: str, identity: str, session: str, offer_sdp: str) -> str:
+    async def publish(self, identity: str, session: str, offer_sdp: str) -> str:
         """Answer a participant's publish offer."""
         try:
-            return await self._existing(room_id, identity, session).publish(identity, offer_sdp)
+            return await self._existing(identity, session).publish(identity, offer_sdp)
         except MediaError as exc:
             raise room_error(exc) from exc
 
-    async def subscriber_answer(
-        self, room_id: str, identity: str, session: str, answer_sdp: str
-    ) -> None:
+    async def subscriber_answer(self, identity: str, session: str, answer_sdp: str) -> None:
         """Apply a participant's answer to our subscriber offer."""
         try:
-            room = self._existing(room_id, identity, session)
-            await room.subscriber_answer(identity, answer_sdp)
+            await self._existing(identity, session).subscriber_answer(identity, answer_sdp)
         except MediaError as exc:
             raise room_error(exc) from exc
 
     async def add_candidate(
-        self,
-        room_id: str,
-        identity: str,
-        session: str,
-        pc: ConnectionName,
-        candidate: dict[str, Any],
+        self, identity: str, session: str, pc: ConnectionName, candidate: dict[str, Any]
     ) -> None:
         """Add a trickled ICE candidate of the client's publish or subscribe connection."""
         try:
-            room = self._existing(room_id, identity, session)
+            room = self._existing(identity, session)
             await room.add_remote_candidate(identity, pc, candidate)
         except MediaError as exc:
             raise room_error(exc) from exc
 
-    async def restart(self, room_id: str, identity: str, session: str) -> None:
+    async def restart(self, identity: str, session: str) -> None:
         """Start a fresh subscribe connection (the client re-publishes on its own)."""
         try:
-            await self._existing(room_id, identity, session).resubscribe(identity)
+            await self._existing(identity, session).resubscribe(identity)
         except MediaError as exc:
             raise room_error(exc) from exc
 
-    async def _on_event(self, room_id: str, event: MediaEvent) -> None:
-        members = self._members.get(room_id, {})
-        if isinstance(event, SubscriberOffer):
-            entry = members.get(event.participant_id)
-            if entry is not None:
-                payload = {"sdp": event.sdp, "tracks": subscriber_tracks(event.sdp)}
-                await self._notifier.send(entry[1], "subscriber_offer", payload)
-        elif isinstance(event, ActiveSpeaker):
-            await self._notifier.broadcast(
-                room_id, "active_speaker", {"identity": event.participant_id}
-            )
-        elif isinstance(event, ParticipantMediaState):
-            await self._notifier.broadcast(
-                room_id,
-                "media_connection",
-                {
-                    "identity": event.participant_id,
-                    "connection": event.connection,
-                    "state": event.state,
-                },
-            )
+    def session_of(self, identity: str) -> str | None:
+        """The session whose media is set up for `identity`, if any."""
+        entry = self._members.get(identity)
+        return entry[1] if entry else None

@@ -1,7 +1,8 @@
 """Signed join tokens (JWT, HS256): the only source of a participant's room, role and venue.
 
 The server never takes those from what a client sends; it reads them from a
-token it signed itself.
+token it signed itself. A token also names the room's incarnation: deleting a
+room and creating one with the same id makes every earlier token void.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class JoinClaims(Strict):
     invitee: Invitee
     expires_at: int
     token_id: str
+    #: The room's incarnation when the token was issued ("" for rooms made before them).
+    incarnation: str = ""
 
 
 class TokenSigner:
@@ -38,14 +41,17 @@ class TokenSigner:
             raise ValueError("token secret must be at least 32 characters")
         self._secret = secret
 
-    def issue(self, room_id: str, invitee: Invitee, ttl_seconds: int) -> tuple[str, JoinClaims]:
-        """Sign a token for `invitee` in `room_id`, valid for `ttl_seconds`."""
+    def issue(
+        self, room_id: str, invitee: Invitee, ttl_seconds: int, incarnation: str = ""
+    ) -> tuple[str, JoinClaims]:
+        """Sign a token for `invitee` in this incarnation of `room_id`, valid for `ttl_seconds`."""
         now = int(time.time())
         claims = JoinClaims(
             room=room_id,
             invitee=invitee,
             expires_at=now + ttl_seconds,
             token_id=uuid.uuid4().hex,
+            incarnation=incarnation,
         )
         payload = {
             "iss": ISSUER,
@@ -57,6 +63,7 @@ class TokenSigner:
             "name": invitee.name,
             "role": invitee.role.value,
             "venue": invitee.venue,
+            "inc": incarnation,
         }
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
 
@@ -90,6 +97,7 @@ class TokenSigner:
                     },
                     "expires_at": payload["exp"],
                     "token_id": payload["jti"],
+                    "incarnation": payload.get("inc", ""),
                 }
             )
         except ValidationError as exc:

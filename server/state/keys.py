@@ -1,8 +1,13 @@
-"""Every Redis key Yitang uses, in one place (LiveKit's redisstore.go is the model).
+"""Every Redis key and channel Yitang uses, in one place (LiveKit's redisstore.go is the model).
 
 Each function returns one key; the comment above it gives the key's Redis type
 and what it holds. Nothing else in the code base builds a key by hand, so this
 module is the whole schema.
+
+Who writes what: a room's live state (snapshot, timeline) is written only by
+the node holding the room's lease, through a script that checks the lease
+first (a fenced write); definitions and rosters are written by whichever node
+serves the admin API; every node writes its own registry entry.
 """
 
 from __future__ import annotations
@@ -12,21 +17,9 @@ PREFIX = "yitang"
 # zset: room id => creation time (ms since epoch); the index of all rooms.
 ROOMS = f"{PREFIX}:rooms"
 
-# hash: node id => JSON NodeInfo (address, started, load); entries of dead nodes are
+# hash: node id => JSON NodeInfo (URL, started, load); entries of dead nodes are
 # pruned by whoever notices their heartbeat key has expired.
 NODES = f"{PREFIX}:nodes"
-
-# hash: room id => node id; the node whose process hosts the room's media.
-ROOM_NODE = f"{PREFIX}:room_node"
-
-# zset: room id => floor deadline (ms since epoch) for floors granted with a time limit.
-FLOOR_DEADLINES = f"{PREFIX}:floor_deadlines"
-
-# set: ids of rooms with participants present; the presence sweep's work list.
-ACTIVE_ROOMS = f"{PREFIX}:active_rooms"
-
-# channel: Socket.IO fan-out between server processes (python-socketio's AsyncRedisManager).
-SOCKETIO_CHANNEL = f"{PREFIX}:socketio"
 
 
 def node_alive(node_id: str) -> str:
@@ -35,30 +28,27 @@ def node_alive(node_id: str) -> str:
 
 
 def room_definition(room_id: str) -> str:
-    """string: JSON Room (title, topic, schedule, venues, agenda); written once at creation."""
+    """string: JSON Room (title, topic, schedule, venues, agenda, incarnation); written once."""
     return f"{PREFIX}:room:{room_id}:definition"
 
 
-def room_live(room_id: str) -> str:
-    """string: JSON LiveState (status, floor, speaking queue, agenda position, lock, version).
+def room_lease(room_id: str) -> str:
+    """string with TTL: the id of the node that owns the room (its actor, its media).
 
-    Changed only by optimistic transactions (WATCH) so concurrent hosts and nodes never
-    lose each other's updates.
+    Taken with SET NX PX, renewed by the owner's heartbeat, released on hand-over;
+    its expiry means the owner died and the next node that needs the room takes it.
     """
-    return f"{PREFIX}:room:{room_id}:live"
+    return f"{PREFIX}:room:{room_id}:lease"
 
 
-def room_participants(room_id: str) -> str:
-    """hash: identity => JSON Participant for everyone currently connected."""
-    return f"{PREFIX}:room:{room_id}:participants"
+def room_snapshot(room_id: str) -> str:
+    """string: JSON PersistedRoom, the owner's in-memory state written behind.
 
-
-def room_presence(room_id: str) -> str:
-    """zset: identity => presence deadline (ms since epoch), pushed forward by node heartbeats.
-
-    A member whose deadline passed is gone (its node died); sweeps remove it.
+    Live state (floor, queue, agenda, lock, recording), participants with their
+    node and session, removed and admitted identities, the broadcast sequence.
+    A successor loads it on takeover; other nodes read it for the REST API.
     """
-    return f"{PREFIX}:room:{room_id}:presence"
+    return f"{PREFIX}:room:{room_id}:snapshot"
 
 
 def room_roster(room_id: str) -> str:
@@ -66,20 +56,12 @@ def room_roster(room_id: str) -> str:
     return f"{PREFIX}:room:{room_id}:roster"
 
 
-def room_admitted(room_id: str) -> str:
-    """set: identities that have joined this session; a locked room still re-admits them."""
-    return f"{PREFIX}:room:{room_id}:admitted"
-
-
-def room_banned(room_id: str) -> str:
-    """set: identities the host removed; refused at connect for the rest of the session."""
-    return f"{PREFIX}:room:{room_id}:banned"
-
-
 def room_timeline(room_id: str) -> str:
     """stream: the session's timeline (joined, left, hand, floor, agenda, chat...).
 
-    Fields: `type` and `data` (JSON). Capped at TIMELINE_MAXLEN entries.
+    Fields: `type` and `data` (JSON). Entry ids are assigned by the room's owner
+    (monotonic `ms-seq`), so an entry keeps the id clients saw before it was
+    written. Capped at TIMELINE_MAXLEN entries.
     """
     return f"{PREFIX}:room:{room_id}:timeline"
 
@@ -88,18 +70,29 @@ def room_keys(room_id: str) -> list[str]:
     """All per-room keys, for deleting a room completely."""
     return [
         room_definition(room_id),
-        room_live(room_id),
-        room_participants(room_id),
-        room_presence(room_id),
+        room_lease(room_id),
+        room_snapshot(room_id),
         room_roster(room_id),
-        room_admitted(room_id),
-        room_banned(room_id),
         room_timeline(room_id),
     ]
 
 
 #: Upper bound on a room's timeline stream length (approximate trimming).
 TIMELINE_MAXLEN = 20_000
+
+
+# --- the node-to-node bus (server/cluster/bus.py) --------------------------------------------
+
+
+def node_channel(node_id: str) -> str:
+    """pub/sub channel: messages for one node (requests to the rooms it owns, replies,
+    events and closes for the sockets it holds)."""
+    return f"{PREFIX}:bus:node:{node_id}"
+
+
+def room_channel(room_id: str) -> str:
+    """pub/sub channel: a room's broadcasts, from its owner to the nodes holding its sockets."""
+    return f"{PREFIX}:bus:room:{room_id}"
 
 
 # --- recordings (server/recording) ---------------------------------------------------------

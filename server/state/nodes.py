@@ -1,7 +1,8 @@
 """Node registry entries: one per server process sharing the Redis.
 
-A room's media lives in one node (the room -> node map in Redis); nodes
-announce themselves with a heartbeat so a crashed node's rooms can move.
+A room is owned by one node (its lease in Redis); nodes announce themselves
+with a heartbeat, so others can tell a dead node from a live one, and place
+rooms on the least loaded live node when one drains.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ class NodeInfo(BaseModel):
     hostname: str
     pid: int
     started_at: float
-    #: Participants connected to this node now (its load, for placing new rooms).
+    #: Sockets connected to this node now, and rooms it owns (its load).
     participants: int = 0
+    rooms: int = 0
+    #: A draining node takes no rooms (it is shutting down).
+    draining: bool = False
 
 
 def new_node(url: str) -> NodeInfo:

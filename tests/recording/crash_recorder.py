@@ -24,7 +24,7 @@ async def main(redis_url: str, root: Path) -> None:
         client, root, lease_seconds=0.2, lease_ttl=1.0, auto_render=False
     ) as env:
         await env.join("host", amplitude=0.3)
-        info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+        info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
         print(json.dumps({"recording": info.id}), flush=True)
         recording = env.service.recording(ROOM_ID)
         assert recording is not None

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import fractions
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from server.recording.manifest_files import write_manifest
 from server.recording.models import FileEntry, Manifest, ParticipantEntry, RecordingInfo, RoomInfo
 from server.recording.service import RecordingService
 from server.rooms.models import Participant, Room, TimelineEntry
-from server.state.store import RedisStore, now_ms
+from server.rooms.ports import RecordingContext
+from server.state import keys
+from server.state.store import RedisStore
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, run_server
 from tests.media.media_testkit import (
@@ -77,14 +80,27 @@ class RecordingEnv:
     service: RecordingService
     changes: list[RecordingInfo] = field(default_factory=list)
     errors: list[RecordingInfo] = field(default_factory=list)
+    #: Who is in the session (what the room's owner would pass as the recording context).
+    present: list[Participant] = field(default_factory=list)
+
+    def context(self, floor: str | None = None, agenda_index: int = 0) -> RecordingContext:
+        """The session as its owner would describe it to the recorder now."""
+        return RecordingContext(floor, agenda_index, list(self.present))
+
+    async def append_timeline(self, event_type: str, data: dict[str, object]) -> None:
+        """Write a timeline entry, as the room's owner does (a Redis-assigned id)."""
+        client: Any = self.store.client
+        await client.xadd(
+            keys.room_timeline(ROOM_ID),
+            {"type": event_type, "data": json.dumps(data, ensure_ascii=False)},
+        )
 
     async def join(
         self, identity: str, camera: MediaStreamTrack | None = None, **kwargs: Any
     ) -> MediaTestClient:
         """A participant joins the session (Redis) and publishes (media), maybe with ``camera``."""
         name, role, venue = PEOPLE[identity]
-        await self.store.add_participant(
-            ROOM_ID,
+        self.present.append(
             Participant(
                 identity=identity,
                 name=name,
@@ -93,11 +109,10 @@ class RecordingEnv:
                 session=f"s-{identity}-{time.monotonic_ns()}",
                 node="node-test",
                 joined_at=time.time(),
-            ),
-            now_ms() + 600_000,
+            )
         )
-        await self.store.append_timeline(
-            ROOM_ID, "joined", {"identity": identity, "name": name, "venue": venue, "role": role}
+        await self.append_timeline(
+            "joined", {"identity": identity, "name": name, "venue": venue, "role": role}
         )
         client = self.harness.client(identity, **kwargs)
         if camera is not None:

@@ -49,22 +49,21 @@ async def test_record_stop_and_read_back(env: RecordingEnv) -> None:
     host = await env.join("host", amplitude=0.4)
     await env.wait(lambda: host.video is not None and host.video.sent > 15, "host publishing")
     started = time.monotonic()
-    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
     assert info.state == "recording" and env.service.is_recording(ROOM_ID)
 
     await env.wait(lambda: env.recorder_frames("host", "video") >= 30, "host recorded 1 s")
     joined_at = time.monotonic() - started
     await env.join("m1", amplitude=0.2)
     await env.wait(lambda: env.recorder_frames("m1", "video") >= 30, "m1 recorded 1 s")
-    await env.store.append_timeline(
-        ROOM_ID,
+    await env.append_timeline(
         "floor_granted",
         {"identity": "m1", "name": "陈静怡", "venue": "shifeng", "role": "member", "by": "host"},
     )
     granted_at = time.monotonic() - started
     await env.wait(lambda: env.recorder_frames("m1", "video") >= 60, "m1 speaking 1 s")
-    await env.store.append_timeline(ROOM_ID, "agenda_advanced", {"index": 1, "title": "协商发言"})
-    await env.store.append_timeline(ROOM_ID, "floor_revoked", {"identity": "m1", "by": "host"})
+    await env.append_timeline("agenda_advanced", {"index": 1, "title": "协商发言"})
+    await env.append_timeline("floor_revoked", {"identity": "m1", "by": "host"})
     revoked_at = time.monotonic() - started
     await env.wait(lambda: env.recorder_frames("host", "video") >= 150, "5 s recorded")
     info = await env.service.stop(ROOM_ID)
@@ -173,8 +172,8 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
     started = time.monotonic()
     # Two starts at once (a double click): one recording, one refusal.
     results = await asyncio.gather(
-        env.service.start(ROOM_ID, env.harness.room, env.room, "api"),
-        env.service.start(ROOM_ID, env.harness.room, env.room, "api"),
+        env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context()),
+        env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context()),
         return_exceptions=True,
     )
     (info,) = [r for r in results if isinstance(r, RecordingInfo)]
@@ -241,7 +240,7 @@ async def test_disk_errors_fail_the_recording_but_not_the_session(
 ) -> None:
     viewer = env.harness.client("m2")
     await viewer.join(publish=False)
-    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
     folder = env.root / info.id
     if fault == "folder_replaced":
         shutil.rmtree(folder)
@@ -276,7 +275,7 @@ async def test_unwritable_archive_folder_refuses_to_start(
     async with recording_env(redis_client, not_a_folder / "recordings") as env:
         env.harness.room.set_pinned([])  # the media room exists, nobody has joined
         with pytest.raises(ArchiveUnavailable) as refused:
-            await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+            await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
         assert refused.value.code == "archive_unwritable"
         assert not env.service.is_recording(ROOM_ID)
         assert len(env.errors) == 1 and env.errors[0].state == "failed"
@@ -304,7 +303,7 @@ async def test_slow_archive_work_never_delays_the_writer_passes(
 
         monkeypatch.setattr(shutil, "rmtree", slow_rmtree)  # as the service calls it
         env.harness.room.set_pinned([])  # the media room exists; an empty recording still passes
-        await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+        await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
         recording = env.service.recording(ROOM_ID)
         assert recording is not None
         deleting = asyncio.create_task(env.service.delete(old_id))
@@ -356,7 +355,7 @@ async def test_a_failing_recorder_fails_the_recording_not_the_session(
     viewer = env.harness.client("m2")
     await viewer.join(publish=False)
     await env.join("host")
-    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api")
+    info = await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
     await env.wait(lambda: env.recorder_frames("host", "video") >= 15, "host recorded")
 
     class BrokenClock:

@@ -103,16 +103,15 @@ async def test_combined_video_through_queue_and_worker_crash(
             lambda: all(c.video is not None and c.video.sent > 10 for c in clients.values()),
             "everyone publishing",
         )
-        info = await service.start(ROOM_ID, harness.room, room, "api")
+        info = await service.start(ROOM_ID, harness.room, room, "api", env.context())
         await env.wait(lambda: env.recorder_frames("host", "video") >= 45, "1.5 s recorded")
-        await store.append_timeline(
-            ROOM_ID,
+        await env.append_timeline(
             "floor_granted",
             {"identity": "m1", "name": "陈静怡", "venue": "shifeng", "role": "member"},
         )
         await env.wait(lambda: env.recorder_frames("host", "video") >= 105, "m1 spoke 2 s")
-        await store.append_timeline(ROOM_ID, "agenda_advanced", {"index": 1, "title": "协商发言"})
-        await store.append_timeline(ROOM_ID, "floor_expired", {"identity": "m1"})
+        await env.append_timeline("agenda_advanced", {"index": 1, "title": "协商发言"})
+        await env.append_timeline("floor_expired", {"identity": "m1"})
         await env.wait(lambda: env.recorder_frames("host", "video") >= 150, "5 s recorded")
         info = await service.stop(ROOM_ID)
         assert info.render.state == "queued"

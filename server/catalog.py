@@ -1,0 +1,149 @@
+"""RoomCatalog: the organizer's side of sessions — creating, listing, deleting, inviting.
+
+Definitions and rosters are written here, on whichever node serves the admin
+API; a session's live state is only read (its owner writes it), and deleting
+a session goes through its owner so everyone in it is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from server.cluster.router import RoomRouter
+from server.rooms import acks
+from server.rooms.admission import check_not_excluded, check_token_room
+from server.rooms.errors import Conflict, InvalidRequest, NotFound
+from server.rooms.models import Invitee, Participant, PersistedRoom, Role, Room, RoomSpec
+from server.rooms.tokens import JoinClaims, TokenSigner
+from server.state.leases import RoomLeases
+from server.state.nodes import NodeInfo
+from server.state.store import RedisStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """A session as the admin API shows it."""
+
+    room: Room
+    state: PersistedRoom
+    owner: str | None
+
+    @property
+    def participants(self) -> list[Participant]:
+        """Who is in it, as its owner last wrote."""
+        return self.state.participants
+
+
+class RoomCatalog:
+    """Sessions as organizers see them."""
+
+    def __init__(
+        self, store: RedisStore, signer: TokenSigner, router: RoomRouter, leases: RoomLeases
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.router = router
+        self.leases = leases
+
+    async def create_room(self, spec: RoomSpec) -> Room:
+        """Create a session; the id is the spec's or a fresh one. Conflict if the id is taken."""
+        room_id = spec.id or f"room-{secrets.token_hex(5)}"
+        room = Room(
+            **{**spec.model_dump(), "id": room_id},
+            created_at=datetime.now(UTC),
+            incarnation=secrets.token_hex(8),
+        )
+        if not await self.store.create_room(room):
+            raise Conflict("room_exists", f"a room with id {room_id!r} already exists")
+        logger.info("room %s created: %s", room.id, room.title)
+        return room
+
+    async def get_room(self, room_id: str) -> Room:
+        """The room's definition; NotFound otherwise."""
+        room = await self.store.get_room(room_id)
+        if room is None:
+            raise NotFound("room_not_found", f"room {room_id!r} does not exist")
+        return room
+
+    async def view(self, room_id: str) -> RoomView:
+        """A session with its live state (from its owner, or as last written) and its owner."""
+        room = await self.get_room(room_id)
+        owner = await self.leases.holder(room_id)
+        if owner is not None:
+            ack = await self.router.admin(room_id, "state")
+            if acks.is_ok(ack):
+                state = PersistedRoom.model_validate(ack["state"])
+                return RoomView(room=room, state=_current(room, state), owner=owner)
+        return RoomView(
+            room=room, state=_current(room, await self.store.snapshot(room_id)), owner=owner
+        )
+
+    async def views(self) -> list[RoomView]:
+        """Every session, newest first."""
+        rooms = await self.store.list_rooms()
+        snapshots = await self.store.snapshots([r.id for r in rooms])
+        owners = await self.leases.holders([r.id for r in rooms])
+        return [
+            RoomView(room=r, state=_current(r, snapshots.get(r.id)), owner=owners.get(r.id))
+            for r in rooms
+        ]
+
+    async def delete_room(self, room_id: str) -> None:
+        """Delete a session; anyone still connected is told the session ended and disconnected."""
+        await self.get_room(room_id)
+        ack = await self.router.admin(room_id, "delete", "api")
+        if ack.get("error", {}).get("code") != "room_not_found":
+            acks.raise_for(ack)
+
+    async def issue_token(
+        self, room_id: str, invitee: Invitee, ttl_seconds: int
+    ) -> tuple[str, JoinClaims]:
+        """Sign a join token for an invitee of an existing venue; hosts sit at the main venue."""
+        room = await self.get_room(room_id)
+        venue = room.venue(invitee.venue)
+        if venue is None:
+            raise InvalidRequest(
+                "unknown_venue", f"room {room_id!r} has no venue {invitee.venue!r}"
+            )
+        if invitee.role is Role.HOST and not venue.main:
+            raise InvalidRequest(
+                "host_not_at_main_venue",
+                f"the host sits at the main venue {room.main_venue.id!r}",
+            )
+        await self.store.add_invitee(room_id, invitee)
+        return self.signer.issue(room_id, invitee, ttl_seconds, room.incarnation)
+
+    async def check_token(self, claims: JoinClaims, *, fresh: bool = False) -> Room:
+        """Refuse a token whose room is gone or re-created, whose session ended, or
+        whose holder was removed.
+
+        By the last written state, unless `fresh` (then the owner is asked); at join
+        the owner checks again, and the rest (lock, capacity), on its current state.
+        """
+        room = await self.store.get_room(claims.room)
+        if room is None:
+            raise NotFound("room_not_found", "this session no longer exists")
+        check_token_room(room, claims.incarnation, claims.invitee)
+        if fresh:
+            state = (await self.view(room.id)).state
+        else:
+            state = _current(room, await self.store.snapshot(room.id))
+        check_not_excluded(state.live, claims.invitee, state.banned)
+        return room
+
+    async def owner_url(self, room_id: str, nodes: list[NodeInfo]) -> str | None:
+        """The URL of the node owning the session now, if one does."""
+        owner = await self.leases.holder(room_id)
+        return next((n.url for n in nodes if n.id == owner), None)
+
+
+def _current(room: Room, persisted: PersistedRoom | None) -> PersistedRoom:
+    """The written state if it is of this incarnation of the room, else a fresh one."""
+    if persisted is None or persisted.incarnation != room.incarnation:
+        return PersistedRoom(incarnation=room.incarnation)
+    return persisted

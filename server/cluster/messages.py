@@ -1,0 +1,153 @@
+"""The messages nodes exchange on the bus, one schema each.
+
+Edges send requests to a room's owner and get a reply with the ack; owners send
+broadcasts to the room's channel and per-connection events and closes to the
+node holding the connection. All are JSON; `parse` reads any of them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from server.rooms.models import Caller
+from server.rooms.server_events import LeaveReason
+
+
+class Message(BaseModel):
+    """Base of bus messages (nodes trust each other; unknown fields are still refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestBase(Message):
+    """A request to a room's owner; the reply goes to `reply_to`'s node channel."""
+
+    id: str
+    reply_to: str
+    room: str
+
+
+class JoinRequest(RequestBase):
+    """A connection asks to join the room."""
+
+    kind: Literal["join"] = "join"
+    caller: Caller
+    incarnation: str
+
+
+class EventRequest(RequestBase):
+    """A joined participant's event (the payload as validated by the edge)."""
+
+    kind: Literal["event"] = "event"
+    caller: Caller
+    event: str
+    payload: dict[str, Any]
+
+
+class LeaveRequest(RequestBase):
+    """A connection left or closed."""
+
+    kind: Literal["leave"] = "leave"
+    identity: str
+    session: str
+    reason: LeaveReason
+
+
+class ReconcileRequest(RequestBase):
+    """The sender lists every socket it holds in the room."""
+
+    kind: Literal["reconcile"] = "reconcile"
+    node: str
+    sessions: list[Caller]
+
+
+class PingRequest(RequestBase):
+    """Does the receiver own the room? (asked before taking over a room without a lease)"""
+
+    kind: Literal["ping"] = "ping"
+
+
+class AdminRequest(RequestBase):
+    """An organizer's action on the room through the REST API of any node."""
+
+    kind: Literal["admin"] = "admin"
+    action: Literal["state", "delete", "start_recording", "stop_recording"]
+    by: str = ""
+
+
+class TakeRequest(RequestBase):
+    """A draining owner asks the receiver to take the room over now."""
+
+    kind: Literal["take"] = "take"
+
+
+Request = Annotated[
+    JoinRequest
+    | EventRequest
+    | LeaveRequest
+    | ReconcileRequest
+    | PingRequest
+    | AdminRequest
+    | TakeRequest,
+    Field(discriminator="kind"),
+]
+
+
+class Reply(Message):
+    """The answer to a request (an ack, as the client would receive it)."""
+
+    type: Literal["reply"] = "reply"
+    id: str
+    ack: dict[str, Any]
+
+
+class Envelope(Message):
+    """A request travelling to a node."""
+
+    type: Literal["request"] = "request"
+    request: Request
+
+
+class RoomBroadcast(Message):
+    """A room's event for every joined socket, from its owner, numbered in the room."""
+
+    type: Literal["room_event"] = "room_event"
+    room: str
+    owner: str
+    seq: int
+    event: str
+    payload: dict[str, Any]
+
+
+class SessionEvent(Message):
+    """An event for one socket held by the receiving node."""
+
+    type: Literal["session_event"] = "session_event"
+    room: str
+    session: str
+    event: str
+    payload: dict[str, Any]
+
+
+class SessionClose(Message):
+    """Close one socket held by the receiving node."""
+
+    type: Literal["close"] = "close"
+    room: str
+    session: str
+    reason: str
+
+
+BusMessage = Annotated[
+    Envelope | Reply | RoomBroadcast | SessionEvent | SessionClose,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[BusMessage] = TypeAdapter(BusMessage)
+
+
+def parse(data: bytes | str) -> BusMessage:
+    """Read a bus message (ValidationError if it is not one)."""
+    return _ADAPTER.validate_json(data)

@@ -1,0 +1,63 @@
+"""RoomRecorder: the recording service as a room's owner uses it (`server.rooms.ports.Recorder`).
+
+The domain knows recordings only through that small interface; this adapter
+turns its calls into the recording service's and its results into the
+`RecordingUpdate`s the room reports.
+"""
+
+from __future__ import annotations
+
+from server.media import MediaRoom
+from server.rooms.models import Room
+from server.rooms.ports import RecordingContext, RecordingUpdate
+
+from .errors import RecordingConflict
+from .models import RecordingInfo
+from .service import RecordingService
+
+
+def recording_update(info: RecordingInfo) -> RecordingUpdate:
+    """How a room reports a recording's state."""
+    return RecordingUpdate(
+        id=info.id,
+        state=info.state,
+        started_by=info.started_by,
+        error=info.error,
+        complete=info.complete,
+        part=getattr(info, "part", 1),
+        resumed=bool(getattr(info, "resumed", False)),
+        payload=info,
+    )
+
+
+class RoomRecorder:
+    """`server.rooms.ports.Recorder` over a RecordingService."""
+
+    def __init__(self, service: RecordingService) -> None:
+        self.service = service
+
+    def is_recording(self, room_id: str) -> bool:
+        """Whether this node is recording the room now."""
+        return self.service.is_recording(room_id)
+
+    async def start(
+        self, room: Room, media_room: MediaRoom, started_by: str, context: RecordingContext
+    ) -> RecordingUpdate:
+        """Start recording the room's media."""
+        info = await self.service.start(room.id, media_room, room, started_by, context)
+        return recording_update(info)
+
+    async def resume(
+        self, recording_id: str, room: Room, media_room: MediaRoom, context: RecordingContext
+    ) -> RecordingUpdate:
+        """Continue a recording whose previous writer went away, in a new part."""
+        raise RecordingConflict("not_resumable", "recordings cannot be resumed yet")
+
+    async def suspend(self, room_id: str) -> None:
+        """Close this node's part cleanly so a successor can resume (hand-over)."""
+        if self.service.is_recording(room_id):
+            await self.service.stop(room_id)
+
+    async def stop(self, room_id: str) -> RecordingUpdate:
+        """Stop recording."""
+        return recording_update(await self.service.stop(room_id))

@@ -1,0 +1,120 @@
+"""Floor control commands: hands, the speaking queue, grants and their timers, agenda, lock.
+
+Each handler checks who may do it, applies a pure rule of `floor` through
+`OwnedRoom.change_live`, and writes the timeline. The owner runs them one at a
+time, so no rule ever sees a state another command is halfway through.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from server.rooms import acks, floor, payloads
+from server.rooms.errors import Conflict, Forbidden
+from server.rooms.membership import who
+from server.rooms.models import Participant, Role
+from server.rooms.owned_room import OwnedRoom, now_ms, require_host
+
+
+async def raise_hand(room: OwnedRoom, actor: Participant, _: payloads.RaiseHand) -> acks.Ack:
+    """Ask for the floor."""
+    if not actor.role.can_request_floor:
+        raise Forbidden("forbidden", f"a {actor.role.value} cannot ask for the floor")
+    state, changed = await room.change_live(lambda s: floor.raise_hand(s, actor.identity))
+    if changed:
+        await room.timeline("hand_raised", who(actor))
+    return acks.ok(live=state)
+
+
+async def lower_hand(room: OwnedRoom, actor: Participant, req: payloads.LowerHand) -> acks.Ack:
+    """Withdraw one's own request; the host may withdraw anyone's (skip)."""
+    target = req.identity or actor.identity
+    if target != actor.identity and actor.role is not Role.HOST:
+        raise Forbidden("host_only", "only the host can lower someone else's hand")
+    state, changed = await room.change_live(lambda s: floor.lower_hand(s, target))
+    if changed:
+        await room.timeline("hand_lowered", {"identity": target, "by": actor.identity})
+    return acks.ok(live=state)
+
+
+async def grant_floor(room: OwnedRoom, actor: Participant, req: payloads.GrantFloor) -> acks.Ack:
+    """Give the floor to a present participant who may publish."""
+    require_host(actor)
+    target = room.present(req.identity)
+    if target.role is Role.OBSERVER:
+        raise Conflict("cannot_speak", "an observer cannot be given the floor")
+    return await _grant(room, actor, target, req.time_limit_seconds)
+
+
+async def next_speaker(room: OwnedRoom, actor: Participant, req: payloads.NextSpeaker) -> acks.Ack:
+    """Give the floor to the first present participant in the queue."""
+    require_host(actor)
+    identity = floor.next_in_queue(room.live, set(room.participants))
+    return await _grant(room, actor, room.participants[identity], req.time_limit_seconds)
+
+
+async def _grant(
+    room: OwnedRoom, actor: Participant, target: Participant, time_limit_seconds: int | None
+) -> acks.Ack:
+    grant_id = uuid.uuid4().hex[:16]
+    state, _ = await room.change_live(
+        lambda s: floor.grant(s, target.identity, now_ms(), time_limit_seconds, grant_id)
+    )
+    await room.timeline(
+        "floor_granted",
+        {**who(target), "by": actor.identity, "time_limit_seconds": time_limit_seconds},
+    )
+    return acks.ok(live=state)
+
+
+async def revoke_floor(room: OwnedRoom, actor: Participant, _: payloads.RevokeFloor) -> acks.Ack:
+    """Take the floor back (the host), or give it back (its holder)."""
+    grant = room.live.floor
+    holder = grant.identity if grant else None
+    if actor.role is not Role.HOST and holder != actor.identity:
+        raise Forbidden("host_only", "only the host or the speaker can end the speaker's turn")
+    if grant is None:
+        raise Conflict("no_floor", "nobody has the floor")
+    state, changed = await room.change_live(lambda s: floor.expire(s, grant.grant_id))
+    if changed:
+        await room.timeline("floor_revoked", {"identity": grant.identity, "by": actor.identity})
+    return acks.ok(live=state)
+
+
+async def expire_floor(room: OwnedRoom, grant_id: str) -> None:
+    """A timed floor's deadline came: return the floor, unless it changed hands since."""
+    room.floor_timer_fired(grant_id)
+    grant = room.live.floor
+    if grant is None or grant.grant_id != grant_id or grant.deadline is None:
+        return
+    if grant.deadline > now_ms():
+        # The timer fired early (the loop clock and the wall clock drifted): wait again.
+        room.restart_timers()
+        return
+    _, changed = await room.change_live(lambda s: floor.expire(s, grant_id))
+    if changed:
+        await room.timeline("floor_expired", {"identity": grant.identity})
+
+
+async def advance_agenda(
+    room: OwnedRoom, actor: Participant, req: payloads.AdvanceAgenda
+) -> acks.Ack:
+    """Move to the next agenda item, or to a given one."""
+    require_host(actor)
+    agenda = room.room.agenda
+    state, changed = await room.change_live(
+        lambda s: floor.set_agenda_index(s, req.index, len(agenda))
+    )
+    if changed:
+        item = agenda[state.agenda_index]
+        await room.timeline("agenda_advanced", {"index": state.agenda_index, "title": item.title})
+    return acks.ok(live=state)
+
+
+async def set_lock(room: OwnedRoom, actor: Participant, req: payloads.SetLock) -> acks.Ack:
+    """Lock the session against newcomers (those admitted before may still rejoin)."""
+    require_host(actor)
+    state, changed = await room.change_live(lambda s: floor.set_locked(s, req.locked))
+    if changed:
+        await room.timeline("locked" if req.locked else "unlocked", {"by": actor.identity})
+    return acks.ok(live=state)

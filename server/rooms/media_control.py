@@ -1,0 +1,74 @@
+"""Media commands: a participant's publish offer, subscriber answer, candidates, restart;
+and the SFU's events back to the session.
+
+Negotiation takes longer than any other command (the server gathers its
+candidates before answering), so the actor runs these outside its one-at-a-time
+order, one at a time per participant, after checking the caller is current.
+"""
+
+from __future__ import annotations
+
+from server.media import ActiveSpeaker, MediaEvent, ParticipantMediaState, SubscriberOffer
+from server.rooms import acks, payloads
+from server.rooms.errors import Forbidden
+from server.rooms.models import Participant, Role
+from server.rooms.owned_room import OwnedRoom
+from server.rooms.room_media import subscriber_tracks
+from server.rooms.server_events import (
+    ActiveSpeakerChanged,
+    MediaConnectionState,
+    SubscriberOfferEvent,
+    TrackRef,
+)
+
+
+async def publish_offer(
+    room: OwnedRoom, actor: Participant, req: payloads.PublishOffer
+) -> acks.Ack:
+    """Answer the participant's publish offer (camera and microphone)."""
+    if actor.role is Role.OBSERVER:
+        raise Forbidden("publish_forbidden", "observers receive only")
+    answer = await room.media.publish(actor.identity, actor.session, req.sdp)
+    return acks.ok(sdp=answer)
+
+
+async def subscriber_answer(
+    room: OwnedRoom, actor: Participant, req: payloads.SubscriberAnswer
+) -> acks.Ack:
+    """Apply the participant's answer to the server's subscriber offer."""
+    await room.media.subscriber_answer(actor.identity, actor.session, req.sdp)
+    return acks.ok()
+
+
+async def ice_candidate(
+    room: OwnedRoom, actor: Participant, req: payloads.IceCandidate
+) -> acks.Ack:
+    """Add a candidate the client trickled for one of its connections."""
+    candidate = req.candidate.model_dump(exclude_none=True)
+    await room.media.add_candidate(actor.identity, actor.session, req.pc, candidate)
+    return acks.ok()
+
+
+async def media_restart(room: OwnedRoom, actor: Participant, _: payloads.MediaRestart) -> acks.Ack:
+    """Give the participant a fresh subscribe connection (after network trouble)."""
+    await room.media.restart(actor.identity, actor.session)
+    return acks.ok()
+
+
+async def media_event(room: OwnedRoom, event: MediaEvent) -> None:
+    """Pass an SFU event to the session: offers to their participant, the rest to everyone."""
+    if isinstance(event, SubscriberOffer):
+        session = room.media.session_of(event.participant_id)
+        participant = room.participants.get(event.participant_id)
+        # An offer for a connection that was replaced meanwhile is void.
+        if participant is not None and participant.session == session:
+            tracks = [TrackRef(**t) for t in subscriber_tracks(event.sdp)]
+            offer = SubscriberOfferEvent(sdp=event.sdp, tracks=tracks)
+            await room.send(participant, "subscriber_offer", offer)
+    elif isinstance(event, ActiveSpeaker):
+        await room.broadcast("active_speaker", ActiveSpeakerChanged(identity=event.participant_id))
+    elif isinstance(event, ParticipantMediaState):
+        state = MediaConnectionState(
+            identity=event.participant_id, connection=event.connection, state=event.state
+        )
+        await room.broadcast("media_connection", state)

@@ -1,0 +1,166 @@
+"""Who is in the session: joining, leaving, replacing a connection, and reconciling with edges.
+
+A participant is (identity, session, node): the socket that joined, on the
+node that holds it. Only that node reports the socket gone (`leave`); the owner
+forgets participants of other nodes only when their node is dead (`nodes_gone`)
+or when their node, reconciling, no longer lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from server.rooms import acks, floor, recording_control
+from server.rooms.admission import check_admission, check_token_room
+from server.rooms.errors import Conflict, RoomError
+from server.rooms.models import Caller, Invitee, Participant
+from server.rooms.owned_room import OwnedRoom
+from server.rooms.ports import SessionRef
+from server.rooms.server_events import LeaveReason, ParticipantLeft, Removed, Replaced, Resync
+
+logger = logging.getLogger(__name__)
+
+
+def who(participant: Invitee) -> dict[str, object]:
+    """How the timeline names a participant."""
+    return {
+        "identity": participant.identity,
+        "name": participant.name,
+        "venue": participant.venue,
+        "role": participant.role.value,
+    }
+
+
+def _admit(room: OwnedRoom, caller: Caller) -> None:
+    state = room.state
+    check_admission(
+        state.live,
+        caller,
+        banned=state.banned,
+        admitted=state.admitted,
+        participants=state.participants,
+        max_participants=room.settings.max_participants,
+    )
+
+
+async def join(
+    room: OwnedRoom, caller: Caller, incarnation: str, roster: list[Invitee]
+) -> acks.Ack:
+    """Admit the caller; a second connection of the same identity replaces the first."""
+    check_token_room(room.room, incarnation, caller)
+    if not room.limits.allow_join(caller.identity):
+        raise Conflict("rate_limited", "joining too often; wait a moment")
+    _admit(room, caller)
+    previous = room.participants.get(caller.identity)
+    if previous is not None and previous.session != caller.session:
+        await room.send(previous, "replaced", Replaced(reason="joined elsewhere"))
+        await room.close_connection(previous, "replaced")
+    participant = Participant(
+        **caller.model_dump(exclude={"session", "node"}),
+        session=caller.session,
+        node=caller.node,
+        joined_at=time.time(),
+    )
+    await _add(room, participant)
+    await room.timeline("joined", who(participant))
+    room.roster = roster
+    return acks.ok(snapshot=room.snapshot(participant))
+
+
+async def _add(room: OwnedRoom, participant: Participant) -> None:
+    """Put a participant in the session (its media set up), and tell everyone."""
+    state = room.state
+    # Re-inserted, so the dict keeps joining order (a reconnect counts as joining anew).
+    state.participants.pop(participant.identity, None)
+    state.participants[participant.identity] = participant
+    state.admitted.add(participant.identity)
+    room.touch()
+    try:
+        await room.media.add(participant.identity, participant.role, participant.session)
+    except BaseException:
+        # Leave no ghost behind: this connection never joined.
+        state.participants.pop(participant.identity, None)
+        raise
+    _, went_live = await room.change_live(floor.go_live)
+    if went_live and room.room.auto_record:
+        await recording_control.auto_record(room)
+    await room.broadcast("participant_joined", participant)
+
+
+async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> None:
+    """Remove every trace of a participant who left, was removed or whose node died."""
+    current = room.participants.get(gone.identity)
+    if current is None or current.session != gone.session:
+        return
+    del room.participants[gone.identity]
+    room.touch()
+    await room.media.remove(gone.identity, gone.session)
+    await room.change_live(lambda s: floor.forget(s, gone.identity))
+    await room.broadcast("participant_left", ParticipantLeft(identity=gone.identity, reason=reason))
+    await room.timeline("left", {**who(gone), "reason": reason})
+
+
+async def leave(room: OwnedRoom, identity: str, session: str, reason: LeaveReason) -> acks.Ack:
+    """A connection left or closed; forget the participant unless a newer one replaced it."""
+    participant = room.participants.get(identity)
+    if participant is not None and participant.session == session:
+        await forget(room, participant, reason)
+    return acks.ok()
+
+
+async def nodes_gone(room: OwnedRoom, nodes: frozenset[str]) -> None:
+    """Forget the participants whose node died (their sockets died with it)."""
+    for participant in list(room.participants.values()):
+        if participant.node in nodes:
+            await forget(room, participant, "connection_lost")
+
+
+async def reconcile(room: OwnedRoom, node: str, sessions: list[Caller]) -> acks.Ack:
+    """Make the room agree with what `node` holds, then resend each of its sockets the state.
+
+    An edge sends this when it cannot be sure the owner heard everything: after
+    its bus connection came back, after the room changed owner, or after a leave
+    could not be delivered. Participants of that node it no longer holds are
+    forgotten; sockets it holds that the owner does not know (a successor's
+    snapshot was a moment old) are admitted again, or closed if they may not be.
+    """
+    listed = {caller.session for caller in sessions}
+    for participant in list(room.participants.values()):
+        if participant.node == node and participant.session not in listed:
+            await forget(room, participant, "connection_lost")
+    for caller in sessions:
+        known = room.participants.get(caller.identity)
+        if known is not None and known.session == caller.session:
+            continue
+        if known is not None:
+            # A newer connection holds this identity: this one is stale.
+            stale = SessionRef(caller.node, caller.session)
+            await room.send(stale, "replaced", Replaced(reason="joined elsewhere"))
+            await room.close_connection(stale, "replaced")
+            continue
+        try:
+            _admit(room, caller)
+        except RoomError as exc:
+            target = SessionRef(caller.node, caller.session)
+            await room.send(target, "removed", Removed(reason=exc.message, by="server"))
+            await room.close_connection(target, exc.code)
+            continue
+        participant = Participant(
+            **caller.model_dump(exclude={"session", "node"}),
+            session=caller.session,
+            node=caller.node,
+            joined_at=time.time(),
+        )
+        await _add(room, participant)
+    await resync(room, [SessionRef(c.node, c.session) for c in sessions])
+    return acks.ok()
+
+
+async def resync(room: OwnedRoom, sessions: list[SessionRef]) -> None:
+    """Send each of these connections, if still current, the whole session afresh."""
+    by_session = {p.session: p for p in room.participants.values()}
+    for target in sessions:
+        participant = by_session.get(target.session)
+        if participant is not None and participant.node == target.node:
+            await room.send(target, "resync", Resync(snapshot=room.snapshot(participant)))

@@ -1,0 +1,92 @@
+"""Session commands besides the floor: chat, mute state and requests, removal, ending.
+
+Removing someone bans the identity for the rest of the session and closes its
+connection on whichever node holds it; ending closes everyone's. Both act on
+the owner's one list of participants, so a reconnect cannot slip between the
+ban and the close: the owner handles the reconnect's join after this command.
+"""
+
+from __future__ import annotations
+
+from server.rooms import acks, floor, payloads, recording_control
+from server.rooms.errors import Conflict, Forbidden, InvalidRequest
+from server.rooms.membership import forget, who
+from server.rooms.models import Participant
+from server.rooms.owned_room import OwnedRoom, require_host
+from server.rooms.server_events import MuteRequested, Removed, SessionEnded
+
+
+async def chat(room: OwnedRoom, actor: Participant, req: payloads.Chat) -> acks.Ack:
+    """Post a chat message (kept in the timeline)."""
+    if not actor.role.can_chat:
+        raise Forbidden("forbidden", "observers cannot write in the chat")
+    room.require_open()
+    entry = await room.timeline("chat", {**who(actor), "text": req.text})
+    return acks.ok(entry=entry)
+
+
+async def media_state(room: OwnedRoom, actor: Participant, req: payloads.MediaState) -> acks.Ack:
+    """Record that the participant muted or unmuted their microphone or camera."""
+    updated = actor.model_copy(
+        update={"audio_muted": req.audio_muted, "video_muted": req.video_muted}
+    )
+    if updated != actor:
+        room.participants[actor.identity] = updated
+        room.touch()
+        await room.broadcast("participant_updated", updated)
+    return acks.ok(participant=updated)
+
+
+async def request_mute(room: OwnedRoom, actor: Participant, req: payloads.RequestMute) -> acks.Ack:
+    """Ask a participant to mute their microphone or camera."""
+    require_host(actor)
+    target = room.present(req.identity)
+    await room.send(target, "mute_requested", MuteRequested(kind=req.kind, by=actor.identity))
+    await room.timeline("mute_requested", {**who(target), "kind": req.kind, "by": actor.identity})
+    return acks.ok()
+
+
+async def remove_participant(
+    room: OwnedRoom, actor: Participant, req: payloads.RemoveParticipant
+) -> acks.Ack:
+    """Remove a participant for the rest of the session."""
+    require_host(actor)
+    if req.identity == actor.identity:
+        raise InvalidRequest("cannot_remove_self", "the host cannot remove themselves")
+    target = room.present(req.identity)
+    room.state.banned.add(target.identity)
+    room.touch()
+    await room.send(target, "removed", Removed(reason=req.reason, by=actor.identity))
+    await forget(room, target, "removed")
+    await room.close_connection(target, "removed")
+    return acks.ok()
+
+
+async def end_session(room: OwnedRoom, actor: Participant, _: payloads.EndSession) -> acks.Ack:
+    """End the session for everyone: they are told, then disconnected."""
+    require_host(actor)
+    await close_session(room, SessionEnded(reason="ended", by=actor.identity), keep=actor)
+    return acks.ok()
+
+
+async def close_session(
+    room: OwnedRoom, notice: SessionEnded, keep: Participant | None = None
+) -> None:
+    """End the session (host's end, or deletion): stop recording, tell and close everyone.
+
+    `keep`'s connection stays open so its ack reaches it; its client closes on
+    `session_ended` like everyone else's.
+    """
+    if room.live.status == "ended" and notice.reason == "ended":
+        raise Conflict("session_ended", "the session has ended")
+    await room.change_live(lambda s: floor.end(s) if s.status != "ended" else s)
+    await recording_control.stop_if_recording(room)
+    await room.timeline("session_ended", {"by": notice.by, "reason": notice.reason})
+    await room.broadcast("session_ended", notice)
+    present = list(room.participants.values())
+    room.participants.clear()
+    room.touch()
+    await room.media.close()
+    for participant in present:
+        if keep is None or participant.session != keep.session:
+            await room.close_connection(participant, "session_ended")

@@ -1,0 +1,258 @@
+"""OwnedRoom: one room as its owner node holds it, and every effect a change can have.
+
+The actor (`server.rooms.actor`) calls the command handlers one at a time with
+this object; handlers decide with the pure rules (`floor`, `admission`) and
+apply through the methods here, which keep the rest consistent: the broadcast
+sequence, the write-behind, the timeline, the media's pinned video, the floor
+timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from server.media import MediaEvent, MediaNode
+from server.rooms.errors import Conflict, Forbidden, NotFound
+from server.rooms.limits import IdentityLimits, LimitSettings
+from server.rooms.models import (
+    Caller,
+    Invitee,
+    LiveState,
+    NodeRef,
+    Participant,
+    PersistedRoom,
+    Role,
+    Room,
+    Snapshot,
+    TimelineEntry,
+)
+from server.rooms.ports import Recorder, RoomDelivery, SessionRef, StateWriter
+from server.rooms.room_media import RoomMedia
+from server.rooms.room_state import RoomState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OwnerSettings:
+    """Limits every room of a node applies."""
+
+    #: Participants at once (hosts and reconnecting participants are always let in).
+    max_participants: int = 500
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+
+@dataclass(frozen=True)
+class ExpireFloor:
+    """Internal: a timed floor's deadline has come (ignored if the floor changed since)."""
+
+    grant_id: str
+
+
+@dataclass(frozen=True)
+class MediaEventArrived:
+    """Internal: the SFU reported an event for this room."""
+
+    event: MediaEvent
+
+
+#: Internal commands an owned room posts to its own actor.
+SelfCommand = ExpireFloor | MediaEventArrived
+
+
+def require_host(actor: Participant) -> None:
+    """Refuse anyone but the host."""
+    if actor.role is not Role.HOST:
+        raise Forbidden("host_only", "only the host can do this")
+
+
+def now_ms() -> float:
+    """Wall-clock milliseconds since the epoch (deadlines and timeline times use this unit)."""
+    return time.time() * 1000.0
+
+
+class OwnedRoom:
+    """A room's state on its owner, with the media, recorder and delivery it drives."""
+
+    def __init__(
+        self,
+        state: RoomState,
+        *,
+        node: NodeRef,
+        delivery: RoomDelivery,
+        writer: StateWriter,
+        media_node: MediaNode,
+        recorder: Recorder | None,
+        settings: OwnerSettings,
+        live_nodes: Callable[[], list[NodeRef]],
+        post: Callable[[SelfCommand], None],
+    ) -> None:
+        self.state = state
+        self.node = node
+        self.delivery = delivery
+        self.writer = writer
+        self.recorder = recorder
+        self.settings = settings
+        self.limits = IdentityLimits(settings.limits)
+        self._live_nodes = live_nodes
+        self._post = post
+        self.media = RoomMedia(media_node, state.room.id, lambda e: post(MediaEventArrived(e)))
+        #: The recording change the room told last (id, state, part): each is told once.
+        self.last_recording_change: tuple[str, str, int] | None = None
+        #: Set when this node hands the room over (its last snapshot says so).
+        self.handed_over = False
+        #: Who was invited (read at each join; tokens are issued on any node).
+        self.roster: list[Invitee] = []
+        self._floor_timer: asyncio.TimerHandle | None = None
+        self._floor_timer_grant: str | None = None
+
+    # --- reading ------------------------------------------------------------------------
+
+    @property
+    def room(self) -> Room:
+        """The room's definition."""
+        return self.state.room
+
+    @property
+    def room_id(self) -> str:
+        """The room's id."""
+        return self.state.room.id
+
+    @property
+    def live(self) -> LiveState:
+        """The live state now."""
+        return self.state.live
+
+    @property
+    def participants(self) -> dict[str, Participant]:
+        """Who is in the session, by identity, in joining order."""
+        return self.state.participants
+
+    def current(self, caller: Caller) -> Participant:
+        """The caller's record, if its connection is still the participant's current one."""
+        participant = self.state.participants.get(caller.identity)
+        if participant is None or participant.session != caller.session:
+            raise Conflict("not_joined", "you are no longer in this session")
+        return participant
+
+    def present(self, identity: str) -> Participant:
+        """A participant who is in the session now; NotFound otherwise."""
+        participant = self.state.participants.get(identity)
+        if participant is None:
+            raise NotFound("participant_not_found", f"{identity!r} is not in the session")
+        return participant
+
+    def require_open(self) -> None:
+        """Refuse when the session has ended."""
+        if self.state.live.status == "ended":
+            raise Conflict("session_ended", "the session has ended")
+
+    def snapshot(self, you: Participant) -> Snapshot:
+        """The whole session as it is now, for one participant."""
+        return Snapshot(
+            room=self.state.room,
+            you=you,
+            participants=list(self.state.participants.values()),
+            roster=self.roster,
+            live=self.state.live,
+            timeline=list(self.state.timeline),
+            server_time=now_ms(),
+            seq=self.state.seq,
+            owner=self.node,
+            nodes=self._live_nodes(),
+        )
+
+    def persisted(self) -> PersistedRoom:
+        """The state to write behind, naming this node as its owner."""
+        return self.state.persisted(self.node.id, self.handed_over)
+
+    def participant_nodes(self) -> frozenset[str]:
+        """The nodes holding the participants' sockets."""
+        return frozenset(p.node for p in self.state.participants.values())
+
+    # --- effects --------------------------------------------------------------------------
+
+    def touch(self) -> None:
+        """The state changed: have it written behind."""
+        self.writer.changed()
+
+    async def broadcast(self, event: str, payload: BaseModel) -> None:
+        """Send an event to everyone in the session, numbered in the room's sequence."""
+        self.state.seq += 1
+        await self.delivery.broadcast(
+            self.room_id, self.state.seq, event, payload, self.participant_nodes()
+        )
+
+    async def send(self, to: Participant | SessionRef, event: str, payload: BaseModel) -> None:
+        """Send an event to one connection."""
+        target = SessionRef.of(to) if isinstance(to, Participant) else to
+        await self.delivery.send(self.room_id, target, event, payload)
+
+    async def close_connection(self, to: Participant | SessionRef, reason: str) -> None:
+        """Close one connection, wherever it is."""
+        target = SessionRef.of(to) if isinstance(to, Participant) else to
+        await self.delivery.close(self.room_id, target, reason)
+
+    async def timeline(self, event_type: str, data: dict[str, object]) -> TimelineEntry:
+        """Add an entry to the session's timeline and tell everyone."""
+        entry_id = self.state.clock.next_id()
+        entry = TimelineEntry(
+            id=entry_id, ts=float(entry_id.split("-", 1)[0]), type=event_type, data=data
+        )
+        self.state.timeline.append(entry)
+        self.writer.append(entry)
+        await self.broadcast("timeline", entry)
+        return entry
+
+    async def change_live(self, change: Callable[[LiveState], LiveState]) -> tuple[LiveState, bool]:
+        """Apply a pure rule to the live state; on a real change, version it and tell everyone."""
+        current = self.state.live
+        proposed = change(current)
+        if proposed == current:
+            return current, False
+        updated = proposed.model_copy(update={"version": current.version + 1})
+        self.state.live = updated
+        self.touch()
+        self.media.set_floor(updated.floor.identity if updated.floor else None)
+        self._schedule_floor_expiry()
+        await self.broadcast("live_state", updated)
+        return updated, True
+
+    # --- the floor timer -----------------------------------------------------------------
+
+    def _schedule_floor_expiry(self) -> None:
+        grant = self.state.live.floor
+        grant_id = grant.grant_id if grant is not None and grant.deadline is not None else None
+        if grant_id == self._floor_timer_grant:
+            return
+        self.cancel_timers()
+        if grant is None or grant.deadline is None:
+            return
+        delay = max(0.0, (grant.deadline - now_ms()) / 1000.0)
+        self._floor_timer_grant = grant.grant_id
+        self._floor_timer = asyncio.get_running_loop().call_later(
+            delay, self._post, ExpireFloor(grant.grant_id)
+        )
+
+    def floor_timer_fired(self, grant_id: str) -> None:
+        """The timer for `grant_id` ran; forget it (a new one is set on the next change)."""
+        if self._floor_timer_grant == grant_id:
+            self._floor_timer = None
+            self._floor_timer_grant = None
+
+    def restart_timers(self) -> None:
+        """After a takeover: time the floor that was granted before (it may be due already)."""
+        self._schedule_floor_expiry()
+
+    def cancel_timers(self) -> None:
+        """Stop the floor timer (the room is closing or the floor changed)."""
+        if self._floor_timer is not None:
+            self._floor_timer.cancel()
+        self._floor_timer = None
+        self._floor_timer_grant = None

@@ -1,0 +1,114 @@
+"""Payloads of the events the server sends to clients (docs/protocol.md lists them all).
+
+Events whose payload is a domain model send that model (`participant_joined`
+a Participant, `live_state` a LiveState, `timeline` a TimelineEntry); the rest
+have a schema here, so nothing reaches a client as an untyped dict.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from server.rooms.models import Identity, NodeRef, Snapshot, Strict
+
+#: Why someone is no longer in the session.
+LeaveReason = Literal["left", "connection_lost", "removed"]
+
+
+class ParticipantLeft(Strict):
+    """`participant_left`: someone is no longer in the session."""
+
+    identity: Identity
+    reason: LeaveReason
+
+
+class MuteRequested(Strict):
+    """`mute_requested`: the host asks the target to mute."""
+
+    kind: Literal["audio", "video"]
+    by: str
+
+
+class Removed(Strict):
+    """`removed`: the host removed the target; its connection closes next."""
+
+    reason: str
+    by: str
+
+
+class Replaced(Strict):
+    """`replaced`: a newer connection of the same identity took over."""
+
+    reason: str
+
+
+class SessionEnded(Strict):
+    """`session_ended`: the host ended the session, or it was deleted."""
+
+    reason: Literal["ended", "deleted"]
+    by: str | None = None
+
+
+class ActiveSpeakerChanged(Strict):
+    """`active_speaker`: whose voice is loudest now (None: nobody)."""
+
+    identity: str | None
+
+
+class MediaConnectionState(Strict):
+    """`media_connection`: the server side's state of one of a participant's connections."""
+
+    identity: str
+    connection: Literal["publish", "subscribe"]
+    state: str
+
+
+class TrackRef(Strict):
+    """One m-line of a subscriber offer and whose track it carries."""
+
+    mid: str
+    identity: str
+    kind: str
+
+
+class SubscriberOfferEvent(Strict):
+    """`subscriber_offer`: the server's offer for the participant's subscribe connection."""
+
+    # An offer has an m-line per forwarded track: far beyond the usual string limit.
+    model_config = ConfigDict(extra="forbid", str_max_length=1 << 20)
+
+    sdp: str
+    tracks: list[TrackRef]
+
+
+class RecordingError(Strict):
+    """`recording_error`: to the hosts, recording failed or was interrupted."""
+
+    recording_id: str
+    error: str
+
+
+class MediaMoved(Strict):
+    """`media_moved`: the room has a new owner; rebuild both peer connections with it.
+
+    Sent after a failover or a hand-over: the media of the old owner is gone, so
+    the client publishes again and answers the new owner's subscriber offer.
+    """
+
+    owner: NodeRef
+    reason: Literal["failover", "handover"]
+
+
+class Resync(Strict):
+    """`resync`: the client's view may have missed events; replace it with this snapshot."""
+
+    snapshot: Snapshot
+
+
+class Reconnect(Strict):
+    """`reconnect`: this node is going away; connect again (to one of `nodes`) and rejoin."""
+
+    reason: Literal["drain"]
+    nodes: list[NodeRef] = Field(default_factory=list)
