@@ -146,7 +146,14 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         recorder=RoomRecorder(recorder),
         owner_settings=OwnerSettings(
             max_participants=settings.max_participants,
-            limits=LimitSettings(event_rate=settings.event_rate, event_burst=settings.event_burst),
+            limits=LimitSettings(
+                event_rate=settings.event_rate,
+                event_burst=settings.event_burst,
+                chat_rate=settings.chat_rate,
+                chat_burst=settings.chat_burst,
+                room_chat_rate=settings.chat_rate * 10,
+                room_chat_burst=settings.chat_burst * 6,
+            ),
         ),
         settings=ClusterSettings(
             heartbeat_seconds=settings.heartbeat_seconds,
@@ -182,4 +189,4 @@ async def _drain(app: web.Application) -> None:
     """SIGTERM: hand rooms over and send sockets elsewhere, before connections are closed."""
     cluster = app.get(appkeys.CLUSTER)
     if cluster is not None:
-        await cluster.drain(app[appkeys.NAMESPACE].hand_off_all)
+        await cluster.drain()

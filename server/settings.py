@@ -66,6 +66,9 @@ class Settings:
     #: Per-identity and per-connection Socket.IO event budget (events per second, burst).
     event_rate: float = 20.0
     event_burst: float = 40.0
+    #: Per-identity chat budget (messages per second, burst); the room's is ten times that.
+    chat_rate: float = 1.0
+    chat_burst: float = 5.0
     #: Participants in one session at once (`room_full` beyond; hosts always get in).
     max_participants: int = 500
     #: Socket.IO connections one node holds at once (`server_full` beyond); None: a

@@ -110,6 +110,9 @@ class RoomClient:
                 wait_timeout=timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
+            # A failed handshake leaves the transport's HTTP session open: close it.
+            with contextlib.suppress(Exception):
+                await self._sio.eio.disconnect(abort=True)
             error = self._connect_error
             if isinstance(error, dict) and isinstance(error.get("data"), dict):
                 code = str(error["data"].get("code", "connect_refused"))
@@ -123,12 +126,13 @@ class RoomClient:
             raise
         self.disconnected.clear()
         self._apply_snapshot(Snapshot.model_validate(ack["snapshot"]))
+        self.joins += 1
+        if self.joins > 1:
+            # Before the events that raced the join: they apply on top of the new session.
+            self._dispatch_handlers("rejoined", self.snapshot)
         pending, self._pending = self._pending, None
         for event, payload in pending:
             self._apply(event, payload)
-        self.joins += 1
-        if self.joins > 1:
-            self._dispatch_handlers("rejoined", self.snapshot)
         await self.notify()
         return self.snapshot  # type: ignore[return-value]
 
@@ -292,7 +296,10 @@ class RoomClient:
             owner = NodeRef.model_validate(payload["owner"])
             self.snapshot = self.snapshot.model_copy(update={"owner": owner})
         elif event == "reconnect":
+            # This node is draining: the next connection goes to one of the others.
             self._alternatives = [n["url"] for n in payload.get("nodes", [])]
+            if self._alternatives:
+                self.base_url = self._alternatives[0]
         elif event in ENDING_EVENTS:
             self.ended = (event, payload)
         self._dispatch_handlers(event, payload)

@@ -259,7 +259,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def deliver_session(self, session: str, event: str, payload: dict[str, Any]) -> None:
         """Send an event to one of this node's sockets, if it is in its room."""
         connection = self.connections.get(session)
-        if connection is not None and connection.in_room:
+        if connection is not None and connection.in_room and not connection.handed_off:
             await self.emit(event, payload, to=session)
 
     async def close_session(self, session: str, reason: str) -> None:
@@ -276,14 +276,31 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if c.room_id == room_id and c.state is SocketState.JOINED
         ]
 
+    def joining_in(self, room_id: str) -> list[str]:
+        """Sessions of this node's sockets whose join to the room is in flight."""
+        return [
+            sid
+            for sid, c in self.connections.items()
+            if c.room_id == room_id and c.state is SocketState.JOINING
+        ]
+
     def rooms(self) -> list[str]:
         """Rooms in which this node holds joined sockets."""
         return sorted(
             {c.room_id for c in self.connections.values() if c.state is SocketState.JOINED}
         )
 
-    async def hand_off_all(self, nodes: list[NodeRef]) -> None:
-        """The node is draining: tell every socket to reconnect elsewhere, then close it."""
+    async def quiesce(self) -> None:
+        """The node is draining: its sockets get no more room events (they will rejoin
+        elsewhere, with a fresh snapshot; a `media_moved` now would only make them
+        rebuild their media twice)."""
+        for sid, connection in list(self.connections.items()):
+            connection.handed_off = True
+            if connection.in_room:
+                await self.leave_room(sid, room_channel(connection.room_id))
+
+    async def hand_off(self, nodes: list[NodeRef]) -> None:
+        """Tell every socket to reconnect to one of `nodes`, then close it."""
         notice = Reconnect(reason="drain", nodes=nodes).model_dump(mode="json")
         for sid, connection in list(self.connections.items()):
             connection.handed_off = True

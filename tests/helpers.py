@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import ipaddress
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,26 @@ class ServerHandle:
         client = RoomClient(self.base_url, await self.token(room_id, identity, role, venue))
         await client.connect()
         return client
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, within: float = 10.0
+) -> None:
+    """Wait until `condition()` holds, checking every 20 ms; fail with `what` after `within` s.
+
+    For conditions on the server's side, which sends no event a test could wait on.
+    """
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                result = condition()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {within} s: {what}") from None
 
 
 @contextlib.asynccontextmanager

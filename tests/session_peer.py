@@ -57,6 +57,7 @@ class SessionPeer:
     ) -> None:
         self.signaling = RoomClient(base_url, token, reconnect=reconnect)
         self.index = index
+        self.amplitude = amplitude
         self.video = CounterVideoTrack(index, 160, 120)
         self.audio = ToneAudioTrack(amplitude)
         self.publish_pc: RTCPeerConnection | None = None
@@ -68,13 +69,17 @@ class SessionPeer:
         #: Times both connections were rebuilt (the room moved, or this peer rejoined).
         self.media_restarts = 0
         self.signaling.on("subscriber_offer", self._on_subscriber_offer)
-        # Like the browser: a new owner, or a new connection, means new peer connections.
-        self.signaling.on("media_moved", lambda _: self._restart_media())
+        #: The room owner the peer connections were made with (its media server).
+        self.media_owner: str | None = None
+        # Like the browser: a new connection, or a new owner, means new peer connections.
         self.signaling.on("rejoined", lambda _: self._restart_media())
+        self.signaling.on("media_moved", self._on_media_moved)
+        self.signaling.on("resync", self._on_resync)
 
     async def join(self) -> None:
         """Connect and join (no media yet)."""
         await self.signaling.connect()
+        self.media_owner = self.signaling.owner.id if self.signaling.owner else None
 
     async def publish(self) -> None:
         """Send camera (frame counter) and microphone (tone) to the server."""
@@ -106,8 +111,18 @@ class SessionPeer:
             await pc.setLocalDescription(await pc.createAnswer())
         await self.signaling.call("subscriber_answer", {"sdp": pc.localDescription.sdp})
 
+    async def _on_resync(self, payload: dict[str, Any]) -> None:
+        owner = payload["snapshot"].get("owner") or {}
+        if payload.get("media_reset") or owner.get("id") != self.media_owner:
+            await self._restart_media()
+
+    async def _on_media_moved(self, payload: dict[str, Any]) -> None:
+        if payload["owner"]["id"] != self.media_owner:
+            await self._restart_media()
+
     async def _restart_media(self) -> None:
         """Drop both connections and publish again (the server offers the rest anew)."""
+        self.media_owner = self.signaling.owner.id if self.signaling.owner else None
         old = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
         self.publish_pc = self.subscribe_pc = None
         self.subscribe_connected_at = None
@@ -120,6 +135,10 @@ class SessionPeer:
                 await pc.close()
         self.media_restarts += 1
         if self.publishing:
+            # Closing a peer connection ends the tracks it sent: capture afresh, like a
+            # browser asking for the camera again.
+            self.video = CounterVideoTrack(self.index, 160, 120)
+            self.audio = ToneAudioTrack(self.amplitude)
             await self.publish()
         await self.signaling.notify()
 

@@ -39,7 +39,7 @@ from server.rooms.commands import (
     ReconcileNode,
 )
 from server.rooms.errors import NotFound, RoomError
-from server.rooms.models import NodeRef, PersistedRoom
+from server.rooms.models import Caller, Invitee, NodeRef, PersistedRoom
 from server.rooms.owned_room import OwnedRoom, OwnerSettings, SelfCommand
 from server.rooms.ports import Recorder, RoomDelivery
 from server.rooms.room_state import SNAPSHOT_TIMELINE_LENGTH, RoomState
@@ -49,6 +49,9 @@ from server.state.room_writer import RoomWriter
 from server.state.store import RedisStore
 
 logger = logging.getLogger(__name__)
+
+#: A join waits this long at most for the roster (it is in its snapshot, not essential).
+ROSTER_READ_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,14 @@ class RoomDirectory:
         def post(command: SelfCommand) -> None:
             actor.post(command)
 
-        writer = RoomWriter(self.store.client, room_id, self.node.id, snapshot, self._lease_lost)
+        writer = RoomWriter(
+            self.store.client,
+            room_id,
+            self.node.id,
+            snapshot,
+            self._lease_lost,
+            lease_ttl_ms=self.leases.ttl_ms,
+        )
         owned = OwnedRoom(
             state,
             node=self.node,
@@ -169,7 +179,7 @@ class RoomDirectory:
             live_nodes=self.live_nodes,
             post=post,
         )
-        actor = RoomActor(owned, self.store)
+        actor = RoomActor(owned)
         writer.start()
         actor.start()
         self._actors[room_id] = actor
@@ -202,7 +212,7 @@ class RoomDirectory:
     async def _apply(self, actor: RoomActor, request: Request) -> acks.Ack:
         match request:
             case JoinRequest(caller=caller, incarnation=incarnation):
-                return await actor.call(JoinRoom(caller, incarnation))
+                return await self.join(actor, caller, incarnation)
             case EventRequest(caller=caller, event=event, payload=payload):
                 spec = CLIENT_COMMANDS.get(event)
                 if spec is None:
@@ -212,8 +222,8 @@ class RoomDirectory:
                 )
             case LeaveRequest(identity=identity, session=session, reason=reason):
                 return await actor.call(LeaveRoom(identity, session, reason))
-            case ReconcileRequest(node=node, sessions=sessions):
-                return await actor.call(ReconcileNode(node, sessions))
+            case ReconcileRequest(node=node, sessions=sessions, joining=joining):
+                return await actor.call(ReconcileNode(node, sessions, frozenset(joining)))
             case AdminRequest(action="state"):
                 # Read between commands: everything acked so far is in it.
                 return acks.ok(state=actor.room.persisted())
@@ -227,6 +237,17 @@ class RoomDirectory:
                 update = await actor.run(recording_control.stop, urgent=False)
                 return acks.ok(recording=update.payload)
         return acks.error("unknown_request", "this node does not understand the request")
+
+    async def join(self, actor: RoomActor, caller: Caller, incarnation: str) -> acks.Ack:
+        """Admit a socket to an owned room (the roster read first, outside the room's order)."""
+        try:
+            async with asyncio.timeout(ROSTER_READ_TIMEOUT):
+                roster: list[Invitee] | None = await self.store.roster(actor.room_id)
+        except Exception as exc:
+            # Redis is away: the join goes on with the roster the room saw last.
+            logger.warning("roster of %s not read (%s)", actor.room_id, exc)
+            roster = None
+        return await actor.call(JoinRoom(caller, incarnation, roster))
 
     # --- letting rooms go ---------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from server.rooms.models import Caller
+from server.rooms.models import Caller, NodeRef
 
 
 class LocalSockets(Protocol):
@@ -27,5 +27,15 @@ class LocalSockets(Protocol):
     def sessions_in(self, room_id: str) -> list[Caller]:
         """The sockets of this node that joined the room."""
 
+    def joining_in(self, room_id: str) -> list[str]:
+        """The sessions of this node's sockets whose join to the room is in flight."""
+
     def rooms(self) -> list[str]:
         """Rooms in which this node holds joined sockets."""
+
+    async def quiesce(self) -> None:
+        """The node is draining: deliver nothing more to its sockets (they will rejoin
+        elsewhere and get the whole session there)."""
+
+    async def hand_off(self, nodes: list[NodeRef]) -> None:
+        """Tell every socket to reconnect to one of `nodes`, then close it."""

@@ -27,6 +27,9 @@ class RequestBase(Message):
     id: str
     reply_to: str
     room: str
+    #: Wall-clock time (s) after which the sender no longer waits: applying it then would
+    #: surprise a client that was told it failed (0: no expiry).
+    expires_at: float = 0.0
 
 
 class JoinRequest(RequestBase):
@@ -56,11 +59,12 @@ class LeaveRequest(RequestBase):
 
 
 class ReconcileRequest(RequestBase):
-    """The sender lists every socket it holds in the room."""
+    """The sender lists every socket it holds in the room (joined, and still joining)."""
 
     kind: Literal["reconcile"] = "reconcile"
     node: str
     sessions: list[Caller]
+    joining: list[str] = []
 
 
 class PingRequest(RequestBase):

@@ -172,7 +172,7 @@ class ClusterNode:
 
     # --- shutting down ----------------------------------------------------------------------
 
-    async def drain(self, hand_off_sockets: Callable[[list[NodeRef]], Awaitable[None]]) -> None:
+    async def drain(self) -> None:
         """Stop taking rooms, hand the owned ones to other nodes, send the sockets elsewhere.
 
         Bounded by `drain_seconds`; whatever is left then is simply closed (a room
@@ -184,10 +184,11 @@ class ClusterNode:
             async with asyncio.timeout(self.settings.drain_seconds):
                 with contextlib.suppress(Exception):
                     await self.liveness.beat(draining=True)
+                await self.local.quiesce()
                 for room_id in self.directory.owned():
                     await self._hand_over(room_id)
                 others = [n for n in self.live_node_refs() if n.id != self.node_id]
-                await hand_off_sockets(others)
+                await self.local.hand_off(others)
         except TimeoutError:
             logger.warning("drain did not finish within %ss", self.settings.drain_seconds)
 

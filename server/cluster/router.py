@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,7 +44,7 @@ from server.cluster.messages import (
 )
 from server.rooms import acks
 from server.rooms.actor import RoomActor, RoomMoved
-from server.rooms.commands import ClientCommand, JoinRoom, LeaveRoom, ReconcileNode
+from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
 from server.rooms.errors import RoomError
 from server.rooms.models import Caller
 from server.rooms.payloads import Payload
@@ -108,7 +109,7 @@ class RoomRouter:
         """Ask the room's owner to admit a socket; the ack carries the snapshot."""
         return await self._request(
             room_id,
-            lambda actor: actor.call(JoinRoom(caller, incarnation)),
+            lambda actor: self.directory.join(actor, caller, incarnation),
             lambda rid: JoinRequest(
                 id=rid, reply_to=self.node_id, room=room_id, caller=caller,
                 incarnation=incarnation,
@@ -144,6 +145,7 @@ class RoomRouter:
         room_id: str,
         action: Literal["state", "delete", "start_recording", "stop_recording"],
         by: str = "",
+        budget: float | None = None,
     ) -> acks.Ack:
         """An organizer's action through the REST API, applied by the room's owner."""
         if action == "delete" and await self.leases.holder(room_id) is None:
@@ -161,6 +163,7 @@ class RoomRouter:
             lambda rid: AdminRequest(
                 id=rid, reply_to=self.node_id, room=room_id, action=action, by=by
             ),
+            budget,
         )
 
     async def reconcile(self, room_id: str) -> None:
@@ -171,13 +174,21 @@ class RoomRouter:
         self._reconciling.add(room_id)
         self._pending_reconcile.discard(room_id)
         try:
-            sessions = self.local.sessions_in(room_id)
+            # The lists are taken as each attempt is sent, never before a wait: a list
+            # older than a join the owner already applied would undo that join.
             ack = await self._request(
                 room_id,
-                lambda actor: actor.call(ReconcileNode(self.node_id, sessions)),
+                lambda actor: actor.call(
+                    ReconcileNode(
+                        self.node_id,
+                        self.local.sessions_in(room_id),
+                        frozenset(self.local.joining_in(room_id)),
+                    )
+                ),
                 lambda rid: ReconcileRequest(
                     id=rid, reply_to=self.node_id, room=room_id, node=self.node_id,
-                    sessions=sessions,
+                    sessions=self.local.sessions_in(room_id),
+                    joining=self.local.joining_in(room_id),
                 ),
             )  # fmt: skip
             if not acks.is_ok(ack) and ack["error"]["code"] != "room_not_found":
@@ -191,10 +202,14 @@ class RoomRouter:
     # --- finding the owner -------------------------------------------------------------
 
     async def _request(
-        self, room_id: str, local: LocalCall, remote: Callable[[str], Request]
+        self,
+        room_id: str,
+        local: LocalCall,
+        remote: Callable[[str], Request],
+        budget: float | None = None,
     ) -> acks.Ack:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.budget
+        deadline = loop.time() + (self.settings.budget if budget is None else budget)
         delay = 0.1
         while True:
             try:
@@ -281,7 +296,11 @@ class RoomRouter:
         """Handle what the bus received for this node."""
         match message:
             case Envelope(request=request):
-                ack = await self.directory.handle(request)
+                if request.expires_at and time.time() > request.expires_at:
+                    # Its sender stopped waiting (it was stuck while Redis was away).
+                    ack = acks.error("expired", "the request came too late and was not applied")
+                else:
+                    ack = await self.directory.handle(request)
                 self.bus.reply(request.reply_to, request.id, ack)
             case RoomBroadcast():
                 await self._on_broadcast(message)

@@ -20,6 +20,7 @@ from server import appkeys
 from server.http.schemas import (
     MAX_BODY_BYTES,
     Health,
+    NodeList,
     RoomDetail,
     RoomList,
     RoomSummary,
@@ -94,6 +95,12 @@ async def health(request: web.Request) -> web.Response:
     return _json(body, 200 if redis_ok else 503)
 
 
+async def list_nodes(request: web.Request) -> web.Response:
+    """The live nodes of the deployment with their load, as this node knows them (it looks
+    again at each heartbeat); clients are told these when they join."""
+    return _json(NodeList(nodes=request.app[appkeys.CLUSTER].liveness.live_nodes))
+
+
 async def create_room(request: web.Request) -> web.Response:
     """Create a consultation session."""
     spec = await read_body(request, RoomSpec)
@@ -164,6 +171,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=Health,
         admin=False,
     ),
+    Endpoint("GET", "/api/nodes", list_nodes, "The deployment's live nodes", response=NodeList),
     Endpoint(
         "POST", "/api/rooms", create_room, "Create a consultation session", RoomSpec, Room, 201
     ),

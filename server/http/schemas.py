@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from server.rooms.models import Invitee, LiveState, Participant, Room, Strict
+from server.state.nodes import NodeInfo
 
 #: Largest request body the API accepts.
 MAX_BODY_BYTES = 64 * 1024
@@ -50,6 +51,12 @@ class RoomList(Strict):
     """All rooms, newest first."""
 
     rooms: list[RoomSummary]
+
+
+class NodeList(Strict):
+    """The live nodes of the deployment."""
+
+    nodes: list[NodeInfo]
 
 
 class Health(Strict):

@@ -35,7 +35,6 @@ from server.rooms.commands import (
 )
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.owned_room import ExpireFloor, MediaEventArrived, OwnedRoom
-from server.rooms.ports import RosterSource
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +57,8 @@ class _Envelope:
 class RoomActor:
     """The one place a room's state changes on its owner."""
 
-    def __init__(self, room: OwnedRoom, roster: RosterSource) -> None:
+    def __init__(self, room: OwnedRoom) -> None:
         self.room = room
-        self._roster = roster
         self._system: collections.deque[_Envelope] = collections.deque()
         self._lanes: dict[str, collections.deque[_Envelope]] = {}
         self._turns: collections.deque[str] = collections.deque()
@@ -191,13 +189,12 @@ class RoomActor:
                     self._run_beside(actor.identity, spec.handle(room, actor, payload), reply)
                     return _DEFERRED
                 return await spec.handle(room, actor, payload)
-            case JoinRoom(caller=caller, incarnation=incarnation):
-                roster = await self._read_roster()
-                return await membership.join(room, caller, incarnation, roster)
+            case JoinRoom(caller=caller, incarnation=incarnation, roster=roster):
+                return await membership.join(room, caller, incarnation, roster or room.roster)
             case LeaveRoom(identity=identity, session=session, reason=reason):
                 return await membership.leave(room, identity, session, reason)
-            case ReconcileNode(node=node, sessions=sessions):
-                return await membership.reconcile(room, node, sessions)
+            case ReconcileNode(node=node, sessions=sessions, joining=joining):
+                return await membership.reconcile(room, node, sessions, joining)
             case ResyncSessions(sessions=sessions):
                 await membership.resync(room, sessions)
                 return acks.ok()
@@ -214,15 +211,6 @@ class RoomActor:
             case RunInRoom(action=action):
                 return await action(room)
         return None
-
-    async def _read_roster(self) -> list[Any]:
-        try:
-            roster = await self._roster.roster(self.room_id)
-        except Exception as exc:
-            # Redis is unreachable: the join goes on with the roster seen last.
-            logger.warning("roster of %s not read (%s); using the last one", self.room_id, exc)
-            return self.room.roster
-        return roster
 
     def _run_beside(
         self, identity: str, work: Awaitable[acks.Ack], reply: asyncio.Future[Any] | None

@@ -20,7 +20,7 @@ from server.rooms import (
     payloads,
     recording_control,
 )
-from server.rooms.models import Caller, Participant
+from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom, SelfCommand
 from server.rooms.ports import RecordingUpdate, SessionRef
 from server.rooms.server_events import LeaveReason
@@ -82,10 +82,15 @@ class ClientCommand:
 
 @dataclass(frozen=True)
 class JoinRoom:
-    """A connection asks to join; `incarnation` is the one its token names."""
+    """A connection asks to join; `incarnation` is the one its token names.
+
+    `roster` is who was invited, read before the join is queued (None: it could not
+    be read; the room's last one is used).
+    """
 
     caller: Caller
     incarnation: str
+    roster: list[Invitee] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,14 @@ class LeaveRoom:
 
 @dataclass(frozen=True)
 class ReconcileNode:
-    """A node lists the sockets it holds in the room; the owner makes itself agree."""
+    """A node lists the sockets it holds in the room; the owner makes itself agree.
+
+    `joining` are sessions whose join is on its way: kept, not admitted here.
+    """
 
     node: str
     sessions: list[Caller]
+    joining: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -116,33 +116,36 @@ async def nodes_gone(room: OwnedRoom, nodes: frozenset[str]) -> None:
             await forget(room, participant, "connection_lost")
 
 
-async def reconcile(room: OwnedRoom, node: str, sessions: list[Caller]) -> acks.Ack:
+async def reconcile(
+    room: OwnedRoom, node: str, sessions: list[Caller], joining: frozenset[str] = frozenset()
+) -> acks.Ack:
     """Make the room agree with what `node` holds, then resend each of its sockets the state.
 
     An edge sends this when it cannot be sure the owner heard everything: after
     its bus connection came back, after the room changed owner, or after a leave
-    could not be delivered. Participants of that node it no longer holds are
-    forgotten; sockets it holds that the owner does not know (a successor's
-    snapshot was a moment old) are admitted again, or closed if they may not be.
+    could not be delivered. Participants of that node it no longer holds (and is
+    not joining) are forgotten; sockets it holds that the owner does not know (a
+    successor's snapshot was a moment old) are admitted again — their media is
+    new, so they are told to rebuild it — or closed if they may not be.
     """
-    listed = {caller.session for caller in sessions}
+    listed = {caller.session for caller in sessions} | joining
     for participant in list(room.participants.values()):
         if participant.node == node and participant.session not in listed:
             await forget(room, participant, "connection_lost")
+    readmitted: set[str] = set()
     for caller in sessions:
         known = room.participants.get(caller.identity)
         if known is not None and known.session == caller.session:
             continue
+        target = SessionRef(caller.node, caller.session)
         if known is not None:
             # A newer connection holds this identity: this one is stale.
-            stale = SessionRef(caller.node, caller.session)
-            await room.send(stale, "replaced", Replaced(reason="joined elsewhere"))
-            await room.close_connection(stale, "replaced")
+            await room.send(target, "replaced", Replaced(reason="joined elsewhere"))
+            await room.close_connection(target, "replaced")
             continue
         try:
             _admit(room, caller)
         except RoomError as exc:
-            target = SessionRef(caller.node, caller.session)
             await room.send(target, "removed", Removed(reason=exc.message, by="server"))
             await room.close_connection(target, exc.code)
             continue
@@ -153,14 +156,20 @@ async def reconcile(room: OwnedRoom, node: str, sessions: list[Caller]) -> acks.
             joined_at=time.time(),
         )
         await _add(room, participant)
-    await resync(room, [SessionRef(c.node, c.session) for c in sessions])
+        readmitted.add(caller.session)
+    await resync(room, [SessionRef(c.node, c.session) for c in sessions], readmitted)
     return acks.ok()
 
 
-async def resync(room: OwnedRoom, sessions: list[SessionRef]) -> None:
-    """Send each of these connections, if still current, the whole session afresh."""
+async def resync(
+    room: OwnedRoom, sessions: list[SessionRef], media_reset: set[str] | None = None
+) -> None:
+    """Send each of these connections, if still current, the whole session afresh
+    (and, to those in `media_reset`, that their media must be set up again)."""
     by_session = {p.session: p for p in room.participants.values()}
     for target in sessions:
         participant = by_session.get(target.session)
         if participant is not None and participant.node == target.node:
-            await room.send(target, "resync", Resync(snapshot=room.snapshot(participant)))
+            reset = media_reset is not None and target.session in media_reset
+            notice = Resync(snapshot=room.snapshot(participant), media_reset=reset)
+            await room.send(target, "resync", notice)

@@ -15,7 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from server.media import MediaRoom
-from server.rooms.models import Invitee, Participant, Room, TimelineEntry
+from server.rooms.models import Participant, Room, TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,6 @@ class RoomDelivery(Protocol):
 
     async def close(self, room_id: str, to: SessionRef, reason: str) -> None:
         """Close one connection (after any event telling it why)."""
-
-
-class RosterSource(Protocol):
-    """Who was invited to a room (tokens are issued on any node, so it is read, not owned)."""
-
-    async def roster(self, room_id: str) -> list[Invitee]:
-        """Everyone a token was issued to, by identity."""
 
 
 class StateWriter(Protocol):

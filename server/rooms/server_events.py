@@ -102,9 +102,14 @@ class MediaMoved(Strict):
 
 
 class Resync(Strict):
-    """`resync`: the client's view may have missed events; replace it with this snapshot."""
+    """`resync`: the client's view may have missed events; replace it with this snapshot.
+
+    `media_reset`: the server set this participant's media up anew (it had lost
+    track of it): rebuild both peer connections, as after `media_moved`.
+    """
 
     snapshot: Snapshot
+    media_reset: bool = False
 
 
 class Reconnect(Strict):

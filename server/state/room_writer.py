@@ -38,22 +38,27 @@ from server.state import keys
 
 logger = logging.getLogger(__name__)
 
-# KEYS: lease, snapshot, timeline. ARGV: node, snapshot JSON ("" = unchanged), maxlen,
-# then (id, type, data) per entry. Returns 0 if the node no longer holds the lease.
+# KEYS: lease, snapshot, timeline. ARGV: node, lease TTL (ms), snapshot JSON ("" =
+# unchanged), maxlen, then (id, type, data) per entry. Returns 0 if another node holds
+# the lease. A lease that expired while Redis was away (restarted) is taken again, as
+# the heartbeat's renewal would: nobody else took the room meanwhile.
 _WRITE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif holder ~= ARGV[1] then
   return 0
 end
-if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3])
 end
-for i = 4, #ARGV, 3 do
-  local ok = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], ARGV[i],
+for i = 5, #ARGV, 3 do
+  local ok = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], ARGV[i],
                          'type', ARGV[i + 1], 'data', ARGV[i + 2])
   if type(ok) == 'table' and ok.err then
     -- An id not above the stream's last (clocks of two owners disagreed): keep the
     -- entry under a fresh id rather than lose it.
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
                'type', ARGV[i + 1], 'data', ARGV[i + 2])
   end
 end
@@ -81,6 +86,7 @@ class RoomWriter:
         snapshot: Callable[[], PersistedRoom],
         on_lease_lost: Callable[[str], None],
         *,
+        lease_ttl_ms: int,
         max_backoff: float = 2.0,
     ) -> None:
         self._redis: Any = client
@@ -90,6 +96,7 @@ class RoomWriter:
         self._snapshot = snapshot
         self._on_lease_lost = on_lease_lost
         self._max_backoff = max_backoff
+        self._lease_ttl_ms = lease_ttl_ms
         self._entries: collections.deque[TimelineEntry] = collections.deque()
         #: Snapshot generations: bumped on each change; the last one written.
         self._generation = 0
@@ -205,7 +212,12 @@ class RoomWriter:
                 started = time.perf_counter()
                 snapshot = self._snapshot().model_dump_json()
                 serializing += time.perf_counter() - started
-            args: list[str | int] = [self.node_id, snapshot, keys.TIMELINE_MAXLEN]
+            args: list[str | int] = [
+                self.node_id,
+                self._lease_ttl_ms,
+                snapshot,
+                keys.TIMELINE_MAXLEN,
+            ]
             for entry in batch:
                 args += [entry.id, entry.type, json.dumps(entry.data, ensure_ascii=False)]
             written = await self._script(
@@ -228,9 +240,7 @@ class RoomWriter:
     def _release_waiters(self, everyone: bool = False) -> None:
         still = []
         for generation, appended, future in self._waiters:
-            done = everyone or (
-                self._written >= generation and self._entries_written >= appended
-            )
+            done = everyone or (self._written >= generation and self._entries_written >= appended)
             if done:
                 if not future.done():
                     future.set_result(None)

@@ -140,6 +140,7 @@ function enterRoom(stream) {
   let restarting = false;
   let myGrant = null; // grant_id of a floor we hold
   let autoOpened = false;
+  let mediaOwner = null; // the room's owner our peer connections were made with
   const dialog = document.getElementById("confirm-dialog");
   const canPublish = () => PUBLISHING_ROLES.has(store.you?.role);
 
@@ -320,6 +321,7 @@ function enterRoom(stream) {
 
   conn.on("joined", ({ snapshot, rejoin, offsetMs }) => {
     store.reset(snapshot, offsetMs);
+    mediaOwner = snapshot.owner ? snapshot.owner.id : null;
     if (rejoin) banner.show("banner.reconnected", "ok", 4000);
     else banner.hide();
     if (!canPublish() && media.localStream) {
@@ -345,6 +347,15 @@ function enterRoom(stream) {
       case "recording_error":
         toasts.show(t("host.record_failed", { error: payload.error || "" }));
         break;
+      case "resync":
+        // We may have missed events (a server changed or came back): take the whole state.
+        store.reset(payload.snapshot, store.offsetMs);
+        if (payload.media_reset) mediaOwner = null; // the server set our media up anew
+        followOwner(payload.snapshot.owner);
+        break;
+      case "media_moved":
+        followOwner(payload.owner);
+        break;
       default:
         store.apply(name, payload);
     }
@@ -367,6 +378,14 @@ function enterRoom(stream) {
   }
 
   // --- media ----------------------------------------------------------------------------------
+  /** The room has a new owner (the old one failed or handed over): rebuild media with it. */
+  function followOwner(owner) {
+    if (!owner || owner.id === mediaOwner) return;
+    mediaOwner = owner.id;
+    banner.show("banner.media_restarting", "warn");
+    startMedia(true).finally(() => banner.hide("banner.media_restarting"));
+  }
+
   async function startMedia(rejoin) {
     // After a rejoin the server has replaced our media session: drop the old connections
     // (before the buffered events replay, so a fresh subscriber offer gets a new one).

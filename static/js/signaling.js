@@ -2,17 +2,27 @@
 //
 // It joins after every (re)connect, buffers the server events that arrive before the join
 // ack and replays them after the snapshot (the handlers are idempotent), and tells the page
-// what is happening to the connection. A transport failure reconnects by itself; a refusal
-// (bad token, removed, ended) or an ending event (removed, replaced, session_ended) is final.
+// what is happening to the connection. A transport failure reconnects by itself — to the same
+// node first, then to the other nodes the server listed in the snapshot — and so does a
+// draining node's `reconnect`. A refusal that may pass (`unavailable`, `server_full`,
+// `rate_limited`) is retried with backoff; a final one (bad token, removed, ended) or an
+// ending event (removed, replaced, session_ended) ends the participation.
 
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { Emitter } from "./util.js";
 
-/** Two server-side disconnects within this window end the participation (no retry loop). */
+/** Two unexplained server-side disconnects within this window end the participation. */
 const SERVER_DISCONNECT_WINDOW_MS = 15000;
+/** Failed attempts on one node before trying the next one the server listed. */
+const ATTEMPTS_PER_NODE = 2;
+/** Waiting before retrying a refusal that may pass (doubles, up to the maximum). */
+const RETRY_DELAY_MS = 500;
+const RETRY_DELAY_MAX_MS = 4000;
 
 /** Server events that end this page's participation. */
 const ENDING_EVENTS = new Set(["removed", "replaced", "session_ended"]);
+/** Refusals (at connect or join) that are worth trying again. */
+const RETRYABLE = new Set(["unavailable", "server_full", "rate_limited", "timeout"]);
 
 /** An event the server refused, or a call that could not be made. */
 export class SignalingError extends Error {
@@ -31,19 +41,26 @@ export class SignalingError extends Error {
  *   fatal({code, message, event?, payload?})  the participation is over; no reconnect
  */
 export class RoomConnection extends Emitter {
-  constructor(token, { url = "/room", callTimeoutMs = 10000 } = {}) {
+  constructor(token, { path = "/room", callTimeoutMs = 10000 } = {}) {
     super();
     this.token = token;
-    this.url = url;
+    this.path = path;
     this.callTimeoutMs = callTimeoutMs;
     this.socket = null;
     this.state = "closed";
     this.joinCount = 0;
     this.joined = false;
     this.ended = null;
+    /** The node this page talks to ("" is the page's own origin) and the others it may use. */
+    this.base = "";
+    this.nodes = [];
     this._pending = null;
     this._retryTimer = null;
+    this._retryDelay = RETRY_DELAY_MS;
+    this._failures = 0;
     this._lastServerDisconnect = 0;
+    this._movingOn = false;
+    this._draining = false;
   }
 
   /** Whether the connection is up and joined (control events can be sent). */
@@ -55,19 +72,7 @@ export class RoomConnection extends Emitter {
   start() {
     if (this.socket) return;
     this._setState("connecting");
-    this.socket = io(this.url, {
-      auth: { token: this.token },
-      transports: ["websocket"],
-      reconnection: true,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 4000,
-      randomizationFactor: 0.3,
-      timeout: 8000,
-    });
-    this.socket.on("connect", () => this._join());
-    this.socket.on("connect_error", (err) => this._onConnectError(err));
-    this.socket.on("disconnect", (reason) => this._onDisconnect(reason));
-    this.socket.onAny((event, payload) => this._onEvent(event, payload));
+    this._open(this.base);
   }
 
   /**
@@ -107,10 +112,7 @@ export class RoomConnection extends Emitter {
   close() {
     clearTimeout(this._retryTimer);
     this.joined = false;
-    if (this.socket) {
-      this.socket.io.reconnection(false);
-      this.socket.disconnect();
-    }
+    this._drop();
     this._setState("closed");
   }
 
@@ -120,6 +122,82 @@ export class RoomConnection extends Emitter {
     if (this.state === state) return;
     this.state = state;
     this.emit("status", state);
+  }
+
+  _open(base) {
+    this._drop();
+    this.base = base;
+    const socket = io(base + this.path, {
+      auth: { token: this.token },
+      transports: ["websocket"],
+      reconnection: true,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+      randomizationFactor: 0.3,
+      timeout: 8000,
+      // A manager of its own: an earlier, closed connection to this node is never reused.
+      forceNew: true,
+    });
+    this.socket = socket;
+    socket.on("connect", () => {
+      this._failures = 0;
+      this._join();
+    });
+    socket.on("connect_error", (err) => this._onConnectError(err));
+    socket.on("disconnect", (reason) => this._onDisconnect(reason));
+    socket.onAny((event, payload) => this._onEvent(event, payload));
+    // The manager's own retries go to the same node; after a few, try another one.
+    socket.io.on("reconnect_attempt", () => this._countFailure());
+  }
+
+  _drop() {
+    const socket = this.socket;
+    if (!socket) return;
+    socket.offAny();
+    socket.removeAllListeners();
+    socket.io.removeAllListeners("reconnect_attempt");
+    socket.io.reconnection(false);
+    socket.disconnect();
+  }
+
+  /** The next node to try: the ones the server listed, in turn, then this page's own. */
+  _nextBase() {
+    const candidates = [...new Set(["", ...this.nodes.map((n) => n.url)])];
+    const index = candidates.indexOf(this.base);
+    return candidates[(index + 1) % candidates.length];
+  }
+
+  _countFailure() {
+    this._failures += 1;
+    if (this._failures >= ATTEMPTS_PER_NODE && this.nodes.length > 0) this._moveOn(0);
+  }
+
+  /** Connect again, to the next node, after `delayMs`. */
+  _moveOn(delayMs) {
+    if (this.ended || this._movingOn) return;
+    this._movingOn = true;
+    this._failures = 0;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      this._movingOn = false;
+      if (!this.ended && this.state !== "closed") this._open(this._nextBase());
+    }, delayMs);
+  }
+
+  /** A refusal that may pass: back off, then try again (on the same node, then others). */
+  _retryLater() {
+    const delay = this._retryDelay;
+    this._retryDelay = Math.min(this._retryDelay * 2, RETRY_DELAY_MAX_MS);
+    this._setState(this.joinCount > 0 ? "reconnecting" : "connecting");
+    this._failures += 1;
+    if (this._failures >= ATTEMPTS_PER_NODE && this.nodes.length > 0) {
+      this._moveOn(delay);
+      return;
+    }
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      if (!this.ended && this.state !== "closed") this._open(this.base);
+    }, delay);
   }
 
   async _join() {
@@ -132,13 +210,17 @@ export class RoomConnection extends Emitter {
     try {
       ack = await socket.timeout(this.callTimeoutMs).emitWithAck("join", {});
     } catch {
-      // No answer: drop this transport; the manager reconnects and we join again.
-      if (socket.connected) socket.io.engine?.close();
+      // No answer: drop this connection and try again.
+      if (socket === this.socket) this._retryLater();
       return;
     }
     if (socket !== this.socket || this.ended) return;
     if (!ack || ack.ok === false) {
       const error = (ack && ack.error) || {};
+      if (RETRYABLE.has(error.code)) {
+        this._retryLater();
+        return;
+      }
       this._fatal({ code: error.code || "join_failed", message: error.message || "" });
       return;
     }
@@ -146,6 +228,8 @@ export class RoomConnection extends Emitter {
     const snapshot = ack.snapshot;
     // The server's clock at the midpoint of the round trip, against ours.
     const offsetMs = snapshot.server_time - (sentAt + receivedAt) / 2;
+    this.nodes = snapshot.nodes || this.nodes;
+    this._retryDelay = RETRY_DELAY_MS;
     const rejoin = this.joinCount > 0;
     this.joinCount += 1;
     this.joined = true;
@@ -157,6 +241,15 @@ export class RoomConnection extends Emitter {
   }
 
   _onEvent(event, payload) {
+    if (event === "reconnect") {
+      // This node is going away: the next disconnect is expected, go to another node.
+      this.nodes = (payload && payload.nodes) || this.nodes;
+      this._draining = true;
+      return;
+    }
+    if (event === "resync" && payload && payload.snapshot && payload.snapshot.nodes) {
+      this.nodes = payload.snapshot.nodes;
+    }
     if (this._pending) this._pending.push([event, payload]);
     else this._dispatch(event, payload);
   }
@@ -173,9 +266,14 @@ export class RoomConnection extends Emitter {
   _onConnectError(err) {
     if (this.ended) return;
     const code = err && err.data && err.data.code;
-    if (code) {
+    if (code && !RETRYABLE.has(code)) {
       // The server refused the token or the admission: reconnecting would not help.
       this._fatal({ code, message: err.message || "" });
+      return;
+    }
+    if (code) {
+      // A refusal that may pass: socket.io does not retry these by itself.
+      this._retryLater();
       return;
     }
     this._setState(this.joinCount > 0 ? "reconnecting" : "connecting");
@@ -185,6 +283,12 @@ export class RoomConnection extends Emitter {
     this.joined = false;
     if (this.ended || this.state === "closed") return;
     this._setState("reconnecting");
+    if (this._draining) {
+      // The node drained and said where to go: another node, at once.
+      this._draining = false;
+      this._moveOn(0);
+      return;
+    }
     if (reason === "io server disconnect") {
       // The server closed us without an ending event (a restart, or a stale connection):
       // socket.io does not retry this case by itself, so try again shortly — but not in a
@@ -207,10 +311,7 @@ export class RoomConnection extends Emitter {
     this.ended = info;
     this.joined = false;
     clearTimeout(this._retryTimer);
-    if (this.socket) {
-      this.socket.io.reconnection(false);
-      this.socket.disconnect();
-    }
+    this._drop();
     this._setState("closed");
     this.emit("fatal", info);
   }

@@ -1,0 +1,189 @@
+"""Faults are features: Redis going away, a room's owner killed, a node drained.
+
+Real server processes with their default timings (heartbeat 2 s, lease 6 s),
+a Valkey of the test's own, and real aiortc participants that reconnect by
+themselves as the browser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from signaling.client import RoomClient, SignalingError
+from tests.cluster_kit import Cluster, cluster
+from tests.session_peer import SessionPeer
+
+#: The issue's bound: everyone back, with media, this long after the owner died.
+RECOVERY_SECONDS = 20.0
+
+
+def _sees_and_hears_everyone(peer: SessionPeer, others: list[str], frames: int = 10) -> bool:
+    return all(
+        peer.frames_from(other, "video") >= frames and peer.frames_from(other, "audio") >= frames
+        for other in others
+    )
+
+
+async def _media_everywhere(peers: dict[str, SessionPeer], within: float) -> None:
+    async def each(identity: str, peer: SessionPeer) -> None:
+        others = [other for other in peers if other != identity]
+        await peer.wait_for(lambda: _sees_and_hears_everyone(peer, others), timeout=within)
+
+    try:
+        await asyncio.gather(*(each(identity, peer) for identity, peer in peers.items()))
+    except TimeoutError:
+        seen = {
+            identity: {
+                other: (peer.frames_from(other, "video"), peer.frames_from(other, "audio"))
+                for other in peers
+                if other != identity
+            }
+            for identity, peer in peers.items()
+        }
+        for identity, peer in peers.items():
+            print(
+                identity,
+                "restarts",
+                peer.media_restarts,
+                "owner",
+                peer.media_owner,
+                "sub",
+                peer.subscribe_pc and peer.subscribe_pc.connectionState,
+                "pub",
+                peer.publish_pc and peer.publish_pc.connectionState,
+                [(r.identity, r.kind, r.frames, r.ended) for r in peer.received],
+                peer.mids,
+            )
+        raise AssertionError(f"media not everywhere within {within:.0f} s: {seen}") from None
+
+
+async def _peers(c: Cluster, room_id: str) -> dict[str, SessionPeer]:
+    a, b = c.nodes
+    # The host joins first, through A: A owns the room.
+    return {
+        "host": await c.peer(a, room_id, "host", "host", "hunan", 1),
+        "m1": await c.peer(b, room_id, "m1", "member", "shifeng", 2),
+        "m2": await c.peer(a, room_id, "m2", "member", "zhuzhou", 3),
+    }
+
+
+async def test_redis_stopped_12_s_evicts_nobody_and_loses_nothing_acked(tmp_path: Path) -> None:
+    async with cluster(tmp_path, 2) as c:
+        a, b = c.nodes
+        room_id = await c.create_room()
+        host = await c.client(a, room_id, "host", "host", "hunan")
+        local = await c.client(a, room_id, "m2", "member", "zhuzhou")
+        remote = await c.client(b, room_id, "m1", "member", "shifeng")
+        clients = [host, local, remote]
+        await host.wait_for(lambda: {"m1", "m2"} <= set(host.participants))
+
+        acked: list[str] = []
+        refused: list[str] = []
+        await c.valkey.stop()
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
+
+        async def chat_while_redis_is_down(client: RoomClient) -> None:
+            round_ = 0
+            while loop.time() - stopped_at < 12.0:
+                round_ += 1
+                text = f"{client.you.identity} #{round_}"
+                try:
+                    await client.chat(text)
+                    acked.append(text)
+                except SignalingError as exc:
+                    # Not applied, and said so: fine. (Only the owner's node can still
+                    # apply anything while the nodes cannot reach each other.)
+                    assert exc.code in ("unavailable", "timeout", "expired"), exc
+                    refused.append(text)
+                await asyncio.sleep(1.0)  # the chat budget is one message a second
+
+        await asyncio.gather(*(chat_while_redis_is_down(client) for client in clients))
+        await c.valkey.start()
+        assert any(t.startswith("host") for t in acked), "the owner's node kept the session"
+
+        # B's member reaches the owner again once Redis is back.
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await remote.chat("恢复后的发言")
+                    break
+                except SignalingError:
+                    await asyncio.sleep(0.5)  # retrying as a user would
+        acked.append("恢复后的发言")
+
+        # Nobody was evicted or disconnected, on either node.
+        for client in clients:
+            assert not client.disconnected.is_set(), client.you.identity
+            left = [p for e, p in client.received if e == "participant_left"]
+            assert left == [], (client.you.identity, left)
+        detail = await c.detail(room_id, b)
+        assert {p["identity"] for p in detail["participants"]} == {"host", "m1", "m2"}
+        # Nothing acknowledged was lost: every acked chat is in the stored timeline.
+        fresh = await c.client(b, room_id, "m3", "member", "national")
+        stored = {str(e.data.get("text")) for e in fresh.timeline if e.type == "chat"}
+        assert set(acked) <= stored, set(acked) - stored
+        print(f"acked {len(acked)} chats, {len(refused)} refused while Redis was down")
+        for client in [*clients, fresh]:
+            await client.close()
+
+
+async def test_killing_a_rooms_owner_brings_everyone_back_with_media(tmp_path: Path) -> None:
+    async with cluster(tmp_path, 2) as c:
+        a, b = c.nodes
+        room_id = await c.create_room()
+        peers = await _peers(c, room_id)
+        try:
+            await _media_everywhere(peers, within=30)
+            owner = (await c.detail(room_id, b))["media_node"]
+            assert owner == peers["host"].signaling.you.node
+            before = {identity: peer.media_restarts for identity, peer in peers.items()}
+            killed_at = time.monotonic()
+            await a.kill()
+            await asyncio.gather(
+                *(
+                    peer.wait_for(
+                        lambda p=peer, i=identity: p.media_restarts > before[i],
+                        timeout=RECOVERY_SECONDS,
+                    )
+                    for identity, peer in peers.items()
+                )
+            )
+            await _media_everywhere(peers, within=RECOVERY_SECONDS - (time.monotonic() - killed_at))
+            elapsed = time.monotonic() - killed_at
+            print(f"everyone back with media {elapsed:.1f} s after the owner was killed")
+            assert elapsed <= RECOVERY_SECONDS
+            detail = await c.detail(room_id, b)
+            assert detail["media_node"] != owner
+            assert {p["identity"] for p in detail["participants"]} == set(peers)
+        finally:
+            for peer in peers.values():
+                await peer.close()
+
+
+async def test_sigterm_hands_rooms_over_and_the_node_exits_promptly(tmp_path: Path) -> None:
+    async with cluster(tmp_path, 2) as c:
+        a, b = c.nodes
+        room_id = await c.create_room()
+        peers = await _peers(c, room_id)
+        watcher = await c.client(b, room_id, "o1", "observer", "national")
+        try:
+            await _media_everywhere(peers, within=30)
+            drained_at = time.monotonic()
+            assert await a.stop() == 0
+            took = time.monotonic() - drained_at
+            print(f"node drained and exited in {took:.1f} s")
+            assert took < 15  # --drain-seconds 10, plus shutting down
+            await _media_everywhere(peers, within=RECOVERY_SECONDS)
+            # Handed over, not gone: nobody saw anyone leave.
+            left = [p for e, p in watcher.received if e == "participant_left"]
+            assert left == []
+            detail = await c.detail(room_id, b)
+            assert {p["identity"] for p in detail["participants"]} == {*peers, "o1"}
+            assert all(p["node"] == detail["media_node"] for p in detail["participants"])
+        finally:
+            for peer in peers.values():
+                await peer.close()
+            await watcher.close()
