@@ -11,7 +11,6 @@ from server.media import MediaRoom
 from server.rooms.models import Room
 from server.rooms.ports import RecordingContext, RecordingUpdate
 
-from .errors import RecordingConflict
 from .models import RecordingInfo
 from .service import RecordingService
 
@@ -24,8 +23,8 @@ def recording_update(info: RecordingInfo) -> RecordingUpdate:
         started_by=info.started_by,
         error=info.error,
         complete=info.complete,
-        part=getattr(info, "part", 1),
-        resumed=bool(getattr(info, "resumed", False)),
+        part=info.part,
+        resumed=info.resumed,
         payload=info,
     )
 
@@ -48,15 +47,31 @@ class RoomRecorder:
         return recording_update(info)
 
     async def resume(
-        self, recording_id: str, room: Room, media_room: MediaRoom, context: RecordingContext
+        self,
+        recording_id: str,
+        room: Room,
+        media_room: MediaRoom,
+        context: RecordingContext,
+        *,
+        dead_writer: str | None = None,
     ) -> RecordingUpdate:
-        """Continue a recording whose previous writer went away, in a new part."""
-        raise RecordingConflict("not_resumable", "recordings cannot be resumed yet")
+        """Continue a recording whose previous writer went away, in a new part.
+
+        ``dead_writer``: the previous owner, when it died (its room lease expired; not
+        when it handed the room over): its recording lease is taken over at once instead
+        of being waited out. Errors as ``RecordingService.resume``: ``recording_elsewhere``
+        (retry once the lease has expired, within ``lease_ttl``), ``not_resumable``
+        (start a new recording).
+        """
+        info = await self.service.resume(
+            recording_id, media_room, room, context, dead_writer=dead_writer
+        )
+        return recording_update(info)
 
     async def suspend(self, room_id: str) -> None:
         """Close this node's part cleanly so a successor can resume (hand-over)."""
         if self.service.is_recording(room_id):
-            await self.service.stop(room_id)
+            await self.service.suspend(room_id)
 
     async def stop(self, room_id: str) -> RecordingUpdate:
         """Stop recording."""
