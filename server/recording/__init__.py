@@ -72,8 +72,9 @@ How a recording works:
   files are closed cleanly, the lease released, the room's claim kept.
   ``resume`` refuses ``recording_elsewhere`` while another node's lease is
   held (retry after ``lease_ttl``, or name the node known dead with
-  ``dead_writer`` to take its lease over at once) and ``not_resumable`` once
-  the recording has ended (start a new one).
+  ``dead_writer`` to take its lease over at once; ``RoomRecorder`` does so by
+  itself when the holder's node heartbeat has expired) and ``not_resumable``
+  once the recording has ended (start a new one).
 * The recovery rule: a recording in progress whose writer lease has expired
   is finalized (its ``*.part`` files remuxed, state ``interrupted``,
   ``complete: false``) only when nobody is going to resume it: when the room

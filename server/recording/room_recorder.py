@@ -11,6 +11,7 @@ from server.media import MediaRoom
 from server.rooms.models import Room
 from server.rooms.ports import RecordingContext, RecordingUpdate
 
+from .errors import RecordingConflict
 from .models import RecordingInfo
 from .service import RecordingService
 
@@ -59,13 +60,25 @@ class RoomRecorder:
 
         ``dead_writer``: the previous owner, when it died (its room lease expired; not
         when it handed the room over): its recording lease is taken over at once instead
-        of being waited out. Errors as ``RecordingService.resume``: ``recording_elsewhere``
-        (retry once the lease has expired, within ``lease_ttl``), ``not_resumable``
-        (start a new recording).
+        of being waited out. Without it, a writer lease still held by a node whose
+        heartbeat has expired (a dead node: its rooms' leases expired with it) is taken
+        over the same way. Errors as ``RecordingService.resume``: ``recording_elsewhere``
+        (a live node writes it; retry once its lease has expired, within ``lease_ttl``),
+        ``not_resumable`` (start a new recording).
         """
-        info = await self.service.resume(
-            recording_id, media_room, room, context, dead_writer=dead_writer
-        )
+        service = self.service
+        try:
+            info = await service.resume(
+                recording_id, media_room, room, context, dead_writer=dead_writer
+            )
+        except RecordingConflict as exc:
+            if exc.code != "recording_elsewhere" or dead_writer is not None:
+                raise
+            holder = await service.index.lease_holder(recording_id)
+            if holder is not None and (await service.store.alive([holder]))[holder]:
+                raise
+            # The writer's node is dead: do not wait up to lease_ttl for its lease.
+            info = await service.resume(recording_id, media_room, room, context, dead_writer=holder)
         return recording_update(info)
 
     async def suspend(self, room_id: str) -> None:

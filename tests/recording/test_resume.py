@@ -30,8 +30,10 @@ from server.recording.jobs import RenderQueue
 from server.recording.manifest_files import read_manifest
 from server.recording.models import COMBINED_NAME, FileEntry, Manifest, RecordingInfo
 from server.recording.recovery import sha256_file
+from server.recording.room_recorder import RoomRecorder
 from server.recording.service import HANDED_OVER_MESSAGE, RecordingService
 from server.recording.track_recorder import file_name_for, parse_file_name
+from server.state.nodes import NodeInfo
 from server.state.store import RedisStore
 from tests.media.media_testkit import CounterVideoTrack, RoomHarness
 from tests.processes import REPO
@@ -373,6 +375,33 @@ async def test_resume_refuses_ended_recordings_and_live_writers(
         assert [c.state for c in env.changes] == ["recording", "stopped", "recording"]
         final = await owner.service.stop(ROOM_ID)
         assert final.state == "stopped" and final.part == 2
+
+
+async def test_the_room_recorder_takes_over_the_lease_of_a_dead_node(
+    env: RecordingEnv, redis_client: aioredis.Redis
+) -> None:
+    # The room's owner resumes after a failover without naming the dead node (the port
+    # does not carry it): the node's expired heartbeat says it is dead.
+    await env.join("host")
+    live = await env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context())
+    await env.wait(lambda: env.recorder_frames("host", "video") >= 15, "recording")
+    writer = NodeInfo(
+        id="node-test", url="http://127.0.0.1:1", hostname="h", pid=1, started_at=time.time()
+    )
+    await env.store.heartbeat_node(writer, ttl_seconds=60)
+    async with next_owner(redis_client, env.root, "node-b") as owner:
+        recorder = RoomRecorder(owner.service)
+        args = (live.id, owner.room, owner.harness.room, owner.context())
+        with pytest.raises(RecordingConflict) as refused:  # alive: its lease stands
+            await recorder.resume(*args)
+        assert refused.value.code == "recording_elsewhere"
+        assert env.service.is_recording(ROOM_ID)
+
+        await env.store.remove_node(writer.id)  # its heartbeat is gone
+        update = await recorder.resume(*args)
+        assert update.id == live.id and update.part == 2 and update.resumed
+        await wait_for(lambda: not env.service.is_recording(ROOM_ID), "node-test stops", 10)
+        assert (await recorder.stop(ROOM_ID)).state == "stopped"
 
 
 async def test_recovery_leaves_a_recording_to_the_owner_who_will_resume_it(
