@@ -59,6 +59,7 @@ from server.recording.manifest_files import write_manifest
 from server.recording.models import FileEntry, Manifest, ParticipantEntry, RoomInfo
 from server.recording.service import RecordingService
 from server.rooms.models import Level, Room, TimelineEntry, Venue
+from server.rooms.ports import RecordingContext
 
 SETUP_TIMEOUT = 60.0
 WARMUP = 8.0
@@ -138,7 +139,9 @@ async def _server_main(
 
     async def command(message: dict[str, Any]) -> None:
         if message["cmd"] == "record_start":
-            info = await service.start("bench", room, room_model, "bench")
+            info = await service.start(
+                "bench", room, room_model, "bench", RecordingContext(None, 0, [])
+            )
             control.send({"recording": info.id, "tracks": len(room.tracks())})
         elif message["cmd"] == "record_stop":
             recording = service.recording("bench")

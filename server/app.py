@@ -106,8 +106,23 @@ async def _recording_ctx(app: web.Application) -> AsyncIterator[None]:
         recordings_dir=settings.archive_dir, retention_days=settings.retention_days
     )
     queue = RenderQueue(app[appkeys.REDIS_URL])
+    store = app[appkeys.STORE]
+
+    async def resume_expected(room_id: str, recording_id: str) -> bool:
+        # The room's snapshot names the recording its next owner resumes on takeover.
+        snapshot = await store.snapshot(room_id)
+        return (
+            snapshot is not None
+            and snapshot.recording_id == recording_id
+            and snapshot.live.status != "ended"
+        )
+
     recorder = RecordingService(
-        app[appkeys.STORE], config, node_id=app[appkeys.NODE].id, render_queue=queue
+        store,
+        config,
+        node_id=app[appkeys.NODE].id,
+        render_queue=queue,
+        resume_expected=resume_expected,
     )
     app[appkeys.RECORDING_SERVICE] = recorder
     await recorder.recover()

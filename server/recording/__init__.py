@@ -5,14 +5,19 @@ Entry points (everything else in this package is internal)::
     config = RecordingConfig(recordings_dir=data_dir / "recordings", retention_days=365)
     queue = RenderQueue(redis_url)                       # RQ queue "yitang-render"
     service = RecordingService(store, config, node_id=node.id, render_queue=queue,
-                               on_change=cb, on_error=cb)  # cb(RecordingInfo), may be async
-    await service.recover()            # startup: close recordings of dead writers (disk scan)
+                               on_change=cb, on_error=cb,   # cb(RecordingInfo), may be async
+                               resume_expected=will_resume)  # async (room_id, recording_id) -> bool
+    await service.recover()            # startup: close recordings nobody resumes (disk scan)
     service.start_background()         # lease keeper + maintenance (recovery, retention)
 
-    info = await service.start(room_id, media_room, room, started_by)   # -> RecordingInfo
+    context = RecordingContext(floor, agenda_index, participants)   # server.rooms.ports
+    info = await service.start(room_id, media_room, room, started_by, context)  # -> RecordingInfo
+    info = await service.resume(recording_id, media_room, room, context,        # a new part, after
+                                dead_writer=old_node)                           # failover / drain
+    await service.suspend(room_id)     # drain: end this part; the next owner resumes it
     service.tracks_changed(room_id)    # optional: on TracksChanged (else picked up in <0.25 s)
     service.is_recording(room_id); service.current(room_id)
-    info = await service.stop(room_id)                                   # -> RecordingInfo
+    info = await service.stop(room_id)                                          # -> RecordingInfo
     await service.render(recording_id)          # (re)queue the combined video -> RenderStatus
     await service.search(query=, since=, until=, venue=, speaker=, limit=)
     await service.detail(recording_id); await service.delete(recording_id)
@@ -49,8 +54,35 @@ How a recording works:
 * Writer passes have their own threads (``writer_threads``); deletes, manifest
   reads for downloads, recovery remuxes, retention and checksums run on the
   archive threads (``archive_threads``), so they never delay a live recording.
-* A writer that dies leaves ``*.part`` files; ``recover`` remuxes them and
-  marks the recording ``interrupted`` (``complete: false``).
+* The room's owner passes what the manifest needs of the live session (floor,
+  agenda item, who is present) as a ``RecordingContext`` (``server.rooms.ports``);
+  this package never reads the live room state. The owner reaches the service
+  through ``room_recorder.RoomRecorder`` (the domain's ``Recorder`` port).
+* A recording survives its node. Each recording has a writer lease in Redis
+  (compare-and-set: only the holder writes the manifest; a node that finds its
+  lease taken stops writing). When the room's owner dies (kill -9) or drains,
+  the room's next owner calls ``resume``: the recording continues in a new
+  *part*, writing new files (``<track>.p<part>.<ext>``) into the same folder
+  on the recording's clock. The manifest lists the parts (node, start, end,
+  why it ended: ``handover``, ``writer_lost``, ``stopped``...) and the gaps
+  between them (seconds from the start; from where the previous part's media
+  ends to where the next part starts); every file says its part. A dead
+  writer's ``*.part`` files are remuxed in the background while the new part
+  already records. On drain the owner calls ``suspend`` first: the part's
+  files are closed cleanly, the lease released, the room's claim kept.
+  ``resume`` refuses ``recording_elsewhere`` while another node's lease is
+  held (retry after ``lease_ttl``, or name the node known dead with
+  ``dead_writer`` to take its lease over at once; ``RoomRecorder`` does so by
+  itself when the holder's node heartbeat has expired) and ``not_resumable``
+  once the recording has ended (start a new one).
+* The recovery rule: a recording in progress whose writer lease has expired
+  is finalized (its ``*.part`` files remuxed, state ``interrupted``,
+  ``complete: false``) only when nobody is going to resume it: when the room
+  no longer claims it, when no ``resume_expected`` predicate is configured,
+  when the predicate says no, or, whatever it says, ``resume_grace`` seconds
+  (default 120) after it was first found without a writer. Until then the
+  maintenance loop and the startup disk scan leave it alone. Finalizing takes
+  the writer lease first, so it never races a resume.
 * The combined MP4 (speaker view following the floor, captions with name,
   venue and level, all audio mixed, MP4 chapters) is made by the RQ worker,
   never in the media process; progress is in Redis (``keys.recording_render``).

@@ -4,21 +4,61 @@ Listing and search read only these keys (see ``server.state.keys``), never the
 disk. Title search works on substrings, Chinese included: every title is
 indexed by its characters and character pairs, a query intersects the sets
 of its pairs, and the candidates are checked against the whole query.
-Also here: the lease a recording node keeps alive while it writes, the map of
-rooms to their recording in progress, and the render job's status.
+Also here: the lease a recording node keeps alive while it writes (taken,
+renewed and released by compare-and-set, so only its holder writes the
+recording's manifest), the map of rooms to their recording in progress, and
+the render job's status.
 """
 
 from __future__ import annotations
 
 import time
 import unicodedata
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
 from server.state import keys
 
 from .models import Manifest, RecordingSummary, RenderStatus
+
+LeaseRenewal = Literal["held", "retaken", "lost"]
+
+# The writer lease is compared and set atomically, so two nodes can never both believe
+# they write a recording (a resume racing a finalizing recovery, a stalled node waking up).
+# KEYS[1] lease; ARGV: node id, ttl (ms), node whose lease may be taken over ("" if none).
+_ACQUIRE_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] or (ARGV[3] ~= '' and holder == ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return holder
+"""
+# KEYS[1] lease; ARGV: node id, ttl (ms). 1: extended, 2: expired and taken again, 0: lost.
+_RENEW_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"""
+# KEYS[1] lease; ARGV[1] node id.
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def normalize(text: str) -> str:
@@ -105,6 +145,8 @@ def summarize(manifest: Manifest) -> RecordingSummary:
         participants=len(manifest.participants),
         files=len(manifest.files),
         has_combined=manifest.combined is not None,
+        parts=len(manifest.all_parts()),
+        gaps=manifest.gaps,
     )
 
 
@@ -244,18 +286,40 @@ class ArchiveIndex:
         if current == recording_id:
             await self._redis.hdel(keys.ACTIVE_RECORDINGS, room_id)
 
-    async def hold_lease(self, recording_id: str, node_id: str, ttl: float) -> None:
-        """Say (again) that ``node_id`` is writing this recording, for ``ttl`` seconds."""
-        await self._redis.set(keys.recording_lease(recording_id), node_id, px=int(ttl * 1000))
+    async def acquire_lease(
+        self, recording_id: str, node_id: str, ttl: float, *, take_over_from: str | None = None
+    ) -> str | None:
+        """Become the recording's writer for ``ttl`` seconds; None on success, else the holder.
+
+        Free, or already ours: taken. Held by ``take_over_from`` (a node the caller knows
+        is dead): taken over at once instead of waiting for it to expire. Anyone else: refused.
+        """
+        holder = await self._redis.eval(
+            _ACQUIRE_LEASE,
+            1,
+            keys.recording_lease(recording_id),
+            node_id,
+            int(ttl * 1000),
+            take_over_from or "",
+        )
+        return None if holder == 1 else _text(holder)
+
+    async def renew_lease(self, recording_id: str, node_id: str, ttl: float) -> LeaseRenewal:
+        """Extend ``node_id``'s lease: ``held`` (extended), ``retaken`` (it had expired and
+        nobody had it: set again) or ``lost`` (another node holds it now; left alone)."""
+        result = await self._redis.eval(
+            _RENEW_LEASE, 1, keys.recording_lease(recording_id), node_id, int(ttl * 1000)
+        )
+        return "held" if result == 1 else "retaken" if result == 2 else "lost"
 
     async def lease_holder(self, recording_id: str) -> str | None:
         """The node writing this recording, or None if nobody is (any more)."""
         raw = await self._redis.get(keys.recording_lease(recording_id))
         return raw.decode() if raw else None
 
-    async def release_lease(self, recording_id: str) -> None:
-        """The recording is closed: nobody writes it any more."""
-        await self._redis.delete(keys.recording_lease(recording_id))
+    async def release_lease(self, recording_id: str, node_id: str) -> None:
+        """``node_id`` stops writing the recording (a lease held by another node stays)."""
+        await self._redis.eval(_RELEASE_LEASE, 1, keys.recording_lease(recording_id), node_id)
 
     # --- render job status -----------------------------------------------------------------
 

@@ -11,6 +11,12 @@ frame is scaled into the frame, with a caption (name, venue, level); without
 a recent frame (camera off, no video track) a slate with their name is shown.
 Every video source is decoded in step with the output (see VideoSource).
 Audio: every audio file is decoded, placed at its start offset and summed.
+
+A recording resumed on another node has several parts on one clock, with
+gaps between them (``Manifest.gaps``): every file is placed at its own start
+offset, so what follows a gap stays in place, and in the gap itself there is
+no frame and no sample: the slate is shown, over silence. The video lasts the
+whole recording (``Manifest.duration``), gaps included.
 """
 
 from __future__ import annotations
@@ -118,6 +124,11 @@ class VideoSource:
         if self._exhausted and self._container is not None:
             self._container.close()
             self._container = None
+
+    @property
+    def current_time(self) -> float:
+        """When the current frame was shown first, on the recording's clock."""
+        return self._current_time
 
     def frame_at(self, t: float) -> av.VideoFrame | None:
         """The frame on screen at ``t`` (after :meth:`advance`); None if none or too old."""
@@ -352,11 +363,14 @@ class Compositor:
             for source in sources:
                 source.advance(t)
         identity = self.shown_at(t)
-        source_frame = None
-        for source in self._video.get(identity or "", []):
-            source_frame = source.frame_at(t)
-            if source_frame is not None:
-                break
+        # One file per track and part: a rejoin or a resumed recording adds files. The
+        # newest frame wins, so an earlier file's last frame never hides the next one's.
+        shown = [
+            (source.current_time, frame)
+            for source in self._video.get(identity or "", [])
+            if (frame := source.frame_at(t)) is not None
+        ]
+        source_frame = max(shown, key=lambda s: s[0])[1] if shown else None
         if source_frame is None:
             slate = self._slate(identity)
             for target, data in zip(

@@ -21,6 +21,9 @@ class RecordingConfig:
     lease_ttl: float = 10.0
     #: Seconds between maintenance runs (recovery of dead writers' files, retention sweep).
     maintenance_interval: float = 60.0
+    #: A recording left without a writer that its room's owner is expected to resume is
+    #: finalized anyway after this many seconds (nobody came back; see ``recover``).
+    resume_grace: float = 120.0
     #: Enqueue the combined video when a recording stops or is recovered.
     auto_render: bool = True
     #: Threads doing the live file I/O (writer passes) of all recordings of this process.
@@ -38,5 +41,7 @@ class RecordingConfig:
             raise ValueError("flush_interval must be positive")
         if self.lease_ttl <= self.lease_seconds:
             raise ValueError("lease_ttl must be longer than lease_seconds")
+        if self.resume_grace < 0:
+            raise ValueError("resume_grace must not be negative")
         if self.retention_days is not None and self.retention_days <= 0:
             raise ValueError("retention_days must be positive (or None to keep everything)")

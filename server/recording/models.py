@@ -23,7 +23,8 @@ FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _RECORDING_ID = re.compile(RECORDING_ID_PATTERN)
 _FILE_NAME = re.compile(FILE_NAME_PATTERN)
 
-MANIFEST_VERSION = 1
+#: 2: parts and gaps (a recording continued on another node after a failover or a drain).
+MANIFEST_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 COMBINED_NAME = "combined.mp4"
 
@@ -44,6 +45,12 @@ RecordingState = Literal["recording", "stopped", "failed", "interrupted"]
 #: none: never asked; queued/running: on the job queue; done: combined.mp4 exists.
 RenderStateName = Literal["none", "queued", "running", "done", "failed"]
 ChapterKind = Literal["agenda", "speaker"]
+#: How a part ended. stopped/failed: the recording ended with it; handover: its node drained
+#: and another node resumed (or was to resume) the recording; writer_lost: its node died and
+#: another node resumed the recording; interrupted: its node died and nobody resumed it.
+PartEndReason = Literal["stopped", "failed", "handover", "writer_lost", "interrupted"]
+#: Why nothing was recorded for a while: the writer died, or the recording changed nodes.
+GapReason = Literal["writer_lost", "handover"]
 
 
 class Model(BaseModel):
@@ -85,6 +92,35 @@ class FileEntry(Model):
     recovered: bool = False
     #: Why this file is incomplete or missing, if it is.
     error: str | None = None
+    #: The part of the recording (see Part) whose writer made this file.
+    part: int = Field(default=1, ge=1)
+
+
+class Part(Model):
+    """One stretch of a recording written by one node without interruption.
+
+    A recording has one part unless its writer died or drained and another node
+    resumed it: each resume starts a new part in the same folder, on the same clock.
+    """
+
+    #: 1, 2, ... in order.
+    index: int = Field(ge=1)
+    #: The node that wrote this part.
+    node: str
+    #: Wall-clock seconds since the epoch (like Manifest.started_at).
+    started_at: float
+    #: When the part's writing ended; for a writer that died, where its recovered media ends.
+    stopped_at: float | None = None
+    reason: PartEndReason | None = None
+
+
+class Gap(Model):
+    """A stretch between two parts when nothing was recorded (the recording changed nodes)."""
+
+    #: Seconds from the recording's start (like file offsets and chapters).
+    start: float
+    end: float
+    reason: GapReason
 
 
 class Chapter(Model):
@@ -151,6 +187,7 @@ class Manifest(Model):
     id: str
     state: RecordingState
     #: False if anything is missing: failed, interrupted, or a file could not be written.
+    #: Gaps between parts (a recording resumed on another node) are listed in ``gaps``.
     complete: bool
     error: str | None = None
     room: RoomInfo
@@ -169,6 +206,15 @@ class Manifest(Model):
     chapters: list[Chapter] = Field(default_factory=list)
     speakers: list[SpeakerSegment] = Field(default_factory=list)
     combined: CombinedFile | None = None
+    #: The stretches written without interruption, in order (empty in version 1 manifests:
+    #: see :meth:`all_parts`).
+    parts: list[Part] = Field(default_factory=list)
+    #: Where nothing was recorded between two parts, in order.
+    gaps: list[Gap] = Field(default_factory=list)
+
+    def all_parts(self) -> list[Part]:
+        """The parts; a manifest written before parts existed has one, by its own node."""
+        return list(self.parts) or [Part(index=1, node=self.node, started_at=self.started_at)]
 
     def file(self, name: str) -> FileEntry | None:
         """The per-track file with exactly this name."""
@@ -215,10 +261,13 @@ class RecordingSummary(Model):
     participants: int = 0
     files: int = 0
     has_combined: bool = False
+    #: How many nodes wrote it in turn, and where nothing was recorded between them.
+    parts: int = 1
+    gaps: list[Gap] = Field(default_factory=list)
 
 
 class RecordingInfo(Model):
-    """What start/stop return and what the change callbacks receive."""
+    """What start/resume/stop return and what the change callbacks receive."""
 
     id: str
     room_id: str
@@ -230,6 +279,10 @@ class RecordingInfo(Model):
     error: str | None = None
     tracks: int = 0
     render: RenderStatus = Field(default_factory=RenderStatus)
+    #: The part being written (or, once the recording ended, how many there were).
+    part: int = 1
+    #: The recording continued on another node after a gap (part > 1).
+    resumed: bool = False
 
     @classmethod
     def from_summary(
@@ -247,6 +300,8 @@ class RecordingInfo(Model):
             error=summary.error,
             tracks=summary.files,
             render=render or RenderStatus(),
+            part=summary.parts,
+            resumed=summary.parts > 1,
         )
 
 

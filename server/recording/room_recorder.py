@@ -24,8 +24,8 @@ def recording_update(info: RecordingInfo) -> RecordingUpdate:
         started_by=info.started_by,
         error=info.error,
         complete=info.complete,
-        part=getattr(info, "part", 1),
-        resumed=bool(getattr(info, "resumed", False)),
+        part=info.part,
+        resumed=info.resumed,
         payload=info,
     )
 
@@ -48,15 +48,43 @@ class RoomRecorder:
         return recording_update(info)
 
     async def resume(
-        self, recording_id: str, room: Room, media_room: MediaRoom, context: RecordingContext
+        self,
+        recording_id: str,
+        room: Room,
+        media_room: MediaRoom,
+        context: RecordingContext,
+        *,
+        dead_writer: str | None = None,
     ) -> RecordingUpdate:
-        """Continue a recording whose previous writer went away, in a new part."""
-        raise RecordingConflict("not_resumable", "recordings cannot be resumed yet")
+        """Continue a recording whose previous writer went away, in a new part.
+
+        ``dead_writer``: the previous owner, when it died (its room lease expired; not
+        when it handed the room over): its recording lease is taken over at once instead
+        of being waited out. Without it, a writer lease still held by a node whose
+        heartbeat has expired (a dead node: its rooms' leases expired with it) is taken
+        over the same way. Errors as ``RecordingService.resume``: ``recording_elsewhere``
+        (a live node writes it; retry once its lease has expired, within ``lease_ttl``),
+        ``not_resumable`` (start a new recording).
+        """
+        service = self.service
+        try:
+            info = await service.resume(
+                recording_id, media_room, room, context, dead_writer=dead_writer
+            )
+        except RecordingConflict as exc:
+            if exc.code != "recording_elsewhere" or dead_writer is not None:
+                raise
+            holder = await service.index.lease_holder(recording_id)
+            if holder is not None and (await service.store.alive([holder]))[holder]:
+                raise
+            # The writer's node is dead: do not wait up to lease_ttl for its lease.
+            info = await service.resume(recording_id, media_room, room, context, dead_writer=holder)
+        return recording_update(info)
 
     async def suspend(self, room_id: str) -> None:
         """Close this node's part cleanly so a successor can resume (hand-over)."""
         if self.service.is_recording(room_id):
-            await self.service.stop(room_id)
+            await self.service.suspend(room_id)
 
     async def stop(self, room_id: str) -> RecordingUpdate:
         """Stop recording."""

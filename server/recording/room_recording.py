@@ -67,14 +67,20 @@ class RoomRecording:
         on_room_closed: ClosedCallback,
         stop_timeout: float = 60.0,
         archive_executor: concurrent.futures.Executor | None = None,
+        part: int = 1,
+        offset: float = 0.0,
     ) -> None:
         self.recording_id = recording_id
         self.room_id = room_id
         self.media_room = media_room
         self.directory = directory
         self.started_at = started_at
-        #: The monotonic clock reading that is time 0 of every file's offsets.
-        self.clock_start = time.monotonic()
+        #: Which part of the recording this is (its files are named after it).
+        self.part = part
+        #: The monotonic clock reading that is time 0 of every file's offsets: the
+        #: recording's start, ``offset`` seconds ago for a resumed part (so every part's
+        #: files sit on the one clock of the recording).
+        self.clock_start = time.monotonic() - offset
         self._executor = executor
         self._archive_executor = archive_executor or executor
         self._flush_interval = flush_interval
@@ -87,12 +93,15 @@ class RoomRecording:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed: str | None = None
+        #: When :meth:`stop` stopped taking packets (wall clock): where the part ends.
+        self.stopped_at: float | None = None
         self.passes = 0
         #: Set after every writer pass (tests and benchmarks wait on it).
         self.pass_done = asyncio.Condition()
 
     def __repr__(self) -> str:
-        return f"RoomRecording({self.recording_id}, {len(self.recorders)} tracks)"
+        part = f" part {self.part}" if self.part > 1 else ""
+        return f"RoomRecording({self.recording_id}{part}, {len(self.recorders)} tracks)"
 
     @property
     def elapsed(self) -> float:
@@ -123,6 +132,7 @@ class RoomRecording:
                     clock_rate=forwarder.codec.clockRate,
                     directory=self.directory,
                     clock_start=self.clock_start,
+                    part=self.part,
                 )
             except ValueError as exc:
                 logger.warning("%r: cannot record %s: %s", self, track.track_id, exc)
@@ -142,6 +152,7 @@ class RoomRecording:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self._detach_all()
+        self.stopped_at = time.time()
         work = [(r, r.take()) for r in self.recorders.values()]
         broken = self._sink_failure()
         if broken is not None:

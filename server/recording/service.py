@@ -1,4 +1,4 @@
-"""RecordingService: start and stop room recordings, recover crashed ones, keep the archive.
+"""RecordingService: start, resume and stop room recordings, recover crashed ones, keep the archive.
 
 One per server process. It owns the writer threads, the recordings in
 progress on this node, the manifest files and the archive index in Redis.
@@ -9,10 +9,17 @@ stop); the archive pool runs everything else (deletes, manifest reads for
 the detail and file endpoints, recovery remuxes, retention, checksums of
 stopped recordings). A large delete or a startup remux therefore never makes
 a live recording's writer pass wait.
-The HTTP edge and the domain call it; it calls back through ``on_change``
-(every state change) and ``on_error`` (failures), so the caller can tell the
-host and write the timeline. It never blocks the media path: packets are
-buffered by the recorders and written by threads (see ``room_recording``).
+The room's owner calls it (start, resume, suspend, stop) with what it knows
+of the session (:class:`RecordingContext`): the service never reads the live
+room state. It calls back through ``on_change`` (every state change, a
+resume included) and ``on_error`` (failures), so the caller can tell the host
+and write the timeline. It never blocks the media path: packets are buffered
+by the recorders and written by threads (see ``room_recording``).
+
+Who writes a recording is decided by its lease in Redis, taken and renewed by
+compare-and-set (``ArchiveIndex.acquire_lease``/``renew_lease``): only the
+holder writes its manifest, and a node that finds its lease taken by another
+stops writing at once.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from .models import (
     MANIFEST_NAME,
     FileEntry,
     Manifest,
+    Part,
     ParticipantEntry,
     RecordingDetail,
     RecordingInfo,
@@ -56,9 +64,11 @@ from .models import (
     RoomInfo,
     is_recording_id,
 )
+from .parts import begin_part, close_lost_parts, end_part
 from .recovery import part_files, probe_duration, read_track_log, remux_part, sha256_file
 from .room_recording import RoomRecording
 from .track_file import PART_SUFFIX
+from .track_recorder import parse_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +76,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 ChangeCallback = Callable[[RecordingInfo], Awaitable[None] | None]
+#: ``(room id, recording id)``: will the room's owner resume this recording? (see ``recover``)
+ResumeExpected = Callable[[str, str], Awaitable[bool]]
 #: Parsed manifests kept for the file endpoint.
 MANIFEST_CACHE_SIZE = 32
 
 INTERRUPTED_MESSAGE = (
     "the recording process stopped unexpectedly; "
     "files were recovered up to their last flushed second"
+)
+HANDED_OVER_MESSAGE = (
+    "the recording was handed over to another node, which did not resume it; "
+    "its files are complete up to the hand-over"
 )
 
 
@@ -80,6 +96,9 @@ class _Active:
     recording: RoomRecording
     manifest: Manifest
     room: Room
+    #: Recovering the files of earlier parts whose writer died (after a resume); the
+    #: manifest is written again only once this is done.
+    settling: asyncio.Task[None] | None = None
 
 
 def new_recording_id(room_id: str, at: float) -> str:
@@ -104,6 +123,11 @@ def _participant_entry(room: Room, who: Participant | dict[str, Any]) -> Partici
     )
 
 
+def _present(room: Room, context: RecordingContext) -> list[ParticipantEntry]:
+    entries = (_participant_entry(room, p) for p in context.participants)
+    return [e for e in entries if e is not None]
+
+
 class RecordingService:
     """Recordings of the rooms whose media this process hosts, and the archive."""
 
@@ -116,6 +140,7 @@ class RecordingService:
         render_queue: RenderQueue | None = None,
         on_change: ChangeCallback | None = None,
         on_error: ChangeCallback | None = None,
+        resume_expected: ResumeExpected | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -124,6 +149,9 @@ class RecordingService:
         self.render_queue = render_queue
         self.on_change = on_change
         self.on_error = on_error
+        #: Asked by recovery before it finalizes a recording left without a writer; None:
+        #: nobody ever resumes (finalized at once). See :meth:`recover`.
+        self.resume_expected = resume_expected
         #: Live path only: writer passes, new folders, manifests of stopped recordings.
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.writer_threads, thread_name_prefix="recording-writer"
@@ -134,6 +162,10 @@ class RecordingService:
         )
         self._active: dict[str, _Active] = {}
         self._starting: set[str] = set()
+        #: Recordings this process finalizes now (their lease is renewed meanwhile).
+        self._finalizing: set[str] = set()
+        #: Recording id -> when this process first found it without a writer (the grace).
+        self._orphaned: dict[str, float] = {}
         self._manifests: dict[str, tuple[tuple[int, int, int], Manifest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
@@ -167,27 +199,36 @@ class RecordingService:
         media_room: MediaRoom,
         room: Room,
         started_by: str,
-        context: RecordingContext | None = None,
+        context: RecordingContext,
     ) -> RecordingInfo:
         """Start recording every track of ``media_room``, now and as tracks come.
 
-        Raises RecordingConflict (already recording here or on another node, media
-        closed) or ArchiveUnavailable (the folder cannot be written; the failed
-        recording is still indexed and ``on_error`` is called).
+        ``context`` is the session as the caller (the room's owner) holds it now: the
+        floor, the agenda item and who is present go into the manifest.
+
+        A room claim left by a recording whose writer is gone (no lease) is superseded:
+        that recording is finalized as ``interrupted`` in the background. To continue
+        it instead, call :meth:`resume`.
+
+        Raises RecordingConflict (``already_recording`` here or on another node,
+        ``media_closed``, ``recording_unavailable`` once closed) or ArchiveUnavailable
+        (the folder cannot be written; the failed recording is still indexed and
+        ``on_error`` is called).
         """
+        self._check_can_record(room_id, media_room)
+        self._starting.add(room_id)
+        try:
+            return await self._start(room_id, media_room, room, started_by, context)
+        finally:
+            self._starting.discard(room_id)
+
+    def _check_can_record(self, room_id: str, media_room: MediaRoom) -> None:
         if self._closed:
             raise RecordingConflict("recording_unavailable", "the recording service is closed")
         if room_id in self._active or room_id in self._starting:
             raise RecordingConflict("already_recording", "this session is already being recorded")
         if media_room.closed:
             raise RecordingConflict("media_closed", "the session's media has ended")
-        self._starting.add(room_id)
-        try:
-            return await self._start(
-                room_id, media_room, room, started_by, context or RecordingContext(None, 0, [])
-            )
-        finally:
-            self._starting.discard(room_id)
 
     async def _start(
         self,
@@ -203,15 +244,13 @@ class RecordingService:
                 raise RecordingConflict(
                     "already_recording", "this session is already being recorded"
                 )
-            # A claim left by a writer that died: recover its files (in the background),
-            # since the claim that the periodic recovery looks for is about to be replaced.
+            # A claim left by a writer that died (or handed over to nobody): finalize that
+            # recording (in the background), since its claim is about to be replaced.
             self._spawn(self._recover_one(other))
         started_at = time.time()
         recording_id = new_recording_id(room_id, started_at)
         directory = self.config.recordings_dir / recording_id
-        entries = [
-            e for e in (_participant_entry(room, p) for p in context.participants) if e is not None
-        ]
+        entries = _present(room, context)
         host = next((e.identity for e in entries if e.role == "host"), None)
         manifest = Manifest(
             id=recording_id,
@@ -225,6 +264,7 @@ class RecordingService:
             initial_agenda_index=context.agenda_index,
             host=host,
             participants=entries,
+            parts=[Part(index=1, node=self.node_id, started_at=started_at)],
         )
         try:
             await self._io(self._prepare_folder, directory, manifest)
@@ -239,28 +279,239 @@ class RecordingService:
             raise ArchiveUnavailable("archive_unwritable", message) from exc
         # A claim left by a dead writer (no lease, checked above) is simply taken over.
         await self.index.set_active(room_id, recording_id)
-        await self.index.hold_lease(recording_id, self.node_id, self.config.lease_ttl)
+        # A new id: nobody else can hold its lease.
+        await self.index.acquire_lease(recording_id, self.node_id, self.config.lease_ttl)
         await self.index.put(summarize(manifest))
+        self._run(manifest, media_room, room, part=1, offset=0.0)
+        logger.info("recording %s of room %s started by %s", recording_id, room_id, started_by)
+        info = self.current(room_id)
+        assert info is not None
+        await self._notify(info)
+        return info
+
+    async def resume(
+        self,
+        recording_id: str,
+        media_room: MediaRoom,
+        room: Room,
+        context: RecordingContext,
+        *,
+        dead_writer: str | None = None,
+    ) -> RecordingInfo:
+        """Continue the room's recording in a new part, after its writer died or handed it over.
+
+        The new part writes new files (named ``<track>.p<part>.<ext>``) into the same
+        folder, on the recording's clock. The manifest gets the new part and, once the
+        previous part's end is known, the gap between the two: at once after a hand-over
+        (:meth:`suspend`); after a writer died, when its ``.part`` files have been
+        recovered, which runs in the background so the new part starts at once.
+        ``on_change`` receives the info (``part`` > 1, ``resumed``).
+
+        ``dead_writer``: the node the caller knows is dead (its room lease expired). If
+        that node still holds the recording's writer lease, it is taken over at once
+        instead of waiting up to ``lease_ttl`` for it to expire. Only that node's lease is
+        taken: a lease held by any other node is refused as below. Should the node be alive
+        after all, it stops writing when it next renews its lease.
+
+        Raises:
+            RecordingConflict ``recording_elsewhere``: another node holds the writer
+                lease (alive, dead but not yet expired, or finalizing the recording).
+                Retry after ``lease_ttl`` seconds, or pass ``dead_writer`` if that node
+                is known to be dead.
+            RecordingConflict ``not_resumable``: the recording has ended (stopped,
+                failed, interrupted), or the room no longer claims it (a new recording
+                superseded it), or it belongs to another room. Start a new recording.
+            RecordingConflict ``already_recording``, ``media_closed``,
+                ``recording_unavailable``: as for :meth:`start`.
+            RecordingNotFound: no recording has this id.
+            ArchiveUnavailable ``archive_unwritable``: the manifest cannot be written;
+                nothing was started, the lease is released (retry, or start anew).
+        """
+        self._check_can_record(room.id, media_room)
+        if not is_recording_id(recording_id):
+            raise RecordingNotFound("recording_not_found", "no recording has this id")
+        self._starting.add(room.id)
+        try:
+            return await self._resume(recording_id, media_room, room, context, dead_writer)
+        finally:
+            self._starting.discard(room.id)
+
+    async def _resume(
+        self,
+        recording_id: str,
+        media_room: MediaRoom,
+        room: Room,
+        context: RecordingContext,
+        dead_writer: str | None,
+    ) -> RecordingInfo:
+        await self._resumable(recording_id, room.id)
+        holder = await self.index.acquire_lease(
+            recording_id, self.node_id, self.config.lease_ttl, take_over_from=dead_writer
+        )
+        if holder is not None:
+            raise RecordingConflict(
+                "recording_elsewhere",
+                f"node {holder} still writes recording {recording_id}; retry once its "
+                f"lease has expired (within {self.config.lease_ttl:g} s)",
+            )
+        try:
+            # Checked again under the lease: a recovery may have finalized it in between.
+            manifest = await self._resumable(recording_id, room.id)
+            return await self._begin_part(manifest, media_room, room, context)
+        except BaseException:
+            await self.index.release_lease(recording_id, self.node_id)
+            raise
+
+    async def _resumable(self, recording_id: str, room_id: str) -> Manifest:
+        directory = self.config.recordings_dir / recording_id
+        manifest = await self._archive_io(read_manifest, directory)
+        if manifest is None or manifest.id != recording_id:
+            if await self.index.get(recording_id) is None:
+                raise RecordingNotFound("recording_not_found", "no recording has this id")
+            raise RecordingConflict(
+                "not_resumable", f"recording {recording_id} has no readable manifest"
+            )
+        if manifest.room.id != room_id:
+            raise RecordingConflict(
+                "not_resumable", f"recording {recording_id} belongs to another session"
+            )
+        if manifest.state != "recording":
+            raise RecordingConflict(
+                "not_resumable",
+                f"recording {recording_id} has ended ({manifest.state}); start a new one",
+            )
+        if await self.index.active(room_id) != recording_id:
+            raise RecordingConflict(
+                "not_resumable",
+                f"recording {recording_id} is no longer the session's recording; start a new one",
+            )
+        return manifest
+
+    async def _begin_part(
+        self, manifest: Manifest, media_room: MediaRoom, room: Room, context: RecordingContext
+    ) -> RecordingInfo:
+        known = {p.identity for p in manifest.participants}
+        arrived = [e for e in _present(room, context) if e.identity not in known]
+        manifest = begin_part(manifest, self.node_id, time.time())
+        manifest = manifest.model_copy(update={"participants": [*manifest.participants, *arrived]})
+        part = manifest.parts[-1]
+        try:
+            await self._io(write_manifest, self.config.recordings_dir / manifest.id, manifest)
+        except OSError as exc:
+            message = f"the archive folder cannot be written: {exc.strerror or exc}"
+            raise ArchiveUnavailable("archive_unwritable", message) from exc
+        await self.index.put(summarize(manifest))
+        self._orphaned.pop(manifest.id, None)
+        # The clock is read again here so the files' offsets count the I/O above.
+        active = self._run(
+            manifest,
+            media_room,
+            room,
+            part=part.index,
+            offset=max(time.time() - manifest.started_at, 0.0),
+        )
+        if any(p.stopped_at is None for p in manifest.parts[:-1]):
+            active.settling = asyncio.create_task(
+                self._settle(active), name=f"recording-settle-{manifest.id}"
+            )
+        logger.info(
+            "recording %s of room %s resumed: part %d on %s",
+            manifest.id,
+            room.id,
+            part.index,
+            self.node_id,
+        )
+        info = self._info(manifest, active.recording)
+        await self._notify(info)
+        return info
+
+    def _run(
+        self, manifest: Manifest, media_room: MediaRoom, room: Room, *, part: int, offset: float
+    ) -> _Active:
         recording = RoomRecording(
-            recording_id=recording_id,
-            room_id=room_id,
+            recording_id=manifest.id,
+            room_id=room.id,
             media_room=media_room,
-            directory=directory,
+            directory=self.config.recordings_dir / manifest.id,
             executor=self._executor,
             archive_executor=self._archive,
             flush_interval=self.config.flush_interval,
-            started_at=started_at,
+            started_at=manifest.started_at,
             on_failed=self._recording_failed,
             on_room_closed=self._room_closed,
             stop_timeout=self.config.stop_timeout,
+            part=part,
+            offset=offset,
         )
-        self._active[room_id] = _Active(recording, manifest, room)
+        active = self._active[room.id] = _Active(recording, manifest, room)
         recording.start()
         self._ensure_lease_task()
-        logger.info("recording %s of room %s started by %s", recording_id, room_id, started_by)
-        info = self._info(manifest, recording)
-        await self._notify(info)
-        return info
+        return active
+
+    async def _settle(self, active: _Active) -> None:
+        """Recover the earlier parts' files a dead writer left; record where those parts end."""
+        manifest = active.manifest
+        directory = self.config.recordings_dir / manifest.id
+        try:
+            files = await self._archive_io(
+                self._recover_files, directory, manifest, manifest.parts[-1].index
+            )
+        except Exception:
+            logger.exception("recording %s: the earlier parts' files not recovered", manifest.id)
+            return
+        settled = close_lost_parts(manifest.model_copy(update={"files": files}), files)
+        active.manifest = settled
+        try:
+            await self._archive_io(write_manifest, directory, settled)
+        except OSError as exc:
+            # Written again when the part ends; until then a crash recovers them again.
+            logger.error("recording %s: manifest not written: %s", manifest.id, exc)
+        await self.index.put(summarize(settled))
+        logger.info(
+            "recording %s: %d files of earlier parts recovered; gaps %s",
+            manifest.id,
+            len(files),
+            [(g.start, g.end) for g in settled.gaps],
+        )
+
+    async def suspend(self, room_id: str) -> None:
+        """Hand the room's recording over (drain): end this part, keep the recording open.
+
+        The part's files are closed cleanly and listed in the manifest with the part's
+        end (reason ``handover``); the state stays ``recording``, the room keeps its
+        claim on the recording and the writer lease is released, so the room's next
+        owner continues it with :meth:`resume`. Nobody is notified: the recording goes
+        on elsewhere. Call it before the media room closes (a closed media room stops
+        the recording).
+
+        If the part cannot be closed (a disk error), the recording fails here as it
+        would on stop (``on_error``; the claim is released, so a resume answers
+        ``not_resumable``). Raises RecordingConflict ``not_recording`` if this process
+        does not record the room.
+        """
+        active = self._active.pop(room_id, None)
+        if active is None:
+            raise RecordingConflict("not_recording", "this session is not being recorded here")
+        files, stopped_at = await self._close_part(active)
+        if active.recording.failed is not None:
+            await self._finalize(active, files, stopped_at)
+            return
+        manifest = end_part(active.manifest, stopped_at, "handover")
+        manifest = manifest.model_copy(update={"files": [*manifest.files, *files]})
+        try:
+            await self._io(write_manifest, self.config.recordings_dir / manifest.id, manifest)
+        except OSError as exc:
+            await self._finalize(active, files, stopped_at, f"manifest not written: {exc}")
+            return
+        await self.index.put(summarize(manifest))
+        await self.index.release_lease(manifest.id, self.node_id)
+        logger.info(
+            "recording %s of room %s: part %d handed over (%d files)",
+            manifest.id,
+            room_id,
+            manifest.parts[-1].index,
+            len(files),
+        )
 
     async def stop(self, room_id: str) -> RecordingInfo:
         """Stop the room's recording: close files, write the manifest, queue the combined video."""
@@ -270,7 +521,10 @@ class RecordingService:
         return await self._finish(active)
 
     async def close(self) -> None:
-        """Stop every recording (files closed properly) and the background tasks (idempotent)."""
+        """Stop every recording (files closed properly) and the background tasks (idempotent).
+
+        To hand recordings over instead (drain), :meth:`suspend` each room first.
+        """
         if self._closed:
             return
         self._closed = True
@@ -365,6 +619,8 @@ class RecordingService:
         if summary.state == "recording" and (
             await self.index.lease_holder(recording_id) is not None
             or any(a.manifest.id == recording_id for a in self._active.values())
+            # Handed over or its writer died: the room's owner may still resume it.
+            or await self.index.active(summary.room_id) == recording_id
         ):
             raise RecordingConflict("recording_running", "stop the recording before deleting it")
         render = await self.index.render_status(recording_id)
@@ -409,30 +665,52 @@ class RecordingService:
 
     # --- recovery ---------------------------------------------------------------------------
 
-    async def recover(self, scan_disk: bool = True) -> list[RecordingInfo]:
-        """Close recordings whose writer died (remux ``.part`` files, mark them incomplete).
+    async def recover(
+        self, scan_disk: bool = True, *, now: float | None = None
+    ) -> list[RecordingInfo]:
+        """Finalize recordings whose writer is gone and that nobody will resume.
+
+        A recording still ``recording`` whose writer lease has expired (its node died,
+        or handed it over with :meth:`suspend`) is left alone while the room's owner is
+        expected to resume it: the room still claims it and ``resume_expected(room id,
+        recording id)`` says yes. It is finalized as ``interrupted`` (``.part`` files
+        remuxed, manifest completed, combined video queued) when no ``resume_expected``
+        is configured, when it says no, when the room's claim went to another
+        recording, or, whatever it says, once ``resume_grace`` seconds have passed since
+        this process first found the recording without a writer (or since its last part
+        was handed over, if earlier). A ``resume_expected`` that raises counts as yes
+        within the grace. Finalizing takes the writer lease first, so it never races a
+        resume.
 
         With ``scan_disk`` (at startup) every folder is looked at: this also repairs
         ``.part`` files of failed recordings and re-indexes finished recordings missing
         from Redis. Without it (the periodic run) only the recordings Redis lists as in
-        progress are checked, so a large archive is not read every minute.
+        progress are checked, so a large archive is not read every minute. ``now``
+        (wall clock, seconds) stands for the current time (tests of the grace).
         """
+        now = time.time() if now is None else now
         if scan_disk:
             folders: list[Path] = await self._archive_io(self._recording_folders)
         else:
             claimed = await self.index.active_recordings()
             folders = [self.config.recordings_dir / rid for rid in claimed if is_recording_id(rid)]
             folders = [f for f in folders if await self._archive_io(f.is_dir)]
-        own = {a.manifest.id for a in self._active.values()}
         recovered = []
         for directory in folders:
+            own = {a.manifest.id for a in self._active.values()} | self._finalizing
             manifest = await self._archive_io(read_manifest, directory)
             if manifest is None or manifest.id != directory.name or manifest.id in own:
                 continue
             if manifest.state == "recording":
                 if await self.index.lease_holder(manifest.id) is not None:
-                    continue  # still being written by a live node
-                recovered.append(await self._recover(directory, manifest))
+                    self._orphaned.pop(manifest.id, None)  # being written (again)
+                    continue
+                if not await self._abandoned(manifest, now):
+                    continue
+                parts = len(manifest.all_parts())
+                info = await self._finalize_orphan(directory, manifest.id, parts)
+                if info is not None:
+                    recovered.append(info)
             elif manifest.state == "failed":
                 leftovers: list[Path] = await self._archive_io(part_files, directory)
                 if leftovers:
@@ -441,29 +719,83 @@ class RecordingService:
                 await self.index.put(summarize(manifest))
         return recovered
 
+    async def _abandoned(self, manifest: Manifest, now: float) -> bool:
+        """Whether a recording without a writer is to be finalized now (see :meth:`recover`)."""
+        room_id, recording_id = manifest.room.id, manifest.id
+        if await self.index.active(room_id) != recording_id:
+            return True  # superseded: resume would refuse it
+        if self.resume_expected is None:
+            return True
+        since = self._orphaned.setdefault(recording_id, now)
+        last = manifest.all_parts()[-1]
+        if last.stopped_at is not None:
+            since = min(since, last.stopped_at)
+        if now - since >= self.config.resume_grace:
+            logger.warning(
+                "recording %s: nobody resumed it within %g s; finalizing",
+                recording_id,
+                self.config.resume_grace,
+            )
+            return True
+        try:
+            expected = await self.resume_expected(room_id, recording_id)
+        except Exception:
+            logger.exception(
+                "recording %s: resume_expected failed; asking again later", recording_id
+            )
+            return False
+        return not expected
+
     async def _recover_one(self, recording_id: str) -> None:
-        if not is_recording_id(recording_id):
-            return
-        directory = self.config.recordings_dir / recording_id
-        manifest = await self._archive_io(read_manifest, directory)
-        if manifest is None or manifest.state != "recording":
-            return
-        if await self.index.lease_holder(recording_id) is None:
-            await self._recover(directory, manifest)
+        """Finalize a recording whose room claim is being replaced (see :meth:`start`)."""
+        if is_recording_id(recording_id):
+            await self._finalize_orphan(self.config.recordings_dir / recording_id, recording_id)
+
+    async def _finalize_orphan(
+        self, directory: Path, recording_id: str, parts: int | None = None
+    ) -> RecordingInfo | None:
+        """Finalize a recording left without a writer, holding its lease meanwhile.
+
+        ``parts``: how many parts the recording had when it was judged abandoned; if a
+        resume (and a hand-over) added one since, it is left for the next run. None if
+        someone else holds the lease (a resume or another node's recovery) or the
+        recording is no longer open.
+        """
+        if await self.index.acquire_lease(recording_id, self.node_id, self.config.lease_ttl):
+            return None
+        self._finalizing.add(recording_id)
+        self._ensure_lease_task()
+        try:
+            manifest = await self._archive_io(read_manifest, directory)
+            if manifest is None or manifest.state != "recording":
+                return None
+            if parts is not None and len(manifest.all_parts()) != parts:
+                return None
+            return await self._recover(directory, manifest)
+        finally:
+            self._finalizing.discard(recording_id)
+            self._orphaned.pop(recording_id, None)
+            await self.index.release_lease(recording_id, self.node_id)
 
     async def _recover(self, directory: Path, manifest: Manifest) -> RecordingInfo:
         indexed = await self.index.get(manifest.id)
         failed = manifest.state == "failed" or (indexed is not None and indexed.state == "failed")
+        handed_over = manifest.all_parts()[-1].reason == "handover"
         files = await self._archive_io(self._recover_files, directory, manifest)
-        ends = [f.start_offset + f.duration for f in files]
-        stopped_at = manifest.stopped_at or manifest.started_at + max(ends, default=0.0)
+        closed = close_lost_parts(
+            manifest.model_copy(update={"files": files}),
+            files,
+            last="failed" if failed else "interrupted",
+        )
+        last_end = closed.all_parts()[-1].stopped_at
+        stopped_at = manifest.stopped_at or last_end or manifest.started_at
         error = (manifest.error or (indexed.error if indexed else None)) if failed else None
         final = await self._complete(
-            manifest,
+            closed,
             files,
             stopped_at=stopped_at,
             state="failed" if failed else "interrupted",
-            error=error or INTERRUPTED_MESSAGE,
+            error=error or (HANDED_OVER_MESSAGE if handed_over else INTERRUPTED_MESSAGE),
             archive=True,
         )
         logger.warning("recording %s recovered (%s): %d files", final.id, final.state, len(files))
@@ -471,42 +803,67 @@ class RecordingService:
         return self._info(final, None)
 
     @staticmethod
-    def _recover_files(directory: Path, manifest: Manifest) -> list[FileEntry]:
+    def _recover_files(
+        directory: Path, manifest: Manifest, before_part: int | None = None
+    ) -> list[FileEntry]:
+        """The manifest's files plus those a dead writer left (``.part`` files remuxed).
+
+        With ``before_part``, only files of earlier parts: that part is being written now.
+        Files the manifest already lists as finished (a part handed over) are kept as they
+        are, without reading them again.
+        """
         known: dict[str, FileEntry] = {f.name: f for f in manifest.files}
+        finished = {
+            f.name
+            for f in manifest.files
+            if f.sha256 and f.error is None and (directory / f.name).exists()
+        }
         for logged in read_track_log(directory):
-            if logged["name"] not in known:
-                known[logged["name"]] = FileEntry(
-                    name=logged["name"],
-                    participant=str(logged.get("participant", "")),
-                    kind="video" if logged.get("kind") == "video" else "audio",
-                    codec=str(logged.get("codec", "")),
-                    track_id=str(logged.get("track_id", "")),
-                    start_offset=float(logged.get("start_offset", 0.0)),
-                    width=logged.get("width"),
-                    height=logged.get("height"),
-                )
-        for part in part_files(directory):
-            name = part.name[: -len(PART_SUFFIX)]
-            if name not in known:
-                video = "-video-" in name
-                known[name] = FileEntry(
-                    name=name,
-                    participant=name.rsplit("-", 2)[0],
-                    kind="video" if video else "audio",
-                    codec=("vp8" if name.endswith(".webm") else "h264") if video else "opus",
-                    track_id=name.rsplit(".", 1)[0],
-                    start_offset=0.0,
-                )
+            part = int(logged.get("part", 1))
+            if logged["name"] in known or (before_part is not None and part >= before_part):
+                continue
+            known[logged["name"]] = FileEntry(
+                name=logged["name"],
+                participant=str(logged.get("participant", "")),
+                kind="video" if logged.get("kind") == "video" else "audio",
+                codec=str(logged.get("codec", "")),
+                track_id=str(logged.get("track_id", "")),
+                start_offset=float(logged.get("start_offset", 0.0)),
+                width=logged.get("width"),
+                height=logged.get("height"),
+                part=part,
+            )
+        for leftover in part_files(directory):
+            name = leftover.name[: -len(PART_SUFFIX)]
+            # Not in the log (killed between creating the file and logging it): the name says.
+            track_id, part = parse_file_name(name)
+            if name in known or (before_part is not None and part >= before_part):
+                continue
+            video = "-video-" in track_id
+            known[name] = FileEntry(
+                name=name,
+                participant=track_id.rsplit("-", 2)[0],
+                kind="video" if video else "audio",
+                codec=("vp8" if name.endswith(".webm") else "h264") if video else "opus",
+                track_id=track_id,
+                start_offset=0.0,
+                part=part,
+            )
         files = []
         for name, entry in known.items():
-            final, part = directory / name, directory / (name + PART_SUFFIX)
-            if part.exists() and not final.exists():
+            if name in finished:
+                files.append(entry)
+                continue
+            final, part_path = directory / name, directory / (name + PART_SUFFIX)
+            if part_path.exists() and not final.exists():
                 try:
-                    result = remux_part(part, final)
+                    result = remux_part(part_path, final)
                 except ValueError as exc:
                     files.append(
                         entry.model_copy(
-                            update={"error": f"unrecoverable ({exc}); data kept in {part.name}"}
+                            update={
+                                "error": f"unrecoverable ({exc}); data kept in {part_path.name}"
+                            }
                         )
                     )
                     continue
@@ -558,6 +915,8 @@ class RecordingService:
                 logger.exception("recording maintenance failed")
 
     def _ensure_lease_task(self) -> None:
+        if self._closed:
+            return
         if not any(t.get_name() == "recording-leases" and not t.done() for t in self._background):
             self._background.append(
                 asyncio.create_task(self._lease_loop(), name="recording-leases")
@@ -568,11 +927,36 @@ class RecordingService:
             await asyncio.sleep(self.config.lease_seconds)
             for active in list(self._active.values()):
                 try:
-                    await self.index.hold_lease(
-                        active.manifest.id, self.node_id, self.config.lease_ttl
-                    )
+                    await self._renew(active)
                 except Exception as exc:
                     logger.warning("lease of %s not renewed: %s", active.manifest.id, exc)
+            for recording_id in list(self._finalizing):
+                try:
+                    await self.index.renew_lease(recording_id, self.node_id, self.config.lease_ttl)
+                except Exception as exc:
+                    logger.warning("lease of %s not renewed: %s", recording_id, exc)
+
+    async def _renew(self, active: _Active) -> None:
+        recording_id, room_id = active.manifest.id, active.recording.room_id
+        renewal = await self.index.renew_lease(recording_id, self.node_id, self.config.lease_ttl)
+        if renewal == "held":
+            return
+        if renewal == "retaken":
+            # It ran out (this loop stalled) and nobody took it: still ours unless a
+            # recovery finalized the recording meanwhile (that clears the room's claim).
+            if await self.index.active(room_id) == recording_id:
+                return
+            await self.index.release_lease(recording_id, self.node_id)
+        if self._active.get(room_id) is active:
+            # Another node resumed or finalized the recording: it owns the manifest now.
+            del self._active[room_id]
+            logger.error(
+                "recording %s: another node took over its writer lease; part %d stops here "
+                "(its files are closed; the manifest is the new writer's)",
+                recording_id,
+                active.recording.part,
+            )
+            self._spawn(self._close_part(active))
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -623,14 +1007,33 @@ class RecordingService:
             )
             self._spawn(self._finish(active))
 
+    async def _close_part(self, active: _Active) -> tuple[list[FileEntry], float]:
+        """Close the part's files (after the earlier parts' recovery); their entries and when."""
+        if active.settling is not None:
+            await asyncio.gather(active.settling, return_exceptions=True)
+        files = await active.recording.stop()
+        # When packets stopped being taken, not when the checksums were done.
+        return files, active.recording.stopped_at or time.time()
+
     async def _finish(self, active: _Active) -> RecordingInfo:
-        recording = active.recording
-        files = await recording.stop()
-        stopped_at = time.time()
-        failed = recording.failed
+        files, stopped_at = await self._close_part(active)
+        return await self._finalize(active, files, stopped_at)
+
+    async def _finalize(
+        self,
+        active: _Active,
+        files: list[FileEntry],
+        stopped_at: float,
+        error: str | None = None,
+    ) -> RecordingInfo:
+        """Complete and publish the recording whose last part's ``files`` were just closed."""
+        failed = active.recording.failed or error
+        manifest = end_part(active.manifest, stopped_at, "failed" if failed else "stopped")
+        # Earlier parts still open here had their recovery fail: close them as they are.
+        manifest = close_lost_parts(manifest, manifest.files)
         final = await self._complete(
-            active.manifest,
-            files,
+            manifest,
+            [*manifest.files, *files],
             stopped_at=stopped_at,
             state="failed" if failed else "stopped",
             error=failed,
@@ -703,7 +1106,7 @@ class RecordingService:
     async def _publish(self, final: Manifest, *, error: bool) -> RecordingInfo:
         await self.index.put(summarize(final))
         await self.index.clear_active(final.room.id, final.id)
-        await self.index.release_lease(final.id)
+        await self.index.release_lease(final.id, self.node_id)
         render = await self.index.render_status(final.id)
         usable = [f for f in final.files if f.error is None]
         if (
@@ -777,6 +1180,7 @@ class RecordingService:
         recording: RoomRecording | None,
         render: RenderStatus | None = None,
     ) -> RecordingInfo:
+        part = len(manifest.all_parts())
         return RecordingInfo(
             id=manifest.id,
             room_id=manifest.room.id,
@@ -788,6 +1192,8 @@ class RecordingService:
             error=manifest.error,
             tracks=len(recording.recorders) if recording is not None else len(manifest.files),
             render=render or RenderStatus(),
+            part=part,
+            resumed=part > 1,
         )
 
     async def _notify(self, info: RecordingInfo, *, error: bool = False) -> None:

@@ -116,6 +116,7 @@ class TrackFile:
         participant: str,
         track_id: str,
         start_offset: float,
+        part: int = 1,
     ) -> None:
         self.directory = directory
         self.name = name
@@ -125,6 +126,8 @@ class TrackFile:
         self.track_id = track_id
         #: Seconds from the recording's start to the first frame.
         self.start_offset = start_offset
+        #: The recording's part this file belongs to (logged for recovery).
+        self.part = part
         self.frames = 0
         self.width: int | None = None
         self.height: int | None = None
@@ -276,6 +279,7 @@ class TrackFile:
                 "start_offset": round(self.start_offset, 4),
                 "width": self.width,
                 "height": self.height,
+                "part": self.part,
             }
         )
 

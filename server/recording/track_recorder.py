@@ -47,12 +47,30 @@ MAX_PENDING_PACKETS = 4000
 MAX_DRIFT = 5.0
 
 
-def file_name_for(track_id: str, codec_name: str) -> str:
-    """The file name of a track: its id made safe for a file system, plus the extension."""
+#: ``<track>.p<part>.<ext>``: a resumed part's files (part 1 has no marker).
+_PART_MARKER = re.compile(r"^(?P<track>.+)\.p(?P<part>[0-9]+)$")
+
+
+def file_name_for(track_id: str, codec_name: str, part: int = 1) -> str:
+    """The file name of a track: its id made safe for a file system, plus the extension.
+
+    From part 2 on, ``.p<part>`` comes before the extension: the new node's media room
+    numbers its tracks from 1 again, and its files share the folder with the earlier parts'.
+    """
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", track_id).strip(".") or "track"
     if not safe[0].isalnum():
         safe = "t" + safe
-    return f"{safe[:100]}.{extension_for(codec_name)}"
+    marker = f".p{part}" if part > 1 else ""
+    return f"{safe[:100]}{marker}.{extension_for(codec_name)}"
+
+
+def parse_file_name(name: str) -> tuple[str, int]:
+    """The (safe) track id and the part of a file named by :func:`file_name_for`."""
+    stem = name.rsplit(".", 1)[0]
+    marked = _PART_MARKER.fullmatch(stem)
+    if marked is None:
+        return stem, 1
+    return marked["track"], int(marked["part"])
 
 
 class TimestampMapper:
@@ -121,7 +139,13 @@ class TrackRecorder:
     """Records one track into one file (see the module docstring for the threading)."""
 
     def __init__(
-        self, track: TrackInfo, *, clock_rate: int, directory: Path, clock_start: float
+        self,
+        track: TrackInfo,
+        *,
+        clock_rate: int,
+        directory: Path,
+        clock_start: float,
+        part: int = 1,
     ) -> None:
         self.track = track
         self.codec_name = track.codec.split("/")[-1].lower()
@@ -129,14 +153,16 @@ class TrackRecorder:
         self._pending: list[tuple[RtpPacket, float]] = []
         self._assembler: FrameAssembler = frame_assembler(track.kind, self.codec_name)
         self._mapper = TimestampMapper(clock_rate)
+        self.part = part
         self.file = TrackFile(
             directory,
-            file_name_for(track.track_id, self.codec_name),
+            file_name_for(track.track_id, self.codec_name, part),
             kind=track.kind,
             codec_name=self.codec_name,
             participant=track.participant_id,
             track_id=track.track_id,
             start_offset=0.0,
+            part=part,
         )
         #: The forwarder ended (the participant left or stopped this track).
         self.ended = False
@@ -232,6 +258,7 @@ class TrackRecorder:
             width=self.file.width,
             height=self.file.height,
             error=self.error,
+            part=self.part,
         )
 
     def _write_frame(self, frame: EncodedFrame) -> None:

@@ -219,9 +219,14 @@ function showDetail(detail, changed) {
   card.dataset.recordingId = summary.id;
   card.dataset.state = summary.state;
   $("detail-title").textContent = summary.title;
+  // A recording resumed on another node: where nothing was recorded between its parts.
+  const gaps = (summary.gaps || []).map(
+    (g) => `${formatDuration(g.start)} (${(g.end - g.start).toFixed(1)} s)`,
+  );
   $("detail-meta").textContent =
     `${formatDate(summary.started_at)} · 时长 ${formatDuration(summary.duration)} · ` +
-    `${STATES[summary.state] || summary.state} · ${summary.files} 个文件 files`;
+    `${STATES[summary.state] || summary.state} · ${summary.files} 个文件 files` +
+    (gaps.length ? ` · 中断 gaps: ${gaps.join(", ")}` : "");
   const incomplete = $("detail-incomplete");
   incomplete.hidden = summary.complete || summary.state === "recording";
   incomplete.textContent = summary.complete

@@ -8,6 +8,7 @@ import contextlib
 import fractions
 import itertools
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import av
 import numpy as np
+import redis.asyncio as aioredis
 from aiortc.mediastreams import MediaStreamTrack
 
 from server.recording.chapters import agenda_chapters, speaker_chapters, speaker_segments
@@ -36,6 +38,7 @@ from tests.media.media_testkit import (
     make_counter_frame,
     read_counter_frame,
 )
+from tests.processes import REPO
 
 ROOM_ID = "room-1"
 
@@ -64,6 +67,15 @@ PEOPLE = {
 }
 
 
+async def append_timeline(store: RedisStore, event_type: str, data: dict[str, object]) -> None:
+    """Write a timeline entry of the test session, as its owner does (a Redis-assigned id)."""
+    client: Any = store.client
+    await client.xadd(
+        keys.room_timeline(ROOM_ID),
+        {"type": event_type, "data": json.dumps(data, ensure_ascii=False)},
+    )
+
+
 def make_room() -> Room:
     """The test session as created by the organizer."""
     return Room.model_validate({**ROOM, "created_at": datetime.now(UTC)})
@@ -80,36 +92,31 @@ class RecordingEnv:
     service: RecordingService
     changes: list[RecordingInfo] = field(default_factory=list)
     errors: list[RecordingInfo] = field(default_factory=list)
-    #: Who is in the session (what the room's owner would pass as the recording context).
-    present: list[Participant] = field(default_factory=list)
+    #: Who joined, by identity (what the room's owner would pass as the recording context).
+    present: dict[str, Participant] = field(default_factory=dict)
 
     def context(self, floor: str | None = None, agenda_index: int = 0) -> RecordingContext:
         """The session as its owner would describe it to the recorder now."""
-        return RecordingContext(floor, agenda_index, list(self.present))
+        return RecordingContext(floor, agenda_index, list(self.present.values()))
 
     async def append_timeline(self, event_type: str, data: dict[str, object]) -> None:
         """Write a timeline entry, as the room's owner does (a Redis-assigned id)."""
-        client: Any = self.store.client
-        await client.xadd(
-            keys.room_timeline(ROOM_ID),
-            {"type": event_type, "data": json.dumps(data, ensure_ascii=False)},
-        )
+        await append_timeline(self.store, event_type, data)
 
     async def join(
         self, identity: str, camera: MediaStreamTrack | None = None, **kwargs: Any
     ) -> MediaTestClient:
-        """A participant joins the session (Redis) and publishes (media), maybe with ``camera``."""
+        """A participant joins the session (timeline, :meth:`context`) and publishes (media),
+        maybe with ``camera``."""
         name, role, venue = PEOPLE[identity]
-        self.present.append(
-            Participant(
-                identity=identity,
-                name=name,
-                role=role,  # type: ignore[arg-type]
-                venue=venue,
-                session=f"s-{identity}-{time.monotonic_ns()}",
-                node="node-test",
-                joined_at=time.time(),
-            )
+        self.present[identity] = Participant(
+            identity=identity,
+            name=name,
+            role=role,  # type: ignore[arg-type]
+            venue=venue,
+            session=f"s-{identity}-{time.monotonic_ns()}",
+            node="node-test",
+            joined_at=time.time(),
         )
         await self.append_timeline(
             "joined", {"identity": identity, "name": name, "venue": venue, "role": role}
@@ -123,6 +130,19 @@ class RecordingEnv:
     async def wait(self, predicate: Callable[[], bool], what: str, within: float = 15) -> None:
         """Wait until ``predicate()`` holds (re-checked on media events and every 250 ms)."""
         await self.harness.wait_until(predicate, what, within)
+
+    def recorded_until(self, identity: str, kind: str) -> float:
+        """Where the media written so far for ``identity``'s newest track of this kind ends,
+        in seconds from the recording's start (media lags the wall clock under load)."""
+        recording = self.service.recording(ROOM_ID)
+        if recording is None:
+            return 0.0
+        files = [
+            r.file
+            for r in recording.recorders.values()
+            if r.track.participant_id == identity and r.track.kind == kind and r.file.frames
+        ]
+        return files[-1].start_offset + files[-1].duration if files else 0.0
 
     def recorder_frames(self, identity: str, kind: str) -> int:
         """Frames written so far for ``identity``'s newest track of this kind."""
@@ -207,6 +227,13 @@ async def wait_for(predicate: Callable[[], bool], what: str, within: float = 15.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def wait_for_lease_expiry(client: aioredis.Redis, recording_id: str) -> None:
+    """The lease has a TTL of one second in the child; wait for Redis to expire it."""
+    async with asyncio.timeout(5):
+        while await client.exists(keys.recording_lease(recording_id)):
+            await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -325,3 +352,56 @@ def build_session(directory: Path, seconds: float, recording_id: str) -> Manifes
     )
     write_manifest(directory, manifest)
     return manifest
+
+
+# --- the render worker ----------------------------------------------------------------
+
+
+async def start_worker(redis_url: str, queue: str) -> asyncio.subprocess.Process:
+    """A render worker process that works ``queue`` until it is empty (``--burst``)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.recording.worker",
+        "--redis-url",
+        redis_url,
+        "--queue",
+        queue,
+        "--burst",
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def render_state(client: aioredis.Redis, recording_id: str) -> dict[str, str]:
+    """The render hash of a recording, decoded."""
+    raw = await client.hgetall(keys.recording_render(recording_id))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def wait_render(
+    client: aioredis.Redis, recording_id: str, states: set[str], within: float
+) -> dict[str, str]:
+    """Poll the render hash (written by another process) until it reaches one of ``states``."""
+    async with asyncio.timeout(within):
+        while True:
+            state = await render_state(client, recording_id)
+            if state.get("state") in states and state.get("pid"):
+                return state
+            await asyncio.sleep(0.02)
+
+
+def shown_counter(frame: av.VideoFrame) -> tuple[int, int]:
+    """The (sender, counter) shown in the speaker view (the video area, caption left aside)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    height, width = rgb.shape[:2]
+    video_width = height * 4 // 3  # the 4:3 camera, pillarboxed and centred
+    left = (width - video_width) // 2
+    crop = np.ascontiguousarray(rgb[:, left : left + video_width])
+    return read_counter_frame(av.VideoFrame.from_ndarray(crop, format="rgb24"))
+
+
+def shown_sender(frame: av.VideoFrame) -> int:
+    """The counter's sender index in the speaker view."""
+    return shown_counter(frame)[0]

@@ -15,7 +15,7 @@ from server.recording.service import RecordingService
 from server.state import keys
 from server.state.store import RedisStore
 from tests.processes import REPO
-from tests.recording.recording_kit import counter_jumps, decode_file
+from tests.recording.recording_kit import counter_jumps, decode_file, wait_for_lease_expiry
 
 
 async def test_killed_recorder_leaves_playable_files_marked_incomplete(
@@ -92,10 +92,3 @@ async def test_killed_recorder_leaves_playable_files_marked_incomplete(
         assert await again.recover() == []
     finally:
         await again.close()
-
-
-async def wait_for_lease_expiry(client: aioredis.Redis, recording_id: str) -> None:
-    """The lease has a TTL of one second in the child; wait for Redis to expire it."""
-    async with asyncio.timeout(5):
-        while await client.exists(keys.recording_lease(recording_id)):
-            await asyncio.sleep(0.05)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,55 +26,16 @@ from server.recording.jobs import RenderQueue
 from server.recording.manifest_files import read_manifest
 from server.recording.models import COMBINED_NAME
 from server.recording.service import RecordingService
-from server.state import keys
 from server.state.store import RedisStore
-from tests.media.media_testkit import RoomHarness, read_counter_frame
-from tests.processes import REPO
-from tests.recording.recording_kit import ROOM_ID, RecordingEnv, make_room
-
-
-async def start_worker(redis_url: str, queue: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.recording.worker",
-        "--redis-url",
-        redis_url,
-        "--queue",
-        queue,
-        "--burst",
-        cwd=REPO,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
-async def render_state(client: aioredis.Redis, recording_id: str) -> dict[str, str]:
-    raw = await client.hgetall(keys.recording_render(recording_id))
-    return {k.decode(): v.decode() for k, v in raw.items()}
-
-
-async def wait_render(
-    client: aioredis.Redis, recording_id: str, states: set[str], within: float
-) -> dict[str, str]:
-    """Poll the render hash (written by another process) until it reaches one of ``states``."""
-    async with asyncio.timeout(within):
-        while True:
-            state = await render_state(client, recording_id)
-            if state.get("state") in states and state.get("pid"):
-                return state
-            await asyncio.sleep(0.02)
-
-
-def shown_sender(frame: av.VideoFrame) -> int:
-    """The counter's sender index in the speaker view (the video area, caption left aside)."""
-    rgb = frame.to_ndarray(format="rgb24")
-    height, width = rgb.shape[:2]
-    video_width = height * 4 // 3  # the 4:3 camera, pillarboxed and centred
-    left = (width - video_width) // 2
-    crop = np.ascontiguousarray(rgb[:, left : left + video_width])
-    sender, _ = read_counter_frame(av.VideoFrame.from_ndarray(crop, format="rgb24"))
-    return sender
+from tests.media.media_testkit import RoomHarness
+from tests.recording.recording_kit import (
+    ROOM_ID,
+    RecordingEnv,
+    make_room,
+    shown_sender,
+    start_worker,
+    wait_render,
+)
 
 
 async def test_combined_video_through_queue_and_worker_crash(
@@ -109,10 +69,14 @@ async def test_combined_video_through_queue_and_worker_crash(
             "floor_granted",
             {"identity": "m1", "name": "陈静怡", "venue": "shifeng", "role": "member"},
         )
-        await env.wait(lambda: env.recorder_frames("host", "video") >= 105, "m1 spoke 2 s")
+        # The speaker view is probed at times of the timeline (the wall clock): wait for the
+        # media to be written that far, since it lags behind on a busy machine.
+        granted = time.time() - info.started_at
+        await env.wait(lambda: env.recorded_until("m1", "video") >= granted + 2.0, "m1 spoke 2 s")
         await env.append_timeline("agenda_advanced", {"index": 1, "title": "协商发言"})
         await env.append_timeline("floor_expired", {"identity": "m1"})
-        await env.wait(lambda: env.recorder_frames("host", "video") >= 150, "5 s recorded")
+        expired = time.time() - info.started_at
+        await env.wait(lambda: env.recorded_until("host", "video") >= expired + 1.5, "host again")
         info = await service.stop(ROOM_ID)
         assert info.render.state == "queued"
 
@@ -173,14 +137,17 @@ def check_combined(path: Path, manifest: Any, senders: dict[str, int]) -> None:
             "协商发言 · 主持人甲",
         ]
         granted = next(e for e in manifest.timeline if e.type == "floor_granted")
-        expired = next(e for e in manifest.timeline if e.type == "floor_expired")
+        # The agenda moved on and the floor expired in one gesture: one chapter, from the first.
+        advanced = next(e for e in manifest.timeline if e.type == "agenda_advanced")
         starts = [float(c["start"] * c["time_base"]) for c in chapters]
         assert abs(starts[1] - (granted.ts / 1000 - manifest.started_at)) < 0.01
-        assert abs(starts[2] - (expired.ts / 1000 - manifest.started_at)) < 0.01
+        assert abs(starts[2] - (advanced.ts / 1000 - manifest.started_at)) < 0.01
 
         # The speaker view follows the floor: the host, then m1, then the host again.
         speaker = next(s for s in manifest.speakers if s.identity == "m1")
-        probes = {0.7: "host", (speaker.start + speaker.end) / 2: "m1", speaker.end + 0.8: "host"}
+        camera = next(f for f in manifest.files if f.participant == "host" and f.kind == "video")
+        first = max(0.7, camera.start_offset + 0.3)  # once the host's camera is recorded
+        probes = {first: "host", (speaker.start + speaker.end) / 2: "m1", speaker.end + 0.8: "host"}
         seen: dict[float, int] = {}
         for frame in container.decode(video=0):
             for moment in probes:
