@@ -8,6 +8,7 @@ themselves as the browser does.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -187,3 +188,57 @@ async def test_sigterm_hands_rooms_over_and_the_node_exits_promptly(tmp_path: Pa
             for peer in peers.values():
                 await peer.close()
             await watcher.close()
+
+
+async def test_a_recording_resumes_on_the_new_owner_and_the_gap_is_recorded(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path, 2) as c:
+        a, b = c.nodes
+        room_id = await c.create_room(auto_record=True)
+        host = await c.peer(a, room_id, "host", "host", "hunan", 1)
+        member = await c.peer(b, room_id, "m1", "member", "shifeng", 2)
+        peers = {"host": host, "m1": member}
+        try:
+            await _media_everywhere(peers, within=30)
+            await host.wait_for(lambda: host.signaling.live.recording)
+            started = next(e for e in host.signaling.timeline if e.type == "recording_started")
+            recording_id = started.data["recording_id"]
+            # A few seconds of everyone in the first part (the writer flushes every second).
+            before = host.frames_from("m1", "video")
+            await host.wait_for(lambda: host.frames_from("m1", "video") >= before + 90)
+            await a.kill()
+            # The member (on B) is told the recording goes on, in a new part, on the new owner.
+            await member.wait_for(
+                lambda: any(
+                    e.type == "recording_resumed" and e.data["recording_id"] == recording_id
+                    for e in member.signaling.timeline
+                ),
+                timeout=RECOVERY_SECONDS,
+            )
+            await _media_everywhere(peers, within=RECOVERY_SECONDS)
+            assert host.signaling.live.recording and member.signaling.live.recording
+            resumed = [p for e, p in member.signaling.received if e == "recording" and p["resumed"]]
+            assert resumed and resumed[-1]["part"] == 2 and resumed[-1]["state"] == "recording"
+            before = host.frames_from("m1", "video")
+            await host.wait_for(lambda: host.frames_from("m1", "video") >= before + 30)
+            ack = await host.signaling.call("stop_recording")
+            assert ack["recording"]["state"] == "stopped"
+        finally:
+            for peer in peers.values():
+                await peer.close()
+        manifest = json.loads(
+            (a.data_dir / "recordings" / recording_id / "manifest.json").read_text()
+        )
+        assert [p["index"] for p in manifest["parts"]] == [1, 2]
+        assert manifest["parts"][1]["node"] != manifest["parts"][0]["node"]
+        assert len(manifest["gaps"]) == 1
+        gap = manifest["gaps"][0]
+        assert 0 < gap["end"] - gap["start"] < RECOVERY_SECONDS
+        by_part = {
+            p: {(f["participant"], f["kind"]) for f in manifest["files"] if f["part"] == p}
+            for p in (1, 2)
+        }
+        assert by_part[1] >= {("host", "video"), ("m1", "video")}
+        assert by_part[2] >= {("host", "video"), ("m1", "video")}
+        assert all(f["error"] is None for f in manifest["files"]), manifest["files"]

@@ -34,7 +34,7 @@ from server.rooms.commands import (
     RunInRoom,
 )
 from server.rooms.errors import Conflict, RoomError
-from server.rooms.owned_room import ExpireFloor, MediaEventArrived, OwnedRoom
+from server.rooms.owned_room import ExpireFloor, MediaEventArrived, OwnedRoom, ResumeRecording
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +208,8 @@ class RoomActor:
                 await floor_control.expire_floor(room, grant_id)
             case MediaEventArrived(event=event):
                 await media_control.media_event(room, event)
+            case ResumeRecording(attempt=attempt, dead_writer=dead_writer):
+                await recording_control.resume_after_takeover(room, dead_writer, attempt)
             case RunInRoom(action=action):
                 return await action(room)
         return None

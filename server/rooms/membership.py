@@ -85,6 +85,9 @@ async def _add(room: OwnedRoom, participant: Participant) -> None:
     _, went_live = await room.change_live(floor.go_live)
     if went_live and room.room.auto_record:
         await recording_control.auto_record(room)
+    elif room.state.recording_id is not None:
+        # The room moved here empty while recording: resume once someone is back.
+        await recording_control.resume_after_takeover(room)
     await room.broadcast("participant_joined", participant)
 
 

@@ -62,14 +62,26 @@ class MediaEventArrived:
     event: MediaEvent
 
 
+@dataclass(frozen=True)
+class ResumeRecording:
+    """Internal: try (again) to resume the recording the room had before it moved here."""
+
+    attempt: int
+    dead_writer: str | None
+
+
 #: Internal commands an owned room posts to its own actor.
-SelfCommand = ExpireFloor | MediaEventArrived
+SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording
 
 
 def require_host(actor: Participant) -> None:
     """Refuse anyone but the host."""
     if actor.role is not Role.HOST:
         raise Forbidden("host_only", "only the host can do this")
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def now_ms() -> float:
@@ -111,6 +123,7 @@ class OwnedRoom:
         self.roster: list[Invitee] = []
         self._floor_timer: asyncio.TimerHandle | None = None
         self._floor_timer_grant: str | None = None
+        self._later: list[asyncio.TimerHandle] = []
 
     # --- reading ------------------------------------------------------------------------
 
@@ -231,7 +244,7 @@ class OwnedRoom:
         grant_id = grant.grant_id if grant is not None and grant.deadline is not None else None
         if grant_id == self._floor_timer_grant:
             return
-        self.cancel_timers()
+        self._cancel_floor_timer()
         if grant is None or grant.deadline is None:
             return
         delay = max(0.0, (grant.deadline - now_ms()) / 1000.0)
@@ -239,6 +252,11 @@ class OwnedRoom:
         self._floor_timer = asyncio.get_running_loop().call_later(
             delay, self._post, ExpireFloor(grant.grant_id)
         )
+
+    def post_later(self, delay: float, command: SelfCommand) -> None:
+        """Post a command to the room's own actor after `delay` seconds."""
+        self._later = [h for h in self._later if not h.cancelled() and h.when() > _now()]
+        self._later.append(asyncio.get_running_loop().call_later(delay, self._post, command))
 
     def floor_timer_fired(self, grant_id: str) -> None:
         """The timer for `grant_id` ran; forget it (a new one is set on the next change)."""
@@ -250,9 +268,15 @@ class OwnedRoom:
         """After a takeover: time the floor that was granted before (it may be due already)."""
         self._schedule_floor_expiry()
 
-    def cancel_timers(self) -> None:
-        """Stop the floor timer (the room is closing or the floor changed)."""
+    def _cancel_floor_timer(self) -> None:
         if self._floor_timer is not None:
             self._floor_timer.cancel()
         self._floor_timer = None
         self._floor_timer_grant = None
+
+    def cancel_timers(self) -> None:
+        """Stop the floor timer and anything posted for later (the room is closing)."""
+        self._cancel_floor_timer()
+        for handle in self._later:
+            handle.cancel()
+        self._later.clear()

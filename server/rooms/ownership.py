@@ -29,7 +29,9 @@ async def take_over(room: OwnedRoom, previous_owner: str | None, handed_over: bo
     if room.participants and previous_owner is not None:
         notice = MediaMoved(owner=room.node, reason="handover" if handed_over else "failover")
         await room.broadcast("media_moved", notice)
-    await recording_control.resume_after_takeover(room)
+    # A previous owner that handed over released the recording; one that died did not.
+    dead_writer = None if handed_over else previous_owner
+    await recording_control.resume_after_takeover(room, dead_writer)
     logger.info(
         "room %s taken over from %s (%d participants)",
         room.room_id,

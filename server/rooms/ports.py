@@ -102,9 +102,20 @@ class Recorder(Protocol):
         """Start recording the room's media."""
 
     async def resume(
-        self, recording_id: str, room: Room, media_room: MediaRoom, context: RecordingContext
+        self,
+        recording_id: str,
+        room: Room,
+        media_room: MediaRoom,
+        context: RecordingContext,
+        *,
+        dead_writer: str | None = None,
     ) -> RecordingUpdate:
-        """Continue a recording whose previous writer went away, in a new part."""
+        """Continue a recording whose previous writer went away, in a new part.
+
+        `dead_writer`: the node known to be dead (its lease is taken over at once).
+        Refusals: `recording_elsewhere` (a writer still holds it: try again soon),
+        `not_resumable` (it ended: start a new recording).
+        """
 
     async def suspend(self, room_id: str) -> None:
         """Close this node's part cleanly so a successor can resume (hand-over)."""

@@ -14,7 +14,7 @@ import logging
 from server.rooms import acks, payloads
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.models import Participant, Role
-from server.rooms.owned_room import OwnedRoom, require_host
+from server.rooms.owned_room import OwnedRoom, ResumeRecording, require_host
 from server.rooms.ports import Recorder, RecordingContext, RecordingUpdate
 from server.rooms.server_events import RecordingError
 
@@ -130,22 +130,46 @@ async def recording_failed(room: OwnedRoom, update: RecordingUpdate) -> None:
     await tell_hosts(room, update.id, update.error or "recording failed")
 
 
-async def resume_after_takeover(room: OwnedRoom) -> None:
-    """The room changed owner while it was recording: continue the recording here."""
+#: A successor retries resuming while the old writer's lease runs out (it is
+#: RecordingConfig.lease_ttl, 10 s by default), once a second.
+RESUME_ATTEMPTS = 20
+RESUME_RETRY_SECONDS = 1.0
+
+
+async def resume_after_takeover(
+    room: OwnedRoom, dead_writer: str | None = None, attempt: int = 1
+) -> None:
+    """The room moved here while it was recording: continue the recording in a new part.
+
+    `dead_writer` is the previous owner when it died (not when it handed over): its
+    lease on the recording is taken over at once. While another writer still holds
+    the recording, try again a second later (never waiting inside the room's
+    order); a recording that cannot be resumed is replaced by a new one if the
+    session records automatically. The hosts are told when recording stopped.
+    """
     recording_id = room.state.recording_id
     if recording_id is None or room.recorder is None or room.live.status == "ended":
         return
+    if room.recorder.is_recording(room.room_id):
+        return
     media_room = room.media.media_room
     if media_room is None:
-        return  # nobody here yet; tried again when someone joins (see `resume_pending`)
+        return  # nobody is here; `auto_record` or the host start one when they come
     try:
-        update = await room.recorder.resume(recording_id, room.room, media_room, _context(room))
-        await recording_changed(room, update)
-        return
+        update = await room.recorder.resume(
+            recording_id, room.room, media_room, _context(room), dead_writer=dead_writer
+        )
     except RoomError as exc:
+        if exc.code == "recording_elsewhere" and attempt < RESUME_ATTEMPTS:
+            room.post_later(RESUME_RETRY_SECONDS, ResumeRecording(attempt + 1, dead_writer))
+            return
         logger.warning("recording %s of %s not resumed: %s", recording_id, room.room_id, exc)
         failure = exc.message
+    else:
+        await recording_changed(room, update)
+        return
     room.state.recording_id = None
+    room.touch()
     await room.change_live(lambda s: s.model_copy(update={"recording": False}))
     if room.room.auto_record:
         try:
