@@ -100,13 +100,24 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: Path, count: int = 2, *args: str) -> AsyncIterator[Cluster]:
-    """`count` nodes (started one after the other) on a Valkey of the test's own."""
+async def cluster(
+    tmp_path: Path, count: int = 2, *args: str, allow_each_other: bool = False
+) -> AsyncIterator[Cluster]:
+    """`count` nodes (started one after the other) on a Valkey of the test's own.
+
+    `allow_each_other`: each node accepts pages served by the others (a browser that
+    loaded its page from one node reconnects to another after a failure).
+    """
+    ports = [free_port() for _ in range(count)]
+    origins: list[str] = []
+    if allow_each_other:
+        for port in ports:
+            origins += ["--allowed-origin", f"http://127.0.0.1:{port}"]
     async with valkey_server() as valkey, contextlib.AsyncExitStack() as stack:
         data = tmp_path / "data"
         nodes = []
-        for _ in range(count):
-            node = server_process(data, free_port(), "--redis-url", valkey.url, *args)
+        for port in ports:
+            node = server_process(data, port, "--redis-url", valkey.url, *origins, *args)
             nodes.append(await stack.enter_async_context(node))
         deployment = Cluster(valkey, nodes)
         await deployment.wait_until_acquainted()

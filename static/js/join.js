@@ -347,6 +347,12 @@ function enterRoom(stream) {
       case "recording_error":
         toasts.show(t("host.record_failed", { error: payload.error || "" }));
         break;
+      case "recording":
+        if (payload.resumed && payload.state === "recording" && store.isHost) {
+          toasts.show(t("host.record_resumed"), { kind: "warn", id: "record-resumed", ms: 10000 });
+        }
+        store.apply(name, payload);
+        break;
       case "resync":
         // We may have missed events (a server changed or came back): take the whole state.
         store.reset(payload.snapshot, store.offsetMs);
