@@ -36,6 +36,12 @@ RETRYABLE = frozenset({"unavailable", "server_full", "rate_limited", "connect_fa
 ENDING_EVENTS = frozenset({"removed", "replaced", "session_ended"})
 
 
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """Timeline ids are `<ms>-<n>`: their order is numeric, not alphabetical."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
 class SignalingError(Exception):
     """The server refused a connection or an event; `code` is from docs/protocol.md."""
 
@@ -136,11 +142,17 @@ class RoomClient:
         await self.notify()
         return self.snapshot  # type: ignore[return-value]
 
-    def _apply_snapshot(self, snapshot: Snapshot) -> None:
+    def _apply_snapshot(self, snapshot: Snapshot, keep_history: bool = False) -> None:
         self.snapshot = snapshot
         self.participants = {p.identity: p for p in snapshot.participants}
         self.live = snapshot.live
-        self.timeline = list(snapshot.timeline)
+        if keep_history:
+            # A snapshot carries the last 200 entries; those seen before it stay.
+            known = {e.id for e in self.timeline}
+            self.timeline += [e for e in snapshot.timeline if e.id not in known]
+            self.timeline.sort(key=lambda e: _entry_order(e.id))
+        else:
+            self.timeline = list(snapshot.timeline)
         self._alternatives = [n.url for n in snapshot.nodes]
 
     async def close(self) -> None:
@@ -291,7 +303,7 @@ class RoomClient:
             if all(existing.id != entry.id for existing in self.timeline):
                 self.timeline.append(entry)
         elif event == "resync":
-            self._apply_snapshot(Snapshot.model_validate(payload["snapshot"]))
+            self._apply_snapshot(Snapshot.model_validate(payload["snapshot"]), keep_history=True)
         elif event == "media_moved" and self.snapshot is not None:
             owner = NodeRef.model_validate(payload["owner"])
             self.snapshot = self.snapshot.model_copy(update={"owner": owner})

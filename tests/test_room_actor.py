@@ -18,6 +18,7 @@ from server.media import MediaNode
 from server.rooms import acks
 from server.rooms.actor import RoomActor
 from server.rooms.commands import ClientCommand, LeaveRoom
+from server.rooms.limits import LimitSettings
 from server.rooms.models import Caller, NodeRef, Participant, Role, Room, TimelineEntry
 from server.rooms.owned_room import OwnedRoom, OwnerSettings
 from server.rooms.payloads import MediaState
@@ -95,7 +96,8 @@ async def _actor(delivered: Delivered, identities: list[str]) -> RoomActor:
         writer=Written(),
         media_node=MediaNode(),
         recorder=None,
-        settings=OwnerSettings(),
+        # Budgets out of the way: what is tested here is the order, not the limits.
+        settings=OwnerSettings(limits=LimitSettings(media_state_rate=1000, media_state_burst=1000)),
         live_nodes=lambda: [],
         post=lambda command: actor.post(command),
     )

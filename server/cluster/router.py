@@ -166,8 +166,9 @@ class RoomRouter:
             budget,
         )
 
-    async def reconcile(self, room_id: str) -> None:
+    async def reconcile(self, room_id: str, why: str = "asked") -> None:
         """Tell the room's owner which sockets this node holds in the room (see module doc)."""
+        logger.info("room %s: reconciling with its owner (%s)", room_id, why)
         if room_id in self._reconciling:
             self._pending_reconcile.add(room_id)
             return
@@ -280,15 +281,15 @@ class RoomRouter:
             if holder is None or holder != self._owners.get(room_id):
                 # The owner died, let go or changed: make sure someone owns it, and tell them.
                 self._owners.pop(room_id, None)
-                self._spawn(self.reconcile(room_id))
+                self._spawn(self.reconcile(room_id, f"owner now {holder or 'nobody'}"))
             elif room_id in self._pending_reconcile:
-                self._spawn(self.reconcile(room_id))
+                self._spawn(self.reconcile(room_id, "a departure was not delivered"))
 
     async def reconcile_all(self) -> None:
         """After the bus came back: reconcile every room this node holds sockets in."""
         for room_id in set(self.local.rooms()) | self._pending_reconcile:
             self._heard.pop(room_id, None)
-            self._spawn(self.reconcile(room_id))
+            self._spawn(self.reconcile(room_id, "the bus came back"))
 
     # --- messages from other nodes -------------------------------------------------------
 
@@ -319,10 +320,11 @@ class RoomRouter:
         if self._owners.get(room_id) != message.owner:
             self._owners[room_id] = message.owner
             if heard is not None:
-                self._spawn(self.reconcile(room_id))  # a new owner: make sure it knows us
+                self._spawn(self.reconcile(room_id, "a new owner"))
         elif heard is not None and heard[0] == message.owner and message.seq > heard[1] + 1:
-            logger.info("room %s: broadcasts %d..%d missed", room_id, heard[1] + 1, message.seq - 1)
-            self._spawn(self.reconcile(room_id))
+            self._spawn(
+                self.reconcile(room_id, f"broadcasts {heard[1] + 1}..{message.seq - 1} missed")
+            )
 
     def forget_room(self, room_id: str) -> None:
         """This node holds no more sockets in the room: stop tracking its broadcasts."""

@@ -1,7 +1,8 @@
-"""RoomActor: applies every change to one room, one at a time, in arrival order.
+"""RoomActor: applies every change to one room, one at a time.
 
-One actor per room runs on the room's owner node. Commands wait in lanes, one
-lane per identity, served round-robin: a participant flooding the room (inside
+One actor per room runs on the room's owner node. Each participant's commands
+are applied in the order they arrived; between participants, commands wait
+in lanes, one lane per identity, served round-robin: a participant flooding the room (inside
 its rate limit) delays another participant's command by at most one of its
 own, never by its whole backlog. The room's own upkeep (timers, SFU events,
 takeover and hand-over steps) goes first.

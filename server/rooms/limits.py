@@ -3,6 +3,11 @@
 The signaling edge also limits each connection (it protects the node); these
 limits protect the session: a member who reconnects in a loop keeps the same
 budget, and no one (nor everyone together) can wash the timeline with chat.
+
+Besides the budget every event shares, the events that reach everyone in the
+room (a chat message, a raised or lowered hand, a mute state) have their own,
+matched to what a person does: nobody raises a hand ten times a second, and
+each such event costs the node a message to every participant.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ class LimitSettings:
     #: Chat messages of one identity.
     chat_rate: float = 1.0
     chat_burst: float = 5.0
+    #: Raised and lowered hands of one identity.
+    hand_rate: float = 2.0
+    hand_burst: float = 6.0
+    #: Microphone/camera mute changes of one identity.
+    media_state_rate: float = 2.0
+    media_state_burst: float = 6.0
     #: Chat messages of the whole room: a readable chat, and a timeline chat cannot flood.
     room_chat_rate: float = 10.0
     room_chat_burst: float = 30.0
@@ -35,7 +46,18 @@ class IdentityLimits:
 
     def __init__(self, settings: LimitSettings) -> None:
         self._events: BucketMap[str] = BucketMap(settings.event_rate, settings.event_burst)
-        self._chat: BucketMap[str] = BucketMap(settings.chat_rate, settings.chat_burst)
+        chat: BucketMap[str] = BucketMap(settings.chat_rate, settings.chat_burst)
+        hands: BucketMap[str] = BucketMap(settings.hand_rate, settings.hand_burst)
+        media_state: BucketMap[str] = BucketMap(
+            settings.media_state_rate, settings.media_state_burst
+        )
+        #: The events that reach everyone, each with the budget it draws on too.
+        self._by_event: dict[str, BucketMap[str]] = {
+            "chat": chat,
+            "raise_hand": hands,
+            "lower_hand": hands,
+            "media_state": media_state,
+        }
         self._joins: BucketMap[str] = BucketMap(settings.join_rate, settings.join_burst)
         self._room_chat = TokenBucket(settings.room_chat_rate, settings.room_chat_burst)
 
@@ -43,9 +65,10 @@ class IdentityLimits:
         """Whether `identity` may send `event` now (its chat also counts against the room)."""
         if not self._events.allow(identity):
             return False
-        if event == "chat":
-            return self._chat.allow(identity) and self._room_chat.allow()
-        return True
+        own = self._by_event.get(event)
+        if own is not None and not own.allow(identity):
+            return False
+        return event != "chat" or self._room_chat.allow()
 
     def allow_join(self, identity: str) -> bool:
         """Whether `identity` may join (again) now."""

@@ -355,7 +355,7 @@ function enterRoom(stream) {
         break;
       case "resync":
         // We may have missed events (a server changed or came back): take the whole state.
-        store.reset(payload.snapshot, store.offsetMs);
+        store.reset(payload.snapshot, store.offsetMs, { keepHistory: true });
         if (payload.media_reset) mediaOwner = null; // the server set our media up anew
         followOwner(payload.snapshot.owner);
         break;

@@ -6,6 +6,13 @@ import { Emitter, LEVELS } from "./util.js";
 
 const TIMELINE_LIMIT = 500;
 
+/** Timeline ids are `<ms>-<n>`: compare them as numbers. */
+function entryOrder(a, b) {
+  const [am, an] = a.split("-").map(Number);
+  const [bm, bn] = b.split("-").map(Number);
+  return am - bm || (an || 0) - (bn || 0);
+}
+
 export class SessionStore extends Emitter {
   constructor() {
     super();
@@ -22,15 +29,22 @@ export class SessionStore extends Emitter {
     this.offsetMs = 0;
   }
 
-  /** Replace everything with a (fresh) snapshot. */
-  reset(snapshot, offsetMs) {
+  /**
+   * Replace everything with a (fresh) snapshot. `keepHistory` (a resync): timeline entries
+   * seen before stay, since a snapshot carries only the last 200.
+   */
+  reset(snapshot, offsetMs, { keepHistory = false } = {}) {
+    const earlier = keepHistory ? this.timeline : [];
     this.room = snapshot.room;
     this.you = snapshot.you;
     this.participants = new Map(snapshot.participants.map((p) => [p.identity, p]));
     this.participants.set(snapshot.you.identity, snapshot.you);
     this.roster = snapshot.roster || [];
     this.live = snapshot.live;
-    this.timeline = [...snapshot.timeline];
+    const known = new Set(earlier.map((e) => e.id));
+    this.timeline = [...earlier, ...snapshot.timeline.filter((e) => !known.has(e.id))];
+    if (keepHistory) this.timeline.sort((a, b) => entryOrder(a.id, b.id));
+    if (this.timeline.length > TIMELINE_LIMIT) this.timeline.splice(0, this.timeline.length - TIMELINE_LIMIT);
     this.mediaConnections = new Map();
     this.activeSpeaker = null;
     this.offsetMs = offsetMs || 0;

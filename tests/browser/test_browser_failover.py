@@ -62,8 +62,9 @@ async def test_the_page_comes_back_with_media_after_its_node_dies(
             left = (RECOVERY_SECONDS - (time.monotonic() - killed_at)) * 1000
             await _video_flowing(page, "m1", max(left, 1000))
             await member.wait_for(
-                lambda: member.media_restarts > restarts
-                and member.frames_from("host", "video") >= 10,
+                lambda: (
+                    member.media_restarts > restarts and member.frames_from("host", "video") >= 10
+                ),
                 timeout=max(RECOVERY_SECONDS - (time.monotonic() - killed_at), 1),
             )
             elapsed = time.monotonic() - killed_at
