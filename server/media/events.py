@@ -37,7 +37,11 @@ class SubscriberOffer:
 
 @dataclass(frozen=True)
 class ActiveSpeaker:
-    """The room's active speaker changed (None: the speaker left)."""
+    """The room's active speaker changed (None: the speaker left).
+
+    Sent again when a participant is added, for the owner to pass on to the newcomer
+    (who would otherwise not know who is speaking until the speaker changes).
+    """
 
     participant_id: str | None
 

@@ -184,6 +184,12 @@ class MediaRoom:
         self._participants[pid] = participant
         self._start_ticker()
         logger.info("%r: %s joined (can_publish=%s)", self, pid, can_publish)
+        if self._speaker.active is not None:
+            # The speaker is announced when it changes, and a steady speaker does not change:
+            # whoever joined after the announcement (a slow join, a busy machine) would never
+            # see them highlighted. Announce again for the newcomer; to everyone else a
+            # repeat changes nothing.
+            self._emit(ActiveSpeaker(self._speaker.active))
         self._update_subscriptions()
 
     async def publish(self, participant_id: str, offer_sdp: str) -> str:

@@ -19,6 +19,7 @@ from playwright.async_api import (
     ViewportSize,
     expect,
 )
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.helpers import ServerHandle
 
@@ -162,6 +163,79 @@ async def open_tab(page: Page, tab: str) -> None:
     """Select a side-panel tab (agenda, queue, people, chat)."""
     await page.locator(f"#tab-{tab}").click()
     await expect(page.locator(f"#panel-{tab}")).to_be_visible()
+
+
+# Keeps, in the page, every distinct state of some elements. A MutationObserver's callback
+# runs after each task that changed the DOM, so every state a render left on screen is kept,
+# however briefly it lasted.
+_RECORD = """(fields) => {
+  const read = (spec) => {
+    const [selector, attribute] = spec.split("@");
+    const el = document.querySelector(selector);
+    if (!el) return "";
+    if (attribute) return el.getAttribute(attribute) || "";
+    return el.checkVisibility() ? el.textContent.replace(/\\s+/g, " ").trim() : "";
+  };
+  window.__recorder?.disconnect();
+  const shown = (window.__shown = []);
+  const record = () => {
+    const state = Object.fromEntries(Object.entries(fields).map(([k, spec]) => [k, read(spec)]));
+    const last = shown[shown.length - 1];
+    if (!last || Object.keys(state).some((key) => state[key] !== last[key])) shown.push(state);
+  };
+  record();
+  // Playing videos count their frames in data-frames many times a second: not a change.
+  window.__recorder = new MutationObserver((changes) => {
+    if (changes.some((change) => change.attributeName !== "data-frames")) record();
+  });
+  window.__recorder.observe(document.documentElement, {
+    subtree: true,
+    childList: true,
+    characterData: true,
+    attributes: true,
+  });
+}"""
+
+_SHOWN = """(want) => (window.__shown || []).some((state) =>
+  Object.entries(want).every(([key, pattern]) => new RegExp(pattern).test(state[key])))"""
+
+#: What the stage shows: who is in the spotlight, with their timed floor's countdown, and the
+#: speaker's own floor notice (fields for `record_shown`).
+STAGE = {
+    "identity": "#spotlight@data-identity",
+    "name": "#spotlight .tile-name",
+    "venue": "#spotlight .tile-venue",
+    "level": "#spotlight .tile-level",
+    "countdown": "#spotlight .countdown",
+    "notice": "#floor-notice-time",
+}
+
+
+async def record_shown(page: Page, **fields: str) -> None:
+    """Start keeping every state of some elements, for `expect_shown` (one record per page).
+
+    Each field is a CSS selector, read as the element's text while it is visible ("" when
+    hidden or absent), or ``selector@attribute`` for an attribute's value.
+    """
+    await page.evaluate(_RECORD, fields)
+
+
+async def expect_shown(page: Page, **patterns: str) -> None:
+    """Wait until the page has shown, at one moment since `record_shown`, a state whose
+    fields each match their regular expression (searched, like ``to_have_text(re.compile())``).
+
+    For states that may end before the test looks: a 2-second floor that expires on the
+    server's clock, a label or banner that hides itself after a few seconds. On a busy
+    machine the test's look comes late, though the user saw it.
+    """
+    try:
+        await page.wait_for_function(_SHOWN, arg=patterns, timeout=WAIT_MS)
+    except PlaywrightTimeoutError:
+        shown = await page.evaluate("() => window.__shown || []")
+        who = await page.evaluate("() => window.yitang?.store?.myIdentity || location.pathname")
+        raise AssertionError(
+            f"{who}'s page never showed {patterns}; it showed:\n" + "\n".join(map(str, shown))
+        ) from None
 
 
 async def screenshot(page: Page, name: str) -> Path:

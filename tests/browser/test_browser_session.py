@@ -7,7 +7,15 @@ import re
 
 from playwright.async_api import Page, expect
 
-from tests.browser.support import PageFactory, Participants, enter, open_tab, screenshot
+from tests.browser.support import (
+    PageFactory,
+    Participants,
+    enter,
+    expect_shown,
+    open_tab,
+    record_shown,
+    screenshot,
+)
 from tests.helpers import ServerHandle
 
 
@@ -88,9 +96,12 @@ async def test_network_loss_shows_a_banner_and_rejoins_with_fresh_state(
     # Things happen while m1 is away...
     await host.evaluate("() => window.yitang.call('advance_agenda', {})")
     await host.evaluate("() => window.yitang.call('grant_floor', {identity: 'm2'})")
+    # "Reconnected" hides itself after 4 s: checked from a record kept in the page, since on
+    # a busy machine the test's look can come later than that.
+    await record_shown(m1, banner="#banner@data-key")
     await m1.context.set_offline(False)
     # ...and the rejoin's fresh snapshot brings them.
-    await expect(m1.locator("#banner")).to_have_attribute("data-key", "banner.reconnected")
+    await expect_shown(m1, banner=r"^banner\.reconnected$")
     await expect(m1.locator("#conn-status")).to_have_attribute("data-state", "connected")
     await expect(m1.locator("#spotlight")).to_have_attribute("data-identity", "m2")
     await expect(m1.locator("#session-agenda")).to_have_text("情况通报")
@@ -218,8 +229,10 @@ async def test_organizer_creates_a_session_and_invitation_links(
     await expect(page.locator("#participant-error")).to_have_text("主持人须安排在主会场")
 
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    # "Copied" shows for 2 s: checked from a record kept in the page (see expect_shown).
+    await record_shown(page, copy='.link-row[data-identity="host"] .copy-link')
     await link_row.locator(".copy-link").click()
-    await expect(link_row.locator(".copy-link")).to_have_text("已复制")
+    await expect_shown(page, copy="^已复制$")
     url = await link_row.locator("input.link").input_value()
     assert await page.evaluate("() => navigator.clipboard.readText()") == url
     await screenshot(page, "organizer-1280x720")

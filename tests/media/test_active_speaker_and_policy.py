@@ -87,6 +87,28 @@ async def test_active_speaker_event_from_real_audio_levels() -> None:
         await harness.close()
 
 
+async def test_a_newcomer_is_told_who_is_speaking() -> None:
+    # The speaker is announced when it changes; someone joining later, while the same person
+    # goes on speaking, must still learn who it is.
+    harness = RoomHarness(loopback_config())
+    try:
+        loud = harness.client("loud", video=False, amplitude=0.5)
+        await loud.join()
+        await harness.wait_until(
+            lambda: ActiveSpeaker("loud") in harness.events, "loud to become active speaker"
+        )
+        announced = harness.events.count(ActiveSpeaker("loud"))
+        late = harness.client("late", video=False, audio=False)
+        await late.join(publish=False)
+        await harness.wait_until(
+            lambda: harness.events.count(ActiveSpeaker("loud")) > announced,
+            "the speaker announced again for the newcomer",
+        )
+        assert harness.room.active_speaker == "loud"
+    finally:
+        await harness.close()
+
+
 async def test_last_n_pauses_video_without_renegotiation() -> None:
     harness = RoomHarness(loopback_config(last_n=1))
     try:

@@ -53,8 +53,10 @@ async def test_record_stop_and_read_back(env: RecordingEnv) -> None:
     assert info.state == "recording" and env.service.is_recording(ROOM_ID)
 
     await env.wait(lambda: env.recorder_frames("host", "video") >= 30, "host recorded 1 s")
-    joined_at = time.monotonic() - started
+    joining_at = recording_clock(env)
     await env.join("m1", amplitude=0.2)
+    await env.wait(lambda: env.recorder_frames("m1", "audio") >= 1, "m1's audio recorded")
+    m1_heard_at = recording_clock(env)
     await env.wait(lambda: env.recorder_frames("m1", "video") >= 30, "m1 recorded 1 s")
     await env.append_timeline(
         "floor_granted",
@@ -99,7 +101,14 @@ async def test_record_stop_and_read_back(env: RecordingEnv) -> None:
     host_video = next(f for f in manifest.files if f.participant == "host" and f.kind == "video")
     m1_audio = next(f for f in manifest.files if f.participant == "m1" and f.kind == "audio")
     assert host_video.start_offset < 0.5
-    assert abs(m1_audio.start_offset - joined_at) < 0.7, (m1_audio.start_offset, joined_at)
+    # m1's audio starts where it began on the recording's clock: after the join was asked
+    # for, before its first frame was seen written. (Not "within 0.7 s of asking": how long
+    # ICE and DTLS take is up to the machine, and a busy one takes over a second.)
+    assert joining_at <= m1_audio.start_offset <= m1_heard_at, (
+        joining_at,
+        m1_audio.start_offset,
+        m1_heard_at,
+    )
     assert host_video.width == 160 and host_video.height == 120
 
     # Who took part, from where; the timeline between start and stop only.
@@ -169,7 +178,6 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
     pausable = PausableCounterTrack(7)
     await env.join("host", camera=pausable, audio=False)
     await env.join("m1")
-    started = time.monotonic()
     # Two starts at once (a double click): one recording, one refusal.
     results = await asyncio.gather(
         env.service.start(ROOM_ID, env.harness.room, env.room, "api", env.context()),
@@ -195,9 +203,11 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
     await env.wait(
         lambda: all(r.finished for r in _recorders(env, "m1")), "m1's first files closed"
     )
-    rejoined_at = time.monotonic() - started
+    rejoining_at = recording_clock(env)
     await env.join("m1")
     await env.wait(lambda: len(_recorders(env, "m1")) == 4, "m1's new tracks recorded")
+    await env.wait(lambda: env.recorder_frames("m1", "video") >= 1, "m1's new video begun")
+    m1_seen_at = recording_clock(env)
     await env.wait(lambda: env.recorder_frames("m1", "video") >= 20, "m1's new video recorded")
     info = await env.service.stop(ROOM_ID)
 
@@ -208,7 +218,8 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
         key=lambda f: f.start_offset,
     )
     assert len(m1_video) == 2 and m1_video[0].name != m1_video[1].name
-    assert abs(m1_video[1].start_offset - rejoined_at) < 0.8
+    # Placed between asking to rejoin and seeing the new file's first frame (see above).
+    assert rejoining_at <= m1_video[1].start_offset <= m1_seen_at
     for entry in m1_video:
         assert counter_jumps(decode_file(env.root / info.id / entry.name).counters) == []
 
@@ -226,6 +237,13 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
     assert max(abs(a - b) for a, b in zip(sent, recorded, strict=True)) < 0.003
     steps = [b - a for a, b in itertools.pairwise(recorded)]
     assert max(steps) == pytest.approx(pause, abs=0.25)
+
+
+def recording_clock(env: RecordingEnv) -> float:
+    """Now, on the clock of the room's recording (file start offsets are on it)."""
+    recording = env.service.recording(ROOM_ID)
+    assert recording is not None
+    return recording.elapsed
 
 
 def _recorders(env: RecordingEnv, identity: str) -> list[TrackRecorder]:

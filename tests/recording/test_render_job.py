@@ -137,11 +137,15 @@ def check_combined(path: Path, manifest: Any, senders: dict[str, int]) -> None:
             "协商发言 · 主持人甲",
         ]
         granted = next(e for e in manifest.timeline if e.type == "floor_granted")
-        # The agenda moved on and the floor expired in one gesture: one chapter, from the first.
         advanced = next(e for e in manifest.timeline if e.type == "agenda_advanced")
+        expired = next(e for e in manifest.timeline if e.type == "floor_expired")
         starts = [float(c["start"] * c["time_base"]) for c in chapters]
         assert abs(starts[1] - (granted.ts / 1000 - manifest.started_at)) < 0.01
-        assert abs(starts[2] - (advanced.ts / 1000 - manifest.started_at)) < 0.01
+        # The agenda moved on and the floor came back in one gesture: two timeline entries
+        # written one after the other, a few ms apart when idle but tens of ms apart on a busy
+        # machine. They make one chapter, which begins at the first of them (flat_chapters).
+        first_change = min(advanced.ts, expired.ts)
+        assert abs(starts[2] - (first_change / 1000 - manifest.started_at)) < 0.01
 
         # The speaker view follows the floor: the host, then m1, then the host again.
         speaker = next(s for s in manifest.speakers if s.identity == "m1")
