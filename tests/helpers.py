@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,9 @@ ROOM_SPEC: dict[str, Any] = {
 
 
 @dataclass
-class ServerHandle:
-    """A running in-process server and an authenticated REST session to it."""
+class ApiHandle:
+    """A running server (in this process or not) and an authenticated REST session to it."""
 
-    app: web.Application
     base_url: str
     api_key: str
     http: aiohttp.ClientSession
@@ -79,6 +78,19 @@ class ServerHandle:
         assert status == 201, body
         return str(body["token"])
 
+    async def client(self, room_id: str, identity: str, role: str, venue: str) -> RoomClient:
+        """A joined signaling client for a new participant."""
+        client = RoomClient(self.base_url, await self.token(room_id, identity, role, venue))
+        await client.connect()
+        return client
+
+
+@dataclass
+class ServerHandle(ApiHandle):
+    """A server running in this process (its application at hand) and a REST session."""
+
+    app: web.Application = field(kw_only=True)
+
     def owned_room(self, room_id: str) -> OwnedRoom | None:
         """The room as this node owns it (None if it does not own it)."""
         actor = self.app[appkeys.CLUSTER].directory.actor(room_id)
@@ -88,12 +100,6 @@ class ServerHandle:
         """The room's media on this node, if this node owns it and media is open."""
         room = self.owned_room(room_id)
         return None if room is None else room.media.media_room
-
-    async def client(self, room_id: str, identity: str, role: str, venue: str) -> RoomClient:
-        """A joined signaling client for a new participant."""
-        client = RoomClient(self.base_url, await self.token(room_id, identity, role, venue))
-        await client.connect()
-        return client
 
 
 async def eventually(
@@ -147,6 +153,6 @@ async def run_server(
     await site.start()
     try:
         async with aiohttp.ClientSession() as http:
-            yield ServerHandle(app, config.base_url, app[appkeys.API_KEY], http)
+            yield ServerHandle(config.base_url, app[appkeys.API_KEY], http, app=app)
     finally:
         await runner.cleanup()

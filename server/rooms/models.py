@@ -246,6 +246,8 @@ class Snapshot(Strict):
     owner: NodeRef | None = None
     #: Every live node, for reconnecting elsewhere when this connection's node goes away.
     nodes: list[NodeRef] = Field(default_factory=list, max_length=256)
+    #: Whose voice is loudest now (later changes come as `active_speaker` events).
+    active_speaker: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
 class PersistedRoom(Strict):

@@ -179,6 +179,7 @@ class OwnedRoom:
             seq=self.state.seq,
             owner=self.node,
             nodes=self._live_nodes(),
+            active_speaker=self.media.active_speaker,
         )
 
     def persisted(self) -> PersistedRoom:

@@ -75,6 +75,12 @@ class RoomMedia:
         """The open media room, if anyone has joined (recording taps it)."""
         return self._node.get_room(self.room_id)
 
+    @property
+    def active_speaker(self) -> str | None:
+        """Whose voice is loudest now, if anyone has spoken."""
+        room = self.media_room
+        return None if room is None else room.active_speaker
+
     def _room(self) -> MediaRoom:
         if self._closed:
             raise Conflict("closed", "this session's media has moved or ended")

@@ -46,7 +46,7 @@ export class SessionStore extends Emitter {
     if (keepHistory) this.timeline.sort((a, b) => entryOrder(a.id, b.id));
     if (this.timeline.length > TIMELINE_LIMIT) this.timeline.splice(0, this.timeline.length - TIMELINE_LIMIT);
     this.mediaConnections = new Map();
-    this.activeSpeaker = null;
+    this.activeSpeaker = snapshot.active_speaker ?? null;
     this.offsetMs = offsetMs || 0;
     this.emit("change", "snapshot");
   }

@@ -21,7 +21,7 @@ from playwright.async_api import (
 )
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.helpers import ServerHandle
+from tests.helpers import ApiHandle
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -74,7 +74,7 @@ class Participants:
     obs: Person
 
     @classmethod
-    async def invite(cls, server: ServerHandle) -> Participants:
+    async def invite(cls, server: ApiHandle) -> Participants:
         room = await server.create_room()
         venues = {v["id"]: v for v in room["venues"]}
 
@@ -109,7 +109,7 @@ class PageFactory:
     """New pages, each in its own browser context (its own storage: one participant each)."""
 
     browser: Browser
-    server: ServerHandle
+    server: ApiHandle
     contexts: list[BrowserContext] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)

@@ -16,7 +16,7 @@ from tests.browser.support import (
     record_shown,
     screenshot,
 )
-from tests.helpers import ServerHandle
+from tests.helpers import ApiHandle
 
 
 async def test_host_console_drives_agenda_lock_mute_and_end(
@@ -113,7 +113,7 @@ async def test_network_loss_shows_a_banner_and_rejoins_with_fresh_state(
     await expect(m1.locator("#banner")).to_be_hidden()
 
 
-async def test_refused_links_say_why(pages: PageFactory, server: ServerHandle) -> None:
+async def test_refused_links_say_why(pages: PageFactory, server: ApiHandle) -> None:
     page = await pages.new_page()
     await page.goto(f"{server.base_url}/join?token=not-a-token")
     await enter_without_waiting(page)
@@ -173,7 +173,7 @@ async def test_prejoin_offers_devices_meter_and_muted_entry(
 
 
 async def test_organizer_creates_a_session_and_invitation_links(
-    pages: PageFactory, server: ServerHandle
+    pages: PageFactory, server: ApiHandle
 ) -> None:
     page = await pages.new_page()
     await page.goto(f"{server.base_url}/organizer")
@@ -245,9 +245,7 @@ async def test_organizer_creates_a_session_and_invitation_links(
     await expect(joined.locator("#host-console")).to_be_visible()
 
 
-async def test_every_string_exists_in_both_languages(
-    pages: PageFactory, server: ServerHandle
-) -> None:
+async def test_every_string_exists_in_both_languages(pages: PageFactory, server: ApiHandle) -> None:
     page = await pages.new_page()
     missing = []
     for path in ("/join", "/organizer", "/"):

@@ -9,10 +9,10 @@ from typing import Any
 from playwright.async_api import Page
 
 from tests.browser.support import PageFactory
-from tests.helpers import ServerHandle
+from tests.helpers import ApiHandle
 
 
-async def _module_page(pages: PageFactory, server: ServerHandle) -> Page:
+async def _module_page(pages: PageFactory, server: ApiHandle) -> Page:
     page = await pages.new_page()
     await page.goto(server.base_url + "/")
     return page
@@ -23,7 +23,7 @@ async def _run(page: Page, body: str) -> Any:
 
 
 async def test_session_store_applies_events_idempotently(
-    pages: PageFactory, server: ServerHandle
+    pages: PageFactory, server: ApiHandle
 ) -> None:
     page = await _module_page(pages, server)
     result = await _run(
@@ -79,7 +79,7 @@ async def test_session_store_applies_events_idempotently(
 
 
 async def test_formatting_tokens_quality_and_translations(
-    pages: PageFactory, server: ServerHandle
+    pages: PageFactory, server: ApiHandle
 ) -> None:
     page = await _module_page(pages, server)
     result = await _run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from playwright.async_api import Browser
 
-from tests.helpers import ServerHandle
+from tests.helpers import ApiHandle
 from tests.session_peer import SessionPeer
 
 PUBLISH = """
@@ -45,7 +45,7 @@ async (token) => {
 
 
 async def test_chromium_camera_reaches_an_aiortc_participant(
-    browser: Browser, server: ServerHandle
+    browser: Browser, server: ApiHandle
 ) -> None:
     room = await server.create_room()
     receiver = SessionPeer(
