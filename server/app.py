@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
@@ -31,6 +30,7 @@ from server.rooms.service import ConsultationService
 from server.rooms.tokens import TokenSigner
 from server.settings import Settings
 from server.state import keys
+from server.state.connection import redis_client
 from server.state.embedded import embedded_redis, embedded_redis_url
 from server.state.nodes import new_node
 from server.state.store import RedisStore
@@ -73,7 +73,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is None:
             await stack.enter_async_context(embedded_redis(settings.data_dir))
-        client = aioredis.Redis.from_url(app[appkeys.REDIS_URL])
+        client = redis_client(app[appkeys.REDIS_URL])
         stack.push_async_callback(client.aclose)
         await client.ping()
         app[appkeys.STORE] = RedisStore(client)
