@@ -52,7 +52,9 @@ def create_app(settings: Settings) -> web.Application:
         async_mode="aiohttp",
         client_manager=RedisFanout(redis_url, channel=keys.SOCKETIO_CHANNEL),
         max_http_buffer_size=MAX_MESSAGE_BYTES,
-        cors_allowed_origins=[],
+        # Browsers on other sites are refused; clients that send no Origin (not browsers) are
+        # not. (An empty list would switch the check off altogether.)
+        cors_allowed_origins=list(settings.public_origins),
         ping_interval=10,
         ping_timeout=10,
     )

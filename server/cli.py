@@ -38,7 +38,7 @@ from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
-from server.settings import Settings
+from server.settings import Settings, origin_of
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -73,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recordings_dir=Path(args.recordings_dir) if args.recordings_dir else None,
         retention_days=args.retention_days or None,
         render_workers=args.render_workers,
+        allowed_origins=tuple(args.allowed_origin or ()),
     )
 
 
@@ -89,6 +90,13 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         return ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a CIDR network: {text!r}") from exc
+
+
+def _origin(text: str) -> str:
+    try:
+        return origin_of(text, strict=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _env_list(name: str) -> list[str]:
@@ -273,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument(
         "--seed", default=_env("YITANG_SEED"), help="seed file to load at start"
+    )
+    serve_parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        type=_origin,
+        default=[_origin(o) for o in _env_list("YITANG_ALLOWED_ORIGINS")] or None,
+        metavar="ORIGIN",
+        help="public origin (scheme://host[:port]) of the deployment whose pages may open "
+        "Socket.IO connections (repeatable; default: the origin of --public-url)",
     )
     serve_parser.add_argument(
         "--heartbeat", type=float, default=2.0, help="node heartbeat period in seconds"
