@@ -21,6 +21,7 @@ from server.http import api, pages, recordings
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
 from server.http.schemas import MAX_BODY_BYTES
+from server.http.security import add_security_headers
 from server.media import MediaConfig, MediaNode
 from server.recording import RecordingConfig, RecordingService, RenderQueue
 from server.recording.worker import worker_processes
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings) -> web.Application:
     """Build the application; nothing starts until the app runs (see the cleanup contexts)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    add_security_headers(app, settings.public_origins)
     app[appkeys.SETTINGS] = settings
     redis_url = settings.redis_url or embedded_redis_url(settings.data_dir)
     app[appkeys.REDIS_URL] = redis_url

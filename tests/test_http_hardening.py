@@ -1,8 +1,9 @@
-"""The HTTP edge against browsers and guessers: Socket.IO origins."""
+"""The HTTP edge against browsers and guessers: security headers and Socket.IO origins."""
 
 from __future__ import annotations
 
 import asyncio
+from html.parser import HTMLParser
 from pathlib import Path
 
 import aiohttp
@@ -10,9 +11,99 @@ import pytest
 import redis.asyncio as aioredis
 
 from server import appkeys
+from server.http.pages import STATIC_DIR
 from server.settings import Settings
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, run_server
+
+# --- security headers ----------------------------------------------------------------------
+
+PATHS = [
+    "/",
+    "/join?token=x",
+    "/organizer",
+    "/archive",
+    "/static/js/join.js",
+    "/static/css/app.css",
+    "/static/vendor/socket.io.esm.min.js",
+    "/api/openapi.json",
+    "/healthz",
+    "/api/rooms",  # 401 without the key
+    "/api/nothing",  # 404 from the router
+    "/static/missing.js",  # 404 from the static route
+]
+
+
+def _directives(policy: str) -> dict[str, list[str]]:
+    parts = [part.split() for part in policy.split(";") if part.strip()]
+    return {part[0]: part[1:] for part in parts}
+
+
+async def test_every_response_carries_the_security_headers(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    origins = ("https://yitang.example", "http://node2.example:8080")
+    async with run_server(
+        tmp_path / "data", free_port(), redis_url=redis_url, allowed_origins=origins
+    ) as server:
+        for path in PATHS:
+            async with server.http.get(server.base_url + path) as response:
+                headers = response.headers
+                assert headers.get("X-Content-Type-Options") == "nosniff", path
+                assert headers.get("Referrer-Policy") == "no-referrer", path
+                assert headers.get("X-Frame-Options") == "DENY", path
+                policy = _directives(headers.get("Content-Security-Policy", ""))
+            assert policy["default-src"] == ["'self'"], path
+            assert policy["script-src"] == ["'self'"], path
+            assert policy["frame-ancestors"] == ["'none'"], path
+            assert policy["object-src"] == ["'none'"], path
+            assert policy["base-uri"] == ["'none'"], path
+            assert not any("unsafe" in value for values in policy.values() for value in values)
+            assert set(policy["connect-src"]) == {
+                "'self'",
+                "https://yitang.example",
+                "wss://yitang.example",
+                "http://node2.example:8080",
+                "ws://node2.example:8080",
+            }, path
+            assert "blob:" in policy["media-src"] and "blob:" in policy["img-src"]
+
+
+async def test_the_default_policy_lets_pages_connect_to_their_own_node(
+    server: ServerHandle,
+) -> None:
+    async with server.http.get(server.base_url + "/join") as response:
+        policy = _directives(response.headers["Content-Security-Policy"])
+    port = server.base_url.rsplit(":", 1)[1]
+    assert set(policy["connect-src"]) == {
+        "'self'",
+        f"http://127.0.0.1:{port}",
+        f"ws://127.0.0.1:{port}",
+    }
+
+
+class _InlineCode(HTMLParser):
+    """Collects what a policy without 'unsafe-inline' would block in a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {name for name, _ in attrs}
+        if tag == "script" and "src" not in names:
+            self.found.append("inline <script>")
+        if tag == "style":
+            self.found.append("<style>")
+        self.found += [f"{tag} {name}=" for name in names if name == "style" or name[:2] == "on"]
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in STATIC_DIR.glob("*.html")))
+def test_pages_have_no_inline_script_style_or_handler(page: str) -> None:
+    parser = _InlineCode()
+    parser.feed((STATIC_DIR / page).read_text(encoding="utf-8"))
+    assert parser.found == [], f"{page} needs 'unsafe-inline': {parser.found}"
+
 
 # --- Socket.IO origins -----------------------------------------------------------------------
 

@@ -229,7 +229,6 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     headers = {
         "Content-Type": _CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
         "Cache-Control": "private, max-age=3600",
-        "X-Content-Type-Options": "nosniff",
     }
     if request.query.get("download"):
         headers["Content-Disposition"] = f'attachment; filename="{recording_id}-{name}"'
@@ -238,10 +237,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 async def archive_page(request: web.Request) -> web.FileResponse:
     """The archive page (it asks for the API key and keeps it in sessionStorage)."""
-    return web.FileResponse(
-        STATIC_DIR / "archive.html",
-        headers={"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"},
-    )
+    return web.FileResponse(STATIC_DIR / "archive.html", headers={"Cache-Control": "no-cache"})
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
