@@ -34,6 +34,7 @@ from aiohttp import web
 from server import appkeys
 from server.app import create_app
 from server.credentials import API_KEY_FILE
+from server.http.access_log import RedactingAccessLogger
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
@@ -107,7 +108,8 @@ def _env_list(name: str) -> list[str]:
 async def serve(settings: Settings) -> None:
     """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first."""
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    # The access log must never show a join token (`/join?token=`) or a file access token.
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -1,8 +1,10 @@
-"""The HTTP edge against browsers and guessers: security headers and Socket.IO origins."""
+"""The HTTP edge against browsers and guessers: security headers, Socket.IO origins, and the
+access log without tokens."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,10 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from server import appkeys
+from server.http.access_log import redact_url
 from server.http.pages import STATIC_DIR
 from server.settings import Settings
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, run_server
+from tests.processes import server_process
 
 # --- security headers ----------------------------------------------------------------------
 
@@ -179,3 +183,46 @@ def test_allowed_origins_are_kept_as_browsers_send_them() -> None:
     for wrong in ("yitang.example", "ftp://a.example", "https://a.example/path", "https://a:x"):
         with pytest.raises(ValueError, match="origin"):
             Settings(allowed_origins=(wrong,))
+
+
+# --- the access log ----------------------------------------------------------------------------
+
+
+def test_redact_url_replaces_only_secret_values() -> None:
+    assert redact_url("/join?token=abc.def.ghi") == "/join?token=[redacted]"
+    assert redact_url("/f?x=1&Access=sig&download=1") == "/f?x=1&Access=[redacted]&download=1"
+    assert redact_url("http://h/join?%74oken=abc#top") == "http://h/join?%74oken=[redacted]#top"
+    assert redact_url("/join?tokens=1&token") == "/join?tokens=1&token"
+    assert redact_url("/plain/path") == "/plain/path"
+
+
+async def _wait_for_line(log: Path, pattern: str) -> str:
+    """The first log line matching `pattern`, once the server has written it (bounded)."""
+    regex = re.compile(pattern)
+    async with asyncio.timeout(15):
+        while True:
+            for line in log.read_text(errors="replace").splitlines():
+                if regex.search(line):
+                    return line
+            await asyncio.sleep(0.05)
+
+
+async def test_the_access_log_never_shows_a_token(tmp_path: Path) -> None:
+    secret = "eyJhbGciOiJIUzI1NiJ9.SECRET-PAYLOAD.SECRET-SIGNATURE"
+    access = "1999999999.SECRET-ACCESS-SIGNATURE"
+    async with server_process(tmp_path / "data", free_port()) as server:
+        async with aiohttp.ClientSession() as http:
+            referer = f"{server.base_url}/join?token={secret}"
+            async with http.get(f"{server.base_url}/join?token={secret}&lang=en") as response:
+                assert response.status == 200
+            script = f"{server.base_url}/static/js/join.js"
+            async with http.get(script, headers={"Referer": referer}) as response:
+                assert response.status == 200
+            file_url = f"{server.base_url}/api/recordings/rec-1/files/a.webm?access={access}"
+            async with http.get(file_url) as response:
+                assert response.status in (401, 404)
+        await _wait_for_line(server.log, r'"GET /join\?token=\[redacted\]&lang=en HTTP/1.1" 200')
+        await _wait_for_line(server.log, r'/join.js HTTP/1.1" 200 .*/join\?token=\[redacted\]"')
+        await _wait_for_line(server.log, r"/files/a.webm\?access=\[redacted\]")
+    log = server.log.read_text(errors="replace")
+    assert "SECRET" not in log
