@@ -18,6 +18,7 @@ from aiohttp import web
 from server import appkeys
 from server.credentials import load_api_key, load_token_secret
 from server.http import api, pages, recordings
+from server.http.attempts import FailedAttempts
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
 from server.http.schemas import MAX_BODY_BYTES
@@ -48,6 +49,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     add_security_headers(app, settings.public_origins)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.ADMIN_ATTEMPTS] = FailedAttempts(
+        settings.admin_attempt_limit, settings.admin_attempt_window_seconds
+    )
     redis_url = settings.redis_url or embedded_redis_url(settings.data_dir)
     app[appkeys.REDIS_URL] = redis_url
     sio = socketio.AsyncServer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socketio
 from aiohttp import web
 
+from server.http.attempts import FailedAttempts
 from server.recording import RecordingConfig, RecordingService
 from server.rooms.service import ConsultationService
 from server.settings import Settings
@@ -23,3 +24,5 @@ SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
 RECORDING_SERVICE = web.AppKey("recording_service", RecordingService)
 #: Optional override of the recording configuration (tests); default from SETTINGS.
 RECORDING_CONFIG = web.AppKey("recording_config", RecordingConfig)
+#: Failed admin-key attempts per client address, and the lock-outs they caused.
+ADMIN_ATTEMPTS = web.AppKey("admin_attempts", FailedAttempts)

@@ -72,12 +72,18 @@ class Settings:
     #: open Socket.IO connections, and pages may connect to all of them (a client reconnects
     #: to another node after a failover). Empty: the origin of `base_url` alone.
     allowed_origins: tuple[str, ...] = ()
+    #: This many API-key failures from one address within the window lock that address out
+    #: of the admin API for the window.
+    admin_attempt_limit: int = 10
+    admin_attempt_window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         # Stored as browsers send them in `Origin`, so comparing is exact.
         object.__setattr__(
             self, "allowed_origins", tuple(origin_of(o, strict=True) for o in self.allowed_origins)
         )
+        if self.admin_attempt_limit < 1 or self.admin_attempt_window_seconds <= 0:
+            raise ValueError("the admin attempt limit and window must be positive")
         if self.render_workers < 0:
             raise ValueError("render_workers must be 0 or more")
         if not 0 < self.port < 65536:

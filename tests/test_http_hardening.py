@@ -1,23 +1,29 @@
-"""The HTTP edge against browsers and guessers: security headers, Socket.IO origins, and the
-access log without tokens."""
+"""The HTTP edge against browsers and guessers: security headers, Socket.IO origins, the
+access log without tokens, and the lock-out of addresses that guess the admin key."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from server import appkeys
+from server.app import create_app
 from server.http.access_log import redact_url
+from server.http.attempts import FailedAttempts
 from server.http.pages import STATIC_DIR
 from server.settings import Settings
 from tests.conftest import free_port
-from tests.helpers import ServerHandle, run_server
+from tests.helpers import ROOM_SPEC, ServerHandle, run_server
 from tests.processes import server_process
 
 # --- security headers ----------------------------------------------------------------------
@@ -226,3 +232,129 @@ async def test_the_access_log_never_shows_a_token(tmp_path: Path) -> None:
         await _wait_for_line(server.log, r"/files/a.webm\?access=\[redacted\]")
     log = server.log.read_text(errors="replace")
     assert "SECRET" not in log
+
+
+# --- admin key attempts ------------------------------------------------------------------------
+
+
+class ManualClock:
+    """A clock the test moves by hand, so a lock-out ends without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def _server_with_clock(
+    redis_url: str, tmp_path: Path, clock: ManualClock, limit: int, window: float
+) -> AsyncIterator[tuple[str, str]]:
+    port = free_port()
+    settings = Settings(
+        port=port,
+        data_dir=tmp_path / "data",
+        redis_url=redis_url,
+        render_workers=0,
+        admin_attempt_limit=limit,
+        admin_attempt_window_seconds=window,
+    )
+    app = create_app(settings)
+    app[appkeys.ADMIN_ATTEMPTS] = FailedAttempts(limit, window, clock=clock)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield settings.base_url, app[appkeys.API_KEY]
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _client_from(address: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client whose connections come from `address` (any of 127.0.0.0/8)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        yield http
+
+
+async def _call(
+    http: aiohttp.ClientSession, method: str, url: str, key: str | None, json: Any = None
+) -> tuple[int, Any, str | None]:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    async with http.request(method, url, headers=headers, json=json) as response:
+        return response.status, await response.json(), response.headers.get("Retry-After")
+
+
+async def test_an_address_that_guesses_the_key_is_locked_out(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    async with (
+        _server_with_clock(redis_url, tmp_path, clock, limit=3, window=60) as (base, key),
+        _client_from("127.0.0.1") as guesser,
+        _client_from("127.0.0.2") as organizer,
+    ):
+        rooms = base + "/api/rooms"
+        status, room, _ = await _call(organizer, "POST", rooms, key, {**ROOM_SPEC, "id": "kept"})
+        assert status == 201, room
+        for _ in range(3):
+            status, body, _ = await _call(guesser, "GET", rooms, "wrong")
+            assert (status, body["error"]["code"]) == (401, "api_key_invalid")
+        clock.now += 59
+        for method, url in [
+            ("GET", rooms),
+            ("GET", f"{rooms}/kept"),
+            ("GET", base + "/api/recordings"),
+            ("POST", f"{rooms}/kept/recording/start"),
+        ]:
+            status, body, retry_after = await _call(guesser, method, url, key)
+            assert (status, body["error"]["code"]) == (429, "too_many_attempts"), url
+            assert retry_after == "1", "seconds until the lock-out ends"
+        status, _, _ = await _call(organizer, "GET", rooms, key)
+        assert status == 200, "other addresses are not locked out"
+        clock.now += 1
+        status, _, _ = await _call(guesser, "GET", rooms, key)
+        assert status == 200, "the lock-out ends with its window"
+
+
+async def test_only_wrong_credentials_count_and_recordings_count_them_too(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    async with (
+        _server_with_clock(redis_url, tmp_path, clock, limit=3, window=60) as (base, key),
+        _client_from("127.0.0.3") as http,
+    ):
+        rooms = base + "/api/rooms"
+        for _ in range(5):
+            status, body, _ = await _call(http, "GET", rooms, None)
+            assert (status, body["error"]["code"]) == (401, "api_key_missing")
+        status, _, _ = await _call(http, "GET", rooms, key)
+        assert status == 200, "a missing key is not a guess"
+        # Failures spread beyond the window never add up to a lock-out.
+        for _ in range(4):
+            await _call(http, "GET", rooms, "wrong")
+            clock.now += 31
+            await _call(http, "GET", rooms, key)
+        status, _, _ = await _call(http, "GET", rooms, key)
+        assert status == 200
+        start = f"{rooms}/any-room/recording/start"
+        for _ in range(3):
+            status, body, _ = await _call(http, "POST", start, "not-a-token")
+            assert (status, body["error"]["code"]) == (401, "credentials_invalid")
+        status, body, _ = await _call(http, "GET", rooms, key)
+        assert (status, body["error"]["code"]) == (429, "too_many_attempts")
+
+
+def test_failed_attempts_remember_a_bounded_number_of_addresses() -> None:
+    clock = ManualClock()
+    attempts = FailedAttempts(limit=1, window_seconds=60, max_addresses=2, clock=clock)
+    for address in ("a", "b", "c"):
+        attempts.failed(address)
+    assert len(attempts) == 2
+    attempts.check("a")  # forgotten, the least recently seen
+    for address in ("b", "c"):
+        with pytest.raises(Exception, match="too many"):
+            attempts.check(address)

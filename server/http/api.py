@@ -46,14 +46,28 @@ class Endpoint:
     admin: bool = True
 
 
+def client_address(request: web.Request) -> str:
+    """The address failed attempts are counted against: the connection's peer."""
+    return request.remote or "unknown"
+
+
 def require_api_key(request: web.Request) -> None:
-    """Refuse requests without `Authorization: Bearer <api key>`."""
+    """Refuse requests without `Authorization: Bearer <api key>`.
+
+    Wrong keys count against the client's address; an address with too many
+    is refused (429) even with the right key until its lock-out ends.
+    """
+    attempts = request.app[appkeys.ADMIN_ATTEMPTS]
+    address = client_address(request)
+    attempts.check(address)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("api_key_missing", "send Authorization: Bearer <api key>")
     if not hmac.compare_digest(key.strip().encode(), request.app[appkeys.API_KEY].encode()):
+        attempts.failed(address)
         raise Unauthorized("api_key_invalid", "the API key is not valid")
+    attempts.succeeded(address)
 
 
 async def read_body(request: web.Request, schema: type[M]) -> M:
