@@ -21,6 +21,7 @@ from server.http import api, pages, recordings
 from server.http.attempts import FailedAttempts
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
+from server.http.readiness import Readiness
 from server.http.schemas import MAX_BODY_BYTES
 from server.http.security import add_security_headers
 from server.media import MediaConfig, MediaNode
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     add_security_headers(app, settings.public_origins)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.READINESS] = Readiness()
     app[appkeys.ADMIN_ATTEMPTS] = FailedAttempts(
         settings.admin_attempt_limit, settings.admin_attempt_window_seconds
     )

@@ -6,6 +6,7 @@ import socketio
 from aiohttp import web
 
 from server.http.attempts import FailedAttempts
+from server.http.readiness import Readiness
 from server.recording import RecordingConfig, RecordingService
 from server.rooms.service import ConsultationService
 from server.settings import Settings
@@ -26,3 +27,5 @@ RECORDING_SERVICE = web.AppKey("recording_service", RecordingService)
 RECORDING_CONFIG = web.AppKey("recording_config", RecordingConfig)
 #: Failed admin-key attempts per client address, and the lock-outs they caused.
 ADMIN_ATTEMPTS = web.AppKey("admin_attempts", FailedAttempts)
+#: Whether this node should get new work (`/readyz`); `draining` is set on SIGTERM.
+READINESS = web.AppKey("readiness", Readiness)

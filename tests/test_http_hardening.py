@@ -38,6 +38,7 @@ PATHS = [
     "/static/vendor/socket.io.esm.min.js",
     "/api/openapi.json",
     "/healthz",
+    "/readyz",
     "/api/rooms",  # 401 without the key
     "/api/nothing",  # 404 from the router
     "/static/missing.js",  # 404 from the static route

@@ -17,9 +17,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from server import appkeys
+from server.http import health
 from server.http.schemas import (
     MAX_BODY_BYTES,
     Health,
+    ReadyStatus,
     RoomDetail,
     RoomList,
     RoomSummary,
@@ -44,6 +46,8 @@ class Endpoint:
     response: type[BaseModel] | None = None
     status: int = 200
     admin: bool = True
+    #: Other statuses answered with the same `response` body (readiness: 503).
+    other_statuses: tuple[int, ...] = ()
 
 
 def client_address(request: web.Request) -> str:
@@ -91,21 +95,6 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
         text=model.model_dump_json(), status=status, content_type="application/json"
     )
-
-
-async def health(request: web.Request) -> web.Response:
-    """Liveness: this node answers and its Redis answers."""
-    store = request.app[appkeys.STORE]
-    try:
-        redis_ok = bool(await store.client.ping())
-    except Exception:
-        redis_ok = False
-    body = Health(
-        status="ok" if redis_ok else "degraded",
-        node=request.app[appkeys.NODE].id,
-        redis="ok" if redis_ok else "unreachable",
-    )
-    return _json(body, 200 if redis_ok else 503)
 
 
 async def create_room(request: web.Request) -> web.Response:
@@ -180,10 +169,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
         "/healthz",
-        health,
-        "Liveness of this node and its Redis",
+        health.health,
+        "Liveness: 200 while the process answers; the body says whether Redis answers",
         response=Health,
         admin=False,
+    ),
+    Endpoint(
+        "GET",
+        "/readyz",
+        health.ready,
+        "Readiness: 200 when Redis answers and the node is not draining, else 503 with reasons",
+        response=ReadyStatus,
+        admin=False,
+        other_statuses=(503,),
     ),
     Endpoint(
         "POST", "/api/rooms", create_room, "Create a consultation session", RoomSpec, Room, 201

@@ -58,6 +58,8 @@ def build_openapi() -> dict[str, Any]:
                 "application/json": {"schema": _ref(endpoint.response, components)}
             }
         operation["responses"][str(endpoint.status)] = success
+        for other in endpoint.other_statuses:
+            operation["responses"][str(other)] = {**success, "description": "Refused (body: why)"}
         for status, text in _ERRORS.items():
             if status in _ADMIN_ERRORS and not endpoint.admin:
                 continue
