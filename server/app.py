@@ -1,8 +1,8 @@
 """The aiohttp application factory: `create_app(settings)` wires every layer together.
 
 Resources are set up and torn down in `cleanup_ctx` generators, in order:
-Redis (embedded or external), then the node (store, domain service, Socket.IO
-namespace, housekeeping).
+Redis (embedded and supervised, or external), then the node (store, domain
+service, Socket.IO namespace, housekeeping).
 """
 
 from __future__ import annotations
@@ -82,7 +82,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is None:
-            await stack.enter_async_context(embedded_redis(settings.data_dir))
+            # A Valkey that cannot be brought back fails the node (`yitang serve` exits).
+            readiness = app[appkeys.READINESS]
+            await stack.enter_async_context(
+                embedded_redis(settings.data_dir, on_give_up=readiness.fail)
+            )
         client = redis_client(app[appkeys.REDIS_URL])
         stack.push_async_callback(client.aclose)
         await client.ping()

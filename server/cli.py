@@ -43,6 +43,8 @@ from server.settings import Settings, origin_of
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
+logger = logging.getLogger(__name__)
+
 
 class CliError(Exception):
     """A failure to report on stderr with exit status 1."""
@@ -106,8 +108,14 @@ def _env_list(name: str) -> list[str]:
 
 
 async def serve(settings: Settings) -> None:
-    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first."""
+    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first.
+
+    A node that fails for good (its embedded Valkey cannot be restarted) stops
+    too, and raises CliError: the exit status 1 tells a process supervisor to
+    restart it.
+    """
     app = create_app(settings)
+    readiness = app[appkeys.READINESS]
     # The access log must never show a join token (`/join?token=`) or a file access token.
     runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
@@ -129,9 +137,20 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        waits = {asyncio.create_task(stop.wait()), asyncio.create_task(readiness.wait_failed())}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
     finally:
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        except Exception:
+            if readiness.failure is None:
+                raise
+            # Expected after a failure: what needs the lost Redis fails on the way out too.
+            logger.warning("shutdown after the failure was incomplete", exc_info=True)
+    if readiness.failure is not None:
+        raise CliError(f"the node failed: {readiness.failure}")
 
 
 # --- REST client for the admin commands --------------------------------------------------------
