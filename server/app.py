@@ -1,7 +1,7 @@
 """The aiohttp application factory: `create_app(settings)` wires every layer together.
 
 Resources are set up and torn down in `cleanup_ctx` generators, in order:
-Redis (embedded or external), the recording service, then the node (its part
+Redis (embedded and supervised, or external), the recording service, then the node (its part
 in the cluster: owned rooms, routing, heartbeat). On shutdown the node drains
 first (`on_shutdown`): it hands its rooms to other nodes and sends its sockets
 elsewhere, then everything is closed in reverse order.
@@ -22,9 +22,12 @@ from server.cluster.directory import DirectorySettings
 from server.cluster.node import ClusterNode, ClusterSettings
 from server.credentials import load_api_key, load_token_secret
 from server.http import api, pages, recordings
+from server.http.attempts import FailedAttempts
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
+from server.http.readiness import Readiness
 from server.http.schemas import MAX_BODY_BYTES
+from server.http.security import add_security_headers
 from server.media import MediaConfig, MediaNode
 from server.recording import RecordingConfig, RecordingService, RenderQueue
 from server.recording.room_recorder import RoomRecorder, recording_update
@@ -33,6 +36,7 @@ from server.rooms.limits import LimitSettings
 from server.rooms.owned_room import OwnerSettings
 from server.rooms.tokens import TokenSigner
 from server.settings import Settings
+from server.state.connection import redis_client
 from server.state.embedded import embedded_redis, embedded_redis_url
 from server.state.nodes import new_node
 from server.state.store import RedisStore
@@ -59,7 +63,9 @@ def create_app(settings: Settings) -> web.Application:
         is_joined=namespace.is_joined,
         async_mode="aiohttp",
         max_http_buffer_size=MAX_MESSAGE_BYTES,
-        cors_allowed_origins=[],
+        # Browsers on other sites are refused; clients that send no Origin (not browsers) are
+        # not. (An empty list would switch the check off altogether.)
+        cors_allowed_origins=list(settings.public_origins),
         ping_interval=10,
         ping_timeout=10,
     )
@@ -68,7 +74,12 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
         middlewares=[error_middleware, connection_cap(sio, settings.connection_limit)],
     )
+    add_security_headers(app, settings.public_origins)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.READINESS] = Readiness()
+    app[appkeys.ADMIN_ATTEMPTS] = FailedAttempts(
+        settings.admin_attempt_limit, settings.admin_attempt_window_seconds
+    )
     app[appkeys.NODE] = node
     app[appkeys.REDIS_URL] = settings.redis_url or embedded_redis_url(settings.data_dir)
     app[appkeys.SOCKETIO] = sio
@@ -89,8 +100,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is None:
-            await stack.enter_async_context(embedded_redis(settings.data_dir))
-        client = aioredis.Redis.from_url(app[appkeys.REDIS_URL])
+            # A Valkey that cannot be brought back fails the node (`yitang serve` exits).
+            readiness = app[appkeys.READINESS]
+            await stack.enter_async_context(
+                embedded_redis(settings.data_dir, on_give_up=readiness.fail)
+            )
+        client = redis_client(app[appkeys.REDIS_URL])
         stack.push_async_callback(client.aclose)
         await client.ping()
         app[appkeys.STORE] = RedisStore(client)
@@ -202,6 +217,8 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _drain(app: web.Application) -> None:
     """SIGTERM: hand rooms over and send sockets elsewhere, before connections are closed."""
+    # Out of the load balancer's rotation first (/readyz answers 503 from now on).
+    app[appkeys.READINESS].draining = True
     cluster = app.get(appkeys.CLUSTER)
     if cluster is not None:
         await cluster.drain()

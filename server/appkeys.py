@@ -6,6 +6,8 @@ from aiohttp import web
 
 from server.catalog import RoomCatalog
 from server.cluster.node import ClusterNode
+from server.http.attempts import FailedAttempts
+from server.http.readiness import Readiness
 from server.recording import RecordingConfig, RecordingService
 from server.settings import Settings
 from server.state.nodes import NodeInfo
@@ -30,3 +32,7 @@ CATALOG = web.AppKey("catalog", RoomCatalog)
 RECORDING_SERVICE = web.AppKey("recording_service", RecordingService)
 #: Optional override of the recording configuration (tests); default from SETTINGS.
 RECORDING_CONFIG = web.AppKey("recording_config", RecordingConfig)
+#: Failed admin-key attempts per client address, and the lock-outs they caused.
+ADMIN_ATTEMPTS = web.AppKey("admin_attempts", FailedAttempts)
+#: Whether this node should get new work (`/readyz`); `draining` is set on SIGTERM.
+READINESS = web.AppKey("readiness", Readiness)

@@ -34,13 +34,16 @@ from aiohttp import web
 from server import appkeys
 from server.app import create_app
 from server.credentials import API_KEY_FILE
+from server.http.access_log import RedactingAccessLogger
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
-from server.settings import Settings
+from server.settings import Settings, origin_of
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+logger = logging.getLogger(__name__)
 
 
 class CliError(Exception):
@@ -78,6 +81,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recordings_dir=Path(args.recordings_dir) if args.recordings_dir else None,
         retention_days=args.retention_days or None,
         render_workers=args.render_workers,
+        allowed_origins=tuple(args.allowed_origin or ()),
     )
 
 
@@ -96,15 +100,29 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise argparse.ArgumentTypeError(f"not a CIDR network: {text!r}") from exc
 
 
+def _origin(text: str) -> str:
+    try:
+        return origin_of(text, strict=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _env_list(name: str) -> list[str]:
     value = os.environ.get(name, "")
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
 async def serve(settings: Settings) -> None:
-    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first."""
+    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first.
+
+    A node that fails for good (its embedded Valkey cannot be restarted) stops
+    too, and raises CliError: the exit status 1 tells a process supervisor to
+    restart it.
+    """
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    readiness = app[appkeys.READINESS]
+    # The access log must never show a join token (`/join?token=`) or a file access token.
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -124,9 +142,20 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        waits = {asyncio.create_task(stop.wait()), asyncio.create_task(readiness.wait_failed())}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
     finally:
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        except Exception:
+            if readiness.failure is None:
+                raise
+            # Expected after a failure: what needs the lost Redis fails on the way out too.
+            logger.warning("shutdown after the failure was incomplete", exc_info=True)
+    if readiness.failure is not None:
+        raise CliError(f"the node failed: {readiness.failure}")
 
 
 # --- REST client for the admin commands --------------------------------------------------------
@@ -278,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument(
         "--seed", default=_env("YITANG_SEED"), help="seed file to load at start"
+    )
+    serve_parser.add_argument(
+        "--allowed-origin",
+        action="append",
+        type=_origin,
+        default=[_origin(o) for o in _env_list("YITANG_ALLOWED_ORIGINS")] or None,
+        metavar="ORIGIN",
+        help="public origin (scheme://host[:port]) of the deployment whose pages may open "
+        "Socket.IO connections (repeatable; default: the origin of --public-url)",
     )
     serve_parser.add_argument(
         "--heartbeat",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import resource
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ ENV_VARS: dict[str, str] = {
     "YITANG_API_KEY": "--api-key",
     "YITANG_TOKEN_SECRET": "--token-secret",
     "YITANG_PUBLIC_URL": "--public-url",
+    "YITANG_ALLOWED_ORIGINS": "--allowed-origin",
     "YITANG_SEED": "--seed",
     "YITANG_ICE_ADDRESS": "--ice-address",
     "YITANG_ICE_REMOTE_ALLOW": "--ice-remote-allow",
@@ -90,8 +92,22 @@ class Settings:
     retention_days: float | None = None
     #: Render worker processes `yitang serve` starts beside itself (0: run `yitang worker`).
     render_workers: int = 1
+    #: Public origins of the deployment (`scheme://host[:port]`): pages of these origins may
+    #: open Socket.IO connections, and pages may connect to all of them (a client reconnects
+    #: to another node after a failover). Empty: the origin of `base_url` alone.
+    allowed_origins: tuple[str, ...] = ()
+    #: This many API-key failures from one address within the window lock that address out
+    #: of the admin API for the window.
+    admin_attempt_limit: int = 10
+    admin_attempt_window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
+        # Stored as browsers send them in `Origin`, so comparing is exact.
+        object.__setattr__(
+            self, "allowed_origins", tuple(origin_of(o, strict=True) for o in self.allowed_origins)
+        )
+        if self.admin_attempt_limit < 1 or self.admin_attempt_window_seconds <= 0:
+            raise ValueError("the admin attempt limit and window must be positive")
         if self.render_workers < 0:
             raise ValueError("render_workers must be 0 or more")
         if not 0 < self.port < 65536:
@@ -123,3 +139,36 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def public_origins(self) -> tuple[str, ...]:
+        """The origins browsers reach this deployment at: `allowed_origins`, or base_url's."""
+        return self.allowed_origins or (origin_of(self.base_url),)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str, strict: bool = False) -> str:
+    """The origin of an http(s) URL as browsers write it (`https://host`, `http://host:8080`).
+
+    Scheme and host are lower-cased and a default port is dropped, as in an
+    `Origin` header. `strict` refuses anything beyond an origin (path, query,
+    user), so a mistyped `--allowed-origin` is an error and not a silent mismatch.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not an http(s) origin: {url!r}") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an http(s) origin: {url!r}")
+    extra = parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc
+    if strict and extra:
+        raise ValueError(f"an origin is scheme://host[:port], nothing more: {url!r}")
+    host = parts.hostname  # lower-cased by urlsplit
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}"

@@ -50,13 +50,13 @@ class ServerProcess:
 
 
 async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    """Poll /healthz until the server answers (bounded by START_TIMEOUT)."""
+    """Poll /readyz until the server is ready: it answers and so does its Redis (bounded)."""
     async with aiohttp.ClientSession() as http, asyncio.timeout(START_TIMEOUT):
         while True:
             if process.returncode is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
             with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(base_url + "/healthz") as response:
+                async with http.get(base_url + "/readyz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.1)  # the process gives no readiness signal but its port

@@ -17,10 +17,12 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from server import appkeys
+from server.http import health
 from server.http.schemas import (
     MAX_BODY_BYTES,
     Health,
     NodeList,
+    ReadyStatus,
     RoomDetail,
     RoomList,
     RoomSummary,
@@ -45,16 +47,32 @@ class Endpoint:
     response: type[BaseModel] | None = None
     status: int = 200
     admin: bool = True
+    #: Other statuses answered with the same `response` body (readiness: 503).
+    other_statuses: tuple[int, ...] = ()
+
+
+def client_address(request: web.Request) -> str:
+    """The address failed attempts are counted against: the connection's peer."""
+    return request.remote or "unknown"
 
 
 def require_api_key(request: web.Request) -> None:
-    """Refuse requests without `Authorization: Bearer <api key>`."""
+    """Refuse requests without `Authorization: Bearer <api key>`.
+
+    Wrong keys count against the client's address; an address with too many
+    is refused (429) even with the right key until its lock-out ends.
+    """
+    attempts = request.app[appkeys.ADMIN_ATTEMPTS]
+    address = client_address(request)
+    attempts.check(address)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("api_key_missing", "send Authorization: Bearer <api key>")
     if not hmac.compare_digest(key.strip().encode(), request.app[appkeys.API_KEY].encode()):
+        attempts.failed(address)
         raise Unauthorized("api_key_invalid", "the API key is not valid")
+    attempts.succeeded(address)
 
 
 async def read_body(request: web.Request, schema: type[M]) -> M:
@@ -78,21 +96,6 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(
         text=model.model_dump_json(), status=status, content_type="application/json"
     )
-
-
-async def health(request: web.Request) -> web.Response:
-    """Liveness: this node answers and its Redis answers."""
-    store = request.app[appkeys.STORE]
-    try:
-        redis_ok = bool(await store.client.ping())
-    except Exception:
-        redis_ok = False
-    body = Health(
-        status="ok" if redis_ok else "degraded",
-        node=request.app[appkeys.NODE].id,
-        redis="ok" if redis_ok else "unreachable",
-    )
-    return _json(body, 200 if redis_ok else 503)
 
 
 async def list_nodes(request: web.Request) -> web.Response:
@@ -166,10 +169,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
         "/healthz",
-        health,
-        "Liveness of this node and its Redis",
+        health.health,
+        "Liveness: 200 while the process answers; the body says whether Redis answers",
         response=Health,
         admin=False,
+    ),
+    Endpoint(
+        "GET",
+        "/readyz",
+        health.ready,
+        "Readiness: 200 when Redis answers and the node is not draining, else 503 with reasons",
+        response=ReadyStatus,
+        admin=False,
+        other_statuses=(503,),
     ),
     Endpoint("GET", "/api/nodes", list_nodes, "The deployment's live nodes", response=NodeList),
     Endpoint(

@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.http.attempts import TooManyAttempts
 from server.rooms.errors import RoomError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Turn domain errors and aiohttp's HTTP errors into JSON; hide tracebacks."""
     try:
         return await handler(request)
+    except TooManyAttempts as exc:
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except RoomError as exc:
         return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:

@@ -20,7 +20,10 @@ _ERRORS = {
     "409": "Conflicts with the current state (id taken, session ended...)",
     "413": "Body too large",
     "422": "Body does not match the schema",
+    "429": "Too many wrong API keys from this address; Retry-After says when to try again",
 }
+#: Errors only calls that take credentials can get.
+_ADMIN_ERRORS = {"401", "429"}
 
 
 def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
@@ -55,8 +58,10 @@ def build_openapi() -> dict[str, Any]:
                 "application/json": {"schema": _ref(endpoint.response, components)}
             }
         operation["responses"][str(endpoint.status)] = success
+        for other in endpoint.other_statuses:
+            operation["responses"][str(other)] = {**success, "description": "Refused (body: why)"}
         for status, text in _ERRORS.items():
-            if status == "401" and not endpoint.admin:
+            if status in _ADMIN_ERRORS and not endpoint.admin:
                 continue
             operation["responses"][status] = {
                 "description": text,

@@ -9,8 +9,8 @@ from aiohttp import web
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
 
-#: Join links carry the token in the query string: never leak it in a Referer header.
-_PAGE_HEADERS = {"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
+#: Security headers (no Referer, CSP, ...) are added to every response by server/http/security.py.
+_PAGE_HEADERS = {"Cache-Control": "no-cache"}
 
 
 async def _page(name: str) -> web.FileResponse:

