@@ -13,7 +13,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from server import appkeys
@@ -166,7 +165,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     )
     # The bus listens on its own connection (pub/sub holds it), with a health check.
-    bus_client = aioredis.Redis.from_url(app[appkeys.REDIS_URL], health_check_interval=5)
+    bus_client = redis_client(app[appkeys.REDIS_URL], health_check_interval=5)
     cluster = ClusterNode(
         info=app[appkeys.NODE],
         store=store,

@@ -26,7 +26,8 @@ async def test_a_failed_join_leaves_no_ghost(
     assert refused.value.code == "media_unavailable"
     _, detail = await server.request("GET", f"/api/rooms/{room['id']}")
     assert detail["participants"] == []
-    assert server.app[appkeys.SERVICE].local_sessions == {}
+    namespace = server.app[appkeys.NAMESPACE]
+    assert namespace.rooms() == [] and namespace.sessions_in(room["id"]) == []
     await client.close()
 
 
@@ -45,13 +46,15 @@ async def test_who_left_hears_nothing_more(server: ServerHandle) -> None:
         await client.close()
 
 
-async def test_media_of_a_room_ended_elsewhere_is_released(server: ServerHandle) -> None:
+async def test_deleting_a_session_closes_its_media_and_everyones_connection(
+    server: ServerHandle,
+) -> None:
     room = await server.create_room()
     member = await server.client(room["id"], "m1", "member", "hunan")
-    service = server.app[appkeys.SERVICE]
-    assert service.media.room(room["id"]) is not None
-    # Another node deleted the session: only Redis says so.
-    await service.store.delete_room(room["id"])
-    await service.close_finished_media()
-    assert service.media.room(room["id"]) is None
+    assert server.media_room(room["id"]) is not None
+    assert (await server.request("DELETE", f"/api/rooms/{room['id']}"))[0] == 204
+    await member.wait_for(lambda: member.disconnected.is_set())
+    assert member.ended is not None and member.ended[0] == "session_ended"
+    assert server.media_room(room["id"]) is None
+    assert server.app[appkeys.CLUSTER].directory.media_node.rooms == {}
     await member.close()

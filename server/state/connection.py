@@ -37,11 +37,14 @@ def redis_client(
     timeout: float = TIMEOUT_SECONDS,
     retries: int = RETRIES,
     max_connections: int = MAX_CONNECTIONS,
+    health_check_interval: float = 0,
 ) -> aioredis.Redis:
     """A client of `url` (redis://, rediss:// or unix://) whose every call ends in bounded time.
 
     `timeout` bounds connecting, each reply and the wait for a pooled
-    connection; `retries` is how often a connection error is retried.
+    connection; `retries` is how often a connection error is retried;
+    `health_check_interval` (pub/sub listeners) pings an idle connection that
+    long after its last use, so one that died silently is noticed.
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
@@ -49,6 +52,7 @@ def redis_client(
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        health_check_interval=health_check_interval,
         retry=Retry(
             ExponentialBackoff(cap=BACKOFF_CAP_SECONDS, base=BACKOFF_BASE_SECONDS),
             retries,

@@ -56,10 +56,13 @@ for i = 5, #ARGV, 3 do
   local ok = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], ARGV[i],
                          'type', ARGV[i + 1], 'data', ARGV[i + 2])
   if type(ok) == 'table' and ok.err then
-    -- An id not above the stream's last (clocks of two owners disagreed): keep the
-    -- entry under a fresh id rather than lose it.
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
-               'type', ARGV[i + 1], 'data', ARGV[i + 2])
+    -- Written already (a retry after a reply timed out): nothing to do. Otherwise an
+    -- id not above the stream's last (clocks of two owners disagreed): keep the entry
+    -- under a fresh id rather than lose it.
+    if #redis.call('XRANGE', KEYS[3], ARGV[i], ARGV[i]) == 0 then
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
+                 'type', ARGV[i + 1], 'data', ARGV[i + 2])
+    end
   end
 end
 return 1
