@@ -342,7 +342,11 @@ class RoomDirectory:
     async def close(self) -> None:
         """Stop every actor (after a drain, or at exit); writes what it can first."""
         for room_id in self.owned():
-            await self.release(room_id)
+            try:
+                async with asyncio.timeout(self.settings.flush_timeout * 2):
+                    await self.release(room_id)
+            except TimeoutError:
+                logger.warning("room %s not released in time; its lease will run out", room_id)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

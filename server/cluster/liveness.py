@@ -79,9 +79,7 @@ class NodeLiveness:
             return frozenset()
         return frozenset(node_id for node_id, up in alive.items() if not up)
 
-    def successor(self, exclude: set[str]) -> NodeInfo | None:
-        """The least loaded live node that is not draining (for a hand-over), if any."""
-        options = [
-            n for n in self._live if not n.draining and n.id != self.node.id and n.id not in exclude
-        ]
+    def successor(self) -> NodeInfo | None:
+        """The least loaded other live node that is not draining (for a hand-over), if any."""
+        options = [n for n in self._live if not n.draining and n.id != self.node.id]
         return min(options, key=lambda n: (n.rooms, n.participants, n.id), default=None)

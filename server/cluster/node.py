@@ -175,25 +175,31 @@ class ClusterNode:
     async def drain(self) -> None:
         """Stop taking rooms, hand the owned ones to other nodes, send the sockets elsewhere.
 
-        Bounded by `drain_seconds`; whatever is left then is simply closed (a room
-        whose hand-over did not finish is taken by the next node that needs it, once
-        its lease runs out).
+        Bounded by `drain_seconds`: rooms get all but the last two seconds (a room whose
+        hand-over did not finish is taken by the next node that needs it, once its lease
+        runs out), then the sockets are told where to go and closed.
         """
         self.directory.draining = True
+        with contextlib.suppress(Exception):
+            await self.liveness.beat(draining=True)
+        await self.local.quiesce()
         try:
-            async with asyncio.timeout(self.settings.drain_seconds):
-                with contextlib.suppress(Exception):
-                    await self.liveness.beat(draining=True)
-                await self.local.quiesce()
+            async with asyncio.timeout(max(self.settings.drain_seconds - 2.0, 1.0)):
                 for room_id in self.directory.owned():
                     await self._hand_over(room_id)
-                others = [n for n in self.live_node_refs() if n.id != self.node_id]
+        except TimeoutError:
+            logger.warning(
+                "drain: rooms not all handed over within %ss", self.settings.drain_seconds
+            )
+        others = [n for n in self.live_node_refs() if n.id != self.node_id]
+        try:
+            async with asyncio.timeout(2.0):
                 await self.local.hand_off(others)
         except TimeoutError:
-            logger.warning("drain did not finish within %ss", self.settings.drain_seconds)
+            logger.warning("drain: sockets not all told to reconnect")
 
     async def _hand_over(self, room_id: str) -> None:
-        successor = self.liveness.successor(exclude=set())
+        successor = self.liveness.successor()
         written = await self.directory.release(room_id)
         if successor is None or not written:
             return
