@@ -188,7 +188,9 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             heartbeat_seconds=settings.heartbeat_seconds,
             lease_ttl_seconds=settings.lease_ttl_seconds,
             drain_seconds=settings.drain_seconds,
-            directory=DirectorySettings(idle_seconds=settings.idle_room_seconds),
+            directory=DirectorySettings(
+                idle_seconds=settings.idle_room_seconds, max_rooms=settings.max_rooms_per_node
+            ),
         ),
     )
     catalog = RoomCatalog(store, signer, cluster.router, cluster.leases)

@@ -40,6 +40,7 @@ from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
 from server.settings import Settings, origin_of
+from server.workers import Box, BoxFailed, default_worker_count
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -82,6 +83,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         retention_days=args.retention_days or None,
         render_workers=args.render_workers,
         allowed_origins=tuple(args.allowed_origin or ()),
+        workers=args.workers,
+        max_rooms_per_node=args.max_rooms_per_node or None,
+        reuse_port=args.box_node is not None,
     )
 
 
@@ -112,8 +116,10 @@ def _env_list(name: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, announce: bool = True) -> None:
     """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first.
+
+    `announce` False (the other node processes of a box) prints neither.
 
     A node that fails for good (its embedded Valkey cannot be restarted) stops
     too, and raises CliError: the exit status 1 tells a process supervisor to
@@ -124,12 +130,13 @@ async def serve(settings: Settings) -> None:
     # The access log must never show a join token (`/join?token=`) or a file access token.
     runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.reuse_port)
     await site.start()
     try:
         catalog = app[appkeys.CATALOG]
-        print(f"Yitang 议堂 is running at {settings.base_url}", flush=True)
-        print(f"Admin API key: {app[appkeys.API_KEY]}", flush=True)
+        if announce:
+            print(f"Yitang 议堂 is running at {settings.base_url}", flush=True)
+            print(f"Admin API key: {app[appkeys.API_KEY]}", flush=True)
         if settings.seed_file is not None:
             seed = load_seed(settings.seed_file)
             links = await apply_seed(catalog, seed, settings.base_url, settings.token_ttl_seconds)
@@ -156,6 +163,22 @@ async def serve(settings: Settings) -> None:
             logger.warning("shutdown after the failure was incomplete", exc_info=True)
     if readiness.failure is not None:
         raise CliError(f"the node failed: {readiness.failure}")
+
+
+def _serve_argv(argv: list[str] | None) -> list[str]:
+    """The flags given to `serve` (what each node process of the box is started with)."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    return given[given.index("serve") + 1 :]
+
+
+async def serve_box(settings: Settings, serve_argv: list[str], verbose: bool) -> None:
+    """Run `settings.workers` node processes behind one port until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"Yitang 议堂: {settings.workers} node processes on port {settings.port}", flush=True)
+    await Box(settings, serve_argv, verbose=verbose).run(stop)
 
 
 # --- REST client for the admin commands --------------------------------------------------------
@@ -360,6 +383,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, hand rooms over and send sockets elsewhere within this long",
     )
     serve_parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("YITANG_WORKERS", "0") or 0) or default_worker_count(),
+        help="node processes on this box behind one port (default: one per core)",
+    )
+    serve_parser.add_argument(
+        "--max-rooms-per-node",
+        type=int,
+        default=int(_env("YITANG_MAX_ROOMS_PER_NODE", "0") or 0),
+        help="rooms one node process owns at most; others go to other nodes (0: no cap)",
+    )
+    # Set by `--workers N` for each node process it starts (server/workers.py): the first
+    # seeds and prints the key and links, the others (and restarted ones) stay quiet.
+    serve_parser.add_argument("--box-node", choices=("first", "other"), help=argparse.SUPPRESS)
+    serve_parser.add_argument(
         "--ice-address",
         action="append",
         type=_ice_address,
@@ -459,8 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
+            settings = settings_from_args(args)
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve(settings_from_args(args)))
+                if settings.workers > 1:
+                    asyncio.run(serve_box(settings, _serve_argv(argv), args.verbose))
+                else:
+                    asyncio.run(serve(settings, announce=args.box_node != "other"))
         elif args.command == "room":
             asyncio.run(room_create(args) if args.room_command == "create" else room_list(args))
         elif args.command == "token":
@@ -474,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "archive":
             asyncio.run(archive_render(args))
-    except (CliError, RenderFailed, ValueError, OSError) as exc:
+    except (CliError, BoxFailed, RenderFailed, ValueError, OSError) as exc:
         print(f"yitang: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -39,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "YITANG_LEASE_TTL": "--lease-ttl",
     "YITANG_JOIN_TIMEOUT": "--join-timeout",
     "YITANG_DRAIN_SECONDS": "--drain-seconds",
+    "YITANG_WORKERS": "--workers",
+    "YITANG_MAX_ROOMS_PER_NODE": "--max-rooms-per-node",
 }
 
 
@@ -82,6 +84,12 @@ class Settings:
     drain_seconds: float = 10.0
     #: A room nobody is in is let go (its lease released) after this long.
     idle_room_seconds: float = 60.0
+    #: Node processes `yitang serve` runs on this box behind one port (see server/workers.py).
+    workers: int = 1
+    #: Rooms one node owns at most (None: no cap); new rooms go to other nodes.
+    max_rooms_per_node: int | None = None
+    #: Bind the port with SO_REUSEPORT (set for the node processes of `--workers N`).
+    reuse_port: bool = False
     ice_addresses: tuple[IceAddress, ...] = ()
     ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Video of at most this many recent active speakers is forwarded (floor and host always).
@@ -110,6 +118,8 @@ class Settings:
             raise ValueError("the admin attempt limit and window must be positive")
         if self.render_workers < 0:
             raise ValueError("render_workers must be 0 or more")
+        if self.workers < 1 or (self.max_rooms_per_node or 1) < 1:
+            raise ValueError("workers and max_rooms_per_node must be positive")
         if not 0 < self.port < 65536:
             raise ValueError(f"port out of range: {self.port}")
         if self.heartbeat_seconds <= 0 or self.lease_ttl_seconds <= 2 * self.heartbeat_seconds:

@@ -73,7 +73,7 @@ async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator
             sys.executable, "-m", "server", "serve",
             "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
             "--ice-address", "127.0.0.1", "--ice-remote-allow", "127.0.0.0/8",
-            "--render-workers", "0", *args,
+            "--render-workers", "0", "--workers", "1", *args,
             cwd=REPO, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     handle = ServerProcess(process, f"http://127.0.0.1:{port}", data_dir, log)
