@@ -103,7 +103,16 @@ async def measure_yitang(clients: int, messages: int) -> tuple[list[float], floa
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data:
         async with process(
-            sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", data
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            data,
+            "--workers",
+            "1",  # one node process, as the bare server it is compared with
         ) as server:
             await wait_http(base + "/healthz")
             key = (Path(data) / "api-key").read_text().strip()
