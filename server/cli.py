@@ -35,6 +35,8 @@ from server import appkeys
 from server.app import create_app
 from server.credentials import API_KEY_FILE
 from server.http.access_log import RedactingAccessLogger
+from server.loadtest.runner import LoadTestError, LoadTestOptions, parse_resolution
+from server.loadtest.runner import main_entry as loadtest_main
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
@@ -163,6 +165,25 @@ async def serve(settings: Settings, *, announce: bool = True) -> None:
             logger.warning("shutdown after the failure was incomplete", exc_info=True)
     if readiness.failure is not None:
         raise CliError(f"the node failed: {readiness.failure}")
+
+
+def _loadtest_options(args: argparse.Namespace) -> LoadTestOptions:
+    width, height = parse_resolution(args.resolution)
+    return LoadTestOptions(
+        url=args.url or args.server,
+        api_key=_api_key(args),
+        publishers=args.publishers,
+        subscribers=args.subscribers,
+        duration=args.duration,
+        width=width,
+        height=height,
+        fps=args.fps,
+        bitrate_kbps=args.bitrate,
+        codec=args.codec,
+        speaker_switch=args.speaker_switch,
+        processes=args.processes,
+        ice_addresses=tuple(args.ice_address) if args.ice_address else None,
+    )
 
 
 def _serve_argv(argv: list[str] | None) -> list[str]:
@@ -439,6 +460,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="render worker processes to start beside the server (0: run `yitang worker`)",
     )
 
+    load_parser = commands.add_parser(
+        "loadtest", help="headless participants against a server: fps, loss, freezes, CPU"
+    )
+    load_parser.add_argument("url", nargs="?", help="the server (default: --server)")
+    _admin_options(load_parser)
+    load_parser.add_argument("--publishers", type=int, default=1, help="members who publish")
+    load_parser.add_argument("--subscribers", type=int, default=4, help="observers who watch")
+    load_parser.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    load_parser.add_argument("--resolution", default="640x480", help="WIDTHxHEIGHT")
+    load_parser.add_argument("--fps", type=int, default=30)
+    load_parser.add_argument("--bitrate", type=int, default=1500, help="video kbit/s")
+    load_parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    load_parser.add_argument(
+        "--speaker-switch",
+        type=float,
+        metavar="SECONDS",
+        help="the host gives the floor to the next publisher this often",
+    )
+    load_parser.add_argument(
+        "--processes", type=int, help="client processes (default: one per core)"
+    )
+    load_parser.add_argument(
+        "--ice-address",
+        action="append",
+        help="local address the clients gather ICE on (default: 127.0.0.1 for a local URL)",
+    )
+    load_parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
     worker_parser = commands.add_parser("worker", help="run a combined-video render worker")
     worker_parser.add_argument("--redis-url", default=_env("REDIS_URL"))
     worker_parser.add_argument("--data-dir", default=_env("YITANG_DATA_DIR", "data"))
@@ -514,9 +563,13 @@ def main(argv: list[str] | None = None) -> int:
             return worker_main(
                 [*worker_args, *(["--redis-url", args.redis_url] if args.redis_url else [])]
             )
+        elif args.command == "loadtest":
+            for chatty in ("aioice", "aiortc"):  # a log line per ICE check drowns the report
+                logging.getLogger(chatty).setLevel(logging.WARNING)
+            return loadtest_main(_loadtest_options(args), as_json=args.json)
         elif args.command == "archive":
             asyncio.run(archive_render(args))
-    except (CliError, BoxFailed, RenderFailed, ValueError, OSError) as exc:
+    except (CliError, BoxFailed, LoadTestError, RenderFailed, ValueError, OSError) as exc:
         print(f"yitang: {exc}", file=sys.stderr)
         return 1
     return 0
