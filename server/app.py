@@ -10,6 +10,7 @@ elsewhere, then everything is closed in reverse order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -39,6 +40,7 @@ from server.state.connection import redis_client
 from server.state.embedded import embedded_redis, embedded_redis_url
 from server.state.nodes import new_node
 from server.state.store import RedisStore
+from server.turn_credentials import ice_servers
 from signaling.admission import connection_cap
 from signaling.events import MAX_MESSAGE_BYTES
 from signaling.namespace import RoomNamespace
@@ -56,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
         max_connections=settings.connection_limit,
         event_rate=settings.event_rate,
         event_burst=settings.event_burst,
+        ice_servers=functools.partial(ice_servers, settings.turn),
     )
     sio = RoomSocketServer(
         join_timeout=settings.join_timeout_seconds,

@@ -42,6 +42,7 @@ from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
 from server.settings import Settings, origin_of
+from server.turn_credentials import TurnSettings, check_ice_url
 from server.workers import Box, BoxFailed, default_worker_count
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -88,6 +89,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         workers=args.workers,
         max_rooms_per_node=args.max_rooms_per_node or None,
         reuse_port=args.box_node is not None,
+        turn=TurnSettings(
+            urls=tuple(args.turn_url or ()),
+            secret=args.turn_secret or None,
+            ttl_seconds=args.turn_ttl,
+        ),
     )
 
 
@@ -97,6 +103,13 @@ def _ice_address(text: str) -> IceAddress:
         return IceAddress(local=local.strip(), announced=announced.strip() or None)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not ADDR[=ANNOUNCED]: {text!r}") from exc
+
+
+def _turn_url(text: str) -> str:
+    try:
+        return check_ice_url(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -183,6 +196,7 @@ def _loadtest_options(args: argparse.Namespace) -> LoadTestOptions:
         speaker_switch=args.speaker_switch,
         processes=args.processes,
         ice_addresses=tuple(args.ice_address) if args.ice_address else None,
+        relay_only=args.relay,
     )
 
 
@@ -419,6 +433,27 @@ def build_parser() -> argparse.ArgumentParser:
     # seeds and prints the key and links, the others (and restarted ones) stay quiet.
     serve_parser.add_argument("--box-node", choices=("first", "other"), help=argparse.SUPPRESS)
     serve_parser.add_argument(
+        "--turn-url",
+        action="append",
+        type=_turn_url,
+        default=[_turn_url(u) for u in _env_list("YITANG_TURN_URLS")] or None,
+        metavar="URL",
+        help="a TURN (or STUN) server handed to participants, e.g. "
+        "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:443?transport=tcp "
+        "(repeatable)",
+    )
+    serve_parser.add_argument(
+        "--turn-secret",
+        default=_env("YITANG_TURN_SECRET"),
+        help="the secret shared with coturn (static-auth-secret) for short-lived credentials",
+    )
+    serve_parser.add_argument(
+        "--turn-ttl",
+        type=int,
+        default=int(_env("YITANG_TURN_TTL", str(4 * 3600)) or 4 * 3600),
+        help="seconds a participant's TURN credential lasts (clients renew it before)",
+    )
+    serve_parser.add_argument(
         "--ice-address",
         action="append",
         type=_ice_address,
@@ -485,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ice-address",
         action="append",
         help="local address the clients gather ICE on (default: 127.0.0.1 for a local URL)",
+    )
+    load_parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="media only through the TURN relay the server hands out",
     )
     load_parser.add_argument("--json", action="store_true", help="print the report as JSON")
 

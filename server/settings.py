@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import resource
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.media.config import IceAddress
+from server.turn_credentials import TurnSettings
 
 #: Environment variables read by :func:`settings_from_env`, with their flag.
 ENV_VARS: dict[str, str] = {
@@ -40,6 +41,9 @@ ENV_VARS: dict[str, str] = {
     "YITANG_JOIN_TIMEOUT": "--join-timeout",
     "YITANG_DRAIN_SECONDS": "--drain-seconds",
     "YITANG_WORKERS": "--workers",
+    "YITANG_TURN_URLS": "--turn-url",
+    "YITANG_TURN_SECRET": "--turn-secret",
+    "YITANG_TURN_TTL": "--turn-ttl",
     "YITANG_MAX_ROOMS_PER_NODE": "--max-rooms-per-node",
 }
 
@@ -90,6 +94,9 @@ class Settings:
     max_rooms_per_node: int | None = None
     #: Bind the port with SO_REUSEPORT (set for the node processes of `--workers N`).
     reuse_port: bool = False
+    #: The TURN relay handed to participants (coturn with `use-auth-secret`); see
+    #: server/turn_credentials.py. No URLs: participants get no ICE servers.
+    turn: TurnSettings = field(default_factory=TurnSettings)
     ice_addresses: tuple[IceAddress, ...] = ()
     ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Video of at most this many recent active speakers is forwarded (floor and host always).

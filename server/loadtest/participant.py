@@ -12,7 +12,14 @@ import contextlib
 import time
 from typing import Any
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -22,9 +29,22 @@ from server.media.aiortc_internals import gather_only_on, install_jitter_buffer
 from signaling.client import RoomClient
 
 
-def _configuration() -> RTCConfiguration:
-    # No STUN server (nothing leaves the test network); max-bundle, as the browser client.
-    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+def rtc_configuration(ice_servers: list[dict[str, Any]], relay_only: bool) -> RTCConfiguration:
+    """The ICE servers the join handed out (none: nothing leaves the test network), max-bundle
+    as the browser client; `relay_only` uses TURN alone, as a venue without UDP must."""
+    servers = [
+        RTCIceServer(
+            urls=server["urls"],
+            username=server.get("username"),
+            credential=server.get("credential"),
+        )
+        for server in ice_servers
+    ]
+    return RTCConfiguration(
+        iceServers=servers,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+    )
 
 
 class LoadParticipant:
@@ -39,7 +59,9 @@ class LoadParticipant:
         audio: Clip | None,
         codec: str,
         ice_addresses: tuple[str, ...] | None,
+        relay_only: bool = False,
     ) -> None:
+        self.relay_only = relay_only
         self.signaling = RoomClient(base_url, token, reconnect=True)
         self.video, self.audio, self.codec = video, audio, codec
         self.ice_addresses = ice_addresses
@@ -55,6 +77,9 @@ class LoadParticipant:
         self.signaling.on("rejoined", lambda _: self._restart_media())
         self.signaling.on("media_moved", self._on_media_moved)
         self.signaling.on("resync", self._on_resync)
+
+    def _configuration(self) -> RTCConfiguration:
+        return rtc_configuration(self.signaling.ice_servers, self.relay_only)
 
     @property
     def first_video_at(self) -> float | None:
@@ -72,7 +97,7 @@ class LoadParticipant:
     async def _publish(self) -> None:
         if self.video is None and self.audio is None:
             return
-        pc = self.publish_pc = RTCPeerConnection(_configuration())
+        pc = self.publish_pc = RTCPeerConnection(self._configuration())
         if self.audio is not None:
             pc.addTransceiver(ClipTrack(self.audio), direction="sendonly")
         if self.video is not None:
@@ -92,7 +117,7 @@ class LoadParticipant:
         for track in payload["tracks"]:
             self._publishers[track["mid"]] = track["identity"]
         if self.subscribe_pc is None:
-            self.subscribe_pc = RTCPeerConnection(_configuration())
+            self.subscribe_pc = RTCPeerConnection(self._configuration())
             self.subscribe_pc.on("track", self._on_track)
         pc = self.subscribe_pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))

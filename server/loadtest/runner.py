@@ -68,6 +68,8 @@ class LoadTestOptions:
     join_timeout: float = 30.0
     #: Local addresses ICE gathers on; None: aioice's own choice (loopback URLs: 127.0.0.1).
     ice_addresses: tuple[str, ...] | None = None
+    #: Media through the TURN relay the server hands out, and nothing else.
+    relay_only: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -154,6 +156,7 @@ async def _run_in_room(
             bitrate=options.bitrate_kbps * 1000,
             ice_addresses=ice,
             join_timeout=options.join_timeout,
+            relay_only=options.relay_only,
         )
         for share in shares
         if share
@@ -428,6 +431,7 @@ def _summary(
             "bitrate_kbps": options.bitrate_kbps,
             "codec": options.codec,
             "speaker_switch": options.speaker_switch,
+            "relay_only": options.relay_only,
         },
         "window_seconds": round(seconds, 2),
         "participants": len(participants),

@@ -47,6 +47,7 @@ class WorkerPlan:
     bitrate: int
     ice_addresses: tuple[str, ...] | None
     join_timeout: float
+    relay_only: bool = False
 
 
 def run_worker(plan: WorkerPlan, pipe: Connection) -> None:
@@ -66,6 +67,7 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
             audio=audio if spec.publishes else None,
             codec=plan.codec,
             ice_addresses=plan.ice_addresses,
+            relay_only=plan.relay_only,
         )
         for spec in plan.participants
     ]
