@@ -264,6 +264,7 @@ class RecordingService:
             initial_agenda_index=context.agenda_index,
             host=host,
             participants=entries,
+            present_at_start=[e.identity for e in entries],
             parts=[Part(index=1, node=self.node_id, started_at=started_at)],
         )
         try:
@@ -1057,6 +1058,7 @@ class RecordingService:
         timeline = await self._timeline(manifest.room.id, manifest.started_at, stopped_at)
         participants = await self._participants(manifest, timeline, files, room)
         names = {p.identity: p.name for p in participants}
+        roster = await self._roster(manifest, room)
         segments = speaker_segments(
             timeline,
             started_at=manifest.started_at,
@@ -1079,6 +1081,7 @@ class RecordingService:
                 "stopped_at": stopped_at,
                 "duration": round(duration, 3),
                 "participants": participants,
+                "roster": roster or manifest.roster,
                 "host": manifest.host
                 or next((p.identity for p in participants if p.role == "host"), None),
                 "files": files,
@@ -1173,6 +1176,22 @@ class RecordingService:
                     if participant is not None:
                         found[participant.identity] = participant
         return list(found.values())
+
+    async def _roster(self, manifest: Manifest, room: Room | None) -> list[ParticipantEntry]:
+        """Everyone invited to the session, as the manifest names participants (best effort:
+        an unreachable Redis leaves the roster out, and attendance lists no absentees)."""
+        definition = room or await self.store.get_room(manifest.room.id)
+        if definition is None:
+            return []
+        try:
+            invitees = await self.store.roster(manifest.room.id)
+        except Exception as exc:
+            logger.warning("recording %s: roster not read (%s)", manifest.id, exc)
+            return []
+        entries = (
+            _participant_entry(definition, invitee.model_dump(mode="json")) for invitee in invitees
+        )
+        return [e for e in entries if e is not None]
 
     def _info(
         self,

@@ -1,0 +1,156 @@
+"""The session record REST API: attendance, speaking record, minutes, moment search, export.
+
+Endpoints (API key; errors are ``{"error": {"code", "message"}}``):
+
+    GET /api/rooms/{room_id}/attendance?format=json|csv          a live room, until now
+    GET /api/rooms/{room_id}/speaking                            a live room, until now
+    GET /api/recordings/{recording_id}/attendance?format=json|csv
+    GET /api/recordings/{recording_id}/speaking
+    GET /api/recordings/{recording_id}/record                    attendance + speaking + chat
+
+Query parameters are checked: an unknown parameter or value is a 422
+``invalid_request`` naming it; ids are checked against their patterns before
+Redis or the disk is touched (404 otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from server import appkeys
+from server.http.api import Endpoint
+from server.http.recordings import _guarded, _recording_id, _room_id
+from server.recording.attendance import Attendance, attendance, attendance_csv
+from server.recording.session_record import (
+    SessionRecord,
+    live_room_source,
+    recording_source,
+    session_record,
+)
+from server.recording.session_source import SessionSource
+from server.recording.speaking import SpeakingRecord, speaking_record
+from server.rooms.errors import InvalidRequest
+
+
+def check_query(query: Mapping[str, str], allowed: Mapping[str, tuple[str, ...] | None]) -> None:
+    """Refuse unknown parameters, repeated ones, and values outside their choices (422)."""
+    for name in query:
+        if name not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise InvalidRequest("invalid_request", f"{name}: unknown parameter (known: {known})")
+        values = query.getall(name) if hasattr(query, "getall") else [query[name]]
+        if len(values) > 1:
+            raise InvalidRequest("invalid_request", f"{name}: given more than once")
+        choices = allowed[name]
+        if choices is not None and values[0] not in choices:
+            raise InvalidRequest("invalid_request", f"{name}: must be one of {', '.join(choices)}")
+
+
+def _json(model: BaseModel) -> web.Response:
+    return web.Response(text=model.model_dump_json(), content_type="application/json")
+
+
+def _csv(text: str, filename: str) -> web.Response:
+    return web.Response(
+        body=text.encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+async def _recording(request: web.Request) -> SessionSource:
+    recording_id = _recording_id(request)
+    manifest = await request.app[appkeys.RECORDING_SERVICE].manifest(recording_id)
+    return recording_source(manifest)
+
+
+async def _live(request: web.Request) -> SessionSource:
+    room_id = _room_id(request)
+    return await live_room_source(request.app[appkeys.CATALOG].store, room_id)
+
+
+def _attendance_response(record: Attendance, request: web.Request, name: str) -> web.Response:
+    if request.query.get("format", "json") == "csv":
+        return _csv(attendance_csv(record), f"{name}-attendance.csv")
+    return _json(record)
+
+
+async def room_attendance(request: web.Request) -> web.Response:
+    """A live room's attendance since it was created (JSON, or CSV with ``format=csv``)."""
+    check_query(request.query, {"format": ("json", "csv")})
+    source = await _live(request)
+    return _attendance_response(attendance(source), request, source.room.id)
+
+
+async def room_speaking(request: web.Request) -> web.Response:
+    """A live room's speaking record since it was created."""
+    check_query(request.query, {})
+    return _json(speaking_record(await _live(request)))
+
+
+async def recording_attendance(request: web.Request) -> web.Response:
+    """A stopped recording's attendance (JSON, or CSV with ``format=csv``)."""
+    check_query(request.query, {"format": ("json", "csv")})
+    source = await _recording(request)
+    return _attendance_response(attendance(source), request, source.recording_id or "record")
+
+
+async def recording_speaking(request: web.Request) -> web.Response:
+    """A stopped recording's speaking record."""
+    check_query(request.query, {})
+    return _json(speaking_record(await _recording(request)))
+
+
+async def recording_record(request: web.Request) -> web.Response:
+    """A stopped recording's whole record: attendance, speaking record, chat."""
+    check_query(request.query, {})
+    return _json(session_record(await _recording(request)))
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "GET",
+        "/api/rooms/{room_id}/attendance",
+        room_attendance,
+        "A live session's attendance by level and venue (format=json|csv)",
+        response=Attendance,
+    ),
+    Endpoint(
+        "GET",
+        "/api/rooms/{room_id}/speaking",
+        room_speaking,
+        "A live session's speaking record per agenda item",
+        response=SpeakingRecord,
+    ),
+    Endpoint(
+        "GET",
+        "/api/recordings/{recording_id}/attendance",
+        recording_attendance,
+        "A recorded session's attendance by level and venue (format=json|csv)",
+        response=Attendance,
+    ),
+    Endpoint(
+        "GET",
+        "/api/recordings/{recording_id}/speaking",
+        recording_speaking,
+        "A recorded session's speaking record per agenda item",
+        response=SpeakingRecord,
+    ),
+    Endpoint(
+        "GET",
+        "/api/recordings/{recording_id}/record",
+        recording_record,
+        "A recorded session's whole record: attendance, speaking record, chat",
+        response=SessionRecord,
+    ),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the session record endpoints (all need the API key)."""
+    for endpoint in ENDPOINTS:
+        app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint))
