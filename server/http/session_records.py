@@ -7,6 +7,7 @@ Endpoints (API key; errors are ``{"error": {"code", "message"}}``):
     GET /api/recordings/{recording_id}/attendance?format=json|csv
     GET /api/recordings/{recording_id}/speaking
     GET /api/recordings/{recording_id}/record                    attendance + speaking + chat
+    GET /api/recordings/{recording_id}/minutes?format=docx|md    the minutes draft
 
 Query parameters are checked: an unknown parameter or value is a 422
 ``invalid_request`` naming it; ids are checked against their patterns before
@@ -15,6 +16,7 @@ Redis or the disk is touched (404 otherwise).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -24,6 +26,7 @@ from server import appkeys
 from server.http.api import Endpoint
 from server.http.recordings import _guarded, _recording_id, _room_id
 from server.recording.attendance import Attendance, attendance, attendance_csv
+from server.recording.minutes import minutes_docx, minutes_markdown
 from server.recording.session_record import (
     SessionRecord,
     live_room_source,
@@ -111,6 +114,30 @@ async def recording_record(request: web.Request) -> web.Response:
     return _json(session_record(await _recording(request)))
 
 
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+async def recording_minutes(request: web.Request) -> web.Response:
+    """The minutes draft of a stopped recording: Word (``format=docx``, default) or Markdown."""
+    check_query(request.query, {"format": ("docx", "md")})
+    source = await _recording(request)
+    record = session_record(source)
+    name = f"{source.recording_id}-minutes"
+    if request.query.get("format", "docx") == "md":
+        return web.Response(
+            text=minutes_markdown(record),
+            content_type="text/markdown",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.md"'},
+        )
+    body = await asyncio.to_thread(minutes_docx, record)
+    return web.Response(
+        body=body,
+        content_type=DOCX_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}.docx"'},
+    )
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
@@ -146,6 +173,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         recording_record,
         "A recorded session's whole record: attendance, speaking record, chat",
         response=SessionRecord,
+    ),
+    Endpoint(
+        "GET",
+        "/api/recordings/{recording_id}/minutes",
+        recording_minutes,
+        "The minutes draft of a recorded session (format=docx|md)",
     ),
 )
 
