@@ -8,6 +8,7 @@ Endpoints (API key; errors are ``{"error": {"code", "message"}}``):
     GET /api/recordings/{recording_id}/speaking
     GET /api/recordings/{recording_id}/record                    attendance + speaking + chat
     GET /api/recordings/{recording_id}/minutes?format=docx|md    the minutes draft
+    GET /api/moments?q=&recording=&limit=                        search inside sessions
 
 Query parameters are checked: an unknown parameter or value is a 422
 ``invalid_request`` naming it; ids are checked against their patterns before
@@ -27,6 +28,8 @@ from server.http.api import Endpoint
 from server.http.recordings import _guarded, _recording_id, _room_id
 from server.recording.attendance import Attendance, attendance, attendance_csv
 from server.recording.minutes import minutes_docx, minutes_markdown
+from server.recording.models import is_recording_id
+from server.recording.moment_index import MAX_QUERY_LENGTH, MomentHits
 from server.recording.session_record import (
     SessionRecord,
     live_room_source,
@@ -138,6 +141,30 @@ async def recording_minutes(request: web.Request) -> web.Response:
     )
 
 
+MAX_MOMENTS = 200
+
+
+async def search_moments(request: web.Request) -> web.Response:
+    """Moments inside recordings (speeches, agenda items, chat) whose text contains ``q``."""
+    query = request.query
+    check_query(query, {"q": None, "recording": None, "limit": None})
+    text = query.get("q", "").strip()
+    if not text:
+        raise InvalidRequest("invalid_request", "q: give the text to search for")
+    if len(text) > MAX_QUERY_LENGTH:
+        raise InvalidRequest("invalid_request", f"q: at most {MAX_QUERY_LENGTH} characters")
+    recording = query.get("recording") or None
+    if recording is not None and not is_recording_id(recording):
+        raise InvalidRequest("invalid_request", "recording: not a recording id")
+    raw_limit = query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_MOMENTS:
+        raise InvalidRequest("invalid_request", f"limit: a whole number from 1 to {MAX_MOMENTS}")
+    moments = await request.app[appkeys.RECORDING_SERVICE].moments.search(
+        text, recording_id=recording, limit=int(raw_limit)
+    )
+    return _json(MomentHits(query=text, moments=moments))
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
@@ -179,6 +206,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/api/recordings/{recording_id}/minutes",
         recording_minutes,
         "The minutes draft of a recorded session (format=docx|md)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/moments",
+        search_moments,
+        "Search inside recorded sessions: speakers, agenda titles, chat (q, recording, limit)",
+        response=MomentHits,
     ),
 )
 

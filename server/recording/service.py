@@ -64,9 +64,12 @@ from .models import (
     RoomInfo,
     is_recording_id,
 )
+from .moment_index import MomentIndex, moments_of
 from .parts import begin_part, close_lost_parts, end_part
 from .recovery import part_files, probe_duration, read_track_log, remux_part, sha256_file
 from .room_recording import RoomRecording
+from .session_record import session_record
+from .session_source import from_manifest
 from .track_file import PART_SUFFIX
 from .track_recorder import parse_file_name
 
@@ -146,6 +149,7 @@ class RecordingService:
         self.config = config
         self.node_id = node_id
         self.index = ArchiveIndex(store.client)
+        self.moments = MomentIndex(store.client)
         self.render_queue = render_queue
         self.on_change = on_change
         self.on_error = on_error
@@ -631,8 +635,22 @@ class RecordingService:
             )
         await self._archive_io(shutil.rmtree, self.directory(recording_id), True)
         await self.index.delete(recording_id)
+        await self.moments.remove(recording_id)
         self._manifests.pop(recording_id, None)
         logger.info("recording %s deleted", recording_id)
+
+    async def index_moments(self, manifest: Manifest) -> bool:
+        """Index a finished recording's moments for search inside sessions (best effort:
+        a failure is logged, and the recording is simply not found by its moments)."""
+        if manifest.stopped_at is None:
+            return False
+        try:
+            record = session_record(from_manifest(manifest))
+            await self.moments.put(manifest.id, manifest.started_at, moments_of(record))
+        except Exception:
+            logger.exception("recording %s: moments not indexed", manifest.id)
+            return False
+        return True
 
     async def render(self, recording_id: str) -> RenderStatus:
         """Enqueue the combined video (again); returns the job's status."""
@@ -1108,6 +1126,7 @@ class RecordingService:
 
     async def _publish(self, final: Manifest, *, error: bool) -> RecordingInfo:
         await self.index.put(summarize(final))
+        await self.index_moments(final)
         await self.index.clear_active(final.room.id, final.id)
         await self.index.release_lease(final.id, self.node_id)
         render = await self.index.render_status(final.id)
