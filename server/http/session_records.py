@@ -9,6 +9,8 @@ Endpoints (API key; errors are ``{"error": {"code", "message"}}``):
     GET /api/recordings/{recording_id}/record                    attendance + speaking + chat
     GET /api/recordings/{recording_id}/minutes?format=docx|md    the minutes draft
     GET /api/moments?q=&recording=&limit=                        search inside sessions
+    GET /api/recordings/{recording_id}/export                    everything, one ZIP + SHA256SUMS
+    GET /api/audit?recording=&limit=                             who deleted what, newest first
 
 Query parameters are checked: an unknown parameter or value is a 422
 ``invalid_request`` naming it; ids are checked against their patterns before
@@ -18,6 +20,7 @@ Redis or the disk is touched (404 otherwise).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -27,6 +30,7 @@ from server import appkeys
 from server.http.api import Endpoint
 from server.http.recordings import _guarded, _recording_id, _room_id
 from server.recording.attendance import Attendance, attendance, attendance_csv
+from server.recording.audit import AuditList
 from server.recording.minutes import minutes_docx, minutes_markdown
 from server.recording.models import is_recording_id
 from server.recording.moment_index import MAX_QUERY_LENGTH, MomentHits
@@ -165,6 +169,50 @@ async def search_moments(request: web.Request) -> web.Response:
     return _json(MomentHits(query=text, moments=moments))
 
 
+_EXPORT_CHUNK = 1 << 20
+
+
+async def export_recording(request: web.Request) -> web.StreamResponse:
+    """A stopped recording's whole record as one ZIP file with a SHA256SUMS list."""
+    check_query(request.query, {})
+    recording_id = _recording_id(request)
+    archive = await request.app[appkeys.RECORDING_SERVICE].export(recording_id)
+    try:
+        size = os.fstat(archive.fileno()).st_size
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/zip",
+                "Content-Length": str(size),
+                "Content-Disposition": f'attachment; filename="{recording_id}.zip"',
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(archive.read, _EXPORT_CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        archive.close()
+
+
+MAX_AUDIT = 1000
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    """Audit entries (deletions), newest first; ``recording`` narrows to one recording."""
+    query = request.query
+    check_query(query, {"recording": None, "limit": None})
+    recording = query.get("recording") or None
+    if recording is not None and not is_recording_id(recording):
+        raise InvalidRequest("invalid_request", "recording: not a recording id")
+    raw_limit = query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_AUDIT:
+        raise InvalidRequest("invalid_request", f"limit: a whole number from 1 to {MAX_AUDIT}")
+    entries = await request.app[appkeys.RECORDING_SERVICE].audit.entries(int(raw_limit), recording)
+    return _json(AuditList(entries=entries))
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
@@ -213,6 +261,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         search_moments,
         "Search inside recorded sessions: speakers, agenda titles, chat (q, recording, limit)",
         response=MomentHits,
+    ),
+    Endpoint(
+        "GET",
+        "/api/recordings/{recording_id}/export",
+        export_recording,
+        "A recorded session's whole record as one ZIP with a SHA256SUMS checksum list",
+    ),
+    Endpoint(
+        "GET",
+        "/api/audit",
+        audit_log,
+        "Audit log of deletions (who, from where, what), newest first (recording, limit)",
+        response=AuditList,
     ),
 )
 

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
 
 from server.media import MediaRoom
 from server.rooms.models import Participant, Room, TimelineEntry
@@ -46,9 +46,11 @@ from server.state import keys
 from server.state.store import RedisStore
 
 from .archive_index import ArchiveIndex, summarize
+from .audit import AuditEntry, AuditLog, DeletedFile
 from .chapters import agenda_chapters, speaker_chapters, speaker_segments
 from .config import RecordingConfig
 from .errors import ArchiveUnavailable, RecordingConflict, RecordingNotFound
+from .export import write_export
 from .jobs import RenderQueue
 from .manifest_files import read_manifest, write_manifest
 from .models import (
@@ -150,6 +152,7 @@ class RecordingService:
         self.node_id = node_id
         self.index = ArchiveIndex(store.client)
         self.moments = MomentIndex(store.client)
+        self.audit = AuditLog(store.client)
         self.render_queue = render_queue
         self.on_change = on_change
         self.on_error = on_error
@@ -618,8 +621,19 @@ class RecordingService:
         renders = await self.index.render_statuses([s.id for s in found]) if found else {}
         return found, renders
 
-    async def delete(self, recording_id: str) -> None:
-        """Delete a recording's files and index entries (not while it records or renders)."""
+    async def delete(
+        self,
+        recording_id: str,
+        *,
+        by: str = "api",
+        operator: str | None = None,
+        address: str | None = None,
+    ) -> AuditEntry:
+        """Delete a recording's files and index entries (not while it records or renders).
+
+        An audit entry naming ``by`` (the credential), the operator and address, and what
+        the recording held is written first: no recording goes without one. Returns it.
+        """
         summary = await self.summary(recording_id)
         if summary.state == "recording" and (
             await self.index.lease_holder(recording_id) is not None
@@ -633,11 +647,47 @@ class RecordingService:
             raise RecordingConflict(
                 "render_running", "the combined video is being made; retry later"
             )
+        try:
+            manifest: Manifest | None = await self.manifest(recording_id)
+        except RecordingNotFound:
+            manifest = None
+        files = [] if manifest is None else [*manifest.files]
+        deleted = [DeletedFile(name=f.name, size=f.size, sha256=f.sha256) for f in files]
+        if manifest is not None and manifest.combined is not None:
+            combined = manifest.combined
+            deleted.append(
+                DeletedFile(name=combined.name, size=combined.size, sha256=combined.sha256)
+            )
+        entry = AuditEntry(
+            action="recording_deleted",
+            by=by,
+            operator=operator,
+            address=address,
+            recording_id=recording_id,
+            room_id=summary.room_id,
+            title=summary.title,
+            started_at=summary.started_at,
+            duration=summary.duration,
+            files=deleted,
+            bytes=sum(f.size for f in deleted),
+        )
+        entry = entry.model_copy(update={"id": await self.audit.append(entry)})
         await self._archive_io(shutil.rmtree, self.directory(recording_id), True)
         await self.index.delete(recording_id)
         await self.moments.remove(recording_id)
         self._manifests.pop(recording_id, None)
-        logger.info("recording %s deleted", recording_id)
+        logger.info("recording %s deleted by %s (%s)", recording_id, by, operator or address)
+        return entry
+
+    async def export(self, recording_id: str) -> IO[bytes]:
+        """The whole record of a stopped recording as a ZIP with SHA256SUMS (an open
+        anonymous temporary file; the caller closes it). RecordingConflict while recording."""
+        manifest = await self.manifest(recording_id)
+        if manifest.stopped_at is None:
+            raise RecordingConflict("recording_running", "stop the recording before exporting it")
+        return await self._archive_io(
+            write_export, manifest, self.directory(recording_id), self.config.recordings_dir
+        )
 
     async def index_moments(self, manifest: Manifest) -> bool:
         """Index a finished recording's moments for search inside sessions (best effort:
@@ -669,7 +719,7 @@ class RecordingService:
         deleted = []
         for recording_id in await self.index.older_than(cutoff):
             try:
-                await self.delete(recording_id)
+                await self.delete(recording_id, by="retention")
             except (RecordingConflict, RecordingNotFound) as exc:
                 logger.info("retention: keeping %s for now (%s)", recording_id, exc.code)
                 continue
