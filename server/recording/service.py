@@ -786,6 +786,10 @@ class RecordingService:
                     recovered.append(await self._recover(directory, manifest))
             elif await self.index.get(manifest.id) is None:
                 await self.index.put(summarize(manifest))
+                await self.index_moments(manifest)
+            elif not await self.moments.indexed(manifest.id):
+                # Finished before moments were indexed (or their indexing failed): now.
+                await self.index_moments(manifest)
         return recovered
 
     async def _abandoned(self, manifest: Manifest, now: float) -> bool:
