@@ -31,7 +31,6 @@ from server.http.api import Endpoint
 from server.http.recordings import _guarded, _recording_id, _room_id
 from server.recording.attendance import Attendance, attendance, attendance_csv
 from server.recording.audit import AuditList
-from server.recording.minutes import minutes_docx, minutes_markdown
 from server.recording.models import is_recording_id
 from server.recording.moment_index import MAX_QUERY_LENGTH, MomentHits
 from server.recording.session_record import (
@@ -127,6 +126,9 @@ DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.docu
 async def recording_minutes(request: web.Request) -> web.Response:
     """The minutes draft of a stopped recording: Word (``format=docx``, default) or Markdown."""
     check_query(request.query, {"format": ("docx", "md")})
+    # Imported on first use: python-docx takes about a second to import.
+    from server.recording.minutes import minutes_docx, minutes_markdown
+
     source = await _recording(request)
     record = session_record(source)
     name = f"{source.recording_id}-minutes"

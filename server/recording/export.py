@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO
 
 from .attendance import attendance_csv
-from .minutes import minutes_docx, minutes_markdown
 from .models import MANIFEST_NAME, Manifest
 from .session_record import session_record
 from .session_source import from_manifest
@@ -44,6 +43,8 @@ def write_export(manifest: Manifest, directory: Path, scratch: Path) -> IO[bytes
     ``scratch`` is where the anonymous temporary file lives (the recordings folder,
     so a large export uses the archive's disk, not /tmp).
     """
+    from .minutes import minutes_docx, minutes_markdown  # python-docx takes ~1 s to import
+
     record = session_record(from_manifest(manifest))
     generated = {
         "minutes.docx": minutes_docx(record),
