@@ -47,6 +47,9 @@ def build_openapi() -> dict[str, Any]:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in names
             ]
+        query = session_records.QUERY_PARAMETERS.get(endpoint.path)
+        if query:
+            operation.setdefault("parameters", []).extend(query)
         if endpoint.body is not None:
             operation["requestBody"] = {
                 "required": True,

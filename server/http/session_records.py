@@ -280,6 +280,44 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
+def _param(
+    name: str, description: str, choices: tuple[str, ...] | None = None
+) -> dict[str, object]:
+    schema: dict[str, object] = {"type": "string"}
+    if choices:
+        schema["enum"] = list(choices)
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_FORMAT_TABLE = _param("format", "json (default) or csv", ("json", "csv"))
+#: The query parameters of these endpoints, by path, for the OpenAPI document.
+QUERY_PARAMETERS: dict[str, list[dict[str, object]]] = {
+    "/api/rooms/{room_id}/attendance": [_FORMAT_TABLE],
+    "/api/recordings/{recording_id}/attendance": [_FORMAT_TABLE],
+    "/api/recordings/{recording_id}/minutes": [
+        _param("format", "docx (default) or md", ("docx", "md"))
+    ],
+    "/api/moments": [
+        {
+            **_param("q", "text to find (1-100 characters; Chinese matched as substrings)"),
+            "required": True,
+        },
+        _param("recording", "only inside this recording"),
+        _param("limit", f"1-{MAX_MOMENTS}, default 50"),
+    ],
+    "/api/audit": [
+        _param("recording", "only entries of this recording"),
+        _param("limit", f"1-{MAX_AUDIT}, default 100"),
+    ],
+}
+
+
 def add_routes(app: web.Application) -> None:
     """Register the session record endpoints (all need the API key)."""
     for endpoint in ENDPOINTS:

@@ -14,7 +14,8 @@ speaker who holds the floor, or whose time just expired with nobody speaking
 since, in the same agenda item within :data:`EXTENSION_WINDOW` seconds. That
 grant continues the same speech: its duration is the time the floor was held
 in all its grants, and the overrun is how far that exceeds the first grant's
-limit.
+limit (not counting how late the expiry timer fired: a turn the timer ended
+has no overrun).
 
 A speech belongs to the agenda item current when it started.
 """
@@ -123,6 +124,8 @@ class _Open:
     limit: int | None
     entry_id: str | None
     held: float = 0.0
+    #: How late the expiry timer ended the first grant (not the speaker's overrun).
+    timer_slack: float = 0.0
     grants: int = 1
     ended_by: str = ""
     end: float = 0.0
@@ -147,6 +150,8 @@ class _Walk:
         if speech.held_since is not None:
             speech.held += max(at - speech.held_since, 0.0)
             speech.held_since = None
+        if reason == "expired" and speech.grants == 1 and speech.limit:
+            speech.timer_slack = max(speech.held - speech.limit, 0.0)
         speech.end, speech.ended_by = at, reason
         self.current = None
         self.expired = speech if reason == "expired" else None
@@ -243,7 +248,9 @@ def _record(source: SessionSource, walk: _Walk) -> SpeakingRecord:
                 end=speech.end,
                 duration=round(speech.held, 3),
                 time_limit_seconds=limit,
-                overrun_seconds=round(max(speech.held - limit, 0.0), 3) if limit else 0.0,
+                overrun_seconds=round(max(speech.held - limit - speech.timer_slack, 0.0), 3)
+                if limit
+                else 0.0,
                 ended_by=speech.ended_by,
                 grants=speech.grants,
                 offset=source.offset(speech.start),

@@ -166,3 +166,16 @@ def test_csv_neutralises_formulas_and_markdown_escapes_table_cells() -> None:
     assert table[0]["name"] == "'=HYPERLINK(1)"
     markdown = minutes_markdown(session_record(src))
     assert "| =HYPERLINK(1) | a \\| b \\# c |" in markdown
+
+
+def test_a_late_expiry_timer_is_no_overrun() -> None:
+    record = speaking_record(
+        source(
+            [
+                entry(10, "floor_granted", identity="a", time_limit_seconds=20),
+                entry(30.2, "floor_expired", identity="a"),
+            ]
+        )
+    )
+    [speech] = record.speeches
+    assert (speech.duration, speech.overrun_seconds, speech.ended_by) == (20.2, 0.0, "expired")

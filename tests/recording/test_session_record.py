@@ -208,3 +208,24 @@ async def test_record_endpoints_check_their_input(server: ServerHandle) -> None:
     await server.token(room_id, "m1", "member", "shifeng", name="陈静怡")
     status, record = await server.request("GET", f"/api/rooms/{room_id}/attendance")
     assert status == 200 and (record["invited"], record["attended"]) == (1, 0)
+
+    # The OpenAPI document describes the calls and their query parameters.
+    async with server.http.get(f"{server.base_url}/api/openapi.json") as response:
+        paths = (await response.json())["paths"]
+    for path in (
+        "/api/rooms/{room_id}/attendance",
+        "/api/rooms/{room_id}/speaking",
+        "/api/recordings/{recording_id}/attendance",
+        "/api/recordings/{recording_id}/speaking",
+        "/api/recordings/{recording_id}/record",
+        "/api/recordings/{recording_id}/minutes",
+        "/api/recordings/{recording_id}/export",
+        "/api/moments",
+        "/api/audit",
+    ):
+        assert "apiKey" in str(paths[path]["get"]["security"]), path
+    formats = [p for p in paths["/api/rooms/{room_id}/attendance"]["get"]["parameters"]]
+    assert {"name": "format", "enum": ["json", "csv"]}.items() <= {
+        "name": formats[-1]["name"],
+        "enum": formats[-1]["schema"]["enum"],
+    }.items()
