@@ -11,6 +11,9 @@ from __future__ import annotations
 import csv
 import io
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from server.recording.attendance import Attendance, AttendanceEntry, attendance, attendance_csv
 from server.recording.minutes import minutes_markdown
 from server.recording.models import ParticipantEntry, RoomInfo
@@ -179,3 +182,48 @@ def test_a_late_expiry_timer_is_no_overrun() -> None:
     )
     [speech] = record.speeches
     assert (speech.duration, speech.overrun_seconds, speech.ended_by) == (20.2, 0.0, "expired")
+
+
+EVENTS = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=100, allow_nan=False),
+        st.sampled_from(
+            ["joined", "left", "floor_granted", "floor_revoked", "floor_expired", "agenda_advanced"]
+        ),
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from([None, 5, 30]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EVENTS, st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True))
+def test_any_timeline_gives_a_consistent_record(
+    events: list[tuple[float, str, str, int | None]], present: list[str]
+) -> None:
+    timeline = []
+    for n, (at, kind, identity, limit) in enumerate(sorted(events, key=lambda e: e[0])):
+        data: dict[str, object] = {"identity": identity}
+        if kind == "floor_granted":
+            data["time_limit_seconds"] = limit
+        if kind == "agenda_advanced":
+            data = {"index": n % 2, "title": "x"}
+        timeline.append(entry(at, kind, n, **data))
+    src = source(timeline, present_at_start=present)
+    span = src.ended_at - src.started_at
+    record = attendance(src)
+    for row in rows(record).values():
+        assert 0 <= row.present_seconds <= span + 1e-6
+        assert row.absent == (row.first_join is None)
+        if row.last_leave is not None and row.first_join is not None:
+            assert row.first_join <= row.last_leave
+    assert record.invited + sum(not r.invited for r in rows(record).values()) == len(rows(record))
+    speaking = speaking_record(src)
+    previous_end = src.started_at
+    for speech in speaking.speeches:
+        assert speech.start >= previous_end - 1e-6  # one speaker at a time
+        assert 0 <= speech.duration <= speech.end - speech.start + 1e-6
+        assert speech.overrun_seconds >= 0
+        previous_end = speech.end
+    assert sum(s.duration for s in speaking.speeches) <= span + 1e-6
