@@ -112,6 +112,11 @@ class _Sections:
                 if item.start is not None
                 else "未进行"
             )
+            if item.planned_minutes:
+                over = (
+                    f"，超时 {duration_text(item.overrun_seconds)}" if item.overrun_seconds else ""
+                )
+                when += f"（计划 {item.planned_minutes} 分钟{over}）"
             rows = [
                 [
                     s.name,

@@ -429,9 +429,13 @@ function attendanceRows(attendance) {
 
 function speakingBlocks(speaking) {
   const blocks = speaking.items.map((item) => {
-    const when = item.start === null
-      ? t("archive.item_not_reached")
-      : t("archive.item_time", { start: formatClock(item.start), end: formatClock(item.end), duration: formatDuration(item.seconds) });
+    const when = [
+      item.start === null
+        ? t("archive.item_not_reached")
+        : t("archive.item_time", { start: formatClock(item.start), end: formatClock(item.end), duration: formatDuration(item.seconds) }),
+    ];
+    if (item.planned_minutes) when.push(t("archive.item_planned", { minutes: item.planned_minutes }));
+    if (item.overrun_seconds >= 0.5) when.push(t("archive.item_overrun", { overrun: formatDuration(item.overrun_seconds) }));
     const speeches = item.speeches.map((s) => {
       const facts = [formatDuration(s.duration)];
       if (s.time_limit_seconds) facts.push(t("archive.speech_limit", { limit: formatDuration(s.time_limit_seconds) }));
@@ -455,7 +459,7 @@ function speakingBlocks(speaking) {
       "section",
       { class: "agenda-record", "data-agenda-index": item.index },
       el("h4", { text: t("archive.item_title", { n: item.index + 1, title: item.title }) }),
-      el("p", { class: "detail-meta", text: when }),
+      el("p", { class: "detail-meta", text: when.join(" · ") }),
       speeches.length ? el("ol", { class: "speech-list" }, ...speeches) : el("p", { class: "empty", text: t("archive.no_speeches") }),
       missing ? el("p", { class: "not-spoken", text: t("archive.not_spoken", { names: missing }) }) : null,
     );

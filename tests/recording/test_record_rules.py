@@ -227,3 +227,13 @@ def test_any_timeline_gives_a_consistent_record(
         assert speech.overrun_seconds >= 0
         previous_end = speech.end
     assert sum(s.duration for s in speaking.speeches) <= span + 1e-6
+
+
+def test_an_agenda_item_over_its_planned_time_shows_in_the_minutes() -> None:
+    room = ROOM.model_copy(
+        update={"agenda": [AgendaItem(title="开场", duration_minutes=1), AgendaItem(title="发言")]}
+    )
+    src = source([entry(90, "agenda_advanced", index=1, title="发言")], room=room)
+    item = speaking_record(src).items[0]
+    assert (item.seconds, item.planned_minutes, item.overrun_seconds) == (90.0, 1, 30.0)
+    assert "（计划 1 分钟，超时 30秒）" in minutes_markdown(session_record(src))
