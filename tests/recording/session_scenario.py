@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from server.rooms.models import LiveState
 from signaling.client import RoomClient
 from tests.helpers import ServerHandle
 
@@ -33,8 +34,13 @@ class Recorded:
     at: dict[str, float] = field(default_factory=dict)
 
 
-async def _floor_free(host: RoomClient) -> float:
-    await host.wait_for(lambda: host.live.floor is None)
+async def _floor_free(host: RoomClient, granted: LiveState) -> float:
+    """When the host saw the floor free again after the grant that returned `granted`.
+
+    Compared by version: the grant's own live_state broadcast may reach the host after
+    its ack (broadcasts travel through Redis), so an older "floor free" does not count.
+    """
+    await host.wait_for(lambda: host.live.version > granted.version and host.live.floor is None)
     return time.time()
 
 
@@ -66,14 +72,14 @@ async def run_recorded_session(server: ServerHandle, room_id: str | None = None)
 
         await host.advance_agenda(1)
         at["item1"] = time.time()
-        await host.grant_floor("m1", time_limit_seconds=1)
+        granted = await host.grant_floor("m1", time_limit_seconds=1)
         at["m1_grant"] = time.time()
-        at["m1_expired"] = await _floor_free(host)
-        await host.grant_floor("m1", time_limit_seconds=2)  # more time: the overrun
+        at["m1_expired"] = await _floor_free(host, granted)
+        granted = await host.grant_floor("m1", time_limit_seconds=2)  # more time: the overrun
         at["m1_extension"] = time.time()
         await m1.chat(CHAT_M1)
         at["m1_chat"] = time.time()
-        at["m1_extension_expired"] = await _floor_free(host)
+        at["m1_extension_expired"] = await _floor_free(host, granted)
 
         await m2.close()
         await host.wait_for(lambda: "m2" not in host.participants)
@@ -83,10 +89,10 @@ async def run_recorded_session(server: ServerHandle, room_id: str | None = None)
 
         await host.advance_agenda(2)
         at["item2"] = time.time()
-        await host.grant_floor("m2", time_limit_seconds=2)
+        granted = await host.grant_floor("m2", time_limit_seconds=2)
         at["m2_grant"] = time.time()
         await m2_again.chat(CHAT_M2)
-        at["m2_expired"] = await _floor_free(host)
+        at["m2_expired"] = await _floor_free(host, granted)
         await host.grant_floor("m1")
         at["m1_grant2"] = time.time()
         await host.revoke_floor()
