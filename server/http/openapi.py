@@ -8,10 +8,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from server.http import api, recordings
+from server.http import api, recordings, session_records
 from server.http.schemas import ErrorBody
 
-ENDPOINTS = (*api.ENDPOINTS, *recordings.ENDPOINTS)
+ENDPOINTS = (*api.ENDPOINTS, *recordings.ENDPOINTS, *session_records.ENDPOINTS)
 
 _ERRORS = {
     "400": "Malformed JSON",
@@ -47,6 +47,9 @@ def build_openapi() -> dict[str, Any]:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in names
             ]
+        query = session_records.QUERY_PARAMETERS.get(endpoint.path)
+        if query:
+            operation.setdefault("parameters", []).extend(query)
         if endpoint.body is not None:
             operation["requestBody"] = {
                 "required": True,

@@ -23,10 +23,12 @@ import base64
 import hashlib
 import hmac
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, timezone
 
 from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
 
 from server import appkeys
 from server.http.api import Endpoint, client_address, require_api_key
@@ -42,7 +44,7 @@ from server.recording.models import (
 )
 from server.rooms import acks
 from server.rooms.errors import InvalidRequest, NotFound, Unauthorized
-from server.rooms.models import Role
+from server.rooms.models import DisplayName, Role
 
 #: How long a file access token from the detail response stays valid (seconds).
 ACCESS_TTL = 6 * 3600
@@ -215,9 +217,32 @@ async def render_recording(request: web.Request) -> web.Response:
     return _json(status, 202)
 
 
+#: The optional header naming the person deleting (the API key is shared; audit needs a name).
+OPERATOR_HEADER = "X-Yitang-Operator"
+
+
+def _operator(request: web.Request) -> str | None:
+    raw = request.headers.get(OPERATOR_HEADER)
+    if raw is None:
+        return None
+    try:
+        # Percent-encoded UTF-8, since browsers send only Latin-1 header values.
+        name = urllib.parse.unquote(raw, errors="strict")
+        name.encode("utf-8")
+        return TypeAdapter(DisplayName).validate_python(name)
+    except (ValidationError, UnicodeError) as exc:
+        raise InvalidRequest(
+            "invalid_request", f"{OPERATOR_HEADER}: 1 to 64 characters, no control characters"
+        ) from exc
+
+
 async def delete_recording(request: web.Request) -> web.Response:
-    """Delete a recording's files and archive entry."""
-    await request.app[appkeys.RECORDING_SERVICE].delete(_recording_id(request))
+    """Delete a recording's files and archive entry (audited: who, from where, what)."""
+    recording_id = _recording_id(request)
+    operator = _operator(request)
+    await request.app[appkeys.RECORDING_SERVICE].delete(
+        recording_id, by="api", operator=operator, address=client_address(request)
+    )
     return web.Response(status=204)
 
 

@@ -20,7 +20,16 @@ Entry points (everything else in this package is internal)::
     info = await service.stop(room_id)                                          # -> RecordingInfo
     await service.render(recording_id)          # (re)queue the combined video -> RenderStatus
     await service.search(query=, since=, until=, venue=, speaker=, limit=)
-    await service.detail(recording_id); await service.delete(recording_id)
+    await service.detail(recording_id)
+    await service.delete(recording_id, by="api", operator=name, address=ip)  # audited first
+    await service.export(recording_id)          # open ZIP (files, minutes, CSV, SHA256SUMS)
+    await service.moments.search(q, recording_id=None, limit=50)   # search inside sessions
+    await service.audit.entries(limit, recording_id)
+
+    # The session record, pure functions of a SessionSource (session_source.py):
+    record = session_record(from_manifest(manifest))   # or from_live_room(room, roster, ...)
+    attendance(source); speaking_record(source)        # attendance.py, speaking.py
+    minutes_docx(record); minutes_markdown(record)     # minutes.py (imports python-docx)
     await service.sweep_retention()             # also run by the maintenance loop
     await service.close()                       # stops recordings cleanly, joins threads
 
@@ -28,7 +37,9 @@ Entry points (everything else in this package is internal)::
     await cli_progress.render_and_watch(server_url, api_key, recording_id)   # CLI bar
 
 HTTP: ``server.http.recordings`` (``add_routes(app)``, ``ENDPOINTS``,
-``recordings_ctx``, ``RECORDING_SERVICE``/``RECORDING_CONFIG`` app keys).
+``recordings_ctx``, ``RECORDING_SERVICE``/``RECORDING_CONFIG`` app keys) and
+``server.http.session_records`` (attendance, speaking record, minutes, moments,
+export, audit).
 
 How a recording works:
 
@@ -47,7 +58,11 @@ How a recording works:
   and agenda, participants with venue and level, files with offsets and
   durations, the timeline between start and stop, chapters (agenda items and
   turns at the floor) and speaker segments; the summary is indexed in Redis
-  (by date, venue, speaker, title terms) and the combined video is queued.
+  (by date, venue, speaker, title terms), its moments (speeches, agenda items,
+  chat) are indexed for search inside sessions (``moment_index``), and the
+  combined video is queued. The manifest also keeps the roster and who was
+  present at the start, so attendance and the speaking record can be derived
+  from it alone.
 * A disk error fails the recording (state ``failed``, ``on_error``); the
   session's forwarding never waits on the recorder, and a recorder never raises
   into it (a failure to take a packet fails the recording the same way).

@@ -201,6 +201,11 @@ class Manifest(Model):
     initial_agenda_index: int = 0
     host: str | None = None
     participants: list[ParticipantEntry] = Field(default_factory=list)
+    #: Who was present when the recording started (attendance starts from them).
+    present_at_start: list[str] = Field(default_factory=list)
+    #: Everyone invited to the session (a token was issued) when the recording stopped:
+    #: attendance lists those who never came as absent.
+    roster: list[ParticipantEntry] = Field(default_factory=list)
     files: list[FileEntry] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     chapters: list[Chapter] = Field(default_factory=list)

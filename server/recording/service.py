@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
 
 from server.media import MediaRoom
 from server.rooms.models import Participant, Room, TimelineEntry
@@ -46,9 +46,11 @@ from server.state import keys
 from server.state.store import RedisStore
 
 from .archive_index import ArchiveIndex, summarize
+from .audit import AuditEntry, AuditLog, DeletedFile
 from .chapters import agenda_chapters, speaker_chapters, speaker_segments
 from .config import RecordingConfig
 from .errors import ArchiveUnavailable, RecordingConflict, RecordingNotFound
+from .export import write_export
 from .jobs import RenderQueue
 from .manifest_files import read_manifest, write_manifest
 from .models import (
@@ -64,9 +66,12 @@ from .models import (
     RoomInfo,
     is_recording_id,
 )
+from .moment_index import MomentIndex, moments_of
 from .parts import begin_part, close_lost_parts, end_part
 from .recovery import part_files, probe_duration, read_track_log, remux_part, sha256_file
 from .room_recording import RoomRecording
+from .session_record import session_record
+from .session_source import from_manifest
 from .track_file import PART_SUFFIX
 from .track_recorder import parse_file_name
 
@@ -146,6 +151,8 @@ class RecordingService:
         self.config = config
         self.node_id = node_id
         self.index = ArchiveIndex(store.client)
+        self.moments = MomentIndex(store.client)
+        self.audit = AuditLog(store.client)
         self.render_queue = render_queue
         self.on_change = on_change
         self.on_error = on_error
@@ -264,6 +271,7 @@ class RecordingService:
             initial_agenda_index=context.agenda_index,
             host=host,
             participants=entries,
+            present_at_start=[e.identity for e in entries],
             parts=[Part(index=1, node=self.node_id, started_at=started_at)],
         )
         try:
@@ -613,8 +621,19 @@ class RecordingService:
         renders = await self.index.render_statuses([s.id for s in found]) if found else {}
         return found, renders
 
-    async def delete(self, recording_id: str) -> None:
-        """Delete a recording's files and index entries (not while it records or renders)."""
+    async def delete(
+        self,
+        recording_id: str,
+        *,
+        by: str = "api",
+        operator: str | None = None,
+        address: str | None = None,
+    ) -> AuditEntry:
+        """Delete a recording's files and index entries (not while it records or renders).
+
+        An audit entry naming ``by`` (the credential), the operator and address, and what
+        the recording held is written first: no recording goes without one. Returns it.
+        """
         summary = await self.summary(recording_id)
         if summary.state == "recording" and (
             await self.index.lease_holder(recording_id) is not None
@@ -628,10 +647,60 @@ class RecordingService:
             raise RecordingConflict(
                 "render_running", "the combined video is being made; retry later"
             )
+        try:
+            manifest: Manifest | None = await self.manifest(recording_id)
+        except RecordingNotFound:
+            manifest = None
+        files = [] if manifest is None else [*manifest.files]
+        deleted = [DeletedFile(name=f.name, size=f.size, sha256=f.sha256) for f in files]
+        if manifest is not None and manifest.combined is not None:
+            combined = manifest.combined
+            deleted.append(
+                DeletedFile(name=combined.name, size=combined.size, sha256=combined.sha256)
+            )
+        entry = AuditEntry(
+            action="recording_deleted",
+            by=by,
+            operator=operator,
+            address=address,
+            recording_id=recording_id,
+            room_id=summary.room_id,
+            title=summary.title,
+            started_at=summary.started_at,
+            duration=summary.duration,
+            files=deleted,
+            bytes=sum(f.size for f in deleted),
+        )
+        entry = entry.model_copy(update={"id": await self.audit.append(entry)})
         await self._archive_io(shutil.rmtree, self.directory(recording_id), True)
         await self.index.delete(recording_id)
+        await self.moments.remove(recording_id)
         self._manifests.pop(recording_id, None)
-        logger.info("recording %s deleted", recording_id)
+        logger.info("recording %s deleted by %s (%s)", recording_id, by, operator or address)
+        return entry
+
+    async def export(self, recording_id: str) -> IO[bytes]:
+        """The whole record of a stopped recording as a ZIP with SHA256SUMS (an open
+        anonymous temporary file; the caller closes it). RecordingConflict while recording."""
+        manifest = await self.manifest(recording_id)
+        if manifest.stopped_at is None:
+            raise RecordingConflict("recording_running", "stop the recording before exporting it")
+        return await self._archive_io(
+            write_export, manifest, self.directory(recording_id), self.config.recordings_dir
+        )
+
+    async def index_moments(self, manifest: Manifest) -> bool:
+        """Index a finished recording's moments for search inside sessions (best effort:
+        a failure is logged, and the recording is simply not found by its moments)."""
+        if manifest.stopped_at is None:
+            return False
+        try:
+            record = session_record(from_manifest(manifest))
+            await self.moments.put(manifest.id, manifest.started_at, moments_of(record))
+        except Exception:
+            logger.exception("recording %s: moments not indexed", manifest.id)
+            return False
+        return True
 
     async def render(self, recording_id: str) -> RenderStatus:
         """Enqueue the combined video (again); returns the job's status."""
@@ -650,7 +719,7 @@ class RecordingService:
         deleted = []
         for recording_id in await self.index.older_than(cutoff):
             try:
-                await self.delete(recording_id)
+                await self.delete(recording_id, by="retention")
             except (RecordingConflict, RecordingNotFound) as exc:
                 logger.info("retention: keeping %s for now (%s)", recording_id, exc.code)
                 continue
@@ -717,6 +786,10 @@ class RecordingService:
                     recovered.append(await self._recover(directory, manifest))
             elif await self.index.get(manifest.id) is None:
                 await self.index.put(summarize(manifest))
+                await self.index_moments(manifest)
+            elif not await self.moments.indexed(manifest.id):
+                # Finished before moments were indexed (or their indexing failed): now.
+                await self.index_moments(manifest)
         return recovered
 
     async def _abandoned(self, manifest: Manifest, now: float) -> bool:
@@ -1057,6 +1130,7 @@ class RecordingService:
         timeline = await self._timeline(manifest.room.id, manifest.started_at, stopped_at)
         participants = await self._participants(manifest, timeline, files, room)
         names = {p.identity: p.name for p in participants}
+        roster = await self._roster(manifest, room)
         segments = speaker_segments(
             timeline,
             started_at=manifest.started_at,
@@ -1079,6 +1153,7 @@ class RecordingService:
                 "stopped_at": stopped_at,
                 "duration": round(duration, 3),
                 "participants": participants,
+                "roster": roster or manifest.roster,
                 "host": manifest.host
                 or next((p.identity for p in participants if p.role == "host"), None),
                 "files": files,
@@ -1105,6 +1180,7 @@ class RecordingService:
 
     async def _publish(self, final: Manifest, *, error: bool) -> RecordingInfo:
         await self.index.put(summarize(final))
+        await self.index_moments(final)
         await self.index.clear_active(final.room.id, final.id)
         await self.index.release_lease(final.id, self.node_id)
         render = await self.index.render_status(final.id)
@@ -1173,6 +1249,22 @@ class RecordingService:
                     if participant is not None:
                         found[participant.identity] = participant
         return list(found.values())
+
+    async def _roster(self, manifest: Manifest, room: Room | None) -> list[ParticipantEntry]:
+        """Everyone invited to the session, as the manifest names participants (best effort:
+        an unreachable Redis leaves the roster out, and attendance lists no absentees)."""
+        definition = room or await self.store.get_room(manifest.room.id)
+        if definition is None:
+            return []
+        try:
+            invitees = await self.store.roster(manifest.room.id)
+        except Exception as exc:
+            logger.warning("recording %s: roster not read (%s)", manifest.id, exc)
+            return []
+        entries = (
+            _participant_entry(definition, invitee.model_dump(mode="json")) for invitee in invitees
+        )
+        return [e for e in entries if e is not None]
 
     def _info(
         self,

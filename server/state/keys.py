@@ -139,3 +139,33 @@ def recordings_by_term(term: str) -> str:
     substring search (Chinese has no spaces) intersects a few sets instead of scanning.
     """
     return f"{PREFIX}:recordings:term:{term}"
+
+
+# --- the session record (server/recording/moment_index.py, audit.py) -------------------------
+
+
+def moments_by_term(term: str) -> str:
+    """zset: ``<recording id>/<n>`` => recording start time (ms) for moments containing `term`.
+
+    A moment is a speech, an agenda item, a chat message (later suggestions and
+    questions) at a time in a recording; terms are characters and character pairs,
+    as for titles, so Chinese is found without a segmenter.
+    """
+    return f"{PREFIX}:moments:term:{term}"
+
+
+def recording_moments(recording_id: str) -> str:
+    """hash: n => JSON Moment (kind, offset, who, text) of one recording's indexed moments."""
+    return f"{PREFIX}:recording:{recording_id}:moments"
+
+
+def recording_moment_terms(recording_id: str) -> str:
+    """set: the terms one recording's moments are indexed under (to remove them again)."""
+    return f"{PREFIX}:recording:{recording_id}:moment_terms"
+
+
+# stream: audit entries (JSON `entry`: action, recording, who, from where, what was removed),
+# capped at AUDIT_MAXLEN; deleting a recording (by the API or by retention) writes one.
+AUDIT = f"{PREFIX}:audit"
+#: Upper bound on the audit stream's length (approximate trimming).
+AUDIT_MAXLEN = 100_000
