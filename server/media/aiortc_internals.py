@@ -216,6 +216,11 @@ class DtlsRtpOutput:
         ice_connection = getattr(transport.transport, ICE_CONNECTION_ATTRIBUTE)
         self._nominated: dict[int, Any] = getattr(ice_connection, ICE_NOMINATED_ATTRIBUTE)
         self._protector: SrtpProtector | None = None
+        # The nominated pair last seen, with its socket and remote address (a
+        # property that builds a new tuple on each read).
+        self._pair: Any = None
+        self._socket: Any = None  # asyncio datagram transport (get_write_buffer_size)
+        self._remote_addr: tuple[str, int] = ("", 0)
 
     def send(self, header: bytes | bytearray, payload: bytes) -> int:
         """SRTP-protect and send one RTP packet (see :class:`RtpOutput`)."""
@@ -223,25 +228,26 @@ class DtlsRtpOutput:
         if dtls._state is not _DTLS_STATE_CONNECTED:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
         pair = self._nominated.get(1)
-        if pair is None:
-            raise ConnectionError("Cannot send data, not connected")
-        protector = self._protector
-        if protector is None:
+        if pair is not self._pair:
+            if pair is None:
+                raise ConnectionError("Cannot send data, not connected")
+            self._pair = pair
+            self._socket = pair.protocol.transport
+            self._remote_addr = pair.remote_addr
             # The SRTP session exists once DTLS is connected (checked above).
-            protector = self._protector = SrtpProtector(dtls._tx_srtp)
-        datagram_transport = pair.protocol.transport
-        datagram_transport.sendto(protector.protect(header, payload), pair.remote_addr)
+            self._protector = SrtpProtector(dtls._tx_srtp)
+        socket = self._socket
+        protector = self._protector
+        assert protector is not None
+        socket.sendto(protector.protect(header, payload), self._remote_addr)
         # Non-zero only when the kernel refused a datagram (EAGAIN) and asyncio
         # keeps it for later: the one place where a send "would block".
-        buffered: int = datagram_transport.get_write_buffer_size()
+        buffered: int = socket.get_write_buffer_size()
         return buffered
 
     def buffered_bytes(self) -> int:
         """Bytes asyncio holds for the selected ICE pair's socket."""
-        pair = self._nominated.get(1)
-        if pair is None:
-            return 0
-        buffered: int = pair.protocol.transport.get_write_buffer_size()
+        buffered: int = 0 if self._socket is None else self._socket.get_write_buffer_size()
         return buffered
 
 
