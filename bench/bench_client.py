@@ -343,7 +343,7 @@ def run_client(server: Connection, control: Connection, role: str) -> None:
     asyncio.run(_client_main(server, control, role))
 
 
-def ask(conn: Connection, command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+def ask(conn: Connection, command: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Send a command to a benchmark process over its pipe and return its reply."""
     conn.send(command)
     if not conn.poll(timeout):

@@ -14,7 +14,7 @@ Servers ("modes"):
 For each N and each server, in separate processes, all on 127.0.0.1, the same
 client processes:
 
-* one server process, pinned to CPU 0 (the clients run on the other CPUs);
+* one server process, pinned to CPU 0 (the clients may run on any CPU);
 * one publisher process sending 640x480 VP8 (noisy frames, so the encoder runs at
   its target bitrate) and Opus;
 * N subscriber processes that count what they receive without decoding it
@@ -67,7 +67,7 @@ from server.media import (
 )
 
 WARMUP = 3.0
-SETUP_TIMEOUT = 60.0
+SETUP_TIMEOUT = 120.0
 LATE_TIMEOUT = 15.0
 
 
@@ -192,7 +192,10 @@ def run_once(
     """Run one server mode with N subscribers; return the measurements."""
     ctx = multiprocessing.get_context("spawn")
     all_cpus = set(range(os.cpu_count() or 1))
-    client_cpus = (all_cpus - {SERVER_CPU}) or all_cpus
+    # The clients may use every CPU: on a 2-core machine one core is not enough for
+    # 16 aiortc subscribers plus the publisher, and the server's CPU time per packet
+    # is what is measured (the server itself stays on SERVER_CPU).
+    client_cpus = all_cpus
     links = [ctx.Pipe() for _ in range(n + 2)]  # publisher, N subscribers, late joiner
     server_control, server_control_child = ctx.Pipe()
     janus: JanusProcess | None = None
@@ -353,8 +356,18 @@ class Summary:
     idle_percent: float | None
 
 
+def healthy(run: Result) -> bool:
+    """True if every subscriber got (nearly) every frame and the publisher kept 30 fps.
+
+    A run where the clients were starved (a busy machine) forwards fewer packets for
+    reasons that are not the server's; it is shown but left out of the slopes.
+    """
+    return run.publisher_fps >= 27 and (run.n == 0 or run.min_received_percent >= 95)
+
+
 def summarize(runs: list[Result]) -> Summary:
     """µs of server CPU per forwarded packet and %core per added subscriber (slopes)."""
+    runs = [r for r in runs if healthy(r)]
     per_packet = _slope(
         [float(r.forwarded_packets) for r in runs], [r.cpu_seconds * 1e6 for r in runs]
     )
@@ -403,7 +416,7 @@ def main() -> None:
                 print(f"  {mode} N={n} failed: {exc!r}", file=sys.stderr, flush=True)
 
     print(
-        f"server on CPU {SERVER_CPU} of {os.cpu_count()}; clients on the others;"
+        f"server on CPU {SERVER_CPU} of {os.cpu_count()} (clients on any CPU);"
         f" {args.seconds:.0f} s windows"
     )
     header = (
@@ -415,6 +428,8 @@ def main() -> None:
     print("-" * len(header))
     for (mode, n), r in results.items():
         late = f"{r.late_first_frame_ms:.0f}" if r.late_first_frame_ms is not None else "n/a"
+        if not healthy(r):
+            late += "  (starved clients: not in the slopes)"
         rate = r.forwarded_packets / args.seconds
         per_packet = 1e6 * r.cpu_seconds / r.forwarded_packets if r.forwarded_packets else None
         print(

@@ -154,6 +154,10 @@ class ForwardingSender(HookedRtpSender):
             # The subscriber's transport closed: aiortc stops this sender soon.
             self._end()
             return
+        except ValueError:
+            # Too long to encrypt (a publisher sent an oversized packet): skip it.
+            self.packets_dropped += 1
+            return
         channel.last_ntp_time = forwarder.arrival_ntp
         channel.last_rtp_timestamp = timestamp
         self.packets_queued += 1
