@@ -176,6 +176,9 @@ class SrtpProtector:
     """
 
     def __init__(self, session: SrtpSession) -> None:
+        # Holding the session keeps libsrtp's context alive: pylibsrtp frees it
+        # (ffi.gc) when the Session object goes, and the raw pointers below would dangle.
+        self._session = session
         self._srtp = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["srtp"])[0]
         self._cdata = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["cdata"])
         self._buffer = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["buffer"])

@@ -24,10 +24,13 @@ from server.media.aiortc_internals import SENDER_ATTRIBUTES, RtpSendChannel, ntp
 from server.media.forwarding_sender import ForwardingSender
 from server.media.keyframes import h264_is_keyframe_start, vp8_is_keyframe_start
 from server.media.packet_tap import PacketTap
+from server.media.rtp_header import OutgoingHeader
 from server.media.rtp_rewriter import RtpRewriter
 from server.media.track_forwarder import TrackForwarder
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 
 def _encode(encoder: object, count: int, force_first: bool = True) -> list[list[bytes]]:
@@ -459,3 +462,99 @@ def test_packet_tap_never_lets_a_handler_exception_into_aiortc() -> None:
     for seq in range(3):
         assert tap.add(_vp8(seq, keyframe=False)) == (False, None)
     assert tap.errors == 3
+
+
+def _extensions_map(*uris: str) -> HeaderExtensionsMap:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=i, uri=uri) for i, uri in enumerate(uris, 1)
+            ]
+        )
+    )
+    return extensions
+
+
+@pytest.mark.parametrize(
+    ("extension", "uris", "value", "field"),
+    [
+        (
+            "abs_send_time",
+            ("urn:ietf:params:rtp-hdrext:sdes:mid", ABS_SEND_TIME),
+            0xABCDEF,
+            lambda p: p.extensions.abs_send_time,
+        ),
+        (
+            "audio_level",
+            ("urn:ietf:params:rtp-hdrext:sdes:mid", AUDIO_LEVEL),
+            0x80 | 42,
+            lambda p: p.extensions.audio_level,
+        ),
+        ("abs_send_time", ("urn:ietf:params:rtp-hdrext:sdes:mid",), 0x123456, None),
+        ("audio_level", (), 17, None),
+    ],
+)
+def test_outgoing_header_is_what_aiortc_would_serialize(
+    extension: str, uris: tuple[str, ...], value: int, field: object
+) -> None:
+    extensions = _extensions_map(*uris)
+    header = OutgoingHeader(
+        ssrc=0x11223344, payload_type=97, mid="3", extensions_map=extensions, extension=extension
+    )
+    payload = b"\x10\x00payload"
+    for marker, seq, ts in ((1, 65535, 2**32 - 1), (0, 0, 0), (1, 4242, 90000)):
+        data = bytes(header.build(marker, seq, ts, value)) + payload
+        # The same packet through aiortc's own serializer.
+        reference = RtpPacket(
+            payload_type=97, marker=marker, sequence_number=seq, timestamp=ts, ssrc=0x11223344
+        )
+        reference.payload = payload
+        reference.extensions.mid = "3"
+        if extension == "abs_send_time":
+            reference.extensions.abs_send_time = value
+        else:
+            reference.extensions.audio_level = (bool(value & 0x80), value & 0x7F)
+        assert data == reference.serialize(extensions)
+        parsed = RtpPacket.parse(data, extensions)
+        assert (parsed.marker, parsed.sequence_number, parsed.timestamp) == (marker, seq, ts)
+        if field is not None:
+            expected = value if extension == "abs_send_time" else (True, 42)
+            assert field(parsed) == expected  # type: ignore[operator]
+
+
+def test_a_packet_too_long_to_encrypt_is_dropped_and_the_stream_goes_on() -> None:
+    from pylibsrtp import Policy, Session
+
+    from server.media.aiortc_internals import SrtpProtector
+
+    class _EncryptingOutput(_RecordingOutput):
+        def __init__(self) -> None:
+            super().__init__()
+            policy = Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+            self._protector = SrtpProtector(Session(policy=policy))
+
+        def send(self, header: bytes | bytearray, payload: bytes) -> int:
+            self._protector.protect(header, payload)  # raises ValueError if too long
+            return super().send(header, payload)
+
+    async def run() -> None:
+        forwarder, sender, _, _ = _sending_pair()
+        output = _EncryptingOutput()
+        task = asyncio.create_task(sender.run_forwarding(RtpSendChannel(sender, VP8, output)))
+        try:
+            await _yield_until(lambda: sender.running, "the sender to start")
+            forwarder.on_packet(_vp8(1, keyframe=True))
+            huge = _vp8(2, keyframe=False)
+            huge.payload = huge.payload + bytes(1500)  # a publisher's oversized packet
+            forwarder.on_packet(huge)
+            forwarder.on_packet(_vp8(3, keyframe=False))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert len(output.sent) == 2
+        assert sender.packets_dropped == 1
+        assert forwarder.sinks == ()  # detached by the cancellation above, not by a failure
+        assert forwarder.sinks_failed == 0
+
+    asyncio.run(run())
