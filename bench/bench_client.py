@@ -71,8 +71,16 @@ class MovingVideoTrack(VideoStreamTrack):
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
-        shift = (self.sent * 4) % 64
-        noise = self._noise[self.sent % len(self._noise)]
+        frame = self.picture(self.sent)
+        frame.pts = pts
+        frame.time_base = time_base
+        self.sent += 1
+        return frame
+
+    def picture(self, index: int) -> av.VideoFrame:
+        """The ``index``-th picture (no timestamp)."""
+        shift = (index * 4) % 64
+        noise = self._noise[index % len(self._noise)]
         pad = b"\x00" * (self._stride - WIDTH)
         lines = []
         for y in range(HEIGHT):
@@ -85,10 +93,54 @@ class MovingVideoTrack(VideoStreamTrack):
         frame.planes[0].update(b"".join(lines)[: self._sizes[0]])
         frame.planes[1].update(b"\x80" * self._sizes[1])
         frame.planes[2].update(b"\x80" * self._sizes[2])
-        frame.pts = pts
-        frame.time_base = time_base
-        self.sent += 1
         return frame
+
+
+class PreEncodedVideoTrack(MediaStreamTrack):
+    """MovingVideoTrack's pictures encoded once (VP8, ~1.8 Mbit/s), then sent in a loop.
+
+    aiortc packetizes the encoded frames (``av.Packet``) without encoding, so the
+    publisher costs little CPU and the benchmark measures the server, not the
+    clients. Keyframes come every ``keyframe_interval`` frames (a PLI cannot make
+    one sooner); the loop length is a multiple of it, so the stream stays decodable.
+    """
+
+    kind = "video"
+
+    def __init__(self, frames: int = 120, bitrate: int = 1_800_000, keyframe_interval: int = 60):
+        super().__init__()
+        source = MovingVideoTrack()
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = WIDTH, HEIGHT
+        codec.pix_fmt = "yuv420p"
+        codec.bit_rate = bitrate
+        codec.framerate = fractions.Fraction(30, 1)
+        codec.time_base = fractions.Fraction(1, 30)
+        codec.gop_size = keyframe_interval
+        codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        packets: list[av.Packet] = []
+        for index in range(frames):
+            picture = source.picture(index)
+            picture.pts = index
+            picture.time_base = codec.time_base
+            packets += codec.encode(picture)
+        packets += codec.encode(None)
+        self._packets = packets
+        self._start: float | None = None
+        self.bytes = sum(p.size for p in packets)
+        self.sent = 0
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self.sent / 30 - time.monotonic()))
+        packet = self._packets[self.sent % len(self._packets)]
+        packet.pts = self.sent * 3000
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.sent += 1
+        return packet
 
 
 class ToneTrack(MediaStreamTrack):
@@ -127,14 +179,26 @@ class ToneTrack(MediaStreamTrack):
 
 
 class CountingBuffer:
-    """Jitter-buffer replacement: counts packets and frames, never decodes."""
+    """Jitter-buffer replacement: counts packets and frames, never decodes.
+
+    A packet whose sequence number was already received (a retransmission the
+    receiver's NACK asked for, after it had arrived anyway) counts as a repeat.
+    """
 
     def __init__(self) -> None:
         self.packets = 0
         self.frames = 0
+        self.repeats = 0
         self.first_at: float | None = None
+        self._seen: set[int] = set()
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        seq = packet.sequence_number
+        if seq in self._seen:
+            self.repeats += 1
+            return False, None
+        self._seen.add(seq)
+        self._seen.discard((seq - 1024) % 65536)
         self.packets += 1
         if packet.marker:
             self.frames += 1
@@ -170,7 +234,7 @@ async def _client_main(server: Connection, control: Connection, role: str) -> No
     pcs: list[RTCPeerConnection] = []
     counters: dict[str, CountingBuffer] = {}
     state: dict[str, Any] = {"connected_at": None, "first_decoded_at": None}
-    video = MovingVideoTrack() if role == "publisher" else None
+    video = PreEncodedVideoTrack() if role == "publisher" else None
     audio = ToneTrack() if role == "publisher" else None
 
     def spawn(coro: Any) -> None:
@@ -246,6 +310,7 @@ async def _client_main(server: Connection, control: Connection, role: str) -> No
                     "video_frames": sum(c.frames for c in video_counts),
                     "video_packets": sum(c.packets for c in video_counts),
                     "audio_packets": sum(c.packets for c in audio_counts),
+                    "repeats": sum(c.repeats for c in counters.values()),
                     "frames_sent": video.sent if video else 0,
                     "audio_sent": audio.sent if audio else 0,
                     "has_video": first_video is not None or state["first_decoded_at"] is not None,
@@ -278,7 +343,7 @@ def run_client(server: Connection, control: Connection, role: str) -> None:
     asyncio.run(_client_main(server, control, role))
 
 
-def ask(conn: Connection, command: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+def ask(conn: Connection, command: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Send a command to a benchmark process over its pipe and return its reply."""
     conn.send(command)
     if not conn.poll(timeout):

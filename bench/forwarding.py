@@ -1,11 +1,20 @@
-"""Benchmark: the forwarding SFU (server.media) against a naive aiortc MediaRelay server.
+"""Benchmark: Yitang's forwarding SFU against Janus VideoRoom (and aiortc's MediaRelay).
 
-    python bench/forwarding.py --n 1,2,4,8,16 --seconds 10
+    python bench/forwarding.py --n 0,1,2,4,8,16 --seconds 10
+    python bench/forwarding.py --modes yitang --n 4 --profile /tmp/prof   # py-spy profile
 
-For each N and each server ("forward" = MediaRoom, "relay" = bench/relay_server.py),
-in separate processes, all on 127.0.0.1:
+Servers ("modes"):
 
-* one server process;
+* ``yitang``: server.media's MediaRoom (the production forwarding path);
+* ``janus-one-loop`` / ``janus-stock``: Janus 1.1.2 VideoRoom from Debian
+  (``scripts/ensure-janus``; see janus_server.py), with one event loop for all
+  handles, or Janus's default of one loop thread per handle;
+* ``relay``: a naive aiortc MediaRelay server (decode once, encode per subscriber).
+
+For each N and each server, in separate processes, all on 127.0.0.1, the same
+client processes:
+
+* one server process, pinned to CPU 0 (the clients may run on any CPU);
 * one publisher process sending 640x480 VP8 (noisy frames, so the encoder runs at
   its target bitrate) and Opus;
 * N subscriber processes that count what they receive without decoding it
@@ -14,9 +23,15 @@ in separate processes, all on 127.0.0.1:
   its first decoded frame from its connection being up.
 
 Measured over the window (after a warm-up): server CPU (user+system of the
-server process, in % of one core), video frames/s and audio packets/s per
-subscriber, the share of the publisher's frames each subscriber received, and
-the late joiner's time to first frame. Every loop and wait here is bounded.
+server process, in % of one core), the packets the subscribers received (the
+forwarded packets), video frames/s and audio packets/s per subscriber, the
+share of the publisher's frames each subscriber received, and the late
+joiner's time to first frame. From the runs at several N, per server: the CPU
+cost of one forwarded packet (the least-squares slope of server CPU time over
+forwarded packets, so the cost of receiving the publisher, the intercept, is
+left out), the % of a core each added subscriber costs (slope over N), and the
+ratio of Yitang's cost per forwarded packet to Janus one-loop's. Every loop and
+wait here is bounded.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ import contextlib
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +55,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_client import PipeReader, ask, run_client, wait_until
+from janus_server import JanusProcess, ensure_janus, run_janus_proxy
 from relay_server import MediaRelayServer
 
 from server.media import (
@@ -50,7 +67,7 @@ from server.media import (
 )
 
 WARMUP = 3.0
-SETUP_TIMEOUT = 60.0
+SETUP_TIMEOUT = 120.0
 LATE_TIMEOUT = 15.0
 
 
@@ -82,7 +99,7 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
         async with locks.setdefault(pid, asyncio.Lock()):
             conn = conn_by_pid[pid]
             kind = message["type"]
-            if mode == "forward":
+            if mode == "yitang":
                 if kind == "join":
                     await room.add_participant(pid, can_publish=message["role"] == "publisher")
                 elif kind == "offer":
@@ -128,23 +145,14 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
 
 
 def run_server(mode: str, conns: list[Connection], control: Connection) -> None:
-    """Server process entry point (BENCH_PROFILE=file writes a cProfile of the server)."""
-    profile_path = os.environ.get("BENCH_PROFILE")
-    if not profile_path:
-        asyncio.run(_server_main(mode, conns, control))
-        return
-    import cProfile
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        asyncio.run(_server_main(mode, conns, control))
-    finally:
-        profiler.disable()
-        profiler.dump_stats(f"{profile_path}.{mode}")
+    """Server process entry point ("yitang" or "relay")."""
+    asyncio.run(_server_main(mode, conns, control))
 
 
 # --- Orchestrator -------------------------------------------------------------------------
+
+SERVER_CPU = 0
+MODES = ("yitang", "janus-one-loop", "janus-stock", "relay")
 
 
 @dataclass
@@ -154,6 +162,10 @@ class Result:
     mode: str
     n: int
     cpu_percent: float
+    cpu_seconds: float
+    user_seconds: float
+    forwarded_packets: int
+    repeated_packets: int
     video_fps: float
     video_pps: float
     audio_pps: float
@@ -162,21 +174,55 @@ class Result:
     late_first_frame_ms: float | None
 
 
-def run_once(mode: str, n: int, seconds: float) -> Result:
+def _pin(pid: int, cpus: set[int]) -> None:
+    with contextlib.suppress(psutil.Error, OSError):
+        psutil.Process(pid).cpu_affinity(sorted(cpus))
+
+
+def _start_server(ctx: Any, mode: str, conns: list[Connection], control: Connection) -> Any:
+    """The server process (for Janus: the pipe proxy; Janus itself is started by run_once)."""
+    if mode in ("yitang", "relay"):
+        return ctx.Process(target=run_server, args=(mode, conns, control), daemon=True)
+    raise AssertionError(mode)
+
+
+def run_once(
+    mode: str, n: int, seconds: float, *, shim: Path | None, profile_dir: Path | None
+) -> Result:
     """Run one server mode with N subscribers; return the measurements."""
     ctx = multiprocessing.get_context("spawn")
+    all_cpus = set(range(os.cpu_count() or 1))
+    # The clients may use every CPU: on a 2-core machine one core is not enough for
+    # 16 aiortc subscribers plus the publisher, and the server's CPU time per packet
+    # is what is measured (the server itself stays on SERVER_CPU).
+    client_cpus = all_cpus
     links = [ctx.Pipe() for _ in range(n + 2)]  # publisher, N subscribers, late joiner
     server_control, server_control_child = ctx.Pipe()
-    server = ctx.Process(
-        target=run_server, args=(mode, [a for a, _ in links], server_control_child), daemon=True
-    )
+    janus: JanusProcess | None = None
+    if mode.startswith("janus"):
+        assert shim is not None
+        janus = JanusProcess(one_loop=mode == "janus-one-loop", cpu=SERVER_CPU)
+        janus.start(shim)
+        server = ctx.Process(
+            target=run_janus_proxy,
+            args=(janus.url, [a for a, _ in links], server_control_child),
+            daemon=True,
+        )
+    else:
+        server = _start_server(ctx, mode, [a for a, _ in links], server_control_child)
     server.start()
+    measured_pid = janus.pid if janus is not None else server.pid
+    if janus is None:
+        _pin(server.pid, {SERVER_CPU})
+    else:
+        _pin(server.pid, client_cpus)  # the proxy only relays signalling
     clients: list[tuple[Any, Connection]] = []
 
     def start_client(index: int, role: str) -> Connection:
         control, child = ctx.Pipe()
         process = ctx.Process(target=run_client, args=(links[index][1], child, role), daemon=True)
         process.start()
+        _pin(process.pid, client_cpus)
         clients.append((process, control))
         return control
 
@@ -184,54 +230,92 @@ def run_once(mode: str, n: int, seconds: float) -> Result:
         publisher = start_client(0, "publisher")
         subscribers = [start_client(i + 1, "subscriber") for i in range(n)]
         wait_until(
-            lambda: all(ask(s, {"cmd": "counts"})["has_video"] for s in subscribers),
+            lambda: (
+                ask(publisher, {"cmd": "counts"})["frames_sent"] > 0
+                and all(ask(s, {"cmd": "counts"})["has_video"] for s in subscribers)
+            ),
             SETUP_TIMEOUT,
             "every subscriber to receive video",
         )
         time.sleep(WARMUP)  # encoder bitrate ramp-up (REMB) before measuring
 
-        server_process = psutil.Process(server.pid)
-        cpu0 = sum(server_process.cpu_times()[:2])
+        profiler: subprocess.Popen[bytes] | None = None
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(measured_pid),
+                    "--duration",
+                    str(int(seconds)),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--output",
+                    str(profile_dir / f"{mode}-n{n}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        server_process = psutil.Process(measured_pid)
+        times0 = server_process.cpu_times()
         t0 = time.monotonic()
         pub0 = ask(publisher, {"cmd": "counts"})
         sub0 = [ask(s, {"cmd": "counts"}) for s in subscribers]
         time.sleep(seconds)  # the measurement window
-        cpu1 = sum(server_process.cpu_times()[:2])
+        times1 = server_process.cpu_times()
         t1 = time.monotonic()
         pub1 = ask(publisher, {"cmd": "counts"})
         sub1 = [ask(s, {"cmd": "counts"}) for s in subscribers]
+        if profiler is not None:
+            profiler.wait(seconds + 30)
 
         elapsed = t1 - t0
+        cpu0, cpu1 = times0.user + times0.system, times1.user + times1.system
         sent = pub1["frames_sent"] - pub0["frames_sent"]
         pairs = list(zip(sub0, sub1, strict=True))
         fps = [(b["video_frames"] - a["video_frames"]) / elapsed for a, b in pairs]
         vpps = [(b["video_packets"] - a["video_packets"]) / elapsed for a, b in pairs]
         pps = [(b["audio_packets"] - a["audio_packets"]) / elapsed for a, b in pairs]
+        forwarded = sum(
+            b["video_packets"] - a["video_packets"] + b["audio_packets"] - a["audio_packets"]
+            for a, b in pairs
+        )
+        repeated = sum(b["repeats"] - a["repeats"] for a, b in pairs)
         received = [
-            100.0 * (b["video_frames"] - a["video_frames"]) / max(sent, 1)
-            for a, b in zip(sub0, sub1, strict=True)
+            100.0 * (b["video_frames"] - a["video_frames"]) / max(sent, 1) for a, b in pairs
         ]
 
-        late = start_client(n + 1, "late")
         late_ms: float | None = None
-        try:
-            wait_until(
-                lambda: ask(late, {"cmd": "counts"})["first_decoded_at"] is not None,
-                LATE_TIMEOUT,
-                "the late joiner's first decoded frame",
-            )
-            counts = ask(late, {"cmd": "counts"})
-            late_ms = 1000.0 * (counts["first_decoded_at"] - counts["connected_at"])
-        except TimeoutError:
-            pass
+        if n > 0:
+            late = start_client(n + 1, "late")
+            try:
+                wait_until(
+                    lambda: ask(late, {"cmd": "counts"})["first_decoded_at"] is not None,
+                    LATE_TIMEOUT,
+                    "the late joiner's first decoded frame",
+                )
+                counts = ask(late, {"cmd": "counts"})
+                late_ms = 1000.0 * (counts["first_decoded_at"] - counts["connected_at"])
+            except TimeoutError:
+                pass
         return Result(
             mode=mode,
             n=n,
             cpu_percent=100.0 * (cpu1 - cpu0) / elapsed,
-            video_fps=statistics.mean(fps),
-            video_pps=statistics.mean(vpps),
-            audio_pps=statistics.mean(pps),
-            min_received_percent=min(received),
+            cpu_seconds=cpu1 - cpu0,
+            user_seconds=times1.user - times0.user,
+            forwarded_packets=forwarded,
+            repeated_packets=repeated,
+            video_fps=statistics.mean(fps) if fps else 0.0,
+            video_pps=statistics.mean(vpps) if vpps else 0.0,
+            audio_pps=statistics.mean(pps) if pps else 0.0,
+            min_received_percent=min(received, default=100.0),
             publisher_fps=sent / elapsed,
             late_first_frame_ms=late_ms,
         )
@@ -248,47 +332,136 @@ def run_once(mode: str, n: int, seconds: float) -> Result:
         server.join(10)
         if server.is_alive():
             server.terminate()
+        if janus is not None:
+            janus.stop()
+
+
+def _slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of ys over xs (None with fewer than two distinct xs)."""
+    if len(set(xs)) < 2:
+        return None
+    mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
+    num = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    den = sum((x - mean_x) ** 2 for x in xs)
+    return num / den
+
+
+@dataclass
+class Summary:
+    """Per-server figures over all N."""
+
+    us_per_packet: float | None
+    user_us_per_packet: float | None
+    percent_per_subscriber: float | None
+    idle_percent: float | None
+
+
+def healthy(run: Result) -> bool:
+    """True if every subscriber got (nearly) every frame and the publisher kept 30 fps.
+
+    A run where the clients were starved (a busy machine) forwards fewer packets for
+    reasons that are not the server's; it is shown but left out of the slopes.
+    """
+    return run.publisher_fps >= 27 and (run.n == 0 or run.min_received_percent >= 95)
+
+
+def summarize(runs: list[Result]) -> Summary:
+    """µs of server CPU per forwarded packet and %core per added subscriber (slopes)."""
+    runs = [r for r in runs if healthy(r)]
+    per_packet = _slope(
+        [float(r.forwarded_packets) for r in runs], [r.cpu_seconds * 1e6 for r in runs]
+    )
+    user_per_packet = _slope(
+        [float(r.forwarded_packets) for r in runs], [r.user_seconds * 1e6 for r in runs]
+    )
+    per_subscriber = _slope([float(r.n) for r in runs], [r.cpu_percent for r in runs])
+    idle = next((r.cpu_percent for r in runs if r.n == 0), None)
+    return Summary(per_packet, user_per_packet, per_subscriber, idle)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def main() -> None:
-    """Parse arguments, run both servers for each N, print a table."""
+    """Parse arguments, run every server for each N, print a table and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", default="1,2,4,8,16", help="comma-separated subscriber counts")
+    parser.add_argument("--n", default="0,1,2,4,8,16", help="comma-separated subscriber counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
-    parser.add_argument("--modes", default="forward,relay", help="forward,relay")
+    parser.add_argument(
+        "--modes", default="yitang,janus-one-loop,janus-stock", help=",".join(MODES)
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write py-spy profiles (raw) to this directory"
+    )
     args = parser.parse_args()
     counts = [int(x) for x in args.n.split(",") if x]
     modes = [m for m in args.modes.split(",") if m]
-    if not counts or any(c < 1 or c > 32 for c in counts) or not 0 < args.seconds <= 300:
-        parser.error("N must be 1..32 and seconds 0..300")
+    if not counts or any(c < 0 or c > 32 for c in counts) or not 0 < args.seconds <= 300:
+        parser.error("N must be 0..32 and seconds 0..300")
+    if any(m not in MODES for m in modes):
+        parser.error(f"modes are {', '.join(MODES)}")
+    shim = ensure_janus() if any(m.startswith("janus") for m in modes) else None
 
     results: dict[tuple[str, int], Result] = {}
     for n in counts:
         for mode in modes:
             print(f"running {mode} N={n} ...", file=sys.stderr, flush=True)
-            results[(mode, n)] = run_once(mode, n, args.seconds)
+            try:
+                results[(mode, n)] = run_once(
+                    mode, n, args.seconds, shim=shim, profile_dir=args.profile
+                )
+            except (TimeoutError, RuntimeError, OSError) as exc:
+                # A starved client or a server that failed: report it, go on with the rest.
+                print(f"  {mode} N={n} failed: {exc!r}", file=sys.stderr, flush=True)
 
+    print(
+        f"server on CPU {SERVER_CPU} of {os.cpu_count()} (clients on any CPU);"
+        f" {args.seconds:.0f} s windows"
+    )
     header = (
-        f"{'server':8} {'N':>3} {'CPU %':>7} {'%/stream':>9} {'fps/sub':>8} {'video pps':>10}"
-        f" {'audio pps':>10}"
-        f" {'min recv %':>11} {'pub fps':>8} {'late ms':>8}"
+        f"{'server':15} {'N':>3} {'CPU %':>7} {'fwd pkt/s':>10} {'us/fwd pkt':>11}"
+        f" {'repeat %':>8} {'fps/sub':>8} {'video pps':>10} {'audio pps':>10} {'min recv %':>11}"
+        f" {'pub fps':>8} {'late ms':>8}"
     )
     print(header)
     print("-" * len(header))
     for (mode, n), r in results.items():
         late = f"{r.late_first_frame_ms:.0f}" if r.late_first_frame_ms is not None else "n/a"
+        if not healthy(r):
+            late += "  (starved clients: not in the slopes)"
+        rate = r.forwarded_packets / args.seconds
+        per_packet = 1e6 * r.cpu_seconds / r.forwarded_packets if r.forwarded_packets else None
         print(
-            f"{mode:8} {n:>3} {r.cpu_percent:>7.1f} {r.cpu_percent / n:>9.2f} {r.video_fps:>8.1f}"
-            f" {r.video_pps:>10.1f}"
-            f" {r.audio_pps:>10.1f} {r.min_received_percent:>11.1f} {r.publisher_fps:>8.1f}"
-            f" {late:>8}"
+            f"{mode:15} {n:>3} {r.cpu_percent:>7.1f} {rate:>10.0f} {_fmt(per_packet, '.1f'):>11}"
+            f" {100 * r.repeated_packets / max(r.forwarded_packets, 1):>8.1f}"
+            f" {r.video_fps:>8.1f} {r.video_pps:>10.1f} {r.audio_pps:>10.1f}"
+            f" {r.min_received_percent:>11.1f} {r.publisher_fps:>8.1f} {late:>8}"
         )
-    if "forward" in modes and "relay" in modes:
-        print()
-        for n in counts:
-            ours, relay = results[("forward", n)], results[("relay", n)]
-            ratio = relay.cpu_percent / max(ours.cpu_percent, 1e-9)
-            print(f"N={n:>2}: CPU ratio MediaRelay / forwarding = {ratio:.1f}x")
+    print()
+    summaries = {m: summarize([r for (mode, _), r in results.items() if mode == m]) for m in modes}
+    print(
+        f"{'server':15} {'us/fwd packet':>14} {'(user space)':>13} {'%core/subscriber':>17}"
+        f" {'%core at N=0':>13}"
+    )
+    for mode, summary in summaries.items():
+        print(
+            f"{mode:15} {_fmt(summary.us_per_packet, '.1f'):>14}"
+            f" {_fmt(summary.user_us_per_packet, '.1f'):>13}"
+            f" {_fmt(summary.percent_per_subscriber, '.2f'):>17}"
+            f" {_fmt(summary.idle_percent, '.1f'):>13}"
+        )
+    ours = summaries.get("yitang")
+    for baseline in ("janus-one-loop", "janus-stock", "relay"):
+        theirs = summaries.get(baseline)
+        if ours is None or theirs is None:
+            continue
+        if ours.us_per_packet and theirs.us_per_packet:
+            ratio = ours.us_per_packet / theirs.us_per_packet
+            print(f"ratio Yitang / {baseline}, per forwarded packet: {ratio:.2f}")
+        if ours.percent_per_subscriber and theirs.percent_per_subscriber:
+            ratio = ours.percent_per_subscriber / theirs.percent_per_subscriber
+            print(f"ratio Yitang / {baseline}, per added subscriber: {ratio:.2f}")
 
 
 if __name__ == "__main__":

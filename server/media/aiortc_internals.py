@@ -8,7 +8,12 @@ things aiortc does not expose:
 * the sender's RTP loop, replaced so that already-encoded packets are sent
   without going through an encoder (``encoder.pack()`` and the jitter buffer
   would add latency), while aiortc's own RTCP loop keeps sending sender reports
-  from the counters we update and keeps answering NACKs from the history we fill;
+  from our counters (read through properties at report time) and keeps
+  answering NACKs from our history;
+* the send path under ``RTCDtlsTransport._send_rtp`` (DTLS state, SRTP session,
+  aioice's nominated pair and its datagram transport), called synchronously:
+  the forwarding fan-out encrypts and sends without a coroutine per packet, and
+  calls libsrtp's ``srtp_protect`` on pylibsrtp's session buffer directly;
 * a way to swap the sender of a transceiver for our subclass;
 * the RTCP PLI method of the receiver, to ask a publisher for a keyframe;
 * the host addresses aioice gathers on (it never gathers loopback by itself).
@@ -31,11 +36,16 @@ from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
 import aioice.ice
+import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
+from pylibsrtp import Session as SrtpSession
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,6 +85,14 @@ RECEIVER_METHODS: Final = {
 TRANSCEIVER_SENDER_ATTRIBUTE: Final = "_RTCRtpTransceiver__sender"
 #: Private method of RTCDtlsTransport that encrypts and sends RTP/RTCP.
 DTLS_SEND_RTP_METHOD: Final = ("_send_rtp", ("self", "data"))
+#: Private attributes of pylibsrtp.Session the SRTP protector uses (srtp_t*, buffer).
+PYLIBSRTP_SESSION_ATTRIBUTES: Final = {"srtp": "_srtp", "cdata": "_cdata", "buffer": "_buffer"}
+#: Private attributes of RTCDtlsTransport the synchronous send path reads.
+DTLS_ATTRIBUTES: Final = ("_state", "_tx_srtp")
+#: RTCIceTransport's aioice Connection, and the Connection's nominated pairs
+#: (component -> CandidatePair with ``protocol.transport`` and ``remote_addr``).
+ICE_CONNECTION_ATTRIBUTE: Final = "_connection"
+ICE_NOMINATED_ATTRIBUTE: Final = "_nominated"
 #: aioice function that lists the host addresses a Connection gathers on.
 AIOICE_HOST_ADDRESSES_FUNCTION: Final = ("get_host_addresses", ("use_ipv4", "use_ipv6"))
 #: aioice Connection methods wrapped to refuse checks from networks not allowed.
@@ -115,6 +133,8 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
 
 # --- Send side: a sender whose RTP loop we own ---------------------------------------
 
+_DTLS_STATE_CONNECTED: Final = DtlsState.CONNECTED
+
 
 #: Nanoseconds from the NTP epoch (1900) to the Unix epoch (1970).
 _NTP_UNIX_OFFSET_NS: Final = 2_208_988_800 * 1_000_000_000
@@ -129,49 +149,184 @@ def ntp_time() -> int:
     return ((time.time_ns() + _NTP_UNIX_OFFSET_NS) << 32) // 1_000_000_000
 
 
-class RtpSendChannel:
-    """Sends pre-built RTP packets through an aiortc sender's transport.
+class RtpOutput(Protocol):
+    """Where a channel's RTP goes (a connected transport, or a test's recorder)."""
 
-    Keeps what aiortc's own RTP loop would keep: the retransmission history (so
-    the base class answers subscriber NACKs, with RTX when negotiated) and the
-    counters its RTCP loop puts into sender reports.
+    def send(self, header: bytes | bytearray, payload: bytes) -> int:
+        """Encrypt and send the packet ``header + payload`` now.
+
+        Returns the bytes the socket still buffers; raises ConnectionError when
+        the transport is closed.
+        """
+        ...
+
+    def buffered_bytes(self) -> int:
+        """Bytes waiting in the socket's buffer (sent later by asyncio)."""
+        ...
+
+
+class SrtpProtector:
+    """SRTP-protects packets given as header + payload, with pylibsrtp's own buffer.
+
+    ``pylibsrtp.Session.protect`` allocates a length cell and copies the packet
+    twice on each call; this calls libsrtp's ``srtp_protect`` on the session's
+    buffer directly, writing header and payload straight into it (no
+    concatenated copy). One protector per session; not reentrant, which the
+    single-threaded event loop guarantees.
     """
 
-    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters) -> None:
+    def __init__(self, session: SrtpSession) -> None:
+        # Holding the session keeps libsrtp's context alive: pylibsrtp frees it
+        # (ffi.gc) when the Session object goes, and the raw pointers below would dangle.
+        self._session = session
+        self._srtp = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["srtp"])[0]
+        self._cdata = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["cdata"])
+        self._buffer = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["buffer"])
+        self._max_length = len(self._buffer) - pylibsrtp.SRTP_MAX_TRAILER_LEN
+        self._length = srtp_ffi.new("int *")
+        self._protect = srtp_lib.srtp_protect
+
+    def protect(self, header: bytes | bytearray, payload: bytes) -> bytes:
+        """The SRTP packet for ``header + payload`` (ValueError if too long)."""
+        size = len(header)
+        end = size + len(payload)
+        if end > self._max_length:
+            raise ValueError("packet is too long")
+        buffer = self._buffer
+        buffer[0:size] = header
+        buffer[size:end] = payload
+        length = self._length
+        length[0] = end
+        status = self._protect(self._srtp, self._cdata, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_protect failed: {status}")
+        protected: bytes = buffer[0 : length[0]]
+        return protected
+
+
+class DtlsRtpOutput:
+    """The synchronous send path of a connected DTLS transport: SRTP protect + ``sendto``.
+
+    aiortc's ``_send_rtp`` does the same in three awaits (DTLS transport, ICE
+    transport, aioice connection) that never actually wait; called once per
+    packet per subscriber, those coroutine frames cost more than the
+    encryption. The ICE pair is looked up on every call because aioice clears
+    it on close.
+    """
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._dtls = transport
+        ice_connection = getattr(transport.transport, ICE_CONNECTION_ATTRIBUTE)
+        self._nominated: dict[int, Any] = getattr(ice_connection, ICE_NOMINATED_ATTRIBUTE)
+        self._protector: SrtpProtector | None = None
+        # The nominated pair last seen, with its socket and remote address (a
+        # property that builds a new tuple on each read).
+        self._pair: Any = None
+        self._socket: Any = None  # asyncio datagram transport (get_write_buffer_size)
+        self._remote_addr: tuple[str, int] = ("", 0)
+
+    def send(self, header: bytes | bytearray, payload: bytes) -> int:
+        """SRTP-protect and send one RTP packet (see :class:`RtpOutput`)."""
+        dtls = self._dtls
+        if dtls._state is not _DTLS_STATE_CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            if pair is None:
+                raise ConnectionError("Cannot send data, not connected")
+            self._pair = pair
+            self._socket = pair.protocol.transport
+            self._remote_addr = pair.remote_addr
+            # The SRTP session exists once DTLS is connected (checked above).
+            self._protector = SrtpProtector(dtls._tx_srtp)
+        socket = self._socket
+        protector = self._protector
+        assert protector is not None
+        socket.sendto(protector.protect(header, payload), self._remote_addr)
+        # Non-zero only when the kernel refused a datagram (EAGAIN) and asyncio
+        # keeps it for later: the one place where a send "would block".
+        buffered: int = socket.get_write_buffer_size()
+        return buffered
+
+    def buffered_bytes(self) -> int:
+        """Bytes asyncio holds for the selected ICE pair's socket."""
+        buffered: int = 0 if self._socket is None else self._socket.get_write_buffer_size()
+        return buffered
+
+
+class RtpSendChannel:
+    """Sends RTP packets through an aiortc sender's transport, synchronously.
+
+    Keeps what aiortc's own RTP loop would keep, at the lowest per-packet cost:
+    the retransmission history as (header bytes, payload) pairs (parsed into an
+    ``RtpPacket`` only when a subscriber NACKs one, so that aiortc's
+    ``_retransmit`` answers it, with RTX when negotiated) and the sender-report
+    counters as plain integers, which :class:`HookedRtpSender` exposes to
+    aiortc's RTCP loop when it builds a report (once per report interval, not
+    per packet).
+    """
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        codec: RTCRtpCodecParameters,
+        output: RtpOutput | None = None,
+    ) -> None:
         self._sender = sender
         self.payload_type: int = codec.payloadType or 0
         self.clock_rate: int = codec.clockRate
         self.mid: str | None = getattr(sender, SENDER_ATTRIBUTES["mid"])
+        self.ssrc = sender_ssrc(sender)
         self._history: dict[int, RtpPacket] = getattr(sender, SENDER_ATTRIBUTES["rtp_history"])
-        self._extensions_map: HeaderExtensionsMap = getattr(
+        self.extensions_map: HeaderExtensionsMap = getattr(
             sender, SENDER_ATTRIBUTES["header_extensions_map"]
         )
+        self._output = output
+        #: The packets sent, as (header, payload), by sequence number modulo the history size.
+        self._sent: list[tuple[bytes, bytes] | None] = [None] * RTP_HISTORY_SIZE
         self.packets_sent = 0
+        #: Payload octets sent (what RTCP sender reports count).
         self.octets_sent = 0
+        #: NTP time and RTP timestamp of the newest packet sent (a sender report's pair).
+        self.last_ntp_time = 0
+        self.last_rtp_timestamp = 0
 
     def clear(self) -> None:
         """Drop the retransmission history (the sender will not send again)."""
         self._history.clear()
+        self._sent = [None] * RTP_HISTORY_SIZE
 
-    async def send(self, packet: RtpPacket, ntp: int | None = None) -> None:
-        """Serialize, record and send one packet (raises ConnectionError when closed).
+    def send(self, header: bytes, payload: bytes, sequence_number: int) -> int:
+        """Send one packet now; return the bytes the socket still buffers.
 
-        ``ntp`` is the send time as from :func:`ntp_time` (read now if None); the
-        caller passes the value it already used for the abs-send-time extension,
-        so each packet costs one clock read.
+        Raises ConnectionError when the transport is closed. The caller sets
+        :attr:`last_ntp_time` / :attr:`last_rtp_timestamp` (it has both at hand).
         """
-        self._history[packet.sequence_number % RTP_HISTORY_SIZE] = packet
-        data = packet.serialize(self._extensions_map)
-        transport: RTCDtlsTransport = self._sender.transport
-        await transport._send_rtp(data)
-        # Same bookkeeping as RTCRtpSender._run_rtp; its _run_rtcp reads these.
+        output = self._output
+        if output is None:
+            output = self._output = DtlsRtpOutput(self._sender.transport)
+        buffered = output.send(header, payload)
+        self._sent[sequence_number % RTP_HISTORY_SIZE] = (header, payload)
         self.packets_sent += 1
-        self.octets_sent += len(packet.payload)
-        sender = self._sender
-        setattr(sender, _NTP_TIMESTAMP, ntp_time() if ntp is None else ntp)
-        setattr(sender, _RTP_TIMESTAMP, packet.timestamp)
-        setattr(sender, _OCTET_COUNT, getattr(sender, _OCTET_COUNT) + len(packet.payload))
-        setattr(sender, _PACKET_COUNT, getattr(sender, _PACKET_COUNT) + 1)
+        self.octets_sent += len(payload)
+        return buffered
+
+    def buffered_bytes(self) -> int:
+        """Bytes the transport's socket still buffers (0 before the first send)."""
+        return 0 if self._output is None else self._output.buffered_bytes()
+
+    def sent_sequence_numbers(self) -> list[int]:
+        """Sequence numbers of the packets in the retransmission history (diagnostics, tests)."""
+        return sorted(int.from_bytes(h[2:4], "big") for h, _ in filter(None, self._sent))
+
+    def packet_for_retransmission(self, sequence_number: int) -> RtpPacket | None:
+        """The sent packet with this sequence number, put where aiortc's ``_retransmit`` looks."""
+        sent = self._sent[sequence_number % RTP_HISTORY_SIZE]
+        if sent is None or int.from_bytes(sent[0][2:4], "big") != sequence_number:
+            return None
+        packet = RtpPacket.parse(sent[0] + sent[1], self.extensions_map)
+        self._history[sequence_number % RTP_HISTORY_SIZE] = packet
+        return packet
 
 
 _NTP_TIMESTAMP: Final = SENDER_ATTRIBUTES["ntp_timestamp"]
@@ -180,14 +335,41 @@ _OCTET_COUNT: Final = SENDER_ATTRIBUTES["octet_count"]
 _PACKET_COUNT: Final = SENDER_ATTRIBUTES["packet_count"]
 
 
+def _channel_counter(name: str, channel_attribute: str) -> property:
+    """A property standing in for one of RTCRtpSender's private sender-report counters.
+
+    aiortc's RTCP loop and ``getStats()`` read ``self.__packet_count`` etc.; on
+    our subclass those names resolve to these properties, which read the
+    channel's counters at report time. Writes (aiortc's ``__init__`` zeroing
+    them) go to a shadow value used until the channel exists.
+    """
+    shadow = f"_yitang_shadow_{channel_attribute}"
+
+    def get(self: HookedRtpSender) -> int:
+        channel = self.channel
+        if channel is None:
+            value: int = getattr(self, shadow, 0)
+            return value
+        result: int = getattr(channel, channel_attribute)
+        return result
+
+    def set_(self: HookedRtpSender, value: int) -> None:
+        setattr(self, shadow, value)
+
+    return property(get, set_, doc=f"aiortc's {name}, read from the channel.")
+
+
 class HookedRtpSender(RTCRtpSender):
     """An RTCRtpSender whose RTP loop is :meth:`run_forwarding`.
 
     aiortc still negotiates it, starts it (``send()``), stops it (``stop()``,
     which also sends RTCP BYE so the remote track ends), runs its RTCP loop and
     routes RTCP feedback to it: NACKs are answered from the history that
-    :class:`RtpSendChannel` fills, PLI/FIR become :meth:`on_keyframe_request`.
+    :class:`RtpSendChannel` keeps, PLI/FIR become :meth:`on_keyframe_request`,
+    and sender reports carry the channel's counters.
     """
+
+    channel: RtpSendChannel | None = None
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Send packets through ``channel`` until cancelled. Subclasses implement."""
@@ -214,6 +396,18 @@ class HookedRtpSender(RTCRtpSender):
 
     def _send_keyframe(self) -> None:
         self.on_keyframe_request()
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        channel = self.channel
+        if channel is not None and channel.packet_for_retransmission(sequence_number) is not None:
+            await super()._retransmit(sequence_number)
+
+
+# aiortc's RTCP loop builds each sender report from these four names (pinned by the tests).
+setattr(HookedRtpSender, _PACKET_COUNT, _channel_counter("packet count", "packets_sent"))
+setattr(HookedRtpSender, _OCTET_COUNT, _channel_counter("octet count", "octets_sent"))
+setattr(HookedRtpSender, _NTP_TIMESTAMP, _channel_counter("NTP timestamp", "last_ntp_time"))
+setattr(HookedRtpSender, _RTP_TIMESTAMP, _channel_counter("RTP timestamp", "last_rtp_timestamp"))
 
 
 def sender_ssrc(sender: RTCRtpSender) -> int:

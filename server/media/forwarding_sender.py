@@ -1,31 +1,43 @@
 """The RTCRtpSender that sends one forwarded track to one subscriber.
 
-It is a :class:`~server.media.track_forwarder.PacketSink`: the forwarder puts
-packets into a bounded per-subscriber queue without waiting, and this sender's
-own RTP loop (run by aiortc once the subscriber's answer is applied and DTLS is
-up) rewrites and sends them. A slow or dead subscriber therefore only loses its
-own packets.
+It is a :class:`~server.media.track_forwarder.PacketSink`: the forwarder calls
+:meth:`ForwardingSender.on_packet` for each packet of the published track, and
+the sender rewrites the header (SSRC, payload type, sequence number,
+timestamp, header extensions), encrypts and sends it right there, in the
+publisher's receive path. There is no per-subscriber task or queue per packet:
+a UDP ``sendto`` does not wait, so neither does forwarding.
 
-Video starts at a keyframe, and restarts at one after an overflow (the queue is
-dropped whole: a partial frame is useless) or after a pause (last-N policy).
-Audio drops the oldest packet on overflow.
+The one place a send could wait is a full socket buffer (the kernel refused
+the datagram and asyncio keeps it for later). That buffer is the bounded
+queue: once it holds more than ``queue_size`` packets' worth of bytes, video
+is dropped until the next keyframe (a partial frame is useless; one is
+requested) and audio packets are dropped. A slow or dead subscriber therefore
+only loses its own packets.
+
+Video starts at a keyframe, and restarts at one after an overflow or after a
+pause (last-N policy). aiortc's RTCP loop keeps sending sender reports from
+the channel's counters and answers NACKs from its history (see
+:class:`~server.media.aiortc_internals.RtpSendChannel`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
-from .aiortc_internals import HookedRtpSender, RtpSendChannel, ntp_time, sender_ssrc
+from .aiortc_internals import HookedRtpSender, RtpSendChannel, sender_ssrc
+from .rtp_header import OutgoingHeader
 from .rtp_rewriter import RtpRewriter
 from .track_forwarder import TrackForwarder
 
 logger = logging.getLogger(__name__)
+
+#: Bytes of one packet, for turning a queue size in packets into a buffer size.
+_PACKET_BYTES = 1200
 
 
 class ForwardingSender(HookedRtpSender):
@@ -46,22 +58,25 @@ class ForwardingSender(HookedRtpSender):
         # forwarder (and through it the publisher's peer connection) alive.
         self._forwarder: TrackForwarder | None = forwarder
         self._is_video = forwarder.kind == "video"
-        self._queue: collections.deque[tuple[RtpPacket, bool]] = collections.deque()
-        self._queue_size = queue_size
-        self._wakeup = asyncio.Event()
+        self._max_buffered = queue_size * _PACKET_BYTES
         self._paused = False
+        self._congested = False
         self._ended = False
+        self._stopped = asyncio.Event()
         self._awaiting_keyframe = self._is_video
         self._resync_next = True
         self._last_source_ssrc: int | None = None
         self._keyframe_retry_interval = keyframe_retry_interval
         self._last_keyframe_request = float("-inf")
         self._running = False
-        # Counters.
+        # Set by run_forwarding(): the per-packet state.
+        self._rewriter: RtpRewriter | None = None
+        self._header: OutgoingHeader | None = None
+        # Counters (read by stats and the metrics collector).
+        #: Packets handed to the transport.
         self.packets_queued = 0
         self.packets_dropped = 0
         self.overflows = 0
-        self.channel: RtpSendChannel | None = None
 
     def __repr__(self) -> str:
         return f"ForwardingSender({self.track_id} ssrc={sender_ssrc(self)})"
@@ -73,7 +88,7 @@ class ForwardingSender(HookedRtpSender):
 
     @property
     def running(self) -> bool:
-        """True while the RTP loop runs (negotiated and connected)."""
+        """True while the sender forwards (negotiated and connected)."""
         return self._running
 
     def release(self) -> None:
@@ -81,8 +96,7 @@ class ForwardingSender(HookedRtpSender):
         forwarder, self._forwarder = self._forwarder, None
         if forwarder is not None:
             forwarder.detach(self)
-        self._ended = True
-        self._queue.clear()
+        self._end()
         if self.channel is not None:
             self.channel.clear()
 
@@ -91,18 +105,18 @@ class ForwardingSender(HookedRtpSender):
         if paused == self._paused:
             return
         self._paused = paused
-        if paused:
-            self.packets_dropped += len(self._queue)
-            self._queue.clear()
-        else:
+        if not paused:
             self._restart()
         logger.debug("%r paused=%s", self, paused)
 
     # --- PacketSink ---------------------------------------------------------------
 
     def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
-        """Queue one packet (never blocks); see the module docstring for the policy."""
-        if self._paused:
+        """Rewrite and send one packet now (never waits); see the module docstring."""
+        if self._paused or not self._running:
+            return
+        if self._congested and not self._drained():
+            self.packets_dropped += 1
             return
         if self._is_video:
             if packet.ssrc != self._last_source_ssrc:
@@ -117,26 +131,42 @@ class ForwardingSender(HookedRtpSender):
                     return
                 self._awaiting_keyframe = False
                 self._resync_next = True
-        queue = self._queue
-        if len(queue) >= self._queue_size:
-            self.overflows += 1
-            if self._is_video:
-                self.packets_dropped += len(queue) + 1
-                queue.clear()
-                self._restart()
-                return
-            queue.popleft()
+        forwarder = self._forwarder
+        rewriter = self._rewriter
+        header = self._header
+        channel = self.channel
+        if forwarder is None or rewriter is None or header is None or channel is None:
+            return
+        # One clock read per received packet, made by the forwarder for all its sinks.
+        now = forwarder.arrival_time
+        if self._resync_next:
+            self._resync_next = False
+            rewriter.resync(packet, now)
+        seq = rewriter.map_sequence(packet, now)
+        if seq < 0:
+            return
+        timestamp = (packet.timestamp + rewriter.ts_offset) & 0xFFFFFFFF
+        payload = packet.payload
+        header_bytes = bytes(header.build(packet.marker, seq, timestamp, forwarder.extension_value))
+        try:
+            buffered = channel.send(header_bytes, payload, seq)
+        except ConnectionError:
+            # The subscriber's transport closed: aiortc stops this sender soon.
+            self._end()
+            return
+        except ValueError:
+            # Too long to encrypt (a publisher sent an oversized packet): skip it.
             self.packets_dropped += 1
-        queue.append((packet, self._resync_next))
-        self._resync_next = False
+            return
+        channel.last_ntp_time = forwarder.arrival_ntp
+        channel.last_rtp_timestamp = timestamp
         self.packets_queued += 1
-        self._wakeup.set()
+        if buffered > self._max_buffered:
+            self._overflow()
 
     def on_forwarder_ended(self) -> None:
         """The published track ended: stop forwarding (the room removes the m-line)."""
-        self._ended = True
-        self._queue.clear()
-        self._wakeup.set()
+        self._end()
 
     # --- HookedRtpSender ----------------------------------------------------------
 
@@ -146,50 +176,51 @@ class ForwardingSender(HookedRtpSender):
             self._forwarder.request_keyframe()
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
-        """Rewrite and send queued packets until stopped."""
-        self.channel = channel
-        rewriter = RtpRewriter(
-            ssrc=sender_ssrc(self),
-            payload_type=channel.payload_type,
-            clock_rate=channel.clock_rate,
-        )
-        is_video = self._is_video
-        queue = self._queue
-        wakeup = self._wakeup
-        mid = channel.mid
+        """Forward (from :meth:`on_packet`) until stopped; this task only waits."""
         forwarder = self._forwarder
-        if forwarder is None:
+        if forwarder is None or self._ended:
             return
+        self.channel = channel
+        self._rewriter = RtpRewriter(
+            ssrc=channel.ssrc, payload_type=channel.payload_type, clock_rate=channel.clock_rate
+        )
+        self._header = OutgoingHeader(
+            ssrc=channel.ssrc,
+            payload_type=channel.payload_type,
+            mid=channel.mid,
+            extensions_map=channel.extensions_map,
+            extension="abs_send_time" if self._is_video else "audio_level",
+        )
         self._running = True
         self._restart()
         forwarder.attach(self)
         try:
-            while not self._ended:
-                if not queue:
-                    wakeup.clear()
-                    await wakeup.wait()
-                    continue
-                packet, resync = queue.popleft()
-                if resync:
-                    rewriter.resync(packet)
-                out = rewriter.rewrite(packet)
-                if out is None:
-                    continue
-                out.extensions.mid = mid
-                # One clock read per packet: abs-send-time and the sender report's
-                # NTP time (kept by the channel) come from the same value.
-                ntp = ntp_time()
-                if is_video:
-                    out.extensions.abs_send_time = (ntp >> 14) & 0xFFFFFF
-                else:
-                    out.extensions.audio_level = packet.extensions.audio_level
-                await channel.send(out, ntp)
+            await self._stopped.wait()
         finally:
             self._running = False
             forwarder.detach(self)
-            self._queue.clear()
 
     # --- internals ----------------------------------------------------------------
+
+    def _end(self) -> None:
+        self._ended = True
+        self._running = False
+        self._stopped.set()
+
+    def _overflow(self) -> None:
+        # The subscriber's socket buffer is full: what is sent now would wait.
+        # Drop until it has drained to half (hysteresis), then video restarts at a keyframe.
+        self.overflows += 1
+        self._congested = True
+        if self._is_video:
+            self._restart()
+
+    def _drained(self) -> bool:
+        channel = self.channel
+        if channel is not None and channel.buffered_bytes() > self._max_buffered // 2:
+            return False
+        self._congested = False
+        return True
 
     def _restart(self) -> None:
         # (Re)start the stream: video waits for a keyframe, which we ask for now.
@@ -205,7 +236,7 @@ class ForwardingSender(HookedRtpSender):
 
     def _request_keyframe(self) -> None:
         if not self._running:
-            return  # attach() at start of the loop requests one
+            return  # attach() at start of run_forwarding requests one
         self._last_keyframe_request = time.monotonic()
         if self._forwarder is not None:
             self._forwarder.request_keyframe()

@@ -49,7 +49,8 @@ class RtpRewriter:
         # space, as aiortc does, to keep SRTP away from an early wrap.
         self._next_seq = random.randrange(0, 0x8000)
         self._seq_offset = 0
-        self._ts_offset = 0
+        #: Added to an incoming timestamp (mod 2**32) to give the outgoing one.
+        self.ts_offset = 0
         self._last_out_ts = random.randrange(0, _TS_MOD)
         self._last_out_time: float | None = None
         self._source_ssrc: int | None = None
@@ -73,22 +74,26 @@ class RtpRewriter:
             # advanced by the wall-clock time since the last packet we sent.
             elapsed = 0.0 if self._last_out_time is None else max(0.0, now - self._last_out_time)
             target = (self._last_out_ts + max(1, int(elapsed * self.clock_rate))) % _TS_MOD
-            self._ts_offset = (target - packet.timestamp) % _TS_MOD
+            self.ts_offset = (target - packet.timestamp) % _TS_MOD
             self._source_ssrc = packet.ssrc
         # Same source: its timestamps already advanced with real time; keep the offset.
         self._resync_point = seq
         self._highest = seq - 1  # so that ``packet`` is the newest when it comes
         self._bad_seq = None
 
-    def rewrite(self, packet: RtpPacket, now: float | None = None) -> RtpPacket | None:
-        """The outgoing copy of ``packet``, or None if it must not be sent."""
+    def map_sequence(self, packet: RtpPacket, now: float) -> int:
+        """The outgoing sequence number of ``packet``, or -1 if it must not be sent.
+
+        The outgoing timestamp is ``(packet.timestamp + self.ts_offset) & 0xFFFFFFFF``.
+        This is the per-packet path of every subscriber: integer arithmetic only.
+        """
         if self._highest is None or packet.ssrc != self._source_ssrc:
             self.resync(packet, now)
         highest = self._highest
         assert highest is not None
         seq = packet.sequence_number
         # Signed distance to the newest packet, in (-32768, 32767]: unwrapped.
-        ext = highest + ((seq - highest + _SEQ_HALF) % _SEQ_MOD) - _SEQ_HALF
+        ext = highest + ((seq - highest + _SEQ_HALF) & 0xFFFF) - _SEQ_HALF
         if ext > highest:
             self._highest = ext
             self._bad_seq = None
@@ -96,29 +101,35 @@ class RtpRewriter:
         elif ext < highest - LATE_WINDOW:
             if seq != self._bad_seq:
                 # Hopelessly late, or the first packet of a renumbered stream.
-                self._bad_seq = (seq + 1) % _SEQ_MOD
+                self._bad_seq = (seq + 1) & 0xFFFF
                 self.late_dropped += 1
-                return None
+                return -1
             logger.debug("source %d renumbered its packets: resynchronising", packet.ssrc)
             self.resync(packet, now)
             self._highest = seq
             newest = True
         elif ext < self._resync_point:
             self.late_dropped += 1
-            return None  # from before the resync point: its number is already used
+            return -1  # from before the resync point: its number is already used
         else:
             newest = False  # a late packet after the resync point: keeps its place
-        out_seq = (seq + self._seq_offset) % _SEQ_MOD
-        out_ts = (packet.timestamp + self._ts_offset) % _TS_MOD
+        out_seq = (seq + self._seq_offset) & 0xFFFF
         if newest:
-            self._next_seq = (out_seq + 1) % _SEQ_MOD
-            self._last_out_ts = out_ts
-            self._last_out_time = time.monotonic() if now is None else now
+            self._next_seq = (out_seq + 1) & 0xFFFF
+            self._last_out_ts = (packet.timestamp + self.ts_offset) & 0xFFFFFFFF
+            self._last_out_time = now
+        return out_seq
+
+    def rewrite(self, packet: RtpPacket, now: float | None = None) -> RtpPacket | None:
+        """The outgoing copy of ``packet`` as a new RtpPacket, or None if it must not be sent."""
+        out_seq = self.map_sequence(packet, time.monotonic() if now is None else now)
+        if out_seq < 0:
+            return None
         return RtpPacket(
             payload_type=self.payload_type,
             marker=packet.marker,
             sequence_number=out_seq,
-            timestamp=out_ts,
+            timestamp=(packet.timestamp + self.ts_offset) % _TS_MOD,
             ssrc=self.ssrc,
             payload=packet.payload,
         )

@@ -35,8 +35,16 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from .keyframes import keyframe_detector
+from .rtp_header import audio_level_byte
 
 logger = logging.getLogger(__name__)
+
+
+#: The clock read once per received packet (a module global so that tests can count reads).
+_wall_clock = time.time
+#: Seconds from the NTP epoch (1900) to the Unix epoch (1970), and one NTP second.
+_NTP_UNIX_OFFSET = 2_208_988_800
+_NTP_ONE_SECOND = 1 << 32
 
 
 class PacketSink(Protocol):
@@ -81,6 +89,15 @@ class TrackForwarder:
         self._keyframe_interval = keyframe_interval
         self._on_audio_level = on_audio_level
         self._is_keyframe = keyframe_detector(codec.name)
+        self._is_video = kind == "video"
+        #: Per-packet facts every sink shares, set before the sinks are called:
+        #: the arrival time (wall clock, seconds; the one clock read per packet),
+        #: the same as a 64-bit NTP timestamp (for sender reports), and the
+        #: outgoing header-extension value (abs-send-time for video, the RFC 6464
+        #: audio-level byte for audio).
+        self.arrival_time = 0.0
+        self.arrival_ntp = 0
+        self.extension_value = 0
         self._sinks: tuple[PacketSink, ...] = ()
         self._ended = False
         self._source_ssrc: int | None = None
@@ -135,7 +152,17 @@ class TrackForwarder:
             return
         self.packets_received += 1
         self._source_ssrc = packet.ssrc
-        is_keyframe = bool(packet.payload) and self._is_keyframe(packet.payload)
+        # One clock read per received packet, shared by every sink (see arrival_time).
+        now = _wall_clock()
+        self.arrival_time = now
+        ntp = int((now + _NTP_UNIX_OFFSET) * _NTP_ONE_SECOND)
+        self.arrival_ntp = ntp
+        level = packet.extensions.audio_level
+        if self._is_video:
+            self.extension_value = (ntp >> 14) & 0xFFFFFF  # abs-send-time, 6.18 fixed point
+        else:
+            self.extension_value = audio_level_byte(level)
+        is_keyframe = self._is_video and self._is_keyframe(packet.payload)
         if is_keyframe:
             self.keyframes_received += 1
             # This keyframe answers any request still waiting for the rate limit.
@@ -146,14 +173,12 @@ class TrackForwarder:
         elif self._pli_pending and self._pli_timer is None:
             # A request made before we knew the publisher's SSRC.
             self._fire_pli()
-        if self._on_audio_level is not None:
-            level = packet.extensions.audio_level
-            if level is not None:
-                try:
-                    self._on_audio_level(self.participant_id, int(level[1]))
-                except Exception:
-                    logger.exception("%r: audio level handler failed; disabled", self)
-                    self._on_audio_level = None
+        if self._on_audio_level is not None and level is not None:
+            try:
+                self._on_audio_level(self.participant_id, int(level[1]))
+            except Exception:
+                logger.exception("%r: audio level handler failed; disabled", self)
+                self._on_audio_level = None
         for sink in self._sinks:
             try:
                 sink.on_packet(packet, is_keyframe)

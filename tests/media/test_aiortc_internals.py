@@ -196,3 +196,50 @@ async def test_gather_only_on_loopback() -> None:
         await pc.close()
     # Outside the context the original aioice behaviour is used again.
     assert internals._gather_addresses.get() is None
+
+
+def test_srtp_protector_matches_pylibsrtp() -> None:
+    # Same key, same packet: our direct srtp_protect call and pylibsrtp's protect()
+    # must produce the very same bytes (and a receiver must accept them).
+    import os
+
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(30)
+
+    def session(direction: int) -> Session:
+        policy = Policy(key=key, ssrc_type=direction)
+        policy.allow_repeat_tx = True
+        return Session(policy=policy)
+
+    ours = internals.SrtpProtector(session(Policy.SSRC_ANY_OUTBOUND))
+    reference = session(Policy.SSRC_ANY_OUTBOUND)
+    receiver = session(Policy.SSRC_ANY_INBOUND)
+    for seq in range(3):
+        header = bytes([0x80, 97]) + seq.to_bytes(2, "big") + bytes(8)
+        payload = os.urandom(900 + seq)
+        protected = ours.protect(header, payload)
+        assert protected == reference.protect(header + payload)
+        assert receiver.unprotect(protected) == header + payload
+    with pytest.raises(ValueError, match="too long"):
+        ours.protect(bytes(12), bytes(1500))
+
+
+async def test_dtls_and_ice_attributes_of_the_send_path() -> None:
+    pc, transceiver = await _transceiver()
+    try:
+        dtls = transceiver.sender.transport
+        for name in internals.DTLS_ATTRIBUTES:
+            assert hasattr(dtls, name), f"aiortc changed: RTCDtlsTransport has no {name}"
+        connection = getattr(dtls.transport, internals.ICE_CONNECTION_ATTRIBUTE, None)
+        assert isinstance(connection, aioice.ice.Connection), "aiortc changed: ICE connection"
+        assert isinstance(getattr(connection, internals.ICE_NOMINATED_ATTRIBUTE, None), dict), (
+            "aioice changed: Connection._nominated"
+        )
+        internals.DtlsRtpOutput(dtls)  # resolves them
+    finally:
+        await pc.close()
+    pair_source = inspect.getsource(aioice.ice.Connection.sendto)
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in pair_source, (
+        "aioice changed: a nominated pair no longer sends through protocol / remote_addr"
+    )

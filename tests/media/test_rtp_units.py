@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
+import time
 from collections.abc import Callable
 
 import pytest
@@ -23,10 +24,13 @@ from server.media.aiortc_internals import SENDER_ATTRIBUTES, RtpSendChannel, ntp
 from server.media.forwarding_sender import ForwardingSender
 from server.media.keyframes import h264_is_keyframe_start, vp8_is_keyframe_start
 from server.media.packet_tap import PacketTap
+from server.media.rtp_header import OutgoingHeader
 from server.media.rtp_rewriter import RtpRewriter
 from server.media.track_forwarder import TrackForwarder
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 
 def _encode(encoder: object, count: int, force_first: bool = True) -> list[list[bytes]]:
@@ -157,23 +161,35 @@ async def test_forwarding_sender_starts_at_keyframe_and_recovers_from_overflow()
     forwarder = TrackForwarder(
         track_id="p-video-1", participant_id="p", kind="video", codec=VP8, send_pli=send_pli
     )
+    output = _RecordingOutput()
     sender = ForwardingSender(forwarder, _Transport(), queue_size=4)  # type: ignore[arg-type]
-    sender._running = True  # as if negotiated; the RTP loop itself is tested end to end
-    forwarder.attach(sender)
-    forwarder.on_packet(_vp8(1, keyframe=False))
-    assert sender.packets_queued == 0  # waits for a keyframe
-    forwarder.on_packet(_vp8(2, keyframe=True))
-    forwarder.on_packet(_vp8(3, keyframe=False))
-    assert sender.packets_queued == 2
-    for seq in range(4, 7):
-        forwarder.on_packet(_vp8(seq, keyframe=False))  # the 5th overflows the queue of 4
-    assert sender.overflows == 1
-    forwarder.on_packet(_vp8(7, keyframe=False))  # dropped: waiting for a keyframe again
-    forwarder.on_packet(_vp8(8, keyframe=True))
-    assert [p.sequence_number for p, _ in sender._queue] == [8]
-    sender.set_paused(True)
-    forwarder.on_packet(_vp8(9, keyframe=True))
-    assert not sender._queue
+    task = asyncio.create_task(sender.run_forwarding(RtpSendChannel(sender, VP8, output)))
+    try:
+        await _yield_until(lambda: sender.running, "the sender to start")
+        forwarder.on_packet(_vp8(1, keyframe=False))
+        assert sender.packets_queued == 0  # waits for a keyframe
+        forwarder.on_packet(_vp8(2, keyframe=True))
+        forwarder.on_packet(_vp8(3, keyframe=False))
+        assert sender.packets_queued == 2
+        # The subscriber's socket buffer fills up (the kernel refuses datagrams):
+        # more than 4 packets' worth buffered is an overflow.
+        output.buffered = 5 * 1200
+        forwarder.on_packet(_vp8(4, keyframe=False))
+        assert sender.overflows == 1
+        forwarder.on_packet(_vp8(5, keyframe=True))  # dropped: the buffer is still full
+        assert sender.packets_queued == 3
+        output.buffered = 0  # drained
+        forwarder.on_packet(_vp8(6, keyframe=False))  # dropped: waiting for a keyframe again
+        forwarder.on_packet(_vp8(7, keyframe=True))
+        assert sender.packets_queued == 4
+        sent = [struct.unpack_from("!H", data, 2)[0] for data in output.sent]
+        assert [(b - a) % 65536 for a, b in itertools.pairwise(sent)] == [1, 1, 1]
+        sender.set_paused(True)
+        forwarder.on_packet(_vp8(8, keyframe=True))
+        assert sender.packets_queued == 4
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     sender.release()
     assert forwarder.sinks == ()
 
@@ -261,16 +277,23 @@ def test_rewriter_drops_hopelessly_late_packets_and_follows_a_renumbered_source(
     assert (following.sequence_number - resumed.sequence_number) % 65536 == 1
 
 
-class _RecordingDtlsTransport:
-    """Stands in for the subscriber's RTCDtlsTransport: records what is sent."""
+class _RecordingOutput:
+    """Stands in for the subscriber's transport (SRTP + socket): records what is sent.
 
-    state = "connected"
+    The real send path is exercised end to end with aiortc peers in
+    test_forwarding.py; here the rewriting is checked packet by packet.
+    """
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.buffered = 0
 
-    async def _send_rtp(self, data: bytes) -> None:
-        self.sent.append(data)
+    def send(self, header: bytes | bytearray, payload: bytes) -> int:
+        self.sent.append(bytes(header) + payload)
+        return self.buffered
+
+    def buffered_bytes(self) -> int:
+        return self.buffered
 
 
 async def _yield_until(predicate: Callable[[], bool], what: str, limit: int = 10_000) -> None:
@@ -285,19 +308,19 @@ async def _yield_until(predicate: Callable[[], bool], what: str, limit: int = 10
 
 def _sending_pair(
     extensions: HeaderExtensionsMap | None = None,
-) -> tuple[TrackForwarder, ForwardingSender, _RecordingDtlsTransport, RtpSendChannel]:
+) -> tuple[TrackForwarder, ForwardingSender, _RecordingOutput, RtpSendChannel]:
     async def no_pli(ssrc: int) -> None:
         return None
 
     forwarder = TrackForwarder(
         track_id="p-video-1", participant_id="p", kind="video", codec=VP8, send_pli=no_pli
     )
-    transport = _RecordingDtlsTransport()
-    sender = ForwardingSender(forwarder, transport, queue_size=512)  # type: ignore[arg-type]
+    output = _RecordingOutput()
+    sender = ForwardingSender(forwarder, _Transport(), queue_size=512)  # type: ignore[arg-type]
     if extensions is not None:  # as negotiation would (the channel uses the sender's map)
         setattr(sender, SENDER_ATTRIBUTES["header_extensions_map"], extensions)
-    channel = RtpSendChannel(sender, VP8)
-    return forwarder, sender, transport, channel
+    channel = RtpSendChannel(sender, VP8, output)
+    return forwarder, sender, output, channel
 
 
 async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps() -> None:
@@ -319,8 +342,7 @@ async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps() 
                         payload=payload,
                     )
                 )
-            fed = min(first + batch, count)
-            await _yield_until(lambda fed=fed: len(transport.sent) == fed, f"{fed} packets sent")
+            assert len(transport.sent) == min(first + batch, count)  # sent synchronously
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -339,28 +361,24 @@ def test_ntp_time_matches_aiortc_clock() -> None:
     assert abs(ours - theirs) < 2**32 // 10  # within 100 ms, same epoch and format
 
 
-async def test_forwarding_sender_reads_the_clock_once_per_packet(
+async def test_forwarding_reads_the_clock_once_per_packet_for_all_subscribers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reads: list[int] = []
-    original_aiortc = aiortc_clock.current_ntp_time
+    reads: list[float] = []
 
-    def counting_ntp_time() -> int:
-        value = ntp_time()
-        reads.append(value)
-        return value
+    def counting_clock() -> float:
+        reads.append(time.time())
+        return reads[-1]
 
-    def counting_aiortc_clock() -> int:
-        value = original_aiortc()
-        reads.append(value)
-        return value
+    def forbidden_clock() -> int:
+        raise AssertionError("the forwarding path read another clock")
 
     import server.media.aiortc_internals as internals
-    import server.media.forwarding_sender as forwarding
+    import server.media.track_forwarder as track_forwarder
 
-    monkeypatch.setattr(forwarding, "ntp_time", counting_ntp_time)
-    monkeypatch.setattr(internals, "ntp_time", counting_ntp_time)
-    monkeypatch.setattr(aiortc_clock, "current_ntp_time", counting_aiortc_clock)
+    monkeypatch.setattr(track_forwarder, "_wall_clock", counting_clock)
+    monkeypatch.setattr(internals, "ntp_time", forbidden_clock)
+    monkeypatch.setattr(aiortc_clock, "current_ntp_time", forbidden_clock)
     extensions = HeaderExtensionsMap()
     extensions.configure(
         RTCRtpParameters(
@@ -372,24 +390,36 @@ async def test_forwarding_sender_reads_the_clock_once_per_packet(
         )
     )
     forwarder, sender, transport, channel = _sending_pair(extensions)
-    task = asyncio.create_task(sender.run_forwarding(channel))
+    # Two more subscribers of the same forwarder.
+    others = []
+    for _ in range(2):
+        other = ForwardingSender(forwarder, _Transport(), queue_size=512)  # type: ignore[arg-type]
+        setattr(other, SENDER_ATTRIBUTES["header_extensions_map"], extensions)
+        others.append((other, RtpSendChannel(other, VP8, _RecordingOutput())))
+    tasks = [asyncio.create_task(s.run_forwarding(c)) for s, c in [(sender, channel), *others]]
     try:
-        await _yield_until(lambda: sender.running, "the sender loop to start")
+        await _yield_until(
+            lambda: sender.running and all(s.running for s, _ in others), "the senders to start"
+        )
         reads.clear()
         for seq in range(1, 51):
             forwarder.on_packet(_vp8(seq, keyframe=seq == 1))
-            await _yield_until(lambda seq=seq: len(transport.sent) == seq, f"packet {seq} sent")
             # The sender report's NTP time is the value abs-send-time was made of.
             ntp = getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"])
             sent = RtpPacket.parse(transport.sent[-1], extensions)
             assert sent.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
             assert getattr(sender, SENDER_ATTRIBUTES["rtp_timestamp"]) == sent.timestamp
             assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == seq
+            assert getattr(sender, SENDER_ATTRIBUTES["octet_count"]) == 2 * seq
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert len(reads) == 50, "one clock read per forwarded packet"
-    assert getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"]) == reads[-1]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(len(c.sent_sequence_numbers()) == 50 for _, c in others)
+    assert len(reads) == 50, "one clock read per received packet, whatever the subscribers"
+    expected_ntp = int((reads[-1] + 2_208_988_800) * 2**32)
+    assert getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"]) == expected_ntp
+    assert abs(expected_ntp - ntp_time()) < 2**32  # the NTP epoch and format: within a second
 
 
 class _FailingSink(_Sink):
@@ -432,3 +462,99 @@ def test_packet_tap_never_lets_a_handler_exception_into_aiortc() -> None:
     for seq in range(3):
         assert tap.add(_vp8(seq, keyframe=False)) == (False, None)
     assert tap.errors == 3
+
+
+def _extensions_map(*uris: str) -> HeaderExtensionsMap:
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=i, uri=uri) for i, uri in enumerate(uris, 1)
+            ]
+        )
+    )
+    return extensions
+
+
+@pytest.mark.parametrize(
+    ("extension", "uris", "value", "field"),
+    [
+        (
+            "abs_send_time",
+            ("urn:ietf:params:rtp-hdrext:sdes:mid", ABS_SEND_TIME),
+            0xABCDEF,
+            lambda p: p.extensions.abs_send_time,
+        ),
+        (
+            "audio_level",
+            ("urn:ietf:params:rtp-hdrext:sdes:mid", AUDIO_LEVEL),
+            0x80 | 42,
+            lambda p: p.extensions.audio_level,
+        ),
+        ("abs_send_time", ("urn:ietf:params:rtp-hdrext:sdes:mid",), 0x123456, None),
+        ("audio_level", (), 17, None),
+    ],
+)
+def test_outgoing_header_is_what_aiortc_would_serialize(
+    extension: str, uris: tuple[str, ...], value: int, field: object
+) -> None:
+    extensions = _extensions_map(*uris)
+    header = OutgoingHeader(
+        ssrc=0x11223344, payload_type=97, mid="3", extensions_map=extensions, extension=extension
+    )
+    payload = b"\x10\x00payload"
+    for marker, seq, ts in ((1, 65535, 2**32 - 1), (0, 0, 0), (1, 4242, 90000)):
+        data = bytes(header.build(marker, seq, ts, value)) + payload
+        # The same packet through aiortc's own serializer.
+        reference = RtpPacket(
+            payload_type=97, marker=marker, sequence_number=seq, timestamp=ts, ssrc=0x11223344
+        )
+        reference.payload = payload
+        reference.extensions.mid = "3"
+        if extension == "abs_send_time":
+            reference.extensions.abs_send_time = value
+        else:
+            reference.extensions.audio_level = (bool(value & 0x80), value & 0x7F)
+        assert data == reference.serialize(extensions)
+        parsed = RtpPacket.parse(data, extensions)
+        assert (parsed.marker, parsed.sequence_number, parsed.timestamp) == (marker, seq, ts)
+        if field is not None:
+            expected = value if extension == "abs_send_time" else (True, 42)
+            assert field(parsed) == expected  # type: ignore[operator]
+
+
+def test_a_packet_too_long_to_encrypt_is_dropped_and_the_stream_goes_on() -> None:
+    from pylibsrtp import Policy, Session
+
+    from server.media.aiortc_internals import SrtpProtector
+
+    class _EncryptingOutput(_RecordingOutput):
+        def __init__(self) -> None:
+            super().__init__()
+            policy = Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+            self._protector = SrtpProtector(Session(policy=policy))
+
+        def send(self, header: bytes | bytearray, payload: bytes) -> int:
+            self._protector.protect(header, payload)  # raises ValueError if too long
+            return super().send(header, payload)
+
+    async def run() -> None:
+        forwarder, sender, _, _ = _sending_pair()
+        output = _EncryptingOutput()
+        task = asyncio.create_task(sender.run_forwarding(RtpSendChannel(sender, VP8, output)))
+        try:
+            await _yield_until(lambda: sender.running, "the sender to start")
+            forwarder.on_packet(_vp8(1, keyframe=True))
+            huge = _vp8(2, keyframe=False)
+            huge.payload = huge.payload + bytes(1500)  # a publisher's oversized packet
+            forwarder.on_packet(huge)
+            forwarder.on_packet(_vp8(3, keyframe=False))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert len(output.sent) == 2
+        assert sender.packets_dropped == 1
+        assert forwarder.sinks == ()  # detached by the cancellation above, not by a failure
+        assert forwarder.sinks_failed == 0
+
+    asyncio.run(run())
