@@ -241,7 +241,14 @@ async def token(args: argparse.Namespace) -> None:
     }
     if args.ttl:
         body["ttl_seconds"] = args.ttl
-    issued = await _call(args, "POST", f"/api/rooms/{args.room}/tokens", body)
+    if args.replace:
+        body["replace"] = True
+    try:
+        issued = await _call(args, "POST", f"/api/rooms/{args.room}/tokens", body)
+    except CliError as exc:
+        if "identity_taken" in str(exc):
+            raise CliError(f"{exc} (use --replace)") from exc
+        raise
     print(issued["token"])
     print(issued["url"])
 
@@ -259,7 +266,11 @@ async def seed(args: argparse.Namespace) -> None:
         print(f"{seed_file.room.id} already exists")
     for invitee in seed_file.participants:
         issued = await _call(
-            args, "POST", f"/api/rooms/{seed_file.room.id}/tokens", invitee.model_dump(mode="json")
+            args,
+            "POST",
+            f"/api/rooms/{seed_file.room.id}/tokens",
+            # The seed file is the authority on its participants.
+            {**invitee.model_dump(mode="json"), "replace": True},
         )
         print(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {issued['url']}")
 
@@ -443,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token_parser.add_argument("--venue", required=True)
     token_parser.add_argument("--ttl", type=int, help="validity in seconds")
+    token_parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="change the role or venue of an identity invited before (refused otherwise)",
+    )
 
     seed_parser = commands.add_parser("seed", help="load a seed file into a running server")
     _admin_options(seed_parser)

@@ -109,7 +109,9 @@ class AgendaItem(Strict):
     """One item of the agenda, with the speakers planned for it."""
 
     title: Title
-    planned_speakers: list[Identity] = Field(default_factory=list, max_length=50)
+    #: Who is planned to speak: identities of invitees, or simply names (the organizer need
+    #: not have invited anyone yet); clients show an invitee's name for an identity.
+    planned_speakers: list[DisplayName] = Field(default_factory=list, max_length=50)
     duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
 
 
@@ -165,6 +167,16 @@ class Invitee(Strict):
     name: DisplayName
     role: Role
     venue: Slug
+
+
+class Invitation(Strict):
+    """The last join link issued to an invitee, kept so organizers can show it again."""
+
+    identity: Identity
+    url: Annotated[str, StringConstraints(max_length=4096)]
+    #: Seconds since the epoch.
+    expires_at: int
+    issued_at: int
 
 
 class Caller(Invitee):

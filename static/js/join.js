@@ -44,15 +44,54 @@ function setConnStatus(state) {
 let preview = null;
 let previewReady = Promise.resolve(null);
 
-function setupPrejoin() {
+/** Codes of a join-link check that mean the link will not work: said at once. */
+const LINK_REFUSALS = new Set(["token_missing", "token_invalid", "token_expired", "token_replaced", "room_not_found", "session_ended", "removed"]);
+
+/**
+ * Ask the server about the link before the device check (POST /api/join/check): the
+ * session's title and state when it is good, the reason when it is not. When the server
+ * cannot answer now, the page goes on and the join itself will tell.
+ */
+async function checkLink() {
+  try {
+    const response = await fetch("/api/join/check", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+    });
+    const body = await response.json().catch(() => null);
+    if (response.ok) return { info: body };
+    const error = body?.error || {};
+    if (LINK_REFUSALS.has(error.code)) return { refused: { code: error.code, message: error.message || "" } };
+    if (response.status === 422) return { refused: { code: "token_invalid", message: "" } };
+  } catch {
+    /* unreachable now: go on, the join will say */
+  }
+  return { info: null };
+}
+
+function setupPrejoin(info) {
+  document.getElementById("prejoin-checking").hidden = true;
+  document.getElementById("enter-button").disabled = false;
   const who = document.getElementById("prejoin-who");
+  const session = document.getElementById("prejoin-session");
   const renderWho = () => {
-    who.textContent = claims
-      ? t("prejoin.who", { name: claims.name || claims.sub, role: roleLabel(claims.role) })
-      : "";
+    const name = info?.name || claims?.name || claims?.sub;
+    const role = roleLabel(info?.role || claims?.role);
+    who.textContent = claims ? t("prejoin.who", { name, role }) : "";
+    if (info?.venue_name) who.textContent += ` · ${info.venue_name}`;
+    who.title = who.textContent;
   };
   renderWho();
   onLangChange(renderWho);
+  if (info?.title) {
+    session.textContent = info.title;
+    session.title = info.title;
+    session.hidden = false;
+  }
+  // Everyone is told before entering that the session is being recorded.
+  document.getElementById("prejoin-recording").hidden = !info?.recording;
+  document.getElementById("prejoin-locked").hidden = !info?.locked;
   if (claims?.exp && claims.exp * 1000 < Date.now()) {
     const warning = document.getElementById("prejoin-warning");
     warning.dataset.i18n = "prejoin.token_expired_local";
@@ -149,6 +188,8 @@ function enterRoom(stream) {
     try {
       return await conn.call(event, payload);
     } catch (err) {
+      // The session ended (or we left) while waiting: the final screen says it all.
+      if (conn.ended || err.code === "ended") return null;
       toasts.show(errorText(err.code, err.serverMessage), { kind: "error", id: `error-${event}` });
       return null;
     }
@@ -489,5 +530,12 @@ document.getElementById("rejoin-button").addEventListener("click", () => locatio
 if (!token) {
   showEndedScreen({ titleKey: "ended.refused_title", textKey: null, detail: () => t("prejoin.token_missing") });
 } else {
-  setupPrejoin();
+  checkLink().then(({ info, refused }) => {
+    if (refused) {
+      // Said at once: no device check for a link that cannot work.
+      showEndedScreen(endingFor(refused));
+    } else {
+      setupPrejoin(info);
+    }
+  });
 }

@@ -12,8 +12,8 @@ function who(store, identity) {
     "span",
     { class: "who" },
     venue ? h("span", { class: "level-badge", "data-level": venue.level, text: levelLabel(venue.level) }) : null,
-    h("span", { class: "who-name", text: store.displayName(identity) }),
-    venue ? h("span", { class: "who-venue", text: venue.name }) : null,
+    h("span", { class: "who-name", text: store.displayName(identity), title: store.displayName(identity) }),
+    venue ? h("span", { class: "who-venue", text: venue.name, title: venue.name }) : null,
   );
 }
 
@@ -123,7 +123,7 @@ export function renderPeople(el, store, host, qualities) {
         h(
           "span",
           { class: "person-main" },
-          h("span", { class: "person-name", text: p.name + (p.identity === me ? t("people.you") : "") }),
+          h("span", { class: "person-name", text: p.name + (p.identity === me ? t("people.you") : ""), title: p.name }),
           h("span", { class: "role-badge", "data-role": p.role, text: roleLabel(p.role) }),
         ),
         h(
@@ -146,7 +146,7 @@ export function renderPeople(el, store, host, qualities) {
           h(
             "span",
             { class: "person-main" },
-            h("span", { class: "person-name", text: r.name }),
+            h("span", { class: "person-name", text: r.name, title: r.name }),
             h("span", { class: "role-badge", "data-role": r.role, text: roleLabel(r.role) }),
           ),
           h("span", { class: "absent-tag", text: t("people.absent") }),
@@ -161,7 +161,7 @@ export function renderPeople(el, store, host, qualities) {
           "h3",
           {},
           h("span", { class: "level-badge", "data-level": venue.level, text: levelLabel(venue.level) }),
-          h("span", { class: "venue-name", text: venue.name }),
+          h("span", { class: "venue-name", text: venue.name, title: venue.name }),
           venue.main ? h("span", { class: "main-tag", text: t("venue.main") }) : null,
           h("span", { class: "venue-count", text: String(present.length) }),
         ),

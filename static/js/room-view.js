@@ -107,7 +107,9 @@ export class RoomView {
 
   _renderHeader() {
     const room = this.store.room;
-    document.getElementById("session-title").textContent = room.title;
+    const title = document.getElementById("session-title");
+    title.textContent = room.title;
+    title.title = room.title;
     const item = room.agenda[this.store.live.agenda_index];
     const agendaEl = document.getElementById("session-agenda");
     agendaEl.textContent = item ? item.title : "";
@@ -259,7 +261,9 @@ export class RoomView {
         for (const tile of tiles) tile.resume();
       }
     }
-    document.getElementById("tiles-empty").hidden = any;
+    // "Nobody else yet" only when nobody else is here: the host on the stage counts.
+    const others = [...store.participants.keys()].some((identity) => identity !== store.myIdentity);
+    document.getElementById("tiles-empty").hidden = any || others;
   }
 
   _renderAudio() {

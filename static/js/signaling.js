@@ -80,6 +80,7 @@ export class RoomConnection extends Emitter {
    * server refuses it, when offline (`offline`) or when no ack comes (`timeout`).
    */
   async call(event, payload = {}, { timeoutMs = this.callTimeoutMs } = {}) {
+    if (this.ended) throw new SignalingError("ended", "the participation is over");
     if (!this.socket || !this.socket.connected || !this.joined) {
       throw new SignalingError("offline", "not connected");
     }
@@ -87,6 +88,9 @@ export class RoomConnection extends Emitter {
     try {
       ack = await this.socket.timeout(timeoutMs).emitWithAck(event, payload);
     } catch {
+      // An ending event (session_ended...) closes the socket before some acks arrive:
+      // that is not a server that did not answer.
+      if (this.ended) throw new SignalingError("ended", "the participation is over");
       throw new SignalingError("timeout", `no answer to ${event}`);
     }
     if (ack && ack.ok === false) {
