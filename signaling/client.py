@@ -245,6 +245,29 @@ class RoomClient:
         """Host: end the session for everyone."""
         await self.call("end_session")
 
+    async def mute_all(self) -> list[str]:
+        """Host or co-host: ask everyone but the floor holder to mute; who was asked."""
+        return list((await self.call("mute_all"))["muted"])
+
+    async def pin(self, identity: str | None) -> LiveState:
+        """Host or co-host: put someone in everyone's spotlight (None: unpin)."""
+        return LiveState.model_validate((await self.call("pin", {"identity": identity}))["live"])
+
+    async def move_in_queue(self, identity: str, position: int) -> LiveState:
+        """Host or co-host: move a raised hand to `position` (0 is next)."""
+        payload = {"identity": identity, "position": position}
+        return LiveState.model_validate((await self.call("move_in_queue", payload))["live"])
+
+    async def extend_floor(self, seconds: int) -> LiveState:
+        """Host or co-host: give the speaker more time."""
+        ack = await self.call("extend_floor", {"seconds": seconds})
+        return LiveState.model_validate(ack["live"])
+
+    async def rename(self, identity: str, name: str) -> Participant:
+        """Host or co-host: change how someone's name is shown."""
+        ack = await self.call("rename_participant", {"identity": identity, "name": name})
+        return Participant.model_validate(ack["participant"])
+
     async def chat(self, text: str) -> TimelineEntry:
         """Post a chat message."""
         return TimelineEntry.model_validate((await self.call("chat", {"text": text}))["entry"])

@@ -72,11 +72,40 @@ def expire(state: LiveState, grant_id: str) -> LiveState:
 
 
 def forget(state: LiveState, identity: str) -> LiveState:
-    """Remove every trace of a participant who left or was removed (queue, floor)."""
+    """Remove every trace of a participant who left or was removed (queue, floor, pin)."""
     updated = lower_hand(state, identity)
     if updated.floor is not None and updated.floor.identity == identity:
         updated = revoke(updated)
+    if updated.pinned == identity:
+        updated = updated.model_copy(update={"pinned": None})
     return updated
+
+
+def move_in_queue(state: LiveState, identity: str, position: int) -> LiveState:
+    """Move a queued identity to `position` (0 is next; beyond the end is last)."""
+    _require_open(state)
+    if identity not in state.queue:
+        raise Conflict("not_in_queue", f"{identity!r} is not waiting for the floor")
+    rest = [q for q in state.queue if q != identity]
+    target = min(position, len(rest))
+    return state.model_copy(update={"queue": [*rest[:target], identity, *rest[target:]]})
+
+
+def extend(state: LiveState, seconds: int) -> LiveState:
+    """Give the current speaker `seconds` more (a timed floor only)."""
+    _require_open(state)
+    if state.floor is None:
+        raise Conflict("no_floor", "nobody has the floor")
+    if state.floor.deadline is None:
+        raise Conflict("floor_untimed", "the floor has no time limit to extend")
+    longer = state.floor.model_copy(update={"deadline": state.floor.deadline + seconds * 1000.0})
+    return state.model_copy(update={"floor": longer})
+
+
+def pin(state: LiveState, identity: str | None) -> LiveState:
+    """Put `identity` in everyone's spotlight (over the floor holder); None unpins."""
+    _require_open(state)
+    return state.model_copy(update={"pinned": identity})
 
 
 def set_agenda_index(state: LiveState, index: int | None, agenda_length: int) -> LiveState:
@@ -108,4 +137,6 @@ def go_live(state: LiveState) -> LiveState:
 def end(state: LiveState) -> LiveState:
     """End the session for everyone."""
     _require_open(state)
-    return state.model_copy(update={"status": "ended", "floor": None, "queue": [], "locked": True})
+    return state.model_copy(
+        update={"status": "ended", "floor": None, "queue": [], "locked": True, "pinned": None}
+    )

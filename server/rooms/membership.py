@@ -56,16 +56,22 @@ async def join(
     if previous is not None and previous.session != caller.session:
         await room.send(previous, "replaced", Replaced(reason="joined elsewhere"))
         await room.close_connection(previous, "replaced")
-    participant = Participant(
-        **caller.model_dump(exclude={"session", "node"}),
-        session=caller.session,
-        node=caller.node,
-        joined_at=time.time(),
-    )
+    participant = _participant(room, caller)
     await _add(room, participant)
     await room.timeline("joined", who(participant))
     room.roster = roster
     return acks.ok(snapshot=room.snapshot(participant))
+
+
+def _participant(room: OwnedRoom, caller: Caller) -> Participant:
+    """The caller as a participant, under the name a host gave them if one did."""
+    return Participant(
+        **caller.model_dump(exclude={"session", "node", "name"}),
+        name=room.state.renamed.get(caller.identity, caller.name),
+        session=caller.session,
+        node=caller.node,
+        joined_at=time.time(),
+    )
 
 
 async def _add(room: OwnedRoom, participant: Participant) -> None:
@@ -152,13 +158,7 @@ async def reconcile(
             await room.send(target, "removed", Removed(reason=exc.message, by="server"))
             await room.close_connection(target, exc.code)
             continue
-        participant = Participant(
-            **caller.model_dump(exclude={"session", "node"}),
-            session=caller.session,
-            node=caller.node,
-            joined_at=time.time(),
-        )
-        await _add(room, participant)
+        await _add(room, _participant(room, caller))
         readmitted.add(caller.session)
     await resync(room, [SessionRef(c.node, c.session) for c in sessions], readmitted)
     return acks.ok()

@@ -64,6 +64,9 @@ class Role(enum.StrEnum):
 
     #: Runs the session: floor, agenda, mute/remove, lock, recording, end.
     HOST = "host"
+    #: Helps the host from any venue: runs the queue, admits from the lobby, mutes, pins,
+    #: renames, removes others; cannot end the session, record, or remove a host.
+    COHOST = "cohost"
     #: Publishes, asks for the floor, chats.
     MEMBER = "member"
     #: Publishes only while holding the floor; may ask for it and chat.
@@ -74,7 +77,12 @@ class Role(enum.StrEnum):
     @property
     def can_request_floor(self) -> bool:
         """Whether this role may raise a hand."""
-        return self in (Role.MEMBER, Role.GUEST)
+        return self in (Role.MEMBER, Role.GUEST, Role.COHOST)
+
+    @property
+    def moderates(self) -> bool:
+        """Whether this role runs the session's floor, lobby and moderation (host, co-host)."""
+        return self in (Role.HOST, Role.COHOST)
 
     @property
     def can_chat(self) -> bool:
@@ -222,6 +230,8 @@ class LiveState(Strict):
     agenda_index: int = 0
     locked: bool = False
     recording: bool = False
+    #: Who a host pinned into everyone's spotlight (over the floor holder); None: nobody.
+    pinned: Identity | None = None
     #: Bumped on every change, so clients can drop stale updates.
     version: int = 0
 
@@ -277,6 +287,8 @@ class PersistedRoom(Strict):
     banned: list[Identity] = Field(default_factory=list)
     #: Identities that joined once (a locked session still lets them back).
     admitted: list[Identity] = Field(default_factory=list)
+    #: Display names a host changed, by identity (kept when they rejoin).
+    renamed: dict[Identity, DisplayName] = Field(default_factory=dict)
     #: The recording in progress, to be resumed by a successor.
     recording_id: Annotated[str, StringConstraints(max_length=128)] | None = None
     written_at: float = 0.0

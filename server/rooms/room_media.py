@@ -68,6 +68,8 @@ class RoomMedia:
         #: identity => (role, session) of participants with media here.
         self._members: dict[str, tuple[Role, str]] = {}
         self._floor: str | None = None
+        #: Who a host pinned into the spotlight; their video reaches everyone too.
+        self._spotlight: str | None = None
         self._closed = False
 
     @property
@@ -127,10 +129,12 @@ class RoomMedia:
         if room is not None:
             await room.close()
 
-    def set_floor(self, identity: str | None) -> None:
-        """The floor holder's video, like the host's, reaches everyone."""
-        if self._floor != identity:
+    def set_floor(self, identity: str | None, pinned: str | None = None) -> None:
+        """The floor holder's video and the pinned participant's, like the host's, reach
+        everyone."""
+        if (self._floor, self._spotlight) != (identity, pinned):
             self._floor = identity
+            self._spotlight = pinned
             self._update_pins()
 
     def _update_pins(self) -> None:
@@ -140,6 +144,8 @@ class RoomMedia:
         pinned = {identity for identity, (role, _) in self._members.items() if role is Role.HOST}
         if self._floor is not None:
             pinned.add(self._floor)
+        if self._spotlight is not None:
+            pinned.add(self._spotlight)
         room.set_pinned(pinned)
 
     async def publish(self, identity: str, session: str, offer_sdp: str) -> str:

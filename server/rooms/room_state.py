@@ -59,6 +59,8 @@ class RoomState:
     participants: dict[str, Participant] = field(default_factory=dict)
     banned: set[str] = field(default_factory=set)
     admitted: set[str] = field(default_factory=set)
+    #: Display names a host changed, by identity.
+    renamed: dict[str, str] = field(default_factory=dict)
     #: The last timeline entries (the full timeline is the Redis stream).
     timeline: deque[TimelineEntry] = field(
         default_factory=lambda: deque(maxlen=SNAPSHOT_TIMELINE_LENGTH)
@@ -79,6 +81,7 @@ class RoomState:
             participants=list(self.participants.values()),
             banned=sorted(self.banned),
             admitted=sorted(self.admitted),
+            renamed=dict(self.renamed),
             recording_id=self.recording_id,
             written_at=time.time(),
         )
@@ -97,6 +100,7 @@ class RoomState:
             participants={p.identity: p for p in persisted.participants},
             banned=set(persisted.banned),
             admitted=set(persisted.admitted),
+            renamed=dict(persisted.renamed),
             timeline=tail,
             seq=persisted.seq,
             recording_id=persisted.recording_id,

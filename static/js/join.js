@@ -10,7 +10,7 @@ import { MediaClient } from "./media.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
-import { Banner, Toasts, confirmDialog } from "./notify.js";
+import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 
 const STATS_INTERVAL_MS = 2000;
 const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
@@ -21,6 +21,7 @@ const prefs = {
   autoUnmute: loadFlag("yitang.autoUnmute", true),
   enterMicMuted: loadFlag("yitang.enterMicMuted", claims?.role !== "host"),
   enterCamOff: loadFlag("yitang.enterCamOff", false),
+  handSound: loadFlag("yitang.handSound", true),
 };
 
 const banner = new Banner(document.getElementById("banner"));
@@ -232,6 +233,11 @@ function enterRoom(stream) {
     async sendChat(text) {
       return Boolean(await run("chat", { text }));
     },
+    floorWarning(floor) {
+      const mine = floor.identity === store.myIdentity;
+      const text = mine ? t("floor.warning_self") : t("floor.warning_host", { name: store.displayName(floor.identity) });
+      toasts.show(text, { kind: "warn", id: "floor-warning", ms: 8000 });
+    },
     async leave() {
       await conn.leave();
       stopEverything();
@@ -264,9 +270,58 @@ function enterRoom(stream) {
         if (ack?.live) store.apply("live_state", ack.live);
       },
       async setRecording(on) {
+        // Everyone will be told they are recorded: the host confirms first.
+        if (on) {
+          const ok = await confirmDialog(dialog, {
+            title: t("host.record_confirm_title"),
+            text: t("host.record_confirm_text"),
+            confirm: t("host.record_start"),
+          });
+          if (!ok) return;
+        }
         if (await run(on ? "start_recording" : "stop_recording")) {
           toasts.show(t(on ? "host.record_started" : "host.record_stopped"));
         }
+      },
+      async muteAll() {
+        const ack = await run("mute_all");
+        if (ack) toasts.show(t("host.muted_all", { n: ack.muted.length }), { id: "muted-all" });
+      },
+      async pin(identity) {
+        const ack = await run("pin", { identity });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async moveInQueue(identity, position) {
+        const ack = await run("move_in_queue", { identity, position });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async extend(seconds) {
+        const ack = await run("extend_floor", { seconds });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async rename(identity) {
+        const current = store.displayName(identity);
+        const name = await promptDialog(document.getElementById("prompt-dialog"), {
+          title: t("host.rename_title"),
+          text: t("host.rename_text", { name: current }),
+          value: current,
+          confirm: t("people.rename"),
+        });
+        if (name && name !== current) {
+          const ack = await run("rename_participant", { identity, name });
+          if (ack?.participant) store.apply("participant_updated", ack.participant);
+        }
+      },
+      handSound: () => prefs.handSound,
+      setHandSound(value) {
+        prefs.handSound = value;
+        saveFlag("yitang.handSound", value);
+      },
+      async admit(identities) {
+        await run("admit", { identities });
+      },
+      async deny(identities) {
+        await run("deny", { identities });
       },
       async requestMute(identity, kind) {
         if (await run("request_mute", { identity, kind })) {
@@ -385,6 +440,12 @@ function enterRoom(stream) {
       case "mute_requested":
         onMuteRequested(payload);
         break;
+      case "timeline":
+        store.apply(name, payload);
+        if (payload.type === "hand_raised" && store.isModerator && payload.data?.identity !== store.myIdentity) {
+          onHandRaised(payload);
+        }
+        break;
       case "recording_error":
         toasts.show(t("host.record_failed", { error: payload.error || "" }));
         break;
@@ -412,6 +473,13 @@ function enterRoom(stream) {
     stopEverything();
     view.showEnded(endingFor(info));
   });
+
+  /** A hand went up: the host and co-hosts hear of it at once, not only on the tab badge. */
+  function onHandRaised(entry) {
+    const name = entry.data?.name || store.displayName(String(entry.data?.identity || ""));
+    toasts.show(t("host.hand_raised", { name }), { kind: "info", id: "hand-raised", ms: 6000 });
+    if (prefs.handSound) chime();
+  }
 
   function onMuteRequested({ kind }) {
     if (kind === "video") media.setVideoEnabled(false);
@@ -501,6 +569,30 @@ function enterRoom(stream) {
     call: (event, payload) => conn.call(event, payload),
   };
   conn.start();
+}
+
+let audioContext = null;
+
+/** A short, soft two-note chime (Web Audio; silent where audio may not play yet). */
+function chime() {
+  try {
+    audioContext = audioContext || new AudioContext();
+    const now = audioContext.currentTime;
+    for (const [i, freq] of [660, 880].entries()) {
+      const osc = audioContext.createOscillator();
+      const gain = audioContext.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + i * 0.15);
+      gain.gain.exponentialRampToValueAtTime(0.15, now + i * 0.15 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + i * 0.15 + 0.3);
+      osc.connect(gain).connect(audioContext.destination);
+      osc.start(now + i * 0.15);
+      osc.stop(now + i * 0.15 + 0.32);
+    }
+    document.body.dataset.chimes = String(Number(document.body.dataset.chimes || 0) + 1);
+  } catch {
+    /* no audio: the notice is enough */
+  }
 }
 
 /** The final screen for a refusal or an ending event. */

@@ -83,7 +83,7 @@ export function renderQueue(el, store, host) {
         h("span", { class: "queue-pos", text: t("queue.position", { n: index + 1 }) }),
         icon("hand"),
         who(store, identity),
-        host ? h("span", { class: "row-actions" }, host.grantButton(identity), host.skipButton(identity)) : null,
+        host ? h("span", { class: "row-actions" }, host.orderButtons(identity, index, queue.length), host.grantButton(identity), host.skipButton(identity)) : null,
       ),
     );
   });
@@ -135,6 +135,7 @@ export function renderPeople(el, store, host, qualities) {
           p.role !== "observer" && p.video_muted ? icon("camera-off", "is-muted") : null,
         ),
         host && p.identity !== me ? host.personActions(p) : null,
+        host && p.identity === me ? h("span", { class: "row-actions" }, h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => host.actions.rename(p.identity), text: t("people.rename") })) : null,
       );
     });
     for (const r of absent) {
@@ -187,6 +188,11 @@ const SYSTEM_EVENTS = new Set([
   "locked",
   "unlocked",
   "session_ended",
+  "muted_all",
+  "pinned",
+  "unpinned",
+  "floor_extended",
+  "renamed",
 ]);
 
 /** Chat messages and the session's notable events, oldest first. */
@@ -217,7 +223,15 @@ export function renderChat(el, store) {
           "li",
           { class: "chat-event", "data-entry": entry.id, "data-type": entry.type },
           h("time", { class: "chat-time", text: formatClock(entry.ts) }),
-          h("span", { text: t(`event.${entry.type}`, { name, title: entry.data.title || "" }) }),
+          h("span", {
+            text: t(`event.${entry.type}`, {
+              name,
+              title: entry.data.title || "",
+              previous: entry.data.previous || "",
+              minutes: Math.round((Number(entry.data.seconds) || 0) / 60),
+              count: entry.data.count ?? "",
+            }),
+          }),
         ),
       );
     }

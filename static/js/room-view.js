@@ -11,6 +11,10 @@ import { HostConsole } from "./host-console.js";
 import { renderAgenda, renderChat, renderPeople, renderQueue } from "./panels.js";
 
 const TABS = ["agenda", "queue", "people", "chat"];
+/** Countdown warnings (ms left): amber, red, and the one-time notice. */
+const AMBER_MS = 60000;
+const RED_MS = 15000;
+const NOTICE_MS = 30000;
 /** Changes that never require rebuilding the side panels. */
 const LIGHT_CHANGES = new Set(["speaker", "quality", "media"]);
 
@@ -38,6 +42,8 @@ export class RoomView {
     this.seenChat = null;
     this.hostConsole = null;
     this.controlsBuiltFor = null;
+    this.recNoticeClosed = false;
+    this._warnedFor = null;
     this._renderQueued = false;
     this._dirty = new Set();
     this._selfStream = null;
@@ -59,6 +65,10 @@ export class RoomView {
       this.schedule("lang");
     });
     this._countdownTimer = setInterval(() => this.tick(), 250);
+    document.getElementById("rec-notice-close").addEventListener("click", () => {
+      this.recNoticeClosed = true;
+      document.getElementById("rec-notice").hidden = true;
+    });
     this.root.hidden = false;
   }
 
@@ -86,7 +96,7 @@ export class RoomView {
     const role = store.you.role;
     document.body.dataset.role = role;
     document.body.dataset.locked = store.live.locked ? "true" : "false";
-    if (store.isHost && !this.hostConsole) {
+    if (store.isModerator && !this.hostConsole) {
       const el = document.getElementById("host-console");
       el.hidden = false;
       this.hostConsole = new HostConsole({ el, store, actions: this.actions.host });
@@ -116,6 +126,10 @@ export class RoomView {
     agendaEl.hidden = !item;
     document.title = `${room.title} · ${t("app.name")}`;
     document.getElementById("rec-indicator").hidden = !this.store.live.recording;
+    // A clear notice, not only the badge: shown to everyone while recording, until closed.
+    const recording = this.store.live.recording;
+    if (!recording) this.recNoticeClosed = false;
+    document.getElementById("rec-notice").hidden = !recording || this.recNoticeClosed;
   }
 
   // --- stage ----------------------------------------------------------------------------
@@ -142,15 +156,19 @@ export class RoomView {
     const p = id ? store.participants.get(id) : null;
     const floor = store.live.floor;
     const isFloor = Boolean(floor && p && floor.identity === id);
+    const isPinned = Boolean(p && store.live.pinned === id);
+    let status = "";
+    if (p) status = isPinned ? t("stage.pinned") : isFloor ? t("stage.speaking") : t("stage.host");
     this.spotlight.update(p, this._venueOf(p), {
       self: id === store.myIdentity,
       inQueue: false,
       speaking: Boolean(id) && store.activeSpeaker === id,
       stream: this._streamFor(id),
-      status: p ? (isFloor ? t("stage.speaking") : t("stage.host")) : "",
+      status,
       emptyText: t("stage.waiting_host"),
     });
     this.spotlight.el.dataset.floor = isFloor ? "true" : "false";
+    this.spotlight.el.dataset.pinned = isPinned ? "true" : "false";
     this.spotlight.setQuality(this._qualityOf(id));
 
     // The host is always visible: a small tile beside the stage unless spotlighted.
@@ -402,7 +420,7 @@ export class RoomView {
         h("button", { type: "button", id: "cam-button", class: "ctl", onclick: () => this.actions.toggleCam() }),
       );
     }
-    if (role === "member" || role === "guest") {
+    if (role === "member" || role === "guest" || role === "cohost") {
       items.push(
         h("button", { type: "button", id: "hand-button", class: "ctl", onclick: () => this.actions.toggleHand() }),
         h("button", { type: "button", id: "yield-button", class: "ctl", hidden: true, onclick: () => this.actions.yieldFloor() }, icon("yield"), h("span", { class: "ctl-label", text: t("controls.yield") })),
@@ -471,14 +489,29 @@ export class RoomView {
     if (!store.live) return;
     const remaining = store.floorRemainingMs();
     const text = remaining === null ? "" : formatCountdown(remaining);
-    const floorId = store.live.floor?.identity;
+    const floor = store.live.floor;
+    const floorId = floor?.identity;
+    // Amber from a minute left, red from 15 s.
+    const warn = remaining === null ? "" : remaining <= RED_MS ? "red" : remaining <= AMBER_MS ? "amber" : "";
     this.spotlight.setCountdown(floorId && floorId === this.spotlight.identity && text ? t("stage.countdown", { time: text }) : "");
+    this.spotlight.countdown.dataset.warn = warn;
     for (const el of document.querySelectorAll('[data-countdown="floor"]')) {
       el.textContent = remaining === null ? t("queue.untimed") : text;
+      el.dataset.warn = warn;
     }
     const noticeTime = document.getElementById("floor-notice-time");
     if (noticeTime) noticeTime.textContent = remaining === null ? t("floor.untimed") : t("floor.countdown", { time: text });
+    document.getElementById("floor-notice").dataset.warn = warn;
     document.body.dataset.countdown = text;
+    document.body.dataset.floorWarn = warn;
+    // Half a minute left: the speaker and the hosts are told once (again after an extension).
+    if (remaining !== null && remaining > 0 && remaining <= NOTICE_MS) {
+      const key = `${floor.grant_id}:${floor.deadline}`;
+      if (this._warnedFor !== key) {
+        this._warnedFor = key;
+        if (floorId === store.myIdentity || store.isModerator) this.actions.floorWarning?.(floor);
+      }
+    }
   }
 
   // --- the end ---------------------------------------------------------------------------

@@ -115,6 +115,11 @@ export class SessionStore extends Emitter {
     return this.you?.role === "host";
   }
 
+  /** Host or co-host: runs the floor, the lobby and moderation. */
+  get isModerator() {
+    return this.you?.role === "host" || this.you?.role === "cohost";
+  }
+
   get myIdentity() {
     return this.you?.identity || null;
   }
@@ -125,8 +130,10 @@ export class SessionStore extends Emitter {
     return null;
   }
 
-  /** Who the stage shows: the floor holder, otherwise the host (floor null). */
+  /** Who the stage shows: whom a host pinned, else the floor holder, else the host. */
   spotlightIdentity() {
+    const pinned = this.live?.pinned;
+    if (pinned && this.participants.has(pinned)) return pinned;
     const floor = this.live?.floor;
     if (floor && this.participants.has(floor.identity)) return floor.identity;
     return this.host()?.identity || null;
