@@ -112,7 +112,7 @@ async def test_a_join_link_is_checked_before_the_device_check(server: ServerHand
     assert body["venue_name"] == "株洲市政协会场"
     assert body["title"] == "清水塘协商会"
     assert body["status"] == "scheduled" and body["recording"] is False
-    assert body["locked"] is False
+    assert body["locked"] is False and body["lobby"] is False
 
     # Garbled, or signed with another key: nothing but "not valid".
     status, body = await _check(server, token[:-4] + "AAAA")

@@ -33,6 +33,7 @@ from server.http.schemas import (
     TokenResponse,
 )
 from server.ratelimit import BucketMap
+from server.rooms.admission import must_wait
 from server.rooms.errors import (
     InvalidRequest,
     NotFound,
@@ -202,6 +203,7 @@ async def check_join(request: web.Request) -> web.Response:
             status=state.live.status,
             recording=state.live.recording,
             locked=state.live.locked,
+            lobby=must_wait(room, state.live, claims.invitee, admitted=state.admitted),
         )
     )
 

@@ -78,8 +78,10 @@ class JoinCheck(Strict):
     status: str
     #: The session is being recorded now.
     recording: bool
-    #: The host locked the session (newcomers cannot enter).
+    #: The host locked the session.
     locked: bool
+    #: Whether this link's holder will wait in the lobby until a host lets them in.
+    lobby: bool
 
 
 class RoomSummary(Strict):

@@ -53,6 +53,14 @@ def check_room_open(
         raise Conflict("room_full", f"the session is full ({max_participants} participants)")
 
 
+def must_wait(room: Room, live: LiveState, invitee: Invitee, *, admitted: Collection[str]) -> bool:
+    """Whether a newcomer waits in the lobby: a lobby room or a locked session, unless a
+    host or co-host, or admitted before (joined once, or let in from the lobby)."""
+    if invitee.role.moderates or invitee.identity in admitted:
+        return False
+    return room.lobby or live.locked
+
+
 def check_admission(
     live: LiveState,
     invitee: Invitee,

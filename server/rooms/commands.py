@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from server.rooms import (
     acks,
     floor_control,
+    lobby,
     media_control,
     moderation,
     payloads,
@@ -55,6 +56,8 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "mute_all": CommandSpec(payloads.MuteAll, moderation.mute_all),
     "rename_participant": CommandSpec(payloads.RenameParticipant, moderation.rename_participant),
     "pin": CommandSpec(payloads.Pin, floor_control.pin),
+    "admit": CommandSpec(payloads.Admit, lobby.admit),
+    "deny": CommandSpec(payloads.Deny, lobby.deny),
     "move_in_queue": CommandSpec(payloads.MoveInQueue, floor_control.move_in_queue),
     "extend_floor": CommandSpec(payloads.ExtendFloor, floor_control.extend_floor),
     "chat": CommandSpec(payloads.Chat, moderation.chat),

@@ -135,6 +135,9 @@ class RoomSpec(Strict):
     agenda: list[AgendaItem] = Field(default_factory=list, max_length=100)
     #: Start recording as soon as the session goes live (its first participant joins).
     auto_record: bool = False
+    #: Newcomers wait in a lobby until a host or co-host admits them (a locked session
+    #: puts them there too); hosts, co-hosts and those admitted before go straight in.
+    lobby: bool = False
 
     @model_validator(mode="after")
     def _check_venues(self) -> RoomSpec:
@@ -206,6 +209,20 @@ class Participant(Invitee):
     video_muted: bool = False
 
 
+class LobbyEntry(Invitee):
+    """Someone waiting in the lobby, as hosts see them."""
+
+    #: When they started waiting (ms since the epoch).
+    since: float
+
+
+class Waiting(LobbyEntry):
+    """A lobby entry with the connection that waits (the owner's record)."""
+
+    session: Annotated[str, StringConstraints(max_length=64)]
+    node: Annotated[str, StringConstraints(max_length=64)]
+
+
 class FloorGrant(Strict):
     """Who holds the floor, since when, and until when if time-limited."""
 
@@ -270,6 +287,8 @@ class Snapshot(Strict):
     nodes: list[NodeRef] = Field(default_factory=list, max_length=256)
     #: Whose voice is loudest now (later changes come as `active_speaker` events).
     active_speaker: Annotated[str, StringConstraints(max_length=64)] | None = None
+    #: Who waits in the lobby (for hosts and co-hosts; empty for everyone else).
+    lobby: list[LobbyEntry] = Field(default_factory=list)
 
 
 class PersistedRoom(Strict):
@@ -289,6 +308,8 @@ class PersistedRoom(Strict):
     admitted: list[Identity] = Field(default_factory=list)
     #: Display names a host changed, by identity (kept when they rejoin).
     renamed: dict[Identity, DisplayName] = Field(default_factory=dict)
+    #: Who waits in the lobby, with their connection.
+    lobby: list[Waiting] = Field(default_factory=list)
     #: The recording in progress, to be resumed by a successor.
     recording_id: Annotated[str, StringConstraints(max_length=128)] | None = None
     written_at: float = 0.0

@@ -24,6 +24,7 @@ from server.rooms.models import (
     Caller,
     Invitee,
     LiveState,
+    LobbyEntry,
     NodeRef,
     Participant,
     PersistedRoom,
@@ -187,7 +188,15 @@ class OwnedRoom:
             owner=self.node,
             nodes=self._live_nodes(),
             active_speaker=self.media.active_speaker,
+            lobby=self.lobby_entries() if you.role.moderates else [],
         )
+
+    def lobby_entries(self) -> list[LobbyEntry]:
+        """Who waits in the lobby, as hosts see them (without their connections)."""
+        return [
+            LobbyEntry.model_validate(w.model_dump(exclude={"session", "node"}))
+            for w in self.state.lobby.values()
+        ]
 
     def persisted(self) -> PersistedRoom:
         """The state to write behind, naming this node as its owner."""
@@ -196,6 +205,10 @@ class OwnedRoom:
     def participant_nodes(self) -> frozenset[str]:
         """The nodes holding the participants' sockets."""
         return frozenset(p.node for p in self.state.participants.values())
+
+    def moderators(self) -> list[Participant]:
+        """The hosts and co-hosts in the session now."""
+        return [p for p in self.state.participants.values() if p.role.moderates]
 
     # --- effects --------------------------------------------------------------------------
 

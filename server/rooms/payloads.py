@@ -119,6 +119,22 @@ class RenameParticipant(Payload):
     name: DisplayName
 
 
+#: Everyone waiting can be let in (or not) with one event.
+LobbyIdentities = Annotated[list[Identity], Field(min_length=1, max_length=200)]
+
+
+class Admit(Payload):
+    """Host or co-host: let these people in from the lobby."""
+
+    identities: LobbyIdentities
+
+
+class Deny(Payload):
+    """Host or co-host: turn these people away from the lobby (their connections close)."""
+
+    identities: LobbyIdentities
+
+
 class EndSession(Payload):
     """Host: end the session for everyone."""
 
