@@ -216,6 +216,8 @@ async def room_create(args: argparse.Namespace) -> None:
         }
         if args.id:
             body["id"] = args.id
+        if args.lobby:
+            body["lobby"] = True
     room = await _call(args, "POST", "/api/rooms", body)
     print(json.dumps(room, ensure_ascii=False, indent=2))
 
@@ -435,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     create_parser.add_argument("--title")
     create_parser.add_argument("--topic")
     create_parser.add_argument("--start", help="ISO 8601 start time with offset")
+    create_parser.add_argument(
+        "--lobby", action="store_true", help="newcomers wait until a host admits them"
+    )
     create_parser.add_argument(
         "--venue", action="append", type=_parse_venue, metavar="ID:NAME:LEVEL[:main]"
     )

@@ -92,7 +92,7 @@ function setupPrejoin(info) {
   }
   // Everyone is told before entering that the session is being recorded.
   document.getElementById("prejoin-recording").hidden = !info?.recording;
-  document.getElementById("prejoin-locked").hidden = !info?.locked;
+  document.getElementById("prejoin-lobby").hidden = !info?.lobby;
   if (claims?.exp && claims.exp * 1000 < Date.now()) {
     const warning = document.getElementById("prejoin-warning");
     warning.dataset.i18n = "prejoin.token_expired_local";
@@ -415,7 +415,28 @@ function enterRoom(stream) {
     view.schedule();
   });
 
+  // Waiting in the lobby: a page of its own until a host lets us in (no reload needed).
+  conn.on("lobby", () => {
+    document.body.dataset.phase = "lobby";
+    document.getElementById("room").hidden = true;
+    const lobbyWho = document.getElementById("lobby-who");
+    const title = document.getElementById("prejoin-session").textContent;
+    const who = document.getElementById("prejoin-who").textContent;
+    lobbyWho.textContent = title ? `${title} · ${who}` : who;
+    document.getElementById("lobby-wait").hidden = false;
+  });
+  document.getElementById("lobby-leave").addEventListener("click", () => {
+    stopEverything();
+    view.showEnded({ titleKey: "ended.left_title", textKey: "ended.left_text", rejoin: true });
+  });
+
   conn.on("joined", ({ snapshot, rejoin, offsetMs }) => {
+    if (document.body.dataset.phase === "lobby") {
+      document.body.dataset.phase = "room";
+      document.getElementById("lobby-wait").hidden = true;
+      document.getElementById("room").hidden = false;
+      toasts.show(t("lobby.admitted"), { kind: "ok", id: "admitted" });
+    }
     store.reset(snapshot, offsetMs);
     mediaOwner = snapshot.owner ? snapshot.owner.id : null;
     if (rejoin) banner.show("banner.reconnected", "ok", 4000);
@@ -440,6 +461,16 @@ function enterRoom(stream) {
       case "mute_requested":
         onMuteRequested(payload);
         break;
+      case "lobby": {
+        const before = new Set(store.lobby.map((w) => w.identity));
+        store.apply(name, payload);
+        const arrived = store.lobby.filter((w) => !before.has(w.identity));
+        if (arrived.length) {
+          toasts.show(t("lobby.arrived", { name: arrived.map((w) => w.name).join(t("list.separator")), n: store.lobby.length }), { kind: "info", id: "lobby-arrived", ms: 8000 });
+          if (prefs.handSound) chime();
+        }
+        break;
+      }
       case "timeline":
         store.apply(name, payload);
         if (payload.type === "hand_raised" && store.isModerator && payload.data?.identity !== store.myIdentity) {
@@ -607,6 +638,7 @@ function endingFor(info) {
       detail: reason ? () => t("ended.removed_reason", { reason }) : "",
     };
   }
+  if (code === "denied") return { titleKey: "lobby.denied_title", textKey: "lobby.denied_text" };
   if (code === "replaced") return { titleKey: "ended.replaced_title", textKey: "ended.replaced_text", rejoin: true };
   if (code === "session_ended") {
     return { titleKey: "ended.session_title", textKey: payload.reason === "deleted" ? "ended.deleted_text" : "ended.session_text" };

@@ -214,6 +214,7 @@ function collectSpec() {
     title: document.getElementById("room-title").value.trim(),
     topic: document.getElementById("room-topic").value.trim(),
     scheduled_start: withOffset(document.getElementById("room-start").value),
+    lobby: document.getElementById("room-lobby").checked,
     venues,
     agenda,
   };
@@ -432,6 +433,7 @@ function defaultStart() {
 function resetCreateForm() {
   document.getElementById("room-title").value = "";
   document.getElementById("room-topic").value = "";
+  document.getElementById("room-lobby").checked = false;
   document.getElementById("room-start").value = defaultStart();
   fillZones();
   venueRows.replaceChildren();

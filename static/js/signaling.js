@@ -39,6 +39,7 @@ export class SignalingError extends Error {
  *   joined({snapshot, rejoin, offsetMs})  after every successful join (rejoin: not the first)
  *   event(name, payload)    every server event, after the snapshot it applies to
  *   fatal({code, message, event?, payload?})  the participation is over; no reconnect
+ *   lobby({message})        the join was answered `in_lobby`: waiting, connected, for `admitted`
  */
 export class RoomConnection extends Emitter {
   constructor(token, { path = "/room", callTimeoutMs = 10000 } = {}) {
@@ -61,6 +62,8 @@ export class RoomConnection extends Emitter {
     this._lastServerDisconnect = 0;
     this._movingOn = false;
     this._draining = false;
+    /** In the session's lobby: connected, not joined, until a host admits us. */
+    this.waiting = false;
   }
 
   /** Whether the connection is up and joined (control events can be sent). */
@@ -221,6 +224,15 @@ export class RoomConnection extends Emitter {
     if (socket !== this.socket || this.ended) return;
     if (!ack || ack.ok === false) {
       const error = (ack && ack.error) || {};
+      if (error.code === "in_lobby") {
+        // Not a refusal: the socket stays open and `admitted` comes when a host lets us in.
+        this.waiting = true;
+        this._pending = null;
+        this._retryDelay = RETRY_DELAY_MS;
+        this._setState("waiting");
+        this.emit("lobby", { message: error.message || "" });
+        return;
+      }
       if (RETRYABLE.has(error.code)) {
         this._retryLater();
         return;
@@ -237,6 +249,7 @@ export class RoomConnection extends Emitter {
     const rejoin = this.joinCount > 0;
     this.joinCount += 1;
     this.joined = true;
+    this.waiting = false;
     this._setState("connected");
     this.emit("joined", { snapshot, rejoin, offsetMs });
     const pending = this._pending || [];
@@ -245,6 +258,17 @@ export class RoomConnection extends Emitter {
   }
 
   _onEvent(event, payload) {
+    if (event === "admitted") {
+      // Let in from the lobby: join again, straight into the session.
+      if (this.waiting) this._join();
+      return;
+    }
+    if (event === "lobby_closed") {
+      const reason = (payload && payload.reason) || "";
+      const code = { denied: "denied", timeout: "lobby_timeout", session_ended: "session_ended", replaced: "replaced" }[reason] || "denied";
+      this._fatal({ code, message: reason, event, payload });
+      return;
+    }
     if (event === "reconnect") {
       // This node is going away: the next disconnect is expected, go to another node.
       this.nodes = (payload && payload.nodes) || this.nodes;

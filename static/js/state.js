@@ -23,6 +23,8 @@ export class SessionStore extends Emitter {
     this.live = null;
     this.timeline = [];
     this.activeSpeaker = null;
+    /** Who waits in the lobby (hosts and co-hosts only). */
+    this.lobby = [];
     /** identity → {publish, subscribe}: the server side's peer-connection states. */
     this.mediaConnections = new Map();
     /** Server clock minus local clock, in ms (from the snapshot's server_time). */
@@ -47,6 +49,7 @@ export class SessionStore extends Emitter {
     if (this.timeline.length > TIMELINE_LIMIT) this.timeline.splice(0, this.timeline.length - TIMELINE_LIMIT);
     this.mediaConnections = new Map();
     this.activeSpeaker = snapshot.active_speaker ?? null;
+    this.lobby = snapshot.lobby || [];
     this.offsetMs = offsetMs || 0;
     this.emit("change", "snapshot");
   }
@@ -89,6 +92,11 @@ export class SessionStore extends Emitter {
         entry[payload.connection] = payload.state;
         this.mediaConnections.set(payload.identity, entry);
         this.emit("change", "media");
+        break;
+      }
+      case "lobby": {
+        this.lobby = payload.waiting || [];
+        this.emit("change", "lobby");
         break;
       }
       case "active_speaker": {
