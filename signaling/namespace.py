@@ -210,6 +210,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return await self.router.event(connection.room_id, connection.caller, event, request)
 
     async def _join(self, sid: str, connection: Connection) -> acks.Ack:
+        was_waiting = connection.state is SocketState.WAITING
         try:
             connection.move(SocketState.JOINING)
         except InvalidTransition:
@@ -236,6 +237,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return ack
         if acks.is_ok(ack):
             connection.move(SocketState.JOINED)
+            if connection.lobby_timer is not None:
+                connection.lobby_timer.cancel()
+                connection.lobby_timer = None
         elif ack.get("error", {}).get("code") == "in_lobby":
             # Waits, connected but not joined: no room events until admitted.
             connection.move(SocketState.WAITING)
@@ -247,6 +251,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         else:
             connection.move(SocketState.CONNECTED)
             await self._exit_room(connection)
+            if was_waiting:
+                # Its never-joined timeout has passed: a refused connection is not left idle.
+                self._spawn(self._close(sid))
         return ack
 
     async def _lobby_timeout(self, sid: str) -> None:
