@@ -3,11 +3,16 @@ or co-host admits them; hosts see who waits; the socket state machine keeps them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server import appkeys
+from server.rooms import lobby
 from signaling.client import RoomClient, SignalingError
-from tests.helpers import ServerHandle
+from tests.cluster_kit import cluster
+from tests.conftest import free_port
+from tests.helpers import ServerHandle, run_server
 
 
 async def _waiting(server: ServerHandle, room_id: str, identity: str, venue: str) -> RoomClient:
@@ -118,14 +123,8 @@ async def test_a_member_cannot_admit_and_the_lobby_survives_a_host_reload(
 
 
 async def test_a_waiting_socket_outlives_the_join_timeout_but_not_its_lobby_bound(
-    redis_url: str, tmp_path: object
+    redis_url: str, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
-    from tests.conftest import free_port
-    from tests.helpers import run_server
-
-    assert isinstance(tmp_path, Path)
     async with run_server(
         tmp_path / "data", free_port(), redis_url=redis_url, join_timeout_seconds=0.5
     ) as server:
@@ -180,8 +179,6 @@ def _lobby_had(client: RoomClient, identity: str) -> bool:
 
 
 async def test_the_lobby_is_bounded(server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.rooms import lobby
-
     monkeypatch.setattr(lobby, "MAX_LOBBY_SIZE", 2)
     room = await server.create_room(lobby=True)
     rid = room["id"]
@@ -192,3 +189,29 @@ async def test_the_lobby_is_bounded(server: ServerHandle, monkeypatch: pytest.Mo
     assert refused.value.code == "lobby_full"
     for w in waiting:
         await w.close()
+
+
+async def test_waiting_on_another_node_admission_crosses_and_a_dead_node_empties_its_lobby(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path, 2, "--heartbeat", "0.5", "--lease-ttl", "3") as c:
+        a, b = c.nodes
+        room_id = await c.create_room(id="lobby-two", lobby=True)
+        host = await c.client(a, room_id, "host", "host", "hunan")
+        # Waiting on B, the room owned by A: admission travels over the bus.
+        first = RoomClient(b.base_url, await c.token(room_id, "m1", "member", "shifeng", b))
+        with pytest.raises(SignalingError) as refused:
+            await first.connect()
+        assert refused.value.code == "in_lobby"
+        await host.wait_for(lambda: _last_lobby(host) == ["m1"])
+        await host.admit("m1")
+        joined = await first.enter_when_admitted()
+        assert joined.owner is not None and joined.owner.id == host.you.node
+        # Another waits on B, and B dies: the host's lobby list forgets them.
+        second = RoomClient(b.base_url, await c.token(room_id, "m2", "member", "zhuzhou", b))
+        with pytest.raises(SignalingError):
+            await second.connect()
+        await host.wait_for(lambda: _last_lobby(host) == ["m2"])
+        await b.kill()
+        await host.wait_for(lambda: _last_lobby(host) == [], timeout=15)
+        await host.close()

@@ -119,8 +119,9 @@ class RenameParticipant(Payload):
     name: DisplayName
 
 
-#: Everyone waiting can be let in (or not) with one event.
-LobbyIdentities = Annotated[list[Identity], Field(min_length=1, max_length=200)]
+#: Up to 50 people per `admit`/`deny` (what fits the 4 KiB control payload limit); clients
+#: send a long lobby in several.
+LobbyIdentities = Annotated[list[Identity], Field(min_length=1, max_length=50)]
 
 
 class Admit(Payload):

@@ -14,6 +14,8 @@ import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 
 const STATS_INTERVAL_MS = 2000;
 const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
+/** Identities per `admit`/`deny` event (the server takes at most 50). */
+const LOBBY_BATCH = 50;
 
 const token = new URLSearchParams(location.search).get("token");
 const claims = token ? decodeJwtPayload(token) : null;
@@ -317,11 +319,12 @@ function enterRoom(stream) {
         prefs.handSound = value;
         saveFlag("yitang.handSound", value);
       },
+      // At most 50 per event (the server's limit): a long lobby goes in several.
       async admit(identities) {
-        await run("admit", { identities });
+        for (let i = 0; i < identities.length; i += LOBBY_BATCH) await run("admit", { identities: identities.slice(i, i + LOBBY_BATCH) });
       },
       async deny(identities) {
-        await run("deny", { identities });
+        for (let i = 0; i < identities.length; i += LOBBY_BATCH) await run("deny", { identities: identities.slice(i, i + LOBBY_BATCH) });
       },
       async requestMute(identity, kind) {
         if (await run("request_mute", { identity, kind })) {
