@@ -20,6 +20,7 @@ from server.rooms import (
     moderation,
     payloads,
     recording_control,
+    screen_share,
 )
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom, SelfCommand
@@ -57,6 +58,8 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "rename_participant": CommandSpec(payloads.RenameParticipant, moderation.rename_participant),
     "pin": CommandSpec(payloads.Pin, floor_control.pin),
     "admit": CommandSpec(payloads.Admit, lobby.admit),
+    "start_screen_share": CommandSpec(payloads.StartScreenShare, screen_share.start),
+    "stop_screen_share": CommandSpec(payloads.StopScreenShare, screen_share.stop),
     "deny": CommandSpec(payloads.Deny, lobby.deny),
     "move_in_queue": CommandSpec(payloads.MoveInQueue, floor_control.move_in_queue),
     "extend_floor": CommandSpec(payloads.ExtendFloor, floor_control.extend_floor),

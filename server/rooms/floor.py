@@ -8,7 +8,7 @@ again when another writer wins a race.
 from __future__ import annotations
 
 from server.rooms.errors import Conflict, InvalidRequest
-from server.rooms.models import FloorGrant, LiveState
+from server.rooms.models import FloorGrant, LiveState, ScreenShare
 
 #: Bound on the speaking queue; larger rooms wait for the host to work through it.
 MAX_QUEUE_LENGTH = 500
@@ -45,14 +45,42 @@ def grant(
     _require_open(state)
     deadline = now + time_limit_seconds * 1000.0 if time_limit_seconds else None
     floor = FloorGrant(identity=identity, grant_id=grant_id, granted_at=now, deadline=deadline)
-    return state.model_copy(
-        update={"floor": floor, "queue": [q for q in state.queue if q != identity]}
+    return _screen_follows_floor(
+        state.model_copy(
+            update={"floor": floor, "queue": [q for q in state.queue if q != identity]}
+        )
     )
 
 
 def revoke(state: LiveState) -> LiveState:
     """Take the floor back; the host's venue is shown again."""
-    return state.model_copy(update={"floor": None})
+    return _screen_follows_floor(state.model_copy(update={"floor": None}))
+
+
+def _screen_follows_floor(state: LiveState) -> LiveState:
+    """A member's screen share ends with their turn (a host's does not)."""
+    screen = state.screen
+    if screen is None or screen.by_host:
+        return state
+    if state.floor is not None and state.floor.identity == screen.identity:
+        return state
+    return state.model_copy(update={"screen": None})
+
+
+def share_screen(state: LiveState, share: ScreenShare) -> LiveState:
+    """Show `share` in everyone's spotlight: the host, or the floor holder, during their turn."""
+    _require_open(state)
+    if state.screen is not None and state.screen.identity != share.identity:
+        raise Conflict("screen_busy", "someone else is sharing a screen; it must stop first")
+    holds_floor = state.floor is not None and state.floor.identity == share.identity
+    if not share.by_host and not holds_floor:
+        raise Conflict("not_floor_holder", "only the host or the floor holder may share a screen")
+    return state.model_copy(update={"screen": share})
+
+
+def stop_screen(state: LiveState) -> LiveState:
+    """Nobody shares a screen any more."""
+    return state.model_copy(update={"screen": None})
 
 
 def next_in_queue(state: LiveState, present: set[str]) -> str:
@@ -78,6 +106,8 @@ def forget(state: LiveState, identity: str) -> LiveState:
         updated = revoke(updated)
     if updated.pinned == identity:
         updated = updated.model_copy(update={"pinned": None})
+    if updated.screen is not None and updated.screen.identity == identity:
+        updated = stop_screen(updated)
     return updated
 
 
@@ -138,5 +168,12 @@ def end(state: LiveState) -> LiveState:
     """End the session for everyone."""
     _require_open(state)
     return state.model_copy(
-        update={"status": "ended", "floor": None, "queue": [], "locked": True, "pinned": None}
+        update={
+            "status": "ended",
+            "floor": None,
+            "queue": [],
+            "locked": True,
+            "pinned": None,
+            "screen": None,
+        }
     )

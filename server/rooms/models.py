@@ -233,6 +233,17 @@ class FloorGrant(Strict):
     deadline: float | None = None
 
 
+class ScreenShare(Strict):
+    """Someone shows their screen (a third track) in everyone's spotlight."""
+
+    identity: Identity
+    #: The publisher's track that carries the screen (its msid track id in subscriber SDP).
+    track: Annotated[str, StringConstraints(max_length=128)]
+    #: A host's share outlives the floor; anyone else's ends with their turn.
+    by_host: bool = False
+    started_at: float
+
+
 SessionStatus = Literal["scheduled", "live", "ended"]
 
 
@@ -249,6 +260,8 @@ class LiveState(Strict):
     recording: bool = False
     #: Who a host pinned into everyone's spotlight (over the floor holder); None: nobody.
     pinned: Identity | None = None
+    #: A screen shown in everyone's spotlight (over everything else); None: nobody shares.
+    screen: ScreenShare | None = None
     #: Bumped on every change, so clients can drop stale updates.
     version: int = 0
 

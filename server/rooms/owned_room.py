@@ -253,7 +253,11 @@ class OwnedRoom:
         updated = proposed.model_copy(update={"version": current.version + 1})
         self.state.live = updated
         self.touch()
-        self.media.set_floor(updated.floor.identity if updated.floor else None, updated.pinned)
+        self.media.set_floor(
+            updated.floor.identity if updated.floor else None,
+            updated.pinned,
+            updated.screen.identity if updated.screen else None,
+        )
         self._schedule_floor_expiry()
         await self.broadcast("live_state", updated)
         return updated, True

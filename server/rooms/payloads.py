@@ -136,6 +136,15 @@ class Deny(Payload):
     identities: LobbyIdentities
 
 
+class StartScreenShare(Payload):
+    """The host, or the floor holder: show the video track just added to the publish
+    connection (a screen or window) in everyone's spotlight."""
+
+
+class StopScreenShare(Payload):
+    """The one sharing, or a host or co-host: stop showing the shared screen."""
+
+
 class EndSession(Payload):
     """Host: end the session for everyone."""
 

@@ -71,6 +71,8 @@ class TrackRef(Strict):
     mid: str
     identity: str
     kind: str
+    #: The publisher's track id (`live.screen.track` names a shared screen's).
+    track: str = ""
 
 
 class SubscriberOfferEvent(Strict):

@@ -56,6 +56,7 @@ export class HostConsole {
     this.extendButtons = EXTENSIONS.map((seconds) =>
       h("button", { type: "button", id: `host-extend-${seconds}`, class: "btn small extend", "data-seconds": seconds, onclick: () => this.actions.extend(seconds), text: t("host.extend", { n: seconds / 60 }) }),
     );
+    this.stopShareButton = h("button", { type: "button", id: "host-stop-share", class: "btn small danger", onclick: () => this.actions.stopShare(), text: t("host.stop_share") });
     this.unpinButton = h("button", { type: "button", id: "host-unpin", class: "btn small", onclick: () => this.actions.pin(null), text: t("host.unpin") });
     this.pinStatus = h("div", { class: "host-floor-status", id: "host-pin-status" });
     this.muteAllButton = h("button", { type: "button", id: "host-mute-all", class: "btn", onclick: () => this.actions.muteAll() }, icon("mic-off"), h("span", { text: t("host.mute_all") }));
@@ -71,6 +72,7 @@ export class HostConsole {
       h("h2", { class: "host-title", text: t(isHost ? "host.console" : "host.console_cohost") }),
       h("div", { class: "host-row host-floor-row" }, this.floorStatus, this.extendButtons, this.revokeMain),
       h("div", { class: "host-row host-pin-row", id: "host-pin-row" }, this.pinStatus, this.unpinButton),
+      h("div", { class: "host-row", id: "host-share-row" }, h("div", { class: "host-floor-status", id: "host-share-status" }), this.stopShareButton),
       h(
         "div",
         { class: "host-row" },
@@ -103,6 +105,10 @@ export class HostConsole {
     const pinned = live.pinned && this.store.participants.has(live.pinned) ? live.pinned : null;
     document.getElementById("host-pin-row")?.toggleAttribute("hidden", !pinned);
     this.pinStatus.textContent = pinned ? t("host.pinned_status", { name: this.store.displayName(pinned) }) : "";
+    const screen = live.screen && this.store.participants.has(live.screen.identity) ? live.screen : null;
+    document.getElementById("host-share-row")?.toggleAttribute("hidden", !screen);
+    const shareStatus = document.getElementById("host-share-status");
+    if (shareStatus) shareStatus.textContent = screen ? t("host.share_status", { name: this.store.displayName(screen.identity) }) : "";
     this.nextButton.disabled = !(live.queue || []).length;
     const agenda = this.store.room?.agenda || [];
     this.nextItemButton.disabled = live.agenda_index >= agenda.length - 1;

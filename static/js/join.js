@@ -235,6 +235,36 @@ function enterRoom(stream) {
     async sendChat(text) {
       return Boolean(await run("chat", { text }));
     },
+    /** Share a screen (or window), or stop sharing it. */
+    async toggleShare() {
+      if (media.screenTrack) {
+        await media.stopScreen();
+        await run("stop_screen_share");
+        view.schedule();
+        return;
+      }
+      let track;
+      try {
+        const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+        track = stream.getVideoTracks()[0];
+      } catch {
+        return; // the user chose nothing
+      }
+      if (!track) return;
+      // The browser's own "stop sharing" ends it as well.
+      track.addEventListener("ended", () => {
+        if (media.screenTrack === track) actions.toggleShare();
+      });
+      try {
+        await media.shareScreen(track);
+      } catch (err) {
+        await media.stopScreen();
+        toasts.show(t("media.share_failed", { message: errorText(err.code, err.serverMessage) }), { kind: "error", id: "share-failed" });
+        return;
+      }
+      if (!(await run("start_screen_share"))) await media.stopScreen();
+      view.schedule();
+    },
     floorWarning(floor) {
       const mine = floor.identity === store.myIdentity;
       const text = mine ? t("floor.warning_self") : t("floor.warning_host", { name: store.displayName(floor.identity) });
@@ -288,6 +318,10 @@ function enterRoom(stream) {
       async muteAll() {
         const ack = await run("mute_all");
         if (ack) toasts.show(t("host.muted_all", { n: ack.muted.length }), { id: "muted-all" });
+      },
+      async stopShare() {
+        const ack = await run("stop_screen_share");
+        if (ack?.live) store.apply("live_state", ack.live);
       },
       async pin(identity) {
         const ack = await run("pin", { identity });
@@ -368,6 +402,25 @@ function enterRoom(stream) {
     input.disabled = false;
     if (sent) input.value = "";
     input.focus();
+  });
+
+  // --- a shared screen ------------------------------------------------------------------------
+  let sharingLive = false; // the session shows my screen
+  store.on("change", (kind) => {
+    if (kind !== "live" && kind !== "snapshot") return;
+    const screen = store.live?.screen || null;
+    media.setScreenTrack(screen && screen.identity !== store.myIdentity ? screen.track : null);
+    const mine = Boolean(screen && screen.identity === store.myIdentity);
+    if (sharingLive && !mine && media.screenTrack) {
+      // A host stopped it, or my turn ended: stop sending it too.
+      media.stopScreen();
+      toasts.show(t("media.share_stopped"), { id: "share-stopped" });
+    }
+    sharingLive = mine;
+  });
+  media.on("screen-lost", () => {
+    if (sharingLive) run("stop_screen_share");
+    view.schedule();
   });
 
   // --- floor changes that concern me -------------------------------------------------------

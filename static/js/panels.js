@@ -193,6 +193,8 @@ const SYSTEM_EVENTS = new Set([
   "unpinned",
   "floor_extended",
   "renamed",
+  "screen_share_started",
+  "screen_share_stopped",
 ]);
 
 /** Chat messages and the session's notable events, oldest first. */

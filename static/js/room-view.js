@@ -6,7 +6,7 @@
 import { h, replaceChildren, LEVELS, PUBLISHING_ROLES, formatCountdown } from "./util.js";
 import { icon } from "./icons.js";
 import { t, onLangChange } from "./i18n.js";
-import { Tile } from "./tiles.js";
+import { Tile, attachVideo } from "./tiles.js";
 import { HostConsole } from "./host-console.js";
 import { renderAgenda, renderChat, renderPeople, renderQueue } from "./panels.js";
 
@@ -150,6 +150,19 @@ export class RoomView {
     return p ? this.store.venue(p.venue) : null;
   }
 
+  /** The shared screen's stream: ours from the local track, anyone else's as received. */
+  _screenStreamFor(identity) {
+    if (identity === this.store.myIdentity) {
+      const track = this.media.screenTrack;
+      if (this._ownScreenSource !== track) {
+        this._ownScreenSource = track;
+        this._ownScreen = track ? new MediaStream([track]) : null;
+      }
+      return this._ownScreen;
+    }
+    return this.media.remote(identity)?.screenStream || null;
+  }
+
   _renderStage() {
     const store = this.store;
     const id = store.spotlightIdentity();
@@ -157,16 +170,29 @@ export class RoomView {
     const floor = store.live.floor;
     const isFloor = Boolean(floor && p && floor.identity === id);
     const isPinned = Boolean(p && store.live.pinned === id);
+    const isScreen = Boolean(p && store.live.screen?.identity === id);
     let status = "";
-    if (p) status = isPinned ? t("stage.pinned") : isFloor ? t("stage.speaking") : t("stage.host");
+    if (p) status = isScreen ? t("stage.sharing") : isPinned ? t("stage.pinned") : isFloor ? t("stage.speaking") : t("stage.host");
     this.spotlight.update(p, this._venueOf(p), {
-      self: id === store.myIdentity,
+      self: id === store.myIdentity && !isScreen,
       inQueue: false,
       speaking: Boolean(id) && store.activeSpeaker === id,
-      stream: this._streamFor(id),
+      stream: isScreen ? this._screenStreamFor(id) : this._streamFor(id),
       status,
       emptyText: t("stage.waiting_host"),
     });
+    this.spotlight.el.dataset.screen = isScreen ? "true" : "false";
+    // While a screen is shown, the sharer's camera goes to a corner of the stage.
+    const pip = document.getElementById("screen-pip");
+    const pipVideo = pip.querySelector("video");
+    if (isScreen) {
+      attachVideo(pipVideo, this._streamFor(id));
+      pipVideo.dataset.identity = id;
+      pip.hidden = false;
+    } else if (!pip.hidden) {
+      pip.hidden = true;
+      pipVideo.srcObject = null;
+    }
     this.spotlight.el.dataset.floor = isFloor ? "true" : "false";
     this.spotlight.el.dataset.pinned = isPinned ? "true" : "false";
     this.spotlight.setQuality(this._qualityOf(id));
@@ -437,6 +463,9 @@ export class RoomView {
         ),
       );
     }
+    if (PUBLISHING_ROLES.has(role)) {
+      items.push(h("button", { type: "button", id: "share-button", class: "ctl", hidden: true, onclick: () => this.actions.toggleShare() }));
+    }
     if (role === "observer") {
       items.push(h("span", { class: "observer-tag", id: "observer-tag", text: t("controls.observer") }));
     }
@@ -474,6 +503,14 @@ export class RoomView {
       hand.hidden = mine;
       hand.setAttribute("aria-pressed", raised ? "true" : "false");
       replaceChildren(hand, icon("hand"), h("span", { class: "ctl-label", text: t(raised ? "controls.lower_hand" : "controls.raise_hand") }));
+    }
+    const share = document.getElementById("share-button");
+    if (share) {
+      // The host may always share; anyone else while holding the floor.
+      const sharing = Boolean(media.screenTrack);
+      share.hidden = !(sharing || store.isHost || mine) || typeof navigator.mediaDevices?.getDisplayMedia !== "function";
+      share.dataset.state = sharing ? "on" : "off";
+      replaceChildren(share, icon("screen"), h("span", { class: "ctl-label", text: t(sharing ? "controls.share_stop" : "controls.share") }));
     }
     const yieldButton = document.getElementById("yield-button");
     if (yieldButton) yieldButton.hidden = !mine;

@@ -138,8 +138,11 @@ export class SessionStore extends Emitter {
     return null;
   }
 
-  /** Who the stage shows: whom a host pinned, else the floor holder, else the host. */
+  /** Who the stage shows: a shared screen's owner, else whom a host pinned, else the floor
+   * holder, else the host. */
   spotlightIdentity() {
+    const screen = this.live?.screen;
+    if (screen && this.participants.has(screen.identity)) return screen.identity;
     const pinned = this.live?.pinned;
     if (pinned && this.participants.has(pinned)) return pinned;
     const floor = this.live?.floor;
