@@ -181,6 +181,10 @@ class RoomCatalog:
         check_not_excluded(state.live, claims.invitee, state.banned)
         return room
 
+    async def written_state(self, room: Room) -> PersistedRoom:
+        """The session's live state as its owner last wrote it."""
+        return _current(room, await self.store.snapshot(room.id))
+
     async def owner_url(self, room_id: str, nodes: list[NodeInfo]) -> str | None:
         """The URL of the node owning the session now, if one does."""
         owner = await self.leases.holder(room_id)

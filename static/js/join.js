@@ -47,6 +47,8 @@ function setConnStatus(state) {
 let preview = null;
 let previewReady = Promise.resolve(null);
 
+/** How long the link check may take before the page goes on without it. */
+const LINK_CHECK_TIMEOUT_MS = 5000;
 /** Codes of a join-link check that mean the link will not work: said at once. */
 const LINK_REFUSALS = new Set(["token_missing", "token_invalid", "token_expired", "token_replaced", "room_not_found", "session_ended", "removed"]);
 
@@ -61,6 +63,8 @@ async function checkLink() {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ token }),
+      // A server too busy to answer soon does not keep the device check waiting.
+      signal: AbortSignal.timeout(LINK_CHECK_TIMEOUT_MS),
     });
     const body = await response.json().catch(() => null);
     if (response.ok) return { info: body };
