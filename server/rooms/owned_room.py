@@ -260,6 +260,10 @@ class OwnedRoom:
         )
         self._schedule_floor_expiry()
         await self.broadcast("live_state", updated)
+        if current.screen is not None and updated.screen is None:
+            # However it ended (stopped, the turn ended, the sharer left): the archive's
+            # chapters need to know.
+            await self.timeline("screen_share_stopped", {"identity": current.screen.identity})
         return updated, True
 
     # --- the floor timer -----------------------------------------------------------------

@@ -40,13 +40,13 @@ async def start(room: OwnedRoom, actor: Participant, _: payloads.StartScreenShar
     return acks.ok(live=state)
 
 
-async def stop(room: OwnedRoom, actor: Participant, req: payloads.StopScreenShare) -> acks.Ack:
+async def stop(room: OwnedRoom, actor: Participant, _: payloads.StopScreenShare) -> acks.Ack:
     """Stop the shared screen (the one sharing, or a host or co-host)."""
     screen = room.live.screen
     if screen is None:
         raise Conflict("not_sharing", "nobody is sharing a screen")
     if screen.identity != actor.identity and not actor.role.moderates:
         raise Forbidden("host_only", "only a host or the one sharing can stop it")
+    # The timeline's `screen_share_stopped` is written by every change that ends a share.
     state, _changed = await room.change_live(floor.stop_screen)
-    await room.timeline("screen_share_stopped", {"identity": screen.identity, "by": actor.identity})
     return acks.ok(live=state)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.support import PageFactory, Participants, enter, screenshot
+from tests.browser.support import PageFactory, Participants, enter, open_tab, screenshot
 from tests.helpers import ApiHandle, eventually
 
 #: getDisplayMedia replaced by an animated canvas: a "slide" whose colour and number change.
@@ -120,3 +120,7 @@ async def test_floor_holder_shares_a_screen_into_every_spotlight(
     for viewer in (host, m2, m1):
         await expect(viewer.locator("#spotlight")).to_have_attribute("data-screen", "false")
     await expect(m1.locator("#share-button")).to_be_hidden()
+    # Both ends are in the timeline (the archive's chapters): stopped, and the turn ended.
+    await open_tab(m2, "chat")
+    await expect(m2.locator('.chat-event[data-type="screen_share_started"]')).to_have_count(2)
+    await expect(m2.locator('.chat-event[data-type="screen_share_stopped"]')).to_have_count(2)
