@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from server.cluster.router import RoomRouter
 from server.rooms import acks
 from server.rooms.admission import check_not_excluded, check_token_room
-from server.rooms.errors import Conflict, InvalidRequest, NotFound
-from server.rooms.models import Invitee, Participant, PersistedRoom, Role, Room, RoomSpec
+from server.rooms.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from server.rooms.models import (
+    Invitation,
+    Invitee,
+    Participant,
+    PersistedRoom,
+    Role,
+    Room,
+    RoomSpec,
+)
 from server.rooms.tokens import JoinClaims, TokenSigner
 from server.state.leases import RoomLeases
 from server.state.nodes import NodeInfo
@@ -102,9 +111,20 @@ class RoomCatalog:
             acks.raise_for(ack)
 
     async def issue_token(
-        self, room_id: str, invitee: Invitee, ttl_seconds: int
+        self,
+        room_id: str,
+        invitee: Invitee,
+        ttl_seconds: int,
+        *,
+        base_url: str | None = None,
+        replace: bool = False,
     ) -> tuple[str, JoinClaims]:
-        """Sign a join token for an invitee of an existing venue; hosts sit at the main venue."""
+        """Sign a join token for an invitee of an existing venue; hosts sit at the main venue.
+
+        An identity already invited with another role or venue is refused
+        (`identity_taken`, 409) unless `replace`: a typo must not turn the host into a
+        member. With `base_url`, the join link is kept for the organizer page.
+        """
         room = await self.get_room(room_id)
         venue = room.venue(invitee.venue)
         if venue is None:
@@ -116,8 +136,23 @@ class RoomCatalog:
                 "host_not_at_main_venue",
                 f"the host sits at the main venue {room.main_venue.id!r}",
             )
-        await self.store.add_invitee(room_id, invitee)
-        return self.signer.issue(room_id, invitee, ttl_seconds, room.incarnation)
+        token, claims = self.signer.issue(room_id, invitee, ttl_seconds, room.incarnation)
+        invitation = None
+        if base_url is not None:
+            invitation = Invitation(
+                identity=invitee.identity,
+                url=join_url(base_url, token),
+                expires_at=claims.expires_at,
+                issued_at=int(time.time()),
+            )
+        clash = await self.store.add_invitee(room_id, invitee, invitation, replace=replace)
+        if clash is not None:
+            raise Conflict(
+                "identity_taken",
+                f"{invitee.identity!r} is already invited as {clash.role.value} at venue "
+                f"{clash.venue!r} ({clash.name}); send replace: true to change that",
+            )
+        return token, claims
 
     async def check_token(self, claims: JoinClaims, *, fresh: bool = False) -> Room:
         """Refuse a token whose room is gone or re-created, whose session ended, or
@@ -130,6 +165,15 @@ class RoomCatalog:
         if room is None:
             raise NotFound("room_not_found", "this session no longer exists")
         check_token_room(room, claims.incarnation, claims.invitee)
+        invited = await self.store.invitee(room.id, claims.invitee.identity)
+        if invited is not None and (invited.role, invited.venue) != (
+            claims.invitee.role,
+            claims.invitee.venue,
+        ):
+            # The organizer changed this person's role or venue: links made before are void.
+            raise Unauthorized(
+                "token_replaced", "this link was replaced by a newer invitation; use the latest"
+            )
         if fresh:
             state = (await self.view(room.id)).state
         else:
@@ -137,10 +181,19 @@ class RoomCatalog:
         check_not_excluded(state.live, claims.invitee, state.banned)
         return room
 
+    async def written_state(self, room: Room) -> PersistedRoom:
+        """The session's live state as its owner last wrote it."""
+        return _current(room, await self.store.snapshot(room.id))
+
     async def owner_url(self, room_id: str, nodes: list[NodeInfo]) -> str | None:
         """The URL of the node owning the session now, if one does."""
         owner = await self.leases.holder(room_id)
         return next((n.url for n in nodes if n.id == owner), None)
+
+
+def join_url(base_url: str, token: str) -> str:
+    """The browser link that joins with `token` (any node serves any session)."""
+    return f"{base_url}/join?token={token}"
 
 
 def _current(room: Room, persisted: PersistedRoom | None) -> PersistedRoom:

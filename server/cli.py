@@ -274,6 +274,8 @@ async def room_create(args: argparse.Namespace) -> None:
         }
         if args.id:
             body["id"] = args.id
+        if args.lobby:
+            body["lobby"] = True
     room = await _call(args, "POST", "/api/rooms", body)
     print(json.dumps(room, ensure_ascii=False, indent=2))
 
@@ -299,7 +301,14 @@ async def token(args: argparse.Namespace) -> None:
     }
     if args.ttl:
         body["ttl_seconds"] = args.ttl
-    issued = await _call(args, "POST", f"/api/rooms/{args.room}/tokens", body)
+    if args.replace:
+        body["replace"] = True
+    try:
+        issued = await _call(args, "POST", f"/api/rooms/{args.room}/tokens", body)
+    except CliError as exc:
+        if "identity_taken" in str(exc):
+            raise CliError(f"{exc} (use --replace)") from exc
+        raise
     print(issued["token"])
     print(issued["url"])
 
@@ -317,7 +326,11 @@ async def seed(args: argparse.Namespace) -> None:
         print(f"{seed_file.room.id} already exists")
     for invitee in seed_file.participants:
         issued = await _call(
-            args, "POST", f"/api/rooms/{seed_file.room.id}/tokens", invitee.model_dump(mode="json")
+            args,
+            "POST",
+            f"/api/rooms/{seed_file.room.id}/tokens",
+            # The seed file is the authority on its participants.
+            {**invitee.model_dump(mode="json"), "replace": True},
         )
         print(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {issued['url']}")
 
@@ -552,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     create_parser.add_argument("--topic")
     create_parser.add_argument("--start", help="ISO 8601 start time with offset")
     create_parser.add_argument(
+        "--lobby", action="store_true", help="newcomers wait until a host admits them"
+    )
+    create_parser.add_argument(
         "--venue", action="append", type=_parse_venue, metavar="ID:NAME:LEVEL[:main]"
     )
     create_parser.add_argument(
@@ -566,10 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--identity", required=True)
     token_parser.add_argument("--name")
     token_parser.add_argument(
-        "--role", required=True, choices=["host", "member", "guest", "observer"]
+        "--role", required=True, choices=["host", "cohost", "member", "guest", "observer"]
     )
     token_parser.add_argument("--venue", required=True)
     token_parser.add_argument("--ttl", type=int, help="validity in seconds")
+    token_parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="change the role or venue of an identity invited before (refused otherwise)",
+    )
 
     seed_parser = commands.add_parser("seed", help="load a seed file into a running server")
     _admin_options(seed_parser)

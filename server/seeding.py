@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from server.catalog import RoomCatalog
+from server.catalog import RoomCatalog, join_url
 from server.rooms.errors import Conflict
 from server.rooms.models import Invitee, RoomSpec, Slug, Strict
 
@@ -47,6 +47,8 @@ async def apply_seed(
         await catalog.create_room(seed.room)
     links = []
     for invitee in seed.participants:
-        token, _ = await catalog.issue_token(seed.room.id, invitee, ttl_seconds)
-        links.append((invitee, f"{base_url}/join?token={token}"))
+        token, _ = await catalog.issue_token(
+            seed.room.id, invitee, ttl_seconds, base_url=base_url, replace=True
+        )
+        links.append((invitee, join_url(base_url, token)))
     return links

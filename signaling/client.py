@@ -81,6 +81,8 @@ class RoomClient:
         self._closing = False
         self._alternatives: list[str] = []
         self._reconnect_task: asyncio.Task[None] | None = None
+        #: The join was answered `in_lobby`: the connection waits for `admitted`.
+        self.waiting = False
         self._sio = self._new_socket()
 
     def _new_socket(self) -> socketio.AsyncClient:
@@ -128,10 +130,42 @@ class RoomClient:
             raise SignalingError("connect_failed", str(exc)) from exc
         try:
             ack = await self.call("join", timeout=timeout)
+        except SignalingError as exc:
+            if exc.code == "in_lobby":
+                # Waiting in the lobby: the connection stays open (see `enter_when_admitted`).
+                self.waiting = True
+                raise
+            self._pending = None
+            await self._sio.disconnect()
+            raise
         except BaseException:
             self._pending = None
             await self._sio.disconnect()
             raise
+        return await self._joined(ack)
+
+    async def enter_when_admitted(self, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+        """After `connect` raised `in_lobby`: wait for `admitted`, then join (SignalingError
+        with the reason when the lobby closes instead: `denied`, `timeout`...)."""
+        start = len(self.received)
+
+        def decided() -> bool:
+            return any(e in ("admitted", "lobby_closed") for e, _ in self.received[start:])
+
+        if not any(e in ("admitted", "lobby_closed") for e, _ in self.received):
+            await self.wait_for(decided, timeout)
+        event, payload = next(
+            (e, p) for e, p in reversed(self.received) if e in ("admitted", "lobby_closed")
+        )
+        if event == "lobby_closed":
+            self.waiting = False
+            raise SignalingError(str(payload.get("reason", "lobby_closed")), "")
+        self._pending = []
+        ack = await self.call("join", timeout=timeout)
+        self.waiting = False
+        return await self._joined(ack)
+
+    async def _joined(self, ack: dict[str, Any]) -> Snapshot:
         self.disconnected.clear()
         self._apply_snapshot(Snapshot.model_validate(ack["snapshot"]))
         self.ice_servers = list(ack.get("ice_servers") or [])
@@ -139,7 +173,7 @@ class RoomClient:
         if self.joins > 1:
             # Before the events that raced the join: they apply on top of the new session.
             self._dispatch_handlers("rejoined", self.snapshot)
-        pending, self._pending = self._pending, None
+        pending, self._pending = self._pending or [], None
         for event, payload in pending:
             self._apply(event, payload)
         await self.notify()
@@ -247,6 +281,37 @@ class RoomClient:
     async def end_session(self) -> None:
         """Host: end the session for everyone."""
         await self.call("end_session")
+
+    async def admit(self, *identities: str) -> list[str]:
+        """Host or co-host: let these people in from the lobby."""
+        return list((await self.call("admit", {"identities": list(identities)}))["admitted"])
+
+    async def deny(self, *identities: str) -> list[str]:
+        """Host or co-host: turn these people away from the lobby."""
+        return list((await self.call("deny", {"identities": list(identities)}))["denied"])
+
+    async def mute_all(self) -> list[str]:
+        """Host or co-host: ask everyone but the floor holder to mute; who was asked."""
+        return list((await self.call("mute_all"))["muted"])
+
+    async def pin(self, identity: str | None) -> LiveState:
+        """Host or co-host: put someone in everyone's spotlight (None: unpin)."""
+        return LiveState.model_validate((await self.call("pin", {"identity": identity}))["live"])
+
+    async def move_in_queue(self, identity: str, position: int) -> LiveState:
+        """Host or co-host: move a raised hand to `position` (0 is next)."""
+        payload = {"identity": identity, "position": position}
+        return LiveState.model_validate((await self.call("move_in_queue", payload))["live"])
+
+    async def extend_floor(self, seconds: int) -> LiveState:
+        """Host or co-host: give the speaker more time."""
+        ack = await self.call("extend_floor", {"seconds": seconds})
+        return LiveState.model_validate(ack["live"])
+
+    async def rename(self, identity: str, name: str) -> Participant:
+        """Host or co-host: change how someone's name is shown."""
+        ack = await self.call("rename_participant", {"identity": identity, "name": name})
+        return Participant.model_validate(ack["participant"])
 
     async def chat(self, text: str) -> TimelineEntry:
         """Post a chat message."""

@@ -1,17 +1,22 @@
 """Connection: one Socket.IO connection's life as a state machine.
 
     connected ──join──► joining ──ok──► joined ──leave──► left
-        │                 │  └─refused─► connected        │
+        │                 │  ├─refused─► connected        │
+        │                 │  └─in_lobby─► waiting ──join──┘ (after `admitted`)
         └──────────────── └──────────── close ◄───────────┘ ──► closed
 
 Each step happens once and only through `move`, which refuses any other
 transition: a connection cannot join twice, cannot come back after it left,
 and a close during a join is seen by the join when its answer comes (so the
 participant it created is removed at once, never left behind as a ghost).
+A connection waiting in the lobby is connected but not joined: it gets no room
+events, only the lobby's (`admitted`, `lobby_closed`); the never-joined timeout
+does not close it, its own lobby wait bound does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from dataclasses import dataclass, field
@@ -29,13 +34,18 @@ class SocketState(enum.Enum):
     CONNECTED = "connected"
     JOINING = "joining"
     JOINED = "joined"
+    #: In the lobby: connected, not joined, waiting for a host to let it in.
+    WAITING = "waiting"
     LEFT = "left"
     CLOSED = "closed"
 
 
 _ALLOWED: dict[SocketState, frozenset[SocketState]] = {
     SocketState.CONNECTED: frozenset({SocketState.JOINING, SocketState.CLOSED}),
-    SocketState.JOINING: frozenset({SocketState.JOINED, SocketState.CONNECTED, SocketState.CLOSED}),
+    SocketState.JOINING: frozenset(
+        {SocketState.JOINED, SocketState.CONNECTED, SocketState.WAITING, SocketState.CLOSED}
+    ),
+    SocketState.WAITING: frozenset({SocketState.JOINING, SocketState.CLOSED}),
     SocketState.JOINED: frozenset({SocketState.LEFT, SocketState.CLOSED}),
     SocketState.LEFT: frozenset({SocketState.CLOSED}),
     SocketState.CLOSED: frozenset(),
@@ -56,6 +66,8 @@ class Connection:
     state: SocketState = SocketState.CONNECTED
     #: The node is draining: the close is not a departure (the client reconnects elsewhere).
     handed_off: bool = field(default=False)
+    #: Closes the connection when it has waited in the lobby too long.
+    lobby_timer: asyncio.TimerHandle | None = field(default=None)
 
     @property
     def room_id(self) -> str:

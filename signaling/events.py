@@ -60,6 +60,9 @@ SERVER_EVENTS = (
     "media_moved",
     "resync",
     "reconnect",
+    "lobby",
+    "admitted",
+    "lobby_closed",
 )
 
 

@@ -25,7 +25,7 @@ from server.ratelimit import TokenBucket
 from server.rooms import acks
 from server.rooms.errors import RoomError
 from server.rooms.models import Caller, NodeRef
-from server.rooms.server_events import LeaveReason, Reconnect
+from server.rooms.server_events import LeaveReason, LobbyClosed, Reconnect
 from server.rooms.tokens import TokenSigner
 from signaling.connection import Connection, InvalidTransition, SocketState
 from signaling.events import NAMESPACE, PayloadError, measure, parse_payload
@@ -36,6 +36,12 @@ logger = logging.getLogger(__name__)
 MAX_AUTH_BYTES = 4096
 #: A connection that left is closed this long after its `leave` ack (time for the ack to go).
 CLOSE_AFTER_LEAVE_SECONDS = 1.0
+#: How long a connection may wait in a session's lobby before it is closed.
+LOBBY_WAIT_SECONDS = 600.0
+
+
+#: The events a connection waiting in the lobby may receive.
+LOBBY_EVENTS = frozenset({"admitted", "lobby_closed", "replaced"})
 
 
 #: A participant's ICE servers (the browser's `RTCIceServer` list) and when they expire.
@@ -74,6 +80,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.event_rate = event_rate
         self.event_burst = event_burst
         self.connections: dict[str, Connection] = {}
+        self.lobby_wait_seconds = LOBBY_WAIT_SECONDS
         self._router: RoomRouter | None = None
         self._bus: Bus | None = None
         self._catalog: RoomCatalog | None = None
@@ -118,9 +125,13 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return self._bus
 
     def is_joined(self, sid: str) -> bool:
-        """Whether the connection `sid` has joined its room (and not left)."""
+        """Whether the connection `sid` has joined its room (and not left), or waits in its
+        lobby (bounded by its own timer): the never-joined timeout spares both."""
         connection = self.connections.get(sid)
-        return connection is not None and connection.state is SocketState.JOINED
+        return connection is not None and connection.state in (
+            SocketState.JOINED,
+            SocketState.WAITING,
+        )
 
     # --- connection life cycle ------------------------------------------------------
 
@@ -154,6 +165,12 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if connection is None:
             return
         previous = connection.move(SocketState.CLOSED)
+        if connection.lobby_timer is not None:
+            connection.lobby_timer.cancel()
+        if previous is SocketState.WAITING and not connection.handed_off:
+            # It no longer waits: the hosts' lobby list drops it.
+            self._spawn(self.router.leave(connection.room_id, connection.caller, "left"))
+            return
         if previous is not SocketState.JOINED:
             return
         await self._exit_room(connection)
@@ -213,6 +230,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return ack
 
     async def _join(self, sid: str, connection: Connection) -> acks.Ack:
+        was_waiting = connection.state is SocketState.WAITING
         try:
             connection.move(SocketState.JOINING)
         except InvalidTransition:
@@ -239,10 +257,33 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return ack
         if acks.is_ok(ack):
             connection.move(SocketState.JOINED)
+            if connection.lobby_timer is not None:
+                connection.lobby_timer.cancel()
+                connection.lobby_timer = None
+        elif ack.get("error", {}).get("code") == "in_lobby":
+            # Waits, connected but not joined: no room events until admitted.
+            connection.move(SocketState.WAITING)
+            await self._exit_room(connection)
+            if connection.lobby_timer is None:
+                connection.lobby_timer = asyncio.get_running_loop().call_later(
+                    self.lobby_wait_seconds, lambda: self._spawn(self._lobby_timeout(sid))
+                )
         else:
             connection.move(SocketState.CONNECTED)
             await self._exit_room(connection)
+            if was_waiting:
+                # Its never-joined timeout has passed: a refused connection is not left idle.
+                self._spawn(self._close(sid))
         return ack
+
+    async def _lobby_timeout(self, sid: str) -> None:
+        """A connection waited in the lobby too long: tell it, then close it."""
+        connection = self.connections.get(sid)
+        if connection is None or connection.state is not SocketState.WAITING:
+            return
+        notice = LobbyClosed(reason="timeout").model_dump(mode="json")
+        await self.emit("lobby_closed", notice, to=sid)
+        await self.disconnect(sid)
 
     async def _leave(self, sid: str, connection: Connection) -> acks.Ack:
         try:
@@ -279,7 +320,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def deliver_session(self, session: str, event: str, payload: dict[str, Any]) -> None:
         """Send an event to one of this node's sockets, if it is in its room."""
         connection = self.connections.get(session)
-        if connection is not None and connection.in_room and not connection.handed_off:
+        if connection is None or connection.handed_off:
+            return
+        waiting = connection.state is SocketState.WAITING
+        if connection.in_room or (waiting and event in LOBBY_EVENTS):
             await self.emit(event, payload, to=session)
 
     async def close_session(self, session: str, reason: str) -> None:
@@ -297,11 +341,12 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         ]
 
     def joining_in(self, room_id: str) -> list[str]:
-        """Sessions of this node's sockets whose join to the room is in flight."""
+        """Sessions of this node's sockets whose join to the room is in flight, or that wait
+        in its lobby (the owner keeps them, and admits none of them here)."""
         return [
             sid
             for sid, c in self.connections.items()
-            if c.room_id == room_id and c.state is SocketState.JOINING
+            if c.room_id == room_id and c.state in (SocketState.JOINING, SocketState.WAITING)
         ]
 
     def rooms(self) -> list[str]:

@@ -85,6 +85,14 @@ async def test_admin_commands_against_a_running_server(
     assert code == 1
     assert "unknown_venue" in err
 
+    # The same identity as the host: refused, so a typo cannot demote anyone; --replace does it.
+    as_host = ("--identity", "m1", "--role", "host", "--venue", "hunan")
+    code, _, err = await _yitang("token", "cli-room", *admin, *as_host)
+    assert code == 1
+    assert "409 identity_taken" in err and "--replace" in err
+    code, _, err = await _yitang("token", "cli-room", *admin, *as_host, "--replace")
+    assert code == 0, err
+
     code, out, err = await _yitang(
         "seed", str(REPO / "seeds" / "zhuzhou-qingshuitang.json"), *admin
     )

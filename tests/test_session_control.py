@@ -8,7 +8,7 @@ from signaling.client import RoomClient, SignalingError
 from tests.helpers import ServerHandle
 
 
-async def test_lock_keeps_newcomers_out_but_lets_admitted_back(server: ServerHandle) -> None:
+async def test_lock_keeps_newcomers_waiting_but_lets_admitted_back(server: ServerHandle) -> None:
     room = await server.create_room()
     rid = room["id"]
     host = await server.client(rid, "host", "host", "hunan")
@@ -16,9 +16,12 @@ async def test_lock_keeps_newcomers_out_but_lets_admitted_back(server: ServerHan
     await host.set_lock(True)
     await early.wait_for(lambda: early.live.locked)
     late_token = await server.token(rid, "m2", "member", "shifeng")
+    waiting = RoomClient(server.base_url, late_token)
     with pytest.raises(SignalingError) as refused:
-        await RoomClient(server.base_url, late_token).connect()
-    assert refused.value.code == "room_locked"
+        await waiting.connect()
+    # Not a dead end any more: the newcomer waits in the lobby (see test_lobby.py).
+    assert refused.value.code == "in_lobby"
+    await waiting.close()
     await early.close()
     back = await server.client(rid, "m1", "member", "zhuzhou")
     assert back.live.locked

@@ -17,10 +17,13 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from server import appkeys
+from server.catalog import join_url
 from server.http import health
 from server.http.schemas import (
     MAX_BODY_BYTES,
     Health,
+    JoinCheck,
+    JoinCheckRequest,
     NodeList,
     ReadyStatus,
     RoomDetail,
@@ -29,10 +32,23 @@ from server.http.schemas import (
     TokenRequest,
     TokenResponse,
 )
-from server.rooms.errors import InvalidRequest, NotFound, PayloadTooLarge, RoomError, Unauthorized
+from server.ratelimit import BucketMap
+from server.rooms.admission import must_wait
+from server.rooms.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    RoomError,
+    Unauthorized,
+)
 from server.rooms.models import Invitee, Room, RoomSpec, describe
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Join-link checks one address may make: a page load each, and a few retries.
+JOIN_CHECK_RATE = 1.0
+JOIN_CHECK_BURST = 20.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,8 @@ class Endpoint:
     admin: bool = True
     #: Other statuses answered with the same `response` body (readiness: 503).
     other_statuses: tuple[int, ...] = ()
+    #: Limited per client address without a key (429 when exceeded).
+    rate_limited: bool = False
 
 
 def client_address(request: web.Request) -> str:
@@ -131,6 +149,7 @@ async def get_room(request: web.Request) -> web.Response:
         participants=view.participants,
         roster=await catalog.store.roster(view.room.id),
         media_node=view.owner,
+        invitations=await catalog.store.invitations(view.room.id),
     )
     return _json(detail)
 
@@ -145,13 +164,49 @@ async def issue_token(request: web.Request) -> web.Response:
     """Issue a join token and its browser link for one participant."""
     body = await read_body(request, TokenRequest)
     settings = request.app[appkeys.SETTINGS]
-    invitee = Invitee.model_validate(body.model_dump(exclude={"ttl_seconds"}))
-    token, claims = await request.app[appkeys.CATALOG].issue_token(
-        _room_id(request), invitee, body.ttl_seconds or settings.token_ttl_seconds
-    )
+    invitee = Invitee.model_validate(body.model_dump(exclude={"ttl_seconds", "replace"}))
     # Any node serves any session: the link names the deployment's public URL.
-    url = f"{settings.base_url}/join?token={token}"
+    token, claims = await request.app[appkeys.CATALOG].issue_token(
+        _room_id(request),
+        invitee,
+        body.ttl_seconds or settings.token_ttl_seconds,
+        base_url=settings.base_url,
+        replace=body.replace,
+    )
+    url = join_url(settings.base_url, token)
     return _json(TokenResponse(token=token, url=url, expires_at=claims.expires_at), 201)
+
+
+async def check_join(request: web.Request) -> web.Response:
+    """Check a join link before the device check, so a bad one is explained at once.
+
+    No API key: the token is the credential. Its signature is verified first, so a
+    garbled or forged token learns nothing about any session; a valid one learns
+    what its holder sees on entering. Limited per address.
+    """
+    if not request.app[appkeys.JOIN_CHECKS].allow(client_address(request)):
+        raise RateLimited("rate_limited", "too many link checks; wait a moment")
+    body = await read_body(request, JoinCheckRequest)
+    catalog = request.app[appkeys.CATALOG]
+    claims = catalog.signer.verify(body.token)
+    room = await catalog.check_token(claims)
+    # As last written (a moment old at most): no round trip to the room's owner.
+    state = await catalog.written_state(room)
+    venue = room.venue(claims.invitee.venue)
+    return _json(
+        JoinCheck(
+            room_id=room.id,
+            **claims.invitee.model_dump(),
+            venue_name=venue.name if venue else claims.invitee.venue,
+            expires_at=claims.expires_at,
+            title=room.title,
+            scheduled_start=room.scheduled_start.isoformat(),
+            status=state.live.status,
+            recording=state.live.recording,
+            locked=state.live.locked,
+            lobby=must_wait(room, state.live, claims.invitee, admitted=state.admitted),
+        )
+    )
 
 
 _ROOM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
@@ -203,6 +258,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         TokenResponse,
         201,
     ),
+    Endpoint(
+        "POST",
+        "/api/join/check",
+        check_join,
+        "Check a join link's token (no API key): what it admits to, or why it cannot",
+        JoinCheckRequest,
+        JoinCheck,
+        admin=False,
+        rate_limited=True,
+    ),
 )
 
 
@@ -217,5 +282,6 @@ def _guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Stream
 
 def add_routes(app: web.Application) -> None:
     """Register every endpoint, each behind its API-key check."""
+    app[appkeys.JOIN_CHECKS] = BucketMap(JOIN_CHECK_RATE, JOIN_CHECK_BURST)
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint))

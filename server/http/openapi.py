@@ -17,10 +17,12 @@ _ERRORS = {
     "400": "Malformed JSON",
     "401": "Missing or invalid API key",
     "404": "No such room or recording",
-    "409": "Conflicts with the current state (id taken, session ended...)",
+    "409": "Conflicts with the current state (id taken, identity invited with another role "
+    "or venue, session ended...)",
     "413": "Body too large",
     "422": "Body does not match the schema",
-    "429": "Too many wrong API keys from this address; Retry-After says when to try again",
+    "429": "Too many wrong API keys from this address (Retry-After says when to try again), "
+    "or too many link checks",
 }
 #: Errors only calls that take credentials can get.
 _ADMIN_ERRORS = {"401", "429"}
@@ -64,7 +66,8 @@ def build_openapi() -> dict[str, Any]:
         for other in endpoint.other_statuses:
             operation["responses"][str(other)] = {**success, "description": "Refused (body: why)"}
         for status, text in _ERRORS.items():
-            if status in _ADMIN_ERRORS and not endpoint.admin:
+            limited = status == "429" and getattr(endpoint, "rate_limited", False)
+            if status in _ADMIN_ERRORS and not endpoint.admin and not limited:
                 continue
             operation["responses"][status] = {
                 "description": text,

@@ -6,7 +6,19 @@ from typing import Annotated
 
 from pydantic import Field
 
-from server.rooms.models import Invitee, LiveState, Participant, Room, Strict
+from server.rooms.models import (
+    DisplayName,
+    Identity,
+    Invitation,
+    Invitee,
+    LiveState,
+    Participant,
+    Role,
+    Room,
+    Slug,
+    Strict,
+)
+from server.rooms.tokens import MAX_TOKEN_LENGTH
 from server.state.nodes import NodeInfo
 
 #: Largest request body the API accepts.
@@ -18,6 +30,8 @@ class TokenRequest(Invitee):
 
     #: Validity in seconds (default: the server's token TTL; at most 30 days).
     ttl_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] | None = None
+    #: Change the role or venue of an identity invited before (otherwise that is a 409).
+    replace: bool = False
 
 
 class TokenResponse(Strict):
@@ -37,6 +51,37 @@ class RoomDetail(Strict):
     roster: list[Invitee]
     #: The node that owns the room (its actor and media), while one does.
     media_node: str | None = None
+    #: The last join link issued to each invitee, with its expiry.
+    invitations: list[Invitation] = Field(default_factory=list)
+
+
+class JoinCheckRequest(Strict):
+    """A join link's token, checked before the device check."""
+
+    token: Annotated[str, Field(max_length=MAX_TOKEN_LENGTH)]
+
+
+class JoinCheck(Strict):
+    """What a valid join link admits to: the token's own claims, and what its holder sees
+    on entering (the session's title and state). Nothing is said about any other session."""
+
+    room_id: Slug
+    identity: Identity
+    name: DisplayName
+    role: Role
+    venue: Slug
+    venue_name: str
+    #: Seconds since the epoch.
+    expires_at: int
+    title: str
+    scheduled_start: str
+    status: str
+    #: The session is being recorded now.
+    recording: bool
+    #: The host locked the session.
+    locked: bool
+    #: Whether this link's holder will wait in the lobby until a host lets them in.
+    lobby: bool
 
 
 class RoomSummary(Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from server.rooms.errors import Conflict, Forbidden, Unauthorized
-from server.rooms.models import Invitee, LiveState, Participant, Role, Room
+from server.rooms.models import Invitee, LiveState, Participant, Room
 
 
 def check_token_room(room: Room, incarnation: str, invitee: Invitee) -> None:
@@ -43,13 +43,22 @@ def check_room_open(
     max_participants: int,
 ) -> None:
     """Refuse a locked or a full session (only the owner's current state can tell)."""
-    is_host = invitee.role is Role.HOST
+    # Hosts and co-hosts run the session: they always get in.
+    is_host = invitee.role.moderates
     if live.locked and not is_host and invitee.identity not in admitted:
         raise Conflict("room_locked", "the host has locked this session")
     # Someone reconnecting takes their own place back; the host always gets in.
     returning = invitee.identity in participants
     if not is_host and not returning and len(participants) >= max_participants:
         raise Conflict("room_full", f"the session is full ({max_participants} participants)")
+
+
+def must_wait(room: Room, live: LiveState, invitee: Invitee, *, admitted: Collection[str]) -> bool:
+    """Whether a newcomer waits in the lobby: a lobby room or a locked session, unless a
+    host or co-host, or admitted before (joined once, or let in from the lobby)."""
+    if invitee.role.moderates or invitee.identity in admitted:
+        return False
+    return room.lobby or live.locked
 
 
 def check_admission(

@@ -15,10 +15,12 @@ from typing import Any, Generic, TypeVar
 from server.rooms import (
     acks,
     floor_control,
+    lobby,
     media_control,
     moderation,
     payloads,
     recording_control,
+    screen_share,
 )
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom, SelfCommand
@@ -52,6 +54,15 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "request_mute": CommandSpec(payloads.RequestMute, moderation.request_mute),
     "remove_participant": CommandSpec(payloads.RemoveParticipant, moderation.remove_participant),
     "end_session": CommandSpec(payloads.EndSession, moderation.end_session),
+    "mute_all": CommandSpec(payloads.MuteAll, moderation.mute_all),
+    "rename_participant": CommandSpec(payloads.RenameParticipant, moderation.rename_participant),
+    "pin": CommandSpec(payloads.Pin, floor_control.pin),
+    "admit": CommandSpec(payloads.Admit, lobby.admit),
+    "start_screen_share": CommandSpec(payloads.StartScreenShare, screen_share.start),
+    "stop_screen_share": CommandSpec(payloads.StopScreenShare, screen_share.stop),
+    "deny": CommandSpec(payloads.Deny, lobby.deny),
+    "move_in_queue": CommandSpec(payloads.MoveInQueue, floor_control.move_in_queue),
+    "extend_floor": CommandSpec(payloads.ExtendFloor, floor_control.extend_floor),
     "chat": CommandSpec(payloads.Chat, moderation.chat),
     "media_state": CommandSpec(payloads.MediaState, moderation.media_state),
     "start_recording": CommandSpec(payloads.StartRecording, recording_control.start_recording),

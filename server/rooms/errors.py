@@ -52,3 +52,9 @@ class PayloadTooLarge(RoomError):
     """The request or message exceeds its size limit."""
 
     status = 413
+
+
+class RateLimited(RoomError):
+    """Too many requests from this client; try again shortly."""
+
+    status = 429

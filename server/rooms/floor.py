@@ -8,7 +8,7 @@ again when another writer wins a race.
 from __future__ import annotations
 
 from server.rooms.errors import Conflict, InvalidRequest
-from server.rooms.models import FloorGrant, LiveState
+from server.rooms.models import FloorGrant, LiveState, ScreenShare
 
 #: Bound on the speaking queue; larger rooms wait for the host to work through it.
 MAX_QUEUE_LENGTH = 500
@@ -45,14 +45,42 @@ def grant(
     _require_open(state)
     deadline = now + time_limit_seconds * 1000.0 if time_limit_seconds else None
     floor = FloorGrant(identity=identity, grant_id=grant_id, granted_at=now, deadline=deadline)
-    return state.model_copy(
-        update={"floor": floor, "queue": [q for q in state.queue if q != identity]}
+    return _screen_follows_floor(
+        state.model_copy(
+            update={"floor": floor, "queue": [q for q in state.queue if q != identity]}
+        )
     )
 
 
 def revoke(state: LiveState) -> LiveState:
     """Take the floor back; the host's venue is shown again."""
-    return state.model_copy(update={"floor": None})
+    return _screen_follows_floor(state.model_copy(update={"floor": None}))
+
+
+def _screen_follows_floor(state: LiveState) -> LiveState:
+    """A member's screen share ends with their turn (a host's does not)."""
+    screen = state.screen
+    if screen is None or screen.by_host:
+        return state
+    if state.floor is not None and state.floor.identity == screen.identity:
+        return state
+    return state.model_copy(update={"screen": None})
+
+
+def share_screen(state: LiveState, share: ScreenShare) -> LiveState:
+    """Show `share` in everyone's spotlight: the host, or the floor holder, during their turn."""
+    _require_open(state)
+    if state.screen is not None and state.screen.identity != share.identity:
+        raise Conflict("screen_busy", "someone else is sharing a screen; it must stop first")
+    holds_floor = state.floor is not None and state.floor.identity == share.identity
+    if not share.by_host and not holds_floor:
+        raise Conflict("not_floor_holder", "only the host or the floor holder may share a screen")
+    return state.model_copy(update={"screen": share})
+
+
+def stop_screen(state: LiveState) -> LiveState:
+    """Nobody shares a screen any more."""
+    return state.model_copy(update={"screen": None})
 
 
 def next_in_queue(state: LiveState, present: set[str]) -> str:
@@ -72,11 +100,42 @@ def expire(state: LiveState, grant_id: str) -> LiveState:
 
 
 def forget(state: LiveState, identity: str) -> LiveState:
-    """Remove every trace of a participant who left or was removed (queue, floor)."""
+    """Remove every trace of a participant who left or was removed (queue, floor, pin)."""
     updated = lower_hand(state, identity)
     if updated.floor is not None and updated.floor.identity == identity:
         updated = revoke(updated)
+    if updated.pinned == identity:
+        updated = updated.model_copy(update={"pinned": None})
+    if updated.screen is not None and updated.screen.identity == identity:
+        updated = stop_screen(updated)
     return updated
+
+
+def move_in_queue(state: LiveState, identity: str, position: int) -> LiveState:
+    """Move a queued identity to `position` (0 is next; beyond the end is last)."""
+    _require_open(state)
+    if identity not in state.queue:
+        raise Conflict("not_in_queue", f"{identity!r} is not waiting for the floor")
+    rest = [q for q in state.queue if q != identity]
+    target = min(position, len(rest))
+    return state.model_copy(update={"queue": [*rest[:target], identity, *rest[target:]]})
+
+
+def extend(state: LiveState, seconds: int) -> LiveState:
+    """Give the current speaker `seconds` more (a timed floor only)."""
+    _require_open(state)
+    if state.floor is None:
+        raise Conflict("no_floor", "nobody has the floor")
+    if state.floor.deadline is None:
+        raise Conflict("floor_untimed", "the floor has no time limit to extend")
+    longer = state.floor.model_copy(update={"deadline": state.floor.deadline + seconds * 1000.0})
+    return state.model_copy(update={"floor": longer})
+
+
+def pin(state: LiveState, identity: str | None) -> LiveState:
+    """Put `identity` in everyone's spotlight (over the floor holder); None unpins."""
+    _require_open(state)
+    return state.model_copy(update={"pinned": identity})
 
 
 def set_agenda_index(state: LiveState, index: int | None, agenda_length: int) -> LiveState:
@@ -108,4 +167,13 @@ def go_live(state: LiveState) -> LiveState:
 def end(state: LiveState) -> LiveState:
     """End the session for everyone."""
     _require_open(state)
-    return state.model_copy(update={"status": "ended", "floor": None, "queue": [], "locked": True})
+    return state.model_copy(
+        update={
+            "status": "ended",
+            "floor": None,
+            "queue": [],
+            "locked": True,
+            "pinned": None,
+            "screen": None,
+        }
+    )

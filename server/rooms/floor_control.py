@@ -13,7 +13,7 @@ from server.rooms import acks, floor, payloads
 from server.rooms.errors import Conflict, Forbidden
 from server.rooms.membership import who
 from server.rooms.models import Participant, Role
-from server.rooms.owned_room import OwnedRoom, now_ms, require_host
+from server.rooms.owned_room import OwnedRoom, now_ms, require_moderator
 
 
 async def raise_hand(room: OwnedRoom, actor: Participant, _: payloads.RaiseHand) -> acks.Ack:
@@ -29,8 +29,8 @@ async def raise_hand(room: OwnedRoom, actor: Participant, _: payloads.RaiseHand)
 async def lower_hand(room: OwnedRoom, actor: Participant, req: payloads.LowerHand) -> acks.Ack:
     """Withdraw one's own request; the host may withdraw anyone's (skip)."""
     target = req.identity or actor.identity
-    if target != actor.identity and actor.role is not Role.HOST:
-        raise Forbidden("host_only", "only the host can lower someone else's hand")
+    if target != actor.identity and not actor.role.moderates:
+        raise Forbidden("host_only", "only the host or a co-host can lower someone else's hand")
     state, changed = await room.change_live(lambda s: floor.lower_hand(s, target))
     if changed:
         await room.timeline("hand_lowered", {"identity": target, "by": actor.identity})
@@ -39,7 +39,7 @@ async def lower_hand(room: OwnedRoom, actor: Participant, req: payloads.LowerHan
 
 async def grant_floor(room: OwnedRoom, actor: Participant, req: payloads.GrantFloor) -> acks.Ack:
     """Give the floor to a present participant who may publish."""
-    require_host(actor)
+    require_moderator(actor)
     target = room.present(req.identity)
     if target.role is Role.OBSERVER:
         raise Conflict("cannot_speak", "an observer cannot be given the floor")
@@ -48,7 +48,7 @@ async def grant_floor(room: OwnedRoom, actor: Participant, req: payloads.GrantFl
 
 async def next_speaker(room: OwnedRoom, actor: Participant, req: payloads.NextSpeaker) -> acks.Ack:
     """Give the floor to the first present participant in the queue."""
-    require_host(actor)
+    require_moderator(actor)
     identity = floor.next_in_queue(room.live, set(room.participants))
     return await _grant(room, actor, room.participants[identity], req.time_limit_seconds)
 
@@ -71,8 +71,8 @@ async def revoke_floor(room: OwnedRoom, actor: Participant, _: payloads.RevokeFl
     """Take the floor back (the host), or give it back (its holder)."""
     grant = room.live.floor
     holder = grant.identity if grant else None
-    if actor.role is not Role.HOST and holder != actor.identity:
-        raise Forbidden("host_only", "only the host or the speaker can end the speaker's turn")
+    if not actor.role.moderates and holder != actor.identity:
+        raise Forbidden("host_only", "only a host or the speaker can end the speaker's turn")
     if grant is None:
         raise Conflict("no_floor", "nobody has the floor")
     state, changed = await room.change_live(lambda s: floor.expire(s, grant.grant_id))
@@ -100,7 +100,7 @@ async def advance_agenda(
     room: OwnedRoom, actor: Participant, req: payloads.AdvanceAgenda
 ) -> acks.Ack:
     """Move to the next agenda item, or to a given one."""
-    require_host(actor)
+    require_moderator(actor)
     agenda = room.room.agenda
     state, changed = await room.change_live(
         lambda s: floor.set_agenda_index(s, req.index, len(agenda))
@@ -113,8 +113,61 @@ async def advance_agenda(
 
 async def set_lock(room: OwnedRoom, actor: Participant, req: payloads.SetLock) -> acks.Ack:
     """Lock the session against newcomers (those admitted before may still rejoin)."""
-    require_host(actor)
+    require_moderator(actor)
     state, changed = await room.change_live(lambda s: floor.set_locked(s, req.locked))
     if changed:
         await room.timeline("locked" if req.locked else "unlocked", {"by": actor.identity})
+    return acks.ok(live=state)
+
+
+async def move_in_queue(room: OwnedRoom, actor: Participant, req: payloads.MoveInQueue) -> acks.Ack:
+    """Move a raised hand up or down the queue (kept in the live state, so a reload keeps it)."""
+    require_moderator(actor)
+    state, changed = await room.change_live(
+        lambda s: floor.move_in_queue(s, req.identity, req.position)
+    )
+    if changed:
+        await room.timeline(
+            "queue_reordered",
+            {
+                "identity": req.identity,
+                "position": state.queue.index(req.identity),
+                "by": actor.identity,
+            },
+        )
+    return acks.ok(live=state)
+
+
+async def extend_floor(room: OwnedRoom, actor: Participant, req: payloads.ExtendFloor) -> acks.Ack:
+    """Give the speaker more time; the floor timer follows the new deadline."""
+    require_moderator(actor)
+    state, _ = await room.change_live(lambda s: floor.extend(s, req.seconds))
+    grant = state.floor
+    assert grant is not None  # floor.extend refuses an empty floor
+    await room.timeline(
+        "floor_extended",
+        {
+            "identity": grant.identity,
+            "seconds": req.seconds,
+            "deadline": grant.deadline,
+            "by": actor.identity,
+        },
+    )
+    return acks.ok(live=state)
+
+
+async def pin(room: OwnedRoom, actor: Participant, req: payloads.Pin) -> acks.Ack:
+    """Put a participant's venue in everyone's spotlight, or give the stage back (null)."""
+    require_moderator(actor)
+    target = room.present(req.identity) if req.identity is not None else None
+    if target is not None and target.role is Role.OBSERVER:
+        raise Conflict("cannot_speak", "an observer publishes nothing to show")
+    state, changed = await room.change_live(
+        lambda s: floor.pin(s, target.identity if target else None)
+    )
+    if changed:
+        if target is not None:
+            await room.timeline("pinned", {**who(target), "by": actor.identity})
+        else:
+            await room.timeline("unpinned", {"by": actor.identity})
     return acks.ok(live=state)

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 
 from server.ratelimit import BucketMap, TokenBucket
 
+#: A host's room-wide actions, which share one budget.
+MODERATION_EVENTS = frozenset(
+    {"mute_all", "pin", "move_in_queue", "extend_floor", "rename_participant", "admit", "deny"}
+)
+
 
 @dataclass(frozen=True)
 class LimitSettings:
@@ -36,6 +41,10 @@ class LimitSettings:
     #: Chat messages of the whole room: a readable chat, and a timeline chat cannot flood.
     room_chat_rate: float = 10.0
     room_chat_burst: float = 30.0
+    #: A host's or co-host's room-wide actions (mute all, pin, reorder, extend, rename,
+    #: admit, deny): each reaches everyone and writes the timeline.
+    moderation_rate: float = 2.0
+    moderation_burst: float = 10.0
     #: Joins of one identity (each writes `joined` and `left` to the timeline).
     join_rate: float = 0.5
     join_burst: float = 10.0
@@ -51,12 +60,14 @@ class IdentityLimits:
         media_state: BucketMap[str] = BucketMap(
             settings.media_state_rate, settings.media_state_burst
         )
+        moderation: BucketMap[str] = BucketMap(settings.moderation_rate, settings.moderation_burst)
         #: The events that reach everyone, each with the budget it draws on too.
         self._by_event: dict[str, BucketMap[str]] = {
             "chat": chat,
             "raise_hand": hands,
             "lower_hand": hands,
             "media_state": media_state,
+            **{event: moderation for event in MODERATION_EVENTS},
         }
         self._joins: BucketMap[str] = BucketMap(settings.join_rate, settings.join_burst)
         self._room_chat = TokenBucket(settings.room_chat_rate, settings.room_chat_burst)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from server.rooms import acks, floor, recording_control
-from server.rooms.admission import check_admission, check_token_room
+from server.rooms import acks, floor, lobby, recording_control
+from server.rooms.admission import check_admission, check_not_excluded, check_token_room, must_wait
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom
@@ -24,12 +24,7 @@ logger = logging.getLogger(__name__)
 
 def who(participant: Invitee) -> dict[str, object]:
     """How the timeline names a participant."""
-    return {
-        "identity": participant.identity,
-        "name": participant.name,
-        "venue": participant.venue,
-        "role": participant.role.value,
-    }
+    return lobby.who(participant)
 
 
 def _admit(room: OwnedRoom, caller: Caller) -> None:
@@ -51,21 +46,37 @@ async def join(
     check_token_room(room.room, incarnation, caller)
     if not room.limits.allow_join(caller.identity):
         raise Conflict("rate_limited", "joining too often; wait a moment")
+    state = room.state
+    check_not_excluded(state.live, caller, state.banned)
+    if caller.identity not in state.participants and must_wait(
+        room.room, state.live, caller, admitted=state.admitted
+    ):
+        return await lobby.wait(room, caller)
     _admit(room, caller)
+    # Let in (admitted, or the lobby was switched off): no longer waiting.
+    if state.lobby.pop(caller.identity, None) is not None:
+        room.touch()
+        await lobby.tell_moderators(room)
     previous = room.participants.get(caller.identity)
     if previous is not None and previous.session != caller.session:
         await room.send(previous, "replaced", Replaced(reason="joined elsewhere"))
         await room.close_connection(previous, "replaced")
-    participant = Participant(
-        **caller.model_dump(exclude={"session", "node"}),
-        session=caller.session,
-        node=caller.node,
-        joined_at=time.time(),
-    )
+    participant = _participant(room, caller)
     await _add(room, participant)
     await room.timeline("joined", who(participant))
     room.roster = roster
     return acks.ok(snapshot=room.snapshot(participant))
+
+
+def _participant(room: OwnedRoom, caller: Caller) -> Participant:
+    """The caller as a participant, under the name a host gave them if one did."""
+    return Participant(
+        **caller.model_dump(exclude={"session", "node", "name"}),
+        name=room.state.renamed.get(caller.identity, caller.name),
+        session=caller.session,
+        node=caller.node,
+        joined_at=time.time(),
+    )
 
 
 async def _add(room: OwnedRoom, participant: Participant) -> None:
@@ -105,10 +116,13 @@ async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> Non
 
 
 async def leave(room: OwnedRoom, identity: str, session: str, reason: LeaveReason) -> acks.Ack:
-    """A connection left or closed; forget the participant unless a newer one replaced it."""
+    """A connection left or closed (or stopped waiting in the lobby); forget the participant
+    unless a newer one replaced it."""
     participant = room.participants.get(identity)
     if participant is not None and participant.session == session:
         await forget(room, participant, reason)
+    else:
+        await lobby.forget(room, identity, session)
     return acks.ok()
 
 
@@ -117,6 +131,7 @@ async def nodes_gone(room: OwnedRoom, nodes: frozenset[str]) -> None:
     for participant in list(room.participants.values()):
         if participant.node in nodes:
             await forget(room, participant, "connection_lost")
+    await lobby.forget_nodes(room, set(nodes))
 
 
 async def reconcile(
@@ -135,6 +150,8 @@ async def reconcile(
     for participant in list(room.participants.values()):
         if participant.node == node and participant.session not in listed:
             await forget(room, participant, "connection_lost")
+    # `joining` also names the node's sockets waiting in the lobby.
+    await lobby.forget_nodes(room, {node}, keep=set(listed))
     readmitted: set[str] = set()
     for caller in sessions:
         known = room.participants.get(caller.identity)
@@ -152,13 +169,7 @@ async def reconcile(
             await room.send(target, "removed", Removed(reason=exc.message, by="server"))
             await room.close_connection(target, exc.code)
             continue
-        participant = Participant(
-            **caller.model_dump(exclude={"session", "node"}),
-            session=caller.session,
-            node=caller.node,
-            joined_at=time.time(),
-        )
-        await _add(room, participant)
+        await _add(room, _participant(room, caller))
         readmitted.add(caller.session)
     await resync(room, [SessionRef(c.node, c.session) for c in sessions], readmitted)
     return acks.ok()

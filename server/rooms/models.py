@@ -64,6 +64,9 @@ class Role(enum.StrEnum):
 
     #: Runs the session: floor, agenda, mute/remove, lock, recording, end.
     HOST = "host"
+    #: Helps the host from any venue: runs the queue, admits from the lobby, mutes, pins,
+    #: renames, removes others; cannot end the session, record, or remove a host.
+    COHOST = "cohost"
     #: Publishes, asks for the floor, chats.
     MEMBER = "member"
     #: Publishes only while holding the floor; may ask for it and chat.
@@ -74,7 +77,12 @@ class Role(enum.StrEnum):
     @property
     def can_request_floor(self) -> bool:
         """Whether this role may raise a hand."""
-        return self in (Role.MEMBER, Role.GUEST)
+        return self in (Role.MEMBER, Role.GUEST, Role.COHOST)
+
+    @property
+    def moderates(self) -> bool:
+        """Whether this role runs the session's floor, lobby and moderation (host, co-host)."""
+        return self in (Role.HOST, Role.COHOST)
 
     @property
     def can_chat(self) -> bool:
@@ -109,7 +117,9 @@ class AgendaItem(Strict):
     """One item of the agenda, with the speakers planned for it."""
 
     title: Title
-    planned_speakers: list[Identity] = Field(default_factory=list, max_length=50)
+    #: Who is planned to speak: identities of invitees, or simply names (the organizer need
+    #: not have invited anyone yet); clients show an invitee's name for an identity.
+    planned_speakers: list[DisplayName] = Field(default_factory=list, max_length=50)
     duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
 
 
@@ -125,6 +135,9 @@ class RoomSpec(Strict):
     agenda: list[AgendaItem] = Field(default_factory=list, max_length=100)
     #: Start recording as soon as the session goes live (its first participant joins).
     auto_record: bool = False
+    #: Newcomers wait in a lobby until a host or co-host admits them (a locked session
+    #: puts them there too); hosts, co-hosts and those admitted before go straight in.
+    lobby: bool = False
 
     @model_validator(mode="after")
     def _check_venues(self) -> RoomSpec:
@@ -167,6 +180,16 @@ class Invitee(Strict):
     venue: Slug
 
 
+class Invitation(Strict):
+    """The last join link issued to an invitee, kept so organizers can show it again."""
+
+    identity: Identity
+    url: Annotated[str, StringConstraints(max_length=4096)]
+    #: Seconds since the epoch.
+    expires_at: int
+    issued_at: int
+
+
 class Caller(Invitee):
     """Who sends an event: the verified token's invitee and the connection it came on."""
 
@@ -186,6 +209,20 @@ class Participant(Invitee):
     video_muted: bool = False
 
 
+class LobbyEntry(Invitee):
+    """Someone waiting in the lobby, as hosts see them."""
+
+    #: When they started waiting (ms since the epoch).
+    since: float
+
+
+class Waiting(LobbyEntry):
+    """A lobby entry with the connection that waits (the owner's record)."""
+
+    session: Annotated[str, StringConstraints(max_length=64)]
+    node: Annotated[str, StringConstraints(max_length=64)]
+
+
 class FloorGrant(Strict):
     """Who holds the floor, since when, and until when if time-limited."""
 
@@ -194,6 +231,17 @@ class FloorGrant(Strict):
     grant_id: Annotated[str, StringConstraints(max_length=32)]
     granted_at: float
     deadline: float | None = None
+
+
+class ScreenShare(Strict):
+    """Someone shows their screen (a third track) in everyone's spotlight."""
+
+    identity: Identity
+    #: The publisher's track that carries the screen (its msid track id in subscriber SDP).
+    track: Annotated[str, StringConstraints(max_length=128)]
+    #: A host's share outlives the floor; anyone else's ends with their turn.
+    by_host: bool = False
+    started_at: float
 
 
 SessionStatus = Literal["scheduled", "live", "ended"]
@@ -210,6 +258,10 @@ class LiveState(Strict):
     agenda_index: int = 0
     locked: bool = False
     recording: bool = False
+    #: Who a host pinned into everyone's spotlight (over the floor holder); None: nobody.
+    pinned: Identity | None = None
+    #: A screen shown in everyone's spotlight (over everything else); None: nobody shares.
+    screen: ScreenShare | None = None
     #: Bumped on every change, so clients can drop stale updates.
     version: int = 0
 
@@ -248,6 +300,8 @@ class Snapshot(Strict):
     nodes: list[NodeRef] = Field(default_factory=list, max_length=256)
     #: Whose voice is loudest now (later changes come as `active_speaker` events).
     active_speaker: Annotated[str, StringConstraints(max_length=64)] | None = None
+    #: Who waits in the lobby (for hosts and co-hosts; empty for everyone else).
+    lobby: list[LobbyEntry] = Field(default_factory=list)
 
 
 class PersistedRoom(Strict):
@@ -265,6 +319,10 @@ class PersistedRoom(Strict):
     banned: list[Identity] = Field(default_factory=list)
     #: Identities that joined once (a locked session still lets them back).
     admitted: list[Identity] = Field(default_factory=list)
+    #: Display names a host changed, by identity (kept when they rejoin).
+    renamed: dict[Identity, DisplayName] = Field(default_factory=dict)
+    #: Who waits in the lobby, with their connection.
+    lobby: list[Waiting] = Field(default_factory=list)
     #: The recording in progress, to be resumed by a successor.
     recording_id: Annotated[str, StringConstraints(max_length=128)] | None = None
     written_at: float = 0.0

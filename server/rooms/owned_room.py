@@ -24,6 +24,7 @@ from server.rooms.models import (
     Caller,
     Invitee,
     LiveState,
+    LobbyEntry,
     NodeRef,
     Participant,
     PersistedRoom,
@@ -80,6 +81,12 @@ def require_host(actor: Participant) -> None:
         raise Forbidden("host_only", "only the host can do this")
 
 
+def require_moderator(actor: Participant) -> None:
+    """Refuse anyone but the host and co-hosts (the floor, the lobby, moderation)."""
+    if not actor.role.moderates:
+        raise Forbidden("host_only", "only the host or a co-host can do this")
+
+
 def _now() -> float:
     return asyncio.get_running_loop().time()
 
@@ -122,7 +129,8 @@ class OwnedRoom:
         #: Who was invited (read at each join; tokens are issued on any node).
         self.roster: list[Invitee] = []
         self._floor_timer: asyncio.TimerHandle | None = None
-        self._floor_timer_grant: str | None = None
+        #: The grant and deadline the timer is set for (an extension moves the deadline).
+        self._floor_timer_grant: tuple[str, float] | None = None
         self._later: list[asyncio.TimerHandle] = []
 
     # --- reading ------------------------------------------------------------------------
@@ -180,7 +188,15 @@ class OwnedRoom:
             owner=self.node,
             nodes=self._live_nodes(),
             active_speaker=self.media.active_speaker,
+            lobby=self.lobby_entries() if you.role.moderates else [],
         )
+
+    def lobby_entries(self) -> list[LobbyEntry]:
+        """Who waits in the lobby, as hosts see them (without their connections)."""
+        return [
+            LobbyEntry.model_validate(w.model_dump(exclude={"session", "node"}))
+            for w in self.state.lobby.values()
+        ]
 
     def persisted(self) -> PersistedRoom:
         """The state to write behind, naming this node as its owner."""
@@ -189,6 +205,10 @@ class OwnedRoom:
     def participant_nodes(self) -> frozenset[str]:
         """The nodes holding the participants' sockets."""
         return frozenset(p.node for p in self.state.participants.values())
+
+    def moderators(self) -> list[Participant]:
+        """The hosts and co-hosts in the session now."""
+        return [p for p in self.state.participants.values() if p.role.moderates]
 
     # --- effects --------------------------------------------------------------------------
 
@@ -233,23 +253,35 @@ class OwnedRoom:
         updated = proposed.model_copy(update={"version": current.version + 1})
         self.state.live = updated
         self.touch()
-        self.media.set_floor(updated.floor.identity if updated.floor else None)
+        self.media.set_floor(
+            updated.floor.identity if updated.floor else None,
+            updated.pinned,
+            updated.screen.identity if updated.screen else None,
+        )
         self._schedule_floor_expiry()
         await self.broadcast("live_state", updated)
+        if current.screen is not None and updated.screen is None:
+            # However it ended (stopped, the turn ended, the sharer left): the archive's
+            # chapters need to know.
+            await self.timeline("screen_share_stopped", {"identity": current.screen.identity})
         return updated, True
 
     # --- the floor timer -----------------------------------------------------------------
 
     def _schedule_floor_expiry(self) -> None:
         grant = self.state.live.floor
-        grant_id = grant.grant_id if grant is not None and grant.deadline is not None else None
-        if grant_id == self._floor_timer_grant:
+        timed = (
+            (grant.grant_id, grant.deadline)
+            if grant is not None and grant.deadline is not None
+            else None
+        )
+        if timed == self._floor_timer_grant:
             return
         self._cancel_floor_timer()
         if grant is None or grant.deadline is None:
             return
         delay = max(0.0, (grant.deadline - now_ms()) / 1000.0)
-        self._floor_timer_grant = grant.grant_id
+        self._floor_timer_grant = timed
         self._floor_timer = asyncio.get_running_loop().call_later(
             delay, self._post, ExpireFloor(grant.grant_id)
         )
@@ -261,7 +293,7 @@ class OwnedRoom:
 
     def floor_timer_fired(self, grant_id: str) -> None:
         """The timer for `grant_id` ran; forget it (a new one is set on the next change)."""
-        if self._floor_timer_grant == grant_id:
+        if self._floor_timer_grant is not None and self._floor_timer_grant[0] == grant_id:
             self._floor_timer = None
             self._floor_timer_grant = None
 

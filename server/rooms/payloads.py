@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from server.rooms.models import Identity, Strict
+from server.rooms.models import DisplayName, Identity, Strict
 
 #: Largest SDP accepted (the media layer enforces its own limit as well).
 MAX_SDP_BYTES = 64 * 1024
@@ -91,6 +91,62 @@ class RemoveParticipant(Payload):
 
     identity: Identity
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+
+
+class MuteAll(Payload):
+    """Host or co-host: ask everyone to mute their microphone, except the floor holder."""
+
+
+class Pin(Payload):
+    """Host or co-host: put a participant (their venue) in everyone's spotlight; null unpins."""
+
+    identity: Identity | None
+
+
+class MoveInQueue(Payload):
+    """Host or co-host: move a raised hand to `position` in the queue (0 is next)."""
+
+    identity: Identity
+    position: Annotated[int, Field(ge=0, le=499)]
+
+
+class ExtendFloor(Payload):
+    """Host or co-host: give the speaker more time on a timed floor."""
+
+    seconds: Annotated[int, Field(ge=1, le=1800)]
+
+
+class RenameParticipant(Payload):
+    """Host or co-host: change how a participant's name is shown, for everyone."""
+
+    identity: Identity
+    name: DisplayName
+
+
+#: Up to 50 people per `admit`/`deny` (what fits the 4 KiB control payload limit); clients
+#: send a long lobby in several.
+LobbyIdentities = Annotated[list[Identity], Field(min_length=1, max_length=50)]
+
+
+class Admit(Payload):
+    """Host or co-host: let these people in from the lobby."""
+
+    identities: LobbyIdentities
+
+
+class Deny(Payload):
+    """Host or co-host: turn these people away from the lobby (their connections close)."""
+
+    identities: LobbyIdentities
+
+
+class StartScreenShare(Payload):
+    """The host, or the floor holder: show the video track just added to the publish
+    connection (a screen or window) in everyone's spotlight."""
+
+
+class StopScreenShare(Payload):
+    """The one sharing, or a host or co-host: stop showing the shared screen."""
 
 
 class EndSession(Payload):

@@ -50,10 +50,23 @@ def subscriber_tracks(sdp: str) -> list[dict[str, str]]:
     for section in re.split(r"\r?\n(?=m=)", sdp)[1:]:
         kind = section[2:].split(" ", 1)[0]
         mid = re.search(r"^a=mid:(\S+)", section, re.MULTILINE)
-        msid = re.search(r"^a=msid:(\S+) ", section, re.MULTILINE)
+        msid = re.search(r"^a=msid:(\S+) (\S+)", section, re.MULTILINE)
         if mid and msid and not re.search(r"^a=inactive", section, re.MULTILINE):
-            tracks.append({"mid": mid.group(1), "identity": msid.group(1), "kind": kind})
+            tracks.append(
+                {
+                    "mid": mid.group(1),
+                    "identity": msid.group(1),
+                    "kind": kind,
+                    "track": msid.group(2),
+                }
+            )
     return tracks
+
+
+def _track_number(track_id: str) -> int:
+    """Track ids end in a number the media layer counts up (`<identity>-<kind>-<n>`)."""
+    tail = track_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 class RoomMedia:
@@ -68,6 +81,9 @@ class RoomMedia:
         #: identity => (role, session) of participants with media here.
         self._members: dict[str, tuple[Role, str]] = {}
         self._floor: str | None = None
+        #: Who a host pinned into the spotlight, or who shares a screen: their video
+        #: reaches everyone too.
+        self._spotlight: frozenset[str] = frozenset()
         self._closed = False
 
     @property
@@ -127,11 +143,24 @@ class RoomMedia:
         if room is not None:
             await room.close()
 
-    def set_floor(self, identity: str | None) -> None:
-        """The floor holder's video, like the host's, reaches everyone."""
-        if self._floor != identity:
+    def set_floor(self, identity: str | None, *featured: str | None) -> None:
+        """The floor holder's video and that of the featured (pinned, sharing a screen),
+        like the host's, reach everyone."""
+        spotlight = frozenset(f for f in featured if f is not None)
+        if (self._floor, self._spotlight) != (identity, spotlight):
             self._floor = identity
+            self._spotlight = spotlight
             self._update_pins()
+
+    def newest_video_track(self, identity: str) -> str | None:
+        """The video track `identity` published last (a screen added beside the camera)."""
+        room = self.media_room
+        if room is None:
+            return None
+        ids = [
+            t.track_id for t in room.tracks() if t.participant_id == identity and t.kind == "video"
+        ]
+        return max(ids, key=_track_number, default=None)
 
     def _update_pins(self) -> None:
         room = self.media_room
@@ -140,6 +169,7 @@ class RoomMedia:
         pinned = {identity for identity, (role, _) in self._members.items() if role is Role.HOST}
         if self._floor is not None:
             pinned.add(self._floor)
+        pinned |= self._spotlight
         room.set_pinned(pinned)
 
     async def publish(self, identity: str, session: str, offer_sdp: str) -> str:

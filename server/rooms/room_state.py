@@ -17,6 +17,7 @@ from server.rooms.models import (
     PersistedRoom,
     Room,
     TimelineEntry,
+    Waiting,
 )
 
 #: Timeline entries kept in memory for join snapshots.
@@ -59,6 +60,10 @@ class RoomState:
     participants: dict[str, Participant] = field(default_factory=dict)
     banned: set[str] = field(default_factory=set)
     admitted: set[str] = field(default_factory=set)
+    #: Display names a host changed, by identity.
+    renamed: dict[str, str] = field(default_factory=dict)
+    #: Who waits in the lobby, by identity, in arrival order.
+    lobby: dict[str, Waiting] = field(default_factory=dict)
     #: The last timeline entries (the full timeline is the Redis stream).
     timeline: deque[TimelineEntry] = field(
         default_factory=lambda: deque(maxlen=SNAPSHOT_TIMELINE_LENGTH)
@@ -79,6 +84,8 @@ class RoomState:
             participants=list(self.participants.values()),
             banned=sorted(self.banned),
             admitted=sorted(self.admitted),
+            renamed=dict(self.renamed),
+            lobby=list(self.lobby.values()),
             recording_id=self.recording_id,
             written_at=time.time(),
         )
@@ -97,6 +104,8 @@ class RoomState:
             participants={p.identity: p for p in persisted.participants},
             banned=set(persisted.banned),
             admitted=set(persisted.admitted),
+            renamed=dict(persisted.renamed),
+            lobby={w.identity: w for w in persisted.lobby},
             timeline=tail,
             seq=persisted.seq,
             recording_id=persisted.recording_id,

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from server.rooms.models import Identity, NodeRef, Snapshot, Strict
+from server.rooms.models import Identity, LobbyEntry, NodeRef, Snapshot, Strict
 
 #: Why someone is no longer in the session.
 LeaveReason = Literal["left", "connection_lost", "removed"]
@@ -71,6 +71,8 @@ class TrackRef(Strict):
     mid: str
     identity: str
     kind: str
+    #: The publisher's track id (`live.screen.track` names a shared screen's).
+    track: str = ""
 
 
 class SubscriberOfferEvent(Strict):
@@ -117,3 +119,22 @@ class Reconnect(Strict):
 
     reason: Literal["drain"]
     nodes: list[NodeRef] = Field(default_factory=list)
+
+
+class Lobby(Strict):
+    """`lobby`: to hosts and co-hosts, who waits in the lobby now (sent on every change)."""
+
+    waiting: list[LobbyEntry]
+
+
+class Admitted(Strict):
+    """`admitted`: to a connection waiting in the lobby; send `join` again to enter."""
+
+    by: str
+
+
+class LobbyClosed(Strict):
+    """`lobby_closed`: to a connection waiting in the lobby, which closes next."""
+
+    reason: Literal["denied", "timeout", "session_ended", "replaced"]
+    by: str | None = None

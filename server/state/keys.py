@@ -56,6 +56,12 @@ def room_roster(room_id: str) -> str:
     return f"{PREFIX}:room:{room_id}:roster"
 
 
+def room_invitations(room_id: str) -> str:
+    """hash: identity => JSON Invitation (the last join link issued to them and its expiry),
+    so the organizer page can show the links again after a reload."""
+    return f"{PREFIX}:room:{room_id}:invitations"
+
+
 def room_timeline(room_id: str) -> str:
     """stream: the session's timeline (joined, left, hand, floor, agenda, chat...).
 
@@ -73,6 +79,7 @@ def room_keys(room_id: str) -> list[str]:
         room_lease(room_id),
         room_snapshot(room_id),
         room_roster(room_id),
+        room_invitations(room_id),
         room_timeline(room_id),
     ]
 

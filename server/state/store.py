@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from server.rooms.models import Invitee, PersistedRoom, Room, TimelineEntry
+from server.rooms.models import Invitation, Invitee, PersistedRoom, Room, TimelineEntry
 from server.state import keys
 from server.state.nodes import NodeInfo
 
@@ -90,9 +90,42 @@ class RedisStore:
 
     # --- roster ------------------------------------------------------------------
 
-    async def add_invitee(self, room_id: str, invitee: Invitee) -> None:
-        """Remember who was invited (a token was issued), for the roster."""
-        await self._redis.hset(keys.room_roster(room_id), invitee.identity, _dump(invitee))
+    async def add_invitee(
+        self,
+        room_id: str,
+        invitee: Invitee,
+        invitation: Invitation | None = None,
+        *,
+        replace: bool = False,
+    ) -> Invitee | None:
+        """Remember who was invited (a token was issued), for the roster, and their link.
+
+        An identity already invited with another role or venue is kept as it is and
+        returned (the caller refuses), unless `replace`; one check-and-set, so two
+        organizers issuing at once cannot both win.
+        """
+        clash = await self._redis.eval(
+            _ADD_INVITEE,
+            2,
+            keys.room_roster(room_id),
+            keys.room_invitations(room_id),
+            invitee.identity,
+            _dump(invitee),
+            "1" if replace else "0",
+            _dump(invitation) if invitation is not None else "",
+        )
+        return Invitee.model_validate_json(clash) if clash else None
+
+    async def invitee(self, room_id: str, identity: str) -> Invitee | None:
+        """The roster's entry for one identity, if it was invited."""
+        raw = await self._redis.hget(keys.room_roster(room_id), identity)
+        return Invitee.model_validate_json(raw) if raw else None
+
+    async def invitations(self, room_id: str) -> list[Invitation]:
+        """The last link issued to each invitee, by identity."""
+        raw_map = await self._redis.hgetall(keys.room_invitations(room_id))
+        found = [Invitation.model_validate_json(raw) for raw in raw_map.values()]
+        return sorted(found, key=lambda i: i.identity)
 
     async def roster(self, room_id: str) -> list[Invitee]:
         """Everyone invited to the room, by identity."""
@@ -151,6 +184,25 @@ class RedisStore:
             else:
                 await self._redis.hdel(keys.NODES, node_id)
         return sorted(nodes, key=lambda n: n.id)
+
+
+# Add an invitee unless the identity is invited with another role or venue (then return
+# that invitee's JSON); also keep the link issued, if given.
+_ADD_INVITEE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and ARGV[3] ~= '1' then
+  local was = cjson.decode(current)
+  local now = cjson.decode(ARGV[2])
+  if was.role ~= now.role or was.venue ~= now.venue then
+    return current
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+end
+return false
+"""
 
 
 def timeline_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> TimelineEntry:

@@ -10,10 +10,12 @@ import { MediaClient } from "./media.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
-import { Banner, Toasts, confirmDialog } from "./notify.js";
+import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 
 const STATS_INTERVAL_MS = 2000;
 const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
+/** Identities per `admit`/`deny` event (the server takes at most 50). */
+const LOBBY_BATCH = 50;
 
 const token = new URLSearchParams(location.search).get("token");
 const claims = token ? decodeJwtPayload(token) : null;
@@ -21,6 +23,7 @@ const prefs = {
   autoUnmute: loadFlag("yitang.autoUnmute", true),
   enterMicMuted: loadFlag("yitang.enterMicMuted", claims?.role !== "host"),
   enterCamOff: loadFlag("yitang.enterCamOff", false),
+  handSound: loadFlag("yitang.handSound", true),
 };
 
 const banner = new Banner(document.getElementById("banner"));
@@ -44,15 +47,58 @@ function setConnStatus(state) {
 let preview = null;
 let previewReady = Promise.resolve(null);
 
-function setupPrejoin() {
+/** How long the link check may take before the page goes on without it. */
+const LINK_CHECK_TIMEOUT_MS = 5000;
+/** Codes of a join-link check that mean the link will not work: said at once. */
+const LINK_REFUSALS = new Set(["token_missing", "token_invalid", "token_expired", "token_replaced", "room_not_found", "session_ended", "removed"]);
+
+/**
+ * Ask the server about the link before the device check (POST /api/join/check): the
+ * session's title and state when it is good, the reason when it is not. When the server
+ * cannot answer now, the page goes on and the join itself will tell.
+ */
+async function checkLink() {
+  try {
+    const response = await fetch("/api/join/check", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+      // A server too busy to answer soon does not keep the device check waiting.
+      signal: AbortSignal.timeout(LINK_CHECK_TIMEOUT_MS),
+    });
+    const body = await response.json().catch(() => null);
+    if (response.ok) return { info: body };
+    const error = body?.error || {};
+    if (LINK_REFUSALS.has(error.code)) return { refused: { code: error.code, message: error.message || "" } };
+    if (response.status === 422) return { refused: { code: "token_invalid", message: "" } };
+  } catch {
+    /* unreachable now: go on, the join will say */
+  }
+  return { info: null };
+}
+
+function setupPrejoin(info) {
+  document.getElementById("prejoin-checking").hidden = true;
+  document.getElementById("enter-button").disabled = false;
   const who = document.getElementById("prejoin-who");
+  const session = document.getElementById("prejoin-session");
   const renderWho = () => {
-    who.textContent = claims
-      ? t("prejoin.who", { name: claims.name || claims.sub, role: roleLabel(claims.role) })
-      : "";
+    const name = info?.name || claims?.name || claims?.sub;
+    const role = roleLabel(info?.role || claims?.role);
+    who.textContent = claims ? t("prejoin.who", { name, role }) : "";
+    if (info?.venue_name) who.textContent += ` · ${info.venue_name}`;
+    who.title = who.textContent;
   };
   renderWho();
   onLangChange(renderWho);
+  if (info?.title) {
+    session.textContent = info.title;
+    session.title = info.title;
+    session.hidden = false;
+  }
+  // Everyone is told before entering that the session is being recorded.
+  document.getElementById("prejoin-recording").hidden = !info?.recording;
+  document.getElementById("prejoin-lobby").hidden = !info?.lobby;
   if (claims?.exp && claims.exp * 1000 < Date.now()) {
     const warning = document.getElementById("prejoin-warning");
     warning.dataset.i18n = "prejoin.token_expired_local";
@@ -151,6 +197,8 @@ function enterRoom(stream) {
     try {
       return await conn.call(event, payload);
     } catch (err) {
+      // The session ended (or we left) while waiting: the final screen says it all.
+      if (conn.ended || err.code === "ended") return null;
       toasts.show(errorText(err.code, err.serverMessage), { kind: "error", id: `error-${event}` });
       return null;
     }
@@ -193,6 +241,41 @@ function enterRoom(stream) {
     async sendChat(text) {
       return Boolean(await run("chat", { text }));
     },
+    /** Share a screen (or window), or stop sharing it. */
+    async toggleShare() {
+      if (media.screenTrack) {
+        await media.stopScreen();
+        await run("stop_screen_share");
+        view.schedule();
+        return;
+      }
+      let track;
+      try {
+        const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+        track = stream.getVideoTracks()[0];
+      } catch {
+        return; // the user chose nothing
+      }
+      if (!track) return;
+      // The browser's own "stop sharing" ends it as well.
+      track.addEventListener("ended", () => {
+        if (media.screenTrack === track) actions.toggleShare();
+      });
+      try {
+        await media.shareScreen(track);
+      } catch (err) {
+        await media.stopScreen();
+        toasts.show(t("media.share_failed", { message: errorText(err.code, err.serverMessage) }), { kind: "error", id: "share-failed" });
+        return;
+      }
+      if (!(await run("start_screen_share"))) await media.stopScreen();
+      view.schedule();
+    },
+    floorWarning(floor) {
+      const mine = floor.identity === store.myIdentity;
+      const text = mine ? t("floor.warning_self") : t("floor.warning_host", { name: store.displayName(floor.identity) });
+      toasts.show(text, { kind: "warn", id: "floor-warning", ms: 8000 });
+    },
     async leave() {
       await conn.leave();
       stopEverything();
@@ -225,9 +308,63 @@ function enterRoom(stream) {
         if (ack?.live) store.apply("live_state", ack.live);
       },
       async setRecording(on) {
+        // Everyone will be told they are recorded: the host confirms first.
+        if (on) {
+          const ok = await confirmDialog(dialog, {
+            title: t("host.record_confirm_title"),
+            text: t("host.record_confirm_text"),
+            confirm: t("host.record_start"),
+          });
+          if (!ok) return;
+        }
         if (await run(on ? "start_recording" : "stop_recording")) {
           toasts.show(t(on ? "host.record_started" : "host.record_stopped"));
         }
+      },
+      async muteAll() {
+        const ack = await run("mute_all");
+        if (ack) toasts.show(t("host.muted_all", { n: ack.muted.length }), { id: "muted-all" });
+      },
+      async stopShare() {
+        const ack = await run("stop_screen_share");
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async pin(identity) {
+        const ack = await run("pin", { identity });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async moveInQueue(identity, position) {
+        const ack = await run("move_in_queue", { identity, position });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async extend(seconds) {
+        const ack = await run("extend_floor", { seconds });
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
+      async rename(identity) {
+        const current = store.displayName(identity);
+        const name = await promptDialog(document.getElementById("prompt-dialog"), {
+          title: t("host.rename_title"),
+          text: t("host.rename_text", { name: current }),
+          value: current,
+          confirm: t("people.rename"),
+        });
+        if (name && name !== current) {
+          const ack = await run("rename_participant", { identity, name });
+          if (ack?.participant) store.apply("participant_updated", ack.participant);
+        }
+      },
+      handSound: () => prefs.handSound,
+      setHandSound(value) {
+        prefs.handSound = value;
+        saveFlag("yitang.handSound", value);
+      },
+      // At most 50 per event (the server's limit): a long lobby goes in several.
+      async admit(identities) {
+        for (let i = 0; i < identities.length; i += LOBBY_BATCH) await run("admit", { identities: identities.slice(i, i + LOBBY_BATCH) });
+      },
+      async deny(identities) {
+        for (let i = 0; i < identities.length; i += LOBBY_BATCH) await run("deny", { identities: identities.slice(i, i + LOBBY_BATCH) });
       },
       async requestMute(identity, kind) {
         if (await run("request_mute", { identity, kind })) {
@@ -271,6 +408,25 @@ function enterRoom(stream) {
     input.disabled = false;
     if (sent) input.value = "";
     input.focus();
+  });
+
+  // --- a shared screen ------------------------------------------------------------------------
+  let sharingLive = false; // the session shows my screen
+  store.on("change", (kind) => {
+    if (kind !== "live" && kind !== "snapshot") return;
+    const screen = store.live?.screen || null;
+    media.setScreenTrack(screen && screen.identity !== store.myIdentity ? screen.track : null);
+    const mine = Boolean(screen && screen.identity === store.myIdentity);
+    if (sharingLive && !mine && media.screenTrack) {
+      // A host stopped it, or my turn ended: stop sending it too.
+      media.stopScreen();
+      toasts.show(t("media.share_stopped"), { id: "share-stopped" });
+    }
+    sharingLive = mine;
+  });
+  media.on("screen-lost", () => {
+    if (sharingLive) run("stop_screen_share");
+    view.schedule();
   });
 
   // --- floor changes that concern me -------------------------------------------------------
@@ -321,7 +477,28 @@ function enterRoom(stream) {
     view.schedule();
   });
 
+  // Waiting in the lobby: a page of its own until a host lets us in (no reload needed).
+  conn.on("lobby", () => {
+    document.body.dataset.phase = "lobby";
+    document.getElementById("room").hidden = true;
+    const lobbyWho = document.getElementById("lobby-who");
+    const title = document.getElementById("prejoin-session").textContent;
+    const who = document.getElementById("prejoin-who").textContent;
+    lobbyWho.textContent = title ? `${title} · ${who}` : who;
+    document.getElementById("lobby-wait").hidden = false;
+  });
+  document.getElementById("lobby-leave").addEventListener("click", () => {
+    stopEverything();
+    view.showEnded({ titleKey: "ended.left_title", textKey: "ended.left_text", rejoin: true });
+  });
+
   conn.on("joined", ({ snapshot, rejoin, offsetMs }) => {
+    if (document.body.dataset.phase === "lobby") {
+      document.body.dataset.phase = "room";
+      document.getElementById("lobby-wait").hidden = true;
+      document.getElementById("room").hidden = false;
+      toasts.show(t("lobby.admitted"), { kind: "ok", id: "admitted" });
+    }
     store.reset(snapshot, offsetMs);
     mediaOwner = snapshot.owner ? snapshot.owner.id : null;
     if (rejoin) banner.show("banner.reconnected", "ok", 4000);
@@ -345,6 +522,22 @@ function enterRoom(stream) {
         break;
       case "mute_requested":
         onMuteRequested(payload);
+        break;
+      case "lobby": {
+        const before = new Set(store.lobby.map((w) => w.identity));
+        store.apply(name, payload);
+        const arrived = store.lobby.filter((w) => !before.has(w.identity));
+        if (arrived.length) {
+          toasts.show(t("lobby.arrived", { name: arrived.map((w) => w.name).join(t("list.separator")), n: store.lobby.length }), { kind: "info", id: "lobby-arrived", ms: 8000 });
+          if (prefs.handSound) chime();
+        }
+        break;
+      }
+      case "timeline":
+        store.apply(name, payload);
+        if (payload.type === "hand_raised" && store.isModerator && payload.data?.identity !== store.myIdentity) {
+          onHandRaised(payload);
+        }
         break;
       case "recording_error":
         toasts.show(t("host.record_failed", { error: payload.error || "" }));
@@ -373,6 +566,13 @@ function enterRoom(stream) {
     stopEverything();
     view.showEnded(endingFor(info));
   });
+
+  /** A hand went up: the host and co-hosts hear of it at once, not only on the tab badge. */
+  function onHandRaised(entry) {
+    const name = entry.data?.name || store.displayName(String(entry.data?.identity || ""));
+    toasts.show(t("host.hand_raised", { name }), { kind: "info", id: "hand-raised", ms: 6000 });
+    if (prefs.handSound) chime();
+  }
 
   function onMuteRequested({ kind }) {
     if (kind === "video") media.setVideoEnabled(false);
@@ -464,6 +664,30 @@ function enterRoom(stream) {
   conn.start();
 }
 
+let audioContext = null;
+
+/** A short, soft two-note chime (Web Audio; silent where audio may not play yet). */
+function chime() {
+  try {
+    audioContext = audioContext || new AudioContext();
+    const now = audioContext.currentTime;
+    for (const [i, freq] of [660, 880].entries()) {
+      const osc = audioContext.createOscillator();
+      const gain = audioContext.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + i * 0.15);
+      gain.gain.exponentialRampToValueAtTime(0.15, now + i * 0.15 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + i * 0.15 + 0.3);
+      osc.connect(gain).connect(audioContext.destination);
+      osc.start(now + i * 0.15);
+      osc.stop(now + i * 0.15 + 0.32);
+    }
+    document.body.dataset.chimes = String(Number(document.body.dataset.chimes || 0) + 1);
+  } catch {
+    /* no audio: the notice is enough */
+  }
+}
+
 /** The final screen for a refusal or an ending event. */
 function endingFor(info) {
   const code = info.code;
@@ -476,6 +700,7 @@ function endingFor(info) {
       detail: reason ? () => t("ended.removed_reason", { reason }) : "",
     };
   }
+  if (code === "denied") return { titleKey: "lobby.denied_title", textKey: "lobby.denied_text" };
   if (code === "replaced") return { titleKey: "ended.replaced_title", textKey: "ended.replaced_text", rejoin: true };
   if (code === "session_ended") {
     return { titleKey: "ended.session_title", textKey: payload.reason === "deleted" ? "ended.deleted_text" : "ended.session_text" };
@@ -491,5 +716,12 @@ document.getElementById("rejoin-button").addEventListener("click", () => locatio
 if (!token) {
   showEndedScreen({ titleKey: "ended.refused_title", textKey: null, detail: () => t("prejoin.token_missing") });
 } else {
-  setupPrejoin();
+  checkLink().then(({ info, refused }) => {
+    if (refused) {
+      // Said at once: no device check for a link that cannot work.
+      showEndedScreen(endingFor(refused));
+    } else {
+      setupPrejoin(info);
+    }
+  });
 }

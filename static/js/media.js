@@ -91,6 +91,7 @@ export class MediaError extends Error {
  *   publish({state, error?})         "idle" | "publishing" | "published" | "failed"
  *   connection({pc, state})          a peer connection's connectionState changed
  *   failed(pcName)                   a peer connection failed (the app may restart media)
+ *   screen-lost()                    our shared screen stopped with its connection
  */
 export class MediaClient extends Emitter {
   /** @param call (event, payload) → Promise<ack data>, rejecting with {code, serverMessage}. */
@@ -106,7 +107,12 @@ export class MediaClient extends Emitter {
     this.publishError = null;
     this._subFingerprint = null;
     this._midInfo = new Map();
-    this._remote = new Map(); // identity → {audio, video, stream, videoStream}
+    this._remote = new Map(); // identity → {audio, video, screen, stream, videoStream, screenStream}
+    /** The publisher track id of the screen being shared (live.screen.track), if any. */
+    this._screenTrackId = null;
+    /** Our own shared screen: its track and the transceiver that sends it. */
+    this.screenTrack = null;
+    this._screenTransceiver = null;
     this._offerChain = Promise.resolve();
     this._prevStats = new Map();
     this._closed = false;
@@ -222,6 +228,52 @@ export class MediaClient extends Emitter {
     }
   }
 
+  /**
+   * Share a screen (or window) as one more video track of the publish connection: added
+   * and renegotiated the first time, swapped in place afterwards (same server track).
+   */
+  async shareScreen(track) {
+    const pc = this.pubPc;
+    if (!pc || this.publishState !== "published") throw new MediaError("not_published", "publish first");
+    this.screenTrack = track;
+    if (this._screenTransceiver && pc.getTransceivers().includes(this._screenTransceiver)) {
+      await this._screenTransceiver.sender.replaceTrack(track);
+      this._screenTransceiver.direction = "sendonly";
+      return;
+    }
+    const transceiver = pc.addTransceiver(track, { direction: "sendonly" });
+    preferCodec(transceiver, "video");
+    this._screenTransceiver = transceiver;
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitIceGathering(pc);
+    let ack;
+    try {
+      ack = await this.call("publish_offer", { sdp: pc.localDescription.sdp });
+    } catch (err) {
+      throw new MediaError(err.code || "publish_failed", err.serverMessage || err.message || "");
+    }
+    if (pc !== this.pubPc) throw new MediaError("publish_failed", "the connection was replaced");
+    await pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+  }
+
+  /** Stop sending our screen (the m-line stays, silent, for the next share). */
+  async stopScreen() {
+    const track = this.screenTrack;
+    this.screenTrack = null;
+    if (track) track.stop();
+    const transceiver = this._screenTransceiver;
+    if (transceiver && this.pubPc && this.pubPc.getTransceivers().includes(transceiver)) {
+      await transceiver.sender.replaceTrack(null).catch(() => {});
+    }
+  }
+
+  /** Which received track is a shared screen (from live.screen.track); re-maps tracks. */
+  setScreenTrack(trackId) {
+    if (this._screenTrackId === (trackId || null)) return;
+    this._screenTrackId = trackId || null;
+    this._syncRemote(this.subPc, true);
+  }
+
   _setPublish(state, error = null) {
     this.publishState = state;
     this.publishError = error;
@@ -263,7 +315,7 @@ export class MediaClient extends Emitter {
     const info = new Map();
     if (Array.isArray(tracks)) {
       for (const t of tracks) {
-        if (t && t.mid != null && t.identity) info.set(String(t.mid), { identity: t.identity, kind: t.kind });
+        if (t && t.mid != null && t.identity) info.set(String(t.mid), { identity: t.identity, kind: t.kind, track: t.track || "" });
       }
     } else {
       for (const [mid, value] of fromSdp) info.set(mid, value);
@@ -279,7 +331,7 @@ export class MediaClient extends Emitter {
   }
 
   /** Rebuild the identity → tracks map from the subscribe PC's live transceivers. */
-  _syncRemote(pc) {
+  _syncRemote(pc, force = false) {
     const next = new Map();
     if (pc) {
       for (const transceiver of pc.getTransceivers()) {
@@ -289,8 +341,9 @@ export class MediaClient extends Emitter {
         if (direction && !["recvonly", "sendrecv"].includes(direction)) continue;
         const info = this._midInfo.get(mid);
         if (!info) continue;
-        const kind = receiver.track.kind;
-        const entry = next.get(info.identity) || { audio: null, video: null };
+        const isScreen = Boolean(this._screenTrackId && info.track === this._screenTrackId);
+        const kind = isScreen ? "screen" : receiver.track.kind;
+        const entry = next.get(info.identity) || { audio: null, video: null, screen: null };
         if (!entry[kind]) entry[kind] = receiver.track;
         next.set(info.identity, entry);
       }
@@ -299,7 +352,7 @@ export class MediaClient extends Emitter {
     for (const identity of [...changed]) {
       const before = this._remote.get(identity);
       const after = next.get(identity);
-      if (before && after && before.audio === after.audio && before.video === after.video) {
+      if (!force && before && after && before.audio === after.audio && before.video === after.video && before.screen === after.screen) {
         changed.delete(identity);
         continue;
       }
@@ -307,6 +360,7 @@ export class MediaClient extends Emitter {
         after.stream = new MediaStream([after.audio, after.video].filter(Boolean));
         after.videoStream = after.video ? new MediaStream([after.video]) : null;
         after.audioStream = after.audio ? new MediaStream([after.audio]) : null;
+        after.screenStream = after.screen ? new MediaStream([after.screen]) : null;
         this._remote.set(identity, after);
       } else {
         this._remote.delete(identity);
@@ -373,6 +427,13 @@ export class MediaClient extends Emitter {
   _closePub() {
     const pc = this.pubPc;
     this.pubPc = null;
+    this._screenTransceiver = null;
+    if (this.screenTrack) {
+      // The screen went with the connection that sent it.
+      this.screenTrack.stop();
+      this.screenTrack = null;
+      this.emit("screen-lost");
+    }
     if (pc) pc.close();
   }
 

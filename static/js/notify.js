@@ -77,3 +77,38 @@ export function confirmDialog(dialog, { title, text, confirm = t("dialog.confirm
     cancel.focus();
   });
 }
+
+/** A modal asking for one line of text (a new display name); resolves the text or null. */
+export function promptDialog(dialog, { title, text = "", value = "", confirm = t("dialog.confirm") }) {
+  return new Promise((resolve) => {
+    dialog.querySelector(".dialog-title").textContent = title;
+    dialog.querySelector(".dialog-text").textContent = text;
+    const input = dialog.querySelector(".dialog-input");
+    const form = dialog.querySelector("form");
+    const cancel = dialog.querySelector(".dialog-cancel");
+    dialog.querySelector(".dialog-confirm").textContent = confirm;
+    cancel.textContent = t("dialog.cancel");
+    input.value = value;
+    const finish = (result) => {
+      form.removeEventListener("submit", onSubmit);
+      cancel.removeEventListener("click", onCancel);
+      dialog.removeEventListener("cancel", onCancel);
+      if (dialog.open) dialog.close();
+      resolve(result);
+    };
+    const onSubmit = (e) => {
+      e.preventDefault();
+      const entered = input.value.trim();
+      if (entered) finish(entered);
+    };
+    const onCancel = (e) => {
+      e?.preventDefault?.();
+      finish(null);
+    };
+    form.addEventListener("submit", onSubmit);
+    cancel.addEventListener("click", onCancel);
+    dialog.addEventListener("cancel", onCancel);
+    dialog.showModal();
+    input.select();
+  });
+}

@@ -6,12 +6,13 @@ import { applyI18n, errorText, has, levelLabel, mountLangSwitch, onLangChange, r
 import { h, LEVELS, replaceChildren } from "./util.js";
 
 const KEY_STORAGE = "yitang.apiKey";
-const ROLES = ["member", "host", "guest", "observer"];
+const ROLES = ["member", "host", "cohost", "guest", "observer"];
 
 let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
+/** Whether the server took the key: "unknown" until asked, then "ok" or "invalid". */
+let keyState = "unknown";
 let rooms = [];
 let selected = null; // RoomDetail of the managed room
-const issued = []; // {identity, name, role, venue, url}
 
 applyI18n();
 mountLangSwitch(document.getElementById("lang-switch"));
@@ -69,16 +70,36 @@ async function loadRooms() {
   showError("rooms-error", null);
   try {
     rooms = (await api("GET", "/api/rooms")).rooms;
+    keyState = "ok";
   } catch (err) {
     rooms = [];
-    showError(["api_key_missing", "api_key_invalid"].includes(err.code) ? "key-error" : "rooms-error", err);
+    const keyProblem = ["api_key_missing", "api_key_invalid", "too_many_attempts"].includes(err.code);
+    if (keyProblem) keyState = "invalid";
+    showError(keyProblem ? "key-error" : "rooms-error", err);
   }
+  document.body.dataset.key = keyState;
   renderRooms();
 }
 
+/**
+ * A scheduled time as the organizer wrote it, with its zone: "2026-12-01 09:00 (UTC+08:00)".
+ * Never converted to this browser's zone — 09:00 in Changsha must not read 1:00 AM elsewhere.
+ */
 function formatStart(iso) {
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(document.documentElement.lang);
+  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.exec(String(iso));
+  if (!match) return String(iso);
+  const zone = match[3] === "Z" ? "+00:00" : match[3];
+  return `${match[1]} ${match[2]} (UTC${zone})`;
+}
+
+/** A moment (seconds since the epoch) in this browser's zone, with the zone named. */
+function formatMoment(seconds) {
+  const d = new Date(seconds * 1000);
+  const offset = -d.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  const abs = Math.abs(offset);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())} (UTC${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)})`;
 }
 
 function renderRooms() {
@@ -90,14 +111,15 @@ function renderRooms() {
         "tr",
         { "data-room": room.id },
         h("td", { class: "title-cell", text: room.title }),
-        h("td", { text: formatStart(room.scheduled_start) }),
+        h("td", { class: "start-cell", text: formatStart(room.scheduled_start) }),
         h("td", {}, h("span", { class: "status-badge", "data-status": live.status, text: t(`org.status.${live.status}`) })),
         h("td", { text: String(count) }),
         h("td", {}, h("button", { type: "button", class: "btn small open-room", onclick: () => openRoom(room.id), text: t("org.open") })),
       ),
     ),
   );
-  document.getElementById("rooms-empty").hidden = rooms.length > 0 || !apiKey;
+  // "No sessions yet" only when the server said so: a wrong key is said in the key card.
+  document.getElementById("rooms-empty").hidden = rooms.length > 0 || keyState !== "ok";
 }
 
 document.getElementById("refresh-rooms").addEventListener("click", loadRooms);
@@ -144,13 +166,27 @@ function addAgendaRow({ title = "", speakers = "", minutes = "" } = {}) {
 document.getElementById("add-venue").addEventListener("click", () => addVenueRow({ id: `venue-${venueRows.children.length + 1}` }));
 document.getElementById("add-item").addEventListener("click", () => addAgendaRow());
 
-/** A datetime-local value with the browser's time-zone offset (the API requires one). */
-function withOffset(local) {
-  const date = new Date(local);
-  const minutes = -date.getTimezoneOffset();
+/** "+08:00" for an offset in minutes east of UTC. */
+function offsetText(minutes) {
   const sign = minutes >= 0 ? "+" : "-";
   const abs = Math.abs(minutes);
-  return `${local.length === 16 ? `${local}:00` : local}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+  return `${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
+/** The zone choices: every half hour from UTC-12 to UTC+14, this browser's own selected. */
+function fillZones() {
+  const select = document.getElementById("room-tz");
+  const own = -new Date().getTimezoneOffset();
+  const choices = [];
+  for (let minutes = -12 * 60; minutes <= 14 * 60; minutes += 30) choices.push(minutes);
+  if (!choices.includes(own)) choices.push(own);
+  choices.sort((a, b) => a - b);
+  replaceChildren(select, choices.map((m) => h("option", { value: offsetText(m), selected: m === own, text: `UTC${offsetText(m)}` })));
+}
+
+/** A datetime-local value with the chosen zone's offset (the API requires one). */
+function withOffset(local) {
+  return `${local.length === 16 ? `${local}:00` : local}${document.getElementById("room-tz").value}`;
 }
 
 function collectSpec() {
@@ -166,7 +202,8 @@ function collectSpec() {
     .map((row) => {
       const item = {
         title: row.querySelector(".item-title").value.trim(),
-        planned_speakers: row.querySelector(".item-speakers").value.split(/[,，、\s]+/).map((s) => s.trim()).filter(Boolean),
+        // Names may contain spaces ("Wang Li"): only commas, semicolons and new lines separate.
+        planned_speakers: row.querySelector(".item-speakers").value.split(/[,，、;；\n]+/).map((s) => s.trim()).filter(Boolean),
       };
       const minutes = Number(row.querySelector(".item-minutes").value);
       if (minutes > 0) item.duration_minutes = minutes;
@@ -177,6 +214,7 @@ function collectSpec() {
     title: document.getElementById("room-title").value.trim(),
     topic: document.getElementById("room-topic").value.trim(),
     scheduled_start: withOffset(document.getElementById("room-start").value),
+    lobby: document.getElementById("room-lobby").checked,
     venues,
     agenda,
   };
@@ -193,6 +231,7 @@ document.getElementById("create-form").addEventListener("submit", async (e) => {
     const ok = document.getElementById("create-ok");
     ok.textContent = t("org.created", { title: room.title });
     ok.hidden = false;
+    resetCreateForm();
     await loadRooms();
     await openRoom(room.id);
   } catch (err) {
@@ -212,7 +251,6 @@ async function openRoom(roomId) {
     showError("rooms-error", err);
     return;
   }
-  issued.length = 0;
   renderRoomCard();
   document.getElementById("room-card").scrollIntoView({ behavior: "smooth", block: "start" });
 }
@@ -248,53 +286,112 @@ document.getElementById("p-role").addEventListener("change", (e) => {
   }
 });
 
-function renderLinks() {
-  const list = document.getElementById("links");
-  const venueName = (id) => selected.room.venues.find((v) => v.id === id)?.name || id;
-  const issuedIds = new Set(issued.map((i) => i.identity));
-  const rows = issued.map((entry) =>
-    h(
-      "li",
-      { class: "link-row", "data-identity": entry.identity },
-      h("span", { class: "who" }, h("span", { class: "who-name", text: entry.name }), h("span", { class: "role-badge", text: roleLabel(entry.role) }), h("span", { class: "who-venue", text: venueName(entry.venue) })),
-      h("input", { class: "link", readonly: true, value: entry.url, "aria-label": t("org.link") }),
-      h("button", { type: "button", class: "btn small copy-link", onclick: (e) => copyLink(entry.url, e.currentTarget), text: t("org.copy") }),
-      h("a", { class: "btn small", href: entry.url, target: "_blank", rel: "noopener noreferrer", text: t("org.open_link") }),
-    ),
+/** Venue name by id, in the managed room. */
+function venueName(id) {
+  return selected.room.venues.find((v) => v.id === id)?.name || id;
+}
+
+/** One invitee's row: who, and their latest link with its expiry (or a button to make one). */
+function linkRow(invitee, invitation) {
+  const expired = invitation ? invitation.expires_at * 1000 <= Date.now() : false;
+  const who = h(
+    "span",
+    { class: "who" },
+    h("span", { class: "who-name", text: invitee.name, title: invitee.name }),
+    h("span", { class: "role-badge", text: roleLabel(invitee.role) }),
+    h("span", { class: "who-venue", text: venueName(invitee.venue), title: venueName(invitee.venue) }),
   );
-  // Invitees from earlier (their links are not stored server-side): one click issues a fresh one.
-  for (const invitee of selected.roster || []) {
-    if (issuedIds.has(invitee.identity)) continue;
-    rows.push(
-      h(
-        "li",
-        { class: "link-row", "data-identity": invitee.identity },
-        h("span", { class: "who" }, h("span", { class: "who-name", text: invitee.name }), h("span", { class: "role-badge", text: roleLabel(invitee.role) }), h("span", { class: "who-venue", text: venueName(invitee.venue) })),
-        h("button", { type: "button", class: "btn small", onclick: () => issue(invitee), text: t("org.issue") }),
-      ),
+  if (!invitation) {
+    return h(
+      "li",
+      { class: "link-row", "data-identity": invitee.identity, "data-link": "none" },
+      who,
+      h("button", { type: "button", class: "btn small issue-again", onclick: () => issue(invitee), text: t("org.issue") }),
     );
   }
+  return h(
+    "li",
+    { class: "link-row", "data-identity": invitee.identity, "data-link": expired ? "expired" : "valid" },
+    who,
+    h("input", { class: "link", readonly: true, value: invitation.url, "aria-label": t("org.link") }),
+    h("span", {
+      class: `link-expiry${expired ? " expired" : ""}`,
+      text: expired ? t("org.link_expired", { time: formatMoment(invitation.expires_at) }) : t("org.link_expires", { time: formatMoment(invitation.expires_at) }),
+    }),
+    h("button", { type: "button", class: "btn small copy-link", disabled: expired, onclick: (e) => copyLink(invitation.url, e.currentTarget), text: t("org.copy") }),
+    expired
+      ? h("button", { type: "button", class: "btn small issue-again", onclick: () => issue(invitee), text: t("org.new_link") })
+      : h("a", { class: "btn small", href: invitation.url, target: "_blank", rel: "noopener noreferrer", text: t("org.open_link") }),
+  );
+}
+
+function renderLinks() {
+  const list = document.getElementById("links");
+  const invitations = new Map((selected.invitations || []).map((i) => [i.identity, i]));
+  // The latest issued first, then everyone else invited (a link the server does not keep: one click makes one).
+  const roster = [...(selected.roster || [])].sort(
+    (a, b) => (invitations.get(b.identity)?.issued_at || 0) - (invitations.get(a.identity)?.issued_at || 0),
+  );
+  const rows = roster.map((invitee) => linkRow(invitee, invitations.get(invitee.identity)));
   replaceChildren(list, rows);
   document.getElementById("links-empty").hidden = rows.length > 0;
 }
 
-async function issue({ identity, name, role, venue }) {
+/** Issue a link; a clash with an earlier invitation of the identity asks before replacing it. */
+async function issue({ identity, name, role, venue }, { replace = false } = {}) {
   showError("participant-error", null);
+  const body = { identity, name, role, venue, ...(replace ? { replace: true } : {}) };
   try {
-    const response = await api("POST", `/api/rooms/${encodeURIComponent(selected.room.id)}/tokens`, { identity, name, role, venue });
-    const index = issued.findIndex((i) => i.identity === identity);
-    const entry = { identity, name, role, venue, url: response.url };
-    if (index >= 0) issued[index] = entry;
-    else issued.unshift(entry);
-    if (!(selected.roster || []).some((r) => r.identity === identity)) {
-      selected.roster = [...(selected.roster || []), { identity, name, role, venue }];
-    }
+    const response = await api("POST", `/api/rooms/${encodeURIComponent(selected.room.id)}/tokens`, body);
+    const invitee = { identity, name, role, venue };
+    selected.roster = [...(selected.roster || []).filter((r) => r.identity !== identity), invitee];
+    const invitation = { identity, url: response.url, expires_at: response.expires_at, issued_at: Math.floor(Date.now() / 1000) };
+    selected.invitations = [...(selected.invitations || []).filter((i) => i.identity !== identity), invitation];
     renderLinks();
     return true;
   } catch (err) {
-    showError("participant-error", err);
+    if (err.code === "identity_taken") showClash({ identity, name, role, venue });
+    else showError("participant-error", err);
     return false;
   }
+}
+
+/** Say who the identity already is, and offer to change them to the new role and venue. */
+function showClash(wanted) {
+  const box = document.getElementById("participant-error");
+  const before = (selected.roster || []).find((r) => r.identity === wanted.identity);
+  const text = before
+    ? t("org.identity_taken", {
+        identity: wanted.identity,
+        name: before.name,
+        role: roleLabel(before.role),
+        venue: venueName(before.venue),
+        new_role: roleLabel(wanted.role),
+        new_venue: venueName(wanted.venue),
+      })
+    : t("error.identity_taken");
+  replaceChildren(
+    box,
+    h("span", { text }),
+    " ",
+    h("button", {
+      type: "button",
+      class: "btn small danger",
+      id: "replace-invitee",
+      text: t("org.replace"),
+      onclick: async () => {
+        if (await issue(wanted, { replace: true })) clearParticipantForm();
+      },
+    }),
+  );
+  box.dataset.code = "identity_taken";
+  box.hidden = false;
+}
+
+function clearParticipantForm() {
+  document.getElementById("p-identity").value = "";
+  document.getElementById("p-name").value = "";
+  document.getElementById("p-identity").focus();
 }
 
 document.getElementById("participant-form").addEventListener("submit", async (e) => {
@@ -305,11 +402,7 @@ document.getElementById("participant-form").addEventListener("submit", async (e)
     role: document.getElementById("p-role").value,
     venue: document.getElementById("p-venue").value,
   });
-  if (ok) {
-    document.getElementById("p-identity").value = "";
-    document.getElementById("p-name").value = "";
-    document.getElementById("p-identity").focus();
-  }
+  if (ok) clearParticipantForm();
 });
 
 async function copyLink(url, button) {
@@ -336,12 +429,23 @@ function defaultStart() {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T09:00`;
 }
 
-document.getElementById("room-start").value = defaultStart();
-addVenueRow({ id: "national", level: "national" });
-addVenueRow({ id: "provincial", level: "provincial", main: true });
-addVenueRow({ id: "city", level: "city" });
-addVenueRow({ id: "county", level: "county" });
-addAgendaRow();
+/** The create form as a new page shows it (also after a session was created from it). */
+function resetCreateForm() {
+  document.getElementById("room-title").value = "";
+  document.getElementById("room-topic").value = "";
+  document.getElementById("room-lobby").checked = false;
+  document.getElementById("room-start").value = defaultStart();
+  fillZones();
+  venueRows.replaceChildren();
+  agendaRows.replaceChildren();
+  addVenueRow({ id: "national", level: "national" });
+  addVenueRow({ id: "provincial", level: "provincial", main: true });
+  addVenueRow({ id: "city", level: "city" });
+  addVenueRow({ id: "county", level: "county" });
+  addAgendaRow();
+}
+
+resetCreateForm();
 
 onLangChange(() => {
   applyI18n();

@@ -12,8 +12,8 @@ function who(store, identity) {
     "span",
     { class: "who" },
     venue ? h("span", { class: "level-badge", "data-level": venue.level, text: levelLabel(venue.level) }) : null,
-    h("span", { class: "who-name", text: store.displayName(identity) }),
-    venue ? h("span", { class: "who-venue", text: venue.name }) : null,
+    h("span", { class: "who-name", text: store.displayName(identity), title: store.displayName(identity) }),
+    venue ? h("span", { class: "who-venue", text: venue.name, title: venue.name }) : null,
   );
 }
 
@@ -83,7 +83,7 @@ export function renderQueue(el, store, host) {
         h("span", { class: "queue-pos", text: t("queue.position", { n: index + 1 }) }),
         icon("hand"),
         who(store, identity),
-        host ? h("span", { class: "row-actions" }, host.grantButton(identity), host.skipButton(identity)) : null,
+        host ? h("span", { class: "row-actions" }, host.orderButtons(identity, index, queue.length), host.grantButton(identity), host.skipButton(identity)) : null,
       ),
     );
   });
@@ -123,7 +123,7 @@ export function renderPeople(el, store, host, qualities) {
         h(
           "span",
           { class: "person-main" },
-          h("span", { class: "person-name", text: p.name + (p.identity === me ? t("people.you") : "") }),
+          h("span", { class: "person-name", text: p.name + (p.identity === me ? t("people.you") : ""), title: p.name }),
           h("span", { class: "role-badge", "data-role": p.role, text: roleLabel(p.role) }),
         ),
         h(
@@ -135,6 +135,7 @@ export function renderPeople(el, store, host, qualities) {
           p.role !== "observer" && p.video_muted ? icon("camera-off", "is-muted") : null,
         ),
         host && p.identity !== me ? host.personActions(p) : null,
+        host && p.identity === me ? h("span", { class: "row-actions" }, h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => host.actions.rename(p.identity), text: t("people.rename") })) : null,
       );
     });
     for (const r of absent) {
@@ -146,7 +147,7 @@ export function renderPeople(el, store, host, qualities) {
           h(
             "span",
             { class: "person-main" },
-            h("span", { class: "person-name", text: r.name }),
+            h("span", { class: "person-name", text: r.name, title: r.name }),
             h("span", { class: "role-badge", "data-role": r.role, text: roleLabel(r.role) }),
           ),
           h("span", { class: "absent-tag", text: t("people.absent") }),
@@ -161,7 +162,7 @@ export function renderPeople(el, store, host, qualities) {
           "h3",
           {},
           h("span", { class: "level-badge", "data-level": venue.level, text: levelLabel(venue.level) }),
-          h("span", { class: "venue-name", text: venue.name }),
+          h("span", { class: "venue-name", text: venue.name, title: venue.name }),
           venue.main ? h("span", { class: "main-tag", text: t("venue.main") }) : null,
           h("span", { class: "venue-count", text: String(present.length) }),
         ),
@@ -187,6 +188,13 @@ const SYSTEM_EVENTS = new Set([
   "locked",
   "unlocked",
   "session_ended",
+  "muted_all",
+  "pinned",
+  "unpinned",
+  "floor_extended",
+  "renamed",
+  "screen_share_started",
+  "screen_share_stopped",
 ]);
 
 /** Chat messages and the session's notable events, oldest first. */
@@ -217,7 +225,15 @@ export function renderChat(el, store) {
           "li",
           { class: "chat-event", "data-entry": entry.id, "data-type": entry.type },
           h("time", { class: "chat-time", text: formatClock(entry.ts) }),
-          h("span", { text: t(`event.${entry.type}`, { name, title: entry.data.title || "" }) }),
+          h("span", {
+            text: t(`event.${entry.type}`, {
+              name,
+              title: entry.data.title || "",
+              previous: entry.data.previous || "",
+              minutes: Math.round((Number(entry.data.seconds) || 0) / 60),
+              count: entry.data.count ?? "",
+            }),
+          }),
         ),
       );
     }

@@ -6,11 +6,15 @@
 import { h, replaceChildren, LEVELS, PUBLISHING_ROLES, formatCountdown } from "./util.js";
 import { icon } from "./icons.js";
 import { t, onLangChange } from "./i18n.js";
-import { Tile } from "./tiles.js";
+import { Tile, attachVideo } from "./tiles.js";
 import { HostConsole } from "./host-console.js";
 import { renderAgenda, renderChat, renderPeople, renderQueue } from "./panels.js";
 
 const TABS = ["agenda", "queue", "people", "chat"];
+/** Countdown warnings (ms left): amber, red, and the one-time notice. */
+const AMBER_MS = 60000;
+const RED_MS = 15000;
+const NOTICE_MS = 30000;
 /** Changes that never require rebuilding the side panels. */
 const LIGHT_CHANGES = new Set(["speaker", "quality", "media"]);
 
@@ -38,6 +42,8 @@ export class RoomView {
     this.seenChat = null;
     this.hostConsole = null;
     this.controlsBuiltFor = null;
+    this.recNoticeClosed = false;
+    this._warnedFor = null;
     this._renderQueued = false;
     this._dirty = new Set();
     this._selfStream = null;
@@ -59,6 +65,10 @@ export class RoomView {
       this.schedule("lang");
     });
     this._countdownTimer = setInterval(() => this.tick(), 250);
+    document.getElementById("rec-notice-close").addEventListener("click", () => {
+      this.recNoticeClosed = true;
+      document.getElementById("rec-notice").hidden = true;
+    });
     this.root.hidden = false;
   }
 
@@ -86,7 +96,7 @@ export class RoomView {
     const role = store.you.role;
     document.body.dataset.role = role;
     document.body.dataset.locked = store.live.locked ? "true" : "false";
-    if (store.isHost && !this.hostConsole) {
+    if (store.isModerator && !this.hostConsole) {
       const el = document.getElementById("host-console");
       el.hidden = false;
       this.hostConsole = new HostConsole({ el, store, actions: this.actions.host });
@@ -107,13 +117,19 @@ export class RoomView {
 
   _renderHeader() {
     const room = this.store.room;
-    document.getElementById("session-title").textContent = room.title;
+    const title = document.getElementById("session-title");
+    title.textContent = room.title;
+    title.title = room.title;
     const item = room.agenda[this.store.live.agenda_index];
     const agendaEl = document.getElementById("session-agenda");
     agendaEl.textContent = item ? item.title : "";
     agendaEl.hidden = !item;
     document.title = `${room.title} · ${t("app.name")}`;
     document.getElementById("rec-indicator").hidden = !this.store.live.recording;
+    // A clear notice, not only the badge: shown to everyone while recording, until closed.
+    const recording = this.store.live.recording;
+    if (!recording) this.recNoticeClosed = false;
+    document.getElementById("rec-notice").hidden = !recording || this.recNoticeClosed;
   }
 
   // --- stage ----------------------------------------------------------------------------
@@ -134,21 +150,51 @@ export class RoomView {
     return p ? this.store.venue(p.venue) : null;
   }
 
+  /** The shared screen's stream: ours from the local track, anyone else's as received. */
+  _screenStreamFor(identity) {
+    if (identity === this.store.myIdentity) {
+      const track = this.media.screenTrack;
+      if (this._ownScreenSource !== track) {
+        this._ownScreenSource = track;
+        this._ownScreen = track ? new MediaStream([track]) : null;
+      }
+      return this._ownScreen;
+    }
+    return this.media.remote(identity)?.screenStream || null;
+  }
+
   _renderStage() {
     const store = this.store;
     const id = store.spotlightIdentity();
     const p = id ? store.participants.get(id) : null;
     const floor = store.live.floor;
     const isFloor = Boolean(floor && p && floor.identity === id);
+    const isPinned = Boolean(p && store.live.pinned === id);
+    const isScreen = Boolean(p && store.live.screen?.identity === id);
+    let status = "";
+    if (p) status = isScreen ? t("stage.sharing") : isPinned ? t("stage.pinned") : isFloor ? t("stage.speaking") : t("stage.host");
     this.spotlight.update(p, this._venueOf(p), {
-      self: id === store.myIdentity,
+      self: id === store.myIdentity && !isScreen,
       inQueue: false,
       speaking: Boolean(id) && store.activeSpeaker === id,
-      stream: this._streamFor(id),
-      status: p ? (isFloor ? t("stage.speaking") : t("stage.host")) : "",
+      stream: isScreen ? this._screenStreamFor(id) : this._streamFor(id),
+      status,
       emptyText: t("stage.waiting_host"),
     });
+    this.spotlight.el.dataset.screen = isScreen ? "true" : "false";
+    // While a screen is shown, the sharer's camera goes to a corner of the stage.
+    const pip = document.getElementById("screen-pip");
+    const pipVideo = pip.querySelector("video");
+    if (isScreen) {
+      attachVideo(pipVideo, this._streamFor(id));
+      pipVideo.dataset.identity = id;
+      pip.hidden = false;
+    } else if (!pip.hidden) {
+      pip.hidden = true;
+      pipVideo.srcObject = null;
+    }
     this.spotlight.el.dataset.floor = isFloor ? "true" : "false";
+    this.spotlight.el.dataset.pinned = isPinned ? "true" : "false";
     this.spotlight.setQuality(this._qualityOf(id));
 
     // The host is always visible: a small tile beside the stage unless spotlighted.
@@ -259,7 +305,9 @@ export class RoomView {
         for (const tile of tiles) tile.resume();
       }
     }
-    document.getElementById("tiles-empty").hidden = any;
+    // "Nobody else yet" only when nobody else is here: the host on the stage counts.
+    const others = [...store.participants.keys()].some((identity) => identity !== store.myIdentity);
+    document.getElementById("tiles-empty").hidden = any || others;
   }
 
   _renderAudio() {
@@ -398,7 +446,7 @@ export class RoomView {
         h("button", { type: "button", id: "cam-button", class: "ctl", onclick: () => this.actions.toggleCam() }),
       );
     }
-    if (role === "member" || role === "guest") {
+    if (role === "member" || role === "guest" || role === "cohost") {
       items.push(
         h("button", { type: "button", id: "hand-button", class: "ctl", onclick: () => this.actions.toggleHand() }),
         h("button", { type: "button", id: "yield-button", class: "ctl", hidden: true, onclick: () => this.actions.yieldFloor() }, icon("yield"), h("span", { class: "ctl-label", text: t("controls.yield") })),
@@ -414,6 +462,9 @@ export class RoomView {
           h("span", { text: t("controls.auto_unmute") }),
         ),
       );
+    }
+    if (PUBLISHING_ROLES.has(role)) {
+      items.push(h("button", { type: "button", id: "share-button", class: "ctl", hidden: true, onclick: () => this.actions.toggleShare() }));
     }
     if (role === "observer") {
       items.push(h("span", { class: "observer-tag", id: "observer-tag", text: t("controls.observer") }));
@@ -453,6 +504,14 @@ export class RoomView {
       hand.setAttribute("aria-pressed", raised ? "true" : "false");
       replaceChildren(hand, icon("hand"), h("span", { class: "ctl-label", text: t(raised ? "controls.lower_hand" : "controls.raise_hand") }));
     }
+    const share = document.getElementById("share-button");
+    if (share) {
+      // The host may always share; anyone else while holding the floor.
+      const sharing = Boolean(media.screenTrack);
+      share.hidden = !(sharing || store.isHost || mine) || typeof navigator.mediaDevices?.getDisplayMedia !== "function";
+      share.dataset.state = sharing ? "on" : "off";
+      replaceChildren(share, icon("screen"), h("span", { class: "ctl-label", text: t(sharing ? "controls.share_stop" : "controls.share") }));
+    }
     const yieldButton = document.getElementById("yield-button");
     if (yieldButton) yieldButton.hidden = !mine;
     const auto = document.getElementById("auto-unmute");
@@ -467,14 +526,29 @@ export class RoomView {
     if (!store.live) return;
     const remaining = store.floorRemainingMs();
     const text = remaining === null ? "" : formatCountdown(remaining);
-    const floorId = store.live.floor?.identity;
+    const floor = store.live.floor;
+    const floorId = floor?.identity;
+    // Amber from a minute left, red from 15 s.
+    const warn = remaining === null ? "" : remaining <= RED_MS ? "red" : remaining <= AMBER_MS ? "amber" : "";
     this.spotlight.setCountdown(floorId && floorId === this.spotlight.identity && text ? t("stage.countdown", { time: text }) : "");
+    this.spotlight.countdown.dataset.warn = warn;
     for (const el of document.querySelectorAll('[data-countdown="floor"]')) {
       el.textContent = remaining === null ? t("queue.untimed") : text;
+      el.dataset.warn = warn;
     }
     const noticeTime = document.getElementById("floor-notice-time");
     if (noticeTime) noticeTime.textContent = remaining === null ? t("floor.untimed") : t("floor.countdown", { time: text });
+    document.getElementById("floor-notice").dataset.warn = warn;
     document.body.dataset.countdown = text;
+    document.body.dataset.floorWarn = warn;
+    // Half a minute left: the speaker and the hosts are told once (again after an extension).
+    if (remaining !== null && remaining > 0 && remaining <= NOTICE_MS) {
+      const key = `${floor.grant_id}:${floor.deadline}`;
+      if (this._warnedFor !== key) {
+        this._warnedFor = key;
+        if (floorId === store.myIdentity || store.isModerator) this.actions.floorWarning?.(floor);
+      }
+    }
   }
 
   // --- the end ---------------------------------------------------------------------------

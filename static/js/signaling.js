@@ -40,6 +40,7 @@ export class SignalingError extends Error {
  *                           join (rejoin: not the first); iceServers carry TURN credentials
  *   event(name, payload)    every server event, after the snapshot it applies to
  *   fatal({code, message, event?, payload?})  the participation is over; no reconnect
+ *   lobby({message})        the join was answered `in_lobby`: waiting, connected, for `admitted`
  */
 export class RoomConnection extends Emitter {
   constructor(token, { path = "/room", callTimeoutMs = 10000 } = {}) {
@@ -62,6 +63,8 @@ export class RoomConnection extends Emitter {
     this._lastServerDisconnect = 0;
     this._movingOn = false;
     this._draining = false;
+    /** In the session's lobby: connected, not joined, until a host admits us. */
+    this.waiting = false;
   }
 
   /** Whether the connection is up and joined (control events can be sent). */
@@ -81,6 +84,7 @@ export class RoomConnection extends Emitter {
    * server refuses it, when offline (`offline`) or when no ack comes (`timeout`).
    */
   async call(event, payload = {}, { timeoutMs = this.callTimeoutMs } = {}) {
+    if (this.ended) throw new SignalingError("ended", "the participation is over");
     if (!this.socket || !this.socket.connected || !this.joined) {
       throw new SignalingError("offline", "not connected");
     }
@@ -88,6 +92,9 @@ export class RoomConnection extends Emitter {
     try {
       ack = await this.socket.timeout(timeoutMs).emitWithAck(event, payload);
     } catch {
+      // An ending event (session_ended...) closes the socket before some acks arrive:
+      // that is not a server that did not answer.
+      if (this.ended) throw new SignalingError("ended", "the participation is over");
       throw new SignalingError("timeout", `no answer to ${event}`);
     }
     if (ack && ack.ok === false) {
@@ -218,6 +225,15 @@ export class RoomConnection extends Emitter {
     if (socket !== this.socket || this.ended) return;
     if (!ack || ack.ok === false) {
       const error = (ack && ack.error) || {};
+      if (error.code === "in_lobby") {
+        // Not a refusal: the socket stays open and `admitted` comes when a host lets us in.
+        this.waiting = true;
+        this._pending = null;
+        this._retryDelay = RETRY_DELAY_MS;
+        this._setState("waiting");
+        this.emit("lobby", { message: error.message || "" });
+        return;
+      }
       if (RETRYABLE.has(error.code)) {
         this._retryLater();
         return;
@@ -234,6 +250,7 @@ export class RoomConnection extends Emitter {
     const rejoin = this.joinCount > 0;
     this.joinCount += 1;
     this.joined = true;
+    this.waiting = false;
     this._setState("connected");
     const iceServers = Array.isArray(ack.ice_servers) ? ack.ice_servers : [];
     this.emit("joined", { snapshot, rejoin, offsetMs, iceServers, iceServersExpireAt: ack.ice_servers_expire_at });
@@ -243,6 +260,17 @@ export class RoomConnection extends Emitter {
   }
 
   _onEvent(event, payload) {
+    if (event === "admitted") {
+      // Let in from the lobby: join again, straight into the session.
+      if (this.waiting) this._join();
+      return;
+    }
+    if (event === "lobby_closed") {
+      const reason = (payload && payload.reason) || "";
+      const code = { denied: "denied", timeout: "lobby_timeout", session_ended: "session_ended", replaced: "replaced" }[reason] || "denied";
+      this._fatal({ code, message: reason, event, payload });
+      return;
+    }
     if (event === "reconnect") {
       // This node is going away: the next disconnect is expected, go to another node.
       this.nodes = (payload && payload.nodes) || this.nodes;

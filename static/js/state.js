@@ -23,6 +23,8 @@ export class SessionStore extends Emitter {
     this.live = null;
     this.timeline = [];
     this.activeSpeaker = null;
+    /** Who waits in the lobby (hosts and co-hosts only). */
+    this.lobby = [];
     /** identity → {publish, subscribe}: the server side's peer-connection states. */
     this.mediaConnections = new Map();
     /** Server clock minus local clock, in ms (from the snapshot's server_time). */
@@ -47,6 +49,7 @@ export class SessionStore extends Emitter {
     if (this.timeline.length > TIMELINE_LIMIT) this.timeline.splice(0, this.timeline.length - TIMELINE_LIMIT);
     this.mediaConnections = new Map();
     this.activeSpeaker = snapshot.active_speaker ?? null;
+    this.lobby = snapshot.lobby || [];
     this.offsetMs = offsetMs || 0;
     this.emit("change", "snapshot");
   }
@@ -91,6 +94,11 @@ export class SessionStore extends Emitter {
         this.emit("change", "media");
         break;
       }
+      case "lobby": {
+        this.lobby = payload.waiting || [];
+        this.emit("change", "lobby");
+        break;
+      }
       case "active_speaker": {
         this.setActiveSpeaker(payload ? payload.identity || null : null);
         break;
@@ -115,6 +123,11 @@ export class SessionStore extends Emitter {
     return this.you?.role === "host";
   }
 
+  /** Host or co-host: runs the floor, the lobby and moderation. */
+  get isModerator() {
+    return this.you?.role === "host" || this.you?.role === "cohost";
+  }
+
   get myIdentity() {
     return this.you?.identity || null;
   }
@@ -125,8 +138,13 @@ export class SessionStore extends Emitter {
     return null;
   }
 
-  /** Who the stage shows: the floor holder, otherwise the host (floor null). */
+  /** Who the stage shows: a shared screen's owner, else whom a host pinned, else the floor
+   * holder, else the host. */
   spotlightIdentity() {
+    const screen = this.live?.screen;
+    if (screen && this.participants.has(screen.identity)) return screen.identity;
+    const pinned = this.live?.pinned;
+    if (pinned && this.participants.has(pinned)) return pinned;
     const floor = this.live?.floor;
     if (floor && this.participants.has(floor.identity)) return floor.identity;
     return this.host()?.identity || null;

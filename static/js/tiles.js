@@ -103,6 +103,9 @@ export class Tile {
     this.avatar.textContent = p ? initials(p.name) : "";
     this.name.textContent = p ? p.name + (self ? t("stage.you") : "") : emptyText;
     this.venue.textContent = venue ? venue.name : "";
+    // Cut with an ellipsis when long: the whole text is a tooltip away.
+    this.name.title = this.name.textContent;
+    this.venue.title = this.venue.textContent;
     this.levelBadge.textContent = venue ? levelLabel(venue.level) : "";
     this.levelBadge.hidden = !venue;
     this.levelBadge.dataset.level = venue?.level || "";

@@ -18,6 +18,8 @@ async def test_host_records_from_the_console_and_everyone_sees_it(
     await expect(member.locator("#host-record")).to_have_count(0)
 
     await host.locator("#host-record").click()
+    # Everyone will be told: the host confirms first (issue 14).
+    await host.locator("#confirm-dialog .dialog-confirm").click()
     await expect(host.locator("#host-record")).to_have_attribute("data-recording", "true")
     for page in (host, member, observer):
         await expect(page.locator("#rec-indicator")).to_be_visible()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from tests.browser.support import (
     PageFactory,
@@ -116,15 +116,10 @@ async def test_network_loss_shows_a_banner_and_rejoins_with_fresh_state(
 async def test_refused_links_say_why(pages: PageFactory, server: ApiHandle) -> None:
     page = await pages.new_page()
     await page.goto(f"{server.base_url}/join?token=not-a-token")
-    await enter_without_waiting(page)
     await expect(page.locator("#ended-title")).to_have_text("无法加入会议")
     await expect(page.locator("#ended-detail")).to_have_text("参会链接无效。")
     await page.goto(f"{server.base_url}/join")
     await expect(page.locator("#ended-detail")).to_contain_text("缺少参会凭证")
-
-
-async def enter_without_waiting(page: Page) -> None:
-    await page.locator("#enter-button").click()
 
 
 async def test_removed_member_cannot_come_back(pages: PageFactory, room: Participants) -> None:
@@ -135,7 +130,7 @@ async def test_removed_member_cannot_come_back(pages: PageFactory, room: Partici
     )
     await expect(m2.locator("#ended-detail")).to_have_text("原因：测试")
     await m2.reload()
-    await enter_without_waiting(m2)
+    # Said on loading the link, before any device check.
     await expect(m2.locator("#ended-title")).to_have_text("您已被移出会议")
     await expect(m2.locator("#ended-text")).to_have_text("主持人已将您移出本次会议。")
     await expect(m2.locator("#rejoin-button")).to_be_hidden()
