@@ -1,19 +1,23 @@
 """From the session's timeline to who is on screen, and to chapters.
 
 The timeline (the room's Redis stream) says when the floor was granted,
-revoked or expired and when the agenda moved on. Times here are seconds from
-the recording's start; entries before the start only set the initial state.
+revoked or expired, when the agenda moved on, and when a screen was shared.
+Times here are seconds from the recording's start; entries before the start
+only set the initial state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from server.rooms.models import TimelineEntry
 
 from .models import Chapter, SpeakerSegment
 
 FLOOR_GRANTED = "floor_granted"
+SCREEN_STARTED = "screen_share_started"
+SCREEN_STOPPED = "screen_share_stopped"
 FLOOR_ENDED = ("floor_revoked", "floor_expired")
 AGENDA_ADVANCED = "agenda_advanced"
 #: Changes closer together than this (seconds) make one MP4 chapter.
@@ -54,6 +58,42 @@ def speaker_segments(
     if duration > since or not segments:
         segments.append(
             SpeakerSegment(identity=current, start=round(since, 3), end=round(duration, 3))
+        )
+    return segments
+
+
+@dataclass(frozen=True)
+class ScreenSegment:
+    """A shared screen (the video track `track` of `identity`) from `start` to `end` (seconds)."""
+
+    identity: str
+    track: str
+    start: float
+    end: float
+
+
+def screen_segments(
+    timeline: Sequence[TimelineEntry], *, started_at: float, duration: float
+) -> list[ScreenSegment]:
+    """When a screen was shared during the recording, and whose (a share ends when the
+    timeline says so, or at the end of the recording)."""
+    segments: list[ScreenSegment] = []
+    current: tuple[str, str, float] | None = None  # identity, track, since
+    for entry in timeline:
+        if entry.type not in (SCREEN_STARTED, SCREEN_STOPPED):
+            continue
+        at = _offset(entry, started_at, duration)
+        if current is not None and at > current[2]:
+            segments.append(
+                ScreenSegment(current[0], current[1], round(current[2], 3), round(at, 3))
+            )
+        current = None
+        identity, track = entry.data.get("identity"), entry.data.get("track")
+        if entry.type == SCREEN_STARTED and isinstance(identity, str) and isinstance(track, str):
+            current = (identity, track, at)
+    if current is not None and duration > current[2]:
+        segments.append(
+            ScreenSegment(current[0], current[1], round(current[2], 3), round(duration, 3))
         )
     return segments
 

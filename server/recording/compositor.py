@@ -10,6 +10,9 @@ floor holder; the host while nobody holds the floor). Their latest decoded
 frame is scaled into the frame, with a caption (name, venue, level); without
 a recent frame (camera off, no video track) a slate with their name is shown.
 Every video source is decoded in step with the output (see VideoSource).
+While a screen is shared (the timeline's `screen_share_started` names the
+track), the screen fills the frame and the person on screen's camera goes to
+the top-right corner (`pip_rect`), captioned as usual.
 Audio: every audio file is decoded, placed at its start offset and summed.
 
 A recording resumed on another node has several parts on one clock, with
@@ -37,7 +40,7 @@ import numpy.typing as npt
 from av.audio.resampler import AudioResampler
 
 from .captions import CaptionPainter, Overlay, Person, blend, find_cjk_font
-from .chapters import flat_chapters
+from .chapters import ScreenSegment, flat_chapters, screen_segments
 from .manifest_files import read_manifest, write_manifest
 from .models import COMBINED_NAME, CombinedFile, Manifest
 from .recovery import sha256_file
@@ -226,6 +229,33 @@ def _fit(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int, int
     return w, h, ((width - w) // 4) * 2, ((height - h) // 4) * 2
 
 
+def _newest_frame(sources: list[VideoSource], t: float) -> av.VideoFrame | None:
+    # One file per track and part: a rejoin or a resumed recording adds files. The newest
+    # frame wins, so an earlier file's last frame never hides the next one's.
+    shown = [(s.current_time, frame) for s in sources if (frame := s.frame_at(t)) is not None]
+    return max(shown, key=lambda item: item[0])[1] if shown else None
+
+
+def pip_rect(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(w, h, x, y) of the camera in the corner while a screen is shared: a quarter of the
+    width, the camera's aspect ratio, in the top-right corner (the caption is at the bottom)."""
+    w = width // 4 // 2 * 2
+    h = max(round(w * src_h / src_w) // 2 * 2, 2)
+    margin = max(width // 80 // 2 * 2, 2)
+    return w, h, width - w - margin, margin
+
+
+def _paste(
+    planes: tuple[Plane, Plane, Plane], frame: av.VideoFrame, rect: tuple[int, int, int, int]
+) -> None:
+    w, h, x, y = rect
+    scaled = frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
+    src = _plane_views(scaled)
+    planes[0][y : y + h, x : x + w] = src[0]
+    planes[1][y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = src[1]
+    planes[2][y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = src[2]
+
+
 def _plane_views(frame: av.VideoFrame) -> tuple[Plane, Plane, Plane]:
     views = []
     for index, plane in enumerate(frame.planes):
@@ -251,17 +281,25 @@ class Compositor:
         self._captions: dict[str, Overlay] = {}
         self._slates: dict[str | None, Overlay] = {}
         usable = [f for f in manifest.files if f.error is None and (directory / f.name).exists()]
+        ends = [f.start_offset + f.duration for f in usable]
+        self.duration = manifest.duration or max(ends, default=0.0)
+        self._screens = screen_segments(
+            manifest.timeline, started_at=manifest.started_at, duration=self.duration
+        )
+        screen_tracks = {segment.track for segment in self._screens}
+        #: Cameras by participant, shared screens by track.
         self._video: dict[str, list[VideoSource]] = {}
+        self._screen_video: dict[str, list[VideoSource]] = {}
         for f in usable:
             if f.kind == "video":
-                self._video.setdefault(f.participant, []).append(
+                by = self._screen_video if f.track_id in screen_tracks else self._video
+                key = f.track_id if f.track_id in screen_tracks else f.participant
+                by.setdefault(key, []).append(
                     VideoSource(directory / f.name, f.start_offset, f.duration)
                 )
         self._audio = [
             AudioSource(directory / f.name, f.start_offset) for f in usable if f.kind == "audio"
         ]
-        ends = [f.start_offset + f.duration for f in usable]
-        self.duration = manifest.duration or max(ends, default=0.0)
 
     def render(
         self,
@@ -355,23 +393,22 @@ class Compositor:
                 return segment.identity or self.manifest.host
         return self.manifest.host
 
+    def screen_at(self, t: float) -> ScreenSegment | None:
+        """The screen shared at ``t``, if any."""
+        return next((s for s in self._screens if s.start <= t < s.end), None)
+
     def _video_frame(self, t: float) -> av.VideoFrame:
         options = self.options
         out = av.VideoFrame(options.width, options.height, "yuv420p")
         planes = _plane_views(out)
-        for sources in self._video.values():
+        for sources in (*self._video.values(), *self._screen_video.values()):
             for source in sources:
                 source.advance(t)
         identity = self.shown_at(t)
-        # One file per track and part: a rejoin or a resumed recording adds files. The
-        # newest frame wins, so an earlier file's last frame never hides the next one's.
-        shown = [
-            (source.current_time, frame)
-            for source in self._video.get(identity or "", [])
-            if (frame := source.frame_at(t)) is not None
-        ]
-        source_frame = max(shown, key=lambda s: s[0])[1] if shown else None
-        if source_frame is None:
+        camera = _newest_frame(self._video.get(identity or "", []), t)
+        screen = self.screen_at(t)
+        shared = _newest_frame(self._screen_video.get(screen.track, []), t) if screen else None
+        if shared is None and camera is None:
             slate = self._slate(identity)
             for target, data in zip(
                 planes, (slate.y_plane, slate.u_plane, slate.v_plane), strict=True
@@ -381,14 +418,13 @@ class Compositor:
         planes[0][...] = 16
         planes[1][...] = 128
         planes[2][...] = 128
-        w, h, x, y = _fit(source_frame.width, source_frame.height, options.width, options.height)
-        scaled = source_frame.reformat(
-            width=w, height=h, format="yuv420p", interpolation="BILINEAR"
-        )
-        src = _plane_views(scaled)
-        planes[0][y : y + h, x : x + w] = src[0]
-        planes[1][y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = src[1]
-        planes[2][y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = src[2]
+        main = shared if shared is not None else camera
+        assert main is not None
+        _paste(planes, main, _fit(main.width, main.height, options.width, options.height))
+        if shared is not None and camera is not None:
+            _paste(
+                planes, camera, pip_rect(camera.width, camera.height, options.width, options.height)
+            )
         if identity is not None and identity in self._people:
             blend(planes, self._caption(identity))
         return out
@@ -419,7 +455,7 @@ class Compositor:
         return frame
 
     def _close_sources(self) -> None:
-        for sources in self._video.values():
+        for sources in (*self._video.values(), *self._screen_video.values()):
             for source in sources:
                 source.close()
         for audio in self._audio:
