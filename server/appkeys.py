@@ -8,6 +8,7 @@ from server.catalog import RoomCatalog
 from server.cluster.node import ClusterNode
 from server.http.attempts import FailedAttempts
 from server.http.readiness import Readiness
+from server.metrics import MetricsExporter
 from server.recording import RecordingConfig, RecordingService
 from server.settings import Settings
 from server.state.nodes import NodeInfo
@@ -36,3 +37,5 @@ RECORDING_CONFIG = web.AppKey("recording_config", RecordingConfig)
 ADMIN_ATTEMPTS = web.AppKey("admin_attempts", FailedAttempts)
 #: Whether this node should get new work (`/readyz`); `draining` is set on SIGTERM.
 READINESS = web.AppKey("readiness", Readiness)
+#: This node's metrics (`/metrics`) and the hooks that count into them.
+METRICS = web.AppKey("metrics", MetricsExporter)

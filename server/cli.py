@@ -33,8 +33,9 @@ from aiohttp import web
 
 from server import appkeys
 from server.app import create_app
-from server.credentials import API_KEY_FILE
+from server.credentials import API_KEY_FILE, load_token_secret
 from server.http.access_log import RedactingAccessLogger
+from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
@@ -82,6 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         retention_days=args.retention_days or None,
         render_workers=args.render_workers,
         allowed_origins=tuple(args.allowed_origin or ()),
+        metrics_token=args.metrics_token or None,
     )
 
 
@@ -112,8 +114,15 @@ def _env_list(name: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-async def serve(settings: Settings) -> None:
-    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first.
+async def serve(
+    settings: Settings,
+    *,
+    show_links: bool = False,
+    scrubber: SecretScrubber | None = None,
+    log_format: str = "text",
+) -> None:
+    """Run a node until SIGINT/SIGTERM; seed first, and print the admin key and the seeded
+    join links if `show_links` (stdout is the log of a service: secrets stay out of it).
 
     A node that fails for good (its embedded Valkey cannot be restarted) stops
     too, and raises CliError: the exit status 1 tells a process supervisor to
@@ -126,18 +135,33 @@ async def serve(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
+
+    def announce(line: str) -> None:
+        # A person reads the banner in text mode; a log collector reads JSON lines only.
+        if log_format == "json":
+            logger.info("%s", line.strip(), extra={"event": "started"})
+        else:
+            print(line, flush=True)
+
     try:
         catalog = app[appkeys.CATALOG]
-        print(f"Yitang 议堂 is running at {settings.base_url}", flush=True)
-        print(f"Admin API key: {app[appkeys.API_KEY]}", flush=True)
+        if scrubber is not None:
+            secret = load_token_secret(settings.data_dir, settings.token_secret)
+            scrubber.register(app[appkeys.API_KEY], secret, settings.metrics_token)
+        announce(f"Yitang 议堂 is running at {settings.base_url}")
+        if show_links:
+            announce(f"Admin API key: {app[appkeys.API_KEY]}")
+        else:
+            key_file = settings.data_dir / API_KEY_FILE
+            where = "as configured" if settings.api_key else f"in {key_file}"
+            announce(f"Admin API key: {where} (--show-links prints it)")
         if settings.seed_file is not None:
             seed = load_seed(settings.seed_file)
             links = await apply_seed(catalog, seed, settings.base_url, settings.token_ttl_seconds)
-            print(f"Seeded session {seed.room.id}: {seed.room.title}", flush=True)
+            announce(f"Seeded session {seed.room.id}: {seed.room.title}")
             for invitee, url in links:
-                print(
-                    f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {url}", flush=True
-                )
+                shown = url if show_links else "(join link: --show-links, or `yitang token`)"
+                announce(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -285,6 +309,16 @@ def _admin_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=_env("YITANG_LOG_FORMAT", "text"),
+        help="text (default) or json: one JSON object per line with time, level, node, "
+        "room, identity, event and message",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command-line interface."""
     parser = argparse.ArgumentParser(
@@ -301,6 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url", default=_env("REDIS_URL"), help="external Redis; default: embedded Valkey"
     )
     serve_parser.add_argument("--api-key", default=_env("YITANG_API_KEY"))
+    serve_parser.add_argument(
+        "--metrics-token",
+        default=_env("YITANG_METRICS_TOKEN"),
+        help="bearer token that may read /metrics and nothing else (the API key always may)",
+    )
+    serve_parser.add_argument(
+        "--show-links",
+        action="store_true",
+        default=(_env("YITANG_SHOW_LINKS") or "").lower() in ("1", "true", "yes"),
+        help="print the admin API key and the seeded join links at start (a demo at a "
+        "terminal; never where stdout is a log)",
+    )
+    _log_format_option(serve_parser)
     serve_parser.add_argument("--token-secret", default=_env("YITANG_TOKEN_SECRET"))
     serve_parser.add_argument(
         "--public-url", default=_env("YITANG_PUBLIC_URL"), help="base of join links"
@@ -405,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--redis-url", default=_env("REDIS_URL"))
     worker_parser.add_argument("--data-dir", default=_env("YITANG_DATA_DIR", "data"))
     worker_parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    _log_format_option(worker_parser)
 
     archive_parser = commands.add_parser("archive", help="work with recorded sessions")
     archive_commands = archive_parser.add_subparsers(dest="archive_command", required=True)
@@ -453,14 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `yitang` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    scrubber = configure_logging(getattr(args, "log_format", "text"), verbose=args.verbose)
     try:
         if args.command == "serve":
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve(settings_from_args(args)))
+                asyncio.run(
+                    serve(
+                        settings_from_args(args),
+                        show_links=args.show_links,
+                        scrubber=scrubber,
+                        log_format=args.log_format,
+                    )
+                )
         elif args.command == "room":
             asyncio.run(room_create(args) if args.room_command == "create" else room_list(args))
         elif args.command == "token":

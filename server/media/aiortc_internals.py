@@ -189,6 +189,10 @@ class HookedRtpSender(RTCRtpSender):
     :class:`RtpSendChannel` fills, PLI/FIR become :meth:`on_keyframe_request`.
     """
 
+    #: Packets the receiver asked for again (RTCP NACK), answered from the history; the
+    #: metrics collector reads it (one count per NACKed packet, never per forwarded one).
+    nacks_received = 0
+
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Send packets through ``channel`` until cancelled. Subclasses implement."""
         raise NotImplementedError
@@ -214,6 +218,10 @@ class HookedRtpSender(RTCRtpSender):
 
     def _send_keyframe(self) -> None:
         self.on_keyframe_request()
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        self.nacks_received += 1
+        await super()._retransmit(sequence_number)
 
 
 def sender_ssrc(sender: RTCRtpSender) -> int:
