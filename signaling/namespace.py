@@ -192,6 +192,9 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log_context.room.set(connection.room_id)
             log_context.identity.set(connection.caller.identity)
         ack = await self._answer(sid, event, payload)
+        if event in ("join", "leave"):
+            outcome = "ok" if acks.is_ok(ack) else (ack.get("error") or {}).get("code")
+            logger.info("%s of %s: %s", event, sid, outcome, extra={"event": event})
         if self.on_event_done is not None:
             self.on_event_done(event, ack, time.perf_counter() - started)
         return ack

@@ -1,0 +1,212 @@
+"""`/metrics` after a real session: counters move by exactly what the clients did.
+
+A real server (in this process, on the test Redis) and real aiortc peers; the
+exposition is read with prometheus_client's own parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port
+from tests.helpers import ServerHandle, eventually, run_server
+from tests.session_peer import SessionPeer
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS_TOKEN = "prometheus-reads-metrics-only"
+#: `lower_hand` events sent at once: more than a connection's burst (40), so some are refused.
+BURST = 60
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class Scrape:
+    """One parsed scrape: samples by name and labels, and the names of every family."""
+
+    def __init__(self, text: str) -> None:
+        self.samples: Samples = {}
+        self.names: set[str] = set()
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_count", "_sum", "_created"),
+            "summary": ("_count", "_sum", "_created"),
+        }
+        for family in text_string_to_metric_families(text):
+            self.names.add(family.name)
+            self.names.update(family.name + s for s in suffixes.get(family.type, ()))
+            for sample in family.samples:
+                self.names.add(sample.name)
+                key = (sample.name, frozenset(sample.labels.items()))
+                self.samples[key] = sample.value
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's value (0 if absent: a series not yet created has counted nothing)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum over every series of `name` whose labels include `labels`."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
+
+
+async def scrape(server: ServerHandle, key: str | None = None) -> Scrape:
+    """GET /metrics with the API key (or `key`) and parse it."""
+    headers = {"Authorization": f"Bearer {key or server.api_key}"}
+    async with server.http.get(server.base_url + "/metrics", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return Scrape(await response.text())
+
+
+@pytest.fixture
+async def metered(redis_client: Any, redis_url: str, tmp_path: Path) -> AsyncIterator[ServerHandle]:
+    """A server with a metrics token, sampling receiver reports often."""
+    async with run_server(
+        tmp_path / "data",
+        free_port(),
+        redis_url=redis_url,
+        metrics_token=METRICS_TOKEN,
+        metrics_sample_seconds=0.3,
+    ) as handle:
+        yield handle
+
+
+async def test_metrics_need_the_metrics_token_or_the_api_key(metered: ServerHandle) -> None:
+    url = metered.base_url + "/metrics"
+    async with metered.http.get(url) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "metrics_key_missing"
+    wrong = {"Authorization": "Bearer not-the-token"}
+    async with metered.http.get(url, headers=wrong) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "metrics_key_invalid"
+    with_token = await scrape(metered, METRICS_TOKEN)
+    with_key = await scrape(metered)
+    assert with_token.value("yitang_rooms_owned") == with_key.value("yitang_rooms_owned") == 0
+    # The metrics token opens nothing else.
+    status, _ = await metered.request(
+        "GET", "/api/rooms", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert status == 401
+
+
+async def test_a_session_moves_the_counters_by_what_it_did(metered: ServerHandle) -> None:
+    before = await scrape(metered)
+    room = (await metered.create_room())["id"]
+    peers: list[SessionPeer] = []
+
+    async def join(identity: str, role: str, venue: str, publish: bool) -> SessionPeer:
+        token = await metered.token(room, identity, role, venue)
+        peer = SessionPeer(metered.base_url, token, len(peers) + 1)
+        peers.append(peer)
+        await peer.join()
+        if publish:
+            await peer.publish()
+        return peer
+
+    try:
+        host = await join("host", "host", "hunan", publish=True)
+        city = await join("m1", "member", "zhuzhou", publish=True)
+        county = await join("m2", "member", "shifeng", publish=False)
+        await county.wait_for(lambda: county.frames_from("m1", "video") >= 10)
+        await host.wait_for(lambda: host.frames_from("m1", "video") >= 10)
+
+        # What the test does besides: one unknown event, one bad payload, a burst.
+        client = county.signaling
+        unknown = await client.emit_raw("no_such_event", {})
+        bad = await client.emit_raw("chat", {"text": 5})
+        burst = await asyncio.gather(*(client.emit_raw("lower_hand", {}) for _ in range(BURST)))
+        assert unknown["error"]["code"] == "unknown_event"
+        assert bad["error"]["code"] == "invalid_payload"
+        outcomes: dict[str, int] = {}
+        for ack in burst:
+            outcome = "ok" if ack.get("ok") else ack["error"]["code"]
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        refused = outcomes.get("rate_limited", 0)
+        assert refused > 0, outcomes
+
+        async def reports_sampled() -> bool:
+            now = await scrape(metered)
+            loss = now.value("yitang_receiver_loss_ratio_count", kind="video")
+            return loss > 0 and now.value("yitang_receiver_rtt_seconds_count", kind="video") > 0
+
+        await eventually(reports_sampled, "receiver reports sampled into loss and RTT histograms")
+        after = await scrape(metered)
+
+        def delta(name: str, **labels: str) -> float:
+            return after.value(name, **labels) - before.value(name, **labels)
+
+        events = "yitang_socketio_events_total"
+        assert delta(events, event="join", outcome="ok") == 3
+        assert delta(events, event="publish_offer", outcome="ok") == 2
+        assert delta(events, event="unknown", outcome="unknown_event") == 1
+        assert delta(events, event="chat", outcome="invalid_payload") == 1
+        for outcome, count in outcomes.items():
+            assert delta(events, event="lower_hand", outcome=outcome) == count, outcome
+        assert delta("yitang_rate_limit_refusals_total", scope="event") == refused
+        assert delta("yitang_socketio_connects_total", outcome="ok") == 3
+        assert delta("yitang_join_seconds_count") == 3
+        assert delta("yitang_room_ownership_changes_total", change="acquired") == 1
+        # No client-chosen name becomes a label.
+        assert not any(n == events and ("event", "no_such_event") in ls for n, ls in after.samples)
+
+        assert after.value("yitang_rooms_owned") == 1
+        assert after.value("yitang_socketio_connections") == 3
+        assert after.value("yitang_participants", role="host", level="provincial") == 1
+        assert after.value("yitang_participants", role="member", level="city") == 1
+        assert after.value("yitang_participants", role="member", level="county") == 1
+        assert after.total("yitang_participants") == 3
+        assert after.value("yitang_published_tracks", kind="video") == 2
+        assert after.value("yitang_published_tracks", kind="audio") == 2
+        for kind in ("audio", "video"):
+            assert after.value("yitang_media_packets_received_total", kind=kind) > 0
+            assert after.value("yitang_media_packets_forwarded_total", kind=kind) > 0
+            assert after.value("yitang_media_payload_bytes_forwarded_total", kind=kind) > 0
+        # Loopback loses nothing and answers within the smallest buckets.
+        loss_count = after.value("yitang_receiver_loss_ratio_count", kind="video")
+        assert (
+            after.value("yitang_receiver_loss_ratio_bucket", kind="video", le="0.0") == loss_count
+        )
+        assert after.value("yitang_receiver_rtt_seconds_bucket", kind="video", le="0.5") > 0
+        assert after.value("yitang_media_transport_bytes_total", direction="in") > 0
+        assert after.value("yitang_media_transport_bytes_total", direction="out") > 0
+        assert after.total("yitang_redis_command_seconds_count") > 0
+        assert after.value("process_resident_memory_bytes") > 0
+        states = {dict(ls)["state"] for n, ls in after.samples if n == "yitang_render_jobs"}
+        assert states == {"queued", "started", "deferred", "scheduled", "finished", "failed"}
+
+        # A publisher leaves: its forwarders and senders go, the totals do not go down.
+        forwarded = after.value("yitang_media_packets_forwarded_total", kind="video")
+        peers.remove(city)
+        await city.close()
+        await host.wait_for(lambda: not host.tracks_from("m1", "video"))
+        gone = await scrape(metered)
+        assert gone.value("yitang_published_tracks", kind="video") == 1
+        assert gone.value("yitang_media_packets_forwarded_total", kind="video") >= forwarded
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_the_grafana_dashboard_queries_only_exported_metrics(server: ServerHandle) -> None:
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    exported = (await scrape(server)).names
+    panels = [p for row in dashboard["panels"] for p in [row, *row.get("panels", [])]]
+    queried = set()
+    for panel in panels:
+        for target in panel.get("targets", []):
+            names = set(re.findall(r"\b((?:yitang|process)_[a-z0-9_]+)", target["expr"]))
+            assert names, f"panel {panel['title']!r} queries no Yitang metric"
+            missing = names - exported
+            assert not missing, f"panel {panel['title']!r} queries {missing}, not exported"
+            queried |= names
+    assert len([p for p in panels if p.get("targets")]) >= 10
+    assert "yitang_receiver_rtt_seconds_bucket" in queried
