@@ -50,3 +50,19 @@ def test_every_documented_environment_variable_is_a_serve_option() -> None:
     readme = (REPO / "README.md").read_text()
     for variable in ENV_VARS:
         assert variable in readme, f"README does not document {variable}"
+
+
+def test_an_optional_prometheus_scrapes_metrics_with_the_metrics_token() -> None:
+    compose = _compose()
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"], "not started by a plain `compose up`"
+    config_mount = next(v for v in prometheus["volumes"] if v.endswith(":ro"))
+    source, target = config_mount.split(":")[:2]
+    assert f"--config.file={target}" in prometheus["command"]
+    config = yaml.safe_load((REPO / source.removeprefix("./")).read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    secret = prometheus["secrets"][0]
+    assert job["authorization"]["credentials_file"] == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret]["environment"] == "YITANG_METRICS_TOKEN"
+    assert "YITANG_METRICS_TOKEN" in compose["services"]["yitang"]["environment"]

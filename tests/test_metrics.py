@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, eventually, run_server
+from tests.processes import valkey_server
 from tests.session_peer import SessionPeer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +97,39 @@ async def test_metrics_need_the_metrics_token_or_the_api_key(metered: ServerHand
         "GET", "/api/rooms", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
     )
     assert status == 401
+    status, spec = await metered.request("GET", "/api/openapi.json")
+    assert set(spec["paths"]["/metrics"]) == {"get"}
+
+
+async def test_guessing_the_metrics_token_locks_the_address_out_and_is_counted(
+    redis_client: Any, redis_url: str, tmp_path: Path
+) -> None:
+    async with run_server(
+        tmp_path / "data",
+        free_port(),
+        redis_url=redis_url,
+        admin_attempt_limit=2,
+        admin_attempt_window_seconds=1.0,
+    ) as server:
+        url = server.base_url + "/metrics"
+        wrong = {"Authorization": "Bearer guessed-wrong-token"}
+        right = {"Authorization": f"Bearer {server.api_key}"}
+        for _ in range(2):
+            async with server.http.get(url, headers=wrong) as response:
+                assert response.status == 401
+        # Locked out: even the right key is refused until the lock-out ends (bounded wait).
+        refused = 0
+        async with asyncio.timeout(10):
+            while True:
+                async with server.http.get(url, headers=right) as response:
+                    if response.status == 200:
+                        text = await response.text()
+                        break
+                    assert response.status == 429
+                    refused += 1
+                await asyncio.sleep(0.05)  # the lock-out ends by the clock, with no event
+        assert refused >= 1
+        assert Scrape(text).value("yitang_rate_limit_refusals_total", scope="admin_api") == refused
 
 
 async def test_a_session_moves_the_counters_by_what_it_did(metered: ServerHandle) -> None:
@@ -210,3 +244,34 @@ async def test_the_grafana_dashboard_queries_only_exported_metrics(server: Serve
             queried |= names
     assert len([p for p in panels if p.get("targets")]) >= 10
     assert "yitang_receiver_rtt_seconds_bucket" in queried
+
+
+async def test_metrics_answer_while_redis_is_down_and_show_the_errors(tmp_path: Path) -> None:
+    async with (
+        valkey_server() as valkey,
+        run_server(tmp_path / "data", free_port(), redis_url=valkey.url) as server,
+    ):
+        up = await scrape(server)
+        assert "yitang_render_jobs" in up.names
+        assert up.total("yitang_redis_errors_total") == 0
+        await valkey.stop()
+        try:
+            status, _ = await server.request("GET", "/api/rooms")
+            assert status >= 500  # (500 today; 503 would say more)
+            down = await scrape(server)
+        finally:
+            await valkey.start()
+        # Render-job states need Redis: left out, rather than stale or a failed scrape.
+        assert "yitang_render_jobs" not in down.names
+        errors = {
+            dict(labels)["error"]: value
+            for (name, labels), value in down.samples.items()
+            if name == "yitang_redis_errors_total"
+        }
+        assert errors.get("connection", 0) >= 1, errors
+
+        async def api_up() -> bool:
+            return (await server.request("GET", "/api/rooms"))[0] == 200
+
+        await eventually(api_up, "the REST API answers again")
+        assert "yitang_render_jobs" in (await scrape(server)).names
