@@ -131,6 +131,9 @@ async def test_serve_writes_json_lines_naming_node_room_and_identity(tmp_path: P
     access = [line["message"] for line in lines if "/join?" in line["message"]]
     assert access and all("token=[redacted]" in m for m in access), access
     assert any(line.get("event") == "started" for line in lines)
+    # The graceful shutdown says how it went.
+    drained = [line for line in lines if line.get("event") == "drained"]
+    assert len(drained) == 1 and "1 of 1 rooms handed over" in drained[0]["message"], drained
 
 
 def test_an_io_stream_gets_one_object_per_line() -> None:
