@@ -30,25 +30,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session", autouse=True)
-def log_capture() -> Iterator[None]:
-    """Every log record of the run goes to the secrets guard (INFO and up; Yitang's DEBUG)."""
-    handler = GuardHandler(GUARD)
+def pytest_configure(config: pytest.Config) -> None:
+    """Every log record of the run goes to the secrets guard (INFO and up; Yitang's DEBUG).
+
+    Installed here, before any test, so that the guard's handler runs before the
+    handlers pytest adds for each test (it freezes records; see tests/log_secrets.py).
+    """
     root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
+    if not any(isinstance(h, GuardHandler) for h in root.handlers):
+        root.addHandler(GuardHandler(GUARD))
     root.setLevel(logging.INFO)
     for name in ("server", "signaling"):
         logging.getLogger(name).setLevel(logging.DEBUG)
-    yield
-    root.removeHandler(handler)
-    root.setLevel(previous)
-    for name in ("server", "signaling"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.fixture(autouse=True)
-def no_secrets_in_logs(log_capture: None) -> Iterator[None]:
+def no_secrets_in_logs() -> Iterator[None]:
     """Fail any test whose log lines (its own process's, and its server processes') hold a
     join token, a bearer credential or a server's key."""
     GUARD.reset()

@@ -88,12 +88,35 @@ class GuardHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep the record's lines."""
+        """Keep the record's lines, and freeze the record (see `freeze`)."""
         try:
             text = self.format(record)
         except Exception:  # a record whose arguments do not format is a bug elsewhere
             text = str(record.msg)
         self.guard.add_lines(record.name, text.splitlines() or [""])
+        freeze(record)
+
+
+def freeze(record: logging.LogRecord) -> None:
+    """Replace the record's arguments and traceback by their text, as QueueHandler does.
+
+    The guard lowers the root level to INFO, so records are made that were not
+    before, and pytest keeps every record of a test for its report: with their
+    arguments (`logger.info("%r closed", room)`) and tracebacks they would keep
+    the objects they name alive, and tests that check an object is collected
+    would fail. This handler comes first (installed at configure time, before
+    pytest's per-test handlers), so they keep the frozen record.
+    """
+    if record.args:
+        try:
+            record.msg = record.getMessage()
+        except Exception:
+            record.msg = str(record.msg)
+        record.args = None
+    if record.exc_info:
+        if not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
 
 
 #: The run's guard.
