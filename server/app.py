@@ -26,6 +26,7 @@ from server.http.attempts import FailedAttempts
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
 from server.http.readiness import Readiness
+from server.http.request_context import room_in_log_context
 from server.http.schemas import MAX_BODY_BYTES
 from server.http.security import add_security_headers
 from server.media import MediaConfig, MediaNode
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
             metrics.count_lockouts,
+            room_in_log_context,
             error_middleware,
             connection_cap(sio, settings.connection_limit),
         ],

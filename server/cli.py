@@ -501,7 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `yitang` console script."""
     args = build_parser().parse_args(argv)
-    scrubber = configure_logging(getattr(args, "log_format", "text"), verbose=args.verbose)
+    try:
+        scrubber = configure_logging(getattr(args, "log_format", "text"), verbose=args.verbose)
+    except ValueError as exc:  # YITANG_LOG_FORMAT is not checked by argparse's choices
+        print(f"yitang: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
             with contextlib.suppress(KeyboardInterrupt):

@@ -131,6 +131,9 @@ async def test_serve_writes_json_lines_naming_node_room_and_identity(tmp_path: P
     access = [line["message"] for line in lines if "/join?" in line["message"]]
     assert access and all("token=[redacted]" in m for m in access), access
     assert any(line.get("event") == "started" for line in lines)
+    # A REST call about a room is logged as that room's.
+    issued = [line for line in lines if f"POST /api/rooms/{room_id}/tokens" in line["message"]]
+    assert issued and issued[0].get("room") == room_id, issued
     # The graceful shutdown says how it went.
     drained = [line for line in lines if line.get("event") == "drained"]
     assert len(drained) == 1 and "1 of 1 rooms handed over" in drained[0]["message"], drained
