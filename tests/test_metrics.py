@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
@@ -99,6 +102,15 @@ async def test_metrics_need_the_metrics_token_or_the_api_key(metered: ServerHand
     assert status == 401
     status, spec = await metered.request("GET", "/api/openapi.json")
     assert set(spec["paths"]["/metrics"]) == {"get"}
+    # A scraper that prefers OpenMetrics (Prometheus does) gets it.
+    headers = {
+        "Authorization": f"Bearer {METRICS_TOKEN}",
+        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    }
+    async with metered.http.get(url, headers=headers) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        families = {f.name for f in openmetrics_families(await response.text())}
+    assert {"yitang_rooms_owned", "yitang_socketio_events"} <= families
 
 
 async def test_guessing_the_metrics_token_locks_the_address_out_and_is_counted(

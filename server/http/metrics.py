@@ -13,7 +13,6 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from server import appkeys
 from server.http.api import client_address
@@ -50,9 +49,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
     require_metrics_key(request)
     exporter = request.app[appkeys.METRICS]
     await exporter.refresh()
+    body, content_type = exporter.render(request.headers.get("Accept", ""))
     return web.Response(
-        body=exporter.render(),
-        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+        body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"}
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from server.cluster.node import ClusterNode
 from server.media import MediaNode
@@ -50,9 +50,11 @@ class MetricsExporter:
         if self._render_jobs is not None:
             await self._render_jobs.refresh()
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of everything (runs the collectors)."""
-        return generate_latest(self.metrics.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition of everything (runs the collectors) and its content type: the
+        Prometheus text format, or OpenMetrics when the scraper's `Accept` asks for it."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.metrics.registry), content_type
 
     async def close(self) -> None:
         """Stop the sampler and close the render queue's connection."""
