@@ -508,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
+            # Render workers it starts log the same way (they read the environment).
+            os.environ["YITANG_LOG_FORMAT"] = args.log_format
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(
                     serve(

@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "server.media": set(),
     "server.rooms": {"server.media", "server.ratelimit"},
     "server.state": {"server.rooms"},
-    "server.recording": {"server.rooms", "server.state", "server.media"},
+    "server.recording": {"server.rooms", "server.state", "server.media", "server.logging_setup"},
     "server.cluster": {"server.rooms", "server.state", "server.media", "server.log_context"},
     "signaling": {
         "server.rooms",

@@ -20,7 +20,7 @@ from server.rooms.models import Invitee, Role
 from server.rooms.tokens import TokenSigner
 from signaling.client import RoomClient
 from tests.conftest import free_port
-from tests.helpers import ROOM_SPEC
+from tests.helpers import ROOM_SPEC, eventually
 from tests.log_secrets import GuardHandler, LogSecretsGuard
 from tests.processes import server_process
 
@@ -106,7 +106,8 @@ def test_json_lines_carry_context_and_no_secrets() -> None:
 
 async def test_serve_writes_json_lines_naming_node_room_and_identity(tmp_path: Path) -> None:
     port = free_port()
-    async with server_process(tmp_path / "data", port, "--log-format", "json") as server:
+    args = ("--log-format", "json", "--render-workers", "1")  # workers share the log
+    async with server_process(tmp_path / "data", port, *args) as server:
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with aiohttp.ClientSession(headers=headers) as http:
             async with http.post(f"{server.base_url}/api/rooms", json=ROOM_SPEC) as response:
@@ -121,6 +122,9 @@ async def test_serve_writes_json_lines_naming_node_room_and_identity(tmp_path: P
         client = RoomClient(server.base_url, token)
         await client.connect()
         await client.close()
+        await eventually(
+            lambda: '"logger": "rq.' in server.log.read_text(), "the render worker logs", 30
+        )
         assert await server.stop() == 0
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
     nodes = {line.get("node") for line in lines if line["logger"].startswith("server.")}
@@ -131,6 +135,7 @@ async def test_serve_writes_json_lines_naming_node_room_and_identity(tmp_path: P
     access = [line["message"] for line in lines if "/join?" in line["message"]]
     assert access and all("token=[redacted]" in m for m in access), access
     assert any(line.get("event") == "started" for line in lines)
+    assert any(line["logger"].startswith("rq.") for line in lines), "the render worker's lines"
     # A REST call about a room is logged as that room's.
     issued = [line for line in lines if f"POST /api/rooms/{room_id}/tokens" in line["message"]]
     assert issued and issued[0].get("room") == room_id, issued

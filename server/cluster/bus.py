@@ -257,6 +257,11 @@ class Bus:
         while True:
             # A bounded wait: the client's health check (a PING while idle) runs in here.
             message = await pubsub.get_message(timeout=1.0)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py can swallow a cancellation that races its read timeout (seen
+                # after a reconnect): without this, close() would wait for ever.
+                raise asyncio.CancelledError
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"]
