@@ -103,8 +103,9 @@ async def measure_yitang(clients: int, messages: int) -> tuple[list[float], floa
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data:
         async with process(
-            sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", data
-        ) as server:
+            sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", data,
+            "--workers", "1",  # one node process, as the bare server it is compared with
+        ) as server:  # fmt: skip
             await wait_http(base + "/healthz")
             key = (Path(data) / "api-key").read_text().strip()
             async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:

@@ -10,6 +10,7 @@ elsewhere, then everything is closed in reverse order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -43,6 +44,7 @@ from server.state.connection import redis_client
 from server.state.embedded import embedded_redis, embedded_redis_url
 from server.state.nodes import new_node
 from server.state.store import RedisStore
+from server.turn_credentials import ice_servers
 from signaling.admission import connection_cap
 from signaling.events import MAX_MESSAGE_BYTES
 from signaling.namespace import RoomNamespace
@@ -60,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
         max_connections=settings.connection_limit,
         event_rate=settings.event_rate,
         event_burst=settings.event_burst,
+        ice_servers=functools.partial(ice_servers, settings.turn),
     )
     sio = RoomSocketServer(
         join_timeout=settings.join_timeout_seconds,
@@ -213,7 +216,9 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             heartbeat_seconds=settings.heartbeat_seconds,
             lease_ttl_seconds=settings.lease_ttl_seconds,
             drain_seconds=settings.drain_seconds,
-            directory=DirectorySettings(idle_seconds=settings.idle_room_seconds),
+            directory=DirectorySettings(
+                idle_seconds=settings.idle_room_seconds, max_rooms=settings.max_rooms_per_node
+            ),
         ),
     )
     cluster.directory.on_ownership_change = app[appkeys.METRICS].metrics.ownership_changed

@@ -35,12 +35,16 @@ from server import appkeys
 from server.app import create_app
 from server.credentials import API_KEY_FILE, load_token_secret
 from server.http.access_log import RedactingAccessLogger
+from server.loadtest.runner import LoadTestError, LoadTestOptions, parse_resolution
+from server.loadtest.runner import main_entry as loadtest_main
 from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
 from server.settings import Settings, origin_of
+from server.turn_credentials import TurnSettings, check_ice_url
+from server.workers import Box, BoxFailed, default_worker_count
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -84,6 +88,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         render_workers=args.render_workers,
         allowed_origins=tuple(args.allowed_origin or ()),
         metrics_token=args.metrics_token or None,
+        workers=args.workers,
+        max_rooms_per_node=args.max_rooms_per_node or None,
+        reuse_port=args.box_node is not None,
+        turn=TurnSettings(
+            urls=tuple(args.turn_url or ()),
+            secret=args.turn_secret or None,
+            ttl_seconds=args.turn_ttl,
+        ),
     )
 
 
@@ -93,6 +105,13 @@ def _ice_address(text: str) -> IceAddress:
         return IceAddress(local=local.strip(), announced=announced.strip() or None)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not ADDR[=ANNOUNCED]: {text!r}") from exc
+
+
+def _turn_url(text: str) -> str:
+    try:
+        return check_ice_url(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -117,12 +136,15 @@ def _env_list(name: str) -> list[str]:
 async def serve(
     settings: Settings,
     *,
+    announce: bool = True,
     show_links: bool = False,
     scrubber: SecretScrubber | None = None,
     log_format: str = "text",
 ) -> None:
     """Run a node until SIGINT/SIGTERM; seed first, and print the admin key and the seeded
     join links if `show_links` (stdout is the log of a service: secrets stay out of it).
+
+    `announce` False (the other node processes of a box) prints neither.
 
     A node that fails for good (its embedded Valkey cannot be restarted) stops
     too, and raises CliError: the exit status 1 tells a process supervisor to
@@ -133,10 +155,10 @@ async def serve(
     # The access log must never show a join token (`/join?token=`) or a file access token.
     runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.reuse_port)
     await site.start()
 
-    def announce(line: str) -> None:
+    def say(line: str) -> None:
         # A person reads the banner in text mode; a log collector reads JSON lines only.
         if log_format == "json":
             logger.info("%s", line.strip(), extra={"event": "started"})
@@ -147,21 +169,24 @@ async def serve(
         catalog = app[appkeys.CATALOG]
         if scrubber is not None:
             secret = load_token_secret(settings.data_dir, settings.token_secret)
-            scrubber.register(app[appkeys.API_KEY], secret, settings.metrics_token)
-        announce(f"Yitang 议堂 is running at {settings.base_url}")
-        if show_links:
-            announce(f"Admin API key: {app[appkeys.API_KEY]}")
-        else:
-            key_file = settings.data_dir / API_KEY_FILE
-            where = "as configured" if settings.api_key else f"in {key_file}"
-            announce(f"Admin API key: {where} (--show-links prints it)")
+            scrubber.register(
+                app[appkeys.API_KEY], secret, settings.metrics_token, settings.turn.secret
+            )
+        if announce:
+            say(f"Yitang 议堂 is running at {settings.base_url}")
+            if show_links:
+                say(f"Admin API key: {app[appkeys.API_KEY]}")
+            else:
+                key_file = settings.data_dir / API_KEY_FILE
+                where = "as configured" if settings.api_key else f"in {key_file}"
+                say(f"Admin API key: {where} (--show-links prints it)")
         if settings.seed_file is not None:
             seed = load_seed(settings.seed_file)
             links = await apply_seed(catalog, seed, settings.base_url, settings.token_ttl_seconds)
-            announce(f"Seeded session {seed.room.id}: {seed.room.title}")
+            say(f"Seeded session {seed.room.id}: {seed.room.title}")
             for invitee, url in links:
                 shown = url if show_links else "(join link: --show-links, or `yitang token`)"
-                announce(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
+                say(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -180,6 +205,42 @@ async def serve(
             logger.warning("shutdown after the failure was incomplete", exc_info=True)
     if readiness.failure is not None:
         raise CliError(f"the node failed: {readiness.failure}")
+
+
+def _loadtest_options(args: argparse.Namespace) -> LoadTestOptions:
+    width, height = parse_resolution(args.resolution)
+    return LoadTestOptions(
+        url=args.url or args.server,
+        api_key=_api_key(args),
+        publishers=args.publishers,
+        subscribers=args.subscribers,
+        duration=args.duration,
+        width=width,
+        height=height,
+        fps=args.fps,
+        bitrate_kbps=args.bitrate,
+        codec=args.codec,
+        speaker_switch=args.speaker_switch,
+        processes=args.processes,
+        ice_addresses=tuple(args.ice_address) if args.ice_address else None,
+        relay_only=args.relay,
+    )
+
+
+def _serve_argv(argv: list[str] | None) -> list[str]:
+    """The flags given to `serve` (what each node process of the box is started with)."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    return given[given.index("serve") + 1 :]
+
+
+async def serve_box(settings: Settings, serve_argv: list[str], verbose: bool) -> None:
+    """Run `settings.workers` node processes behind one port until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"Yitang 议堂: {settings.workers} node processes on port {settings.port}", flush=True)
+    await Box(settings, serve_argv, verbose=verbose).run(stop)
 
 
 # --- REST client for the admin commands --------------------------------------------------------
@@ -407,6 +468,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, hand rooms over and send sockets elsewhere within this long",
     )
     serve_parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("YITANG_WORKERS", "0") or 0) or default_worker_count(),
+        help="node processes on this box behind one port (default: one per core)",
+    )
+    serve_parser.add_argument(
+        "--max-rooms-per-node",
+        type=int,
+        default=int(_env("YITANG_MAX_ROOMS_PER_NODE", "0") or 0),
+        help="rooms one node process owns at most; others go to other nodes (0: no cap)",
+    )
+    # Set by `--workers N` for each node process it starts (server/workers.py): the first
+    # seeds and prints the key and links, the others (and restarted ones) stay quiet.
+    serve_parser.add_argument("--box-node", choices=("first", "other"), help=argparse.SUPPRESS)
+    serve_parser.add_argument(
+        "--turn-url",
+        action="append",
+        type=_turn_url,
+        default=[_turn_url(u) for u in _env_list("YITANG_TURN_URLS")] or None,
+        metavar="URL",
+        help="a TURN (or STUN) server handed to participants, e.g. "
+        "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:443?transport=tcp "
+        "(repeatable)",
+    )
+    serve_parser.add_argument(
+        "--turn-secret",
+        default=_env("YITANG_TURN_SECRET"),
+        help="the secret shared with coturn (static-auth-secret) for short-lived credentials",
+    )
+    serve_parser.add_argument(
+        "--turn-ttl",
+        type=int,
+        default=int(_env("YITANG_TURN_TTL", str(4 * 3600)) or 4 * 3600),
+        help="seconds a participant's TURN credential lasts (clients renew it before)",
+    )
+    serve_parser.add_argument(
         "--ice-address",
         action="append",
         type=_ice_address,
@@ -447,6 +544,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("YITANG_RENDER_WORKERS", "1") or 1),
         help="render worker processes to start beside the server (0: run `yitang worker`)",
     )
+
+    load_parser = commands.add_parser(
+        "loadtest", help="headless participants against a server: fps, loss, freezes, CPU"
+    )
+    load_parser.add_argument("url", nargs="?", help="the server (default: --server)")
+    _admin_options(load_parser)
+    load_parser.add_argument("--publishers", type=int, default=1, help="members who publish")
+    load_parser.add_argument("--subscribers", type=int, default=4, help="observers who watch")
+    load_parser.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    load_parser.add_argument("--resolution", default="640x480", help="WIDTHxHEIGHT")
+    load_parser.add_argument("--fps", type=int, default=30)
+    load_parser.add_argument("--bitrate", type=int, default=1500, help="video kbit/s")
+    load_parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    load_parser.add_argument(
+        "--speaker-switch",
+        type=float,
+        metavar="SECONDS",
+        help="the host gives the floor to the next publisher this often",
+    )
+    load_parser.add_argument(
+        "--processes", type=int, help="client processes (default: one per core)"
+    )
+    load_parser.add_argument(
+        "--ice-address",
+        action="append",
+        help="local address the clients gather ICE on (default: 127.0.0.1 for a local URL)",
+    )
+    load_parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="media only through the TURN relay the server hands out",
+    )
+    load_parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
     worker_parser = commands.add_parser("worker", help="run a combined-video render worker")
     worker_parser.add_argument("--redis-url", default=_env("REDIS_URL"))
@@ -508,17 +638,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
+            settings = settings_from_args(args)
             # Render workers it starts log the same way (they read the environment).
             os.environ["YITANG_LOG_FORMAT"] = args.log_format
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(
-                    serve(
-                        settings_from_args(args),
-                        show_links=args.show_links,
-                        scrubber=scrubber,
-                        log_format=args.log_format,
+                if settings.workers > 1:
+                    asyncio.run(serve_box(settings, _serve_argv(argv), args.verbose))
+                else:
+                    asyncio.run(
+                        serve(
+                            settings,
+                            announce=args.box_node != "other",
+                            show_links=args.show_links,
+                            scrubber=scrubber,
+                            log_format=args.log_format,
+                        )
                     )
-                )
         elif args.command == "room":
             asyncio.run(room_create(args) if args.room_command == "create" else room_list(args))
         elif args.command == "token":
@@ -530,9 +665,13 @@ def main(argv: list[str] | None = None) -> int:
             return worker_main(
                 [*worker_args, *(["--redis-url", args.redis_url] if args.redis_url else [])]
             )
+        elif args.command == "loadtest":
+            for chatty in ("aioice", "aiortc"):  # a log line per ICE check drowns the report
+                logging.getLogger(chatty).setLevel(logging.WARNING)
+            return loadtest_main(_loadtest_options(args), as_json=args.json)
         elif args.command == "archive":
             asyncio.run(archive_render(args))
-    except (CliError, RenderFailed, ValueError, OSError) as exc:
+    except (CliError, BoxFailed, LoadTestError, RenderFailed, ValueError, OSError) as exc:
         print(f"yitang: {exc}", file=sys.stderr)
         return 1
     return 0

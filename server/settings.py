@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import resource
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.media.config import IceAddress
+from server.turn_credentials import TurnSettings
 
 #: Environment variables read by :func:`settings_from_env`, with their flag.
 ENV_VARS: dict[str, str] = {
@@ -42,6 +43,11 @@ ENV_VARS: dict[str, str] = {
     "YITANG_METRICS_TOKEN": "--metrics-token",
     "YITANG_LOG_FORMAT": "--log-format",
     "YITANG_SHOW_LINKS": "--show-links",
+    "YITANG_WORKERS": "--workers",
+    "YITANG_TURN_URLS": "--turn-url",
+    "YITANG_TURN_SECRET": "--turn-secret",
+    "YITANG_TURN_TTL": "--turn-ttl",
+    "YITANG_MAX_ROOMS_PER_NODE": "--max-rooms-per-node",
 }
 
 
@@ -85,6 +91,15 @@ class Settings:
     drain_seconds: float = 10.0
     #: A room nobody is in is let go (its lease released) after this long.
     idle_room_seconds: float = 60.0
+    #: Node processes `yitang serve` runs on this box behind one port (see server/workers.py).
+    workers: int = 1
+    #: Rooms one node owns at most (None: no cap); new rooms go to other nodes.
+    max_rooms_per_node: int | None = None
+    #: Bind the port with SO_REUSEPORT (set for the node processes of `--workers N`).
+    reuse_port: bool = False
+    #: The TURN relay handed to participants (coturn with `use-auth-secret`); see
+    #: server/turn_credentials.py. No URLs: participants get no ICE servers.
+    turn: TurnSettings = field(default_factory=TurnSettings)
     ice_addresses: tuple[IceAddress, ...] = ()
     ice_remote_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Video of at most this many recent active speakers is forwarded (floor and host always).
@@ -117,6 +132,8 @@ class Settings:
             raise ValueError("the admin attempt limit and window must be positive")
         if self.render_workers < 0:
             raise ValueError("render_workers must be 0 or more")
+        if self.workers < 1 or (self.max_rooms_per_node or 1) < 1:
+            raise ValueError("workers and max_rooms_per_node must be positive")
         if not 0 < self.port < 65536:
             raise ValueError(f"port out of range: {self.port}")
         if self.heartbeat_seconds <= 0 or self.lease_ttl_seconds <= 2 * self.heartbeat_seconds:

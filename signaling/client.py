@@ -70,6 +70,8 @@ class RoomClient:
         self.disconnected = asyncio.Event()
         #: Successful joins so far (a reconnect makes it 2, 3, ...).
         self.joins = 0
+        #: The ICE servers (TURN credentials) the last join handed out (RTCIceServer shape).
+        self.ice_servers: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
         #: The newest handler task; each waits for the one before, so handlers run in order.
@@ -132,6 +134,7 @@ class RoomClient:
             raise
         self.disconnected.clear()
         self._apply_snapshot(Snapshot.model_validate(ack["snapshot"]))
+        self.ice_servers = list(ack.get("ice_servers") or [])
         self.joins += 1
         if self.joins > 1:
             # Before the events that raced the join: they apply on top of the new session.

@@ -40,6 +40,10 @@ MAX_AUTH_BYTES = 4096
 CLOSE_AFTER_LEAVE_SECONDS = 1.0
 
 
+#: A participant's ICE servers (the browser's `RTCIceServer` list) and when they expire.
+IceServers = Callable[[str], tuple[list[dict[str, Any]], int | None]]
+
+
 def room_channel(room_id: str) -> str:
     """The Socket.IO room of this node's sockets in a consultation room."""
     return f"room:{room_id}"
@@ -62,8 +66,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         max_connections: int,
         event_rate: float = 20.0,
         event_burst: float = 40.0,
+        ice_servers: IceServers = lambda identity: ([], None),
     ) -> None:
         super().__init__(NAMESPACE)
+        self.ice_servers = ice_servers
         self.node_id = node_id
         self.max_participants = max_participants
         self.max_connections = max_connections
@@ -218,12 +224,26 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return acks.error("rate_limited", "too many events; slow down")
         request = parse_payload(event, payload)
         if event == "join":
-            return await self._join(sid, connection)
+            ack = await self._join(sid, connection)
+            if acks.is_ok(ack):
+                self._add_ice_servers(ack, connection)
+            return ack
+        if event == "refresh_ice_servers":
+            if connection.state is not SocketState.JOINED:
+                return acks.error("not_joined", "send join first")
+            return self._add_ice_servers(acks.ok(), connection)
         if event == "leave":
             return await self._leave(sid, connection)
         if connection.state is not SocketState.JOINED:
             return acks.error("not_joined", "send join first")
         return await self.router.event(connection.room_id, connection.caller, event, request)
+
+    def _add_ice_servers(self, ack: acks.Ack, connection: Connection) -> acks.Ack:
+        """The participant's ICE servers (fresh TURN credentials) and their expiry."""
+        servers, expires_at = self.ice_servers(connection.caller.identity)
+        ack["ice_servers"] = servers
+        ack["ice_servers_expire_at"] = expires_at
+        return ack
 
     async def _join(self, sid: str, connection: Connection) -> acks.Ack:
         try:

@@ -152,7 +152,7 @@ async def run_server(
     # As `yitang serve` runs it: aiohttp's own access log would show join tokens.
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
     await runner.setup()
-    GUARD.add_secrets(app[appkeys.API_KEY], config.metrics_token)
+    GUARD.add_secrets(app[appkeys.API_KEY], config.metrics_token, config.turn.secret)
     GUARD.add_secret_files(data_dir)
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

@@ -20,7 +20,7 @@ from server.state.embedded import ping
 from tests.log_secrets import GUARD
 
 REPO = Path(__file__).resolve().parents[1]
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a bound for a failure to start, generous for a loaded machine
 
 
 @dataclass
@@ -74,7 +74,7 @@ async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator
             sys.executable, "-m", "server", "serve",
             "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
             "--ice-address", "127.0.0.1", "--ice-remote-allow", "127.0.0.0/8",
-            "--render-workers", "0", *args,
+            "--render-workers", "0", "--workers", "1", *args,
             cwd=REPO, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     handle = ServerProcess(process, f"http://127.0.0.1:{port}", data_dir, log)

@@ -33,6 +33,7 @@ async def _yitang(*args: str) -> tuple[int, str, str]:
         ["token"],
         ["seed"],
         ["worker"],
+        ["loadtest"],
         ["archive"],
         ["archive", "render"],
     ],

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from signaling.client import RoomClient
+import pytest
+
+from signaling.client import RoomClient, SignalingError
 from tests.cluster_kit import cluster
 from tests.session_peer import SessionPeer
 
@@ -79,3 +81,31 @@ async def test_media_of_a_participant_on_another_node_goes_through_the_owner(
         finally:
             await member.close()
             await host.close()
+
+
+async def test_rooms_go_to_the_least_loaded_node_and_a_full_deployment_says_so(
+    tmp_path: Path,
+) -> None:
+    async with cluster(
+        tmp_path, 2, "--heartbeat", "0.5", "--lease-ttl", "3", "--max-rooms-per-node", "1"
+    ) as c:
+        a, b = c.nodes
+        rooms = [await c.create_room(id=name) for name in ("first", "second", "third")]
+        # Every first join lands on A, as the kernel's SO_REUSEPORT hash may send them.
+        first = await c.client(a, rooms[0], "host", "host", "hunan")
+        second = await c.client(a, rooms[1], "host", "host", "hunan")
+        _, listing = await c.request(b, "GET", "/api/nodes")
+        assert first.owner is not None and second.owner is not None
+        assert {first.owner.id, second.owner.id} == {n["id"] for n in listing["nodes"]}, (
+            "one room on each node"
+        )
+        # Both nodes hold their one room: the third session cannot start anywhere.
+        late = RoomClient(a.base_url, await c.token(rooms[2], "host", "host", "hunan"))
+        with pytest.raises(SignalingError) as refused:
+            await late.connect()
+        assert refused.value.code == "server_full"
+        # The first two go on as before.
+        entry = await second.chat("第二个会场照常")
+        await second.wait_for(lambda: any(e.id == entry.id for e in second.timeline))
+        await first.close()
+        await second.close()

@@ -66,3 +66,28 @@ def test_an_optional_prometheus_scrapes_metrics_with_the_metrics_token() -> None
     assert job["authorization"]["credentials_file"] == f"/run/secrets/{secret}"
     assert compose["secrets"][secret]["environment"] == "YITANG_METRICS_TOKEN"
     assert "YITANG_METRICS_TOKEN" in compose["services"]["yitang"]["environment"]
+
+
+def test_compose_runs_coturn_sharing_the_secret_with_yitang() -> None:
+    services = _compose()["services"]
+    coturn = " ".join(services["coturn"]["command"])
+    environment = services["yitang"]["environment"]
+    assert "--use-auth-secret" in coturn
+    assert "--static-auth-secret=${YITANG_TURN_SECRET" in coturn
+    assert environment["YITANG_TURN_SECRET"].startswith("${YITANG_TURN_SECRET")
+    assert "--tls-listening-port=443" in coturn
+    urls = environment["YITANG_TURN_URLS"].split(",")
+    assert any(u.startswith("turns:") and ":443?transport=tcp" in u for u in urls)
+    assert any(u.endswith("?transport=udp") for u in urls)
+    # The flag parser accepts the URLs as they are (with the host variable substituted).
+    host = "turn.example.org"
+    for url in urls:
+        build_parser().parse_args(
+            [
+                "serve",
+                "--turn-secret",
+                "s",
+                "--turn-url",
+                url.replace("${YITANG_TURN_HOST:-127.0.0.1}", host),
+            ]
+        )

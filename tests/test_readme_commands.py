@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import free_port
 from tests.processes import REPO
@@ -19,6 +20,7 @@ from tests.processes import REPO
 SEEDED_PARTICIPANTS = 11
 
 
+@pytest.mark.timeout(420)  # creating .venv and installing takes minutes on a busy machine
 async def test_scripts_serve_on_a_clean_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     cloning = await asyncio.create_subprocess_exec("git", "clone", "--quiet", str(REPO), str(clone))

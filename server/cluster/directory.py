@@ -63,6 +63,19 @@ class DirectorySettings:
     idle_seconds: float = 60.0
     #: A hand-over's final write may take this long.
     flush_timeout: float = 5.0
+    #: Rooms this node owns at most (None: no cap); placement sends others elsewhere.
+    max_rooms: int | None = None
+
+
+class RoomCapReached(RoomError):
+    """This node owns as many rooms as it may (`--max-rooms-per-node`)."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "server_full", "every server holds as many sessions as it may; try again shortly"
+        )
 
 
 def not_owner(room_id: str) -> acks.Ack:
@@ -125,7 +138,8 @@ class RoomDirectory:
     async def acquire(self, room_id: str) -> RoomActor | None:
         """Own the room: this node's actor for it, or None if another node holds its lease.
 
-        NotFound if the room does not exist. Concurrent calls share one load.
+        NotFound if the room does not exist; RoomCapReached if this node owns as many
+        rooms as it may. Concurrent calls share one load.
         """
         actor = self.actor(room_id)
         if actor is not None:
@@ -134,6 +148,9 @@ class RoomDirectory:
             return None
         task = self._loading.get(room_id)
         if task is None:
+            cap = self.settings.max_rooms
+            if cap is not None and len(self._actors) + len(self._loading) >= cap:
+                raise RoomCapReached()
             task = asyncio.create_task(self._load(room_id), name=f"load {room_id}")
             self._loading[room_id] = task
             task.add_done_callback(lambda _: self._loading.pop(room_id, None))

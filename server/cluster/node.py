@@ -26,6 +26,7 @@ from server.cluster.liveness import NodeLiveness
 from server.cluster.local_sockets import LocalSockets
 from server.cluster.messages import BusMessage, TakeRequest
 from server.cluster.outbound import OwnerOutbound
+from server.cluster.placement import Placement
 from server.cluster.router import RoomRouter, RouterSettings
 from server.media import MediaNode
 from server.rooms.commands import RecordingChanged
@@ -76,6 +77,7 @@ class ClusterNode:
         self.leases = RoomLeases(store.client, info.id, settings.lease_ttl_seconds)
         self.bus = Bus(bus_client, info.id, self._on_bus_message, self._on_bus_reconnected)
         self.ref = NodeRef(id=info.id, url=info.url)
+        self.placement = Placement(info.id, settings.directory.max_rooms)
         self.directory = RoomDirectory(
             node=self.ref,
             store=store,
@@ -94,6 +96,7 @@ class ClusterNode:
             leases=self.leases,
             store=store,
             local=local,
+            placement=self.placement,
             settings=settings.router,
         )
         self.local = local
@@ -113,6 +116,7 @@ class ClusterNode:
     async def start(self) -> None:
         """Announce the node, connect the bus and start the heartbeat."""
         await self.liveness.beat()
+        self.placement.update(self.liveness.live_nodes)
         await self.bus.start()
         self._loop_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
 
@@ -125,6 +129,7 @@ class ClusterNode:
         )
         if not redis_ok:
             return
+        self.placement.update(self.liveness.live_nodes)
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("renewing leases", self.directory.renew),
             ("judging nodes", self._forget_dead_nodes),

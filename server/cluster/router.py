@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from server.cluster.bus import Bus, NodeUnreachable
-from server.cluster.directory import RoomDirectory
+from server.cluster.directory import RoomCapReached, RoomDirectory
 from server.cluster.local_sockets import LocalSockets
 from server.cluster.messages import (
     AdminRequest,
@@ -41,11 +41,13 @@ from server.cluster.messages import (
     RoomBroadcast,
     SessionClose,
     SessionEvent,
+    TakeRequest,
 )
+from server.cluster.placement import Placement
 from server.rooms import acks
 from server.rooms.actor import RoomActor, RoomMoved
 from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
-from server.rooms.errors import RoomError
+from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller
 from server.rooms.payloads import Payload
 from server.rooms.server_events import LeaveReason
@@ -68,6 +70,8 @@ class RouterSettings:
     budget: float = 8.0
     #: Asking a room's last owner whether it still owns the room.
     ping_timeout: float = 1.0
+    #: Asking another node to take a room nobody owns (it loads the room first).
+    take_timeout: float = 2.0
 
 
 def unavailable() -> acks.Ack:
@@ -87,9 +91,11 @@ class RoomRouter:
         leases: RoomLeases,
         store: RedisStore,
         local: LocalSockets,
+        placement: Placement,
         settings: RouterSettings,
     ) -> None:
         self.node_id = node_id
+        self.placement = placement
         self.directory = directory
         self.bus = bus
         self.leases = leases
@@ -267,9 +273,43 @@ class RoomRouter:
             with contextlib.suppress(NodeUnreachable, TimeoutError):
                 if (await self.bus.request(last, ping, self.settings.ping_timeout)).get("owns"):
                     return last
-        if await self.directory.acquire(room_id) is not None:
-            return self.node_id
-        return await self.leases.holder(room_id)
+        return await self._place(room_id)
+
+    async def _place(self, room_id: str) -> str | None:
+        """Have the least loaded node that will take the room own it (see placement.py).
+
+        This node is the last resort when every other candidate refuses or cannot be
+        reached: a room owned by a busy node beats a room owned by nobody.
+        """
+        candidates = self.placement.candidates()
+        if self.node_id not in candidates:
+            candidates.append(self.node_id)
+        refusal: RoomError | None = None
+        for candidate in candidates:
+            if candidate == self.node_id:
+                try:
+                    taken = await self.directory.acquire(room_id) is not None
+                except RoomCapReached as exc:
+                    refusal, taken = exc, False
+            else:
+                take = TakeRequest(id=self.bus.new_id(), reply_to=self.node_id, room=room_id)
+                try:
+                    ack = await self.bus.request(candidate, take, self.settings.take_timeout)
+                except (NodeUnreachable, TimeoutError):
+                    ack = acks.error("unavailable", "")
+                if not ack.get("ok") and ack["error"]["code"] == "room_not_found":
+                    raise NotFound("room_not_found", ack["error"]["message"])
+                taken = bool(ack.get("ok") and ack.get("owns"))
+            if taken:
+                self.placement.placed(candidate)
+                logger.info("room %s placed on %s", room_id, candidate)
+                return candidate
+            holder = await self.leases.holder(room_id)
+            if holder is not None:
+                return holder  # another node placed it meanwhile
+        if refusal is not None:
+            raise refusal
+        return None
 
     # --- upkeep (the node's heartbeat) --------------------------------------------------
 

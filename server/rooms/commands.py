@@ -68,6 +68,7 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
 CONNECTION_EVENTS: dict[str, type[payloads.Payload]] = {
     "join": payloads.Join,
     "leave": payloads.Leave,
+    "refresh_ice_servers": payloads.RefreshIceServers,
 }
 
 

@@ -36,6 +36,10 @@ class Leave(Payload):
     """Leave the session on purpose (hang up); the room hears `left`, not `connection_lost`."""
 
 
+class RefreshIceServers(Payload):
+    """Ask for fresh ICE servers (TURN credentials) before the current ones expire."""
+
+
 class RaiseHand(Payload):
     """Ask for the floor (members and guests)."""
 

@@ -132,6 +132,8 @@ function enterRoom(stream) {
   const conn = new RoomConnection(token);
   const store = new SessionStore();
   const media = new MediaClient({ call: (event, payload) => conn.call(event, payload) });
+  // Before the page's own "joined" handler publishes: new connections use the fresh servers.
+  conn.on("joined", ({ iceServers, iceServersExpireAt }) => media.setIceServers(iceServers, iceServersExpireAt));
   if (stream) media.setLocalStream(stream, { audioEnabled: !prefs.enterMicMuted, videoEnabled: !prefs.enterCamOff });
 
   let view = null;

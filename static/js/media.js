@@ -9,11 +9,18 @@
 //  - `media_restart` {} drops both server-side connections; we then publish again and receive
 //    a fresh subscriber offer.
 //
-// No STUN/TURN (iceServers: []). The rest of the UI never depends on this module working.
+// ICE servers come from the join ack (`ice_servers`: TURN with short-lived credentials, none on
+// a deployment without a relay) and are renewed with `refresh_ice_servers` before they expire.
+// A page opened with `?ice=relay` uses the relay only (iceTransportPolicy "relay"): how a venue
+// whose UDP is blocked gets through, and how the tests prove the relay works.
+// The rest of the UI never depends on this module working.
 
 import { Emitter } from "./util.js";
 
 const GATHER_TIMEOUT_MS = 4000;
+/** Renew TURN credentials this long before they expire. */
+const ICE_REFRESH_MARGIN_MS = 10 * 60 * 1000;
+const RELAY_ONLY = new URLSearchParams(globalThis.location?.search || "").get("ice") === "relay";
 const PREFERRED_CODEC = { audio: "audio/opus", video: "video/VP8" };
 
 /** Wait until ICE gathering is complete (or give up after a while; what we have is sent). */
@@ -103,6 +110,39 @@ export class MediaClient extends Emitter {
     this._offerChain = Promise.resolve();
     this._prevStats = new Map();
     this._closed = false;
+    this.iceServers = [];
+    this._iceRefresh = null;
+  }
+
+  /** Use these ICE servers (from a join or a refresh) for new and current connections. */
+  setIceServers(servers, expiresAt) {
+    this.iceServers = Array.isArray(servers) ? servers : [];
+    for (const pc of [this.pubPc, this.subPc]) {
+      if (!pc || pc.connectionState === "closed") continue;
+      try {
+        pc.setConfiguration(this._rtcConfiguration());
+      } catch (err) {
+        console.warn("could not update ICE servers", err);
+      }
+    }
+    clearTimeout(this._iceRefresh);
+    if (!expiresAt || this._closed) return;
+    const inMs = Math.max(30_000, expiresAt * 1000 - Date.now() - ICE_REFRESH_MARGIN_MS);
+    this._iceRefresh = setTimeout(() => this._refreshIceServers(), inMs);
+  }
+
+  async _refreshIceServers() {
+    try {
+      const ack = await this.call("refresh_ice_servers", {});
+      this.setIceServers(ack.ice_servers, ack.ice_servers_expire_at);
+    } catch (err) {
+      // Not joined right now: the next join brings fresh servers.
+      console.warn("refreshing ICE servers failed", err);
+    }
+  }
+
+  _rtcConfiguration() {
+    return { iceServers: this.iceServers, iceTransportPolicy: RELAY_ONLY ? "relay" : "all" };
   }
 
   // --- local media ------------------------------------------------------------------------
@@ -151,7 +191,7 @@ export class MediaClient extends Emitter {
       return;
     }
     this._closePub();
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection(this._rtcConfiguration());
     this.pubPc = pc;
     pc.addEventListener("connectionstatechange", () => this._onPcState("publish", pc));
     for (const track of stream.getTracks()) {
@@ -214,7 +254,7 @@ export class MediaClient extends Emitter {
       pc = null;
     }
     if (!pc) {
-      pc = new RTCPeerConnection({ iceServers: [] });
+      pc = new RTCPeerConnection(this._rtcConfiguration());
       this.subPc = pc;
       this._subFingerprint = fingerprint;
       pc.addEventListener("connectionstatechange", () => this._onPcState("subscribe", pc));
@@ -348,6 +388,7 @@ export class MediaClient extends Emitter {
   /** Stop everything: local devices and both connections (idempotent). */
   close() {
     this._closed = true;
+    clearTimeout(this._iceRefresh);
     this._closePub();
     this._closeSub();
     for (const track of this.localStream?.getTracks() || []) track.stop();

@@ -36,7 +36,8 @@ export class SignalingError extends Error {
 /**
  * Events emitted:
  *   status(state)           "connecting" | "connected" | "reconnecting" | "closed"
- *   joined({snapshot, rejoin, offsetMs})  after every successful join (rejoin: not the first)
+ *   joined({snapshot, rejoin, offsetMs, iceServers, iceServersExpireAt})  after every successful
+ *                           join (rejoin: not the first); iceServers carry TURN credentials
  *   event(name, payload)    every server event, after the snapshot it applies to
  *   fatal({code, message, event?, payload?})  the participation is over; no reconnect
  */
@@ -234,7 +235,8 @@ export class RoomConnection extends Emitter {
     this.joinCount += 1;
     this.joined = true;
     this._setState("connected");
-    this.emit("joined", { snapshot, rejoin, offsetMs });
+    const iceServers = Array.isArray(ack.ice_servers) ? ack.ice_servers : [];
+    this.emit("joined", { snapshot, rejoin, offsetMs, iceServers, iceServersExpireAt: ack.ice_servers_expire_at });
     const pending = this._pending || [];
     this._pending = null;
     for (const [event, payload] of pending) this._dispatch(event, payload);

@@ -1,0 +1,1 @@
+"""`yitang loadtest`: headless participants against a Yitang server (see runner.py)."""

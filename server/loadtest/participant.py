@@ -1,0 +1,165 @@
+"""One load-test participant: the browser's protocol, played by aiortc, cheaply.
+
+It joins with its token (the Python `RoomClient`), publishes a pre-encoded
+clip if it is a publisher, answers the server's subscriber offers with a
+counting receiver per track, and rebuilds both connections when the room
+moves to another node — what the browser client does, minus decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from server.loadtest.clip import Clip, ClipTrack
+from server.loadtest.receiver_stats import TrackCounter
+from server.media.aiortc_internals import gather_only_on, install_jitter_buffer
+from signaling.client import RoomClient
+
+
+def rtc_configuration(ice_servers: list[dict[str, Any]], relay_only: bool) -> RTCConfiguration:
+    """The ICE servers the join handed out (none: nothing leaves the test network), max-bundle
+    as the browser client; `relay_only` uses TURN alone, as a venue without UDP must."""
+    servers = [
+        RTCIceServer(
+            urls=server["urls"],
+            username=server.get("username"),
+            credential=server.get("credential"),
+        )
+        for server in ice_servers
+    ]
+    return RTCConfiguration(
+        iceServers=servers,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+    )
+
+
+class LoadParticipant:
+    """A joined participant whose received media is counted, never decoded."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        video: Clip | None,
+        audio: Clip | None,
+        codec: str,
+        ice_addresses: tuple[str, ...] | None,
+        relay_only: bool = False,
+    ) -> None:
+        self.relay_only = relay_only
+        self.signaling = RoomClient(base_url, token, reconnect=True)
+        self.video, self.audio, self.codec = video, audio, codec
+        self.ice_addresses = ice_addresses
+        self.publish_pc: RTCPeerConnection | None = None
+        self.subscribe_pc: RTCPeerConnection | None = None
+        self.tracks: list[TrackCounter] = []
+        self._publishers: dict[str, str] = {}  # mid -> publishing identity
+        self._media_owner: str | None = None
+        self.join_started_at: float | None = None
+        self.failed: str | None = None
+        self.media_restarts = 0
+        self.signaling.on("subscriber_offer", self._on_subscriber_offer)
+        self.signaling.on("rejoined", lambda _: self._restart_media())
+        self.signaling.on("media_moved", self._on_media_moved)
+        self.signaling.on("resync", self._on_resync)
+
+    def _configuration(self) -> RTCConfiguration:
+        return rtc_configuration(self.signaling.ice_servers, self.relay_only)
+
+    @property
+    def first_video_at(self) -> float | None:
+        """When the first video frame of anyone arrived."""
+        times = [t.first_frame_at for t in self.tracks if t.kind == "video" and t.first_frame_at]
+        return min(times, default=None)
+
+    async def join(self) -> None:
+        """Connect, join, and publish if this participant has media to send."""
+        self.join_started_at = time.monotonic()
+        await self.signaling.connect()
+        self._media_owner = self.signaling.owner.id if self.signaling.owner else None
+        await self._publish()
+
+    async def _publish(self) -> None:
+        if self.video is None and self.audio is None:
+            return
+        pc = self.publish_pc = RTCPeerConnection(self._configuration())
+        if self.audio is not None:
+            pc.addTransceiver(ClipTrack(self.audio), direction="sendonly")
+        if self.video is not None:
+            transceiver = pc.addTransceiver(ClipTrack(self.video), direction="sendonly")
+            wanted = "video/H264" if self.codec == "h264" else "video/VP8"
+            capabilities = RTCRtpSender.getCapabilities("video")
+            if capabilities is not None:
+                transceiver.setCodecPreferences(
+                    [c for c in capabilities.codecs if c.mimeType in (wanted, "video/rtx")]
+                )
+        with gather_only_on(self.ice_addresses):
+            await pc.setLocalDescription(await pc.createOffer())
+        ack = await self.signaling.call("publish_offer", {"sdp": pc.localDescription.sdp})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
+
+    async def _on_subscriber_offer(self, payload: dict[str, Any]) -> None:
+        for track in payload["tracks"]:
+            self._publishers[track["mid"]] = track["identity"]
+        if self.subscribe_pc is None:
+            self.subscribe_pc = RTCPeerConnection(self._configuration())
+            self.subscribe_pc.on("track", self._on_track)
+        pc = self.subscribe_pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
+        with gather_only_on(self.ice_addresses):
+            await pc.setLocalDescription(await pc.createAnswer())
+        await self.signaling.call("subscriber_answer", {"sdp": pc.localDescription.sdp})
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.subscribe_pc is not None
+        transceiver = next(
+            t for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track
+        )
+        counter = TrackCounter(track.kind, self._publishers.get(transceiver.mid or "", "?"))
+        # The answer is being made: the receiver has not started, its buffer can be swapped.
+        install_jitter_buffer(transceiver.receiver, counter)
+        self.tracks.append(counter)
+
+    async def _on_resync(self, payload: dict[str, Any]) -> None:
+        owner = payload["snapshot"].get("owner") or {}
+        if payload.get("media_reset") or owner.get("id") != self._media_owner:
+            await self._restart_media()
+
+    async def _on_media_moved(self, payload: dict[str, Any]) -> None:
+        if payload["owner"]["id"] != self._media_owner:
+            await self._restart_media()
+
+    async def _restart_media(self) -> None:
+        self._media_owner = self.signaling.owner.id if self.signaling.owner else None
+        old = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
+        self.publish_pc = self.subscribe_pc = None
+        self.tracks = []  # the new connection's tracks are counted afresh
+        for pc in old:
+            with contextlib.suppress(Exception):
+                await pc.close()
+        self.media_restarts += 1
+        await self._publish()
+
+    async def close(self) -> None:
+        """Leave and close both connections."""
+        with contextlib.suppress(Exception):
+            await self.signaling.close()
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()

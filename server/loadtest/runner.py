@@ -1,0 +1,497 @@
+"""`yitang loadtest`: headless aiortc participants against any Yitang server.
+
+    yitang loadtest http://127.0.0.1:8080 --publishers 2 --subscribers 20 --duration 30
+
+With the admin key it creates a session of its own, issues tokens, and starts
+worker processes (server/loadtest/worker.py) that join as members who publish
+a pre-encoded clip (server/loadtest/clip.py) and observers who only watch; a
+host in this process can give the floor round the publishers every
+`--speaker-switch` seconds. After everyone joined and a warm-up, it measures a
+window of `--duration` seconds: per received track the frame rate, bitrate,
+loss (from RTP sequence numbers) and freezes; per participant the time from
+join to the first video frame; the server's CPU when the server runs on this
+machine (found by its listening port). It deletes its session at the end.
+
+Every wait is bounded; a participant that cannot join is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import multiprocessing
+import secrets
+import statistics
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any, TextIO
+
+import aiohttp
+import psutil
+
+from server.loadtest.participant import LoadParticipant
+from server.loadtest.worker import JOIN_SPACING, ParticipantSpec, WorkerPlan, run_worker
+
+#: Bounds of the options (a load test is a tool, not a way to make the machine fall over).
+MAX_PUBLISHERS = 50
+MAX_SUBSCRIBERS = 2000
+MAX_PROCESSES = 64
+
+
+class LoadTestError(Exception):
+    """The load test could not run (bad options, server refused, workers failed)."""
+
+
+@dataclass(frozen=True)
+class LoadTestOptions:
+    """What to run; see `yitang loadtest --help`."""
+
+    url: str
+    api_key: str
+    publishers: int = 1
+    subscribers: int = 4
+    duration: float = 30.0
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    bitrate_kbps: int = 1500
+    codec: str = "vp8"
+    speaker_switch: float | None = None
+    processes: int | None = None
+    warmup: float = 3.0
+    join_timeout: float = 30.0
+    #: Local addresses ICE gathers on; None: aioice's own choice (loopback URLs: 127.0.0.1).
+    ice_addresses: tuple[str, ...] | None = None
+    #: Media through the TURN relay the server hands out, and nothing else.
+    relay_only: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.publishers <= MAX_PUBLISHERS, f"publishers: 1 to {MAX_PUBLISHERS}"),
+            (0 <= self.subscribers <= MAX_SUBSCRIBERS, f"subscribers: 0 to {MAX_SUBSCRIBERS}"),
+            (1 <= self.duration <= 3600, "duration: 1 to 3600 seconds"),
+            (16 <= self.width <= 1920 and 16 <= self.height <= 1080, "resolution: up to 1920x1080"),
+            (self.width % 2 == 0 and self.height % 2 == 0, "resolution: even width and height"),
+            (1 <= self.fps <= 60, "fps: 1 to 60"),
+            (50 <= self.bitrate_kbps <= 8000, "bitrate: 50 to 8000 kbit/s"),
+            (self.codec in ("vp8", "h264"), "codec: vp8 or h264"),
+            (self.speaker_switch is None or self.speaker_switch >= 1, "speaker switch: >= 1 s"),
+            (self.processes is None or 1 <= self.processes <= MAX_PROCESSES, "processes: 1-64"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LoadTestError(message)
+        if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
+            raise LoadTestError(f"not an http(s) URL: {self.url!r}")
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """`640x480` -> (640, 480)."""
+    width, _, height = text.lower().partition("x")
+    try:
+        return int(width), int(height)
+    except ValueError:
+        raise LoadTestError(f"resolution is WIDTHxHEIGHT, not {text!r}") from None
+
+
+async def run_loadtest(options: LoadTestOptions, progress: TextIO | None = None) -> dict[str, Any]:
+    """Run the load test and return its report (see `format_report` for the fields)."""
+    url = options.url.rstrip("/")
+    ice = options.ice_addresses
+    if ice is None and _is_loopback(url):
+        ice = ("127.0.0.1",)  # aioice never gathers loopback by itself
+    headers = {"Authorization": f"Bearer {options.api_key}"}
+    async with aiohttp.ClientSession(
+        headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+        room_id = await _create_room(http, url)
+        try:
+            return await _run_in_room(options, http, url, room_id, ice, progress)
+        finally:
+            with contextlib.suppress(Exception):
+                async with http.delete(f"{url}/api/rooms/{room_id}"):
+                    pass
+
+
+async def _run_in_room(
+    options: LoadTestOptions,
+    http: aiohttp.ClientSession,
+    url: str,
+    room_id: str,
+    ice: tuple[str, ...] | None,
+    progress: TextIO | None,
+) -> dict[str, Any]:
+    roles = [(f"p{i + 1}", "member") for i in range(options.publishers)]
+    roles += [(f"s{i + 1}", "observer") for i in range(options.subscribers)]
+    specs = [
+        ParticipantSpec(identity, await _token(http, url, room_id, identity, role), publishes)
+        for identity, role in roles
+        for publishes in [role == "member"]
+    ]
+    host = LoadParticipant(
+        url,
+        await _token(http, url, room_id, "host", "host"),
+        video=None,
+        audio=None,
+        codec=options.codec,
+        ice_addresses=ice,
+    )
+    await host.join()
+    count = options.processes or max(1, min(len(specs), psutil.cpu_count() or 1))
+    shares = [tuple(specs[i::count]) for i in range(count)]
+    plans = [
+        WorkerPlan(
+            base_url=url,
+            participants=share,
+            codec=options.codec,
+            width=options.width,
+            height=options.height,
+            fps=options.fps,
+            bitrate=options.bitrate_kbps * 1000,
+            ice_addresses=ice,
+            join_timeout=options.join_timeout,
+            relay_only=options.relay_only,
+        )
+        for share in shares
+        if share
+    ]
+    workers = _Workers(plans)
+    bar = _ProgressBar(progress, options.duration, len(specs))
+    try:
+        workers.start()
+        longest_share = max(len(share) for share in shares)
+        joined = await workers.collect(
+            "joined", timeout=options.join_timeout + longest_share * JOIN_SPACING + 60, bar=bar
+        )
+        await workers.wait(options.warmup, bar)
+        server = _ServerCpu.find(url)
+        workers.send({"cmd": "measure"})
+        started = time.monotonic()
+        switches = 0
+        publishers = [spec.identity for spec in specs if spec.publishes]
+        next_switch = started
+        while (now := time.monotonic()) < started + options.duration:
+            if options.speaker_switch and now >= next_switch:
+                with contextlib.suppress(Exception):
+                    await host.signaling.grant_floor(publishers[switches % len(publishers)])
+                    switches += 1
+                next_switch += options.speaker_switch
+            bar.draw(now - started, workers)
+            await workers.wait(min(0.5, started + options.duration - now), None)
+        seconds = time.monotonic() - started
+        cpu = server.percent() if server else None
+        workers.send({"cmd": "stop", "seconds": seconds})
+        reports = await workers.collect("report", timeout=60, bar=None)
+    finally:
+        bar.done()
+        await host.close()
+        await workers.stop()
+    participants = [p for report in reports for p in report["participants"]]
+    errors = [e for report in joined for e in report["errors"]]
+    return _summary(options, participants, errors, seconds, cpu, switches, room_id)
+
+
+async def _create_room(http: aiohttp.ClientSession, url: str) -> str:
+    room_id = f"loadtest-{secrets.token_hex(4)}"
+    body = {
+        "id": room_id,
+        "title": "负载测试 load test",
+        "scheduled_start": datetime.now(UTC).isoformat(timespec="seconds"),
+        "venues": [
+            {"id": "main", "name": "主会场", "level": "provincial", "main": True},
+            {"id": "branch", "name": "分会场", "level": "county"},
+        ],
+        "agenda": [{"title": "负载测试", "planned_speakers": []}],
+    }
+    async with http.post(f"{url}/api/rooms", json=body) as response:
+        if response.status != 201:
+            raise LoadTestError(f"creating the room: {response.status} {await response.text()}")
+    return room_id
+
+
+async def _token(
+    http: aiohttp.ClientSession, url: str, room_id: str, identity: str, role: str
+) -> str:
+    venue = "main" if role == "host" else "branch"
+    body = {"identity": identity, "name": identity, "role": role, "venue": venue}
+    async with http.post(f"{url}/api/rooms/{room_id}/tokens", json=body) as response:
+        if response.status != 201:
+            raise LoadTestError(f"issuing a token: {response.status} {await response.text()}")
+        return str((await response.json())["token"])
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    return False
+
+
+class _Workers:
+    """The worker processes and their pipes."""
+
+    def __init__(self, plans: list[WorkerPlan]) -> None:
+        self.plans = plans
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self.pipes: list[Connection] = []
+        self.frames: dict[int, int] = {}
+        self.joined = 0
+        self._inbox: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no inherited event loop or sockets
+        loop = asyncio.get_running_loop()
+        for index, plan in enumerate(self.plans):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=run_worker, args=(plan, theirs), daemon=True)
+            process.start()
+            theirs.close()
+            self.processes.append(process)
+            self.pipes.append(ours)
+            loop.add_reader(ours.fileno(), self._read, index, ours)
+
+    def _read(self, index: int, pipe: Connection) -> None:
+        try:
+            while pipe.poll():
+                message = pipe.recv()
+                if message["type"] == "progress":
+                    self.frames[index] = message["frames"]
+                else:
+                    if message["type"] == "joined":
+                        self.joined += message["ok"]
+                    self._inbox.put_nowait((index, message))
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(pipe.fileno())
+            self._inbox.put_nowait((index, {"type": "exited"}))
+
+    def send(self, command: dict[str, Any]) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(command)
+
+    async def collect(
+        self, kind: str, timeout: float, bar: _ProgressBar | None
+    ) -> list[dict[str, Any]]:
+        """One message of `kind` from every worker (LoadTestError if one exits or is late)."""
+        got: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while len(got) < len(self.plans):
+            if bar is not None:
+                bar.draw(None, self)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LoadTestError(f"workers did not report {kind!r} within {timeout:.0f} s")
+            try:
+                index, message = await asyncio.wait_for(self._inbox.get(), min(remaining, 0.5))
+            except TimeoutError:
+                continue
+            if message["type"] == "exited":
+                raise LoadTestError(f"worker {index} exited (see its output above)")
+            if message["type"] == kind:
+                got[index] = message
+        return [got[i] for i in sorted(got)]
+
+    async def wait(self, seconds: float, bar: _ProgressBar | None) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if bar is not None:
+                bar.draw(None, self)
+            await asyncio.sleep(min(left, 0.5))
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for pipe in self.pipes:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(pipe.fileno())
+            pipe.close()
+        for process in self.processes:
+            await loop.run_in_executor(None, process.join, 20)
+            if process.is_alive():
+                process.kill()
+                await loop.run_in_executor(None, process.join, 5)
+
+
+class _ServerCpu:
+    """CPU time of the server processes listening on the URL's port (if on this machine)."""
+
+    def __init__(self, processes: list[psutil.Process]) -> None:
+        self.processes = processes
+        self.started = time.monotonic()
+        self.cpu = self._cpu()
+
+    @classmethod
+    def find(cls, url: str) -> _ServerCpu | None:
+        if not _is_loopback(url):
+            return None
+        port = urllib.parse.urlsplit(url).port or 80
+        try:
+            listening = {
+                c.pid
+                for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+            }
+            processes = [psutil.Process(pid) for pid in listening]
+            processes += [child for p in processes for child in p.children(recursive=True)]
+        except (psutil.Error, OSError):
+            return None
+        return cls(processes) if processes else None
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for process in self.processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def percent(self) -> float:
+        """% of one core used by the server since this object was made."""
+        return 100 * (self._cpu() - self.cpu) / max(1e-6, time.monotonic() - self.started)
+
+
+class _ProgressBar:
+    """One redrawn line on a terminal (a line every few seconds elsewhere)."""
+
+    def __init__(self, out: TextIO | None, duration: float, participants: int) -> None:
+        self.out = out
+        self.duration = duration
+        self.participants = participants
+        self.tty = bool(out and out.isatty())
+        self._last_line = 0.0
+        self._last_frames: tuple[float, int] | None = None
+        self._rate = 0.0
+
+    def draw(self, elapsed: float | None, workers: _Workers) -> None:
+        if self.out is None:
+            return
+        now = time.monotonic()
+        frames = sum(workers.frames.values())
+        if self._last_frames is not None and now - self._last_frames[0] >= 1:
+            self._rate = (frames - self._last_frames[1]) / (now - self._last_frames[0])
+            self._last_frames = (now, frames)
+        elif self._last_frames is None:
+            self._last_frames = (now, frames)
+        done = 0.0 if elapsed is None else min(1.0, elapsed / self.duration)
+        bar = "#" * round(30 * done) + "." * (30 - round(30 * done))
+        phase = "joining" if elapsed is None else f"{elapsed:4.0f}/{self.duration:.0f} s"
+        line = (
+            f"[{bar}] {phase}  joined {workers.joined}/{self.participants}"
+            f"  {self._rate:6.0f} video frames/s received"
+        )
+        if self.tty:
+            self.out.write("\r" + line)
+            self.out.flush()
+        elif now - self._last_line >= 5:
+            self.out.write(line + "\n")
+            self.out.flush()
+            self._last_line = now
+
+    def done(self) -> None:
+        if self.out is not None and self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(
+    options: LoadTestOptions,
+    participants: list[dict[str, Any]],
+    errors: list[str],
+    seconds: float,
+    cpu: float | None,
+    switches: int,
+    room_id: str,
+) -> dict[str, Any]:
+    tracks = [{"subscriber": p["identity"], **t} for p in participants for t in p["tracks"]]
+    video = [t for t in tracks if t["kind"] == "video"]
+    audio = [t for t in tracks if t["kind"] == "audio"]
+    joins = [p["join_to_first_frame"] for p in participants if p["join_to_first_frame"]]
+    forwarded = sum(t["packets_per_second"] for t in tracks)
+    return {
+        "room": room_id,
+        "options": {
+            "publishers": options.publishers,
+            "subscribers": options.subscribers,
+            "resolution": f"{options.width}x{options.height}",
+            "fps": options.fps,
+            "bitrate_kbps": options.bitrate_kbps,
+            "codec": options.codec,
+            "speaker_switch": options.speaker_switch,
+            "relay_only": options.relay_only,
+        },
+        "window_seconds": round(seconds, 2),
+        "participants": len(participants),
+        "join_errors": errors,
+        "floor_changes": switches,
+        "server_cpu_percent": None if cpu is None else round(cpu, 1),
+        "packets_per_second_received": round(forwarded, 1),
+        "video": {
+            "tracks": len(video),
+            "fps_p50": _percentile([t["fps"] for t in video], 0.5),
+            "fps_min": min((t["fps"] for t in video), default=None),
+            "kbps_p50": _percentile([t["kbps"] for t in video], 0.5),
+            "loss_mean": statistics.fmean(t["loss"] for t in video) if video else None,
+            "loss_max": max((t["loss"] for t in video), default=None),
+            "freezes": sum(t["freezes"] or 0 for t in video),
+        },
+        "audio": {
+            "tracks": len(audio),
+            "packets_per_second_p50": _percentile([t["packets_per_second"] for t in audio], 0.5),
+            "loss_max": max((t["loss"] for t in audio), default=None),
+        },
+        "join_to_first_frame": {
+            "count": len(joins),
+            "p50": _percentile(joins, 0.5),
+            "p95": _percentile(joins, 0.95),
+            "max": max(joins, default=None),
+        },
+        "tracks": tracks,
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as text for a terminal."""
+
+    def num(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+        return "-" if value is None else f"{value:{spec}}{unit}"
+
+    o, v, a, j = report["options"], report["video"], report["audio"], report["join_to_first_frame"]
+    lines = [
+        f"{o['publishers']} publishers, {o['subscribers']} subscribers, {o['resolution']} "
+        f"{o['codec']} at {o['bitrate_kbps']} kbit/s, {report['window_seconds']:.0f} s measured",
+        f"server CPU          {num(report['server_cpu_percent'], '.1f', ' % of a core')}",
+        f"packets received/s  {report['packets_per_second_received']:.0f}",
+        f"video tracks        {v['tracks']}: fps p50 {num(v['fps_p50'])} min {num(v['fps_min'])}, "
+        f"{num(v['kbps_p50'], '.0f')} kbit/s, loss mean {num(v['loss_mean'], '.2%')} "
+        f"max {num(v['loss_max'], '.2%')}, {v['freezes']} freezes",
+        f"audio tracks        {a['tracks']}: {num(a['packets_per_second_p50'])} packets/s p50, "
+        f"loss max {num(a['loss_max'], '.2%')}",
+        f"join to first frame p50 {num(j['p50'], '.2f', ' s')}, p95 {num(j['p95'], '.2f', ' s')}, "
+        f"max {num(j['max'], '.2f', ' s')} ({j['count']} participants)",
+        f"floor changes       {report['floor_changes']}",
+    ]
+    if report["join_errors"]:
+        errors = report["join_errors"]
+        lines.append(f"join errors         {len(errors)}: {errors[0]}")
+    return "\n".join(lines)
+
+
+def main_entry(options: LoadTestOptions, as_json: bool) -> int:
+    """Run from the CLI; print the report; exit status 1 if anyone failed to join."""
+    report = asyncio.run(run_loadtest(options, progress=sys.stderr))
+    print(json.dumps(report, ensure_ascii=False, indent=2) if as_json else format_report(report))
+    return 1 if report["join_errors"] else 0

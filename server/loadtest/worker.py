@@ -1,0 +1,138 @@
+"""A load-test worker process: a share of the participants, on its own event loop.
+
+The runner starts several (one core cannot run hundreds of aiortc peers) and
+talks to each over a pipe:
+
+    runner -> worker   {"cmd": "measure"}            the measurement window starts
+                       {"cmd": "stop", "seconds": S} report the window of S seconds, leave
+    worker -> runner   {"type": "joined", "ok": N, "errors": [...]}
+                       {"type": "progress", "frames": F}   (every second)
+                       {"type": "report", "participants": [...]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from server.loadtest.clip import encode_audio, encode_video
+from server.loadtest.participant import LoadParticipant
+
+#: Joins of one worker are spread out by this much (a thundering herd measures nothing).
+JOIN_SPACING = 0.05
+
+
+@dataclass(frozen=True)
+class ParticipantSpec:
+    """Who one load-test participant is."""
+
+    identity: str
+    token: str
+    publishes: bool
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one worker process runs."""
+
+    base_url: str
+    participants: tuple[ParticipantSpec, ...]
+    codec: str
+    width: int
+    height: int
+    fps: int
+    bitrate: int
+    ice_addresses: tuple[str, ...] | None
+    join_timeout: float
+    relay_only: bool = False
+
+
+def run_worker(plan: WorkerPlan, pipe: Connection) -> None:
+    """Process entry point."""
+    asyncio.run(_work(plan, pipe))
+
+
+async def _work(plan: WorkerPlan, pipe: Connection) -> None:
+    publishes = any(p.publishes for p in plan.participants)
+    video = encode_video(plan.codec, plan.width, plan.height, plan.fps, plan.bitrate)
+    audio = encode_audio() if publishes else None
+    participants = [
+        LoadParticipant(
+            plan.base_url,
+            spec.token,
+            video=video if spec.publishes else None,
+            audio=audio if spec.publishes else None,
+            codec=plan.codec,
+            ice_addresses=plan.ice_addresses,
+            relay_only=plan.relay_only,
+        )
+        for spec in plan.participants
+    ]
+    commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(pipe.fileno(), lambda: _read(pipe, commands))
+
+    async def join(index: int, participant: LoadParticipant) -> None:
+        await asyncio.sleep(index * JOIN_SPACING)
+        try:
+            async with asyncio.timeout(plan.join_timeout):
+                await participant.join()
+        except Exception as exc:  # reported, not raised: the others go on
+            participant.failed = f"{type(exc).__name__}: {exc}"[:200]
+
+    await asyncio.gather(*(join(i, p) for i, p in enumerate(participants)))
+    errors = [p.failed for p in participants if p.failed]
+    pipe.send({"type": "joined", "ok": len(participants) - len(errors), "errors": errors})
+    progress = asyncio.create_task(_progress(participants, pipe))
+    try:
+        while True:
+            command = await commands.get()
+            if command["cmd"] == "measure":
+                for participant in participants:
+                    for track in participant.tracks:
+                        track.start_window()
+            elif command["cmd"] == "stop":
+                report = [
+                    _report(spec, p, float(command["seconds"]))
+                    for spec, p in zip(plan.participants, participants, strict=True)
+                ]
+                pipe.send({"type": "report", "participants": report})
+                break
+    finally:
+        progress.cancel()
+        loop.remove_reader(pipe.fileno())
+        await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
+
+
+def _read(pipe: Connection, commands: asyncio.Queue[dict[str, Any]]) -> None:
+    try:
+        while pipe.poll():
+            commands.put_nowait(pipe.recv())
+    except (EOFError, OSError):
+        commands.put_nowait({"cmd": "stop", "seconds": 1})  # the runner is gone: leave
+
+
+async def _progress(participants: list[LoadParticipant], pipe: Connection) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        frames = sum(t.frames for p in participants for t in p.tracks if t.kind == "video")
+        pipe.send({"type": "progress", "frames": frames})
+
+
+def _report(spec: ParticipantSpec, participant: LoadParticipant, seconds: float) -> dict[str, Any]:
+    first_frame = participant.first_video_at
+    started = participant.join_started_at
+    return {
+        "identity": spec.identity,
+        "publishes": spec.publishes,
+        "error": participant.failed,
+        "join_to_first_frame": (
+            first_frame - started if first_frame is not None and started is not None else None
+        ),
+        "media_restarts": participant.media_restarts,
+        "tracks": [track.window(seconds) for track in participant.tracks],
+        "measured_at": time.time(),
+    }

@@ -1,0 +1,107 @@
+"""`yitang loadtest` against a real server: what it reports is what happened.
+
+The load tool is how Yitang's capacity is measured (README); these tests check
+that it joins real aiortc participants, measures what they receive, reads the
+server's CPU, gives the floor round, cleans up after itself, and that its
+counters compute loss and freezes as defined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiortc.rtp import RtpPacket
+
+from server.loadtest.receiver_stats import TrackCounter
+from server.loadtest.runner import LoadTestError, LoadTestOptions
+from tests.conftest import free_port
+from tests.processes import REPO, server_process
+
+
+@pytest.mark.timeout(240)
+async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -> None:
+    async with server_process(tmp_path / "data", free_port()) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "loadtest", server.base_url,
+            "--api-key", server.api_key, "--publishers", "2", "--subscribers", "2",
+            "--duration", "5", "--resolution", "320x240", "--bitrate", "300",
+            "--speaker-switch", "1", "--processes", "2", "--json",
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=200)
+        assert process.returncode == 0, err.decode()[-3000:]
+        report = json.loads(out)
+        assert b"joined 4/4" in err, "a progress line while it runs"
+
+        # Each subscriber receives both publishers; each publisher receives the other.
+        video = [t for t in report["tracks"] if t["kind"] == "video"]
+        pairs = {(t["subscriber"], t["publisher"]) for t in video}
+        assert pairs == {
+            ("s1", "p1"), ("s1", "p2"), ("s2", "p1"), ("s2", "p2"), ("p1", "p2"), ("p2", "p1"),
+        }  # fmt: skip
+        # 30 fps sent; a busy test machine may deliver fewer, never none or more.
+        assert all(5 <= t["fps"] <= 31 for t in video), video
+        assert all(t["kbps"] > 50 for t in video), video
+        assert report["video"]["loss_max"] < 0.05
+        assert report["audio"]["tracks"] == 6 and report["audio"]["loss_max"] < 0.05
+        assert report["join_to_first_frame"]["count"] == 4
+        assert 0 < report["join_to_first_frame"]["max"] < 30
+        assert report["server_cpu_percent"] is not None and report["server_cpu_percent"] > 0
+        assert report["floor_changes"] >= 3
+        assert report["join_errors"] == []
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.get(f"{server.base_url}/api/rooms/{report['room']}") as response,
+        ):
+            assert response.status == 404, "the load test deletes its session"
+
+
+async def test_loadtest_refuses_bad_options_clearly() -> None:
+    with pytest.raises(LoadTestError, match="publishers"):
+        LoadTestOptions(url="http://127.0.0.1:1", api_key="k", publishers=0)
+    with pytest.raises(LoadTestError, match="resolution"):
+        LoadTestOptions(url="http://127.0.0.1:1", api_key="k", width=4000)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "loadtest", "http://127.0.0.1:1", "--api-key", "k",
+        "--resolution", "big", cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    assert b"resolution is WIDTHxHEIGHT" in err
+
+
+def _packet(seq: int, marker: bool = True) -> RtpPacket:
+    return RtpPacket(payload_type=96, sequence_number=seq, marker=marker, payload=b"x" * 100)
+
+
+def test_track_counter_counts_loss_across_the_sequence_wrap() -> None:
+    counter = TrackCounter("video", clock=lambda: 0.0)
+    for seq in [65530, 65531, 65533, 65534, 65535, 0, 1, 3]:  # 65532 and 2 lost
+        counter.add(_packet(seq))
+    window = counter.window(1.0)
+    assert counter.expected == 10
+    assert window["loss"] == pytest.approx(0.2)
+    assert window["fps"] == 8
+
+
+def test_track_counter_counts_a_freeze_as_webrtc_defines_it() -> None:
+    now = [0.0]
+    counter = TrackCounter("video", clock=lambda: now[0])
+    for seq in range(30):  # 30 fps
+        now[0] = seq / 30
+        counter.add(_packet(seq))
+    counter.start_window()
+    now[0] += 0.15  # more than 3 x 33 ms but within average + 150 ms: not a freeze
+    counter.add(_packet(30))
+    now[0] += 0.40  # beyond both: a freeze
+    counter.add(_packet(31))
+    window = counter.window(1.0)
+    assert window["freezes"] == 1
+    assert window["frozen_seconds"] == pytest.approx(0.40)
