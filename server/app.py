@@ -80,14 +80,14 @@ def create_app(settings: Settings) -> web.Application:
     namespace.on_event_done = exporter.metrics.event_done
     namespace.on_connect_done = exporter.metrics.connect_done
     sio.on_event_refused = exporter.metrics.event_refused
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        middlewares=[
-            metrics.count_lockouts,
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.middlewares.extend(
+        [
+            metrics.count_lockouts_of(app),
             room_in_log_context,
             error_middleware,
             connection_cap(sio, settings.connection_limit),
-        ],
+        ]
     )
     add_security_headers(app, settings.public_origins)
     app[appkeys.SETTINGS] = settings
@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_metrics_ctx)
+    app.cleanup_ctx.append(metrics.metrics_listener)
     app.on_shutdown.append(_drain)
     api.add_routes(app)
     recordings.add_routes(app)

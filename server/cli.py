@@ -88,6 +88,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         render_workers=args.render_workers,
         allowed_origins=tuple(args.allowed_origin or ()),
         metrics_token=args.metrics_token or None,
+        metrics_port=args.metrics_port or None,
         workers=args.workers,
         max_rooms_per_node=args.max_rooms_per_node or None,
         reuse_port=args.box_node is not None,
@@ -400,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-token",
         default=_env("YITANG_METRICS_TOKEN"),
         help="bearer token that may read /metrics and nothing else (the API key always may)",
+    )
+    serve_parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("YITANG_METRICS_PORT", "0") or 0),
+        help="also serve /metrics alone on this port (node k of --workers N: this + k)",
     )
     serve_parser.add_argument(
         "--show-links",

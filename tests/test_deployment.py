@@ -65,7 +65,12 @@ def test_an_optional_prometheus_scrapes_metrics_with_the_metrics_token() -> None
     secret = prometheus["secrets"][0]
     assert job["authorization"]["credentials_file"] == f"/run/secrets/{secret}"
     assert compose["secrets"][secret]["environment"] == "YITANG_METRICS_TOKEN"
-    assert "YITANG_METRICS_TOKEN" in compose["services"]["yitang"]["environment"]
+    environment = compose["services"]["yitang"]["environment"]
+    assert "YITANG_METRICS_TOKEN" in environment
+    # Prometheus scrapes each node process of the box on its own metrics port.
+    base = int(environment["YITANG_METRICS_PORT"])
+    targets = job["static_configs"][0]["targets"]
+    assert targets[:2] == [f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}"]
 
 
 def test_compose_runs_coturn_sharing_the_secret_with_yitang() -> None:

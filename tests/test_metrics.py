@@ -7,12 +7,15 @@ exposition is read with prometheus_client's own parser.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -21,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, eventually, run_server
-from tests.processes import valkey_server
+from tests.processes import server_process, valkey_server
 from tests.session_peer import SessionPeer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -289,3 +292,60 @@ async def test_metrics_answer_while_redis_is_down_and_show_the_errors(tmp_path: 
 
         await eventually(api_up, "the REST API answers again")
         assert "yitang_render_jobs" in (await scrape(server)).names
+
+
+def _free_port_pair() -> int:
+    """A port p with p + 1 free as well (a box of two nodes serves metrics on both)."""
+    for _ in range(50):
+        port = free_port()
+        with contextlib.suppress(OSError), socket.socket() as sock:
+            sock.bind(("127.0.0.1", port + 1))
+            return port
+    raise AssertionError("no two consecutive free ports")
+
+
+async def test_a_metrics_port_serves_metrics_alone(
+    redis_client: Any, redis_url: str, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    async with run_server(
+        tmp_path / "data", free_port(), redis_url=redis_url, metrics_port=metrics_port
+    ) as server:
+        own = f"http://127.0.0.1:{metrics_port}"
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        async with server.http.get(own + "/metrics", headers=headers) as response:
+            assert response.status == 200
+            node = Scrape(await response.text()).samples
+        main = await scrape(server)
+        assert {ls for n, ls in node if n == "yitang_node_info"} == {
+            ls for n, ls in main.samples if n == "yitang_node_info"
+        }
+        async with server.http.get(own + "/metrics") as response:
+            assert response.status == 401
+        async with server.http.get(own + "/api/rooms", headers=headers) as response:
+            assert response.status == 404, "nothing but /metrics on the metrics port"
+
+
+async def test_each_node_process_of_a_box_serves_its_own_metrics(tmp_path: Path) -> None:
+    base = _free_port_pair()
+    port = free_port()
+    args = ("--workers", "2", "--metrics-port", str(base))
+    async with server_process(tmp_path / "data", port, *args) as box:
+        headers = {"Authorization": f"Bearer {box.api_key}"}
+        nodes = set()
+        async with aiohttp.ClientSession(headers=headers) as http:
+            for metrics_port in (base, base + 1):
+                url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+                async def answers(url: str = url) -> bool:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(url) as response:
+                            return response.status == 200
+                    return False
+
+                await eventually(answers, f"metrics on {metrics_port}", within=30)
+                async with http.get(url) as response:
+                    samples = Scrape(await response.text()).samples
+                nodes |= {dict(ls)["node"] for n, ls in samples if n == "yitang_node_info"}
+        assert len(nodes) == 2, "two node processes, each with its own metrics"
+        assert await box.stop() == 0
