@@ -12,23 +12,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server import appkeys
+from server import appkeys, log_context
 from server.catalog import RoomCatalog
 from server.cluster.directory import DirectorySettings
 from server.cluster.node import ClusterNode, ClusterSettings
 from server.credentials import load_api_key, load_token_secret
-from server.http import api, pages, recordings, session_records
+from server.http import api, metrics, pages, recordings, session_records
 from server.http.attempts import FailedAttempts
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
 from server.http.readiness import Readiness
+from server.http.request_context import room_in_log_context
 from server.http.schemas import MAX_BODY_BYTES
 from server.http.security import add_security_headers
 from server.media import MediaConfig, MediaNode
+from server.metrics import MetricsExporter
+from server.metrics.redis_timing import instrument_redis
 from server.recording import RecordingConfig, RecordingService, RenderQueue
 from server.recording.room_recorder import RoomRecorder, recording_update
 from server.recording.worker import worker_processes
@@ -72,9 +76,18 @@ def create_app(settings: Settings) -> web.Application:
         ping_timeout=10,
     )
     sio.register_namespace(namespace)
-    app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        middlewares=[error_middleware, connection_cap(sio, settings.connection_limit)],
+    exporter = MetricsExporter(node.id, sample_seconds=settings.metrics_sample_seconds)
+    namespace.on_event_done = exporter.metrics.event_done
+    namespace.on_connect_done = exporter.metrics.connect_done
+    sio.on_event_refused = exporter.metrics.event_refused
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.middlewares.extend(
+        [
+            metrics.count_lockouts_of(app),
+            room_in_log_context,
+            error_middleware,
+            connection_cap(sio, settings.connection_limit),
+        ]
     )
     add_security_headers(app, settings.public_origins)
     app[appkeys.SETTINGS] = settings
@@ -86,17 +99,29 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.REDIS_URL] = settings.redis_url or embedded_redis_url(settings.data_dir)
     app[appkeys.SOCKETIO] = sio
     app[appkeys.NAMESPACE] = namespace
+    app[appkeys.METRICS] = exporter
     sio.attach(app, socketio_path="socket.io")
+    app.cleanup_ctx.append(_log_context_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_metrics_ctx)
+    app.cleanup_ctx.append(metrics.metrics_listener)
     app.on_shutdown.append(_drain)
     api.add_routes(app)
     recordings.add_routes(app)
     session_records.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
+    metrics.add_routes(app)
     pages.add_routes(app)
     return app
+
+
+async def _log_context_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Log records of this node name it: set here, in the task that starts the app, the node
+    id is inherited by every task started after (the server's, the cluster's, requests')."""
+    log_context.node.set(app[appkeys.NODE].id)
+    yield
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -109,6 +134,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
                 embedded_redis(settings.data_dir, on_give_up=readiness.fail)
             )
         client = redis_client(app[appkeys.REDIS_URL])
+        instrument_redis(client, app[appkeys.METRICS].metrics)
         stack.push_async_callback(client.aclose)
         await client.ping()
         app[appkeys.STORE] = RedisStore(client)
@@ -197,6 +223,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             ),
         ),
     )
+    cluster.directory.on_ownership_change = app[appkeys.METRICS].metrics.ownership_changed
     catalog = RoomCatalog(store, signer, cluster.router, cluster.leases)
     namespace.attach(router=cluster.router, bus=cluster.bus, catalog=catalog, signer=signer)
     recorder.on_change = lambda info: cluster.recording_changed(
@@ -220,10 +247,37 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         await bus_client.aclose()
 
 
+async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Metrics read from the running node: rooms, media, the render queue, receiver reports."""
+    exporter = app[appkeys.METRICS]
+    namespace = app[appkeys.NAMESPACE]
+    exporter.attach(
+        cluster=app[appkeys.CLUSTER],
+        connections=lambda: len(namespace.connections),
+        redis_url=app[appkeys.REDIS_URL],
+    )
+    try:
+        yield
+    finally:
+        await exporter.close()
+
+
 async def _drain(app: web.Application) -> None:
     """SIGTERM: hand rooms over and send sockets elsewhere, before connections are closed."""
     # Out of the load balancer's rotation first (/readyz answers 503 from now on).
     app[appkeys.READINESS].draining = True
     cluster = app.get(appkeys.CLUSTER)
     if cluster is not None:
+        started = time.monotonic()
+        rooms = len(cluster.directory.owned())
+        sockets = len(app[appkeys.NAMESPACE].connections)
         await cluster.drain()
+        # What the operator wants to know of a shutdown: did everything move in time.
+        logger.info(
+            "drained in %.1f s: %d of %d rooms handed over, %d sockets sent elsewhere",
+            time.monotonic() - started,
+            rooms - len(cluster.directory.owned()),
+            rooms,
+            sockets,
+            extra={"event": "drained"},
+        )

@@ -8,6 +8,7 @@ from server.catalog import RoomCatalog
 from server.cluster.node import ClusterNode
 from server.http.attempts import FailedAttempts
 from server.http.readiness import Readiness
+from server.metrics import MetricsExporter
 from server.ratelimit import BucketMap
 from server.recording import RecordingConfig, RecordingService
 from server.settings import Settings
@@ -39,3 +40,5 @@ ADMIN_ATTEMPTS = web.AppKey("admin_attempts", FailedAttempts)
 READINESS = web.AppKey("readiness", Readiness)
 #: Join-link checks per client address (`POST /api/join/check` needs no key).
 JOIN_CHECKS = web.AppKey("join_checks", BucketMap[str])
+#: This node's metrics (`/metrics`) and the hooks that count into them.
+METRICS = web.AppKey("metrics", MetricsExporter)

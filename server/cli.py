@@ -33,10 +33,11 @@ from aiohttp import web
 
 from server import appkeys
 from server.app import create_app
-from server.credentials import API_KEY_FILE
+from server.credentials import API_KEY_FILE, load_token_secret
 from server.http.access_log import RedactingAccessLogger
 from server.loadtest.runner import LoadTestError, LoadTestOptions, parse_resolution
 from server.loadtest.runner import main_entry as loadtest_main
+from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
@@ -86,6 +87,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         retention_days=args.retention_days or None,
         render_workers=args.render_workers,
         allowed_origins=tuple(args.allowed_origin or ()),
+        metrics_token=args.metrics_token or None,
+        metrics_port=args.metrics_port or None,
         workers=args.workers,
         max_rooms_per_node=args.max_rooms_per_node or None,
         reuse_port=args.box_node is not None,
@@ -131,8 +134,16 @@ def _env_list(name: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-async def serve(settings: Settings, *, announce: bool = True) -> None:
-    """Run a node until SIGINT/SIGTERM; seed and print the admin key and join links first.
+async def serve(
+    settings: Settings,
+    *,
+    announce: bool = True,
+    show_links: bool = False,
+    scrubber: SecretScrubber | None = None,
+    log_format: str = "text",
+) -> None:
+    """Run a node until SIGINT/SIGTERM; seed first, and print the admin key and the seeded
+    join links if `show_links` (stdout is the log of a service: secrets stay out of it).
 
     `announce` False (the other node processes of a box) prints neither.
 
@@ -147,19 +158,36 @@ async def serve(settings: Settings, *, announce: bool = True) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.reuse_port)
     await site.start()
+
+    def say(line: str) -> None:
+        # A person reads the banner in text mode; a log collector reads JSON lines only.
+        if log_format == "json":
+            logger.info("%s", line.strip(), extra={"event": "started"})
+        else:
+            print(line, flush=True)
+
     try:
         catalog = app[appkeys.CATALOG]
+        if scrubber is not None:
+            secret = load_token_secret(settings.data_dir, settings.token_secret)
+            scrubber.register(
+                app[appkeys.API_KEY], secret, settings.metrics_token, settings.turn.secret
+            )
         if announce:
-            print(f"Yitang 议堂 is running at {settings.base_url}", flush=True)
-            print(f"Admin API key: {app[appkeys.API_KEY]}", flush=True)
+            say(f"Yitang 议堂 is running at {settings.base_url}")
+            if show_links:
+                say(f"Admin API key: {app[appkeys.API_KEY]}")
+            else:
+                key_file = settings.data_dir / API_KEY_FILE
+                where = "as configured" if settings.api_key else f"in {key_file}"
+                say(f"Admin API key: {where} (--show-links prints it)")
         if settings.seed_file is not None:
             seed = load_seed(settings.seed_file)
             links = await apply_seed(catalog, seed, settings.base_url, settings.token_ttl_seconds)
-            print(f"Seeded session {seed.room.id}: {seed.room.title}", flush=True)
+            say(f"Seeded session {seed.room.id}: {seed.room.title}")
             for invitee, url in links:
-                print(
-                    f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {url}", flush=True
-                )
+                shown = url if show_links else "(join link: --show-links, or `yitang token`)"
+                say(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -356,6 +384,16 @@ def _admin_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _log_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=_env("YITANG_LOG_FORMAT", "text"),
+        help="text (default) or json: one JSON object per line with time, level, node, "
+        "room, identity, event and message",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command-line interface."""
     parser = argparse.ArgumentParser(
@@ -372,6 +410,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url", default=_env("REDIS_URL"), help="external Redis; default: embedded Valkey"
     )
     serve_parser.add_argument("--api-key", default=_env("YITANG_API_KEY"))
+    serve_parser.add_argument(
+        "--metrics-token",
+        default=_env("YITANG_METRICS_TOKEN"),
+        help="bearer token that may read /metrics and nothing else (the API key always may)",
+    )
+    serve_parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("YITANG_METRICS_PORT", "0") or 0),
+        help="also serve /metrics alone on this port (node k of --workers N: this + k)",
+    )
+    serve_parser.add_argument(
+        "--show-links",
+        action="store_true",
+        default=(_env("YITANG_SHOW_LINKS") or "").lower() in ("1", "true", "yes"),
+        help="print the admin API key and the seeded join links at start (a demo at a "
+        "terminal; never where stdout is a log)",
+    )
+    _log_format_option(serve_parser)
     serve_parser.add_argument("--token-secret", default=_env("YITANG_TOKEN_SECRET"))
     serve_parser.add_argument(
         "--public-url", default=_env("YITANG_PUBLIC_URL"), help="base of join links"
@@ -545,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--redis-url", default=_env("REDIS_URL"))
     worker_parser.add_argument("--data-dir", default=_env("YITANG_DATA_DIR", "data"))
     worker_parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    _log_format_option(worker_parser)
 
     archive_parser = commands.add_parser("archive", help="work with recorded sessions")
     archive_commands = archive_parser.add_subparsers(dest="archive_command", required=True)
@@ -601,18 +659,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `yitang` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        scrubber = configure_logging(getattr(args, "log_format", "text"), verbose=args.verbose)
+    except ValueError as exc:  # YITANG_LOG_FORMAT is not checked by argparse's choices
+        print(f"yitang: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "serve":
             settings = settings_from_args(args)
+            # Render workers it starts log the same way (they read the environment).
+            os.environ["YITANG_LOG_FORMAT"] = args.log_format
             with contextlib.suppress(KeyboardInterrupt):
                 if settings.workers > 1:
                     asyncio.run(serve_box(settings, _serve_argv(argv), args.verbose))
                 else:
-                    asyncio.run(serve(settings, announce=args.box_node != "other"))
+                    asyncio.run(
+                        serve(
+                            settings,
+                            announce=args.box_node != "other",
+                            show_links=args.show_links,
+                            scrubber=scrubber,
+                            log_format=args.log_format,
+                        )
+                    )
         elif args.command == "room":
             asyncio.run(room_create(args) if args.room_command == "create" else room_list(args))
         elif args.command == "token":

@@ -40,6 +40,10 @@ ENV_VARS: dict[str, str] = {
     "YITANG_LEASE_TTL": "--lease-ttl",
     "YITANG_JOIN_TIMEOUT": "--join-timeout",
     "YITANG_DRAIN_SECONDS": "--drain-seconds",
+    "YITANG_METRICS_TOKEN": "--metrics-token",
+    "YITANG_METRICS_PORT": "--metrics-port",
+    "YITANG_LOG_FORMAT": "--log-format",
+    "YITANG_SHOW_LINKS": "--show-links",
     "YITANG_WORKERS": "--workers",
     "YITANG_TURN_URLS": "--turn-url",
     "YITANG_TURN_SECRET": "--turn-secret",
@@ -115,6 +119,14 @@ class Settings:
     #: of the admin API for the window.
     admin_attempt_limit: int = 10
     admin_attempt_window_seconds: float = 60.0
+    #: Bearer token that may read `/metrics` (and nothing else); the API key always may.
+    metrics_token: str | None = None
+    #: A port of this node's own serving `/metrics` only (the main port too serves it). With
+    #: `--workers N` the node processes share the main port, so a scrape there reaches any
+    #: one of them: node k of the box serves its metrics on `metrics_port + k`.
+    metrics_port: int | None = None
+    #: How often RTCP receiver reports and transport counters are sampled for `/metrics`.
+    metrics_sample_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         # Stored as browsers send them in `Origin`, so comparing is exact.
@@ -133,6 +145,12 @@ class Settings:
             raise ValueError("the lease TTL must be longer than two heartbeat periods")
         if self.max_participants < 1 or (self.max_connections or 1) < 1:
             raise ValueError("max_participants and max_connections must be positive")
+        if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
+            raise ValueError(f"metrics port out of range: {self.metrics_port}")
+        if self.metrics_sample_seconds <= 0:
+            raise ValueError("metrics_sample_seconds must be positive")
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            raise ValueError("the metrics token must be at least 16 characters")
         if self.token_ttl_seconds < 60:
             raise ValueError("token_ttl_seconds must be at least a minute")
 

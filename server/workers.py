@@ -127,6 +127,9 @@ class Box:
             "--redis-url", redis_url,
             "--render-workers", "0",
         ]  # fmt: skip
+        if self.settings.metrics_port:
+            # The main port reaches any node: each serves its metrics on a port of its own.
+            overrides += ["--metrics-port", str(self.settings.metrics_port + node.index)]
         if node.index == 0 and not node.restarts:
             overrides += ["--box-node", "first"]  # seeds the demo and prints the links, once
         else:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import socketio
 
+import server.log_context as log_context
 from server.catalog import RoomCatalog
 from server.cluster.bus import Bus
 from server.cluster.router import RoomRouter
@@ -86,6 +88,10 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._catalog: RoomCatalog | None = None
         self._signer: TokenSigner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Told of every client event's ack and how long it took (metrics).
+        self.on_event_done: Callable[[str, acks.Ack, float], None] | None = None
+        #: Told of every connect: `ok` or the refusal's code (metrics).
+        self.on_connect_done: Callable[[str], None] | None = None
 
     def attach(
         self, *, router: RoomRouter, bus: Bus, catalog: RoomCatalog, signer: TokenSigner
@@ -137,6 +143,18 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         """Verify the token and the admission rules; refuse with a reason otherwise."""
+        try:
+            accepted = await self._connect(sid, auth)
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            if self.on_connect_done is not None:
+                data = exc.error_args.get("data") if isinstance(exc.error_args, dict) else None
+                self.on_connect_done(str((data or {}).get("code", "refused")))
+            raise
+        if self.on_connect_done is not None:
+            self.on_connect_done("ok")
+        return accepted
+
+    async def _connect(self, sid: str, auth: Any) -> bool:
         if len(self.connections) >= self.max_connections:
             raise _refusal("server_full", "this server is full; try again shortly")
         if not isinstance(auth, dict):
@@ -190,6 +208,21 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await super().trigger_event(event, *args)
         sid = args[0]
         payload = args[1] if len(args) > 1 else None
+        started = time.perf_counter()
+        connection = self.connections.get(sid)
+        if connection is not None:
+            # Each event runs in its own task: these name the room and caller in its logs.
+            log_context.room.set(connection.room_id)
+            log_context.identity.set(connection.caller.identity)
+        ack = await self._answer(sid, event, payload)
+        if event in ("join", "leave"):
+            outcome = "ok" if acks.is_ok(ack) else (ack.get("error") or {}).get("code")
+            logger.info("%s of %s: %s", event, sid, outcome, extra={"event": event})
+        if self.on_event_done is not None:
+            self.on_event_done(event, ack, time.perf_counter() - started)
+        return ack
+
+    async def _answer(self, sid: str, event: str, payload: Any) -> acks.Ack:
         try:
             return await self._on_event(sid, event, payload)
         except RoomError as exc:

@@ -40,6 +40,8 @@ class RoomSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._is_joined = is_joined
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[Any]] = set()
+        #: Told of every event refused here, with the ack's code (metrics).
+        self.on_event_refused: Callable[[str], None] | None = None
 
     @property
     def connection_count(self) -> int:
@@ -51,6 +53,8 @@ class RoomSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         if not isinstance(name, str) or name in RESERVED_EVENTS:
             shown = name[:MAX_EVENT_NAME] if isinstance(name, str) else type(name).__name__
             logger.info("refused reserved or malformed event %r", shown)
+            if self.on_event_refused is not None:
+                self.on_event_refused("unknown_event")
             if id is not None:
                 ack = error_ack("unknown_event", f"unknown event {shown!r}")
                 await self._send_packet(

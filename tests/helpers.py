@@ -16,11 +16,13 @@ from aiohttp import web
 
 from server import appkeys
 from server.app import create_app
+from server.http.access_log import RedactingAccessLogger
 from server.media import IceAddress, MediaRoom
 from server.recording import RecordingConfig
 from server.rooms.owned_room import OwnedRoom
 from server.settings import Settings
 from signaling.client import RoomClient
+from tests.log_secrets import GUARD
 
 #: A four-level room like the Zhuzhou session, small enough for every test.
 ROOM_SPEC: dict[str, Any] = {
@@ -147,8 +149,11 @@ async def run_server(
     app = create_app(config)
     if recording_config is not None:
         app[appkeys.RECORDING_CONFIG] = recording_config
-    runner = web.AppRunner(app)
+    # As `yitang serve` runs it: aiohttp's own access log would show join tokens.
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
     await runner.setup()
+    GUARD.add_secrets(app[appkeys.API_KEY], config.metrics_token, config.turn.secret)
+    GUARD.add_secret_files(data_dir)
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:

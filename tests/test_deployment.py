@@ -52,6 +52,27 @@ def test_every_documented_environment_variable_is_a_serve_option() -> None:
         assert variable in readme, f"README does not document {variable}"
 
 
+def test_an_optional_prometheus_scrapes_metrics_with_the_metrics_token() -> None:
+    compose = _compose()
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"], "not started by a plain `compose up`"
+    config_mount = next(v for v in prometheus["volumes"] if v.endswith(":ro"))
+    source, target = config_mount.split(":")[:2]
+    assert f"--config.file={target}" in prometheus["command"]
+    config = yaml.safe_load((REPO / source.removeprefix("./")).read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    secret = prometheus["secrets"][0]
+    assert job["authorization"]["credentials_file"] == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret]["environment"] == "YITANG_METRICS_TOKEN"
+    environment = compose["services"]["yitang"]["environment"]
+    assert "YITANG_METRICS_TOKEN" in environment
+    # Prometheus scrapes each node process of the box on its own metrics port.
+    base = int(environment["YITANG_METRICS_PORT"])
+    targets = job["static_configs"][0]["targets"]
+    assert targets[:2] == [f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}"]
+
+
 def test_compose_runs_coturn_sharing_the_secret_with_yitang() -> None:
     services = _compose()["services"]
     coturn = " ".join(services["coturn"]["command"])

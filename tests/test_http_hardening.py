@@ -41,6 +41,7 @@ PATHS = [
     "/readyz",
     "/api/rooms",  # 401 without the key
     "/api/nothing",  # 404 from the router
+    "/metrics",  # 401 without the metrics token
     "/static/missing.js",  # 404 from the static route
 ]
 

@@ -18,9 +18,23 @@ ALLOWED: dict[str, set[str]] = {
     "server.media": set(),
     "server.rooms": {"server.media", "server.ratelimit"},
     "server.state": {"server.rooms"},
-    "server.recording": {"server.rooms", "server.state", "server.media"},
-    "server.cluster": {"server.rooms", "server.state", "server.media"},
-    "signaling": {"server.rooms", "server.cluster", "server.catalog", "server.ratelimit"},
+    "server.recording": {"server.rooms", "server.state", "server.media", "server.logging_setup"},
+    "server.cluster": {"server.rooms", "server.state", "server.media", "server.log_context"},
+    "signaling": {
+        "server.rooms",
+        "server.cluster",
+        "server.catalog",
+        "server.ratelimit",
+        "server.log_context",
+    },
+    # Reads the layers below at scrape time; nothing below imports it (edges get callbacks).
+    "server.metrics": {
+        "server.rooms",
+        "server.cluster",
+        "server.media",
+        "server.state",
+        "server.recording",
+    },
 }
 
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from server.cluster.messages import BusMessage, Envelope, Reply, Request, parse
 from server.rooms import acks
 from server.state import keys
+from server.state.connection import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ class Bus:
         while True:
             # A bounded wait: the client's health check (a PING while idle) runs in here.
             message = await pubsub.get_message(timeout=1.0)
+            raise_if_cancelled()
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"]

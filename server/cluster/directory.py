@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import server.log_context as log_context
 from server.cluster.messages import (
     AdminRequest,
     EventRequest,
@@ -114,6 +115,8 @@ class RoomDirectory:
         self._tasks: set[asyncio.Task[None]] = set()
         #: A draining node takes no rooms.
         self.draining = False
+        #: Told of each room taken or let go, by kind of change (metrics).
+        self.on_ownership_change: Callable[[str], None] = _ignore
 
     # --- looking up ---------------------------------------------------------------------
 
@@ -197,8 +200,9 @@ class RoomDirectory:
             post=post,
         )
         actor = RoomActor(owned)
-        writer.start()
-        actor.start()
+        # The room's tasks log as the room's, not as the participant whose request took it.
+        log_context.in_room(room_id, writer.start)
+        log_context.in_room(room_id, actor.start)
         self._actors[room_id] = actor
         self._writers[room_id] = writer
         previous = (
@@ -206,6 +210,9 @@ class RoomDirectory:
         )
         handed_over = bool(persisted and persisted.handed_over)
         await actor.run(lambda r: ownership.take_over(r, previous, handed_over))
+        self.on_ownership_change(
+            "handed_over" if handed_over else "taken_over" if previous else "acquired"
+        )
         return actor
 
     # --- requests -----------------------------------------------------------------------
@@ -282,6 +289,8 @@ class RoomDirectory:
             await writer.close()
         await self.store.delete_room(room_id)
         await self.leases.release(room_id)
+        if actor is not None:
+            self.on_ownership_change("deleted")
 
     async def release(self, room_id: str) -> bool:
         """Hand the room over: its state written with this node's last word, lease released.
@@ -293,6 +302,7 @@ class RoomDirectory:
         self._empty_since.pop(room_id, None)
         if actor is None or writer is None:
             return False
+        self.on_ownership_change("released")
         with contextlib.suppress(RoomMoved):
             await actor.run(ownership.hand_over)
         await actor.stop()
@@ -314,6 +324,7 @@ class RoomDirectory:
         if writer is not None:
             await writer.close()
         if actor is not None:
+            self.on_ownership_change("lost")
             logger.warning("room %s: another node owns it now; letting it go", room_id)
             with contextlib.suppress(RoomMoved):
                 await actor.run(ownership.hand_over)
@@ -329,6 +340,7 @@ class RoomDirectory:
             if result is Renewal.LOST:
                 await self._drop(room_id)
             elif result is Renewal.RETAKEN:
+                self.on_ownership_change("retaken")
                 logger.info("room %s: lease taken again after it expired", room_id)
 
     def participant_nodes(self) -> set[str]:
@@ -372,3 +384,7 @@ class RoomDirectory:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ignore(change: str) -> None:
+    """The default ownership observer: nobody is told."""

@@ -33,6 +33,7 @@ from server.rooms.commands import RecordingChanged
 from server.rooms.models import NodeRef
 from server.rooms.owned_room import OwnerSettings
 from server.rooms.ports import Recorder, RecordingUpdate
+from server.state.connection import raise_if_cancelled
 from server.state.leases import RoomLeases
 from server.state.nodes import NodeInfo
 from server.state.store import RedisStore
@@ -160,6 +161,7 @@ class ClusterNode:
                 await self.beat()
             except Exception:
                 logger.exception("heartbeat failed")
+            raise_if_cancelled()
 
     def recording_changed(self, update: RecordingUpdate, room_id: str, failed: bool) -> None:
         """The recorder reports a change of a room this node owns."""

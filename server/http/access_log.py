@@ -4,7 +4,10 @@ Join links are `/join?token=<JWT>` and recording files are fetched with
 `?access=<signature>`: aiohttp's own access log writes the whole request line
 (and the Referer), so anyone who can read the logs could join as the invitee or
 download the recording. This logger writes the same line with the value of
-every secret-looking query parameter replaced.
+every secret-looking query parameter replaced: by its name (`token`, `access`,
+Engine.IO's `sid`, which is all it takes to poll someone's Socket.IO session,
+...) or by its value (anything shaped like a JWT, even inside another
+parameter, such as a `next=` link).
 """
 
 from __future__ import annotations
@@ -16,9 +19,30 @@ from datetime import datetime, timedelta
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from server.logging_setup import JWT_PATTERN
+
 #: Query parameters whose values never reach a log (compared case-insensitively).
 SECRET_PARAMETERS = frozenset(
-    {"token", "access", "sig", "signature", "key", "api_key", "apikey", "secret", "password"}
+    {
+        "token",
+        "access",
+        "sig",
+        "signature",
+        "key",
+        "api_key",
+        "apikey",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "jwt",
+        "access_token",
+        "id_token",
+        "credential",
+        "credentials",
+        # Engine.IO's session id: a polling client is known by it alone.
+        "sid",
+    }
 )
 REDACTED = "[redacted]"
 
@@ -34,8 +58,9 @@ def redact_url(url: str) -> str:
     query, hash_sign, fragment = rest.partition("#")
     parts = []
     for part in query.split("&"):
-        name, equals, _ = part.partition("=")
-        if equals and urllib.parse.unquote_plus(name).strip().lower() in SECRET_PARAMETERS:
+        name, equals, value = part.partition("=")
+        secret_name = urllib.parse.unquote_plus(name).strip().lower() in SECRET_PARAMETERS
+        if equals and (secret_name or JWT_PATTERN.search(urllib.parse.unquote_plus(value))):
             part = f"{name}={REDACTED}"
         parts.append(part)
     return f"{head}?{'&'.join(parts)}{hash_sign}{fragment}"

@@ -79,6 +79,26 @@ def build_openapi() -> dict[str, Any]:
     paths["/api/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }
+    paths["/metrics"] = {
+        "get": {
+            "summary": "This node's metrics (the metrics token or the API key)",
+            "security": [{"apiKey": []}],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **{
+                    status: {
+                        "description": _ERRORS[status],
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+                    for status in ("401", "429")
+                    if status in _ERRORS
+                },
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Yitang (议堂) API", "version": "0.1.0"},

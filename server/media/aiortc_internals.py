@@ -371,6 +371,10 @@ class HookedRtpSender(RTCRtpSender):
 
     channel: RtpSendChannel | None = None
 
+    #: Packets the receiver asked for again (RTCP NACK), answered from the history; the
+    #: metrics collector reads it (one count per NACKed packet, never per forwarded one).
+    nacks_received = 0
+
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Send packets through ``channel`` until cancelled. Subclasses implement."""
         raise NotImplementedError
@@ -398,6 +402,7 @@ class HookedRtpSender(RTCRtpSender):
         self.on_keyframe_request()
 
     async def _retransmit(self, sequence_number: int) -> None:
+        self.nacks_received += 1
         channel = self.channel
         if channel is not None and channel.packet_for_retransmission(sequence_number) is not None:
             await super()._retransmit(sequence_number)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from server.logging_setup import LOG_FORMATS, configure_logging
 from server.state.embedded import die_with_parent, embedded_redis_url
 
 from .jobs import QUEUE_NAME, run_worker
@@ -41,7 +41,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The server's format, which `yitang serve` passes to the workers it starts.
+    log_format = os.environ.get("YITANG_LOG_FORMAT", "text")
+    configure_logging(log_format if log_format in LOG_FORMATS else "text")
     redis_url = args.redis_url or embedded_redis_url(Path(args.data_dir))
     run_worker(redis_url, queue_name=args.queue, burst=args.burst, name=args.name)
     return 0

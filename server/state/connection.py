@@ -16,6 +16,8 @@ executed, and retrying it could apply a change twice.
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -61,3 +63,16 @@ def redis_client(
     )
     # The client owns the pool: closing the client disconnects it.
     return aioredis.Redis.from_pool(pool)
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop.
+
+    redis-py can swallow a cancellation that arrives while it (re)connects or
+    reads (it surfaces as a ConnectionError, or as nothing at all), so a loop
+    that catches Redis errors would go on for ever and `close()` would wait on
+    it. Loops that outlive Redis outages call this after each Redis call.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

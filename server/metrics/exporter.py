@@ -1,0 +1,64 @@
+"""MetricsExporter: one node's `/metrics`, from the counters, the collectors and the sampler.
+
+Built with the application (`create_app`), so edges can count from the first
+request; `attach()` adds the parts that read the node once it runs (rooms,
+media, render queue); `render()` is what a scrape returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client.exposition import choose_encoder
+
+from server.cluster.node import ClusterNode
+from server.media import MediaNode
+from server.metrics.media_collector import MediaCollector
+from server.metrics.receiver_reports import ReceiverReportSampler
+from server.metrics.render_jobs import RenderJobCollector
+from server.metrics.room_collector import RoomCollector
+from server.metrics.server_metrics import ServerMetrics
+
+
+class MetricsExporter:
+    """The metrics of one node and what reads them."""
+
+    def __init__(self, node_id: str, *, sample_seconds: float = 5.0) -> None:
+        self.metrics = ServerMetrics(node_id)
+        self.sample_seconds = sample_seconds
+        self._cluster: ClusterNode | None = None
+        self._render_jobs: RenderJobCollector | None = None
+        self.sampler = ReceiverReportSampler(self._media_node, self.metrics, sample_seconds)
+
+    def _media_node(self) -> MediaNode | None:
+        return None if self._cluster is None else self._cluster.directory.media_node
+
+    def attach(
+        self, *, cluster: ClusterNode, connections: Callable[[], int], redis_url: str
+    ) -> None:
+        """Start reading the running node: its rooms and media, and the render queue."""
+        registry = self.metrics.registry
+        self._cluster = cluster
+        registry.register(RoomCollector(lambda: self._cluster, connections))
+        registry.register(MediaCollector(self._media_node, self.sampler))
+        self._render_jobs = RenderJobCollector(redis_url)
+        registry.register(self._render_jobs)
+        self.sampler.start()
+
+    async def refresh(self) -> None:
+        """Read what needs I/O before a scrape (the render queue)."""
+        if self._render_jobs is not None:
+            await self._render_jobs.refresh()
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition of everything (runs the collectors) and its content type: the
+        Prometheus text format, or OpenMetrics when the scraper's `Accept` asks for it."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.metrics.registry), content_type
+
+    async def close(self) -> None:
+        """Stop the sampler and close the render queue's connection."""
+        self._cluster = None
+        await self.sampler.close()
+        if self._render_jobs is not None:
+            self._render_jobs.close()

@@ -1,0 +1,173 @@
+"""The media layer's counters, read when `/metrics` is scraped.
+
+The forwarding path counts in plain integer attributes of the objects doing
+the work (a forwarder per published track, a sender per subscriber and track);
+nothing is added to it for metrics. This collector walks the open rooms at
+scrape time, through the one accessor below (:func:`media_counters`), and
+keeps totals monotonic as those objects come and go (`RetainedTotals`).
+Wire bytes and publishers' upstream loss come from the receiver-report
+sampler, which reads aiortc's statistics every few seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from server.media import MediaError, MediaNode
+from server.media.forwarding_sender import ForwardingSender
+from server.metrics.receiver_reports import ReceiverReportSampler
+from server.metrics.retained import RetainedTotals
+
+KINDS = ("audio", "video")
+
+
+@dataclass
+class MediaCounters:
+    """What one look at the media layer found (counters per object, gauges summed)."""
+
+    rooms: int = 0
+    #: (metric, kind) -> {object key: count}: per-object counters, for RetainedTotals.
+    counters: dict[tuple[str, Hashable], float] = field(default_factory=dict)
+    published_tracks: dict[str, int] = field(default_factory=dict)
+    #: (kind, state) -> senders: `active` forwarding, `paused` by the last-N policy.
+    forwarded_tracks: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, metric: str, kind: str, key: Hashable, value: float) -> None:
+        """Record one object's counter."""
+        self.counters[(f"{metric}:{_kind(kind)}", key)] = value
+
+
+def _kind(kind: str) -> str:
+    return kind if kind in KINDS else "other"
+
+
+def media_counters(node: MediaNode) -> MediaCounters:
+    """Read every open room's forwarders and senders (synchronous; no awaits, no I/O)."""
+    found = MediaCounters()
+    for room in node.rooms.values():
+        found.rooms += 1
+        for track in room.tracks():
+            try:
+                forwarder = room.track_forwarder(track.track_id)
+            except MediaError:
+                continue
+            kind = _kind(forwarder.kind)
+            found.published_tracks[kind] = found.published_tracks.get(kind, 0) + 1
+            key = id(forwarder)
+            found.add("packets_received", kind, key, forwarder.packets_received)
+            found.add("keyframe_requests", kind, key, forwarder.keyframe_requests)
+            found.add("plis_sent", kind, key, forwarder.plis_sent)
+        for pc in room.peer_connections():
+            for sender in pc.getSenders():
+                if not isinstance(sender, ForwardingSender):
+                    continue
+                kind = _kind(sender.kind)
+                key = id(sender)
+                if sender.running:
+                    state = "paused" if sender.paused else "active"
+                    found.forwarded_tracks[(kind, state)] = (
+                        found.forwarded_tracks.get((kind, state), 0) + 1
+                    )
+                channel = sender.channel
+                if channel is not None:
+                    found.add("packets_forwarded", kind, key, channel.packets_sent)
+                    found.add("payload_bytes_forwarded", kind, key, channel.octets_sent)
+                found.add("forward_drops", kind, key, sender.packets_dropped)
+                found.add("queue_overflows", kind, key, sender.overflows)
+                found.add("nacks_received", kind, key, sender.nacks_received)
+    return found
+
+
+#: Counter families built from MediaCounters: (metric key, name, help).
+COUNTERS = (
+    ("packets_received", "yitang_media_packets_received", "RTP packets received from publishers"),
+    ("packets_forwarded", "yitang_media_packets_forwarded", "RTP packets sent to subscribers"),
+    (
+        "payload_bytes_forwarded",
+        "yitang_media_payload_bytes_forwarded",
+        "RTP payload bytes sent to subscribers",
+    ),
+    (
+        "forward_drops",
+        "yitang_media_forward_drops",
+        "Packets not forwarded to a subscriber (queue overflow, waiting for a keyframe, pause)",
+    ),
+    (
+        "queue_overflows",
+        "yitang_media_queue_overflows",
+        "Times a subscriber's forwarding queue was full",
+    ),
+    (
+        "nacks_received",
+        "yitang_media_nacks_received",
+        "Packets subscribers asked for again (RTCP NACK)",
+    ),
+    (
+        "keyframe_requests",
+        "yitang_media_keyframe_requests",
+        "Keyframes asked of a track (subscriber PLI/FIR, new subscribers, overflows)",
+    ),
+    ("plis_sent", "yitang_media_plis_sent", "RTCP PLIs sent to publishers (rate-limited)"),
+)
+
+
+class MediaCollector(Collector):
+    """Media metrics of this node's open rooms, read at scrape time."""
+
+    def __init__(
+        self, media_node: Callable[[], MediaNode | None], sampler: ReceiverReportSampler
+    ) -> None:
+        self._media_node = media_node
+        self._sampler = sampler
+        self._totals = RetainedTotals()
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front (the registry would otherwise collect at registration)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The media families, from one look at the rooms."""
+        node = self._media_node()
+        found = media_counters(node) if node is not None else MediaCounters()
+        totals = self._totals.update(found.counters)
+        yield GaugeMetricFamily("yitang_media_rooms", "Open media rooms", value=found.rooms)
+        published = GaugeMetricFamily(
+            "yitang_published_tracks", "Tracks published to this node", labels=["kind"]
+        )
+        forwarded = GaugeMetricFamily(
+            "yitang_forwarded_tracks",
+            "Track copies sent to subscribers: `active`, or `paused` by the last-N policy",
+            labels=["kind", "state"],
+        )
+        for kind in KINDS:
+            published.add_metric([kind], found.published_tracks.get(kind, 0))
+            for state in ("active", "paused"):
+                forwarded.add_metric([kind, state], found.forwarded_tracks.get((kind, state), 0))
+        yield published
+        yield forwarded
+        for key, name, documentation in COUNTERS:
+            family = CounterMetricFamily(name, documentation, labels=["kind"])
+            for kind in KINDS:
+                family.add_metric([kind], totals.get(f"{key}:{kind}", 0.0))
+            yield family
+        sampled = self._sampler.totals()
+        transport = CounterMetricFamily(
+            "yitang_media_transport_bytes",
+            "Bytes on this node's media transports (SRTP/SRTCP, sampled every few seconds)",
+            labels=["direction"],
+        )
+        for direction in ("in", "out"):
+            transport.add_metric([direction], sampled.get(f"transport_bytes:{direction}", 0.0))
+        yield transport
+        upstream = CounterMetricFamily(
+            "yitang_media_upstream_packets_lost",
+            "Packets lost between publishers and this node (sampled every few seconds)",
+            labels=["kind"],
+        )
+        for kind in KINDS:
+            upstream.add_metric([kind], sampled.get(f"upstream_lost:{kind}", 0.0))
+        yield upstream

@@ -1,0 +1,85 @@
+"""The parts of the metrics that need no server: bounded labels, retained totals, NACK counts."""
+
+from __future__ import annotations
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
+
+from server.media.aiortc_internals import RtpSendChannel, sender_ssrc
+from server.media.forwarding_sender import ForwardingSender
+from server.media.track_forwarder import TrackForwarder
+from server.metrics.labels import BoundedLabels, event_label
+from server.metrics.retained import RetainedTotals
+from server.metrics.server_metrics import ServerMetrics
+from server.rooms import acks
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+
+
+def test_event_labels_come_from_the_command_table_only() -> None:
+    assert event_label("join") == "join"
+    assert event_label("raise_hand") == "raise_hand"
+    assert event_label("x" * 10_000) == "unknown"
+    assert event_label(None) == "unknown"
+
+
+def test_open_label_sets_are_capped() -> None:
+    codes = BoundedLabels(limit=3)
+    assert [codes(c) for c in ("a", "b", "c", "d", "a")] == ["a", "b", "c", "other", "a"]
+    assert codes("Not An Identifier") == "other"
+    assert codes(42) == "other"
+
+
+def test_a_client_cannot_create_series() -> None:
+    metrics = ServerMetrics("node-1")
+    for i in range(500):
+        metrics.event_done(f"made_up_{i}", acks.error(f"code_{i}", "x"), 0.01)
+    events = next(
+        s for s in metrics.registry.collect() if s.name == "yitang_socketio_events"
+    ).samples
+    names = {s.labels["event"] for s in events}
+    outcomes = {s.labels["outcome"] for s in events}
+    assert "made_up_0" not in names and names >= {"unknown"}
+    assert len(outcomes) <= 64 + 2  # capped codes, `other`, `ok`
+
+
+def test_retained_totals_never_go_down() -> None:
+    totals = RetainedTotals()
+    assert totals.update({("sent", 1): 10.0, ("sent", 2): 5.0}) == {"sent": 15.0}
+    assert totals.update({("sent", 1): 12.0}) == {"sent": 17.0}  # 2 left with 5
+    assert totals.update({("sent", 1): 3.0}) == {"sent": 20.0}  # a new object under id 1
+    assert totals.update({}) == {"sent": 20.0}
+
+
+class _RecordingDtlsTransport:
+    """Stands in for the subscriber's RTCDtlsTransport: records what is sent."""
+
+    state = "connected"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def test_a_subscribers_nack_is_answered_and_counted() -> None:
+    async def no_pli(ssrc: int) -> None:
+        return None
+
+    forwarder = TrackForwarder(
+        track_id="p-video-1", participant_id="p", kind="video", codec=VP8, send_pli=no_pli
+    )
+    transport = _RecordingDtlsTransport()
+    sender = ForwardingSender(forwarder, transport, queue_size=16)  # type: ignore[arg-type]
+    channel = RtpSendChannel(sender, VP8)
+    for seq in (100, 101):
+        await channel.send(
+            RtpPacket(payload_type=97, sequence_number=seq, ssrc=sender_ssrc(sender))
+        )
+    assert sender.nacks_received == 0
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=sender_ssrc(sender))
+    nack.lost = [101, 101]
+    await sender._handle_rtcp_packet(nack)
+    assert sender.nacks_received == 2
+    assert len(transport.sent) == 4  # both requests answered from the history
