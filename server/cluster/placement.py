@@ -7,10 +7,12 @@ SO_REUSEPORT hash sends their first joins there; so the node asks the least
 loaded node instead (fewest rooms, then fewest participants), skipping
 draining nodes and nodes at their room cap.
 
-The load comes from the node registry, which is at most one heartbeat old. A
-node that placed rooms since it last read the registry counts them itself, so
-that two rooms opened in the same second do not both go to the node that was
-least loaded a second ago. The cap is enforced by the taking node itself
+Which nodes are live is read from the registry when a room is placed (a
+node started a moment ago is a candidate at once; placing is rare, one read
+is nothing). Their loads are as of their last heartbeats; a node that placed
+rooms since its own last heartbeat counts them itself, so that two rooms
+opened in the same second do not both go to the node that was least loaded a
+second ago. The cap is enforced by the taking node itself
 (`RoomDirectory.acquire`), so a stale view can make a placement try a full
 node, never overfill it.
 """
@@ -33,9 +35,15 @@ class Placement:
         self._placed: Counter[str] = Counter()
 
     def update(self, live_nodes: list[NodeInfo]) -> None:
-        """A fresh view of the registry (each heartbeat); it already counts past placements."""
+        """The registry as this node's heartbeat read it (it has just announced its own
+        rooms, so its own placements so far are counted there or by other nodes soon)."""
         self._nodes = list(live_nodes)
         self._placed.clear()
+
+    def refresh(self, live_nodes: list[NodeInfo]) -> None:
+        """The registry read at a placement: newer nodes, but the placements this node made
+        since its heartbeat are still its own to count."""
+        self._nodes = list(live_nodes)
 
     def candidates(self) -> list[str]:
         """Node ids to ask, least loaded first: live, not draining, not known to be full."""

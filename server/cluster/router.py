@@ -281,6 +281,9 @@ class RoomRouter:
         This node is the last resort when every other candidate refuses or cannot be
         reached: a room owned by a busy node beats a room owned by nobody.
         """
+        with contextlib.suppress(Exception):  # Redis away: the heartbeat's view will do
+            async with asyncio.timeout(self.settings.ping_timeout):
+                self.placement.refresh(await self.store.live_nodes())
         candidates = self.placement.candidates()
         if self.node_id not in candidates:
             candidates.append(self.node_id)
