@@ -403,6 +403,9 @@ class RoomClient:
                 logger.exception("event handler failed")
 
         self._last_handler = asyncio.create_task(after_previous())
+        # A handler task cancelled (by close) before it reached the handler: the handler's
+        # coroutine was never started; close it so it is not reported as never awaited.
+        self._last_handler.add_done_callback(lambda _: coroutine.close())
 
     async def _on_connect_error(self, data: Any = None) -> None:
         self._connect_error = data
