@@ -71,7 +71,7 @@ from .parts import begin_part, close_lost_parts, end_part
 from .recovery import part_files, probe_duration, read_track_log, remux_part, sha256_file
 from .room_recording import RoomRecording
 from .session_record import session_record
-from .session_source import from_manifest
+from .session_source import apply_renames, from_manifest
 from .track_file import PART_SUFFIX
 from .track_recorder import parse_file_name
 
@@ -1130,7 +1130,7 @@ class RecordingService:
         timeline = await self._timeline(manifest.room.id, manifest.started_at, stopped_at)
         participants = await self._participants(manifest, timeline, files, room)
         names = {p.identity: p.name for p in participants}
-        roster = await self._roster(manifest, room)
+        roster = apply_renames(await self._roster(manifest, room), timeline)
         segments = speaker_segments(
             timeline,
             started_at=manifest.started_at,
@@ -1232,10 +1232,11 @@ class RecordingService:
         files: Iterable[FileEntry],
         room: Room | None,
     ) -> list[ParticipantEntry]:
+        timeline = list(timeline)  # read twice: joins, then renames
         definition = room or await self.store.get_room(manifest.room.id)
         found = {p.identity: p for p in manifest.participants}
         if definition is None:
-            return list(found.values())
+            return apply_renames(found.values(), timeline)
         for entry in timeline:
             if entry.type == "joined" and entry.data.get("identity") not in found:
                 participant = _participant_entry(definition, entry.data)
@@ -1248,7 +1249,7 @@ class RecordingService:
                     participant = _participant_entry(definition, invitee.model_dump(mode="json"))
                     if participant is not None:
                         found[participant.identity] = participant
-        return list(found.values())
+        return apply_renames(found.values(), timeline)
 
     async def _roster(self, manifest: Manifest, room: Room | None) -> list[ParticipantEntry]:
         """Everyone invited to the session, as the manifest names participants (best effort:

@@ -13,6 +13,7 @@ the whole timeline stream) up to now.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -83,6 +84,21 @@ def entry_of(info: RoomInfo, data: dict[str, object]) -> ParticipantEntry | None
     )
 
 
+def apply_renames(
+    entries: Iterable[ParticipantEntry], timeline: Iterable[TimelineEntry]
+) -> list[ParticipantEntry]:
+    """The entries under the names a host last gave them (`renamed` in the timeline)."""
+    names: dict[str, str] = {}
+    for entry in timeline:
+        identity, name = entry.data.get("identity"), entry.data.get("name")
+        if entry.type == "renamed" and isinstance(identity, str) and isinstance(name, str):
+            names[identity] = name
+    return [
+        e.model_copy(update={"name": names[e.identity]}) if e.identity in names else e
+        for e in entries
+    ]
+
+
 def _roster_entries(info: RoomInfo, roster: list[Invitee]) -> list[ParticipantEntry]:
     entries = (entry_of(info, invitee.model_dump(mode="json")) for invitee in roster)
     return [e for e in entries if e is not None]
@@ -102,7 +118,7 @@ def from_manifest(manifest: Manifest) -> SessionSource:
         present = _inferred_present_at_start(manifest)
     return SessionSource(
         room=manifest.room,
-        roster=roster,
+        roster=apply_renames(roster, manifest.timeline),
         timeline=list(manifest.timeline),
         started_at=manifest.started_at,
         ended_at=manifest.stopped_at or manifest.started_at + manifest.duration,
@@ -131,7 +147,7 @@ def from_live_room(
     started = timeline[0].ts / 1000 if timeline else now
     return SessionSource(
         room=info,
-        roster=_roster_entries(info, roster),
+        roster=apply_renames(_roster_entries(info, roster), timeline),
         timeline=timeline,
         started_at=min(started, now),
         ended_at=now,
