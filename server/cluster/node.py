@@ -98,6 +98,7 @@ class ClusterNode:
             store=store,
             local=local,
             placement=self.placement,
+            judge_dead=self.liveness.dead,
             settings=settings.router,
         )
         self.local = local

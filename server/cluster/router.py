@@ -2,10 +2,12 @@
 
 A socket may be on any node. Its commands go to the room's owner: the local
 actor when this node owns the room, otherwise a request over the bus to the
-node holding the room's lease. Nobody holding it means the room is taken here
-(after asking the last owner, in case it is alive and only lost its lease to a
-Redis outage). A dead owner's lease runs out within the lease TTL; requests
-meanwhile wait for it (within their budget) instead of failing at once.
+node holding the room's lease. Nobody holding it means the room is placed on
+the least loaded node (placement.py) — unless its last owner is alive and only
+lost its lease to a Redis outage: it keeps the room, and a last owner that does
+not answer keeps it until it is judged dead. A dead owner's lease runs out
+within the lease TTL; requests meanwhile wait for it (within their budget)
+instead of failing at once.
 
 Owners' events for this node's sockets arrive on the bus and are handed to the
 signaling edge. Whenever this node cannot be sure its rooms' owners heard
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,10 +94,13 @@ class RoomRouter:
         store: RedisStore,
         local: LocalSockets,
         placement: Placement,
+        judge_dead: Callable[[Iterable[str]], Awaitable[frozenset[str]]],
         settings: RouterSettings,
     ) -> None:
         self.node_id = node_id
         self.placement = placement
+        #: Which of these nodes are dead (NodeLiveness.dead: none while Redis was just away).
+        self.judge_dead = judge_dead
         self.directory = directory
         self.bus = bus
         self.leases = leases
@@ -268,10 +273,18 @@ class RoomRouter:
         snapshot = await self.store.snapshot(room_id)
         last = snapshot.owner if snapshot is not None and not snapshot.handed_over else None
         if last is not None and last != self.node_id:
-            # Its lease may have run out only because Redis was away: it keeps the room then.
+            # Its lease may have run out only because Redis was away: it keeps the room then,
+            # with what it acknowledged and has not written yet. Silence is no answer: right
+            # after Redis comes back its bus may not listen yet, or a busy loop may answer
+            # late. Only a node judged dead (by liveness.py's rule) loses its room unasked.
             ping = PingRequest(id=self.bus.new_id(), reply_to=self.node_id, room=room_id)
-            with contextlib.suppress(NodeUnreachable, TimeoutError):
-                if (await self.bus.request(last, ping, self.settings.ping_timeout)).get("owns"):
+            try:
+                reply = await self.bus.request(last, ping, self.settings.ping_timeout)
+            except (NodeUnreachable, TimeoutError):
+                if last not in await self.judge_dead([last]):
+                    return None  # asked again (within the request's budget) until it answers
+            else:
+                if reply.get("owns"):
                     return last
         return await self._place(room_id)
 
