@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
 
-from server.media.aiortc_internals import RtpSendChannel, sender_ssrc
-from server.media.forwarding_sender import ForwardingSender
-from server.media.track_forwarder import TrackForwarder
 from server.metrics.labels import BoundedLabels, event_label
 from server.metrics.retained import RetainedTotals
 from server.metrics.server_metrics import ServerMetrics
@@ -49,37 +45,3 @@ def test_retained_totals_never_go_down() -> None:
     assert totals.update({("sent", 1): 12.0}) == {"sent": 17.0}  # 2 left with 5
     assert totals.update({("sent", 1): 3.0}) == {"sent": 20.0}  # a new object under id 1
     assert totals.update({}) == {"sent": 20.0}
-
-
-class _RecordingDtlsTransport:
-    """Stands in for the subscriber's RTCDtlsTransport: records what is sent."""
-
-    state = "connected"
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def _send_rtp(self, data: bytes) -> None:
-        self.sent.append(data)
-
-
-async def test_a_subscribers_nack_is_answered_and_counted() -> None:
-    async def no_pli(ssrc: int) -> None:
-        return None
-
-    forwarder = TrackForwarder(
-        track_id="p-video-1", participant_id="p", kind="video", codec=VP8, send_pli=no_pli
-    )
-    transport = _RecordingDtlsTransport()
-    sender = ForwardingSender(forwarder, transport, queue_size=16)  # type: ignore[arg-type]
-    channel = RtpSendChannel(sender, VP8)
-    for seq in (100, 101):
-        await channel.send(
-            RtpPacket(payload_type=97, sequence_number=seq, ssrc=sender_ssrc(sender))
-        )
-    assert sender.nacks_received == 0
-    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=sender_ssrc(sender))
-    nack.lost = [101, 101]
-    await sender._handle_rtcp_packet(nack)
-    assert sender.nacks_received == 2
-    assert len(transport.sent) == 4  # both requests answered from the history

@@ -197,3 +197,6 @@ async def test_a_nack_is_answered_from_the_sent_history(harness: RoomHarness) ->
         p for p in recorder.packets[before:] if p.sequence_number == wanted.sequence_number
     )
     assert again == wanted, "the very packet sent before: same header fields and payload"
+    # Counted once, for /metrics (per NACKed packet, not per forwarded one).
+    bob_senders = harness.room._participants["bob"].subscribe.senders
+    assert [s.nacks_received for s in bob_senders if s.kind == "video"] == [1]
