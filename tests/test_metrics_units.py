@@ -1,4 +1,4 @@
-"""The parts of the metrics that need no server: bounded labels, retained totals, NACK counts."""
+"""The parts of the metrics that need no server: bounded labels and retained totals."""
 
 from __future__ import annotations
 
