@@ -167,6 +167,9 @@ class EmbeddedValkey:
             stderr=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent,
         )
+        # Written at once: the node may reach the new Valkey before the wait below ends,
+        # and whoever reads the file then must find this process, not none.
+        _write_pid(self.pid_path, process.pid)
         try:
             deadline = time.monotonic() + START_TIMEOUT_SECONDS
             while not await ping(self.url):
@@ -181,9 +184,9 @@ class EmbeddedValkey:
                     )
                 # Polling is the only readiness signal a plain server binary gives.
                 await asyncio.sleep(0.05)
-            _write_pid(self.pid_path, process.pid)
         except BaseException:
             await _stop(process)
+            _remove(self.pid_path)
             raise
         logger.info("embedded Valkey pid %d on %s", process.pid, self.socket_path)
         return process
