@@ -87,7 +87,7 @@ async def test_answer_show_and_reject(server: ServerHandle) -> None:
     spam = await observer.gallery_post("广告")
     # Answering approves and publishes the answer with the question.
     await host.gallery_answer(asked, "明年春季开工")
-    await member.wait_for(lambda: asked in member.gallery and member.gallery[asked].answer)
+    await member.wait_for(lambda: asked in member.gallery and bool(member.gallery[asked].answer))
     assert member.gallery[asked].answer == "明年春季开工"
     # Putting an item on screen approves it and highlights it for everyone.
     assert await host.gallery_show(opinion) == opinion
