@@ -584,7 +584,7 @@ function enterRoom(stream) {
       }
       case "timeline":
         store.apply(name, payload);
-        if (payload.type === "hand_raised" && store.isModerator && payload.data?.identity !== store.myIdentity) {
+        if (payload.type === "hand_raised" && store.runsQueues && payload.data?.identity !== store.myIdentity) {
           onHandRaised(payload);
         }
         break;

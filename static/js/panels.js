@@ -135,7 +135,7 @@ export function renderPeople(el, store, host, qualities) {
           p.role !== "observer" && p.video_muted ? icon("camera-off", "is-muted") : null,
         ),
         host && p.identity !== me ? host.personActions(p) : null,
-        host && p.identity === me ? h("span", { class: "row-actions" }, h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => host.actions.rename(p.identity), text: t("people.rename") })) : null,
+        host?.full && p.identity === me ? h("span", { class: "row-actions" }, h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => host.actions.rename(p.identity), text: t("people.rename") })) : null,
       );
     });
     for (const r of absent) {

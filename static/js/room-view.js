@@ -96,7 +96,7 @@ export class RoomView {
     const role = store.you.role;
     document.body.dataset.role = role;
     document.body.dataset.locked = store.live.locked ? "true" : "false";
-    if (store.isModerator && !this.hostConsole) {
+    if (store.runsQueues && !this.hostConsole) {
       const el = document.getElementById("host-console");
       el.hidden = false;
       this.hostConsole = new HostConsole({ el, store, actions: this.actions.host });
@@ -550,7 +550,7 @@ export class RoomView {
       const key = `${floor.grant_id}:${floor.deadline}`;
       if (this._warnedFor !== key) {
         this._warnedFor = key;
-        if (floorId === store.myIdentity || store.isModerator) this.actions.floorWarning?.(floor);
+        if (floorId === store.myIdentity || store.runsQueues) this.actions.floorWarning?.(floor);
       }
     }
   }

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import PageFactory, Participants, open_tab, screenshot
+from tests.browser.support import PageFactory, Participants, enter, open_tab, screenshot
+from tests.helpers import ApiHandle
 
 TEXT = {
     "zh": {"pending": "待审核 1 条", "sent": "已提交，待主持人审核", "answer": "答复：明年开工"},
@@ -72,4 +73,31 @@ async def test_an_observers_question_is_shown_only_after_the_host_approves_it(
         await expect(page.locator("#gallery-banner")).to_contain_text(text["answer"])
         await expect(page.locator("#gallery-list [data-gallery]")).to_contain_text(text["answer"])
     await screenshot(m1, f"gallery-on-screen-{lang}")
+    pages.assert_no_page_errors()
+
+
+async def test_a_moderator_runs_the_gallery_and_the_speaking_queue_only(
+    pages: PageFactory, server: ApiHandle, room: Participants
+) -> None:
+    token = await server.token(room.room_id, "mod", "moderator", "zhuzhou", name="赵主持")
+    mod = await pages.new_page(lang="zh")
+    await mod.goto(f"{server.base_url}/join?token={token}")
+    await enter(mod)
+    m1 = await pages.join(room.m1, lang="zh")
+    obs = await pages.join(room.obs, lang="zh")
+    # The moderator's console: the speaking queue, no agenda, lock, recording, end or lobby.
+    await expect(mod.locator("#host-console h2")).to_have_text("主持台（议政主持）")
+    for absent in ("#host-end", "#host-record", "#host-lock", "#host-next-item", "#host-mute-all"):
+        await expect(mod.locator(absent)).to_have_count(0)
+    # A raised hand: the moderator gives the floor from the queue.
+    await m1.locator("#hand-button").click()
+    await open_tab(mod, "queue")
+    await mod.locator('.grant[data-identity="m1"]').click()
+    await expect(m1.locator("#floor-notice")).to_be_visible()
+    # The gallery: an observer's question, approved by the moderator, reaches the member.
+    await obs.evaluate(f"() => window.yitang.call('gallery_post', {{text: {QUESTION!r}}})")
+    await open_tab(mod, "gallery")
+    await mod.locator("[data-pending] .gallery-approve").click()
+    await open_tab(m1, "gallery")
+    await expect(m1.locator("#gallery-list [data-gallery]")).to_contain_text(QUESTION)
     pages.assert_no_page_errors()
