@@ -248,3 +248,72 @@ async def test_the_minutes_list_an_approved_question_under_its_agenda_item(
     assert "不该出现在纪要里" not in markdown
     for client in (host, observer):
         await client.close()
+
+
+def test_the_record_keeps_approved_items_with_answers_and_makes_them_searchable() -> None:
+    from server.recording.moment_index import moments_of, searchable
+    from server.rooms.models import TimelineEntry
+    from tests.recording.test_record_rules import T0, source
+
+    def entry(at: float, entry_type: str, **data: object) -> TimelineEntry:
+        ms = int((T0 + at) * 1000)
+        return TimelineEntry(id=f"{ms}-0", ts=ms, type=entry_type, data=data)
+
+    public = {"kind": "question", "name": None, "district": "石峰区", "answer": None}
+    src = source(
+        [
+            entry(5, "gallery_submitted", id="g1", agenda_index=0),
+            entry(6, "gallery_approved", id="g1", text="何时开工", agenda_index=0, **public),
+            entry(
+                7,
+                "gallery_answered",
+                id="g1",
+                text="何时开工",
+                agenda_index=0,
+                **{**public, "answer": "明年"},
+            ),
+            # Approved before the span began; its answer inside the span brings the text.
+            entry(
+                8,
+                "gallery_answered",
+                id="g0",
+                text="资金来源",
+                agenda_index=1,
+                **{**public, "answer": "省市共担"},
+            ),
+            entry(9, "gallery_rejected", id="g2", by="host"),
+        ]
+    )
+    record = session_record(src)
+    assert [(q.id, q.text, q.answer, q.agenda_index) for q in record.questions] == [
+        ("g1", "何时开工", "明年", 0),
+        ("g0", "资金来源", "省市共担", 1),
+    ]
+    assert record.questions[0].offset == 6.0
+    found = [m for m in moments_of(record) if m.kind == "question"]
+    assert [m.offset for m in found] == [6.0, 8.0]
+    assert "开工" in searchable(found[0]) and "石峰区" in searchable(found[0])
+    markdown = minutes_markdown(record)
+    first, second = markdown.split("### 2. 发言", 1)
+    assert "何时开工" in first and "答复：明年" in first and "资金来源" in second
+
+
+async def test_a_successor_owner_keeps_the_moderation_queue(server: ServerHandle) -> None:
+    from server.rooms.room_state import RoomState
+
+    room = await server.create_room()
+    rid = room["id"]
+    host = await server.client(rid, "host", "host", "hunan")
+    observer = await server.client(rid, "o1", "observer", "shifeng")
+    waiting = await observer.gallery_post("still waiting")
+    shown = await observer.gallery_post("on screen")
+    await host.gallery_show(shown)
+    owned = server.owned_room(rid)
+    assert owned is not None
+    # What the owner writes behind is what a successor starts from.
+    successor = RoomState.from_persisted(owned.state.room, owned.persisted(), [])
+    assert successor.gallery[waiting].status == "pending"
+    assert successor.gallery[shown].status == "approved"
+    assert successor.gallery_on_screen == shown and successor.gallery_next == 3
+    for client in (host, observer):
+        await client.close()
