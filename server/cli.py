@@ -640,7 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_parser.add_argument("--identity", required=True)
     token_parser.add_argument("--name")
     token_parser.add_argument(
-        "--role", required=True, choices=["host", "cohost", "member", "guest", "observer"]
+        "--role",
+        required=True,
+        choices=["host", "cohost", "moderator", "member", "guest", "observer"],
     )
     token_parser.add_argument("--venue", required=True)
     token_parser.add_argument("--ttl", type=int, help="validity in seconds")

@@ -24,7 +24,15 @@ from typing import Any
 
 import socketio
 
-from server.rooms.models import LiveState, NodeRef, Participant, Snapshot, TimelineEntry
+from server.rooms.models import (
+    GalleryItem,
+    LiveState,
+    NodeRef,
+    Participant,
+    PublicGalleryItem,
+    Snapshot,
+    TimelineEntry,
+)
 from signaling.events import NAMESPACE
 
 logger = logging.getLogger(__name__)
@@ -62,6 +70,11 @@ class RoomClient:
         self.participants: dict[str, Participant] = {}
         self.live = LiveState()
         self.timeline: list[TimelineEntry] = []
+        #: The gallery's approved items by id, and the one on screen (as everyone sees them).
+        self.gallery: dict[str, PublicGalleryItem] = {}
+        self.gallery_on_screen: PublicGalleryItem | None = None
+        #: The gallery's moderation queue by id (only for hosts, co-hosts and moderators).
+        self.gallery_queue: dict[str, GalleryItem] = {}
         #: Every server event in arrival order, as (name, payload).
         self.received: list[tuple[str, Any]] = []
         #: Why the server ended this participation (`removed`, `replaced`, `session_ended`).
@@ -191,6 +204,9 @@ class RoomClient:
         else:
             self.timeline = list(snapshot.timeline)
         self._alternatives = [n.url for n in snapshot.nodes]
+        self.gallery = {i.id: i for i in snapshot.gallery}
+        self.gallery_on_screen = self.gallery.get(snapshot.gallery_on_screen or "")
+        self.gallery_queue = {i.id: i for i in snapshot.gallery_queue}
 
     async def close(self) -> None:
         """Leave the session on purpose, then disconnect (idempotent)."""
@@ -324,6 +340,42 @@ class RoomClient:
         )
         return Participant.model_validate(ack["participant"])
 
+    async def gallery_post(
+        self,
+        text: str,
+        *,
+        kind: str = "question",
+        name: str | None = None,
+        district: str | None = None,
+    ) -> str:
+        """Post a question or opinion to the gallery's moderation queue; its id."""
+        payload: dict[str, Any] = {"kind": kind, "text": text}
+        if name is not None:
+            payload["name"] = name
+        if district is not None:
+            payload["district"] = district
+        return str((await self.call("gallery_post", payload))["id"])
+
+    async def gallery_approve(self, item_id: str) -> GalleryItem:
+        """Host, co-host or moderator: show a gallery item to everyone."""
+        ack = await self.call("gallery_approve", {"id": item_id})
+        return GalleryItem.model_validate(ack["item"])
+
+    async def gallery_reject(self, item_id: str) -> GalleryItem:
+        """Host, co-host or moderator: turn a gallery item down."""
+        ack = await self.call("gallery_reject", {"id": item_id})
+        return GalleryItem.model_validate(ack["item"])
+
+    async def gallery_answer(self, item_id: str, text: str) -> GalleryItem:
+        """Host, co-host or moderator: answer a gallery item (approving it)."""
+        ack = await self.call("gallery_answer", {"id": item_id, "text": text})
+        return GalleryItem.model_validate(ack["item"])
+
+    async def gallery_show(self, item_id: str | None) -> str | None:
+        """Host, co-host or moderator: put an item on everyone's screen (None: take it off)."""
+        ack = await self.call("gallery_show", {"id": item_id})
+        return ack["on_screen"]  # type: ignore[no-any-return]
+
     def on(self, event: str, handler: Callable[[Any], Any]) -> None:
         """Call `handler(payload)` for each `event` (after the join snapshot; may be async).
 
@@ -370,6 +422,15 @@ class RoomClient:
             entry = TimelineEntry.model_validate(payload)
             if all(existing.id != entry.id for existing in self.timeline):
                 self.timeline.append(entry)
+        elif event == "gallery_item":
+            item = PublicGalleryItem.model_validate(payload["item"])
+            self.gallery[item.id] = item
+        elif event == "gallery_on_screen":
+            shown = payload["item"]
+            self.gallery_on_screen = PublicGalleryItem.model_validate(shown) if shown else None
+        elif event == "gallery_queue":
+            queued = GalleryItem.model_validate(payload["item"])
+            self.gallery_queue[queued.id] = queued
         elif event == "resync":
             self._apply_snapshot(Snapshot.model_validate(payload["snapshot"]), keep_history=True)
         elif event == "media_moved" and self.snapshot is not None:

@@ -51,6 +51,7 @@ KNOWN_ERRORS = {
     "queue_empty", "already_has_floor", "already_joined", "agenda_out_of_range",
     "cannot_remove_self", "queue_full", "not_connected", "not_recording", "no_media",
     "recording_unavailable", "session_ended",
+    "gallery_rate_limited", "gallery_full",
 }  # fmt: skip
 
 

@@ -2,8 +2,8 @@
 
 Both are made from a :class:`SessionRecord`: title, topic, time, venues by
 level with attendance counts, the agenda items in order with their speakers
-and durations, the suggestions and approved public questions of each item
-(sections left empty until the public gallery exists), and the chat as an
+and durations, the suggestions (empty until micro-suggestions exist) and the
+approved public questions and opinions of each item, and the chat as an
 appendix. The secretariat edits the draft; it is in Chinese, like the session.
 
 The DOCX is built with python-docx. Word and WPS pick a font per script, so
@@ -46,6 +46,7 @@ ENDED_BY = {
 #: Fonts declared for Chinese text (East Asian) and for Latin text and digits.
 BODY_FONT, HEADING_FONT, LATIN_FONT = "宋体", "黑体", "Times New Roman"
 NONE = "无"
+KIND_NAMES = {"question": "提问", "opinion": "意见"}
 
 
 def duration_text(seconds: float) -> str:
@@ -101,6 +102,19 @@ class _Sections:
         self.speech_header = ["发言人", "会场", "开始", "时长", "限时", "超时", "结束方式"]
         self.chat_header = ["时间", "发言人", "内容"]
         self.chat_rows = [[_clock(c.at), c.name, c.text] for c in record.chat]
+
+    def questions(self, index: int) -> list[str]:
+        """The approved public questions and opinions of agenda item `index`, one line each."""
+        lines = []
+        for q in self.record.questions:
+            if q.agenda_index != index:
+                continue
+            who = "，".join(part for part in (q.name, q.district) if part) or "匿名"
+            line = f"[{KIND_NAMES.get(q.kind, q.kind)}] {q.text}（{who}，{_clock(q.at)}）"
+            if q.answer:
+                line += f" 答复：{q.answer}"
+            lines.append(line)
+        return lines
 
     def items(self) -> list[tuple[str, str, list[list[str]], str]]:
         """(heading, when, speech rows, planned speakers who did not speak) per agenda item."""
@@ -159,11 +173,14 @@ def minutes_markdown(record: SessionRecord) -> str:
     lines += ["", "## 参会会场", ""]
     lines += _table(sections.venue_header, sections.venue_rows)
     lines += ["", "## 议程与发言", ""]
-    for heading, when, rows, missing in sections.items():
+    for index, (heading, when, rows, missing) in enumerate(sections.items()):
         lines += [f"### {_cell(heading)}", "", f"时间：{when}", ""]
         lines += _table(sections.speech_header, rows) if rows else ["（无发言）"]
         lines += ["", f"计划发言未发言：{_cell(missing)}", ""]
-        lines += ["#### 建议", "", NONE, "", "#### 公众提问（已审核）", "", NONE, ""]
+        lines += ["#### 建议", "", NONE, "", "#### 公众提问（已审核）", ""]
+        questions = sections.questions(index)
+        lines += [f"- {_cell(q)}" for q in questions] if questions else [NONE]
+        lines += [""]
     lines += ["## 附录：文字交流", ""]
     lines += _table(sections.chat_header, sections.chat_rows) if sections.chat_rows else [NONE]
     return "\n".join(lines) + "\n"
@@ -221,7 +238,7 @@ def minutes_docx(record: SessionRecord) -> bytes:
     document.add_heading("参会会场", level=1)
     _docx_table(document, sections.venue_header, sections.venue_rows)
     document.add_heading("议程与发言", level=1)
-    for title, when, rows, missing in sections.items():
+    for index, (title, when, rows, missing) in enumerate(sections.items()):
         document.add_heading(title, level=2)
         document.add_paragraph(f"时间：{when}")
         if rows:
@@ -232,7 +249,8 @@ def minutes_docx(record: SessionRecord) -> bytes:
         document.add_heading("建议", level=3)
         document.add_paragraph(NONE)
         document.add_heading("公众提问（已审核）", level=3)
-        document.add_paragraph(NONE)
+        for question in sections.questions(index) or [NONE]:
+            document.add_paragraph(question)
     document.add_heading("附录：文字交流", level=1)
     if sections.chat_rows:
         _docx_table(document, sections.chat_header, sections.chat_rows)

@@ -2,9 +2,9 @@
 
 A moment is something at a time in a recording: a speech (found by the
 speaker's name, venue and agenda item), an agenda item (by its title), a chat
-message (by its text and sender); suggestions and public questions join once
-the public gallery exists. A hit points at the moment's offset, where the
-archive player seeks.
+message (by its text and sender), an approved question or opinion from the
+public gallery (by its text, name and district; suggestions will join). A hit
+points at the moment's offset, where the archive player seeks.
 
 Chinese has no spaces, so whitespace tokenisation finds nothing. We index
 every character and every pair of adjacent characters of the normalized text
@@ -119,6 +119,22 @@ def moments_of(record: SessionRecord) -> list[Moment]:
                 text=message.text,
                 agenda_index=message.agenda_index,
                 agenda_title=titles.get(message.agenda_index),
+            )
+        )
+    for question in record.questions:
+        found.append(
+            Moment(
+                recording_id=recording_id,
+                kind="question",
+                offset=question.offset,
+                at=question.at,
+                title=record.title,
+                name=question.name,
+                text=" ".join(
+                    part for part in (question.text, question.district, question.answer) if part
+                ),
+                agenda_index=question.agenda_index,
+                agenda_title=titles.get(question.agenda_index),
             )
         )
     return found

@@ -4,8 +4,10 @@
 :func:`recording_source` and :func:`live_room_source` read the source of a
 stopped recording (its manifest) or of a live room (Redis).
 
-Suggestions and public questions come from the public gallery (issue 11),
-which does not exist yet: the record has their sections, always empty for now.
+Public questions and opinions come from the gallery's timeline entries: only
+approved ones (`gallery_approved`, `gallery_answered`) carry text, so nothing
+unmoderated reaches the record. Suggestions (issue 11's micro-suggestions) do
+not exist yet: their section is always empty for now.
 """
 
 from __future__ import annotations
@@ -39,6 +41,24 @@ class ChatMessage(BaseModel):
     text: str
 
 
+class PublicQuestion(BaseModel):
+    """A question or opinion from the gallery that a moderator approved, with any answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The timeline entry that approved it (or answered it, when approved before the span).
+    entry_id: str
+    at: float
+    offset: float
+    id: str
+    kind: str
+    text: str
+    name: str | None
+    district: str | None
+    agenda_index: int
+    answer: str | None = None
+
+
 class SessionRecord(BaseModel):
     """Everything the secretariat needs after a session, derived from its timeline."""
 
@@ -54,9 +74,10 @@ class SessionRecord(BaseModel):
     attendance: Attendance
     speaking: SpeakingRecord
     chat: list[ChatMessage]
-    #: From the public gallery once it exists (issue 11); empty until then.
+    #: Members' micro-suggestions (issue 11); empty until they exist.
     suggestions: list[dict[str, object]] = Field(default_factory=list)
-    questions: list[dict[str, object]] = Field(default_factory=list)
+    #: Approved questions and opinions of the public gallery, in order of approval.
+    questions: list[PublicQuestion] = Field(default_factory=list)
 
 
 def chat_messages(source: SessionSource) -> list[ChatMessage]:
@@ -83,6 +104,40 @@ def chat_messages(source: SessionSource) -> list[ChatMessage]:
     return found
 
 
+def _text(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def public_questions(source: SessionSource) -> list[PublicQuestion]:
+    """The gallery's approved items of the span, each with its last answer."""
+    found: dict[str, PublicQuestion] = {}
+    for entry in source.timeline:
+        if entry.type not in ("gallery_approved", "gallery_answered"):
+            continue
+        data = entry.data
+        item_id = str(data.get("id") or "")
+        known = found.get(item_id)
+        if known is not None:
+            if entry.type == "gallery_answered":
+                found[item_id] = known.model_copy(update={"answer": _text(data.get("answer"))})
+            continue
+        at = entry.ts / 1000
+        index = data.get("agenda_index")
+        found[item_id] = PublicQuestion(
+            entry_id=entry.id,
+            at=at,
+            offset=source.offset(at),
+            id=item_id,
+            kind=str(data.get("kind") or "question"),
+            text=str(data.get("text") or ""),
+            name=_text(data.get("name")),
+            district=_text(data.get("district")),
+            agenda_index=index if isinstance(index, int) else 0,
+            answer=_text(data.get("answer")),
+        )
+    return list(found.values())
+
+
 def session_record(source: SessionSource) -> SessionRecord:
     """The whole record of one span."""
     return SessionRecord(
@@ -96,6 +151,7 @@ def session_record(source: SessionSource) -> SessionRecord:
         attendance=attendance(source),
         speaking=speaking_record(source),
         chat=chat_messages(source),
+        questions=public_questions(source),
     )
 
 

@@ -1,5 +1,8 @@
 """Floor control commands: hands, the speaking queue, grants and their timers, agenda, lock.
 
+The speaking queue (grants, order, extensions) is run by hosts, co-hosts and moderators;
+the agenda, the lock and pins by hosts and co-hosts.
+
 Each handler checks who may do it, applies a pure rule of `floor` through
 `OwnedRoom.change_live`, and writes the timeline. The owner runs them one at a
 time, so no rule ever sees a state another command is halfway through.
@@ -13,7 +16,7 @@ from server.rooms import acks, floor, payloads
 from server.rooms.errors import Conflict, Forbidden
 from server.rooms.membership import who
 from server.rooms.models import Participant, Role
-from server.rooms.owned_room import OwnedRoom, now_ms, require_moderator
+from server.rooms.owned_room import OwnedRoom, now_ms, require_moderator, require_queue_runner
 
 
 async def raise_hand(room: OwnedRoom, actor: Participant, _: payloads.RaiseHand) -> acks.Ack:
@@ -29,8 +32,8 @@ async def raise_hand(room: OwnedRoom, actor: Participant, _: payloads.RaiseHand)
 async def lower_hand(room: OwnedRoom, actor: Participant, req: payloads.LowerHand) -> acks.Ack:
     """Withdraw one's own request; the host may withdraw anyone's (skip)."""
     target = req.identity or actor.identity
-    if target != actor.identity and not actor.role.moderates:
-        raise Forbidden("host_only", "only the host or a co-host can lower someone else's hand")
+    if target != actor.identity and not actor.role.runs_queues:
+        raise Forbidden("host_only", "only those who run the queue can lower someone else's hand")
     state, changed = await room.change_live(lambda s: floor.lower_hand(s, target))
     if changed:
         await room.timeline("hand_lowered", {"identity": target, "by": actor.identity})
@@ -39,7 +42,7 @@ async def lower_hand(room: OwnedRoom, actor: Participant, req: payloads.LowerHan
 
 async def grant_floor(room: OwnedRoom, actor: Participant, req: payloads.GrantFloor) -> acks.Ack:
     """Give the floor to a present participant who may publish."""
-    require_moderator(actor)
+    require_queue_runner(actor)
     target = room.present(req.identity)
     if target.role is Role.OBSERVER:
         raise Conflict("cannot_speak", "an observer cannot be given the floor")
@@ -48,7 +51,7 @@ async def grant_floor(room: OwnedRoom, actor: Participant, req: payloads.GrantFl
 
 async def next_speaker(room: OwnedRoom, actor: Participant, req: payloads.NextSpeaker) -> acks.Ack:
     """Give the floor to the first present participant in the queue."""
-    require_moderator(actor)
+    require_queue_runner(actor)
     identity = floor.next_in_queue(room.live, set(room.participants))
     return await _grant(room, actor, room.participants[identity], req.time_limit_seconds)
 
@@ -71,7 +74,7 @@ async def revoke_floor(room: OwnedRoom, actor: Participant, _: payloads.RevokeFl
     """Take the floor back (the host), or give it back (its holder)."""
     grant = room.live.floor
     holder = grant.identity if grant else None
-    if not actor.role.moderates and holder != actor.identity:
+    if not actor.role.runs_queues and holder != actor.identity:
         raise Forbidden("host_only", "only a host or the speaker can end the speaker's turn")
     if grant is None:
         raise Conflict("no_floor", "nobody has the floor")
@@ -122,7 +125,7 @@ async def set_lock(room: OwnedRoom, actor: Participant, req: payloads.SetLock) -
 
 async def move_in_queue(room: OwnedRoom, actor: Participant, req: payloads.MoveInQueue) -> acks.Ack:
     """Move a raised hand up or down the queue (kept in the live state, so a reload keeps it)."""
-    require_moderator(actor)
+    require_queue_runner(actor)
     state, changed = await room.change_live(
         lambda s: floor.move_in_queue(s, req.identity, req.position)
     )
@@ -140,7 +143,7 @@ async def move_in_queue(room: OwnedRoom, actor: Participant, req: payloads.MoveI
 
 async def extend_floor(room: OwnedRoom, actor: Participant, req: payloads.ExtendFloor) -> acks.Ack:
     """Give the speaker more time; the floor timer follows the new deadline."""
-    require_moderator(actor)
+    require_queue_runner(actor)
     state, _ = await room.change_live(lambda s: floor.extend(s, req.seconds))
     grant = state.floor
     assert grant is not None  # floor.extend refuses an empty floor

@@ -45,6 +45,12 @@ class LimitSettings:
     #: admit, deny): each reaches everyone and writes the timeline.
     moderation_rate: float = 2.0
     moderation_burst: float = 10.0
+    #: Gallery posts (questions and opinions) of one identity: a few, then one a minute.
+    gallery_rate: float = 1 / 60
+    gallery_burst: float = 3.0
+    #: Gallery posts of the whole room: the moderators' queue stays readable.
+    room_gallery_rate: float = 2.0
+    room_gallery_burst: float = 20.0
     #: Joins of one identity (each writes `joined` and `left` to the timeline).
     join_rate: float = 0.5
     join_burst: float = 10.0
@@ -71,6 +77,8 @@ class IdentityLimits:
         }
         self._joins: BucketMap[str] = BucketMap(settings.join_rate, settings.join_burst)
         self._room_chat = TokenBucket(settings.room_chat_rate, settings.room_chat_burst)
+        self._gallery: BucketMap[str] = BucketMap(settings.gallery_rate, settings.gallery_burst)
+        self._room_gallery = TokenBucket(settings.room_gallery_rate, settings.room_gallery_burst)
 
     def allow_event(self, identity: str, event: str) -> bool:
         """Whether `identity` may send `event` now (its chat also counts against the room)."""
@@ -80,6 +88,11 @@ class IdentityLimits:
         if own is not None and not own.allow(identity):
             return False
         return event != "chat" or self._room_chat.allow()
+
+    def allow_gallery_post(self, identity: str) -> bool:
+        """Whether `identity` may post to the gallery now (posts also count against the
+        room; the handler checks, so the refusal can say when to try again)."""
+        return self._gallery.allow(identity) and self._room_gallery.allow()
 
     def allow_join(self, identity: str) -> bool:
         """Whether `identity` may join (again) now."""

@@ -67,6 +67,9 @@ class Role(enum.StrEnum):
     #: Helps the host from any venue: runs the queue, admits from the lobby, mutes, pins,
     #: renames, removes others; cannot end the session, record, or remove a host.
     COHOST = "cohost"
+    #: Runs the speaking queue and the public gallery's moderation queue (approves, answers,
+    #: shows questions); cannot admit, mute, remove, record or end the session.
+    MODERATOR = "moderator"
     #: Publishes, asks for the floor, chats.
     MEMBER = "member"
     #: Publishes only while holding the floor; may ask for it and chat.
@@ -83,6 +86,11 @@ class Role(enum.StrEnum):
     def moderates(self) -> bool:
         """Whether this role runs the session's floor, lobby and moderation (host, co-host)."""
         return self in (Role.HOST, Role.COHOST)
+
+    @property
+    def runs_queues(self) -> bool:
+        """Whether this role runs the speaking queue and the gallery's moderation queue."""
+        return self in (Role.HOST, Role.COHOST, Role.MODERATOR)
 
     @property
     def can_chat(self) -> bool:
@@ -282,6 +290,43 @@ class NodeRef(Strict):
     url: Annotated[str, StringConstraints(max_length=2048)]
 
 
+GalleryKind = Literal["question", "opinion"]
+#: A question or opinion from the gallery, and a moderator's answer to one.
+GalleryText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+GalleryStatus = Literal["pending", "approved", "rejected"]
+
+
+class PublicGalleryItem(Strict):
+    """A question or opinion from the gallery as everyone sees it once it is approved."""
+
+    id: Annotated[str, StringConstraints(max_length=32)]
+    kind: GalleryKind
+    text: GalleryText
+    #: What the poster chose to be called, and where from (both optional).
+    name: DisplayName | None = None
+    district: DisplayName | None = None
+    #: The agenda item current when it was posted.
+    agenda_index: int
+    answer: GalleryText | None = None
+
+
+class GalleryItem(PublicGalleryItem):
+    """A gallery item as the moderators see it: who posted it, and its moderation state."""
+
+    #: The poster's identity (never shown to participants).
+    by: Identity
+    submitted_at: float
+    status: GalleryStatus = "pending"
+    #: Who approved or rejected it, or answered it.
+    handled_by: Identity | None = None
+
+    def public(self) -> PublicGalleryItem:
+        """The part participants see."""
+        return PublicGalleryItem.model_validate(
+            self.model_dump(include=set(PublicGalleryItem.model_fields))
+        )
+
+
 class Snapshot(Strict):
     """What a participant receives on joining: the whole session as it is now."""
 
@@ -302,6 +347,11 @@ class Snapshot(Strict):
     active_speaker: Annotated[str, StringConstraints(max_length=64)] | None = None
     #: Who waits in the lobby (for hosts and co-hosts; empty for everyone else).
     lobby: list[LobbyEntry] = Field(default_factory=list)
+    #: The gallery's approved questions and opinions (everyone) and the one on screen.
+    gallery: list[PublicGalleryItem] = Field(default_factory=list)
+    gallery_on_screen: Annotated[str, StringConstraints(max_length=32)] | None = None
+    #: The whole moderation queue (for those who run it; empty for everyone else).
+    gallery_queue: list[GalleryItem] = Field(default_factory=list)
 
 
 class PersistedRoom(Strict):
@@ -325,4 +375,9 @@ class PersistedRoom(Strict):
     lobby: list[Waiting] = Field(default_factory=list)
     #: The recording in progress, to be resumed by a successor.
     recording_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    #: The gallery's moderation queue (bounded; see `server.rooms.gallery`), the item on
+    #: screen, and the next item number.
+    gallery: list[GalleryItem] = Field(default_factory=list, max_length=1000)
+    gallery_on_screen: Annotated[str, StringConstraints(max_length=32)] | None = None
+    gallery_next: int = 1
     written_at: float = 0.0

@@ -87,6 +87,13 @@ def require_moderator(actor: Participant) -> None:
         raise Forbidden("host_only", "only the host or a co-host can do this")
 
 
+def require_queue_runner(actor: Participant) -> None:
+    """Refuse anyone but those who run the queues: host, co-hosts, moderators."""
+    if not actor.role.runs_queues:
+        # The same code as the host's own commands: clients treat both alike.
+        raise Forbidden("host_only", "only the host, a co-host or a moderator can do this")
+
+
 def _now() -> float:
     return asyncio.get_running_loop().time()
 
@@ -189,6 +196,9 @@ class OwnedRoom:
             nodes=self._live_nodes(),
             active_speaker=self.media.active_speaker,
             lobby=self.lobby_entries() if you.role.moderates else [],
+            gallery=[i.public() for i in self.state.gallery.values() if i.status == "approved"],
+            gallery_on_screen=self.state.gallery_on_screen,
+            gallery_queue=list(self.state.gallery.values()) if you.role.runs_queues else [],
         )
 
     def lobby_entries(self) -> list[LobbyEntry]:
@@ -209,6 +219,10 @@ class OwnedRoom:
     def moderators(self) -> list[Participant]:
         """The hosts and co-hosts in the session now."""
         return [p for p in self.state.participants.values() if p.role.moderates]
+
+    def queue_runners(self) -> list[Participant]:
+        """The hosts, co-hosts and moderators in the session now."""
+        return [p for p in self.state.participants.values() if p.role.runs_queues]
 
     # --- effects --------------------------------------------------------------------------
 
@@ -233,15 +247,19 @@ class OwnedRoom:
         target = SessionRef.of(to) if isinstance(to, Participant) else to
         await self.delivery.close(self.room_id, target, reason)
 
-    async def timeline(self, event_type: str, data: dict[str, object]) -> TimelineEntry:
-        """Add an entry to the session's timeline and tell everyone."""
+    async def timeline(
+        self, event_type: str, data: dict[str, object], *, tell: bool = True
+    ) -> TimelineEntry:
+        """Add an entry to the session's timeline and tell everyone (unless `tell` is
+        False: the entry is kept, and reaches clients only in later snapshots)."""
         entry_id = self.state.clock.next_id()
         entry = TimelineEntry(
             id=entry_id, ts=float(entry_id.split("-", 1)[0]), type=event_type, data=data
         )
         self.state.timeline.append(entry)
         self.writer.append(entry)
-        await self.broadcast("timeline", entry)
+        if tell:
+            await self.broadcast("timeline", entry)
         return entry
 
     async def change_live(self, change: Callable[[LiveState], LiveState]) -> tuple[LiveState, bool]:

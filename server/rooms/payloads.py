@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from server.rooms.models import DisplayName, Identity, Strict
+from server.rooms.models import DisplayName, GalleryKind, GalleryText, Identity, Strict
 
 #: Largest SDP accepted (the media layer enforces its own limit as well).
 MAX_SDP_BYTES = 64 * 1024
@@ -165,6 +165,45 @@ class Chat(Payload):
     """Post a chat message."""
 
     text: ChatText
+
+
+GalleryItemId = Annotated[str, StringConstraints(pattern=r"^g[0-9]{1,9}$")]
+
+
+class GalleryPost(Payload):
+    """Post a question or opinion to the gallery's moderation queue (shown only once
+    approved); tied to the current agenda item."""
+
+    kind: GalleryKind = "question"
+    text: GalleryText
+    name: DisplayName | None = None
+    district: DisplayName | None = None
+
+
+class GalleryApprove(Payload):
+    """Host, co-host or moderator: show a gallery item to everyone in the room."""
+
+    id: GalleryItemId
+
+
+class GalleryReject(Payload):
+    """Host, co-host or moderator: turn a gallery item down (it is never shown)."""
+
+    id: GalleryItemId
+
+
+class GalleryAnswer(Payload):
+    """Host, co-host or moderator: answer a gallery item in text (approving it)."""
+
+    id: GalleryItemId
+    text: GalleryText
+
+
+class GalleryShow(Payload):
+    """Host, co-host or moderator: put a gallery item on everyone's screen (approving
+    it); null takes it off."""
+
+    id: GalleryItemId | None
 
 
 class MediaState(Payload):

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from server.rooms.models import (
+    GalleryItem,
     LiveState,
     Participant,
     PersistedRoom,
@@ -71,6 +72,10 @@ class RoomState:
     #: Broadcasts sent so far; every broadcast carries its number.
     seq: int = 0
     recording_id: str | None = None
+    #: The gallery's questions and opinions by id, in the order they were posted.
+    gallery: dict[str, GalleryItem] = field(default_factory=dict)
+    gallery_on_screen: str | None = None
+    gallery_next: int = 1
     clock: TimelineClock = field(default_factory=TimelineClock)
 
     def persisted(self, owner: str, handed_over: bool = False) -> PersistedRoom:
@@ -87,6 +92,9 @@ class RoomState:
             renamed=dict(self.renamed),
             lobby=list(self.lobby.values()),
             recording_id=self.recording_id,
+            gallery=list(self.gallery.values()),
+            gallery_on_screen=self.gallery_on_screen,
+            gallery_next=self.gallery_next,
             written_at=time.time(),
         )
 
@@ -109,5 +117,8 @@ class RoomState:
             timeline=tail,
             seq=persisted.seq,
             recording_id=persisted.recording_id,
+            gallery={item.id: item for item in persisted.gallery},
+            gallery_on_screen=persisted.gallery_on_screen,
+            gallery_next=persisted.gallery_next,
             clock=TimelineClock(timeline[-1].id if timeline else None),
         )

@@ -11,7 +11,15 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from server.rooms.models import Identity, LobbyEntry, NodeRef, Snapshot, Strict
+from server.rooms.models import (
+    GalleryItem,
+    Identity,
+    LobbyEntry,
+    NodeRef,
+    PublicGalleryItem,
+    Snapshot,
+    Strict,
+)
 
 #: Why someone is no longer in the session.
 LeaveReason = Literal["left", "connection_lost", "removed"]
@@ -138,3 +146,21 @@ class LobbyClosed(Strict):
 
     reason: Literal["denied", "timeout", "session_ended", "replaced"]
     by: str | None = None
+
+
+class GalleryQueueChanged(Strict):
+    """`gallery_queue`: to those who run the gallery's queue, one item posted or handled."""
+
+    item: GalleryItem
+
+
+class GalleryPublished(Strict):
+    """`gallery_item`: to everyone, an approved gallery item (new, or newly answered)."""
+
+    item: PublicGalleryItem
+
+
+class GalleryOnScreen(Strict):
+    """`gallery_on_screen`: to everyone, the gallery item on screen now (None: none)."""
+
+    item: PublicGalleryItem | None

@@ -391,7 +391,7 @@ function showRecord(record) {
   $("attendance").hidden = pending;
   $("attendance-summary").textContent = pending ? "" : t("archive.att_summary", record.attendance);
   $("attendance-body").replaceChildren(...(pending ? [] : attendanceRows(record.attendance)));
-  $("speaking").replaceChildren(...(pending ? [] : speakingBlocks(record.speaking)));
+  $("speaking").replaceChildren(...(pending ? [] : speakingBlocks(record.speaking, record.questions || [])));
 }
 
 function attendanceRows(attendance) {
@@ -427,7 +427,31 @@ function attendanceRows(attendance) {
   return rows;
 }
 
-function speakingBlocks(speaking) {
+/** The approved public questions and opinions of one agenda item; each seeks the player. */
+function questionList(questions) {
+  if (!questions.length) return null;
+  return el(
+    "ul",
+    { class: "question-list", "data-field": "questions" },
+    ...questions.map((q) =>
+      el(
+        "li",
+        { "data-question": q.id, "data-offset": q.offset },
+        el(
+          "button",
+          { type: "button", class: "speech", onclick: () => seek(q.offset) },
+          el("span", { class: "time", text: formatClock(q.at) }),
+          el("strong", { text: t(`gallery.kind_${q.kind}`) }),
+          el("span", { text: q.text }),
+          el("span", { class: "facts", text: [q.name, q.district].filter(Boolean).join("、") || t("gallery.anonymous") }),
+        ),
+        q.answer ? el("p", { class: "question-answer", text: t("gallery.answer_shown", { answer: q.answer }) }) : null,
+      ),
+    ),
+  );
+}
+
+function speakingBlocks(speaking, questions = []) {
   const blocks = speaking.items.map((item) => {
     const when = [
       item.start === null
@@ -462,6 +486,7 @@ function speakingBlocks(speaking) {
       el("p", { class: "detail-meta", text: when.join(" · ") }),
       speeches.length ? el("ol", { class: "speech-list" }, ...speeches) : el("p", { class: "empty", text: t("archive.no_speeches") }),
       missing ? el("p", { class: "not-spoken", text: t("archive.not_spoken", { names: missing }) }) : null,
+      questionList(questions.filter((q) => q.agenda_index === item.index)),
     );
   });
   if (speaking.speakers.length) {

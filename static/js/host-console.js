@@ -2,7 +2,8 @@
 // revoke, next speaker, +1/+3 minutes, queue order), spotlight pin, mute all, agenda,
 // per-participant mute request, rename and removal, lock/unlock, the lobby; the host alone
 // starts and stops the recording and ends the session. Built when the snapshot says the role
-// is host or cohost (the server checks every action again).
+// is host or cohost — or moderator, who gets the speaking queue's controls only (grant,
+// next, revoke, extend, order, skip) — and the server checks every action again.
 
 import { h, replaceChildren } from "./util.js";
 import { icon } from "./icons.js";
@@ -25,6 +26,8 @@ export class HostConsole {
     this.store = store;
     this.actions = actions;
     this.limit = 0;
+    /** Host or co-host: the whole console; a moderator runs the speaking queue only. */
+    this.full = store.isModerator;
     this.build();
   }
 
@@ -67,6 +70,22 @@ export class HostConsole {
     this.endButton = isHost ? h("button", { type: "button", id: "host-end", class: "btn danger", onclick: () => this.actions.end() }, h("span", { text: t("host.end") })) : null;
     this.lockNote = h("div", { class: "host-lock-note", text: t("host.locked_note") });
     this.lobbyBox = h("div", { class: "lobby-box", id: "lobby-box", hidden: true });
+    if (!this.full) {
+      replaceChildren(
+        this.el,
+        h("h2", { class: "host-title", text: t("host.console_moderator") }),
+        h("div", { class: "host-row host-floor-row" }, this.floorStatus, this.extendButtons, this.revokeMain),
+        h(
+          "div",
+          { class: "host-row" },
+          h("label", { class: "time-limit-label" }, h("span", { text: t("host.time_limit") }), this.select),
+          this.nextButton,
+        ),
+        h("div", { class: "host-row" }, h("label", { class: "ctl-check" }, this.handSound, h("span", { text: t("host.hand_sound") }))),
+      );
+      this.render();
+      return;
+    }
     replaceChildren(
       this.el,
       h("h2", { class: "host-title", text: t(isHost ? "host.console" : "host.console_cohost") }),
@@ -156,6 +175,7 @@ export class HostConsole {
   // --- per-row buttons for the panels ----------------------------------------------------
 
   agendaButton(index) {
+    if (!this.full) return null;
     return h("button", { type: "button", class: "btn small agenda-go", "data-index": index, onclick: () => this.actions.advance(index), text: t("agenda.go") });
   }
 
@@ -182,6 +202,13 @@ export class HostConsole {
   /** Mute requests, give floor, pin, rename and remove for one participant row. */
   personActions(p) {
     const buttons = [];
+    if (!this.full) {
+      // A moderator: give the floor, nothing else.
+      if (p.role !== "observer" && this.store.live?.floor?.identity !== p.identity) {
+        buttons.push(h("button", { type: "button", class: "btn icon-btn small give-floor", title: t("people.grant"), "aria-label": t("people.grant"), onclick: () => this.actions.grant(p.identity, this.timeLimitSeconds) }, icon("star")));
+      }
+      return h("span", { class: "row-actions" }, buttons);
+    }
     if (p.role !== "observer") {
       buttons.push(
         h("button", { type: "button", class: "btn icon-btn small mute-audio", title: t("people.mute_audio"), "aria-label": t("people.mute_audio"), disabled: p.audio_muted, onclick: () => this.actions.requestMute(p.identity, "audio") }, icon("mic-off")),

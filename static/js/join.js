@@ -281,6 +281,38 @@ function enterRoom(stream) {
       stopEverything();
       view.showEnded({ titleKey: "ended.left_title", textKey: "ended.left_text", rejoin: true });
     },
+    /** The public gallery: post (anyone), and moderate (hosts, co-hosts, moderators). */
+    gallery: {
+      async post(fields) {
+        const ack = await run("gallery_post", fields);
+        if (ack) toasts.show(t("gallery.sent"), { kind: "ok", id: "gallery-sent" });
+        return Boolean(ack);
+      },
+      async approve(id) {
+        const ack = await run("gallery_approve", { id });
+        if (ack?.item) store.apply("gallery_queue", { item: ack.item });
+      },
+      async reject(id) {
+        const ack = await run("gallery_reject", { id });
+        if (ack?.item) store.apply("gallery_queue", { item: ack.item });
+      },
+      async answer(id) {
+        const item = store.galleryQueue.get(id) || store.gallery.get(id);
+        const text = await promptDialog(document.getElementById("prompt-dialog"), {
+          title: t("gallery.answer_title"),
+          text: item ? item.text : "",
+          value: item?.answer || "",
+          confirm: t("gallery.answer"),
+          maxLength: 500,
+        });
+        if (!text) return;
+        const ack = await run("gallery_answer", { id, text });
+        if (ack?.item) store.apply("gallery_queue", { item: ack.item });
+      },
+      async show(id) {
+        await run("gallery_show", { id });
+      },
+    },
     host: {
       async grant(identity, seconds) {
         const payload = seconds ? { identity, time_limit_seconds: seconds } : { identity };
@@ -410,6 +442,23 @@ function enterRoom(stream) {
     input.focus();
   });
 
+  document.getElementById("gallery-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const text = form.elements.text.value.trim();
+    if (!text) return;
+    const fields = { kind: form.elements.kind.value, text };
+    // Empty name and district are left out (the server takes only non-empty ones).
+    for (const key of ["name", "district"]) {
+      const value = form.elements[key].value.trim();
+      if (value) fields[key] = value;
+    }
+    form.elements.text.disabled = true;
+    const sent = await actions.gallery.post(fields);
+    form.elements.text.disabled = false;
+    if (sent) form.elements.text.value = "";
+  });
+
   // --- a shared screen ------------------------------------------------------------------------
   let sharingLive = false; // the session shows my screen
   store.on("change", (kind) => {
@@ -535,7 +584,7 @@ function enterRoom(stream) {
       }
       case "timeline":
         store.apply(name, payload);
-        if (payload.type === "hand_raised" && store.isModerator && payload.data?.identity !== store.myIdentity) {
+        if (payload.type === "hand_raised" && store.runsQueues && payload.data?.identity !== store.myIdentity) {
           onHandRaised(payload);
         }
         break;

@@ -79,7 +79,7 @@ export function confirmDialog(dialog, { title, text, confirm = t("dialog.confirm
 }
 
 /** A modal asking for one line of text (a new display name); resolves the text or null. */
-export function promptDialog(dialog, { title, text = "", value = "", confirm = t("dialog.confirm") }) {
+export function promptDialog(dialog, { title, text = "", value = "", confirm = t("dialog.confirm"), maxLength = 64 }) {
   return new Promise((resolve) => {
     dialog.querySelector(".dialog-title").textContent = title;
     dialog.querySelector(".dialog-text").textContent = text;
@@ -88,6 +88,7 @@ export function promptDialog(dialog, { title, text = "", value = "", confirm = t
     const cancel = dialog.querySelector(".dialog-cancel");
     dialog.querySelector(".dialog-confirm").textContent = confirm;
     cancel.textContent = t("dialog.cancel");
+    input.maxLength = maxLength;
     input.value = value;
     const finish = (result) => {
       form.removeEventListener("submit", onSubmit);

@@ -6,7 +6,7 @@ import { applyI18n, errorText, has, levelLabel, mountLangSwitch, onLangChange, r
 import { h, LEVELS, replaceChildren } from "./util.js";
 
 const KEY_STORAGE = "yitang.apiKey";
-const ROLES = ["member", "host", "cohost", "guest", "observer"];
+const ROLES = ["member", "host", "cohost", "moderator", "guest", "observer"];
 
 let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
 /** Whether the server took the key: "unknown" until asked, then "ok" or "invalid". */

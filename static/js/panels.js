@@ -135,7 +135,7 @@ export function renderPeople(el, store, host, qualities) {
           p.role !== "observer" && p.video_muted ? icon("camera-off", "is-muted") : null,
         ),
         host && p.identity !== me ? host.personActions(p) : null,
-        host && p.identity === me ? h("span", { class: "row-actions" }, h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => host.actions.rename(p.identity), text: t("people.rename") })) : null,
+        host?.full && p.identity === me ? h("span", { class: "row-actions" }, h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => host.actions.rename(p.identity), text: t("people.rename") })) : null,
       );
     });
     for (const r of absent) {
@@ -240,4 +240,97 @@ export function renderChat(el, store) {
   }
   replaceChildren(el, rows.length ? rows : h("li", { class: "empty", text: t("chat.empty") }));
   if (stick) el.scrollTop = el.scrollHeight;
+}
+
+function galleryWho(item) {
+  return [item.name, item.district].filter(Boolean).join(t("list.separator")) || t("gallery.anonymous");
+}
+
+function galleryBody(item) {
+  return [
+    h(
+      "div",
+      { class: "gallery-meta" },
+      h("span", { class: "gallery-kind", "data-kind": item.kind, text: t(`gallery.kind_${item.kind}`) }),
+      h("span", { class: "gallery-who", text: galleryWho(item) }),
+    ),
+    h("div", { class: "gallery-text", text: item.text }),
+    item.answer ? h("div", { class: "gallery-answer", text: t("gallery.answer_shown", { answer: item.answer }) }) : null,
+  ];
+}
+
+/**
+ * The gallery: approved questions and opinions (the one on screen marked) for everyone, and
+ * for hosts, co-hosts and moderators the moderation queue with approve / answer / show /
+ * reject. Only the server's approved items ever reach `store.gallery`.
+ */
+export function renderGallery(listEl, queueEl, store, actions) {
+  const items = [...store.gallery.values()];
+  replaceChildren(
+    listEl,
+    items.length
+      ? items.map((item) =>
+          h(
+            "li",
+            { class: `gallery-item${store.galleryOnScreen === item.id ? " on-screen" : ""}`, "data-gallery": item.id, "data-on-screen": store.galleryOnScreen === item.id ? "true" : "false" },
+            ...galleryBody(item),
+            store.runsQueues
+              ? h(
+                  "div",
+                  { class: "gallery-actions" },
+                  store.galleryOnScreen === item.id
+                    ? h("button", { type: "button", class: "btn small gallery-hide", onclick: () => actions.show(null), text: t("gallery.hide") })
+                    : h("button", { type: "button", class: "btn small gallery-show", onclick: () => actions.show(item.id), text: t("gallery.show") }),
+                  h("button", { type: "button", class: "btn small gallery-answer-button", onclick: () => actions.answer(item.id), text: t("gallery.answer") }),
+                )
+              : null,
+          ),
+        )
+      : h("li", { class: "empty", text: t("gallery.empty") }),
+  );
+  if (!store.runsQueues) {
+    queueEl.hidden = true;
+    return;
+  }
+  const pending = [...store.galleryQueue.values()].filter((i) => i.status === "pending");
+  queueEl.hidden = false;
+  const agenda = store.room?.agenda || [];
+  replaceChildren(
+    queueEl,
+    h("h3", { id: "gallery-pending-count", text: t("gallery.pending", { n: pending.length }) }),
+    pending.length
+      ? h(
+          "ul",
+          { class: "gallery-pending" },
+          pending.map((item) =>
+            h(
+              "li",
+              { class: "gallery-item pending", "data-pending": item.id },
+              ...galleryBody(item),
+              agenda[item.agenda_index] ? h("div", { class: "gallery-agenda", text: agenda[item.agenda_index].title }) : null,
+              h(
+                "div",
+                { class: "gallery-actions" },
+                h("button", { type: "button", class: "btn small primary gallery-approve", onclick: () => actions.approve(item.id), text: t("gallery.approve") }),
+                h("button", { type: "button", class: "btn small gallery-answer-button", onclick: () => actions.answer(item.id), text: t("gallery.answer") }),
+                h("button", { type: "button", class: "btn small gallery-show", onclick: () => actions.show(item.id), text: t("gallery.show") }),
+                h("button", { type: "button", class: "btn small gallery-reject", onclick: () => actions.reject(item.id), text: t("gallery.reject") }),
+              ),
+            ),
+          ),
+        )
+      : h("p", { class: "empty", text: t("gallery.none_pending") }),
+  );
+}
+
+/** The item on screen, highlighted over the stage for everyone (hidden when none). */
+export function renderGalleryBanner(el, store) {
+  const item = store.galleryOnScreen ? store.gallery.get(store.galleryOnScreen) : null;
+  el.hidden = !item;
+  el.dataset.gallery = item ? item.id : "";
+  if (!item) return;
+  el.querySelector(".gallery-banner-kind").textContent = t(`gallery.kind_${item.kind}`);
+  el.querySelector(".gallery-banner-text").textContent = item.text;
+  el.querySelector(".gallery-banner-who").textContent = galleryWho(item);
+  el.querySelector(".gallery-banner-answer").textContent = item.answer ? t("gallery.answer_shown", { answer: item.answer }) : "";
 }

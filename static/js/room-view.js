@@ -8,9 +8,9 @@ import { icon } from "./icons.js";
 import { t, onLangChange } from "./i18n.js";
 import { Tile, attachVideo } from "./tiles.js";
 import { HostConsole } from "./host-console.js";
-import { renderAgenda, renderChat, renderPeople, renderQueue } from "./panels.js";
+import { renderAgenda, renderChat, renderGallery, renderGalleryBanner, renderPeople, renderQueue } from "./panels.js";
 
-const TABS = ["agenda", "queue", "people", "chat"];
+const TABS = ["agenda", "queue", "people", "chat", "gallery"];
 /** Countdown warnings (ms left): amber, red, and the one-time notice. */
 const AMBER_MS = 60000;
 const RED_MS = 15000;
@@ -96,7 +96,7 @@ export class RoomView {
     const role = store.you.role;
     document.body.dataset.role = role;
     document.body.dataset.locked = store.live.locked ? "true" : "false";
-    if (store.isModerator && !this.hostConsole) {
+    if (store.runsQueues && !this.hostConsole) {
       const el = document.getElementById("host-console");
       el.hidden = false;
       this.hostConsole = new HostConsole({ el, store, actions: this.actions.host });
@@ -398,6 +398,8 @@ export class RoomView {
     renderQueue(document.getElementById("queue-body"), store, host);
     renderPeople(document.getElementById("people-body"), store, host, this.qualities);
     renderChat(document.getElementById("chat-list"), store);
+    renderGallery(document.getElementById("gallery-list"), document.getElementById("gallery-queue"), store, this.actions.gallery);
+    renderGalleryBanner(document.getElementById("gallery-banner"), store);
     // Counts on the tabs: the queue length, and chat messages not seen yet.
     const chats = store.timeline.filter((e) => e.type === "chat").length;
     if (this.seenChat === null || this.activeTab === "chat") this.seenChat = chats;
@@ -405,6 +407,8 @@ export class RoomView {
     this._setTabCount("queue", (store.live.queue || []).length);
     this._setTabCount("chat", this.unreadChat);
     this._setTabCount("people", store.participants.size);
+    // Those who run the gallery see how many items wait for them.
+    this._setTabCount("gallery", store.runsQueues ? [...store.galleryQueue.values()].filter((i) => i.status === "pending").length : 0);
     const form = document.getElementById("chat-form");
     const readonly = document.getElementById("chat-readonly");
     const canChat = store.you.role !== "observer";
@@ -546,7 +550,7 @@ export class RoomView {
       const key = `${floor.grant_id}:${floor.deadline}`;
       if (this._warnedFor !== key) {
         this._warnedFor = key;
-        if (floorId === store.myIdentity || store.isModerator) this.actions.floorWarning?.(floor);
+        if (floorId === store.myIdentity || store.runsQueues) this.actions.floorWarning?.(floor);
       }
     }
   }

@@ -25,6 +25,11 @@ export class SessionStore extends Emitter {
     this.activeSpeaker = null;
     /** Who waits in the lobby (hosts and co-hosts only). */
     this.lobby = [];
+    /** The gallery's approved questions and opinions (id → item) and the one on screen. */
+    this.gallery = new Map();
+    this.galleryOnScreen = null;
+    /** The gallery's moderation queue, id → item (hosts, co-hosts and moderators only). */
+    this.galleryQueue = new Map();
     /** identity → {publish, subscribe}: the server side's peer-connection states. */
     this.mediaConnections = new Map();
     /** Server clock minus local clock, in ms (from the snapshot's server_time). */
@@ -50,6 +55,9 @@ export class SessionStore extends Emitter {
     this.mediaConnections = new Map();
     this.activeSpeaker = snapshot.active_speaker ?? null;
     this.lobby = snapshot.lobby || [];
+    this.gallery = new Map((snapshot.gallery || []).map((i) => [i.id, i]));
+    this.galleryOnScreen = snapshot.gallery_on_screen ?? null;
+    this.galleryQueue = new Map((snapshot.gallery_queue || []).map((i) => [i.id, i]));
     this.offsetMs = offsetMs || 0;
     this.emit("change", "snapshot");
   }
@@ -99,6 +107,22 @@ export class SessionStore extends Emitter {
         this.emit("change", "lobby");
         break;
       }
+      case "gallery_item": {
+        this.gallery.set(payload.item.id, payload.item);
+        this.emit("change", "gallery");
+        break;
+      }
+      case "gallery_on_screen": {
+        if (payload.item) this.gallery.set(payload.item.id, payload.item);
+        this.galleryOnScreen = payload.item ? payload.item.id : null;
+        this.emit("change", "gallery");
+        break;
+      }
+      case "gallery_queue": {
+        this.galleryQueue.set(payload.item.id, payload.item);
+        this.emit("change", "gallery");
+        break;
+      }
       case "active_speaker": {
         this.setActiveSpeaker(payload ? payload.identity || null : null);
         break;
@@ -126,6 +150,11 @@ export class SessionStore extends Emitter {
   /** Host or co-host: runs the floor, the lobby and moderation. */
   get isModerator() {
     return this.you?.role === "host" || this.you?.role === "cohost";
+  }
+
+  /** Host, co-host or moderator: runs the speaking queue and the gallery's moderation queue. */
+  get runsQueues() {
+    return this.isModerator || this.you?.role === "moderator";
   }
 
   get myIdentity() {

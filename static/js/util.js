@@ -4,7 +4,7 @@
 export const LEVELS = ["national", "provincial", "city", "county"];
 
 /** Roles that may publish camera and microphone (observers only watch). */
-export const PUBLISHING_ROLES = new Set(["host", "cohost", "member", "guest"]);
+export const PUBLISHING_ROLES = new Set(["host", "cohost", "moderator", "member", "guest"]);
 
 /**
  * Build an element: h("div", {class: "x", "data-id": "1", onclick: fn}, child, "text", [more]).

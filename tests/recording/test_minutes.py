@@ -94,7 +94,7 @@ async def test_minutes_draft_as_docx_and_markdown(server: ServerHandle, tmp_path
         "2. 情况通报",
         "3. 协商发言",
     ]
-    # Suggestions and public questions: sections present, empty until the gallery exists.
+    # Suggestions and public questions: sections present (this session has none of either).
     assert [text for style, text in headings if style == "Heading 3"].count("建议") == 3
     texts = [p.text for p in document.paragraphs]
     assert "出席情况：应到 4 人，实到 3 人，缺席 1 人" in texts
