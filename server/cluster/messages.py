@@ -77,8 +77,12 @@ class AdminRequest(RequestBase):
     """An organizer's action on the room through the REST API of any node."""
 
     kind: Literal["admin"] = "admin"
-    action: Literal["state", "delete", "start_recording", "stop_recording"]
+    action: Literal[
+        "state", "delete", "start_recording", "stop_recording", "media_stats", "reconnect"
+    ]
     by: str = ""
+    #: The participant an action is about (`reconnect`).
+    target: str = ""
 
 
 class TakeRequest(RequestBase):

@@ -149,9 +149,12 @@ class RoomRouter:
     async def admin(
         self,
         room_id: str,
-        action: Literal["state", "delete", "start_recording", "stop_recording"],
+        action: Literal[
+            "state", "delete", "start_recording", "stop_recording", "media_stats", "reconnect"
+        ],
         by: str = "",
         budget: float | None = None,
+        target: str = "",
     ) -> acks.Ack:
         """An organizer's action through the REST API, applied by the room's owner."""
         if action == "delete" and await self.leases.holder(room_id) is None:
@@ -160,14 +163,16 @@ class RoomRouter:
             return acks.ok()
 
         async def local(actor: RoomActor) -> acks.Ack:
-            request = AdminRequest(id="", reply_to=self.node_id, room=room_id, action=action, by=by)
+            request = AdminRequest(
+                id="", reply_to=self.node_id, room=room_id, action=action, by=by, target=target
+            )
             return await self.directory.handle(request)
 
         return await self._request(
             room_id,
             local,
             lambda rid: AdminRequest(
-                id=rid, reply_to=self.node_id, room=room_id, action=action, by=by
+                id=rid, reply_to=self.node_id, room=room_id, action=action, by=by, target=target
             ),
             budget,
         )

@@ -1,0 +1,144 @@
+"""The control room's live feed (`/control`) against a real server with aiortc participants.
+
+Two venues publish through the real server; an operator's Socket.IO client
+connected to `/control` with the admin key gets snapshots in which each
+participant shows what the server measures of their media. The operator's
+`reconnect_participant` action makes that participant rebuild its peer
+connections, and nobody else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import socketio
+
+from tests.conftest import free_port
+from tests.helpers import ServerHandle, eventually, run_server
+from tests.session_peer import SessionPeer
+
+
+@dataclass
+class Operator:
+    """A control-room client: the snapshots it was pushed."""
+
+    client: socketio.AsyncClient
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+    def participant(self, room: str, identity: str) -> dict[str, Any] | None:
+        """The participant as the latest snapshot shows them."""
+        if not self.snapshots:
+            return None
+        for entry in self.snapshots[-1]["rooms"]:
+            if entry["id"] == room:
+                for p in entry.get("participants", []):
+                    if p["identity"] == identity:
+                        return dict(p)
+        return None
+
+    def shows(self, room: str, identity: str, check: Callable[[dict[str, Any]], bool]) -> bool:
+        """Whether the latest snapshot shows the participant and `check` holds of them."""
+        p = self.participant(room, identity)
+        return p is not None and check(p)
+
+    async def call(self, event: str, data: Any) -> Any:
+        """An action with its ack."""
+        return await self.client.call(event, data, namespace="/control", timeout=10)
+
+
+async def connect_operator(base_url: str, auth: Any) -> Operator:
+    """Connect to `/control` (raises socketio.exceptions.ConnectionError when refused)."""
+    client = socketio.AsyncClient(reconnection=False)
+    operator = Operator(client)
+    client.on("control_snapshot", operator.snapshots.append, namespace="/control")
+    await client.connect(
+        base_url, namespaces=["/control"], auth=auth, transports=["websocket"], wait_timeout=10
+    )
+    return operator
+
+
+@pytest.fixture
+async def fast_server(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> AsyncIterator[ServerHandle]:
+    """A server pushing control snapshots every half second."""
+    async with run_server(
+        tmp_path / "data", free_port(), redis_url=redis_url, control_interval_seconds=0.5
+    ) as handle:
+        yield handle
+
+
+def _measured(p: dict[str, Any]) -> bool:
+    return (
+        p.get("publish_state") == "connected"
+        and (p.get("send_kbps") or 0) > 0
+        and (p.get("receive_kbps") or 0) > 0
+        and (p.get("fps") or 0) > 0
+        and p.get("candidate") == "host"
+        and p.get("rtt_ms") is not None
+    )
+
+
+async def test_control_feed_shows_each_venue_and_reconnect_rebuilds_only_that_one(
+    fast_server: ServerHandle,
+) -> None:
+    server = fast_server
+    room = (await server.create_room())["id"]
+    host_token = await server.token(room, "host", "host", "hunan")
+    member_token = await server.token(room, "m1", "member", "zhuzhou")
+    host = SessionPeer(server.base_url, host_token, 1)
+    member = SessionPeer(server.base_url, member_token, 2)
+    operator = await connect_operator(server.base_url, {"key": server.api_key})
+    try:
+        for peer in (host, member):
+            await peer.join()
+            await peer.publish()
+        await host.wait_for(lambda: host.frames_from("m1", "video") >= 5)
+        await member.wait_for(lambda: member.frames_from("host", "video") >= 5)
+        for identity in ("host", "m1"):
+            await eventually(
+                lambda i=identity: operator.shows(room, i, _measured),
+                f"the control room shows {identity}'s media measured",
+                within=20,
+            )
+        shown = operator.participant(room, "m1")
+        assert shown is not None
+        assert shown["venue"] == "zhuzhou"
+        assert (shown["width"], shown["height"]) == (160, 120)
+        snapshot = operator.snapshots[-1]
+        entry = next(r for r in snapshot["rooms"] if r["id"] == room)
+        assert {v["id"] for v in entry["venues"]} >= {"hunan", "zhuzhou"}
+        assert any(n["id"] == entry["owner"] and n["rooms"] >= 1 for n in snapshot["nodes"])
+
+        ack = await operator.call("reconnect_participant", {"room": room, "identity": "m1"})
+        assert ack == {"ok": True}, ack
+        await member.wait_for(lambda: member.media_restarts == 1)
+        # It publishes and receives again on fresh connections ...
+        frames = member.frames_from("host", "video")
+        await member.wait_for(lambda: member.frames_from("host", "video") >= frames + 5)
+        await host.wait_for(lambda: host.frames_from("m1", "video") >= 5)
+        # ... and nobody else rebuilt anything.
+        assert host.media_restarts == 0
+
+        unknown = await operator.call("reconnect_participant", {"room": room, "identity": "zz"})
+        assert unknown["error"]["code"] == "participant_not_found"
+        bad = await operator.call("reconnect_participant", {"room": room})
+        assert bad["error"]["code"] == "invalid_payload"
+    finally:
+        await operator.client.disconnect()
+        await host.close()
+        await member.close()
+
+
+async def test_control_namespace_refuses_without_the_admin_key(server: ServerHandle) -> None:
+    for auth in (None, {}, {"key": "not-the-key"}, {"token": server.api_key}):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await connect_operator(server.base_url, auth)
+    # Wrong keys count towards the admin lock-out, like the REST API's.
+    operator = await connect_operator(server.base_url, {"key": server.api_key})
+    await operator.client.disconnect()
