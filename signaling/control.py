@@ -224,11 +224,14 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         found: list[dict[str, Any]] = []
         for room in rooms:
             for p in room.get("participants", []):
-                loss = p.get("loss")
-                if loss is not None and loss > self.loss_alert:
+                # `loss`: what the server misses of this venue's upload, its own link.
+                # (`downstream_loss`, from its receiver reports, also counts what the
+                # publishers' links lost on the way to the server: shown, not alerted.)
+                loss = p.get("loss") or 0.0
+                if loss > self.loss_alert:
                     found.append(
                         {"kind": "loss", "room": room["id"], "identity": p["identity"],
-                         "venue": p["venue"], "value": loss}
+                         "venue": p["venue"], "value": round(loss, 4)}
                     )  # fmt: skip
                 if p["identity"] == room.get("floor"):
                     level = p.get("audio_level")

@@ -103,10 +103,11 @@ class MediaStatsReader:
             "publish_state": states["publish"],
             "subscribe_state": states["subscribe"],
             "candidate": None,
+            "path": None,
             "send_kbps": None,
             "receive_kbps": None,
             "loss": None,
-            "upstream_loss": None,
+            "downstream_loss": None,
             "rtt_ms": None,
             "width": None,
             "height": None,
@@ -117,10 +118,13 @@ class MediaStatsReader:
             if pc is not None and out["candidate"] is None:
                 types = selected_candidate_types(pc)
                 if types is not None:
-                    # The participant's side of the pair: `relay` when it goes through TURN.
+                    # The participant's side of the pair: `relay` when it goes through TURN;
+                    # a browser's host candidates are mDNS names the server cannot resolve,
+                    # so its direct path shows as `prflx` (learned from its checks).
                     out["candidate"] = types[1]
+                    out["path"] = "relay" if types[1] == "relay" else "direct"
         key = (room_id, identity)
-        # Bitrates are of the transport (SRTP and RTCP included): what the link carries.
+        # Upload: the transport's bytes in (SRTP and RTCP included); download: RTP payload.
         if publish_pc is not None:
             stats = await _stats(publish_pc)
             received = lost = 0.0
@@ -136,14 +140,16 @@ class MediaStatsReader:
             d_received = self._rate((*key, id(publish_pc), "pkts"), received, now, seen)
             d_lost = self._rate((*key, id(publish_pc), "lost"), lost, now, seen)
             if d_received is not None and d_lost is not None and d_received + d_lost > 0:
-                out["upstream_loss"] = round(d_lost / (d_received + d_lost), 4)
+                out["loss"] = round(d_lost / (d_received + d_lost), 4)
         if subscribe_pc is not None:
             stats = await _stats(subscribe_pc)
             out_bytes = 0.0
             losses: list[float] = []
             rtts: list[float] = []
             for s in stats:
-                if s.type == "transport":
+                # The forwarding path sends beside the transport's own counters; the
+                # senders count what they forwarded (RTP payload bytes).
+                if s.type == "outbound-rtp":
                     out_bytes += s.bytesSent or 0
                 elif s.type == "remote-inbound-rtp":
                     losses.append((s.fractionLost or 0) / 256)
@@ -152,7 +158,7 @@ class MediaStatsReader:
             rate = self._rate((*key, id(subscribe_pc), "out"), out_bytes, now, seen)
             out["receive_kbps"] = None if rate is None else round(rate * 8 / 1000, 1)
             if losses:
-                out["loss"] = round(max(losses), 4)
+                out["downstream_loss"] = round(max(losses), 4)
             if rtts:
                 out["rtt_ms"] = round(max(rtts) * 1000, 1)
             out["paused_videos"] = sum(
@@ -166,9 +172,6 @@ class MediaStatsReader:
                 out["fps"] = round(fps, 1)
             if forwarder.frame_size is not None:
                 out["width"], out["height"] = forwarder.frame_size
-        # The worse of the two directions is what the venue suffers.
-        if out["upstream_loss"] is not None:
-            out["loss"] = max(out["loss"] or 0.0, out["upstream_loss"])
         return out
 
 

@@ -118,7 +118,15 @@ def selected_candidate_types(pc: Any) -> tuple[str, str] | None:
         pair = nominated.get(1)
         if pair is None:
             return None
-        return (pair.local_candidate.type, pair.remote_candidate.type)
+        remote = pair.remote_candidate
+        if remote.type == "prflx" and connection is not None:
+            # Checks often arrive before the trickled candidate they come from: aioice
+            # then keeps a peer-reflexive one. The signalled candidate at the same
+            # address, if one came since, says what it really is (a TURN relay...).
+            for signalled in connection.remote_candidates:
+                if (signalled.host, signalled.port) == (remote.host, remote.port):
+                    return (pair.local_candidate.type, signalled.type)
+        return (pair.local_candidate.type, remote.type)
     return None
 
 
