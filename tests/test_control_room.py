@@ -80,7 +80,6 @@ def _measured(p: dict[str, Any]) -> bool:
         and (p.get("receive_kbps") or 0) > 0
         and (p.get("fps") or 0) > 0
         and p.get("candidate") == "host"
-        and p.get("path") == "direct"
         and p.get("rtt_ms") is not None
     )
 

@@ -103,7 +103,6 @@ class MediaStatsReader:
             "publish_state": states["publish"],
             "subscribe_state": states["subscribe"],
             "candidate": None,
-            "path": None,
             "send_kbps": None,
             "receive_kbps": None,
             "loss": None,
@@ -118,11 +117,12 @@ class MediaStatsReader:
             if pc is not None and out["candidate"] is None:
                 types = selected_candidate_types(pc)
                 if types is not None:
-                    # The participant's side of the pair: `relay` when it goes through TURN;
-                    # a browser's host candidates are mDNS names the server cannot resolve,
-                    # so its direct path shows as `prflx` (learned from its checks).
+                    # The participant's side of the pair: `relay` when it goes through a
+                    # TURN relay it told the server about. A browser's host candidates are
+                    # mDNS names the server cannot resolve: its direct path shows as
+                    # `prflx` (learned from its checks) — and so, in this version, does a
+                    # browser's relayed path (see docs/operations.md).
                     out["candidate"] = types[1]
-                    out["path"] = "relay" if types[1] == "relay" else "direct"
         key = (room_id, identity)
         # Upload: the transport's bytes in (SRTP and RTCP included); download: RTP payload.
         if publish_pc is not None:

@@ -178,7 +178,7 @@ function participantRow(room, p, flagged) {
     { class: flagged ? "ctl-row flagged" : "ctl-row", "data-identity": p.identity, "data-room": room.id },
     cell("name", `${p.name} (${roleLabel(p.role)})`),
     cell("state", state),
-    h("td", { "data-field": "candidate", "data-path": p.path || "" }, p.candidate ? `${t(`ctl.path_${p.path}`)} · ${p.candidate}` : "–"),
+    cell("candidate", p.candidate || "–"),
     cell("send_kbps", fmt.kbps(p.send_kbps)),
     cell("receive_kbps", fmt.kbps(p.receive_kbps)),
     h("td", { "data-field": "loss", "data-value": p.loss ?? "" }, fmt.pct(p.loss)),
