@@ -14,7 +14,8 @@ seconds and pushes it to all of them as `control_snapshot`:
 * alerts: loss above `loss_alert`, the floor holder silent, a node near its cap.
 
 Actions are events with acks: `reconnect_participant` {room, identity} asks that
-participant's client to rebuild its peer connections (`reconnect_media`).
+participant's client to rebuild its peer connections (`reconnect_media`);
+`pin` {room, identity|null} moves everyone's spotlight as a host's `pin` does.
 An owner that does not answer in time leaves its rooms out of that snapshot
 (marked `unavailable`); Redis away: the snapshot is skipped and retried.
 """
@@ -59,6 +60,14 @@ class ReconnectAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     room: str = Field(min_length=1, max_length=128)
     identity: str = Field(min_length=1, max_length=64)
+
+
+class PinAction(BaseModel):
+    """`pin`: whose venue goes in everyone's spotlight (null: give the stage back)."""
+
+    model_config = ConfigDict(extra="forbid")
+    room: str = Field(min_length=1, max_length=128)
+    identity: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -154,6 +163,29 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             extra={"event": "reconnect_media", "room": action.room},
         )
         return ack
+
+    async def on_pin(self, sid: str, data: Any = None) -> acks.Ack:
+        """Move the spotlight to a participant's venue (as the host's `pin`), or unpin."""
+        if sid not in self._operators or self._router is None:
+            return acks.error("unauthorized", "not an operator")
+        try:
+            action = PinAction.model_validate(data)
+        except ValidationError as exc:
+            return acks.error("invalid_payload", str(exc.errors()[0]["msg"]))
+        catalog = self._catalog
+        assert catalog is not None
+        if await catalog.leases.holder(action.room) is None:
+            return acks.error("room_not_live", f"session {action.room!r} is not running")
+        ack = await self._router.admin(
+            action.room, "pin", budget=OWNER_BUDGET, target=action.identity or ""
+        )
+        logger.info(
+            "control room pinned %s: %s",
+            action.identity,
+            "ok" if acks.is_ok(ack) else ack["error"]["code"],
+            extra={"event": "pin", "room": action.room},
+        )
+        return {"ok": True} if acks.is_ok(ack) else ack
 
     # --- snapshots ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 import socketio
 
+from signaling.control import ControlNamespace
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, eventually, run_server
 from tests.session_peer import SessionPeer
@@ -40,6 +41,11 @@ class Operator:
                     if p["identity"] == identity:
                         return dict(p)
         return None
+
+    def room(self, room: str) -> dict[str, Any]:
+        """The session as the latest snapshot shows it ({} if not there)."""
+        rooms = self.snapshots[-1]["rooms"] if self.snapshots else []
+        return next((dict(r) for r in rooms if r["id"] == room), {})
 
     def shows(self, room: str, identity: str, check: Callable[[dict[str, Any]], bool]) -> bool:
         """Whether the latest snapshot shows the participant and `check` holds of them."""
@@ -125,6 +131,13 @@ async def test_control_feed_shows_each_venue_and_reconnect_rebuilds_only_that_on
         # ... and nobody else rebuilt anything.
         assert host.media_restarts == 0
 
+        # The operator moves the spotlight to the city venue, and gives it back.
+        assert (await operator.call("pin", {"room": room, "identity": "m1"})) == {"ok": True}
+        await eventually(lambda: operator.room(room).get("pinned") == "m1", "the feed shows it")
+        await host.wait_for(lambda: host.signaling.live.pinned == "m1")
+        assert (await operator.call("pin", {"room": room, "identity": None})) == {"ok": True}
+        await host.wait_for(lambda: host.signaling.live.pinned is None)
+
         unknown = await operator.call("reconnect_participant", {"room": room, "identity": "zz"})
         assert unknown["error"]["code"] == "participant_not_found"
         bad = await operator.call("reconnect_participant", {"room": room})
@@ -142,3 +155,34 @@ async def test_control_namespace_refuses_without_the_admin_key(server: ServerHan
     # Wrong keys count towards the admin lock-out, like the REST API's.
     operator = await connect_operator(server.base_url, {"key": server.api_key})
     await operator.client.disconnect()
+
+
+def test_alerts_name_the_lossy_venue_the_silent_floor_holder_and_a_full_node() -> None:
+    control = ControlNamespace(
+        node_id="n1", connections=lambda: 0, connection_limit=100, max_rooms=10, loss_alert=0.05
+    )
+    base = {"venue": "v", "audio_muted": False, "audio_level": -20.0, "loss": 0.0}
+    rooms = [
+        {
+            "id": "r",
+            "floor": "speaker",
+            "participants": [
+                {**base, "identity": "lossy", "loss": 0.2, "downstream_loss": 0.3},
+                # Downstream loss alone (others' upload loss reaches everyone) does not alert.
+                {**base, "identity": "fine", "downstream_loss": 0.25},
+                {**base, "identity": "speaker", "audio_level": -80.0},
+            ],
+        }
+    ]
+    nodes = [
+        {"id": "n1", "connections": 95, "connection_limit": 100, "rooms": 2, "max_rooms": 10},
+        {"id": "n2", "rooms": 5, "max_rooms": 10},
+    ]
+    alerts = control.alerts(rooms, nodes)
+    assert {(a["kind"], a.get("identity") or a.get("node")) for a in alerts} == {
+        ("loss", "lossy"),
+        ("silent_floor", "speaker"),
+        ("node_cap", "n1"),
+    }
+    quiet = [{**rooms[0], "participants": [{**base, "identity": "speaker"}]}]
+    assert control.alerts(quiet, [{"id": "n3", "connections": 1, "connection_limit": 100}]) == []

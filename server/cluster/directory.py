@@ -30,7 +30,14 @@ from server.cluster.messages import (
     TakeRequest,
 )
 from server.media import MediaNode
-from server.rooms import acks, media_control, moderation, ownership, recording_control
+from server.rooms import (
+    acks,
+    floor_control,
+    media_control,
+    moderation,
+    ownership,
+    recording_control,
+)
 from server.rooms.actor import RoomActor, RoomMoved
 from server.rooms.commands import (
     CLIENT_COMMANDS,
@@ -260,6 +267,8 @@ class RoomDirectory:
                 return acks.ok(stats=stats)
             case AdminRequest(action="reconnect", target=target):
                 return await actor.run(lambda r: media_control.ask_to_reconnect(r, target))
+            case AdminRequest(action="pin", target=target):
+                return await actor.run(lambda r: floor_control.pin_by_control(r, target or None))
             case AdminRequest(action="delete"):
                 await self.delete(request.room)
                 return acks.ok()

@@ -23,12 +23,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from server.cluster.bus import Bus, NodeUnreachable
 from server.cluster.directory import RoomCapReached, RoomDirectory
 from server.cluster.local_sockets import LocalSockets
 from server.cluster.messages import (
+    AdminAction,
     AdminRequest,
     BusMessage,
     Envelope,
@@ -149,9 +150,7 @@ class RoomRouter:
     async def admin(
         self,
         room_id: str,
-        action: Literal[
-            "state", "delete", "start_recording", "stop_recording", "media_stats", "reconnect"
-        ],
+        action: AdminAction,
         by: str = "",
         budget: float | None = None,
         target: str = "",

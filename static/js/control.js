@@ -173,6 +173,18 @@ function participantRow(room, p, flagged) {
     },
     t("ctl.reconnect"),
   );
+  const pinned = room.pinned === p.identity;
+  const spotlight = h(
+    "button",
+    {
+      class: pinned ? "btn small primary" : "btn small",
+      type: "button",
+      "data-action": "pin",
+      disabled: p.role === "observer",
+      onclick: () => pin(room.id, pinned ? null : p.identity, p),
+    },
+    t(pinned ? "ctl.unpin" : "ctl.pin"),
+  );
   return h(
     "tr",
     { class: flagged ? "ctl-row flagged" : "ctl-row", "data-identity": p.identity, "data-room": room.id },
@@ -188,9 +200,21 @@ function participantRow(room, p, flagged) {
     cell("fps", fmt.fps(p.fps)),
     cell("audio_level", p.audio_muted ? t("ctl.muted") : fmt.db(p.audio_level)),
     cell("paused_videos", String(p.paused_videos ?? 0)),
-    h("td", {}, button),
+    h("td", {}, button, " ", spotlight),
     h("td", { class: "ctl-result", "data-result": p.identity }),
   );
+}
+
+async function pin(room, identity, p) {
+  if (!socket) return;
+  let ack;
+  try {
+    ack = await socket.timeout(10000).emitWithAck("pin", { room, identity });
+  } catch {
+    ack = { ok: false, error: { code: "timeout", message: t("error.network") } };
+  }
+  const result = document.querySelector(`[data-result="${CSS.escape(p.identity)}"]`);
+  if (result && !ack.ok) result.textContent = errorText(ack.error.code, ack.error.message);
 }
 
 async function reconnect(room, p, button) {
