@@ -152,9 +152,17 @@ async def test_control_namespace_refuses_without_the_admin_key(server: ServerHan
     for auth in (None, {}, {"key": "not-the-key"}, {"token": server.api_key}):
         with pytest.raises(socketio.exceptions.ConnectionError):
             await connect_operator(server.base_url, auth)
-    # Wrong keys count towards the admin lock-out, like the REST API's.
     operator = await connect_operator(server.base_url, {"key": server.api_key})
     await operator.client.disconnect()
+    # Wrong keys count towards the admin lock-out, like the REST API's: after ten, even
+    # the right key is refused, on the namespace and on the REST API.
+    for _ in range(10):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await connect_operator(server.base_url, {"key": "still-not-the-key"})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await connect_operator(server.base_url, {"key": server.api_key})
+    status, body = await server.request("GET", "/api/rooms")
+    assert status == 429, body
 
 
 def test_alerts_name_the_lossy_venue_the_silent_floor_holder_and_a_full_node() -> None:
