@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from signaling.control import ControlNamespace
+from tests.cluster_kit import cluster
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, eventually, run_server
 from tests.session_peer import SessionPeer
@@ -87,6 +88,15 @@ def _measured(p: dict[str, Any]) -> bool:
         and (p.get("fps") or 0) > 0
         and p.get("candidate") == "host"
         and p.get("rtt_ms") is not None
+    )
+
+
+def _publishing(p: dict[str, Any]) -> bool:
+    return (
+        p.get("publish_state") == "connected"
+        and (p.get("send_kbps") or 0) > 0
+        and (p.get("fps") or 0) > 0
+        and p.get("candidate") == "host"
     )
 
 
@@ -194,3 +204,31 @@ def test_alerts_name_the_lossy_venue_the_silent_floor_holder_and_a_full_node() -
     }
     quiet = [{**rooms[0], "participants": [{**base, "identity": "speaker"}]}]
     assert control.alerts(quiet, [{"id": "n3", "connections": 1, "connection_limit": 100}]) == []
+
+
+async def test_every_node_shows_a_session_owned_by_another_and_acts_on_it(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path, 2, "--heartbeat", "0.5", "--lease-ttl", "3") as c:
+        room = await c.create_room()
+        peer = await c.peer(c.nodes[0], room, "m1", "member", "zhuzhou", 1)
+        operators = [await connect_operator(node.base_url, {"key": c.api_key}) for node in c.nodes]
+        try:
+            for operator in operators:
+                await eventually(
+                    lambda o=operator: o.shows(room, "m1", _publishing),
+                    "each node's control feed shows the participant measured by the owner",
+                    within=30,
+                )
+            owners = {o.room(room)["owner"] for o in operators}
+            feeds = {o.snapshots[-1]["node"] for o in operators}
+            assert len(owners) == 1 and len(feeds) == 2  # one of them asked over the bus
+            (owner,) = owners
+            remote = next(o for o in operators if o.snapshots[-1]["node"] != owner)
+            ack = await remote.call("reconnect_participant", {"room": room, "identity": "m1"})
+            assert ack == {"ok": True}, ack
+            await peer.wait_for(lambda: peer.media_restarts == 1)
+        finally:
+            for operator in operators:
+                await operator.client.disconnect()
+            await peer.close()
