@@ -232,3 +232,27 @@ async def test_every_node_shows_a_session_owned_by_another_and_acts_on_it(
             for operator in operators:
                 await operator.client.disconnect()
             await peer.close()
+
+
+async def test_an_operator_stays_connected_past_the_join_timeout(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # Sockets that join no room are closed after `join_timeout`; an operator's is not.
+    async with run_server(
+        tmp_path / "data",
+        free_port(),
+        redis_url=redis_url,
+        join_timeout_seconds=0.5,
+        control_interval_seconds=0.2,
+    ) as server:
+        operator = await connect_operator(server.base_url, {"key": server.api_key})
+        try:
+            await eventually(lambda: bool(operator.snapshots), "a first snapshot")
+            first = operator.snapshots[0]["at"]
+            await eventually(
+                lambda: operator.snapshots[-1]["at"] - first > 1.5,
+                "snapshots still arriving three join timeouts later",
+            )
+            assert operator.client.connected
+        finally:
+            await operator.client.disconnect()
