@@ -83,21 +83,26 @@ const fmt = {
   db: (v) => (v == null ? "–" : `${Math.round(v)} dB`),
 };
 
-function alertText(a, names) {
+function alertText(a, names, venues) {
   const who = names.get(`${a.room}/${a.identity}`) || a.identity;
-  if (a.kind === "loss") return t("ctl.alert_loss", { who, loss: fmt.pct(a.value) });
-  if (a.kind === "silent_floor") return t("ctl.alert_silent", { who });
+  const venue = venues.get(`${a.room}/${a.venue}`) || a.venue;
+  if (a.kind === "loss") return t("ctl.alert_loss", { who, venue, loss: fmt.pct(a.value) });
+  if (a.kind === "silent_floor") return t("ctl.alert_silent", { who, venue });
   return t(a.what === "rooms" ? "ctl.alert_node_rooms" : "ctl.alert_node_connections", { node: a.node });
 }
 
 function render(snapshot) {
   const names = new Map();
-  for (const room of snapshot.rooms) for (const p of room.participants || []) names.set(`${room.id}/${p.identity}`, p.name);
+  const venues = new Map();
+  for (const room of snapshot.rooms) {
+    for (const p of room.participants || []) names.set(`${room.id}/${p.identity}`, p.name);
+    for (const v of room.venues || []) venues.set(`${room.id}/${v.id}`, v.name);
+  }
   const alerts = snapshot.alerts || [];
   replaceChildren(
     document.getElementById("alerts"),
     alerts.map((a) =>
-      h("li", { class: "ctl-alert", "data-kind": a.kind, "data-room": a.room, "data-identity": a.identity }, alertText(a, names)),
+      h("li", { class: "ctl-alert", "data-kind": a.kind, "data-room": a.room, "data-identity": a.identity }, alertText(a, names, venues)),
     ),
   );
   document.getElementById("alerts-empty").hidden = alerts.length > 0;

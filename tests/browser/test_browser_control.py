@@ -20,7 +20,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, expect
 
-from tests.browser.support import PageFactory, Participants, js
+from tests.browser.support import PageFactory, Participants, js, screenshot
 from tests.conftest import free_port
 from tests.helpers import ApiHandle
 from tests.lossy_relay import lossy_relay
@@ -69,7 +69,7 @@ async def _watch_and_reconnect(
         await page.wait_for_function(MEDIA_CONNECTED, timeout=30_000)
     relay.loss = 0.25  # type: ignore[attr-defined]
 
-    control = await pages.new_page(lang="en")
+    control = await pages.new_page()
     await control.goto(f"{server.base_url}/control")
     await control.fill("#api-key", server.api_key)
     await control.click("#key-form button[type=submit]")
@@ -97,6 +97,7 @@ async def _watch_and_reconnect(
     host_loss = await host_row.locator('[data-field="loss"]').get_attribute("data-value")
     assert host_loss is not None and float(host_loss or 0) < 0.05, host_loss
     await expect(m1_row).to_have_class("ctl-row flagged")
+    await screenshot(control, "control-room-loss-alert")
 
     # The link recovers; the operator asks that venue to reconnect.
     relay.loss = 0.0  # type: ignore[attr-defined]
