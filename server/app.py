@@ -46,6 +46,7 @@ from server.state.nodes import new_node
 from server.state.store import RedisStore
 from server.turn_credentials import ice_servers
 from signaling.admission import connection_cap
+from signaling.control import ControlNamespace
 from signaling.events import MAX_MESSAGE_BYTES
 from signaling.namespace import RoomNamespace
 from signaling.server import RoomSocketServer
@@ -76,6 +77,16 @@ def create_app(settings: Settings) -> web.Application:
         ping_timeout=10,
     )
     sio.register_namespace(namespace)
+    control = ControlNamespace(
+        node_id=node.id,
+        connections=lambda: len(namespace.connections),
+        connection_limit=settings.connection_limit,
+        max_rooms=settings.max_rooms_per_node,
+        interval=settings.control_interval_seconds,
+        loss_alert=settings.control_loss_alert,
+    )
+    sio.register_namespace(control)
+    sio.stay_unjoined = (control.namespace, control.is_operator)
     exporter = MetricsExporter(node.id, sample_seconds=settings.metrics_sample_seconds)
     namespace.on_event_done = exporter.metrics.event_done
     namespace.on_connect_done = exporter.metrics.connect_done
@@ -99,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.REDIS_URL] = settings.redis_url or embedded_redis_url(settings.data_dir)
     app[appkeys.SOCKETIO] = sio
     app[appkeys.NAMESPACE] = namespace
+    app[appkeys.CONTROL] = control
     app[appkeys.METRICS] = exporter
     sio.attach(app, socketio_path="socket.io")
     app.cleanup_ctx.append(_log_context_ctx)
@@ -234,11 +246,18 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[appkeys.CLUSTER] = cluster
     app[appkeys.CATALOG] = catalog
+    app[appkeys.CONTROL].attach(
+        api_key=app[appkeys.API_KEY],
+        attempts=app[appkeys.ADMIN_ATTEMPTS],
+        router=cluster.router,
+        catalog=catalog,
+    )
     await cluster.start()
     logger.info("node %s serving %s", cluster.node_id, settings.base_url)
     try:
         yield
     finally:
+        await app[appkeys.CONTROL].close()
         await cluster.close()
         await namespace.close()
         with contextlib.suppress(Exception):

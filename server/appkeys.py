@@ -14,6 +14,7 @@ from server.recording import RecordingConfig, RecordingService
 from server.settings import Settings
 from server.state.nodes import NodeInfo
 from server.state.store import RedisStore
+from signaling.control import ControlNamespace
 from signaling.namespace import RoomNamespace
 from signaling.server import RoomSocketServer
 
@@ -26,6 +27,8 @@ API_KEY = web.AppKey("api_key", str)
 SOCKETIO = web.AppKey("socketio", RoomSocketServer)
 #: This node's `/room` namespace (its sockets).
 NAMESPACE = web.AppKey("namespace", RoomNamespace)
+#: The control room's `/control` Socket.IO namespace.
+CONTROL = web.AppKey("control", ControlNamespace)
 #: This node in the deployment: owned rooms, routing, heartbeat, drain.
 CLUSTER = web.AppKey("cluster", ClusterNode)
 #: Sessions as organizers see them (definitions, tokens, deletion).

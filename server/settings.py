@@ -127,6 +127,10 @@ class Settings:
     metrics_port: int | None = None
     #: How often RTCP receiver reports and transport counters are sampled for `/metrics`.
     metrics_sample_seconds: float = 5.0
+    #: How often the control room (`/control`) is sent a snapshot while an operator watches.
+    control_interval_seconds: float = 2.0
+    #: A participant's packet loss (0..1) above which the control room raises an alert.
+    control_loss_alert: float = 0.05
 
     def __post_init__(self) -> None:
         # Stored as browsers send them in `Origin`, so comparing is exact.

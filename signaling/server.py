@@ -42,6 +42,9 @@ class RoomSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._closing: set[asyncio.Task[Any]] = set()
         #: Told of every event refused here, with the ack's code (metrics).
         self.on_event_refused: Callable[[str], None] | None = None
+        #: Connections that may stay without joining a room: (namespace, is it allowed?)
+        #: — an operator's `/control` socket.
+        self.stay_unjoined: tuple[str, Callable[[str], bool]] | None = None
 
     @property
     def connection_count(self) -> int:
@@ -83,6 +86,11 @@ class RoomSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
         if sid is not None and self._is_joined(sid):
             return
+        if self.stay_unjoined is not None:
+            namespace, allowed = self.stay_unjoined
+            other = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if other is not None and allowed(other):
+                return
         logger.info("closing a connection that did not join within %ss", self.join_timeout)
         task = asyncio.get_running_loop().create_task(self.eio.disconnect(eio_sid))
         self._closing.add(task)

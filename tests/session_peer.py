@@ -75,6 +75,8 @@ class SessionPeer:
         self.signaling.on("rejoined", lambda _: self._restart_media())
         self.signaling.on("media_moved", self._on_media_moved)
         self.signaling.on("resync", self._on_resync)
+        # Like the browser: the control room asks for fresh peer connections.
+        self.signaling.on("reconnect_media", lambda _: self._restart_media(tell_server=True))
 
     async def join(self) -> None:
         """Connect and join (no media yet)."""
@@ -120,8 +122,12 @@ class SessionPeer:
         if payload["owner"]["id"] != self.media_owner:
             await self._restart_media()
 
-    async def _restart_media(self) -> None:
-        """Drop both connections and publish again (the server offers the rest anew)."""
+    async def _restart_media(self, *, tell_server: bool = False) -> None:
+        """Drop both connections and publish again (the server offers the rest anew).
+
+        With `tell_server` (the browser's `media.restart()`), `media_restart` asks the
+        server for a fresh subscribe connection first.
+        """
         self.media_owner = self.signaling.owner.id if self.signaling.owner else None
         old = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
         self.publish_pc = self.subscribe_pc = None
@@ -133,6 +139,8 @@ class SessionPeer:
         for pc in old:
             with contextlib.suppress(Exception):
                 await pc.close()
+        if tell_server:
+            await self.signaling.call("media_restart", {})
         self.media_restarts += 1
         if self.publishing:
             # Closing a peer connection ends the tracks it sent: capture afresh, like a

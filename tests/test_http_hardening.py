@@ -32,6 +32,7 @@ PATHS = [
     "/",
     "/join?token=x",
     "/organizer",
+    "/control",
     "/archive",
     "/static/js/join.js",
     "/static/css/app.css",

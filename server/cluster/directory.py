@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import server.log_context as log_context
+from server.cluster.media_stats import MediaStatsReader
 from server.cluster.messages import (
     AdminRequest,
     EventRequest,
@@ -29,7 +30,14 @@ from server.cluster.messages import (
     TakeRequest,
 )
 from server.media import MediaNode
-from server.rooms import acks, moderation, ownership, recording_control
+from server.rooms import (
+    acks,
+    floor_control,
+    media_control,
+    moderation,
+    ownership,
+    recording_control,
+)
 from server.rooms.actor import RoomActor, RoomMoved
 from server.rooms.commands import (
     CLIENT_COMMANDS,
@@ -117,6 +125,8 @@ class RoomDirectory:
         self.draining = False
         #: Told of each room taken or let go, by kind of change (metrics).
         self.on_ownership_change: Callable[[str], None] = _ignore
+        #: Owned rooms' media statistics for the control room (`media_stats` requests).
+        self.media_stats = MediaStatsReader()
 
     # --- looking up ---------------------------------------------------------------------
 
@@ -251,6 +261,14 @@ class RoomDirectory:
             case AdminRequest(action="state"):
                 # Read between commands: everything acked so far is in it.
                 return acks.ok(state=actor.room.persisted())
+            case AdminRequest(action="media_stats"):
+                stats = await self.media_stats.read(actor.room)
+                stats["node"] = {"id": self.node.id, "rooms": len(self._actors)}
+                return acks.ok(stats=stats)
+            case AdminRequest(action="reconnect", target=target):
+                return await actor.run(lambda r: media_control.ask_to_reconnect(r, target))
+            case AdminRequest(action="pin", target=target):
+                return await actor.run(lambda r: floor_control.pin_by_control(r, target or None))
             case AdminRequest(action="delete"):
                 await self.delete(request.room)
                 return acks.ok()

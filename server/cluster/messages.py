@@ -73,12 +73,20 @@ class PingRequest(RequestBase):
     kind: Literal["ping"] = "ping"
 
 
+#: What an admin request asks of a room's owner: the REST API's and the control room's.
+AdminAction = Literal[
+    "state", "delete", "start_recording", "stop_recording", "media_stats", "reconnect", "pin"
+]
+
+
 class AdminRequest(RequestBase):
     """An organizer's action on the room through the REST API of any node."""
 
     kind: Literal["admin"] = "admin"
-    action: Literal["state", "delete", "start_recording", "stop_recording"]
+    action: AdminAction
     by: str = ""
+    #: The participant an action is about (`reconnect`, `pin`; "" unpins).
+    target: str = ""
 
 
 class TakeRequest(RequestBase):

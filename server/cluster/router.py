@@ -25,12 +25,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from server.cluster.bus import Bus, NodeUnreachable
 from server.cluster.directory import RoomCapReached, RoomDirectory
 from server.cluster.local_sockets import LocalSockets
 from server.cluster.messages import (
+    AdminAction,
     AdminRequest,
     BusMessage,
     Envelope,
@@ -154,9 +155,10 @@ class RoomRouter:
     async def admin(
         self,
         room_id: str,
-        action: Literal["state", "delete", "start_recording", "stop_recording"],
+        action: AdminAction,
         by: str = "",
         budget: float | None = None,
+        target: str = "",
     ) -> acks.Ack:
         """An organizer's action through the REST API, applied by the room's owner."""
         if action == "delete" and await self.leases.holder(room_id) is None:
@@ -165,14 +167,16 @@ class RoomRouter:
             return acks.ok()
 
         async def local(actor: RoomActor) -> acks.Ack:
-            request = AdminRequest(id="", reply_to=self.node_id, room=room_id, action=action, by=by)
+            request = AdminRequest(
+                id="", reply_to=self.node_id, room=room_id, action=action, by=by, target=target
+            )
             return await self.directory.handle(request)
 
         return await self._request(
             room_id,
             local,
             lambda rid: AdminRequest(
-                id=rid, reply_to=self.node_id, room=room_id, action=action, by=by
+                id=rid, reply_to=self.node_id, room=room_id, action=action, by=by, target=target
             ),
             budget,
         )

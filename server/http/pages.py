@@ -1,4 +1,5 @@
-"""Browser pages: the landing page, the join page, the organizer page and their static assets."""
+"""Browser pages: the landing page, the join page, the organizer page, the control room and
+their static assets."""
 
 from __future__ import annotations
 
@@ -32,9 +33,15 @@ async def organizer(request: web.Request) -> web.FileResponse:
     return await _page("organizer.html")
 
 
+async def control(request: web.Request) -> web.FileResponse:
+    """The control room; it connects to `/control` over Socket.IO with the key the user types in."""
+    return await _page("control.html")
+
+
 def add_routes(app: web.Application) -> None:
     """Register the pages and the static folder."""
     app.router.add_get("/", index)
     app.router.add_get("/join", join)
     app.router.add_get("/organizer", organizer)
+    app.router.add_get("/control", control)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

@@ -102,6 +102,34 @@ AIOICE_CONNECTION_METHODS: Final = {
 }
 
 
+def selected_candidate_types(pc: Any) -> tuple[str, str] | None:
+    """(local, remote) ICE candidate types of the pair a peer connection sends on.
+
+    `host`, `srflx`, `prflx` or `relay`; None before a pair is nominated. aiortc's
+    getStats() has no candidate-pair statistics, so this reads aioice's
+    nominated pair (component 1) of the first transport.
+    """
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport or transceiver.sender.transport
+        if dtls is None:
+            continue
+        connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE, None)
+        nominated = getattr(connection, ICE_NOMINATED_ATTRIBUTE, None) or {}
+        pair = nominated.get(1)
+        if pair is None:
+            return None
+        remote = pair.remote_candidate
+        if remote.type == "prflx" and connection is not None:
+            # Checks often arrive before the trickled candidate they come from: aioice
+            # then keeps a peer-reflexive one. The signalled candidate at the same
+            # address, if one came since, says what it really is (a TURN relay...).
+            for signalled in connection.remote_candidates:
+                if (signalled.host, signalled.port) == (remote.host, remote.port):
+                    return (pair.local_candidate.type, signalled.type)
+        return (pair.local_candidate.type, remote.type)
+    return None
+
+
 # --- Receive side: the packet tap ----------------------------------------------------
 
 

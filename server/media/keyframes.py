@@ -68,6 +68,37 @@ def h264_is_keyframe_start(payload: bytes) -> bool:
     return False
 
 
+def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first packet of a VP8 keyframe (RFC 6386 9.1), or None.
+
+    Called only for packets :func:`vp8_is_keyframe_start` accepted, so it costs
+    nothing per ordinary packet.
+    """
+    if len(payload) < 1:
+        return None
+    offset = 1
+    if payload[0] & 0x80:
+        if len(payload) < 2:
+            return None
+        ext = payload[1]
+        offset = 2
+        if ext & 0x80:
+            if len(payload) <= offset:
+                return None
+            offset += 2 if payload[offset] & 0x80 else 1
+        if ext & 0x40:
+            offset += 1
+        if ext & 0x30:
+            offset += 1
+    # 3-byte frame tag, the start code 9d 01 2a, then 14-bit width and height.
+    header = payload[offset : offset + 10]
+    if len(header) < 10 or header[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = (header[6] | header[7] << 8) & 0x3FFF
+    height = (header[8] | header[9] << 8) & 0x3FFF
+    return (width, height) if width and height else None
+
+
 def _never(payload: bytes) -> bool:
     return False
 

@@ -133,6 +133,11 @@ class PublishConnection:
         async with self._lock:
             await self._candidates.add(self._pc, candidate)
 
+    async def reset(self) -> None:
+        """End all tracks and close the connection; the client's next offer makes a new one."""
+        async with self._lock:
+            await self._release_pc()
+
     async def close(self) -> None:
         """End all tracks and close the connection (idempotent)."""
         self._closed = True

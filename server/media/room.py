@@ -216,6 +216,10 @@ class MediaRoom:
         """Replace the participant's subscribe connection with a fresh one (new offer)."""
         await self._get(participant_id).subscribe.restart()
 
+    async def reset_publish(self, participant_id: str) -> None:
+        """Close the participant's publish connection (its tracks end); it publishes anew."""
+        await self._get(participant_id).publish.reset()
+
     async def remove_participant(self, participant_id: str) -> None:
         """Close the participant's connections; its tracks end for everyone (idempotent)."""
         participant = self._participants.pop(participant_id, None)
@@ -254,6 +258,17 @@ class MediaRoom:
             "publish": participant.publish.connection_state,
             "subscribe": participant.subscribe.connection_state,
         }
+
+    def participant_connections(
+        self, participant_id: str
+    ) -> tuple[RTCPeerConnection | None, RTCPeerConnection | None]:
+        """(publish, subscribe) peer connections of one participant (control room, tests)."""
+        participant = self._get(participant_id)
+        return participant.publish.peer_connection, participant.subscribe.peer_connection
+
+    def participant_forwarders(self, participant_id: str) -> list[TrackForwarder]:
+        """The live forwarders of the tracks one participant publishes (control room)."""
+        return [f for f in self._forwarders() if f.participant_id == participant_id]
 
     def peer_connections(self) -> list[RTCPeerConnection]:
         """Every live aiortc peer connection of the room (diagnostics and tests only)."""

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from .keyframes import keyframe_detector
+from .keyframes import keyframe_detector, vp8_keyframe_size
 from .rtp_header import audio_level_byte
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class TrackForwarder:
         self._on_audio_level = on_audio_level
         self._is_keyframe = keyframe_detector(codec.name)
         self._is_video = kind == "video"
+        self._is_vp8 = codec.name.lower() == "vp8"
         #: Per-packet facts every sink shares, set before the sinks are called:
         #: the arrival time (wall clock, seconds; the one clock read per packet),
         #: the same as a 64-bit NTP timestamp (for sender reports), and the
@@ -111,6 +112,10 @@ class TrackForwarder:
         self.keyframe_requests = 0
         self.plis_sent = 0
         self.sinks_failed = 0
+        #: Video frames received (RTP marker bits: the last packet of each frame).
+        self.frames_received = 0
+        #: (width, height) of the last VP8 keyframe (None until one, and for H.264).
+        self.frame_size: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"TrackForwarder({self.track_id}, {self.kind}/{self.codec.name})"
@@ -160,11 +165,14 @@ class TrackForwarder:
         level = packet.extensions.audio_level
         if self._is_video:
             self.extension_value = (ntp >> 14) & 0xFFFFFF  # abs-send-time, 6.18 fixed point
+            self.frames_received += packet.marker
         else:
             self.extension_value = audio_level_byte(level)
         is_keyframe = self._is_video and self._is_keyframe(packet.payload)
         if is_keyframe:
             self.keyframes_received += 1
+            if self._is_vp8:
+                self.frame_size = vp8_keyframe_size(packet.payload) or self.frame_size
             # This keyframe answers any request still waiting for the rate limit.
             self._pli_pending = False
             if self._pli_timer is not None:

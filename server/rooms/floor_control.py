@@ -174,3 +174,19 @@ async def pin(room: OwnedRoom, actor: Participant, req: payloads.Pin) -> acks.Ac
         else:
             await room.timeline("unpinned", {"by": actor.identity})
     return acks.ok(live=state)
+
+
+async def pin_by_control(room: OwnedRoom, identity: str | None) -> acks.Ack:
+    """The control room moves the spotlight (as a host's `pin` does); None unpins."""
+    target = room.present(identity) if identity is not None else None
+    if target is not None and target.role is Role.OBSERVER:
+        raise Conflict("cannot_speak", "an observer publishes nothing to show")
+    state, changed = await room.change_live(
+        lambda s: floor.pin(s, target.identity if target else None)
+    )
+    if changed:
+        if target is not None:
+            await room.timeline("pinned", {**who(target), "by": "control"})
+        else:
+            await room.timeline("unpinned", {"by": "control"})
+    return acks.ok(live=state)

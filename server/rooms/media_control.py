@@ -17,6 +17,7 @@ from server.rooms.room_media import subscriber_tracks
 from server.rooms.server_events import (
     ActiveSpeakerChanged,
     MediaConnectionState,
+    ReconnectMedia,
     SubscriberOfferEvent,
     TrackRef,
 )
@@ -52,6 +53,19 @@ async def ice_candidate(
 async def media_restart(room: OwnedRoom, actor: Participant, _: payloads.MediaRestart) -> acks.Ack:
     """Give the participant a fresh subscribe connection (after network trouble)."""
     await room.media.restart(actor.identity, actor.session)
+    return acks.ok()
+
+
+async def ask_to_reconnect(room: OwnedRoom, identity: str) -> acks.Ack:
+    """The control room asks a participant's client to rebuild its peer connections
+    (`reconnect_media`; the client then sends `media_restart` and publishes again)."""
+    participant = room.present(identity)
+    media = room.media.media_room
+    if media is not None and identity in media.participant_ids:
+        # A new client connection cannot take over the one the server holds (aiortc does
+        # no ICE restart): drop it, so the client's next publish offer makes a fresh one.
+        await media.reset_publish(identity)
+    await room.send(participant, "reconnect_media", ReconnectMedia(by="control"))
     return acks.ok()
 
 

@@ -65,6 +65,12 @@ class ActiveSpeakerChanged(Strict):
     identity: str | None
 
 
+class ReconnectMedia(Strict):
+    """`reconnect_media`: the control room asks this client to rebuild its peer connections."""
+
+    by: Literal["control"]
+
+
 class MediaConnectionState(Strict):
     """`media_connection`: the server side's state of one of a participant's connections."""
 

@@ -185,6 +185,8 @@ function enterRoom(stream) {
   let view = null;
   let statsTimer = null;
   let lastRestart = 0;
+  /** Times both connections were rebuilt while signaling stayed up (tests read it). */
+  let mediaRestarts = 0;
   let restarting = false;
   let myGrant = null; // grant_id of a floor we hold
   let autoOpened = false;
@@ -572,6 +574,10 @@ function enterRoom(stream) {
       case "mute_requested":
         onMuteRequested(payload);
         break;
+      case "reconnect_media":
+        // The control room saw trouble on our link: rebuild both peer connections now.
+        restartMedia(true);
+        break;
       case "lobby": {
         const before = new Set(store.lobby.map((w) => w.identity));
         store.apply(name, payload);
@@ -659,10 +665,14 @@ function enterRoom(stream) {
     view.schedule();
   }
 
-  media.on("failed", () => {
-    // A peer connection failed while signaling still works: rebuild both, not too often.
-    if (!conn.ready || restarting || Date.now() - lastRestart < MEDIA_RESTART_MIN_INTERVAL_MS) return;
+  media.on("failed", () => restartMedia(false));
+
+  /** Rebuild both peer connections while signaling still works (not too often, unless asked). */
+  function restartMedia(asked) {
+    if (!conn.ready || restarting) return;
+    if (!asked && Date.now() - lastRestart < MEDIA_RESTART_MIN_INTERVAL_MS) return;
     restarting = true;
+    mediaRestarts += 1;
     lastRestart = Date.now();
     banner.show("banner.media_restarting", "warn");
     media
@@ -670,7 +680,7 @@ function enterRoom(stream) {
       .then(() => banner.hide("banner.media_restarting"))
       .catch(() => banner.hide("banner.media_restarting"))
       .finally(() => (restarting = false));
-  });
+  }
   media.on("connection", ({ state }) => {
     if (state === "connected" && banner.key === "banner.media_restarting") banner.show("banner.media_restored", "ok", 3000);
   });
@@ -707,6 +717,9 @@ function enterRoom(stream) {
     actions,
     get socket() {
       return conn.socket;
+    },
+    get mediaRestarts() {
+      return mediaRestarts;
     },
     call: (event, payload) => conn.call(event, payload),
   };

@@ -12,7 +12,8 @@
 // ICE servers come from the join ack (`ice_servers`: TURN with short-lived credentials, none on
 // a deployment without a relay) and are renewed with `refresh_ice_servers` before they expire.
 // A page opened with `?ice=relay` uses the relay only (iceTransportPolicy "relay"): how a venue
-// whose UDP is blocked gets through, and how the tests prove the relay works.
+// whose UDP is blocked gets through, and how the tests prove the relay works. `?ice=direct` never
+// uses it (no ICE servers): a diagnostic for a venue whose relay path is suspect.
 // The rest of the UI never depends on this module working.
 
 import { Emitter } from "./util.js";
@@ -20,7 +21,9 @@ import { Emitter } from "./util.js";
 const GATHER_TIMEOUT_MS = 4000;
 /** Renew TURN credentials this long before they expire. */
 const ICE_REFRESH_MARGIN_MS = 10 * 60 * 1000;
-const RELAY_ONLY = new URLSearchParams(globalThis.location?.search || "").get("ice") === "relay";
+const ICE_MODE = new URLSearchParams(globalThis.location?.search || "").get("ice");
+const RELAY_ONLY = ICE_MODE === "relay";
+const DIRECT_ONLY = ICE_MODE === "direct";
 const PREFERRED_CODEC = { audio: "audio/opus", video: "video/VP8" };
 
 /** Wait until ICE gathering is complete (or give up after a while; what we have is sent). */
@@ -148,7 +151,7 @@ export class MediaClient extends Emitter {
   }
 
   _rtcConfiguration() {
-    return { iceServers: this.iceServers, iceTransportPolicy: RELAY_ONLY ? "relay" : "all" };
+    return { iceServers: DIRECT_ONLY ? [] : this.iceServers, iceTransportPolicy: RELAY_ONLY ? "relay" : "all" };
   }
 
   // --- local media ------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""Per-participant media statistics of an owned room, for the control room.
+
+The control room (`signaling/control.py`) asks each room's owner for these
+with an admin request (`media_stats`) every couple of seconds while an
+operator watches. Everything is read from what already exists: aiortc's
+`getStats()` (bytes, packets lost, the subscribers' receiver reports), the
+forwarders' counters (frames, the last keyframe's size) and the speaker
+detector's levels. Rates are differences between two reads, kept here per
+participant and peer connection; nothing is added to the forwarding path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from server.media import MediaError
+from server.media.aiortc_internals import selected_candidate_types
+from server.media.forwarding_sender import ForwardingSender
+from server.rooms.owned_room import OwnedRoom
+
+logger = logging.getLogger(__name__)
+
+#: One peer connection's statistics must come within this long (they are local reads).
+STATS_TIMEOUT = 1.0
+#: Counters older than this are not used for a rate (the operator left and came back).
+MAX_RATE_AGE = 10.0
+
+
+@dataclass
+class _Reading:
+    at: float
+    value: float
+
+
+class MediaStatsReader:
+    """Reads rooms' media statistics and turns counters into rates (one per node)."""
+
+    def __init__(self) -> None:
+        self._last: dict[Hashable, _Reading] = {}
+
+    def _rate(self, key: Hashable, value: float, now: float, seen: set[Hashable]) -> float | None:
+        """Change per second of `value` since the last read of `key` (None on a first read)."""
+        seen.add(key)
+        last = self._last.get(key)
+        self._last[key] = _Reading(now, value)
+        if last is None or now - last.at > MAX_RATE_AGE or now <= last.at or value < last.value:
+            return None
+        return (value - last.value) / (now - last.at)
+
+    async def read(self, room: OwnedRoom) -> dict[str, Any]:
+        """The room's participants with their media, as the control room shows them."""
+        media = room.media.media_room
+        now = time.monotonic()
+        seen: set[Hashable] = set()
+        levels = media.audio_levels() if media is not None else {}
+        participants = []
+        for p in room.participants.values():
+            entry: dict[str, Any] = {
+                "identity": p.identity,
+                "name": p.name,
+                "venue": p.venue,
+                "role": p.role.value,
+                "node": p.node,
+                "audio_muted": p.audio_muted,
+                "video_muted": p.video_muted,
+                "audio_level": levels.get(p.identity),
+            }
+            if media is not None:
+                # MediaError: joined, media not set up yet.
+                with contextlib.suppress(MediaError):
+                    found = await self._participant(room.room_id, media, p.identity, now, seen)
+                    entry.update(found)
+            participants.append(entry)
+        # Forget connections gone from this room, and rooms no longer read.
+        for key, reading in list(self._last.items()):
+            gone = key[0] == room.room_id and key not in seen  # type: ignore[index]
+            if gone or now - reading.at > 3 * MAX_RATE_AGE:
+                del self._last[key]
+        live = room.live
+        return {
+            "room": room.room_id,
+            "status": live.status,
+            "floor": live.floor.identity if live.floor else None,
+            "pinned": live.pinned,
+            "last_n": media.last_n if media is not None else None,
+            "participants": participants,
+        }
+
+    async def _participant(
+        self, room_id: str, media: Any, identity: str, now: float, seen: set[Hashable]
+    ) -> dict[str, Any]:
+        states = media.connection_states(identity)
+        publish_pc, subscribe_pc = media.participant_connections(identity)
+        out: dict[str, Any] = {
+            "publish_state": states["publish"],
+            "subscribe_state": states["subscribe"],
+            "candidate": None,
+            "send_kbps": None,
+            "receive_kbps": None,
+            "loss": None,
+            "downstream_loss": None,
+            "rtt_ms": None,
+            "width": None,
+            "height": None,
+            "fps": None,
+            "paused_videos": 0,
+        }
+        for pc in (publish_pc, subscribe_pc):
+            if pc is not None and out["candidate"] is None:
+                types = selected_candidate_types(pc)
+                if types is not None:
+                    # The participant's side of the pair: `relay` when it goes through a
+                    # TURN relay it told the server about. A browser's host candidates are
+                    # mDNS names the server cannot resolve: its direct path shows as
+                    # `prflx` (learned from its checks) — and so, in this version, does a
+                    # browser's relayed path (see docs/operations.md).
+                    out["candidate"] = types[1]
+        key = (room_id, identity)
+        # Upload: the transport's bytes in (SRTP and RTCP included); download: RTP payload.
+        if publish_pc is not None:
+            stats = await _stats(publish_pc)
+            received = lost = 0.0
+            in_bytes = 0.0
+            for s in stats:
+                if s.type == "transport":
+                    in_bytes += s.bytesReceived or 0
+                elif s.type == "inbound-rtp":
+                    received += s.packetsReceived or 0
+                    lost += max(0, s.packetsLost or 0)
+            rate = self._rate((*key, id(publish_pc), "in"), in_bytes, now, seen)
+            out["send_kbps"] = None if rate is None else round(rate * 8 / 1000, 1)
+            d_received = self._rate((*key, id(publish_pc), "pkts"), received, now, seen)
+            d_lost = self._rate((*key, id(publish_pc), "lost"), lost, now, seen)
+            if d_received is not None and d_lost is not None and d_received + d_lost > 0:
+                out["loss"] = round(d_lost / (d_received + d_lost), 4)
+        if subscribe_pc is not None:
+            stats = await _stats(subscribe_pc)
+            out_bytes = 0.0
+            losses: list[float] = []
+            rtts: list[float] = []
+            for s in stats:
+                # The forwarding path sends beside the transport's own counters; the
+                # senders count what they forwarded (RTP payload bytes).
+                if s.type == "outbound-rtp":
+                    out_bytes += s.bytesSent or 0
+                elif s.type == "remote-inbound-rtp":
+                    losses.append((s.fractionLost or 0) / 256)
+                    if s.roundTripTime is not None:
+                        rtts.append(s.roundTripTime)
+            rate = self._rate((*key, id(subscribe_pc), "out"), out_bytes, now, seen)
+            out["receive_kbps"] = None if rate is None else round(rate * 8 / 1000, 1)
+            if losses:
+                out["downstream_loss"] = round(max(losses), 4)
+            if rtts:
+                out["rtt_ms"] = round(max(rtts) * 1000, 1)
+            out["paused_videos"] = sum(
+                1 for s in subscribe_pc.getSenders() if isinstance(s, ForwardingSender) and s.paused
+            )
+        for forwarder in media.participant_forwarders(identity):
+            if forwarder.kind != "video":
+                continue
+            fps = self._rate((*key, id(forwarder), "frames"), forwarder.frames_received, now, seen)
+            if fps is not None:
+                out["fps"] = round(fps, 1)
+            if forwarder.frame_size is not None:
+                out["width"], out["height"] = forwarder.frame_size
+        return out
+
+
+async def _stats(pc: RTCPeerConnection) -> list[Any]:
+    try:
+        async with asyncio.timeout(STATS_TIMEOUT):
+            report = await pc.getStats()
+    except Exception as exc:  # closing meanwhile
+        logger.debug("no statistics from a peer connection: %s", exc)
+        return []
+    return list(report.values())

@@ -1,0 +1,302 @@
+"""The control room's Socket.IO namespace `/control`: live media of every session.
+
+An operator connects with the admin API key (`auth={"key": "..."}`); wrong
+keys count towards the same lock-out as the admin REST API. While at least
+one operator is connected, the node builds a snapshot every `interval`
+seconds and pushes it to all of them as `control_snapshot`:
+
+* every session with a room owner (a live one), its venues, and per
+  participant what the owner measured (`media_stats` admin request over the
+  bus, answered by `server/cluster/media_stats.py`): connection states, ICE
+  candidate type, bitrates, loss, round trip, resolution and frame rate,
+  audio level, videos paused by last-N;
+* each owner's room count and this node's connections against its cap;
+* alerts: loss above `loss_alert`, the floor holder silent, a node near its cap.
+
+Actions are events with acks: `reconnect_participant` {room, identity} asks that
+participant's client to rebuild its peer connections (`reconnect_media`);
+`pin` {room, identity|null} moves everyone's spotlight as a host's `pin` does.
+An owner that does not answer in time leaves its rooms out of that snapshot
+(marked `unavailable`); Redis away: the snapshot is skipped and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.catalog import RoomCatalog
+from server.cluster.router import RoomRouter
+from server.rooms import acks
+from server.rooms.errors import RoomError
+
+logger = logging.getLogger(__name__)
+
+CONTROL_NAMESPACE = "/control"
+#: Operators' sockets join this Socket.IO room; snapshots go to it.
+OPERATORS = "operators"
+#: An owner's answer to a `media_stats` request must come within this long.
+OWNER_BUDGET = 1.5
+#: At most this many live sessions are shown (the oldest beyond are left out).
+MAX_ROOMS = 200
+#: Decibels (dBov) under which a floor holder counts as silent.
+SILENCE_DBOV = -55.0
+#: Share of a cap above which a node is "near its cap".
+NEAR_CAP = 0.9
+MAX_KEY_BYTES = 256
+
+
+class ReconnectAction(BaseModel):
+    """`reconnect_participant`: which participant of which session."""
+
+    model_config = ConfigDict(extra="forbid")
+    room: str = Field(min_length=1, max_length=128)
+    identity: str = Field(min_length=1, max_length=64)
+
+
+class PinAction(BaseModel):
+    """`pin`: whose venue goes in everyone's spotlight (null: give the stage back)."""
+
+    model_config = ConfigDict(extra="forbid")
+    room: str = Field(min_length=1, max_length=128)
+    identity: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """`/control` of one node (attach the cluster parts with :meth:`attach` once they run)."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        connections: Callable[[], int],
+        connection_limit: int,
+        max_rooms: int | None,
+        interval: float = 2.0,
+        loss_alert: float = 0.05,
+    ) -> None:
+        super().__init__(CONTROL_NAMESPACE)
+        self.node_id = node_id
+        self._connections = connections
+        self.connection_limit = connection_limit
+        self.max_rooms = max_rooms
+        self.interval = interval
+        self.loss_alert = loss_alert
+        self._api_key: str | None = None
+        self._attempts: Any = None
+        self._router: RoomRouter | None = None
+        self._catalog: RoomCatalog | None = None
+        self._operators: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(
+        self, *, api_key: str, attempts: Any, router: RoomRouter, catalog: RoomCatalog
+    ) -> None:
+        """Give the namespace what it needs once the node runs (key, lock-out, routing)."""
+        self._api_key = api_key
+        self._attempts = attempts
+        self._router = router
+        self._catalog = catalog
+
+    def is_operator(self, sid: str) -> bool:
+        """True for an authenticated operator's socket (kept open without joining a room)."""
+        return sid in self._operators
+
+    # --- connection -----------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        """Accept the admin key; refuse anything else (and count it towards the lock-out)."""
+        if self._api_key is None:
+            raise _refusal("starting", "the node is starting; try again shortly")
+        address = _address(environ)
+        try:
+            self._attempts.check(address)
+        except RoomError as exc:
+            raise _refusal(exc.code, exc.message) from exc
+        key = auth.get("key") if isinstance(auth, dict) else None
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_BYTES:
+            raise _refusal("api_key_missing", 'connect with auth={"key": "<admin API key>"}')
+        if not hmac.compare_digest(key.strip().encode(), self._api_key.encode()):
+            self._attempts.failed(address)
+            raise _refusal("api_key_invalid", "the API key is not valid")
+        self._attempts.succeeded(address)
+        self._operators.add(sid)
+        await self.enter_room(sid, OPERATORS)
+        logger.info("an operator connected to the control room", extra={"event": "control"})
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._push(), name="control-room")
+        return True
+
+    async def on_disconnect(self, sid: str, *args: Any) -> None:
+        """Forget the operator; the snapshots stop when the last one leaves."""
+        self._operators.discard(sid)
+
+    # --- actions --------------------------------------------------------------------
+
+    async def on_reconnect_participant(self, sid: str, data: Any = None) -> acks.Ack:
+        """Ask one participant's client to rebuild its peer connections."""
+        if sid not in self._operators or self._router is None:
+            return acks.error("unauthorized", "not an operator")
+        try:
+            action = ReconnectAction.model_validate(data)
+        except ValidationError as exc:
+            return acks.error("invalid_payload", str(exc.errors()[0]["msg"]))
+        catalog = self._catalog
+        assert catalog is not None
+        if await catalog.leases.holder(action.room) is None:
+            return acks.error("room_not_live", f"session {action.room!r} is not running")
+        ack = await self._router.admin(
+            action.room, "reconnect", budget=OWNER_BUDGET, target=action.identity
+        )
+        logger.info(
+            "control room asked %s to reconnect: %s",
+            action.identity,
+            "ok" if acks.is_ok(ack) else ack["error"]["code"],
+            extra={"event": "reconnect_media", "room": action.room},
+        )
+        return ack
+
+    async def on_pin(self, sid: str, data: Any = None) -> acks.Ack:
+        """Move the spotlight to a participant's venue (as the host's `pin`), or unpin."""
+        if sid not in self._operators or self._router is None:
+            return acks.error("unauthorized", "not an operator")
+        try:
+            action = PinAction.model_validate(data)
+        except ValidationError as exc:
+            return acks.error("invalid_payload", str(exc.errors()[0]["msg"]))
+        catalog = self._catalog
+        assert catalog is not None
+        if await catalog.leases.holder(action.room) is None:
+            return acks.error("room_not_live", f"session {action.room!r} is not running")
+        ack = await self._router.admin(
+            action.room, "pin", budget=OWNER_BUDGET, target=action.identity or ""
+        )
+        logger.info(
+            "control room pinned %s: %s",
+            action.identity,
+            "ok" if acks.is_ok(ack) else ack["error"]["code"],
+            extra={"event": "pin", "room": action.room},
+        )
+        return {"ok": True} if acks.is_ok(ack) else ack
+
+    # --- snapshots ------------------------------------------------------------------
+
+    async def _push(self) -> None:
+        while self._operators:
+            started = time.monotonic()
+            try:
+                snapshot = await self.snapshot()
+            except Exception as exc:  # Redis away, a node shutting down: try again next time
+                logger.warning("control room snapshot failed: %s", exc)
+            else:
+                await self.emit("control_snapshot", snapshot, room=OPERATORS)
+            await asyncio.sleep(max(0.1, self.interval - (time.monotonic() - started)))
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Every live session with its media, the nodes' load and the alerts."""
+        catalog, router = self._catalog, self._router
+        if catalog is None or router is None:
+            return {"at": time.time(), "rooms": [], "nodes": [], "alerts": []}
+        rooms = await catalog.store.list_rooms(limit=MAX_ROOMS)
+        owners = await catalog.leases.holders([r.id for r in rooms])
+        live = [r for r in rooms if owners.get(r.id)]
+        answers = await asyncio.gather(
+            *(router.admin(r.id, "media_stats", budget=OWNER_BUDGET) for r in live),
+            return_exceptions=True,
+        )
+        shown: list[dict[str, Any]] = []
+        nodes: dict[str, dict[str, Any]] = {
+            self.node_id: {
+                "id": self.node_id,
+                "connections": self._connections(),
+                "connection_limit": self.connection_limit,
+                "max_rooms": self.max_rooms,
+                "rooms": None,
+            }
+        }
+        for room, ack in zip(live, answers, strict=True):
+            entry: dict[str, Any] = {
+                "id": room.id,
+                "title": room.title,
+                "owner": owners[room.id],
+                "venues": [{"id": v.id, "name": v.name, "main": v.main} for v in room.venues],
+            }
+            if isinstance(ack, BaseException):
+                logger.warning("media statistics of %s failed: %r", room.id, ack)
+                entry["unavailable"] = "failed"
+            elif acks.is_ok(ack):
+                stats = ack["stats"]
+                node = stats.pop("node")
+                nodes.setdefault(node["id"], {"id": node["id"]})["rooms"] = node["rooms"]
+                entry.update(stats)
+            else:
+                entry["unavailable"] = ack["error"]["code"]
+            shown.append(entry)
+        node_list = list(nodes.values())
+        return {
+            "at": time.time(),
+            "node": self.node_id,
+            "rooms": shown,
+            "nodes": node_list,
+            "alerts": self.alerts(shown, node_list),
+        }
+
+    def alerts(
+        self, rooms: list[dict[str, Any]], nodes: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """What an operator should act on now."""
+        found: list[dict[str, Any]] = []
+        for room in rooms:
+            for p in room.get("participants", []):
+                # `loss`: what the server misses of this venue's upload, its own link.
+                # (`downstream_loss`, from its receiver reports, also counts what the
+                # publishers' links lost on the way to the server: shown, not alerted.)
+                loss = p.get("loss") or 0.0
+                if loss > self.loss_alert:
+                    found.append(
+                        {"kind": "loss", "room": room["id"], "identity": p["identity"],
+                         "venue": p["venue"], "value": round(loss, 4)}
+                    )  # fmt: skip
+                if p["identity"] == room.get("floor"):
+                    level = p.get("audio_level")
+                    if p.get("audio_muted") or level is None or level < SILENCE_DBOV:
+                        found.append(
+                            {"kind": "silent_floor", "room": room["id"],
+                             "identity": p["identity"], "venue": p["venue"]}
+                        )  # fmt: skip
+        for node in nodes:
+            limit = node.get("connection_limit")
+            if limit and node.get("connections", 0) >= NEAR_CAP * limit:
+                found.append({"kind": "node_cap", "node": node["id"], "what": "connections"})
+            cap = node.get("max_rooms")
+            if cap and (node.get("rooms") or 0) >= NEAR_CAP * cap:
+                found.append({"kind": "node_cap", "node": node["id"], "what": "rooms"})
+        return found
+
+    async def close(self) -> None:
+        """Stop pushing snapshots."""
+        self._operators.clear()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _refusal(code: str, message: str) -> Exception:
+    refusal: Exception = socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+    return refusal
+
+
+def _address(environ: dict[str, Any]) -> str:
+    request = environ.get("aiohttp.request")
+    remote = getattr(request, "remote", None)
+    return remote if isinstance(remote, str) else "unknown"

@@ -1,0 +1,237 @@
+// The control room (会控): every live session's venues and their media as the server measures
+// them, pushed over the `/control` Socket.IO namespace (admin key, kept in sessionStorage like
+// the organizer page's); alerts; and the operator's "reconnect" action.
+
+import { io } from "/static/vendor/socket.io.esm.min.js";
+import { applyI18n, errorText, has, mountLangSwitch, onLangChange, roleLabel, t } from "./i18n.js";
+import { h, replaceChildren } from "./util.js";
+
+const KEY_STORAGE = "yitang.apiKey";
+
+let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
+let socket = null;
+let last = null;
+
+applyI18n();
+mountLangSwitch(document.getElementById("lang-switch"));
+onLangChange(() => last && render(last));
+
+const keyInput = document.getElementById("api-key");
+keyInput.value = apiKey;
+document.getElementById("key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  apiKey = keyInput.value.trim();
+  if (apiKey) sessionStorage.setItem(KEY_STORAGE, apiKey);
+  else sessionStorage.removeItem(KEY_STORAGE);
+  connect();
+});
+if (apiKey) connect();
+
+function setStatus(state) {
+  document.body.dataset.feed = state;
+  document.getElementById("feed-status").textContent = t(`ctl.status_${state}`);
+}
+
+function showError(err) {
+  const el = document.getElementById("key-error");
+  if (!err) {
+    el.hidden = true;
+    return;
+  }
+  el.textContent = has(`error.${err.code}`) ? errorText(err.code, err.message) : err.message || err.code;
+  el.dataset.code = err.code || "";
+  el.hidden = false;
+}
+
+function connect() {
+  if (socket) socket.disconnect();
+  showError(null);
+  if (!apiKey) return;
+  setStatus("connecting");
+  socket = io(`${location.origin}/control`, {
+    auth: { key: apiKey },
+    transports: ["websocket"],
+    reconnectionDelay: 1000,
+    reconnectionDelayMax: 5000,
+    forceNew: true,
+  });
+  socket.on("connect", () => setStatus("live"));
+  socket.on("disconnect", () => setStatus("connecting"));
+  socket.on("connect_error", (err) => {
+    const code = err?.data?.code;
+    if (code) {
+      // A refused key: stop retrying until the operator enters another.
+      socket.disconnect();
+      setStatus("off");
+      showError({ code, message: err.message });
+    }
+  });
+  socket.on("control_snapshot", (snapshot) => {
+    last = snapshot;
+    render(snapshot);
+  });
+}
+
+// --- rendering ----------------------------------------------------------------------------
+
+const fmt = {
+  kbps: (v) => (v == null ? "–" : v >= 1000 ? `${(v / 1000).toFixed(1)} Mb/s` : `${Math.round(v)} kb/s`),
+  pct: (v) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`),
+  ms: (v) => (v == null ? "–" : `${Math.round(v)} ms`),
+  res: (p) => (p.width ? `${p.width}×${p.height}` : "–"),
+  fps: (v) => (v == null ? "–" : v.toFixed(0)),
+  db: (v) => (v == null ? "–" : `${Math.round(v)} dB`),
+};
+
+function alertText(a, names, venues) {
+  const who = names.get(`${a.room}/${a.identity}`) || a.identity;
+  const venue = venues.get(`${a.room}/${a.venue}`) || a.venue;
+  if (a.kind === "loss") return t("ctl.alert_loss", { who, venue, loss: fmt.pct(a.value) });
+  if (a.kind === "silent_floor") return t("ctl.alert_silent", { who, venue });
+  return t(a.what === "rooms" ? "ctl.alert_node_rooms" : "ctl.alert_node_connections", { node: a.node });
+}
+
+function render(snapshot) {
+  const names = new Map();
+  const venues = new Map();
+  for (const room of snapshot.rooms) {
+    for (const p of room.participants || []) names.set(`${room.id}/${p.identity}`, p.name);
+    for (const v of room.venues || []) venues.set(`${room.id}/${v.id}`, v.name);
+  }
+  const alerts = snapshot.alerts || [];
+  replaceChildren(
+    document.getElementById("alerts"),
+    alerts.map((a) =>
+      h("li", { class: "ctl-alert", "data-kind": a.kind, "data-room": a.room, "data-identity": a.identity }, alertText(a, names, venues)),
+    ),
+  );
+  document.getElementById("alerts-empty").hidden = alerts.length > 0;
+  replaceChildren(
+    document.getElementById("nodes-body"),
+    snapshot.nodes.map((n) =>
+      h(
+        "tr",
+        { "data-node": n.id },
+        h("td", {}, n.id),
+        h("td", {}, n.rooms == null ? "–" : n.max_rooms ? `${n.rooms} / ${n.max_rooms}` : String(n.rooms)),
+        h("td", {}, n.connections == null ? "–" : `${n.connections} / ${n.connection_limit}`),
+      ),
+    ),
+  );
+  replaceChildren(document.getElementById("rooms"), snapshot.rooms.map((room) => roomCard(room, alerts)));
+  document.getElementById("rooms-empty").hidden = snapshot.rooms.length > 0;
+}
+
+function roomCard(room, alerts) {
+  const flagged = new Set(alerts.filter((a) => a.room === room.id && a.identity).map((a) => a.identity));
+  const byVenue = new Map(room.venues.map((v) => [v.id, []]));
+  for (const p of room.participants || []) {
+    if (!byVenue.has(p.venue)) byVenue.set(p.venue, []);
+    byVenue.get(p.venue).push(p);
+  }
+  const rows = [];
+  for (const venue of room.venues) {
+    const people = byVenue.get(venue.id) || [];
+    if (!people.length) continue;
+    rows.push(h("tr", { class: "ctl-venue" }, h("th", { colspan: 14 }, venue.name, venue.main ? ` · ${t("venue.main")}` : "")));
+    for (const p of people) rows.push(participantRow(room, p, flagged.has(p.identity)));
+  }
+  const floor = room.floor ? ` · ${t("ctl.floor", { name: (room.participants || []).find((p) => p.identity === room.floor)?.name || room.floor })}` : "";
+  return h(
+    "section",
+    { class: "card ctl-room", "data-room": room.id },
+    h("div", { class: "card-head" }, h("h2", {}, room.title), h("span", { class: "note" }, `${t("ctl.owner")}: ${room.owner}${floor}`)),
+    room.unavailable ? h("p", { class: "error-box" }, t("ctl.unavailable")) : null,
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "rooms ctl-table" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["name", "state", "candidate", "send", "receive", "loss", "downstream_loss", "rtt", "resolution", "fps", "level", "paused", "", ""].map((c) =>
+              h("th", {}, c ? t(`ctl.col_${c}`) : ""),
+            ),
+          ),
+        ),
+        h("tbody", {}, rows),
+      ),
+    ),
+  );
+}
+
+function participantRow(room, p, flagged) {
+  const cell = (field, text) => h("td", { "data-field": field }, text);
+  const state = p.publish_state ? `${p.publish_state} / ${p.subscribe_state}` : t("ctl.no_media");
+  const button = h(
+    "button",
+    {
+      class: "btn small",
+      type: "button",
+      "data-action": "reconnect",
+      onclick: () => reconnect(room.id, p, button),
+    },
+    t("ctl.reconnect"),
+  );
+  const pinned = room.pinned === p.identity;
+  const spotlight = h(
+    "button",
+    {
+      class: pinned ? "btn small primary" : "btn small",
+      type: "button",
+      "data-action": "pin",
+      disabled: p.role === "observer",
+      onclick: () => pin(room.id, pinned ? null : p.identity, p),
+    },
+    t(pinned ? "ctl.unpin" : "ctl.pin"),
+  );
+  return h(
+    "tr",
+    { class: flagged ? "ctl-row flagged" : "ctl-row", "data-identity": p.identity, "data-room": room.id },
+    cell("name", `${p.name} (${roleLabel(p.role)})`),
+    cell("state", state),
+    cell("candidate", p.candidate || "–"),
+    cell("send_kbps", fmt.kbps(p.send_kbps)),
+    cell("receive_kbps", fmt.kbps(p.receive_kbps)),
+    h("td", { "data-field": "loss", "data-value": p.loss ?? "" }, fmt.pct(p.loss)),
+    h("td", { "data-field": "downstream_loss", "data-value": p.downstream_loss ?? "" }, fmt.pct(p.downstream_loss)),
+    cell("rtt_ms", fmt.ms(p.rtt_ms)),
+    cell("resolution", fmt.res(p)),
+    cell("fps", fmt.fps(p.fps)),
+    cell("audio_level", p.audio_muted ? t("ctl.muted") : fmt.db(p.audio_level)),
+    cell("paused_videos", String(p.paused_videos ?? 0)),
+    h("td", {}, button, " ", spotlight),
+    h("td", { class: "ctl-result", "data-result": p.identity }),
+  );
+}
+
+async function pin(room, identity, p) {
+  if (!socket) return;
+  let ack;
+  try {
+    ack = await socket.timeout(10000).emitWithAck("pin", { room, identity });
+  } catch {
+    ack = { ok: false, error: { code: "timeout", message: t("error.network") } };
+  }
+  const result = document.querySelector(`[data-result="${CSS.escape(p.identity)}"]`);
+  if (result && !ack.ok) result.textContent = errorText(ack.error.code, ack.error.message);
+}
+
+async function reconnect(room, p, button) {
+  if (!socket) return;
+  button.disabled = true;
+  let ack;
+  try {
+    ack = await socket.timeout(10000).emitWithAck("reconnect_participant", { room, identity: p.identity });
+  } catch {
+    ack = { ok: false, error: { code: "timeout", message: t("error.network") } };
+  }
+  button.disabled = false;
+  const result = document.querySelector(`[data-result="${CSS.escape(p.identity)}"]`);
+  if (result) result.textContent = ack.ok ? t("ctl.reconnect_sent", { name: p.name }) : errorText(ack.error.code, ack.error.message);
+}
