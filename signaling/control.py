@@ -28,7 +28,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -143,33 +143,25 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_reconnect_participant(self, sid: str, data: Any = None) -> acks.Ack:
         """Ask one participant's client to rebuild its peer connections."""
-        if sid not in self._operators or self._router is None:
-            return acks.error("unauthorized", "not an operator")
-        try:
-            action = ReconnectAction.model_validate(data)
-        except ValidationError as exc:
-            return acks.error("invalid_payload", str(exc.errors()[0]["msg"]))
-        catalog = self._catalog
-        assert catalog is not None
-        if await catalog.leases.holder(action.room) is None:
-            return acks.error("room_not_live", f"session {action.room!r} is not running")
-        ack = await self._router.admin(
-            action.room, "reconnect", budget=OWNER_BUDGET, target=action.identity
-        )
-        logger.info(
-            "control room asked %s to reconnect: %s",
-            action.identity,
-            "ok" if acks.is_ok(ack) else ack["error"]["code"],
-            extra={"event": "reconnect_media", "room": action.room},
-        )
-        return ack
+        return await self._owner_action(sid, data, ReconnectAction, "reconnect")
 
     async def on_pin(self, sid: str, data: Any = None) -> acks.Ack:
         """Move the spotlight to a participant's venue (as the host's `pin`), or unpin."""
+        ack = await self._owner_action(sid, data, PinAction, "pin")
+        return {"ok": True} if acks.is_ok(ack) else ack
+
+    async def _owner_action(
+        self,
+        sid: str,
+        data: Any,
+        schema: type[ReconnectAction] | type[PinAction],
+        action_name: Literal["reconnect", "pin"],
+    ) -> acks.Ack:
+        """An operator's action on a live session, validated, applied by the room's owner."""
         if sid not in self._operators or self._router is None:
             return acks.error("unauthorized", "not an operator")
         try:
-            action = PinAction.model_validate(data)
+            action = schema.model_validate(data)
         except ValidationError as exc:
             return acks.error("invalid_payload", str(exc.errors()[0]["msg"]))
         catalog = self._catalog
@@ -177,15 +169,19 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if await catalog.leases.holder(action.room) is None:
             return acks.error("room_not_live", f"session {action.room!r} is not running")
         ack = await self._router.admin(
-            action.room, "pin", budget=OWNER_BUDGET, target=action.identity or ""
+            action.room, action_name, budget=OWNER_BUDGET, target=action.identity or ""
         )
         logger.info(
-            "control room pinned %s: %s",
+            "control room %s %s: %s",
+            action_name,
             action.identity,
             "ok" if acks.is_ok(ack) else ack["error"]["code"],
-            extra={"event": "pin", "room": action.room},
+            extra={
+                "event": "reconnect_media" if action_name == "reconnect" else "pin",
+                "room": action.room,
+            },
         )
-        return {"ok": True} if acks.is_ok(ack) else ack
+        return ack
 
     # --- snapshots ------------------------------------------------------------------
 
