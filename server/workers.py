@@ -111,10 +111,6 @@ class Box:
         if self._failed.is_set():
             raise BoxFailed(self._failure)
 
-    def pids(self) -> list[int]:
-        """The node processes' pids (those running)."""
-        return [n.process.pid for n in self._nodes if n.process and n.process.returncode is None]
-
     def _give_up(self, reason: str) -> None:
         if not self._failed.is_set():
             self._failure = reason

@@ -32,12 +32,17 @@ logger = logging.getLogger(__name__)
 STATS_TIMEOUT = 1.0
 #: Counters older than this are not used for a rate (the operator left and came back).
 MAX_RATE_AGE = 10.0
+#: A rate is measured over at least this long. Every node's control room asks the owner,
+#: at nearly the same moment: a second read right after the first gets the first's rate,
+#: not a rate over a few milliseconds (which reads as zero).
+MIN_RATE_WINDOW = 1.0
 
 
 @dataclass
 class _Reading:
     at: float
     value: float
+    rate: float | None = None
 
 
 class MediaStatsReader:
@@ -50,10 +55,14 @@ class MediaStatsReader:
         """Change per second of `value` since the last read of `key` (None on a first read)."""
         seen.add(key)
         last = self._last.get(key)
-        self._last[key] = _Reading(now, value)
-        if last is None or now - last.at > MAX_RATE_AGE or now <= last.at or value < last.value:
+        if last is None or now - last.at > MAX_RATE_AGE or value < last.value:
+            self._last[key] = _Reading(now, value)
             return None
-        return (value - last.value) / (now - last.at)
+        if now - last.at < MIN_RATE_WINDOW:
+            return last.rate
+        rate = (value - last.value) / (now - last.at)
+        self._last[key] = _Reading(now, value, rate)
+        return rate
 
     async def read(self, room: OwnedRoom) -> dict[str, Any]:
         """The room's participants with their media, as the control room shows them."""
