@@ -14,6 +14,7 @@ from pathlib import Path
 
 from signaling.client import RoomClient, SignalingError
 from tests.cluster_kit import Cluster, cluster
+from tests.helpers import ROOM_SPEC
 from tests.session_peer import SessionPeer
 
 #: The issue's bound: everyone back, with media, this long after the owner died.
@@ -242,3 +243,26 @@ async def test_a_recording_resumes_on_the_new_owner_and_the_gap_is_recorded(
         assert by_part[1] >= {("host", "video"), ("m1", "video")}
         assert by_part[2] >= {("host", "video"), ("m1", "video")}
         assert all(f["error"] is None for f in manifest["files"]), manifest["files"]
+
+
+async def test_the_rest_api_answers_503_while_redis_is_away_and_recovers(tmp_path: Path) -> None:
+    async with cluster(tmp_path, 1) as c:
+        (node,) = c.nodes
+        room_id = await c.create_room()
+        await c.valkey.stop()
+        # What an organizer's page or a load balancer sees: a clear, retryable refusal
+        # (503 with the JSON error body), not a 500 and not a hang.
+        for method, path, body in [
+            ("GET", "/api/rooms", None),
+            ("GET", f"/api/rooms/{room_id}", None),
+            ("POST", "/api/rooms", {**ROOM_SPEC, "title": "停电时的会议"}),
+        ]:
+            status, payload = await c.request(node, method, path, body)
+            assert status == 503, (method, path, status, payload)
+            assert payload["error"]["code"] == "state_unavailable", payload
+        await c.valkey.start()
+        async with asyncio.timeout(30):
+            while (await c.request(node, "GET", "/api/rooms"))[0] != 200:
+                await asyncio.sleep(0.5)  # polling as a client honouring Retry-After would
+        status, rooms = await c.request(node, "GET", "/api/rooms")
+        assert room_id in {r["room"]["id"] for r in rooms["rooms"]}, rooms

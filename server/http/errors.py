@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import RedisError
 
 from server.http.attempts import TooManyAttempts
 from server.rooms.errors import RoomError
@@ -41,6 +42,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return response
     except RoomError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except RedisError:
+        # Room state is in Redis: while it is unreachable the request cannot be answered
+        # truthfully, and it is the deployment's fault, not the caller's. A 503 with a
+        # Retry-After tells clients and load balancers to come back; live sessions go on
+        # (the owner node holds each room in memory, docs/cluster.md).
+        logger.warning("redis unavailable on %s %s", request.method, request.path)
+        response = error_response(
+            503, "state_unavailable", "room state is unreachable for now; retry shortly"
+        )
+        response.headers["Retry-After"] = "2"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

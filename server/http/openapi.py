@@ -23,6 +23,7 @@ _ERRORS = {
     "422": "Body does not match the schema",
     "429": "Too many wrong API keys from this address (Retry-After says when to try again), "
     "or too many link checks",
+    "503": "Room state (Redis) is unreachable for now; Retry-After says when to try again",
 }
 #: Errors only calls that take credentials can get.
 _ADMIN_ERRORS = {"401", "429"}
@@ -69,6 +70,8 @@ def build_openapi() -> dict[str, Any]:
             limited = status == "429" and getattr(endpoint, "rate_limited", False)
             if status in _ADMIN_ERRORS and not endpoint.admin and not limited:
                 continue
+            if status in operation["responses"]:
+                continue  # the endpoint's own meaning of it (readiness: not ready)
             operation["responses"][status] = {
                 "description": text,
                 "content": {"application/json": {"schema": error_ref}},
