@@ -68,13 +68,13 @@ class PrecheckService:
             raise PrecheckBusy("precheck_busy", "this node is shutting down; try again")
         if leg == "relay" and not self.turn_configured:
             raise Conflict("precheck_no_turn", "this server has no TURN relay configured")
-        if len(self._probes) >= self.settings.concurrency:
-            raise PrecheckBusy(
-                "precheck_busy", "too many connection checks are running; try again shortly"
-            )
         if not self._identities.allow((room_id, who.identity)):
             raise RateLimited(
                 "rate_limited", "too many connection checks from this link; wait a minute"
+            )
+        if len(self._probes) >= self.settings.concurrency:
+            raise PrecheckBusy(
+                "precheck_busy", "too many connection checks are running; try again shortly"
             )
         probe = ProbePeer(self.settings, self._policy, leg)
         self._probes.add(probe)
