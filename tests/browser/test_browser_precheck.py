@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import aiohttp
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, expect
 
+from server.precheck.models import Reason, Verdict
 from tests.browser.support import PageFactory, Participants, screenshot
 from tests.conftest import free_port
 from tests.helpers import ApiHandle
@@ -50,6 +52,14 @@ async def test_venue_runs_the_check_and_the_control_room_shows_it(
             await expect(panel.locator('[data-leg="direct"]')).to_have_attribute(
                 "data-state", "idle"
             )
+            # Every reason the server can give has words in both languages.
+            keys = await venue.evaluate(
+                "async () => (await import('/static/js/i18n.js')).allKeys()"
+            )
+            for lang in ("zh", "en"):
+                wanted = {f"precheck.reason_{r}" for r in get_args(Reason)}
+                wanted |= {f"precheck.verdict_{v}" for v in get_args(Verdict)}
+                assert wanted <= set(keys[lang]), wanted - set(keys[lang])
             await venue.click("#precheck-run")
             verdict = venue.locator("#precheck-verdict")
             await expect(verdict).to_be_visible(timeout=90_000)
