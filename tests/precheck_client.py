@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,20 +43,29 @@ class ProbeClient:
             return dict(await response.json())
 
     async def run(
-        self, http: aiohttp.ClientSession, leg: str, *, ice_servers: list[dict[str, Any]] = ()
+        self,
+        http: aiohttp.ClientSession,
+        leg: str,
+        *,
+        ice_servers: Sequence[dict[str, Any]] = (),
+        connect_within: float = 60.0,
     ) -> dict[str, Any]:
-        """Run `leg` to its end; the server's `result` message."""
+        """Run `leg` to its end; the server's `result` message, or `{"type": "not_connected"}`
+        when the channels did not open within `connect_within` seconds."""
         pc = RTCPeerConnection(rtc_configuration(list(ice_servers), leg == "relay"))
         control = pc.createDataChannel(CONTROL_LABEL)
         data = pc.createDataChannel(DATA_LABEL, ordered=False, maxRetransmits=0)
         result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         uploads: set[asyncio.Task[None]] = set()
         opened: set[str] = set()
+        both_open = asyncio.Event()
 
         def on_open(label: str) -> None:
             opened.add(label)
-            if len(opened) == 2 and self.on_open is not None:
-                self.on_open()
+            if len(opened) == 2:
+                both_open.set()
+                if self.on_open is not None:
+                    self.on_open()
 
         control.on("open", lambda: on_open(CONTROL_LABEL))
         data.on("open", lambda: on_open(DATA_LABEL))
@@ -87,6 +96,10 @@ class ProbeClient:
                 body = await response.json()
                 assert response.status == 200, body
             await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "answer"))
+            try:
+                await asyncio.wait_for(both_open.wait(), timeout=connect_within)
+            except TimeoutError:
+                return {"type": "not_connected"}
             return await asyncio.wait_for(result, timeout=60)
         finally:
             for task in uploads:

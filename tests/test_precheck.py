@@ -8,6 +8,7 @@ for the room and identity of the token, and shown to the control room.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,41 @@ async def test_relay_leg_goes_through_turn_and_measures_a_lossy_link(
         last = (await client.config(server.http))["last"]
         assert set(last["legs"]) == {"direct", "relay"}
         assert last["legs"]["relay"]["loss"] == result["loss"]
+
+
+@pytest.mark.timeout(180)
+async def test_udp_blocked_venue_is_told_it_will_use_turn(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # The server accepts nothing but what comes out of the TURN relay (127.0.0.2): to it,
+    # the venue's direct path is blocked, as a firewall dropping UDP would make it.
+    blocked = PrecheckSettings(pings=20, upload_seconds=1.0, upload_kbps=400, connect_timeout=3)
+    async with (
+        coturn(tmp_path / "turn", relay_ip="127.0.0.2") as turn,
+        run_server(
+            tmp_path / "data", free_port(), redis_url, precheck=blocked,
+            turn=TurnSettings(urls=tuple(turn.urls()), secret=turn.secret),
+            ice_remote_allow=(ipaddress.ip_network("127.0.0.2/32"),),
+        ) as server,
+    ):  # fmt: skip
+        room_id, token = await _room_and_token(server)
+        client = ProbeClient(server.base_url, token)
+        config = await client.config(server.http)
+        direct = await client.run(server.http, "direct", connect_within=6.0)
+        assert direct == {"type": "not_connected"}
+        relayed = await client.run(server.http, "relay", ice_servers=config["ice_servers"])
+        assert relayed["result"]["connected"] and relayed["result"]["candidate"] == "relay"
+        results = server.app[appkeys.PRECHECK].results
+
+        async def both_stored() -> bool:
+            entry = await results.identity(room_id, "m1")
+            return entry is not None and set(entry["legs"]) == {"direct", "relay"}
+
+        await eventually(both_stored, "both legs stored", within=15)
+        last = (await client.config(server.http))["last"]
+        assert last["legs"]["direct"]["connected"] is False
+        assert last["overall"]["verdict"] == "usable"
+        assert last["overall"]["reasons"][0] == "udp_blocked"
 
 
 async def test_a_leg_that_never_connects_is_stored_as_failed(
