@@ -9,7 +9,7 @@ from server.cluster.node import ClusterNode
 from server.http.attempts import FailedAttempts
 from server.http.readiness import Readiness
 from server.metrics import MetricsExporter
-from server.precheck import PrecheckService
+from server.precheck.service import PrecheckService
 from server.ratelimit import BucketMap
 from server.recording import RecordingConfig, RecordingService
 from server.settings import Settings

@@ -23,8 +23,9 @@ from server.http.api import Endpoint, client_address, read_body
 from server.media import MediaConfig
 from server.media.errors import MediaError
 from server.media.ice_policy import IcePolicy
-from server.precheck import PrecheckResults, PrecheckService
 from server.precheck.offer import MAX_OFFER_BYTES
+from server.precheck.results import PrecheckResults
+from server.precheck.service import PrecheckService
 from server.ratelimit import BucketMap
 from server.rooms.errors import InvalidRequest, RateLimited
 from server.rooms.models import Room, Strict

@@ -7,10 +7,11 @@ it sends itself, the uplink bitrate it receives), gives a plain verdict
 (``verdict``), and stores the result for the control room (``results``).
 The probe never touches rooms or the SFU; ``service.PrecheckService`` bounds
 how many run at once and how often one identity may start one.
+
+Only the settings are re-exported here (`server.settings` imports them); the
+probe and the stored results are imported from their modules where they are used.
 """
 
 from .config import PrecheckSettings
-from .results import PrecheckResults
-from .service import PrecheckService
 
-__all__ = ["PrecheckResults", "PrecheckService", "PrecheckSettings"]
+__all__ = ["PrecheckSettings"]
