@@ -93,7 +93,7 @@ function setupPrejoin(info) {
   renderWho();
   onLangChange(renderWho);
   // The pre-session connection check: the venue's staff run it before entering.
-  window.yitangPrecheck = new ConnectionCheck(document.getElementById("precheck"), token);
+  new ConnectionCheck(document.getElementById("precheck"), token);
   if (info?.title) {
     session.textContent = info.title;
     session.title = info.title;
