@@ -64,6 +64,9 @@ async def test_direct_leg_reports_round_trip_loss_and_uplink(
         last = (await client.config(server.http))["last"]
         assert last["identity"] == "m1" and last["venue"] == "shifeng"
         assert last["legs"]["direct"]["pings_answered"] == 20
+        # The probe peer is gone once it has reported.
+        service = server.app[appkeys.PRECHECK]
+        await eventually(lambda: service.running == 0, "the probe peer closed")
 
 
 async def test_unanswered_pings_are_loss_and_a_poor_verdict(
