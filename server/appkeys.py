@@ -9,6 +9,7 @@ from server.cluster.node import ClusterNode
 from server.http.attempts import FailedAttempts
 from server.http.readiness import Readiness
 from server.metrics import MetricsExporter
+from server.precheck.service import PrecheckService
 from server.ratelimit import BucketMap
 from server.recording import RecordingConfig, RecordingService
 from server.settings import Settings
@@ -45,3 +46,7 @@ READINESS = web.AppKey("readiness", Readiness)
 JOIN_CHECKS = web.AppKey("join_checks", BucketMap[str])
 #: This node's metrics (`/metrics`) and the hooks that count into them.
 METRICS = web.AppKey("metrics", MetricsExporter)
+#: The pre-session connection checks of this node (probe peers, stored results).
+PRECHECK = web.AppKey("precheck", PrecheckService)
+#: Connection-check calls per client address (`/api/precheck*` needs no key).
+PRECHECK_ADDRESSES = web.AppKey("precheck_addresses", BucketMap[str])

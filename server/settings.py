@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.media.config import IceAddress
+from server.precheck.config import PrecheckSettings
 from server.turn_credentials import TurnSettings
 
 #: Environment variables read by :func:`settings_from_env`, with their flag.
@@ -131,6 +132,8 @@ class Settings:
     control_interval_seconds: float = 2.0
     #: A participant's packet loss (0..1) above which the control room raises an alert.
     control_loss_alert: float = 0.05
+    #: The pre-session connection check: probe bounds and targets (server/precheck/config.py).
+    precheck: PrecheckSettings = field(default_factory=PrecheckSettings)
 
     def __post_init__(self) -> None:
         # Stored as browsers send them in `Origin`, so comparing is exact.

@@ -18,6 +18,11 @@ participant's client to rebuild its peer connections (`reconnect_media`);
 `pin` {room, identity|null} moves everyone's spotlight as a host's `pin` does.
 An owner that does not answer in time leaves its rooms out of that snapshot
 (marked `unavailable`); Redis away: the snapshot is skipped and retried.
+
+Pre-session connection checks (server/precheck) are in every snapshot
+(`prechecks`: per checked session, each identity's latest legs and verdict),
+live or not yet started; a check that ends on this node is pushed at once
+(`precheck_result`), other nodes' operators see it in their next snapshot.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import socketio
@@ -96,6 +101,10 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._catalog: RoomCatalog | None = None
         self._operators: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        #: Stored pre-session checks, room id => entries (set by server/http/precheck.py).
+        self.read_prechecks: Callable[[int], Awaitable[dict[str, list[dict[str, Any]]]]] | None = (
+            None
+        )
 
     def attach(
         self, *, api_key: str, attempts: Any, router: RoomRouter, catalog: RoomCatalog
@@ -243,7 +252,29 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "rooms": shown,
             "nodes": node_list,
             "alerts": self.alerts(shown, node_list),
+            "prechecks": await self._prechecks(rooms),
         }
+
+    async def _prechecks(self, rooms: list[Any]) -> list[dict[str, Any]]:
+        """Sessions with stored connection checks (started or not), with their venues."""
+        if self.read_prechecks is None:
+            return []
+        found = await self.read_prechecks(MAX_ROOMS)
+        return [
+            {
+                "room": room.id,
+                "title": room.title,
+                "venues": [{"id": v.id, "name": v.name, "main": v.main} for v in room.venues],
+                "checks": found[room.id],
+            }
+            for room in rooms
+            if room.id in found
+        ]
+
+    async def push_precheck(self, room_id: str, entry: dict[str, Any]) -> None:
+        """A check just ended on this node: show it to this node's operators at once."""
+        if self._operators:
+            await self.emit("precheck_result", {"room": room_id, "check": entry}, room=OPERATORS)
 
     def alerts(
         self, rooms: list[dict[str, Any]], nodes: list[dict[str, Any]]

@@ -27,6 +27,8 @@ ALLOWED: dict[str, set[str]] = {
         "server.ratelimit",
         "server.log_context",
     },
+    # The pre-session check: probe peers (media's ICE policy), results in Redis.
+    "server.precheck": {"server.media", "server.rooms", "server.state", "server.ratelimit"},
     # Reads the layers below at scrape time; nothing below imports it (edges get callbacks).
     "server.metrics": {
         "server.rooms",

@@ -37,8 +37,13 @@ class Coturn:
 
 
 @contextlib.asynccontextmanager
-async def coturn(directory: Path, secret: str = "test-turn-secret") -> AsyncIterator[Coturn]:
-    """Start coturn on 127.0.0.1 (relaying to loopback peers: the SFU is on 127.0.0.1)."""
+async def coturn(
+    directory: Path, secret: str = "test-turn-secret", relay_ip: str = "127.0.0.1"
+) -> AsyncIterator[Coturn]:
+    """Start coturn on 127.0.0.1 (relaying to loopback peers: the SFU is on 127.0.0.1).
+
+    `relay_ip` is the address its relayed candidates have (another loopback address lets a
+    server accept only what comes through the relay: a venue whose UDP is blocked)."""
     binary = shutil.which("turnserver")
     assert binary, "turnserver is missing: scripts/test runs scripts/ensure-coturn"
     directory.mkdir(parents=True, exist_ok=True)
@@ -47,7 +52,7 @@ async def coturn(directory: Path, secret: str = "test-turn-secret") -> AsyncIter
     log = directory / "turnserver.log"
     process = await asyncio.create_subprocess_exec(
         binary, "-n", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint",
-        "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port", str(port),
+        "--listening-ip", "127.0.0.1", "--relay-ip", relay_ip, "--listening-port", str(port),
         "--min-port", str(relay_low), "--max-port", str(relay_low + 99),
         "--use-auth-secret", "--static-auth-secret", secret, "--realm", "yitang.test",
         "--allow-loopback-peers", "--log-file", str(log), "--simple-log", "--verbose",

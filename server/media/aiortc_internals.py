@@ -113,21 +113,31 @@ def selected_candidate_types(pc: Any) -> tuple[str, str] | None:
         dtls = transceiver.receiver.transport or transceiver.sender.transport
         if dtls is None:
             continue
-        connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE, None)
-        nominated = getattr(connection, ICE_NOMINATED_ATTRIBUTE, None) or {}
-        pair = nominated.get(1)
-        if pair is None:
-            return None
-        remote = pair.remote_candidate
-        if remote.type == "prflx" and connection is not None:
-            # Checks often arrive before the trickled candidate they come from: aioice
-            # then keeps a peer-reflexive one. The signalled candidate at the same
-            # address, if one came since, says what it really is (a TURN relay...).
-            for signalled in connection.remote_candidates:
-                if (signalled.host, signalled.port) == (remote.host, remote.port):
-                    return (pair.local_candidate.type, signalled.type)
-        return (pair.local_candidate.type, remote.type)
+        return _nominated_types(dtls)
     return None
+
+
+def data_channel_candidate_types(pc: Any) -> tuple[str, str] | None:
+    """As :func:`selected_candidate_types`, for a peer connection with data channels only."""
+    sctp = pc.sctp
+    return None if sctp is None else _nominated_types(sctp.transport)
+
+
+def _nominated_types(dtls: RTCDtlsTransport) -> tuple[str, str] | None:
+    connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE, None)
+    nominated = getattr(connection, ICE_NOMINATED_ATTRIBUTE, None) or {}
+    pair = nominated.get(1)
+    if pair is None:
+        return None
+    remote = pair.remote_candidate
+    if remote.type == "prflx" and connection is not None:
+        # Checks often arrive before the trickled candidate they come from: aioice
+        # then keeps a peer-reflexive one. The signalled candidate at the same
+        # address, if one came since, says what it really is (a TURN relay...).
+        for signalled in connection.remote_candidates:
+            if (signalled.host, signalled.port) == (remote.host, remote.port):
+                return (pair.local_candidate.type, signalled.type)
+    return (pair.local_candidate.type, remote.type)
 
 
 # --- Receive side: the packet tap ----------------------------------------------------

@@ -72,6 +72,17 @@ def room_timeline(room_id: str) -> str:
     return f"{PREFIX}:room:{room_id}:timeline"
 
 
+def room_prechecks(room_id: str) -> str:
+    """hash with TTL: "<identity>/<leg>" => JSON PrecheckRecord, the latest pre-session
+    connection check of each identity over each leg (direct, relay); see server/precheck."""
+    return f"{PREFIX}:room:{room_id}:prechecks"
+
+
+# zset: room id => time of its latest pre-session check (ms since epoch); which rooms the
+# control room shows checks for (entries older than the checks' TTL are pruned on read).
+PRECHECK_ROOMS = f"{PREFIX}:prechecks"
+
+
 def room_keys(room_id: str) -> list[str]:
     """All per-room keys, for deleting a room completely."""
     return [
@@ -81,6 +92,7 @@ def room_keys(room_id: str) -> list[str]:
         room_roster(room_id),
         room_invitations(room_id),
         room_timeline(room_id),
+        room_prechecks(room_id),
     ]
 
 

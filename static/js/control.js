@@ -5,6 +5,7 @@
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { applyI18n, errorText, has, mountLangSwitch, onLangChange, roleLabel, t } from "./i18n.js";
 import { h, replaceChildren } from "./util.js";
+import { legText, verdictText } from "./precheck.js";
 
 const KEY_STORAGE = "yitang.apiKey";
 
@@ -70,6 +71,15 @@ function connect() {
     last = snapshot;
     render(snapshot);
   });
+  // A venue's connection check just ended (on the node we are connected to): show it now.
+  socket.on("precheck_result", ({ room, check }) => {
+    if (!last) return;
+    const prechecks = (last.prechecks ||= []);
+    let entry = prechecks.find((p) => p.room === room);
+    if (!entry) prechecks.unshift((entry = { room, title: room, venues: [], checks: [] }));
+    entry.checks = [...entry.checks.filter((c) => c.identity !== check.identity), check];
+    renderPrechecks(prechecks);
+  });
 }
 
 // --- rendering ----------------------------------------------------------------------------
@@ -120,6 +130,56 @@ function render(snapshot) {
   );
   replaceChildren(document.getElementById("rooms"), snapshot.rooms.map((room) => roomCard(room, alerts)));
   document.getElementById("rooms-empty").hidden = snapshot.rooms.length > 0;
+  renderPrechecks(snapshot.prechecks || []);
+}
+
+// --- pre-session connection checks -------------------------------------------------------------
+
+/** Each checked session (started or not): per venue, who checked, the verdict, both legs. */
+function renderPrechecks(prechecks) {
+  replaceChildren(
+    document.getElementById("prechecks"),
+    prechecks.map((entry) => {
+      const venueNames = new Map(entry.venues.map((v) => [v.id, v.name]));
+      const checks = [...entry.checks].sort((a, b) => (a.venue + a.identity).localeCompare(b.venue + b.identity));
+      return h(
+        "div",
+        { class: "table-wrap ctl-prechecks", "data-precheck-room": entry.room },
+        h("h3", {}, entry.title),
+        h(
+          "table",
+          { class: "rooms ctl-table" },
+          h(
+            "thead",
+            {},
+            h("tr", {}, ["venue", "name", "verdict", "direct", "relay", "checked_at"].map((c) => h("th", {}, t(`ctl.col_${c}`)))),
+          ),
+          h(
+            "tbody",
+            {},
+            checks.map((c) =>
+              h(
+                "tr",
+                { "data-identity": c.identity, "data-venue": c.venue },
+                h("td", { "data-field": "venue" }, venueNames.get(c.venue) || c.venue),
+                h("td", { "data-field": "name" }, `${c.name} (${roleLabel(c.role)})`),
+                h("td", { class: "precheck-cell", "data-field": "verdict", "data-verdict": c.overall.verdict }, verdictText(c.overall)),
+                legCell("direct", c.legs.direct),
+                legCell("relay", c.legs.relay),
+                h("td", { "data-field": "checked_at" }, new Date(c.at * 1000).toLocaleTimeString()),
+              ),
+            ),
+          ),
+        ),
+      );
+    }),
+  );
+  document.getElementById("prechecks-empty").hidden = prechecks.length > 0;
+}
+
+function legCell(leg, result) {
+  const text = result ? `${legText(result)}${result.candidate ? ` · ${result.candidate}` : ""}` : "–";
+  return h("td", { "data-field": leg, "data-verdict": result?.verdict || "", "data-loss": result?.loss ?? "" }, text);
 }
 
 function roomCard(room, alerts) {

@@ -11,6 +11,7 @@ import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
 import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
+import { ConnectionCheck } from "./precheck.js";
 
 const STATS_INTERVAL_MS = 2000;
 const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
@@ -91,6 +92,8 @@ function setupPrejoin(info) {
   };
   renderWho();
   onLangChange(renderWho);
+  // The pre-session connection check: the venue's staff run it before entering.
+  new ConnectionCheck(document.getElementById("precheck"), token);
   if (info?.title) {
     session.textContent = info.title;
     session.title = info.title;
