@@ -8,10 +8,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from server.http import api, recordings, session_records
+from server.http import api, recordings, session_records, suggestions
 from server.http.schemas import ErrorBody
 
-ENDPOINTS = (*api.ENDPOINTS, *recordings.ENDPOINTS, *session_records.ENDPOINTS)
+ENDPOINTS = (
+    *api.ENDPOINTS,
+    *recordings.ENDPOINTS,
+    *session_records.ENDPOINTS,
+    *suggestions.ENDPOINTS,
+)
 
 _ERRORS = {
     "400": "Malformed JSON",

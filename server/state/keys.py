@@ -72,6 +72,12 @@ def room_timeline(room_id: str) -> str:
     return f"{PREFIX}:room:{room_id}:timeline"
 
 
+def room_suggestion_replies(room_id: str) -> str:
+    """hash: suggestion id => JSON SuggestionHandling (status, reply, when) set after the
+    session over the REST API; the suggestions themselves are in the snapshot and timeline."""
+    return f"{PREFIX}:room:{room_id}:suggestion_replies"
+
+
 def room_keys(room_id: str) -> list[str]:
     """All per-room keys, for deleting a room completely."""
     return [
@@ -81,6 +87,7 @@ def room_keys(room_id: str) -> list[str]:
         room_roster(room_id),
         room_invitations(room_id),
         room_timeline(room_id),
+        room_suggestion_replies(room_id),
     ]
 
 
