@@ -21,7 +21,12 @@ from tests.conftest import free_port
 from tests.helpers import ServerHandle, run_server
 
 SECRET = "建议在清水塘老工业区设立生态修复专项资金"
-IDEA = {"category": "environment", "department": "市生态环境局", "title": "生态修复", "body": SECRET}
+IDEA = {
+    "category": "environment",
+    "department": "市生态环境局",
+    "title": "生态修复",
+    "body": SECRET,
+}
 
 
 def _seen(client: RoomClient, text: str) -> bool:
@@ -58,9 +63,7 @@ async def test_members_submit_per_agenda_item_and_only_the_host_side_sees_them_a
     # Explicitly on another item.
     other = await m1.call("suggestion_submit", {**IDEA, "agenda_index": 2, "title": "第二条"})
     # The host is told at once, with the item each belongs to.
-    await host.wait_for(
-        lambda: sum(1 for e, _ in host.received if e == "suggestion") == 2
-    )
+    await host.wait_for(lambda: sum(1 for e, _ in host.received if e == "suggestion") == 2)
     told = [p["suggestion"] for e, p in host.received if e == "suggestion"]
     assert [(s["id"], s["agenda_index"]) for s in told] == [
         (mine["id"], 1),
