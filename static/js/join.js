@@ -10,6 +10,7 @@ import { MediaClient } from "./media.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
+import { bindSuggestionForm } from "./suggestions.js";
 import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 
 const STATS_INTERVAL_MS = 2000;
@@ -283,6 +284,17 @@ function enterRoom(stream) {
       stopEverything();
       view.showEnded({ titleKey: "ended.left_title", textKey: "ended.left_text", rejoin: true });
     },
+    /** Micro-suggestions: members, co-hosts and the host submit; the server says who sees them. */
+    suggestions: {
+      async submit(fields) {
+        const ack = await run("suggestion_submit", fields);
+        if (ack?.suggestion) {
+          store.apply("suggestion", { suggestion: ack.suggestion });
+          toasts.show(t("suggestions.sent"), { kind: "ok", id: "suggestion-sent" });
+        }
+        return Boolean(ack);
+      },
+    },
     /** The public gallery: post (anyone), and moderate (hosts, co-hosts, moderators). */
     gallery: {
       async post(fields) {
@@ -443,6 +455,8 @@ function enterRoom(stream) {
     if (sent) input.value = "";
     input.focus();
   });
+
+  bindSuggestionForm(document.getElementById("suggestion-form"), actions.suggestions.submit);
 
   document.getElementById("gallery-form").addEventListener("submit", async (e) => {
     e.preventDefault();
