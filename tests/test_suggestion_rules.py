@@ -9,6 +9,7 @@ import pytest
 from docx import Document
 
 from server.recording.minutes import minutes_docx, minutes_markdown
+from server.recording.moment_index import moments_of, searchable
 from server.recording.session_record import record_suggestions, session_record
 from server.rooms.errors import Conflict
 from server.rooms.models import Participant, Role, Suggestion, TimelineEntry
@@ -125,3 +126,7 @@ def test_the_minutes_list_suggestions_under_their_item_with_status_and_reply() -
     document = Document(io.BytesIO(minutes_docx(record)))
     texts = [p.text for p in document.paragraphs]
     assert any("建议1：内容1" in t and "纳入明年计划" in t for t in texts)
+    # Search inside sessions finds it by its text, at its moment, under its item.
+    (moment,) = [m for m in moments_of(record) if m.kind == "suggestion"]
+    assert (moment.offset, moment.agenda_index, moment.name) == (5.0, 1, "委员a")
+    assert "内容1" in searchable(moment) and "住建" in searchable(moment)

@@ -161,8 +161,8 @@ def recordings_by_term(term: str) -> str:
 def moments_by_term(term: str) -> str:
     """zset: ``<recording id>/<n>`` => recording start time (ms) for moments containing `term`.
 
-    A moment is a speech, an agenda item, a chat message (later suggestions and
-    questions) at a time in a recording; terms are characters and character pairs,
+    A moment is a speech, an agenda item, a chat message, an approved public question
+    or a member's suggestion at a time in a recording; terms are characters and character pairs,
     as for titles, so Chinese is found without a segmenter.
     """
     return f"{PREFIX}:moments:term:{term}"
