@@ -50,6 +50,7 @@ async def test_a_member_submits_a_suggestion_and_the_host_sees_it_under_its_item
     for shown in (TITLE, BODY, text["category"], "张委员", "市生态环境局"):
         await expect(item).to_contain_text(shown)
     await expect(host.locator('#suggestions-list [data-agenda-index="0"]')).to_have_count(0)
+    await item.scroll_into_view_if_needed()
     await screenshot(host, f"suggestions-host-{lang}")
     # Nobody else has it, on screen or in the page's model.
     assert TITLE not in await obs.locator("#room").inner_text()
