@@ -17,6 +17,7 @@ from server.recording.minutes import minutes_markdown
 from server.recording.session_record import live_room_source, room_suggestions, session_record
 from server.rooms import suggestions
 from signaling.client import RoomClient, SignalingError
+from tests.cluster_kit import cluster
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, run_server
 
@@ -270,3 +271,41 @@ async def test_a_successor_owner_keeps_the_suggestions(server: ServerHandle) -> 
     assert list(successor.suggestions) == [first] and successor.suggestion_next == 2
     assert successor.suggestions[first].body == SECRET
     await member.close()
+
+
+async def test_across_nodes_and_after_the_owner_dies(tmp_path: Path) -> None:
+    async with cluster(tmp_path, 2, "--heartbeat", "0.5", "--lease-ttl", "3") as c:
+        a, b = c.nodes
+        room_id = await c.create_room(id="sugg")
+        host = await c.client(a, room_id, "host", "host", "hunan")
+        # Over REST on B (which does not own the room): relayed to the owner on A.
+        token = await c.token(room_id, "m1", "member", "zhuzhou", b)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{b.base_url}/api/rooms/{room_id}/suggestions",
+                json=IDEA,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            assert response.status == 201, await response.text()
+            first = (await response.json())["suggestion"]["id"]
+        # Over a socket held by B.
+        member = RoomClient(b.base_url, token)
+        await member.connect()
+        second = (await member.call("suggestion_submit", {**IDEA, "title": "第二条"}))[
+            "suggestion"
+        ]["id"]
+        await host.wait_for(
+            lambda: (
+                {p["suggestion"]["id"] for e, p in host.received if e == "suggestion"}
+                == {first, second}
+            )
+        )
+        # The owner dies: what it acknowledged is in Redis, and B lists it.
+        await a.kill()
+        status, body = await c.request(b, "GET", f"/api/rooms/{room_id}/suggestions")
+        assert status == 200, body
+        assert [s["id"] for s in body["suggestions"]] == [first, second]
+        await member.close()
+        await host.close()
