@@ -10,7 +10,7 @@ import { MediaClient } from "./media.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
-import { bindSuggestionForm } from "./suggestions.js";
+import { bindSuggestionForm, setupPrejoinSuggestion } from "./suggestions.js";
 import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 
 const STATS_INTERVAL_MS = 2000;
@@ -100,6 +100,7 @@ function setupPrejoin(info) {
   // Everyone is told before entering that the session is being recorded.
   document.getElementById("prejoin-recording").hidden = !info?.recording;
   document.getElementById("prejoin-lobby").hidden = !info?.lobby;
+  setupPrejoinSuggestion(document.getElementById("prejoin-suggestion"), info, token);
   if (claims?.exp && claims.exp * 1000 < Date.now()) {
     const warning = document.getElementById("prejoin-warning");
     warning.dataset.i18n = "prejoin.token_expired_local";

@@ -4,7 +4,7 @@
 // who sees what; this only shows what the store holds.
 
 import { h, replaceChildren } from "./util.js";
-import { t } from "./i18n.js";
+import { errorText, onLangChange, t } from "./i18n.js";
 
 /** The fixed categories (server/rooms/suggestion_rules.py); labels are in i18n. */
 export const CATEGORIES = ["economy", "environment", "urban", "livelihood", "education", "governance", "other"];
@@ -53,20 +53,18 @@ export function renderSuggestions(el, store) {
   replaceChildren(el, ...groups);
 }
 
-/** Fill the form's choices (once per agenda) and show it to those who submit. */
-export function prepareSuggestionForm(form, store) {
-  form.hidden = !SUBMITTERS.has(store.you?.role) || store.live?.status === "ended";
-  const agenda = store.room?.agenda || [];
-  const items = agenda.length ? agenda : [{ title: t("suggestions.no_agenda") }];
+/** Fill a form's agenda items (kept while the agenda is the same) and categories (per language). */
+function fillChoices(form, titles, current) {
+  const items = titles.length ? titles : [t("suggestions.no_agenda")];
   const select = form.elements.agenda_index;
-  const key = `${items.map((i) => i.title).join("\n")}|${t("suggestions.no_agenda")}`;
+  const key = items.join("\n");
   if (select.dataset.key !== key) {
     select.dataset.key = key;
-    replaceChildren(select, ...items.map((item, index) => h("option", { value: String(index), text: `${index + 1}. ${item.title}` })));
+    replaceChildren(select, ...items.map((title, index) => h("option", { value: String(index), text: `${index + 1}. ${title}` })));
     select.dataset.touched = "";
   }
   // Until the member picks one, the item is the current one.
-  if (!select.dataset.touched) select.value = String(store.live?.agenda_index ?? 0);
+  if (!select.dataset.touched) select.value = String(current);
   const category = form.elements.category;
   const lang = t("suggestions.category_other");
   if (category.dataset.lang !== lang) {
@@ -75,6 +73,49 @@ export function prepareSuggestionForm(form, store) {
     replaceChildren(category, ...CATEGORIES.map((c) => h("option", { value: c, text: t(`suggestions.category_${c}`) })));
     if (chosen) category.value = chosen;
   }
+}
+
+/** In the room: fill the form's choices and show it to those who submit. */
+export function prepareSuggestionForm(form, store) {
+  form.hidden = !SUBMITTERS.has(store.you?.role) || store.live?.status === "ended";
+  fillChoices(form, (store.room?.agenda || []).map((item) => item.title), store.live?.agenda_index ?? 0);
+}
+
+/**
+ * Before entering (the join page's first screen): a member may submit a suggestion with the
+ * link's own token over REST (POST /api/rooms/{id}/suggestions), without joining — the
+ * session need not have started. `info` is the join-link check's answer.
+ */
+export function setupPrejoinSuggestion(details, info, token) {
+  if (!info || !SUBMITTERS.has(info.role) || info.status === "ended") return;
+  const form = details.querySelector("form");
+  const result = form.querySelector(".prejoin-suggestion-result");
+  const fill = () => fillChoices(form, info.agenda || [], 0);
+  fill();
+  onLangChange(fill);
+  details.hidden = false;
+  bindSuggestionForm(form, async (fields) => {
+    result.textContent = "";
+    try {
+      const response = await fetch(`/api/rooms/${encodeURIComponent(info.room_id)}/suggestions`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify(fields),
+      });
+      const body = await response.json().catch(() => null);
+      if (response.ok) {
+        result.dataset.state = "sent";
+        result.textContent = t("suggestions.sent");
+        return true;
+      }
+      result.dataset.state = "error";
+      result.textContent = errorText(body?.error?.code || "unavailable", body?.error?.message || "");
+    } catch {
+      result.dataset.state = "error";
+      result.textContent = errorText("unavailable", "");
+    }
+    return false;
+  });
 }
 
 /** Submit through `submit(fields)` (true when the server took it), then clear the form. */
