@@ -22,7 +22,15 @@ from server.catalog import RoomCatalog
 from server.cluster.directory import DirectorySettings
 from server.cluster.node import ClusterNode, ClusterSettings
 from server.credentials import load_api_key, load_token_secret
-from server.http import api, metrics, pages, precheck, recordings, session_records
+from server.http import (
+    api,
+    metrics,
+    pages,
+    precheck,
+    recordings,
+    session_records,
+    suggestions,
+)
 from server.http.attempts import FailedAttempts
 from server.http.errors import error_middleware
 from server.http.openapi import openapi_handler
@@ -124,6 +132,7 @@ def create_app(settings: Settings) -> web.Application:
     recordings.add_routes(app)
     session_records.add_routes(app)
     precheck.add_routes(app)
+    suggestions.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
     metrics.add_routes(app)
     pages.add_routes(app)

@@ -205,6 +205,7 @@ async def check_join(request: web.Request) -> web.Response:
             recording=state.live.recording,
             locked=state.live.locked,
             lobby=must_wait(room, state.live, claims.invitee, admitted=state.admitted),
+            agenda=[item.title for item in room.agenda],
         )
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from server.http import api, precheck, recordings, session_records
+from server.http import api, precheck, recordings, session_records, suggestions
 from server.http.schemas import ErrorBody
 
 ENDPOINTS = (
@@ -16,6 +16,7 @@ ENDPOINTS = (
     *recordings.ENDPOINTS,
     *session_records.ENDPOINTS,
     *precheck.ENDPOINTS,
+    *suggestions.ENDPOINTS,
 )
 
 _ERRORS = {

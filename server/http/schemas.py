@@ -82,6 +82,8 @@ class JoinCheck(Strict):
     locked: bool
     #: Whether this link's holder will wait in the lobby until a host lets them in.
     lobby: bool
+    #: The agenda items' titles (a member may submit a suggestion on one before entering).
+    agenda: list[str] = Field(default_factory=list, max_length=100)
 
 
 class RoomSummary(Strict):

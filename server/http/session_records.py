@@ -37,11 +37,13 @@ from server.recording.session_record import (
     SessionRecord,
     live_room_source,
     recording_source,
+    room_suggestions,
     session_record,
 )
 from server.recording.session_source import SessionSource
 from server.recording.speaking import SpeakingRecord, speaking_record
 from server.rooms.errors import InvalidRequest
+from server.rooms.models import Suggestion
 
 
 def check_query(query: Mapping[str, str], allowed: Mapping[str, tuple[str, ...] | None]) -> None:
@@ -75,6 +77,12 @@ async def _recording(request: web.Request) -> SessionSource:
     recording_id = _recording_id(request)
     manifest = await request.app[appkeys.RECORDING_SERVICE].manifest(recording_id)
     return recording_source(manifest)
+
+
+async def _kept_suggestions(request: web.Request, source: SessionSource) -> list[Suggestion] | None:
+    """The room's suggestions with their handling, if the recording's room is still kept."""
+    store = request.app[appkeys.CATALOG].store
+    return await room_suggestions(store, source.room.id, source.started_at)
 
 
 async def _live(request: web.Request) -> SessionSource:
@@ -117,7 +125,8 @@ async def recording_speaking(request: web.Request) -> web.Response:
 async def recording_record(request: web.Request) -> web.Response:
     """A stopped recording's whole record: attendance, speaking record, chat."""
     check_query(request.query, {})
-    return _json(session_record(await _recording(request)))
+    source = await _recording(request)
+    return _json(session_record(source, await _kept_suggestions(request, source)))
 
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -130,7 +139,7 @@ async def recording_minutes(request: web.Request) -> web.Response:
     from server.recording.minutes import minutes_docx, minutes_markdown
 
     source = await _recording(request)
-    record = session_record(source)
+    record = session_record(source, await _kept_suggestions(request, source))
     name = f"{source.recording_id}-minutes"
     if request.query.get("format", "docx") == "md":
         return web.Response(

@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
+from server.rooms.models import Suggestion
+
 from .attendance import attendance_csv
 from .models import MANIFEST_NAME, Manifest
 from .session_record import session_record
@@ -37,15 +39,21 @@ def export_members(manifest: Manifest) -> list[str]:
     return names
 
 
-def write_export(manifest: Manifest, directory: Path, scratch: Path) -> IO[bytes]:
+def write_export(
+    manifest: Manifest,
+    directory: Path,
+    scratch: Path,
+    suggestions: list[Suggestion] | None = None,
+) -> IO[bytes]:
     """Write the export ZIP of a stopped recording; returns it open, positioned at 0.
 
     ``scratch`` is where the anonymous temporary file lives (the recordings folder,
-    so a large export uses the archive's disk, not /tmp).
+    so a large export uses the archive's disk, not /tmp). ``suggestions``: those the
+    room keeps, with their handling (see ``session_record.room_suggestions``).
     """
     from .minutes import minutes_docx, minutes_markdown  # python-docx takes ~1 s to import
 
-    record = session_record(from_manifest(manifest))
+    record = session_record(from_manifest(manifest), suggestions)
     generated = {
         "minutes.docx": minutes_docx(record),
         "minutes.md": minutes_markdown(record).encode("utf-8"),

@@ -2,8 +2,8 @@
 
 Both are made from a :class:`SessionRecord`: title, topic, time, venues by
 level with attendance counts, the agenda items in order with their speakers
-and durations, the suggestions (empty until micro-suggestions exist) and the
-approved public questions and opinions of each item, and the chat as an
+and durations, the members' micro-suggestions (with category, department,
+status and reply) and the approved public questions and opinions of each item, and the chat as an
 appendix. The secretariat edits the draft; it is in Chinese, like the session.
 
 The DOCX is built with python-docx. Word and WPS pick a font per script, so
@@ -23,6 +23,7 @@ from docx.shared import Pt
 from docx.styles.style import BaseStyle
 
 from server.rooms.models import Level
+from server.rooms.suggestion_rules import STATUSES
 
 from .session_record import SessionRecord
 from .session_source import local_time
@@ -47,6 +48,8 @@ ENDED_BY = {
 BODY_FONT, HEADING_FONT, LATIN_FONT = "宋体", "黑体", "Times New Roman"
 NONE = "无"
 KIND_NAMES = {"question": "提问", "opinion": "意见"}
+#: Suggestion statuses in the minutes (the same labels as `server.rooms.suggestion_rules`).
+STATUS_NAMES = {key: zh for key, (zh, _) in STATUSES.items()}
 
 
 def duration_text(seconds: float) -> str:
@@ -116,6 +119,24 @@ class _Sections:
             lines.append(line)
         return lines
 
+    def suggestions(self, index: int) -> list[str]:
+        """The members' suggestions on agenda item `index`, one line each."""
+        lines = []
+        for s in self.record.suggestions:
+            if s.agenda_index != index:
+                continue
+            line = f"[{s.category_label}] {s.title}：{s.body}（{s.name}，{_clock(s.at)}"
+            if s.before_session:
+                line += "，会前提交"
+            line += "）"
+            if s.department:
+                line += f" 承办部门：{s.department}"
+            line += f" 状态：{STATUS_NAMES.get(s.status, s.status)}"
+            if s.reply:
+                line += f" 答复：{s.reply}"
+            lines.append(line)
+        return lines
+
     def items(self) -> list[tuple[str, str, list[list[str]], str]]:
         """(heading, when, speech rows, planned speakers who did not speak) per agenda item."""
         found = []
@@ -177,7 +198,10 @@ def minutes_markdown(record: SessionRecord) -> str:
         lines += [f"### {_cell(heading)}", "", f"时间：{when}", ""]
         lines += _table(sections.speech_header, rows) if rows else ["（无发言）"]
         lines += ["", f"计划发言未发言：{_cell(missing)}", ""]
-        lines += ["#### 建议", "", NONE, "", "#### 公众提问（已审核）", ""]
+        lines += ["#### 建议", ""]
+        suggestions = sections.suggestions(index)
+        lines += [f"- {_cell(s)}" for s in suggestions] if suggestions else [NONE]
+        lines += ["", "#### 公众提问（已审核）", ""]
         questions = sections.questions(index)
         lines += [f"- {_cell(q)}" for q in questions] if questions else [NONE]
         lines += [""]
@@ -247,7 +271,8 @@ def minutes_docx(record: SessionRecord) -> bytes:
             document.add_paragraph("（无发言）")
         document.add_paragraph(f"计划发言未发言：{missing}")
         document.add_heading("建议", level=3)
-        document.add_paragraph(NONE)
+        for suggestion in sections.suggestions(index) or [NONE]:
+            document.add_paragraph(suggestion)
         document.add_heading("公众提问（已审核）", level=3)
         for question in sections.questions(index) or [NONE]:
             document.add_paragraph(question)

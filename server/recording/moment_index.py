@@ -3,7 +3,8 @@
 A moment is something at a time in a recording: a speech (found by the
 speaker's name, venue and agenda item), an agenda item (by its title), a chat
 message (by its text and sender), an approved question or opinion from the
-public gallery (by its text, name and district; suggestions will join). A hit
+public gallery (by its text, name and district) and members' micro-suggestions (by
+their title, body and department). A hit
 points at the moment's offset, where the archive player seeks.
 
 Chinese has no spaces, so whitespace tokenisation finds nothing. We index
@@ -135,6 +136,25 @@ def moments_of(record: SessionRecord) -> list[Moment]:
                 ),
                 agenda_index=question.agenda_index,
                 agenda_title=titles.get(question.agenda_index),
+            )
+        )
+    for suggestion in record.suggestions:
+        found.append(
+            Moment(
+                recording_id=recording_id,
+                kind="suggestion",
+                offset=suggestion.offset,
+                at=suggestion.at,
+                title=record.title,
+                identity=suggestion.identity,
+                name=suggestion.name,
+                text=" ".join(
+                    part
+                    for part in (suggestion.title, suggestion.body, suggestion.department)
+                    if part
+                ),
+                agenda_index=suggestion.agenda_index,
+                agenda_title=titles.get(suggestion.agenda_index),
             )
         )
     return found

@@ -70,7 +70,7 @@ from .moment_index import MomentIndex, moments_of
 from .parts import begin_part, close_lost_parts, end_part
 from .recovery import part_files, probe_duration, read_track_log, remux_part, sha256_file
 from .room_recording import RoomRecording
-from .session_record import session_record
+from .session_record import room_suggestions, session_record
 from .session_source import apply_renames, from_manifest
 from .track_file import PART_SUFFIX
 from .track_recorder import parse_file_name
@@ -685,8 +685,10 @@ class RecordingService:
         manifest = await self.manifest(recording_id)
         if manifest.stopped_at is None:
             raise RecordingConflict("recording_running", "stop the recording before exporting it")
+        # The room's suggestions with their status and reply, while the room is kept.
+        kept = await room_suggestions(self.store, manifest.room.id, manifest.started_at)
         return await self._archive_io(
-            write_export, manifest, self.directory(recording_id), self.config.recordings_dir
+            write_export, manifest, self.directory(recording_id), self.config.recordings_dir, kept
         )
 
     async def index_moments(self, manifest: Manifest) -> bool:

@@ -6,19 +6,24 @@ stopped recording (its manifest) or of a live room (Redis).
 
 Public questions and opinions come from the gallery's timeline entries: only
 approved ones (`gallery_approved`, `gallery_answered`) carry text, so nothing
-unmoderated reaches the record. Suggestions (issue 11's micro-suggestions) do
-not exist yet: their section is always empty for now.
+unmoderated reaches the record. Members' micro-suggestions come from their
+`suggestion_submitted` entries, joined with those the room still keeps (one
+submitted before a recording started is in no recording's span) and with the
+status and reply the secretariat set after the session (`room_suggestions`).
 """
 
 from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.rooms.errors import NotFound
+from server.rooms.models import Suggestion
+from server.rooms.suggestion_rules import CATEGORIES, SUBMITTED
 from server.state import keys
 from server.state.store import RedisStore
+from server.state.suggestion_replies import SuggestionReplies, handled
 
 from .attendance import Attendance, attendance
 from .errors import RecordingConflict
@@ -59,6 +64,32 @@ class PublicQuestion(BaseModel):
     answer: str | None = None
 
 
+class SuggestionRecord(BaseModel):
+    """A member's micro-suggestion, with how it was handled after the session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Its `suggestion_submitted` timeline entry (None: submitted before this span).
+    entry_id: str | None
+    at: float
+    offset: float
+    id: str
+    identity: str
+    name: str
+    venue: str
+    agenda_index: int
+    category: str
+    #: The category's Chinese label (the minutes and the archive's default language).
+    category_label: str
+    department: str | None
+    title: str
+    body: str
+    before_session: bool
+    status: str
+    reply: str | None
+    handled_at: float | None
+
+
 class SessionRecord(BaseModel):
     """Everything the secretariat needs after a session, derived from its timeline."""
 
@@ -74,8 +105,8 @@ class SessionRecord(BaseModel):
     attendance: Attendance
     speaking: SpeakingRecord
     chat: list[ChatMessage]
-    #: Members' micro-suggestions (issue 11); empty until they exist.
-    suggestions: list[dict[str, object]] = Field(default_factory=list)
+    #: Members' micro-suggestions, in the order they were submitted.
+    suggestions: list[SuggestionRecord] = Field(default_factory=list)
     #: Approved questions and opinions of the public gallery, in order of approval.
     questions: list[PublicQuestion] = Field(default_factory=list)
 
@@ -138,8 +169,72 @@ def public_questions(source: SessionSource) -> list[PublicQuestion]:
     return list(found.values())
 
 
-def session_record(source: SessionSource) -> SessionRecord:
-    """The whole record of one span."""
+def record_suggestions(
+    source: SessionSource, kept: list[Suggestion] | None = None
+) -> list[SuggestionRecord]:
+    """The suggestions of the span's timeline and those `kept` by the room (with their
+    handling) that were submitted before the span ended, in the order of submission."""
+    entries: dict[str, str] = {}
+    found: dict[str, Suggestion] = {}
+    for entry in source.timeline:
+        if entry.type != SUBMITTED:
+            continue
+        try:
+            suggestion = Suggestion.model_validate(entry.data)
+        except ValidationError:
+            continue
+        entries[suggestion.id] = entry.id
+        found[suggestion.id] = suggestion
+    for suggestion in kept or []:
+        if suggestion.id in found or suggestion.submitted_at / 1000 <= source.ended_at:
+            found[suggestion.id] = suggestion
+    records = []
+    for s in sorted(found.values(), key=lambda s: s.submitted_at):
+        at = s.submitted_at / 1000
+        records.append(
+            SuggestionRecord(
+                entry_id=entries.get(s.id),
+                at=at,
+                offset=source.offset(at),
+                id=s.id,
+                identity=s.by,
+                name=s.name,
+                venue=s.venue,
+                agenda_index=s.agenda_index,
+                category=s.category,
+                category_label=CATEGORIES.get(s.category, (s.category, ""))[0],
+                department=s.department,
+                title=s.title,
+                body=s.body,
+                before_session=s.before_session,
+                status=s.status,
+                reply=s.reply,
+                handled_at=s.handled_at,
+            )
+        )
+    return records
+
+
+async def room_suggestions(
+    store: RedisStore, room_id: str, created_by: float | None = None
+) -> list[Suggestion] | None:
+    """The room's suggestions with their status and reply; None when the room is gone, or
+    was created after `created_by` (seconds: a recording's start; then it is another
+    session under the same id)."""
+    room = await store.get_room(room_id)
+    if room is None or (created_by is not None and room.created_at.timestamp() > created_by):
+        return None
+    snapshot = await store.snapshot(room_id)
+    if snapshot is None:
+        return []
+    return handled(snapshot.suggestions, await SuggestionReplies(store.client).all(room_id))
+
+
+def session_record(
+    source: SessionSource, suggestions: list[Suggestion] | None = None
+) -> SessionRecord:
+    """The whole record of one span; `suggestions`: those the room keeps (see
+    `room_suggestions`), else only the span's timeline is used."""
     return SessionRecord(
         room_id=source.room.id,
         recording_id=source.recording_id,
@@ -152,6 +247,7 @@ def session_record(source: SessionSource) -> SessionRecord:
         speaking=speaking_record(source),
         chat=chat_messages(source),
         questions=public_questions(source),
+        suggestions=record_suggestions(source, suggestions),
     )
 
 

@@ -182,10 +182,10 @@ class RoomActor:
         room = self.room
         match command:
             case ClientCommand(caller=caller, event=event, payload=payload):
-                actor = room.current(caller)
+                spec = CLIENT_COMMANDS[event]
+                actor = room.current(caller) if spec.joined else room.current_or_invitee(caller)
                 if not room.limits.allow_event(caller.identity, event):
                     raise Conflict("rate_limited", "too many events; slow down")
-                spec = CLIENT_COMMANDS[event]
                 if spec.concurrent:
                     self._run_beside(actor.identity, spec.handle(room, actor, payload), reply)
                     return _DEFERRED

@@ -22,6 +22,7 @@ from server.rooms import (
     payloads,
     recording_control,
     screen_share,
+    suggestions,
 )
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom, SelfCommand
@@ -41,6 +42,9 @@ class CommandSpec(Generic[P]):
     #: Runs outside the room's one-at-a-time order (one at a time per participant):
     #: media negotiation is slow and touches only the caller's own connections.
     concurrent: bool = False
+    #: False: also accepted from an invitee who has not joined (over the REST API, with
+    #: their join token: a suggestion submitted before the session).
+    joined: bool = True
 
 
 #: The client events a joined participant may send, and what each does.
@@ -71,6 +75,7 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "gallery_reject": CommandSpec(payloads.GalleryReject, gallery.reject),
     "gallery_answer": CommandSpec(payloads.GalleryAnswer, gallery.answer),
     "gallery_show": CommandSpec(payloads.GalleryShow, gallery.show),
+    "suggestion_submit": CommandSpec(payloads.SuggestionSubmit, suggestions.submit, joined=False),
     "start_recording": CommandSpec(payloads.StartRecording, recording_control.start_recording),
     "stop_recording": CommandSpec(payloads.StopRecording, recording_control.stop_recording),
     "publish_offer": CommandSpec(payloads.PublishOffer, media_control.publish_offer, True),

@@ -51,6 +51,9 @@ class LimitSettings:
     #: Gallery posts of the whole room: the moderators' queue stays readable.
     room_gallery_rate: float = 2.0
     room_gallery_burst: float = 20.0
+    #: Micro-suggestions of one identity: a few, then one a minute (each is a written text).
+    suggestion_rate: float = 1 / 60
+    suggestion_burst: float = 5.0
     #: Joins of one identity (each writes `joined` and `left` to the timeline).
     join_rate: float = 0.5
     join_burst: float = 10.0
@@ -79,6 +82,9 @@ class IdentityLimits:
         self._room_chat = TokenBucket(settings.room_chat_rate, settings.room_chat_burst)
         self._gallery: BucketMap[str] = BucketMap(settings.gallery_rate, settings.gallery_burst)
         self._room_gallery = TokenBucket(settings.room_gallery_rate, settings.room_gallery_burst)
+        self._suggestions: BucketMap[str] = BucketMap(
+            settings.suggestion_rate, settings.suggestion_burst
+        )
 
     def allow_event(self, identity: str, event: str) -> bool:
         """Whether `identity` may send `event` now (its chat also counts against the room)."""
@@ -93,6 +99,10 @@ class IdentityLimits:
         """Whether `identity` may post to the gallery now (posts also count against the
         room; the handler checks, so the refusal can say when to try again)."""
         return self._gallery.allow(identity) and self._room_gallery.allow()
+
+    def allow_suggestion(self, identity: str) -> bool:
+        """Whether `identity` may submit a suggestion now (the room's cap is checked apart)."""
+        return self._suggestions.allow(identity)
 
     def allow_join(self, identity: str) -> bool:
         """Whether `identity` may join (again) now."""

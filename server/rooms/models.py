@@ -327,6 +327,57 @@ class GalleryItem(PublicGalleryItem):
         )
 
 
+# --- micro-suggestions (微建议; see server.rooms.suggestions) -------------------------------
+
+#: The fixed categories of a member's suggestion (labels: `server.rooms.suggestions`).
+SuggestionCategory = Literal[
+    "economy", "environment", "urban", "livelihood", "education", "governance", "other"
+]
+#: What became of a suggestion after the session (set over the REST API).
+SuggestionStatus = Literal["received", "forwarded", "answered"]
+SuggestionTitle = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_no_control_chars),
+]
+# The body may span paragraphs, so newlines and tabs are allowed there.
+SuggestionBody = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+]
+#: The department a suggestion is addressed to (free text, optional).
+SuggestionDepartment = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_no_control_chars),
+]
+SuggestionReply = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+]
+
+
+class Suggestion(Strict):
+    """A member's written suggestion, tied to an agenda item; handled after the session."""
+
+    id: Annotated[str, StringConstraints(max_length=32)]
+    #: Who submitted it (from their token): identity, name, venue.
+    by: Identity
+    name: DisplayName
+    venue: Slug
+    agenda_index: int = Field(ge=0, le=99)
+    category: SuggestionCategory
+    department: SuggestionDepartment | None = None
+    title: SuggestionTitle
+    body: SuggestionBody
+    #: ms since the epoch.
+    submitted_at: float
+    #: Whether it was submitted before the session went live (over the REST API).
+    before_session: bool = False
+    status: SuggestionStatus = "received"
+    reply: SuggestionReply | None = None
+    #: When the status or reply was last set (ms since the epoch).
+    handled_at: float | None = None
+
+
 class Snapshot(Strict):
     """What a participant receives on joining: the whole session as it is now."""
 
@@ -352,6 +403,8 @@ class Snapshot(Strict):
     gallery_on_screen: Annotated[str, StringConstraints(max_length=32)] | None = None
     #: The whole moderation queue (for those who run it; empty for everyone else).
     gallery_queue: list[GalleryItem] = Field(default_factory=list)
+    #: Micro-suggestions: all of them for hosts, co-hosts and moderators; one's own otherwise.
+    suggestions: list[Suggestion] = Field(default_factory=list)
 
 
 class PersistedRoom(Strict):
@@ -380,4 +433,7 @@ class PersistedRoom(Strict):
     gallery: list[GalleryItem] = Field(default_factory=list, max_length=1000)
     gallery_on_screen: Annotated[str, StringConstraints(max_length=32)] | None = None
     gallery_next: int = 1
+    #: Members' micro-suggestions (bounded; see `server.rooms.suggestions`) and the next number.
+    suggestions: list[Suggestion] = Field(default_factory=list, max_length=1000)
+    suggestion_next: int = 1
     written_at: float = 0.0

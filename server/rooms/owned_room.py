@@ -36,6 +36,7 @@ from server.rooms.models import (
 from server.rooms.ports import Recorder, RoomDelivery, SessionRef, StateWriter
 from server.rooms.room_media import RoomMedia
 from server.rooms.room_state import RoomState
+from server.rooms.suggestion_rules import visible, visible_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,14 @@ class OwnedRoom:
             raise Conflict("not_joined", "you are no longer in this session")
         return participant
 
+    def current_or_invitee(self, caller: Caller) -> Participant:
+        """The caller's record if it is joined on this connection, else the invitee its token
+        names as a participant on no connection (commands allowed before joining)."""
+        participant = self.state.participants.get(caller.identity)
+        if participant is not None and participant.session == caller.session:
+            return participant
+        return Participant(**caller.model_dump(), joined_at=0.0)
+
     def present(self, identity: str) -> Participant:
         """A participant who is in the session now; NotFound otherwise."""
         participant = self.state.participants.get(identity)
@@ -189,7 +198,7 @@ class OwnedRoom:
             participants=list(self.state.participants.values()),
             roster=self.roster,
             live=self.state.live,
-            timeline=list(self.state.timeline),
+            timeline=visible_timeline(self.state.timeline, you),
             server_time=now_ms(),
             seq=self.state.seq,
             owner=self.node,
@@ -199,6 +208,7 @@ class OwnedRoom:
             gallery=[i.public() for i in self.state.gallery.values() if i.status == "approved"],
             gallery_on_screen=self.state.gallery_on_screen,
             gallery_queue=list(self.state.gallery.values()) if you.role.runs_queues else [],
+            suggestions=visible(self.state.suggestions.values(), you),
         )
 
     def lobby_entries(self) -> list[LobbyEntry]:

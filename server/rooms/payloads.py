@@ -12,7 +12,17 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from server.rooms.models import DisplayName, GalleryKind, GalleryText, Identity, Strict
+from server.rooms.models import (
+    DisplayName,
+    GalleryKind,
+    GalleryText,
+    Identity,
+    Strict,
+    SuggestionBody,
+    SuggestionCategory,
+    SuggestionDepartment,
+    SuggestionTitle,
+)
 
 #: Largest SDP accepted (the media layer enforces its own limit as well).
 MAX_SDP_BYTES = 64 * 1024
@@ -204,6 +214,17 @@ class GalleryShow(Payload):
     it); null takes it off."""
 
     id: GalleryItemId | None
+
+
+class SuggestionSubmit(Payload):
+    """Member, co-host or host: submit a written suggestion (微建议) on an agenda item
+    (the current one when `agenda_index` is absent)."""
+
+    agenda_index: Annotated[int, Field(ge=0, le=99)] | None = None
+    category: SuggestionCategory
+    department: SuggestionDepartment | None = None
+    title: SuggestionTitle
+    body: SuggestionBody
 
 
 class MediaState(Payload):

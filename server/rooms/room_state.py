@@ -17,6 +17,7 @@ from server.rooms.models import (
     Participant,
     PersistedRoom,
     Room,
+    Suggestion,
     TimelineEntry,
     Waiting,
 )
@@ -76,6 +77,9 @@ class RoomState:
     gallery: dict[str, GalleryItem] = field(default_factory=dict)
     gallery_on_screen: str | None = None
     gallery_next: int = 1
+    #: Members' micro-suggestions by id, in the order they were submitted.
+    suggestions: dict[str, Suggestion] = field(default_factory=dict)
+    suggestion_next: int = 1
     clock: TimelineClock = field(default_factory=TimelineClock)
 
     def persisted(self, owner: str, handed_over: bool = False) -> PersistedRoom:
@@ -95,6 +99,8 @@ class RoomState:
             gallery=list(self.gallery.values()),
             gallery_on_screen=self.gallery_on_screen,
             gallery_next=self.gallery_next,
+            suggestions=list(self.suggestions.values()),
+            suggestion_next=self.suggestion_next,
             written_at=time.time(),
         )
 
@@ -120,5 +126,7 @@ class RoomState:
             gallery={item.id: item for item in persisted.gallery},
             gallery_on_screen=persisted.gallery_on_screen,
             gallery_next=persisted.gallery_next,
+            suggestions={s.id: s for s in persisted.suggestions},
+            suggestion_next=persisted.suggestion_next,
             clock=TimelineClock(timeline[-1].id if timeline else None),
         )

@@ -19,6 +19,7 @@ from server.rooms.models import (
     PublicGalleryItem,
     Snapshot,
     Strict,
+    Suggestion,
 )
 
 #: Why someone is no longer in the session.
@@ -170,3 +171,9 @@ class GalleryOnScreen(Strict):
     """`gallery_on_screen`: to everyone, the gallery item on screen now (None: none)."""
 
     item: PublicGalleryItem | None
+
+
+class SuggestionReceived(Strict):
+    """`suggestion`: a micro-suggestion, to the host, co-hosts, moderators and its author."""
+
+    suggestion: Suggestion

@@ -83,6 +83,12 @@ def room_prechecks(room_id: str) -> str:
 PRECHECK_ROOMS = f"{PREFIX}:prechecks"
 
 
+def room_suggestion_replies(room_id: str) -> str:
+    """hash: suggestion id => JSON SuggestionHandling (status, reply, when) set after the
+    session over the REST API; the suggestions themselves are in the snapshot and timeline."""
+    return f"{PREFIX}:room:{room_id}:suggestion_replies"
+
+
 def room_keys(room_id: str) -> list[str]:
     """All per-room keys, for deleting a room completely."""
     return [
@@ -93,6 +99,7 @@ def room_keys(room_id: str) -> list[str]:
         room_invitations(room_id),
         room_timeline(room_id),
         room_prechecks(room_id),
+        room_suggestion_replies(room_id),
     ]
 
 
@@ -166,8 +173,8 @@ def recordings_by_term(term: str) -> str:
 def moments_by_term(term: str) -> str:
     """zset: ``<recording id>/<n>`` => recording start time (ms) for moments containing `term`.
 
-    A moment is a speech, an agenda item, a chat message (later suggestions and
-    questions) at a time in a recording; terms are characters and character pairs,
+    A moment is a speech, an agenda item, a chat message, an approved public question
+    or a member's suggestion at a time in a recording; terms are characters and character pairs,
     as for titles, so Chinese is found without a segmenter.
     """
     return f"{PREFIX}:moments:term:{term}"

@@ -391,7 +391,7 @@ function showRecord(record) {
   $("attendance").hidden = pending;
   $("attendance-summary").textContent = pending ? "" : t("archive.att_summary", record.attendance);
   $("attendance-body").replaceChildren(...(pending ? [] : attendanceRows(record.attendance)));
-  $("speaking").replaceChildren(...(pending ? [] : speakingBlocks(record.speaking, record.questions || [])));
+  $("speaking").replaceChildren(...(pending ? [] : speakingBlocks(record.speaking, record.questions || [], record.suggestions || [])));
 }
 
 function attendanceRows(attendance) {
@@ -451,7 +451,28 @@ function questionList(questions) {
   );
 }
 
-function speakingBlocks(speaking, questions = []) {
+/** Members' micro-suggestions on one agenda item, with their status and reply. */
+function suggestionList(suggestions) {
+  if (!suggestions.length) return null;
+  return el(
+    "ul",
+    { class: "suggestion-list", "data-field": "suggestions" },
+    ...suggestions.map((s) =>
+      el(
+        "li",
+        { "data-suggestion": s.id, "data-status": s.status },
+        el("strong", { text: `[${t(`suggestions.category_${s.category}`)}] ${s.title}` }),
+        el("span", { class: "facts", text: [s.name, s.before_session ? t("suggestions.before_session") : formatClock(s.at)].join(" · ") }),
+        el("span", { class: "suggestion-status", text: t(`suggestions.status_${s.status}`) }),
+        el("p", { class: "suggestion-body", text: s.body }),
+        s.department ? el("p", { class: "facts", text: t("suggestions.department_shown", { department: s.department }) }) : null,
+        s.reply ? el("p", { class: "question-answer", text: t("suggestions.reply_shown", { reply: s.reply }) }) : null,
+      ),
+    ),
+  );
+}
+
+function speakingBlocks(speaking, questions = [], suggestions = []) {
   const blocks = speaking.items.map((item) => {
     const when = [
       item.start === null
@@ -487,6 +508,7 @@ function speakingBlocks(speaking, questions = []) {
       speeches.length ? el("ol", { class: "speech-list" }, ...speeches) : el("p", { class: "empty", text: t("archive.no_speeches") }),
       missing ? el("p", { class: "not-spoken", text: t("archive.not_spoken", { names: missing }) }) : null,
       questionList(questions.filter((q) => q.agenda_index === item.index)),
+      suggestionList(suggestions.filter((s) => s.agenda_index === item.index)),
     );
   });
   if (speaking.speakers.length) {

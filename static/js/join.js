@@ -10,6 +10,7 @@ import { MediaClient } from "./media.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
+import { bindSuggestionForm, setupPrejoinSuggestion } from "./suggestions.js";
 import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 import { ConnectionCheck } from "./precheck.js";
 
@@ -102,6 +103,7 @@ function setupPrejoin(info) {
   // Everyone is told before entering that the session is being recorded.
   document.getElementById("prejoin-recording").hidden = !info?.recording;
   document.getElementById("prejoin-lobby").hidden = !info?.lobby;
+  setupPrejoinSuggestion(document.getElementById("prejoin-suggestion"), info, token);
   if (claims?.exp && claims.exp * 1000 < Date.now()) {
     const warning = document.getElementById("prejoin-warning");
     warning.dataset.i18n = "prejoin.token_expired_local";
@@ -286,6 +288,17 @@ function enterRoom(stream) {
       stopEverything();
       view.showEnded({ titleKey: "ended.left_title", textKey: "ended.left_text", rejoin: true });
     },
+    /** Micro-suggestions: members, co-hosts and the host submit; the server says who sees them. */
+    suggestions: {
+      async submit(fields) {
+        const ack = await run("suggestion_submit", fields);
+        if (ack?.suggestion) {
+          store.apply("suggestion", { suggestion: ack.suggestion });
+          toasts.show(t("suggestions.sent"), { kind: "ok", id: "suggestion-sent" });
+        }
+        return Boolean(ack);
+      },
+    },
     /** The public gallery: post (anyone), and moderate (hosts, co-hosts, moderators). */
     gallery: {
       async post(fields) {
@@ -446,6 +459,8 @@ function enterRoom(stream) {
     if (sent) input.value = "";
     input.focus();
   });
+
+  bindSuggestionForm(document.getElementById("suggestion-form"), actions.suggestions.submit);
 
   document.getElementById("gallery-form").addEventListener("submit", async (e) => {
     e.preventDefault();

@@ -9,6 +9,7 @@ import { t, onLangChange } from "./i18n.js";
 import { Tile, attachVideo } from "./tiles.js";
 import { HostConsole } from "./host-console.js";
 import { renderAgenda, renderChat, renderGallery, renderGalleryBanner, renderPeople, renderQueue } from "./panels.js";
+import { prepareSuggestionForm, renderSuggestions } from "./suggestions.js";
 
 const TABS = ["agenda", "queue", "people", "chat", "gallery"];
 /** Countdown warnings (ms left): amber, red, and the one-time notice. */
@@ -400,6 +401,8 @@ export class RoomView {
     renderChat(document.getElementById("chat-list"), store);
     renderGallery(document.getElementById("gallery-list"), document.getElementById("gallery-queue"), store, this.actions.gallery);
     renderGalleryBanner(document.getElementById("gallery-banner"), store);
+    renderSuggestions(document.getElementById("suggestions-list"), store);
+    prepareSuggestionForm(document.getElementById("suggestion-form"), store);
     // Counts on the tabs: the queue length, and chat messages not seen yet.
     const chats = store.timeline.filter((e) => e.type === "chat").length;
     if (this.seenChat === null || this.activeTab === "chat") this.seenChat = chats;

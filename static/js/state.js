@@ -30,6 +30,8 @@ export class SessionStore extends Emitter {
     this.galleryOnScreen = null;
     /** The gallery's moderation queue, id → item (hosts, co-hosts and moderators only). */
     this.galleryQueue = new Map();
+    /** Micro-suggestions, id → suggestion: all (hosts, co-hosts, moderators) or one's own. */
+    this.suggestions = new Map();
     /** identity → {publish, subscribe}: the server side's peer-connection states. */
     this.mediaConnections = new Map();
     /** Server clock minus local clock, in ms (from the snapshot's server_time). */
@@ -58,6 +60,7 @@ export class SessionStore extends Emitter {
     this.gallery = new Map((snapshot.gallery || []).map((i) => [i.id, i]));
     this.galleryOnScreen = snapshot.gallery_on_screen ?? null;
     this.galleryQueue = new Map((snapshot.gallery_queue || []).map((i) => [i.id, i]));
+    this.suggestions = new Map((snapshot.suggestions || []).map((s) => [s.id, s]));
     this.offsetMs = offsetMs || 0;
     this.emit("change", "snapshot");
   }
@@ -121,6 +124,11 @@ export class SessionStore extends Emitter {
       case "gallery_queue": {
         this.galleryQueue.set(payload.item.id, payload.item);
         this.emit("change", "gallery");
+        break;
+      }
+      case "suggestion": {
+        this.suggestions.set(payload.suggestion.id, payload.suggestion);
+        this.emit("change", "suggestions");
         break;
       }
       case "active_speaker": {

@@ -24,6 +24,7 @@ from tests.helpers import ServerHandle
 from tests.recording.recording_kit import PEOPLE, build_session, recording_server
 
 RECORDING_ID = "room-1-20261201-090000-b0b0"
+SUGGESTION = "社区养老服务"
 VENUES = {
     "hunan": ("湖南省政协主会场", Level.PROVINCIAL),
     "shifeng": ("石峰区政协会场", Level.COUNTY),
@@ -73,6 +74,26 @@ def with_attendance(manifest: Manifest) -> Manifest:
         )
         for t, kind in ((1.0, "joined"), (3.0, "left"))
     ]
+    # m2's micro-suggestion on the second agenda item.
+    extra.append(
+        TimelineEntry(
+            id=f"{int((at + 2.0) * 1000)}-5",
+            ts=int((at + 2.0) * 1000),
+            type="suggestion_submitted",
+            data={
+                "id": "s1",
+                "by": "m2",
+                "name": "李明",
+                "venue": "zhuzhou",
+                "agenda_index": 1,
+                "category": "livelihood",
+                "department": "市民政局",
+                "title": SUGGESTION,
+                "body": "建议增设社区养老服务点",
+                "submitted_at": (at + 2.0) * 1000,
+            },
+        )
+    )
     return manifest.model_copy(
         update={
             "roster": [_entry(i) for i in ("host", "m1", "m2", "m3")],
@@ -138,6 +159,10 @@ async def test_archive_shows_the_record_in_both_languages_and_speeches_seek(
         "计划发言未发言：陈静怡"
     )
     await expect(page.locator("#speaking h4").first).to_have_text("1. 开场")
+    # The member's suggestion, under its item, with its category, department and status.
+    suggestion = page.locator('.agenda-record[data-agenda-index="1"] [data-suggestion="s1"]')
+    for shown in (SUGGESTION, "民生保障", "李明", "市民政局", "已收到"):
+        await expect(suggestion).to_contain_text(shown)
 
     # Clicking the speech seeks the player to its start.
     player = page.locator("#player")
@@ -164,6 +189,8 @@ async def test_archive_shows_the_record_in_both_languages_and_speeches_seek(
         "Planned but did not speak: 陈静怡"
     )
     await expect(page.locator('[data-i18n="archive.speaking"]')).to_have_text("Speaking record")
+    for shown in ("Livelihoods and welfare", "Department: 市民政局", "Received"):
+        await expect(suggestion).to_contain_text(shown)
     await expect(page.locator('[data-i18n="archive.attendance"]')).to_have_text("Attendance")
     await page.screenshot(path=str(tmp_path / "archive-record-en.png"), full_page=True)
 
