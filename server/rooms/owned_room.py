@@ -71,8 +71,15 @@ class ResumeRecording:
     dead_writer: str | None
 
 
+@dataclass(frozen=True)
+class ExpireStageInvite:
+    """Internal: an invitation on stage was not answered in time (ignored if it was)."""
+
+    invite_id: str
+
+
 #: Internal commands an owned room posts to its own actor.
-SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording
+SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording | ExpireStageInvite
 
 
 def require_host(actor: Participant) -> None:
@@ -276,6 +283,9 @@ class OwnedRoom:
             updated.pinned,
             updated.screen.identity if updated.screen else None,
         )
+        if (current.floor and current.floor.identity) != (updated.floor and updated.floor.identity):
+            # Guests publish only while they hold the floor.
+            await self.media.apply_publish_rights()
         self._schedule_floor_expiry()
         await self.broadcast("live_state", updated)
         if current.screen is not None and updated.screen is None:
