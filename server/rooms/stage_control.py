@@ -108,7 +108,11 @@ async def _finish(
 ) -> LiveState:
     """Free the seat; a guest gives the floor back, its tracks end for everyone, and it is
     an observer again (`gone`: the participant has already left)."""
+    floor_before = room.live.floor
     state, _ = await room.change_live(stage.end)
+    if floor_before is not None and state.floor is None and floor_before.identity == seat.identity:
+        # The speaking record ends the guest's turn here, as for any revoked floor.
+        await room.timeline("floor_revoked", {"identity": seat.identity, "by": by})
     participant = room.participants.get(seat.identity, gone)
     if seat.status == "invited":
         await room.timeline(
