@@ -8,6 +8,7 @@ the connection ends, and guests publish only while they hold the floor.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from server.rooms import stage
 from server.rooms.errors import Conflict
 from server.rooms.models import LiveState, Role
 from signaling.client import RoomClient, SignalingError
+from tests.cluster_kit import cluster
 from tests.helpers import ServerHandle
 from tests.media.media_testkit import CounterVideoTrack, ToneAudioTrack
 from tests.session_peer import SessionPeer
@@ -284,3 +286,32 @@ async def test_the_rest_api_and_the_timeline_show_the_connection(server: ServerH
     finally:
         for client in (host, observer):
             await client.close()
+
+
+async def test_the_stage_survives_a_handover_to_another_node(tmp_path: Path) -> None:
+    """The seat is room state: when the owner drains, the successor keeps the guest on
+    stage with the floor, and the guest's media comes back through the new owner."""
+    async with cluster(tmp_path, 2) as c:
+        a, b = c.nodes
+        room_id = await c.create_room()
+        host = await c.peer(a, room_id, "host", "host", "hunan", 1)  # A owns the room
+        guest = await c.peer(b, room_id, "o1", "observer", "national", 2)
+        try:
+            await host.signaling.call("stage_invite", {"identity": "o1"})
+            await guest.signaling.call("stage_accept")
+            await guest.publish()
+            await host.wait_for(lambda: host.frames_from("o1", "video") >= 10, timeout=30)
+            assert await a.stop() == 0  # drains: the room is handed over to B
+            detail = await c.detail(room_id, b)
+            assert detail["live"]["stage"]["identity"] == "o1"
+            assert detail["live"]["stage"]["status"] == "on_stage"
+            assert detail["live"]["floor"]["identity"] == "o1"
+            roles = {p["identity"]: p["role"] for p in detail["participants"]}
+            assert roles["o1"] == "guest"
+            # The guest publishes again to the new owner (it still holds the floor).
+            await host.wait_for(lambda: host.frames_from("o1", "video") >= 10, timeout=30)
+            await host.signaling.call("stage_end")
+            await host.wait_for(lambda: not host.tracks_from("o1", "video"), timeout=15)
+        finally:
+            for peer in (host, guest):
+                await peer.close()
