@@ -581,6 +581,7 @@ const STRINGS = {
     "error.no_stage_invite": "没有待回应的连线邀请（可能已过期）",
     "error.not_on_stage": "当前没有人连线",
     "error.floor_required": "嘉宾只有在获得发言权时才能发布音视频",
+    "stage.on_stage_record": "连线",
   },
   en: {
     "app.name": "Yitang",
@@ -1156,6 +1157,7 @@ const STRINGS = {
     "error.no_stage_invite": "There is no invitation to answer (it may have expired)",
     "error.not_on_stage": "Nobody is on stage",
     "error.floor_required": "A guest publishes only while holding the floor",
+    "stage.on_stage_record": "Public, on stage",
   },
 };
 
