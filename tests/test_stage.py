@@ -119,10 +119,12 @@ async def test_who_may_invite_accept_and_end(server: ServerHandle) -> None:
         # An invitation can be declined, and an invited observer who leaves frees the seat.
         await host.call("stage_invite", {"identity": "o2"})
         await other.call("stage_decline")
-        await host.wait_for(lambda: host.live.stage is None)
+        await host.wait_for(lambda: any(e.type == "stage_declined" for e in host.timeline))
+        assert host.live.stage is None
         await host.call("stage_invite", {"identity": "o2"})
         await other.close()
-        await host.wait_for(lambda: host.live.stage is None)
+        await host.wait_for(lambda: any(e.type == "stage_invite_withdrawn" for e in host.timeline))
+        assert host.live.stage is None
     finally:
         for client in clients:
             await client.close()
@@ -152,6 +154,28 @@ async def test_the_stage_survives_a_reconnect_and_ends_when_the_guest_leaves(
         assert ended and ended[-1].data["reason"] == "left"
     finally:
         for client in (host, first, second):
+            await client.close()
+
+
+async def test_an_unanswered_invitation_lapses(
+    server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real timer of the owner's actor, on a shorter invitation than the 60 s default.
+    monkeypatch.setattr(stage, "INVITE_SECONDS", 0.5)
+    rid = (await server.create_room())["id"]
+    host = await server.client(rid, "host", "host", "hunan")
+    observer = await server.client(rid, "o1", "observer", "shifeng")
+    try:
+        await host.call("stage_invite", {"identity": "o1"})
+        await observer.wait_for(
+            lambda: any(e.type == "stage_invite_expired" for e in observer.timeline)
+        )
+        assert observer.live.stage is None
+        await _refused(observer.call("stage_accept"), "no_stage_invite")
+        # The seat is free for the next invitation.
+        await host.call("stage_invite", {"identity": "o1"})
+    finally:
+        for client in (host, observer):
             await client.close()
 
 
