@@ -104,6 +104,7 @@ async def test_who_may_invite_accept_and_end(server: ServerHandle) -> None:
                 and member.live.stage.status == "on_stage"
             )
         )
+        await host.wait_for(lambda: host.live.floor is not None)
         assert host.live.queue == []  # the hand was answered
         # The guest may end it, and so may a host; a member may not.
         await _refused(member.call("stage_end"), "host_only")
