@@ -180,6 +180,24 @@ async def test_an_unanswered_invitation_lapses(
             await client.close()
 
 
+async def test_the_end_of_the_session_ends_the_connection(server: ServerHandle) -> None:
+    rid = (await server.create_room())["id"]
+    host = await server.client(rid, "host", "host", "hunan")
+    observer = await server.client(rid, "o1", "observer", "shifeng")
+    try:
+        await host.call("stage_invite", {"identity": "o1"})
+        await observer.call("stage_accept")
+        await host.call("end_session")
+        await host.wait_for(lambda: any(e.type == "session_ended" for e in host.timeline))
+        ended = [e for e in host.timeline if e.type == "stage_ended"]
+        assert ended and ended[-1].data["reason"] == "session_ended"
+        status, detail = await server.request("GET", f"/api/rooms/{rid}")
+        assert status == 200 and detail["live"]["stage"] is None
+    finally:
+        for client in (host, observer):
+            await client.close()
+
+
 # --- media -----------------------------------------------------------------------------
 
 
