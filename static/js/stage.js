@@ -148,7 +148,9 @@ export class StageClient {
     if (onStage && !this.media.localStream && !this.accepting) this._reacquire();
     // A guest (on stage, or by its token) publishes only while it holds the floor.
     if (store.you.role === "guest") {
-      if (holds && this.media.localStream && this.publishedFor !== floor.grant_id) {
+      // (Not while a publish is under way: the join itself publishes a guest holding the floor.)
+      const busy = this.media.publishState === "publishing" || this.media.publishState === "published";
+      if (holds && this.media.localStream && !busy && this.publishedFor !== floor.grant_id) {
         this.publishedFor = floor.grant_id;
         this.media.publish().catch((err) => {
           this.toasts.show(t("media.publish_failed", { message: err?.message || err?.code || "" }), { kind: "error", id: "publish-failed" });
