@@ -127,15 +127,18 @@ class RoomMedia:
             self._members[identity] = (role, entry[1])
             await self.apply_publish_rights()
 
-    async def apply_publish_rights(self) -> None:
-        """Give or withdraw the right to send media by role and floor (guests publish only
-        while they hold it): a guest whose turn ended stops reaching everyone at once."""
+    async def apply_publish_rights(self, *, withdraw: bool = True) -> None:
+        """Give (and unless `withdraw` is False, withdraw) the right to send media by role
+        and floor (guests publish only while they hold it): a guest whose turn ended stops
+        reaching everyone at once."""
         room = self.media_room
         if room is None or self._closed:
             return
         for identity, (role, _) in list(self._members.items()):
+            if identity not in room.participant_ids:
+                continue
             allowed = may_publish(role, identity == self._floor)
-            if identity in room.participant_ids and room.can_publish(identity) != allowed:
+            if room.can_publish(identity) != allowed and (allowed or withdraw):
                 await room.set_can_publish(identity, allowed)
 
     async def remove(self, identity: str, session: str | None = None) -> None:
