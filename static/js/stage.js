@@ -27,6 +27,8 @@ export class StageClient {
     /** The devices in use were taken for the stage (they are let go when it ends). */
     this.ownsDevices = false;
     this.accepting = false;
+    /** Getting the devices back after a reload failed (not asked again until the next stage). */
+    this.reacquireFailed = false;
     this.prompt = this._buildPrompt();
     this.badge = this._buildBadge();
     this.hostLine = h("div", { id: "stage-host-line", class: "stage-host-line", role: "status", hidden: true });
@@ -105,6 +107,7 @@ export class StageClient {
       this.media.setLocalStream(stream, { audioEnabled: true, videoEnabled: true });
       this.ownsDevices = true;
     } catch (err) {
+      this.reacquireFailed = true; // asked once: no prompt loop
       this.toasts.show(t("stage.devices_failed", { message: err?.message || err?.name || "" }), { kind: "error", id: "stage-devices" });
       return; // stays off the air; the guest or the host can end the connection
     } finally {
@@ -145,7 +148,8 @@ export class StageClient {
     this.badgeEnd.textContent = t("stage.end");
 
     // Back on stage after a reload: the page (an observer's) has no devices yet.
-    if (onStage && !this.media.localStream && !this.accepting) this._reacquire();
+    if (onStage && !this.media.localStream && !this.accepting && !this.reacquireFailed) this._reacquire();
+    if (!onStage) this.reacquireFailed = false;
     // A guest (on stage, or by its token) publishes only while it holds the floor.
     if (store.you.role === "guest") {
       // (Not while a publish is under way: the join itself publishes a guest holding the floor.)
