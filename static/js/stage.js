@@ -147,7 +147,8 @@ export class StageClient {
     this.badgeText.textContent = `${t("stage.on_stage")} · ${t(holds ? "stage.on_air" : "stage.off_air")}`;
     this.badgeEnd.textContent = t("stage.end");
 
-    // Back on stage after a reload: the page (an observer's) has no devices yet.
+    // On stage in a page that replaced the one that went on stage (a second tab): the page
+    // (an observer's) has no devices yet.
     if (onStage && !this.media.localStream && !this.accepting && !this.reacquireFailed) this._reacquire();
     if (!onStage) this.reacquireFailed = false;
     // A guest (on stage, or by its token) publishes only while it holds the floor.
