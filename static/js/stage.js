@@ -27,7 +27,7 @@ export class StageClient {
     /** The devices in use were taken for the stage (they are let go when it ends). */
     this.ownsDevices = false;
     this.accepting = false;
-    /** Getting the devices back after a reload failed (not asked again until the next stage). */
+    /** Getting the devices in a replacing page failed (not asked again until the next stage). */
     this.reacquireFailed = false;
     this.prompt = this._buildPrompt();
     this.badge = this._buildBadge();
