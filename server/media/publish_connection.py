@@ -107,6 +107,9 @@ class PublishConnection:
         async with self._lock:
             if self._closed:
                 raise MediaError("closed", "the participant has left")
+            # Checked again: the right may have been withdrawn while this offer waited.
+            if not self._can_publish and any(m.remote_sends for m in offer.media):
+                raise MediaError("not_allowed", "this participant may not send media")
             if self._pc is not None and self._pc.connectionState in _TERMINAL_STATES:
                 await self._release_pc()
             fresh = self._pc is None
@@ -137,6 +140,18 @@ class PublishConnection:
         """End all tracks and close the connection; the client's next offer makes a new one."""
         async with self._lock:
             await self._release_pc()
+
+    @property
+    def can_publish(self) -> bool:
+        """Whether offers that send media are accepted."""
+        return self._can_publish
+
+    async def set_can_publish(self, allowed: bool) -> None:
+        """Grant or withdraw the right to send media; withdrawing ends the tracks at once
+        (the connection closes) and refuses later offers that send."""
+        self._can_publish = allowed
+        if not allowed:
+            await self.reset()
 
     async def close(self) -> None:
         """End all tracks and close the connection (idempotent)."""

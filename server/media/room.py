@@ -220,6 +220,18 @@ class MediaRoom:
         """Close the participant's publish connection (its tracks end); it publishes anew."""
         await self._get(participant_id).publish.reset()
 
+    def can_publish(self, participant_id: str) -> bool:
+        """Whether the participant may send media now."""
+        return self._get(participant_id).publish.can_publish
+
+    async def set_can_publish(self, participant_id: str, allowed: bool) -> None:
+        """Grant or withdraw a participant's right to send media (a guest's turn on stage);
+        withdrawing ends its tracks for everyone and refuses its later offers that send."""
+        participant = self._get(participant_id)
+        participant.can_publish = allowed
+        await participant.publish.set_can_publish(allowed)
+        logger.info("%r: %s can_publish=%s", self, participant_id, allowed)
+
     async def remove_participant(self, participant_id: str) -> None:
         """Close the participant's connections; its tracks end for everyone (idempotent)."""
         participant = self._participants.pop(participant_id, None)

@@ -154,7 +154,7 @@ class _Sections:
                 when += f"（计划 {item.planned_minutes} 分钟{over}）"
             rows = [
                 [
-                    s.name,
+                    f"{s.name}（连线）" if s.on_stage else s.name,
                     s.venue_name,
                     _clock(s.start),
                     duration_text(s.duration),

@@ -62,6 +62,8 @@ class Speech(_Model):
     offset: float
     #: The timeline entry that started it (None: the speaker held the floor at the start).
     entry_id: str | None = None
+    #: A member of the public the host brought on stage (连线; `stage_started` entries).
+    on_stage: bool = False
 
 
 class PlannedSpeaker(_Model):
@@ -228,6 +230,7 @@ def speaking_record(source: SessionSource) -> SpeakingRecord:
 
 def _record(source: SessionSource, walk: _Walk) -> SpeakingRecord:
     names: dict[str, str] = {}
+    staged = {str(e.data.get("identity")) for e in source.timeline if e.type == "stage_started"}
     for entry in source.timeline:
         identity, name = entry.data.get("identity"), entry.data.get("name")
         if isinstance(identity, str) and isinstance(name, str):
@@ -255,6 +258,7 @@ def _record(source: SessionSource, walk: _Walk) -> SpeakingRecord:
                 grants=speech.grants,
                 offset=source.offset(speech.start),
                 entry_id=speech.entry_id,
+                on_stage=speech.identity in staged,
             )
         )
     items = []

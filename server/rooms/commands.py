@@ -22,6 +22,7 @@ from server.rooms import (
     payloads,
     recording_control,
     screen_share,
+    stage_control,
     suggestions,
 )
 from server.rooms.models import Caller, Invitee, Participant
@@ -84,6 +85,11 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     ),
     "ice_candidate": CommandSpec(payloads.IceCandidate, media_control.ice_candidate, True),
     "media_restart": CommandSpec(payloads.MediaRestart, media_control.media_restart, True),
+    # The stage seat (连线): server.rooms.stage.
+    "stage_invite": CommandSpec(payloads.StageInvite, stage_control.invite),
+    "stage_accept": CommandSpec(payloads.StageAccept, stage_control.accept),
+    "stage_decline": CommandSpec(payloads.StageDecline, stage_control.decline),
+    "stage_end": CommandSpec(payloads.StageEnd, stage_control.end),
 }
 
 #: Events that change the connection itself, with their (empty) payload schemas.

@@ -52,7 +52,9 @@ async def grant_floor(room: OwnedRoom, actor: Participant, req: payloads.GrantFl
 async def next_speaker(room: OwnedRoom, actor: Participant, req: payloads.NextSpeaker) -> acks.Ack:
     """Give the floor to the first present participant in the queue."""
     require_queue_runner(actor)
-    identity = floor.next_in_queue(room.live, set(room.participants))
+    # An observer's raised hand asks to be connected: it is answered with `stage_invite`.
+    speakers = {i for i, p in room.participants.items() if p.role is not Role.OBSERVER}
+    identity = floor.next_in_queue(room.live, speakers)
     return await _grant(room, actor, room.participants[identity], req.time_limit_seconds)
 
 

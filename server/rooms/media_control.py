@@ -21,6 +21,7 @@ from server.rooms.server_events import (
     SubscriberOfferEvent,
     TrackRef,
 )
+from server.rooms.stage import may_publish
 
 
 async def publish_offer(
@@ -29,6 +30,9 @@ async def publish_offer(
     """Answer the participant's publish offer (camera and microphone)."""
     if actor.role is Role.OBSERVER:
         raise Forbidden("publish_forbidden", "observers receive only")
+    holds_floor = room.live.floor is not None and room.live.floor.identity == actor.identity
+    if not may_publish(actor.role, holds_floor):
+        raise Forbidden("floor_required", "a guest publishes only while holding the floor")
     answer = await room.media.publish(actor.identity, actor.session, req.sdp)
     return acks.ok(sdp=answer)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from server.rooms import acks, floor, lobby, recording_control
+from server.rooms import acks, floor, lobby, recording_control, stage, stage_control
 from server.rooms.admission import check_admission, check_not_excluded, check_token_room, must_wait
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.models import Caller, Invitee, Participant
@@ -69,9 +69,11 @@ async def join(
 
 
 def _participant(room: OwnedRoom, caller: Caller) -> Participant:
-    """The caller as a participant, under the name a host gave them if one did."""
+    """The caller as a participant, under the name a host gave them if one did (and, back
+    while on stage, as a guest)."""
     return Participant(
-        **caller.model_dump(exclude={"session", "node", "name"}),
+        **caller.model_dump(exclude={"session", "node", "name", "role"}),
+        role=stage.role_on_stage(room.live, caller.identity, caller.role),
         name=room.state.renamed.get(caller.identity, caller.name),
         session=caller.session,
         node=caller.node,
@@ -111,6 +113,7 @@ async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> Non
     room.touch()
     await room.media.remove(gone.identity, gone.session)
     await room.change_live(lambda s: floor.forget(s, gone.identity))
+    await stage_control.participant_gone(room, gone, reason)
     await room.broadcast("participant_left", ParticipantLeft(identity=gone.identity, reason=reason))
     await room.timeline("left", {**who(gone), "reason": reason})
 

@@ -72,15 +72,16 @@ class Role(enum.StrEnum):
     MODERATOR = "moderator"
     #: Publishes, asks for the floor, chats.
     MEMBER = "member"
-    #: Publishes only while holding the floor; may ask for it and chat.
+    #: Publishes only while holding the floor; may ask for it and chat. An observer the
+    #: host brings on stage (连线) is a guest until the connection ends.
     GUEST = "guest"
-    #: Receives only: the public or staff watching.
+    #: Receives only: the public or staff watching. May ask to be connected (a raised hand).
     OBSERVER = "observer"
 
     @property
     def can_request_floor(self) -> bool:
-        """Whether this role may raise a hand."""
-        return self in (Role.MEMBER, Role.GUEST, Role.COHOST)
+        """Whether this role may raise a hand (an observer's asks to be brought on stage)."""
+        return self in (Role.MEMBER, Role.GUEST, Role.COHOST, Role.OBSERVER)
 
     @property
     def moderates(self) -> bool:
@@ -252,6 +253,31 @@ class ScreenShare(Strict):
     started_at: float
 
 
+#: A stage seat's state: invited (waiting for the observer's answer), or on stage.
+StageStatus = Literal["invited", "on_stage"]
+
+
+class StageSeat(Strict):
+    """连线: an observer the host invited on stage, or brought there (see `server.rooms.stage`).
+
+    Room state held by the owner (it survives a hand-over); the participant's token keeps
+    its role, the owner raises it to guest only while the seat says `on_stage`.
+    """
+
+    identity: Identity
+    status: StageStatus
+    #: Who invited them.
+    by: Identity
+    #: Unique per invitation, so an expiry timer never ends a later one.
+    invite_id: Annotated[str, StringConstraints(max_length=32)]
+    #: When the invitation was sent, then when they went on stage (ms since the epoch).
+    since: float
+    #: Until when the invitation may be accepted (ms since the epoch).
+    expires_at: float
+    #: The speaking time the host gave with the invitation (None: until the host ends it).
+    time_limit_seconds: int | None = Field(default=None, ge=1, le=3600)
+
+
 SessionStatus = Literal["scheduled", "live", "ended"]
 
 
@@ -270,6 +296,8 @@ class LiveState(Strict):
     pinned: Identity | None = None
     #: A screen shown in everyone's spotlight (over everything else); None: nobody shares.
     screen: ScreenShare | None = None
+    #: The stage seat (连线): an observer invited on stage or on it; None: nobody.
+    stage: StageSeat | None = None
     #: Bumped on every change, so clients can drop stale updates.
     version: int = 0
 

@@ -8,7 +8,7 @@ ban and the close: the owner handles the reconnect's join after this command.
 
 from __future__ import annotations
 
-from server.rooms import acks, floor, lobby, payloads, recording_control
+from server.rooms import acks, floor, lobby, payloads, recording_control, stage_control
 from server.rooms.errors import Conflict, Forbidden, InvalidRequest
 from server.rooms.membership import forget, who
 from server.rooms.models import Participant, Role
@@ -123,6 +123,7 @@ async def close_session(
     """
     if room.live.status == "ended" and notice.reason == "ended":
         raise Conflict("session_ended", "the session has ended")
+    await stage_control.session_ending(room, notice.by)
     await room.change_live(lambda s: floor.end(s) if s.status != "ended" else s)
     await recording_control.stop_if_recording(room)
     await lobby.close(room)

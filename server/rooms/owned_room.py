@@ -72,8 +72,15 @@ class ResumeRecording:
     dead_writer: str | None
 
 
+@dataclass(frozen=True)
+class ExpireStageInvite:
+    """Internal: an invitation on stage was not answered in time (ignored if it was)."""
+
+    invite_id: str
+
+
 #: Internal commands an owned room posts to its own actor.
-SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording
+SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording | ExpireStageInvite
 
 
 def require_host(actor: Participant) -> None:
@@ -286,8 +293,18 @@ class OwnedRoom:
             updated.pinned,
             updated.screen.identity if updated.screen else None,
         )
+        floor_moved = (current.floor and current.floor.identity) != (
+            updated.floor and updated.floor.identity
+        )
+        if floor_moved:
+            # Guests publish only while they hold the floor: a new holder may publish before
+            # it hears of the change; one whose turn ended is cut off after it is told (its
+            # page drops the connection itself instead of seeing it fail).
+            await self.media.apply_publish_rights(withdraw=False)
         self._schedule_floor_expiry()
         await self.broadcast("live_state", updated)
+        if floor_moved:
+            await self.media.apply_publish_rights()
         if current.screen is not None and updated.screen is None:
             # However it ended (stopped, the turn ended, the sharer left): the archive's
             # chapters need to know.

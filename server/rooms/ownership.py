@@ -20,6 +20,14 @@ logger = logging.getLogger(__name__)
 async def take_over(room: OwnedRoom, previous_owner: str | None, handed_over: bool) -> None:
     """Start owning a room loaded from its snapshot (run in the room's actor)."""
     room.touch()  # the snapshot names this node from now on
+    live = room.live
+    # The floor as it was, before anyone's media: it decides who may publish (a guest only
+    # while holding it) and whose video is pinned.
+    room.media.set_floor(
+        live.floor.identity if live.floor else None,
+        live.pinned,
+        live.screen.identity if live.screen else None,
+    )
     for participant in list(room.participants.values()):
         try:
             await room.media.add(participant.identity, participant.role, participant.session)

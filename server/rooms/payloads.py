@@ -267,3 +267,25 @@ class IceCandidate(Payload):
 
 class MediaRestart(Payload):
     """Ask for a fresh subscribe connection after network trouble (then re-publish)."""
+
+
+# --- the stage seat (连线; see server.rooms.stage) --------------------------------------
+
+
+class StageInvite(Payload):
+    """Host or co-host: invite an observer on stage, optionally with a speaking-time limit."""
+
+    identity: Identity
+    time_limit_seconds: TimeLimit | None = None
+
+
+class StageAccept(Payload):
+    """The invited observer accepts: on stage as a guest, with the floor."""
+
+
+class StageDecline(Payload):
+    """The invited observer declines."""
+
+
+class StageEnd(Payload):
+    """End the connection (host, co-host, or the guest), or withdraw the invitation."""

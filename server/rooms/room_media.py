@@ -18,6 +18,7 @@ from server.media import MediaError, MediaEvent, MediaNode, MediaRoom
 from server.media.events import ConnectionName
 from server.rooms.errors import Conflict, Forbidden, InvalidRequest, RoomError
 from server.rooms.models import Role
+from server.rooms.stage import may_publish
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +117,29 @@ class RoomMedia:
         if identity in self._members:
             await room.remove_participant(identity)
         self._members[identity] = (role, session)
-        await room.add_participant(identity, can_publish=role is not Role.OBSERVER)
+        await room.add_participant(identity, can_publish=may_publish(role, identity == self._floor))
         self._update_pins()
+
+    async def set_role(self, identity: str, role: Role) -> None:
+        """A participant's role changed in the room (an observer on stage, and back)."""
+        entry = self._members.get(identity)
+        if entry is not None and entry[0] is not role:
+            self._members[identity] = (role, entry[1])
+            await self.apply_publish_rights()
+
+    async def apply_publish_rights(self, *, withdraw: bool = True) -> None:
+        """Give (and unless `withdraw` is False, withdraw) the right to send media by role
+        and floor (guests publish only while they hold it): a guest whose turn ended stops
+        reaching everyone at once."""
+        room = self.media_room
+        if room is None or self._closed:
+            return
+        for identity, (role, _) in list(self._members.items()):
+            if identity not in room.participant_ids:
+                continue
+            allowed = may_publish(role, identity == self._floor)
+            if room.can_publish(identity) != allowed and (allowed or withdraw):
+                await room.set_can_publish(identity, allowed)
 
     async def remove(self, identity: str, session: str | None = None) -> None:
         """Tear down a participant's media; their tracks end for everyone."""

@@ -486,9 +486,11 @@ function speakingBlocks(speaking, questions = [], suggestions = []) {
       if (s.time_limit_seconds) facts.push(t("archive.speech_limit", { limit: formatDuration(s.time_limit_seconds) }));
       if (s.overrun_seconds >= 0.5) facts.push(t("archive.speech_overrun", { overrun: formatDuration(s.overrun_seconds) }));
       facts.push(t(`archive.ended_by.${s.ended_by}`));
+      // A member of the public the host brought on stage (连线).
+      if (s.on_stage) facts.unshift(t("stage.on_stage_record"));
       return el(
         "li",
-        { "data-identity": s.identity, "data-offset": s.offset, "data-overrun": s.overrun_seconds >= 0.5 ? "true" : "false" },
+        { "data-identity": s.identity, "data-offset": s.offset, "data-overrun": s.overrun_seconds >= 0.5 ? "true" : "false", "data-on-stage": s.on_stage ? "true" : "false" },
         el(
           "button",
           { type: "button", class: "speech", onclick: () => seek(s.offset) },

@@ -184,6 +184,8 @@ export class HostConsole {
   }
 
   grantButton(identity) {
+    // An observer's raised hand asks to be connected: it is answered with an invitation.
+    if (this.store.participants.get(identity)?.role === "observer" && this.actions.stage) return this.actions.stage.stageButton(identity);
     return h("button", { type: "button", class: "btn small primary grant", "data-identity": identity, onclick: () => this.actions.grant(identity, this.timeLimitSeconds), text: t("queue.grant") });
   }
 
@@ -219,6 +221,10 @@ export class HostConsole {
       }
       const pinned = this.store.live?.pinned === p.identity;
       buttons.push(h("button", { type: "button", class: "btn small pin", "data-identity": p.identity, "data-pinned": pinned ? "true" : "false", onclick: () => this.actions.pin(pinned ? null : p.identity), text: t(pinned ? "people.unpin" : "people.pin") }));
+    }
+    // The stage (连线): invite an observer, or end the connection of the one on stage.
+    if ((p.role === "observer" || this.store.live?.stage?.identity === p.identity) && this.actions.stage) {
+      buttons.push(this.actions.stage.stageButton(p.identity));
     }
     buttons.push(h("button", { type: "button", class: "btn small rename", "data-identity": p.identity, onclick: () => this.actions.rename(p.identity), text: t("people.rename") }));
     // A co-host cannot remove the host (the server refuses it too).

@@ -13,6 +13,7 @@ import { RoomView, showEndedScreen } from "./room-view.js";
 import { bindSuggestionForm, setupPrejoinSuggestion } from "./suggestions.js";
 import { Banner, Toasts, confirmDialog, promptDialog } from "./notify.js";
 import { ConnectionCheck } from "./precheck.js";
+import { StageClient } from "./stage.js";
 
 const STATS_INTERVAL_MS = 2000;
 const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
@@ -198,6 +199,8 @@ function enterRoom(stream) {
   let mediaOwner = null; // the room's owner our peer connections were made with
   const dialog = document.getElementById("confirm-dialog");
   const canPublish = () => PUBLISHING_ROLES.has(store.you?.role);
+  // A guest sends media only while it holds the floor (stage.js publishes when it comes).
+  const publishesNow = () => store.you?.role !== "guest" || store.live?.floor?.identity === store.myIdentity;
 
   /** Send an event; on refusal show why and resolve null. */
   async function run(event, payload = {}) {
@@ -445,6 +448,10 @@ function enterRoom(stream) {
     },
   };
 
+  // The stage (连线): the invited observer's prompt, a guest's publishing, the host's buttons.
+  const stage = new StageClient({ store, media, run, toasts, onChange: () => view?.schedule() });
+  actions.host.stage = stage;
+
   view = new RoomView({ store, media, actions, prefs });
   view.mount();
 
@@ -672,7 +679,7 @@ function enterRoom(stream) {
     // (before the buffered events replay, so a fresh subscriber offer gets a new one).
     if (rejoin) media.reset();
     try {
-      if (canPublish() && media.localStream) await media.publish();
+      if (canPublish() && publishesNow() && media.localStream) await media.publish();
     } catch (err) {
       toasts.show(t("media.publish_failed", { message: errorText(err.code, err.serverMessage) }), {
         kind: "error",

@@ -231,6 +231,12 @@ export class MediaClient extends Emitter {
     }
   }
 
+  /** Stop sending (a guest whose turn ended): the server has closed its side already. */
+  unpublish() {
+    this._closePub();
+    this._setPublish("idle");
+  }
+
   /**
    * Share a screen (or window) as one more video track of the publish connection: added
    * and renegotiated the first time, swapped in place afterwards (same server track).

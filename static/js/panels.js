@@ -178,6 +178,8 @@ export function renderPeople(el, store, host, qualities) {
 }
 
 const SYSTEM_EVENTS = new Set([
+  "stage_started",
+  "stage_ended",
   "recording_started",
   "recording_stopped",
   "recording_failed",

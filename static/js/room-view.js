@@ -474,6 +474,8 @@ export class RoomView {
       items.push(h("button", { type: "button", id: "share-button", class: "ctl", hidden: true, onclick: () => this.actions.toggleShare() }));
     }
     if (role === "observer") {
+      // An observer's raised hand asks to be connected (连线: the host may invite them on stage).
+      items.push(h("button", { type: "button", id: "hand-button", class: "ctl", onclick: () => this.actions.toggleHand() }));
       items.push(h("span", { class: "observer-tag", id: "observer-tag", text: t("controls.observer") }));
     }
     items.push(
@@ -509,7 +511,8 @@ export class RoomView {
       hand.dataset.state = raised ? "raised" : "down";
       hand.hidden = mine;
       hand.setAttribute("aria-pressed", raised ? "true" : "false");
-      replaceChildren(hand, icon("hand"), h("span", { class: "ctl-label", text: t(raised ? "controls.lower_hand" : "controls.raise_hand") }));
+      const ask = store.you.role === "observer" ? "stage.asks" : "controls.raise_hand";
+      replaceChildren(hand, icon("hand"), h("span", { class: "ctl-label", text: t(raised ? "controls.lower_hand" : ask) }));
     }
     const share = document.getElementById("share-button");
     if (share) {

@@ -141,7 +141,7 @@ async def test_timed_floor_counts_down_and_expires_back_to_the_host(
     await expect(host.locator('.chat-event[data-type="floor_expired"]')).to_have_count(1)
 
 
-async def test_observer_has_no_publish_hand_or_chat_controls(
+async def test_observer_has_no_publish_or_chat_controls_but_may_ask_to_connect(
     pages: PageFactory, room: Participants
 ) -> None:
     page = await pages.new_page()
@@ -154,13 +154,14 @@ async def test_observer_has_no_publish_hand_or_chat_controls(
     for control in (
         "#mic-button",
         "#cam-button",
-        "#hand-button",
         "#yield-button",
         "#chat-form",
         "#auto-unmute",
     ):
         await expect(page.locator(control)).to_have_count(0)
     await expect(page.locator("#observer-tag")).to_be_visible()
+    # A raised hand asks to be connected (连线; tests/browser/test_browser_stage.py).
+    await expect(page.locator("#hand-button")).to_contain_text("申请连线")
     await expect(page.locator("#host-console")).to_be_hidden()
     assert await page.evaluate("() => window.yitang.media.localStream") is None
     # They still see the chat.

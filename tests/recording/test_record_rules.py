@@ -237,3 +237,23 @@ def test_an_agenda_item_over_its_planned_time_shows_in_the_minutes() -> None:
     item = speaking_record(src).items[0]
     assert (item.seconds, item.planned_minutes, item.overrun_seconds) == (90.0, 1, 30.0)
     assert "（计划 1 分钟，超时 30秒）" in minutes_markdown(session_record(src))
+
+
+def test_a_member_of_the_public_on_stage_is_in_the_speaking_record_and_the_minutes() -> None:
+    guest = {"identity": "o1", "name": "市民丙", "venue": "county", "role": "guest"}
+    src = source(
+        [
+            entry(1, "joined", **{**guest, "role": "observer"}),
+            entry(5, "stage_started", **guest, by="a"),
+            entry(5, "floor_granted", 1, **guest, by="a", time_limit_seconds=None),
+            entry(35, "floor_revoked", identity="o1", by="a"),
+            entry(35, "stage_ended", 1, **guest, by="a", reason="ended", seconds=30),
+            entry(40, "floor_granted", identity="b", name="乙", venue="county", by="a"),
+        ]
+    )
+    speeches = speaking_record(src).items[0].speeches
+    connected = next(s for s in speeches if s.identity == "o1")
+    assert connected.on_stage and connected.duration == 30.0
+    assert connected.ended_by == "revoked" and connected.name == "市民丙"
+    assert not next(s for s in speeches if s.identity == "b").on_stage
+    assert "市民丙（连线）" in minutes_markdown(session_record(src))
