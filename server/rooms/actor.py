@@ -21,7 +21,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from server.rooms import acks, floor_control, media_control, membership, recording_control
+from server.rooms import (
+    acks,
+    floor_control,
+    media_control,
+    membership,
+    reconnection,
+    recording_control,
+)
 from server.rooms.commands import (
     CLIENT_COMMANDS,
     ClientCommand,
@@ -35,7 +42,14 @@ from server.rooms.commands import (
     RunInRoom,
 )
 from server.rooms.errors import Conflict, RoomError
-from server.rooms.owned_room import ExpireFloor, MediaEventArrived, OwnedRoom, ResumeRecording
+from server.rooms.owned_room import (
+    ExpireFloor,
+    ExpireReconnect,
+    MediaEventArrived,
+    MediaRecovering,
+    OwnedRoom,
+    ResumeRecording,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +221,10 @@ class RoomActor:
                 await recording_control.recording_changed(room, update)
             case ExpireFloor(grant_id=grant_id):
                 await floor_control.expire_floor(room, grant_id)
+            case ExpireReconnect(identity=identity, session=session):
+                await membership.expire_reconnect(room, identity, session)
+            case MediaRecovering():
+                await reconnection.media_recovering(room, command)
             case MediaEventArrived(event=event):
                 await media_control.media_event(room, event)
             case ResumeRecording(attempt=attempt, dead_writer=dead_writer):

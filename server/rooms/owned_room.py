@@ -47,6 +47,9 @@ class OwnerSettings:
     #: Participants at once (hosts and reconnecting participants are always let in).
     max_participants: int = 500
     limits: LimitSettings = field(default_factory=LimitSettings)
+    #: A participant whose socket dropped is held (reconnecting) this long before it is
+    #: a leave; 0 makes a dropped socket a leave at once.
+    reconnect_grace_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,28 @@ class ResumeRecording:
     dead_writer: str | None
 
 
+@dataclass(frozen=True)
+class ExpireReconnect:
+    """Internal: the reconnect grace of a dropped connection is over (ignored if it came back)."""
+
+    identity: str
+    session: str
+
+
+@dataclass(frozen=True)
+class MediaRecovering:
+    """Internal: a participant is rebuilding its peer connections (`media_restart`).
+
+    `publishes`: it had a publish connection, so it is back once that one is connected again.
+    """
+
+    identity: str
+    session: str
+    publishes: bool
+
+
 #: Internal commands an owned room posts to its own actor.
-SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording
+SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording | ExpireReconnect | MediaRecovering
 
 
 def require_host(actor: Participant) -> None:
@@ -139,6 +162,9 @@ class OwnedRoom:
         #: The grant and deadline the timer is set for (an extension moves the deadline).
         self._floor_timer_grant: tuple[str, float] | None = None
         self._later: list[asyncio.TimerHandle] = []
+        #: identity => whether its media is back only once it publishes again (see
+        #: reconnection.py); not persisted: a new owner sets everyone's media up anew.
+        self.media_waits_for_publish: dict[str, bool] = {}
 
     # --- reading ------------------------------------------------------------------------
 
@@ -304,6 +330,10 @@ class OwnedRoom:
             delay, self._post, ExpireFloor(grant.grant_id)
         )
 
+    def post(self, command: SelfCommand) -> None:
+        """Post a command to the room's own actor (from work running beside its order)."""
+        self._post(command)
+
     def post_later(self, delay: float, command: SelfCommand) -> None:
         """Post a command to the room's own actor after `delay` seconds."""
         self._later = [h for h in self._later if not h.cancelled() and h.when() > _now()]
@@ -318,6 +348,15 @@ class OwnedRoom:
     def restart_timers(self) -> None:
         """After a takeover: time the floor that was granted before (it may be due already)."""
         self._schedule_floor_expiry()
+
+    def restart_reconnect_timers(self) -> None:
+        """After a takeover: time the grace of those whose connection had dropped (counted
+        afresh from now)."""
+        for p in self.state.participants.values():
+            if p.reconnecting == "connection_lost":
+                self.post_later(
+                    self.settings.reconnect_grace_seconds, ExpireReconnect(p.identity, p.session)
+                )
 
     def _cancel_floor_timer(self) -> None:
         if self._floor_timer is not None:
