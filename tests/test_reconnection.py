@@ -7,13 +7,18 @@ client has connected and joined again — `participant_reconnected`, with the
 member's raised hand kept and no `participant_left`/`participant_joined` in
 between. When the grace period ends first, that is the leave. A member whose
 client rebuilds its peer connections (`media_restart`) is reconnecting until its
-new publish connection is up, and its video reaches the host again.
+new publish connection is up, and its video reaches the host again. A
+publisher whose packets stop arriving while its connection stays up is noticed
+by the server itself: reconnecting until its packets flow again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
+
+from aiortc import MediaStreamTrack
 
 from server.rooms.models import Participant
 from signaling.client import RoomClient
@@ -132,6 +137,51 @@ async def test_rebuilding_media_is_reconnecting_until_it_publishes_again(
         assert watcher.participants["m1"].reconnecting is None
         # Its video reaches the host again, on the new publish connection.
         await host.wait_for(lambda: host.frames_from("m1", "video") >= 5, timeout=20)
+    finally:
+        await member.close()
+        await host.close()
+
+
+class PausableTrack(MediaStreamTrack):
+    """A track that stops producing while paused: the publisher's packets stop, its
+    connection (ICE consent, DTLS) stays up — what a cut uplink looks like to the server
+    before aiortc's 30 s consent check gives up."""
+
+    def __init__(self, inner: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = inner.kind
+        self.inner = inner
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    async def recv(self) -> Any:
+        await self.flowing.wait()
+        return await self.inner.recv()
+
+
+async def test_a_publisher_whose_packets_stop_is_reconnecting_until_they_flow(
+    server: ServerHandle,
+) -> None:
+    room = (await server.create_room())["id"]
+    host = await server.client(room, "host", "host", "hunan")
+    member = SessionPeer(server.base_url, await server.token(room, "m1", "member", "zhuzhou"), 2)
+    audio, video = PausableTrack(member.audio), PausableTrack(member.video)
+    member.audio, member.video = audio, video  # type: ignore[assignment]
+    try:
+        await member.join()
+        await member.publish()
+        await host.wait_for(lambda: "m1" in host.participants)
+        since = len(host.received)
+        for track in (audio, video):
+            track.flowing.clear()
+        await host.wait_for(lambda: _reconnecting(host, "m1") == "media", timeout=30)
+        for track in (audio, video):
+            track.flowing.set()
+        await host.wait_for(lambda: _reconnecting(host, "m1") is None, timeout=30)
+        assert _events_about(host, "m1", since) == [
+            "participant_reconnecting",
+            "participant_reconnected",
+        ]
     finally:
         await member.close()
         await host.close()

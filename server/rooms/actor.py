@@ -43,6 +43,7 @@ from server.rooms.commands import (
 )
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.owned_room import (
+    CheckMediaFlow,
     ExpireFloor,
     ExpireReconnect,
     MediaEventArrived,
@@ -223,6 +224,8 @@ class RoomActor:
                 await floor_control.expire_floor(room, grant_id)
             case ExpireReconnect(identity=identity, session=session):
                 await membership.expire_reconnect(room, identity, session)
+            case CheckMediaFlow():
+                await reconnection.check_media_flow(room)
             case MediaRecovering():
                 await reconnection.media_recovering(room, command)
             case MediaEventArrived(event=event):

@@ -108,6 +108,7 @@ async def _add(room: OwnedRoom, participant: Participant, *, rejoined: bool = Fa
         # The room moved here empty while recording: resume once someone is back.
         await recording_control.resume_after_takeover(room)
     room.media_waits_for_publish.pop(participant.identity, None)
+    reconnection.watch_media_flow(room)
     event = "participant_reconnected" if rejoined else "participant_joined"
     await room.broadcast(event, participant)
 

@@ -94,8 +94,20 @@ class MediaRecovering:
     publishes: bool
 
 
+@dataclass(frozen=True)
+class CheckMediaFlow:
+    """Internal: time to look whether each publisher's packets still arrive."""
+
+
 #: Internal commands an owned room posts to its own actor.
-SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording | ExpireReconnect | MediaRecovering
+SelfCommand = (
+    ExpireFloor
+    | MediaEventArrived
+    | ResumeRecording
+    | ExpireReconnect
+    | MediaRecovering
+    | CheckMediaFlow
+)
 
 
 def require_host(actor: Participant) -> None:
@@ -115,6 +127,11 @@ def require_queue_runner(actor: Participant) -> None:
     if not actor.role.runs_queues:
         # The same code as the host's own commands: clients treat both alike.
         raise Forbidden("host_only", "only the host, a co-host or a moderator can do this")
+
+
+def loop_time() -> float:
+    """The event loop's clock (seconds; only differences mean anything)."""
+    return asyncio.get_running_loop().time()
 
 
 def _now() -> float:
@@ -165,6 +182,10 @@ class OwnedRoom:
         #: identity => whether its media is back only once it publishes again (see
         #: reconnection.py); not persisted: a new owner sets everyone's media up anew.
         self.media_waits_for_publish: dict[str, bool] = {}
+        #: identity => (packets received from it, loop time they last grew): publishers
+        #: whose packets stopped are waited for (reconnection.check_media_flow).
+        self.media_flow: dict[str, tuple[int, float]] = {}
+        self.media_flow_watched = False
 
     # --- reading ------------------------------------------------------------------------
 

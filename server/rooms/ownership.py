@@ -27,6 +27,7 @@ async def take_over(room: OwnedRoom, previous_owner: str | None, handed_over: bo
             logger.exception("room %s: media of %s not set up", room.room_id, participant.identity)
     room.restart_timers()
     room.restart_reconnect_timers()
+    reconnection.watch_media_flow(room)
     for participant in list(room.participants.values()):
         if participant.reconnecting == "media":
             # Its media is set up anew here: what it was rebuilding is gone.

@@ -8,14 +8,29 @@ the floor, its media on the server) in a `reconnecting` state, and the room sees
 join. A dropped socket is held for the room's reconnect grace period; when it
 ends without a new join, that is the leave (see `membership.expire_reconnect`).
 Media being rebuilt is waited for as long as the socket stays: the participant is
-still there, and the control room shows its connections.
+still there, and the control room shows its connections. The owner notices lost
+media itself too: a connection that failed on its side, or a connected publisher
+from whom no packet arrived for FLOW_SILENCE_SECONDS (aiortc's own consent check
+takes 30 s), until its packets flow again.
 """
 
 from __future__ import annotations
 
 from server.media import ParticipantMediaState
 from server.rooms.models import Participant, ReconnectReason
-from server.rooms.owned_room import ExpireReconnect, MediaRecovering, OwnedRoom
+from server.rooms.owned_room import (
+    CheckMediaFlow,
+    ExpireReconnect,
+    MediaRecovering,
+    OwnedRoom,
+    loop_time,
+)
+
+#: How often the owner looks whether publishers' packets still arrive.
+FLOW_CHECK_SECONDS = 2.0
+#: A connected publisher from whom nothing arrived this long is waited for. A browser sends
+#: packets for a muted microphone and a camera turned off too (silence, black frames).
+FLOW_SILENCE_SECONDS = 6.0
 
 
 async def mark(room: OwnedRoom, participant: Participant, reason: ReconnectReason) -> Participant:
@@ -82,3 +97,43 @@ async def media_state(room: OwnedRoom, event: ParticipantMediaState) -> None:
     if event.connection == "publish" or not waits_for_publish:
         room.media_waits_for_publish.pop(participant.identity, None)
         await clear(room, participant)
+
+
+def watch_media_flow(room: OwnedRoom) -> None:
+    """Start looking at publishers' packets periodically (once per room; idempotent)."""
+    if not room.media_flow_watched:
+        room.media_flow_watched = True
+        room.post_later(FLOW_CHECK_SECONDS, CheckMediaFlow())
+
+
+async def check_media_flow(room: OwnedRoom) -> None:
+    """Mark publishers whose packets stopped as reconnecting, and clear those whose packets
+    came back; look again later while anyone is in the room."""
+    media = room.media.media_room
+    now = loop_time()
+    present = set(media.participant_ids) if media is not None else set()
+    for identity in list(room.media_flow):
+        if identity not in present:
+            del room.media_flow[identity]
+    for identity in present:
+        participant = room.participants.get(identity)
+        if media is None or participant is None:
+            continue
+        forwarders = media.participant_forwarders(identity)
+        if not forwarders or media.connection_states(identity)["publish"] != "connected":
+            room.media_flow.pop(identity, None)
+            continue
+        received = sum(f.packets_received for f in forwarders)
+        before = room.media_flow.get(identity)
+        if before is None or received != before[0]:
+            room.media_flow[identity] = (received, now)
+            if before is not None and participant.reconnecting == "media":
+                waits = room.media_waits_for_publish.get(identity, False)
+                if not waits:  # a rebuild in progress clears when its connection is up
+                    await clear(room, participant)
+        elif now - before[1] >= FLOW_SILENCE_SECONDS and participant.reconnecting is None:
+            await mark(room, participant, "media")
+    if room.participants:
+        room.post_later(FLOW_CHECK_SECONDS, CheckMediaFlow())
+    else:
+        room.media_flow_watched = False
