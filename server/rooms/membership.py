@@ -17,7 +17,14 @@ from server.rooms.errors import Conflict, RoomError
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom
 from server.rooms.ports import SessionRef
-from server.rooms.server_events import LeaveReason, ParticipantLeft, Removed, Replaced, Resync
+from server.rooms.server_events import (
+    DepartureReason,
+    LeaveReason,
+    ParticipantLeft,
+    Removed,
+    Replaced,
+    Resync,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +134,15 @@ async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> Non
     await room.timeline("left", {**who(gone), "reason": reason})
 
 
-async def leave(room: OwnedRoom, identity: str, session: str, reason: LeaveReason) -> acks.Ack:
+async def leave(room: OwnedRoom, identity: str, session: str, reason: DepartureReason) -> acks.Ack:
     """A connection left or closed (or stopped waiting in the lobby); forget the participant
     unless a newer one replaced it. A connection that dropped (not left on purpose) is
     held for the reconnect grace period instead."""
     participant = room.participants.get(identity)
     if participant is not None and participant.session == session:
-        if reason == "connection_lost" and reconnection.holds_drops(room):
+        if reason == "join_abandoned":
+            await forget(room, participant, "connection_lost")
+        elif reason == "connection_lost" and reconnection.holds_drops(room):
             await reconnection.hold(room, participant)
         else:
             await forget(room, participant, reason)
