@@ -75,7 +75,9 @@ async def join(
             await room.send(previous, "replaced", Replaced(reason="joined elsewhere"))
             await room.close_connection(previous, "replaced")
         await _add(room, participant)
-        await room.timeline("joined", who(participant))
+    # Also for one back within the grace period: attendance counts a `joined` of someone
+    # present as a reconnection, their presence unbroken.
+    await room.timeline("joined", who(participant))
     room.roster = roster
     return acks.ok(snapshot=room.snapshot(participant))
 
