@@ -111,19 +111,17 @@ async def check_media_flow(room: OwnedRoom) -> None:
     came back; look again later while anyone is in the room."""
     media = room.media.media_room
     now = loop_time()
-    present = set(media.participant_ids) if media is not None else set()
+    received_by = media.packets_received_by_participant() if media is not None else {}
     for identity in list(room.media_flow):
-        if identity not in present:
+        if identity not in received_by:
             del room.media_flow[identity]
-    for identity in present:
+    for identity, received in received_by.items():
         participant = room.participants.get(identity)
         if media is None or participant is None:
             continue
-        forwarders = media.participant_forwarders(identity)
-        if not forwarders or media.connection_states(identity)["publish"] != "connected":
+        if media.connection_states(identity)["publish"] != "connected":
             room.media_flow.pop(identity, None)
             continue
-        received = sum(f.packets_received for f in forwarders)
         before = room.media_flow.get(identity)
         if before is None or received != before[0]:
             room.media_flow[identity] = (received, now)
