@@ -706,12 +706,6 @@ function enterRoom(stream) {
     setConnStatus("closed");
   }
 
-  // Closing the tab is leaving: say so (a client disconnect), or the others would see a
-  // dropped connection, "reconnecting" for the grace period.
-  window.addEventListener("pagehide", (event) => {
-    if (!event.persisted && conn.socket && conn.socket.connected) conn.socket.disconnect();
-  });
-
   window.yitang = {
     conn,
     store,
