@@ -227,6 +227,7 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         recorder=RoomRecorder(recorder),
         owner_settings=OwnerSettings(
             max_participants=settings.max_participants,
+            reconnect_grace_seconds=settings.reconnect_grace_seconds,
             limits=LimitSettings(
                 event_rate=settings.event_rate,
                 event_burst=settings.event_burst,

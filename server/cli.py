@@ -79,6 +79,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_participants=args.max_participants,
         max_connections=args.max_connections or None,
         join_timeout_seconds=args.join_timeout,
+        reconnect_grace_seconds=args.reconnect_grace,
         drain_seconds=args.drain_seconds,
         ice_addresses=tuple(args.ice_address or ()),
         ice_remote_allow=tuple(args.ice_remote_allow or ()),
@@ -480,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("YITANG_JOIN_TIMEOUT", "15") or 15),
         help="close connections that have not joined a room within this many seconds",
+    )
+    serve_parser.add_argument(
+        "--reconnect-grace",
+        type=float,
+        default=float(_env("YITANG_RECONNECT_GRACE", "20") or 20),
+        help="seconds a participant whose connection dropped is shown reconnecting before "
+        "it counts as a leave (0: at once)",
     )
     serve_parser.add_argument(
         "--drain-seconds",

@@ -89,6 +89,9 @@ class Settings:
     max_connections: int | None = None
     #: A connection that has not joined a room this long after connecting is closed.
     join_timeout_seconds: float = 15.0
+    #: A participant whose socket dropped is shown "reconnecting" this long before it
+    #: counts as a leave (0: at once).
+    reconnect_grace_seconds: float = 20.0
     #: On SIGTERM, rooms are handed over and sockets sent elsewhere within this long.
     drain_seconds: float = 10.0
     #: A room nobody is in is let go (its lease released) after this long.
@@ -158,6 +161,8 @@ class Settings:
             raise ValueError("metrics_sample_seconds must be positive")
         if self.metrics_token is not None and len(self.metrics_token) < 16:
             raise ValueError("the metrics token must be at least 16 characters")
+        if not 0 <= self.reconnect_grace_seconds <= 600:
+            raise ValueError("reconnect_grace_seconds must be between 0 and 600")
         if self.token_ttl_seconds < 60:
             raise ValueError("token_ttl_seconds must be at least a minute")
 

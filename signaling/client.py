@@ -409,7 +409,12 @@ class RoomClient:
         await self.notify()
 
     def _apply(self, event: str, payload: Any) -> None:
-        if event in ("participant_joined", "participant_updated"):
+        if event in (
+            "participant_joined",
+            "participant_updated",
+            "participant_reconnecting",
+            "participant_reconnected",
+        ):
             participant = Participant.model_validate(payload)
             self.participants[participant.identity] = participant
         elif event == "participant_left":

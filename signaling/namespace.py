@@ -285,7 +285,7 @@ class RoomNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 # Closed while joining: undo what the join did, whatever its outcome.
                 await self._exit_room(connection)
                 if acks.is_ok(ack):
-                    await self.router.leave(room_id, connection.caller, "connection_lost")
+                    await self.router.leave(room_id, connection.caller, "join_abandoned")
         if connection.state is SocketState.CLOSED:
             return ack
         if acks.is_ok(ack):

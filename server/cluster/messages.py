@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from server.rooms.models import Caller
-from server.rooms.server_events import LeaveReason
+from server.rooms.server_events import DepartureReason
 
 
 class Message(BaseModel):
@@ -55,7 +55,7 @@ class LeaveRequest(RequestBase):
     kind: Literal["leave"] = "leave"
     identity: str
     session: str
-    reason: LeaveReason
+    reason: DepartureReason
 
 
 class ReconcileRequest(RequestBase):

@@ -53,7 +53,7 @@ from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller
 from server.rooms.payloads import Payload
-from server.rooms.server_events import LeaveReason
+from server.rooms.server_events import DepartureReason
 from server.state.leases import RoomLeases
 from server.state.store import RedisStore
 
@@ -139,7 +139,7 @@ class RoomRouter:
             ),
         )  # fmt: skip
 
-    async def leave(self, room_id: str, caller: Caller, reason: LeaveReason) -> None:
+    async def leave(self, room_id: str, caller: Caller, reason: DepartureReason) -> None:
         """A joined socket left or closed; if the owner cannot be told, reconcile later."""
         ack = await self._request(
             room_id,

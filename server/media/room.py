@@ -282,6 +282,14 @@ class MediaRoom:
         """The live forwarders of the tracks one participant publishes (control room)."""
         return [f for f in self._forwarders() if f.participant_id == participant_id]
 
+    def packets_received_by_participant(self) -> dict[str, int]:
+        """RTP packets received so far from each participant publishing (all its tracks)."""
+        received: dict[str, int] = {}
+        for forwarder in self._forwarders():
+            pid = forwarder.participant_id
+            received[pid] = received.get(pid, 0) + forwarder.packets_received
+        return received
+
     def peer_connections(self) -> list[RTCPeerConnection]:
         """Every live aiortc peer connection of the room (diagnostics and tests only)."""
         pcs = []

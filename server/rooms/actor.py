@@ -26,6 +26,7 @@ from server.rooms import (
     floor_control,
     media_control,
     membership,
+    reconnection,
     recording_control,
     stage_control,
 )
@@ -43,9 +44,12 @@ from server.rooms.commands import (
 )
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.owned_room import (
+    CheckMediaFlow,
     ExpireFloor,
+    ExpireReconnect,
     ExpireStageInvite,
     MediaEventArrived,
+    MediaRecovering,
     OwnedRoom,
     ResumeRecording,
 )
@@ -222,6 +226,12 @@ class RoomActor:
                 await floor_control.expire_floor(room, grant_id)
             case ExpireStageInvite(invite_id=invite_id):
                 await stage_control.invite_expired(room, invite_id)
+            case ExpireReconnect(identity=identity, session=session):
+                await membership.expire_reconnect(room, identity, session)
+            case CheckMediaFlow():
+                await reconnection.check_media_flow(room)
+            case MediaRecovering():
+                await reconnection.media_recovering(room, command)
             case MediaEventArrived(event=event):
                 await media_control.media_event(room, event)
             case ResumeRecording(attempt=attempt, dead_writer=dead_writer):

@@ -28,7 +28,7 @@ from server.rooms import (
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom, SelfCommand
 from server.rooms.ports import RecordingUpdate, SessionRef
-from server.rooms.server_events import LeaveReason
+from server.rooms.server_events import DepartureReason
 
 P = TypeVar("P", bound=payloads.Payload)
 T = TypeVar("T")
@@ -128,7 +128,7 @@ class LeaveRoom:
 
     identity: str
     session: str
-    reason: LeaveReason
+    reason: DepartureReason
 
 
 @dataclass(frozen=True)

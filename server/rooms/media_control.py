@@ -9,10 +9,10 @@ order, one at a time per participant, after checking the caller is current.
 from __future__ import annotations
 
 from server.media import ActiveSpeaker, MediaEvent, ParticipantMediaState, SubscriberOffer
-from server.rooms import acks, payloads
+from server.rooms import acks, payloads, reconnection
 from server.rooms.errors import Forbidden
 from server.rooms.models import Participant, Role
-from server.rooms.owned_room import OwnedRoom
+from server.rooms.owned_room import MediaRecovering, OwnedRoom
 from server.rooms.room_media import subscriber_tracks
 from server.rooms.server_events import (
     ActiveSpeakerChanged,
@@ -55,7 +55,22 @@ async def ice_candidate(
 
 
 async def media_restart(room: OwnedRoom, actor: Participant, _: payloads.MediaRestart) -> acks.Ack:
-    """Give the participant a fresh subscribe connection (after network trouble)."""
+    """The client rebuilds both connections (after network trouble): the room sees it
+    reconnecting until it is back; its publish connection is dropped (a new client
+    connection cannot take over the one the server holds: aiortc does no ICE restart), so
+    its next publish offer makes a fresh one; it gets a fresh subscribe connection."""
+    media = room.media.media_room
+    # It publishes if it has a publish connection, or had one that failed (released since).
+    publishes = room.media_waits_for_publish.get(actor.identity, False)
+    has_publish = (
+        media is not None
+        and actor.identity in media.participant_ids
+        and media.connection_states(actor.identity)["publish"] != "none"
+    )
+    if media is not None and has_publish:
+        publishes = True
+        await media.reset_publish(actor.identity)
+    room.post(MediaRecovering(actor.identity, actor.session, publishes))
     await room.media.restart(actor.identity, actor.session)
     return acks.ok()
 
@@ -68,6 +83,8 @@ async def ask_to_reconnect(room: OwnedRoom, identity: str) -> acks.Ack:
     if media is not None and identity in media.participant_ids:
         # A new client connection cannot take over the one the server holds (aiortc does
         # no ICE restart): drop it, so the client's next publish offer makes a fresh one.
+        if media.connection_states(identity)["publish"] != "none":
+            room.media_waits_for_publish[identity] = True
         await media.reset_publish(identity)
     await room.send(participant, "reconnect_media", ReconnectMedia(by="control"))
     return acks.ok()
@@ -86,6 +103,7 @@ async def media_event(room: OwnedRoom, event: MediaEvent) -> None:
     elif isinstance(event, ActiveSpeaker):
         await room.broadcast("active_speaker", ActiveSpeakerChanged(identity=event.participant_id))
     elif isinstance(event, ParticipantMediaState):
+        await reconnection.media_state(room, event)
         state = MediaConnectionState(
             identity=event.participant_id, connection=event.connection, state=event.state
         )

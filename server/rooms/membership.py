@@ -11,13 +11,28 @@ from __future__ import annotations
 import logging
 import time
 
-from server.rooms import acks, floor, lobby, recording_control, stage, stage_control
+from server.rooms import (
+    acks,
+    floor,
+    lobby,
+    reconnection,
+    recording_control,
+    stage,
+    stage_control,
+)
 from server.rooms.admission import check_admission, check_not_excluded, check_token_room, must_wait
 from server.rooms.errors import Conflict, RoomError
 from server.rooms.models import Caller, Invitee, Participant
 from server.rooms.owned_room import OwnedRoom
 from server.rooms.ports import SessionRef
-from server.rooms.server_events import LeaveReason, ParticipantLeft, Removed, Replaced, Resync
+from server.rooms.server_events import (
+    DepartureReason,
+    LeaveReason,
+    ParticipantLeft,
+    Removed,
+    Replaced,
+    Resync,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +73,18 @@ async def join(
         room.touch()
         await lobby.tell_moderators(room)
     previous = room.participants.get(caller.identity)
-    if previous is not None and previous.session != caller.session:
-        await room.send(previous, "replaced", Replaced(reason="joined elsewhere"))
-        await room.close_connection(previous, "replaced")
     participant = _participant(room, caller)
-    await _add(room, participant)
+    if previous is not None and previous.reconnecting == "connection_lost":
+        # Back within the grace period: the same participant on a new connection.
+        participant = participant.model_copy(update={"joined_at": previous.joined_at})
+        await _add(room, participant, rejoined=True)
+    else:
+        if previous is not None and previous.session != caller.session:
+            await room.send(previous, "replaced", Replaced(reason="joined elsewhere"))
+            await room.close_connection(previous, "replaced")
+        await _add(room, participant)
+    # Also for one back within the grace period: attendance counts a `joined` of someone
+    # present as a reconnection, their presence unbroken.
     await room.timeline("joined", who(participant))
     room.roster = roster
     return acks.ok(snapshot=room.snapshot(participant))
@@ -81,11 +103,14 @@ def _participant(room: OwnedRoom, caller: Caller) -> Participant:
     )
 
 
-async def _add(room: OwnedRoom, participant: Participant) -> None:
-    """Put a participant in the session (its media set up), and tell everyone."""
+async def _add(room: OwnedRoom, participant: Participant, *, rejoined: bool = False) -> None:
+    """Put a participant in the session (its media set up), and tell everyone: that it
+    joined, or (`rejoined`, its dropped connection held) that it is back."""
     state = room.state
-    # Re-inserted, so the dict keeps joining order (a reconnect counts as joining anew).
-    state.participants.pop(participant.identity, None)
+    # Re-inserted, so the dict keeps joining order (a new connection counts as joining
+    # anew); one that came back within the grace period keeps its place.
+    if not rejoined:
+        state.participants.pop(participant.identity, None)
     state.participants[participant.identity] = participant
     state.admitted.add(participant.identity)
     room.touch()
@@ -101,7 +126,10 @@ async def _add(room: OwnedRoom, participant: Participant) -> None:
     elif room.state.recording_id is not None:
         # The room moved here empty while recording: resume once someone is back.
         await recording_control.resume_after_takeover(room)
-    await room.broadcast("participant_joined", participant)
+    room.media_waits_for_publish.pop(participant.identity, None)
+    reconnection.watch_media_flow(room)
+    event = "participant_reconnected" if rejoined else "participant_joined"
+    await room.broadcast(event, participant)
 
 
 async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> None:
@@ -110,6 +138,7 @@ async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> Non
     if current is None or current.session != gone.session:
         return
     del room.participants[gone.identity]
+    room.media_waits_for_publish.pop(gone.identity, None)
     room.touch()
     await room.media.remove(gone.identity, gone.session)
     await room.change_live(lambda s: floor.forget(s, gone.identity))
@@ -118,15 +147,32 @@ async def forget(room: OwnedRoom, gone: Participant, reason: LeaveReason) -> Non
     await room.timeline("left", {**who(gone), "reason": reason})
 
 
-async def leave(room: OwnedRoom, identity: str, session: str, reason: LeaveReason) -> acks.Ack:
+async def leave(room: OwnedRoom, identity: str, session: str, reason: DepartureReason) -> acks.Ack:
     """A connection left or closed (or stopped waiting in the lobby); forget the participant
-    unless a newer one replaced it."""
+    unless a newer one replaced it. A connection that dropped (not left on purpose) is
+    held for the reconnect grace period instead."""
     participant = room.participants.get(identity)
     if participant is not None and participant.session == session:
-        await forget(room, participant, reason)
+        if reason == "join_abandoned":
+            await forget(room, participant, "connection_lost")
+        elif reason == "connection_lost" and reconnection.holds_drops(room):
+            await reconnection.hold(room, participant)
+        else:
+            await forget(room, participant, reason)
     else:
         await lobby.forget(room, identity, session)
     return acks.ok()
+
+
+async def expire_reconnect(room: OwnedRoom, identity: str, session: str) -> None:
+    """The grace of a dropped connection is over: if it did not come back, it left."""
+    participant = room.participants.get(identity)
+    if (
+        participant is not None
+        and participant.session == session
+        and participant.reconnecting == "connection_lost"
+    ):
+        await forget(room, participant, "connection_lost")
 
 
 async def nodes_gone(room: OwnedRoom, nodes: frozenset[str]) -> None:
@@ -151,6 +197,8 @@ async def reconcile(
     """
     listed = {caller.session for caller in sessions} | joining
     for participant in list(room.participants.values()):
+        if participant.reconnecting == "connection_lost":
+            continue  # its socket is gone already; the grace period decides
         if participant.node == node and participant.session not in listed:
             await forget(room, participant, "connection_lost")
     # `joining` also names the node's sockets waiting in the lobby.

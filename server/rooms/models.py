@@ -207,6 +207,10 @@ class Caller(Invitee):
     node: Annotated[str, StringConstraints(max_length=64)]
 
 
+#: Why a participant is in the reconnecting state.
+ReconnectReason = Literal["connection_lost", "media"]
+
+
 class Participant(Invitee):
     """Someone connected right now."""
 
@@ -216,6 +220,10 @@ class Participant(Invitee):
     joined_at: float
     audio_muted: bool = False
     video_muted: bool = False
+    #: Why the participant is being waited for (null: connected): its socket dropped
+    #: (`connection_lost`, held for the reconnect grace period) or its media connections
+    #: are being rebuilt (`media`). Others show "reconnecting" on its tile, not a leave.
+    reconnecting: ReconnectReason | None = None
 
 
 class LobbyEntry(Invitee):

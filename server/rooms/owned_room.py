@@ -48,6 +48,9 @@ class OwnerSettings:
     #: Participants at once (hosts and reconnecting participants are always let in).
     max_participants: int = 500
     limits: LimitSettings = field(default_factory=LimitSettings)
+    #: A participant whose socket dropped is held (reconnecting) this long before it is
+    #: a leave; 0 makes a dropped socket a leave at once.
+    reconnect_grace_seconds: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,41 @@ class ExpireStageInvite:
     invite_id: str
 
 
+@dataclass(frozen=True)
+class ExpireReconnect:
+    """Internal: the reconnect grace of a dropped connection is over (ignored if it came back)."""
+
+    identity: str
+    session: str
+
+
+@dataclass(frozen=True)
+class MediaRecovering:
+    """Internal: a participant is rebuilding its peer connections (`media_restart`).
+
+    `publishes`: it had a publish connection, so it is back once that one is connected again.
+    """
+
+    identity: str
+    session: str
+    publishes: bool
+
+
+@dataclass(frozen=True)
+class CheckMediaFlow:
+    """Internal: time to look whether each publisher's packets still arrive."""
+
+
 #: Internal commands an owned room posts to its own actor.
-SelfCommand = ExpireFloor | MediaEventArrived | ResumeRecording | ExpireStageInvite
+SelfCommand = (
+    ExpireFloor
+    | MediaEventArrived
+    | ResumeRecording
+    | ExpireReconnect
+    | MediaRecovering
+    | CheckMediaFlow
+    | ExpireStageInvite
+)
 
 
 def require_host(actor: Participant) -> None:
@@ -100,6 +136,11 @@ def require_queue_runner(actor: Participant) -> None:
     if not actor.role.runs_queues:
         # The same code as the host's own commands: clients treat both alike.
         raise Forbidden("host_only", "only the host, a co-host or a moderator can do this")
+
+
+def loop_time() -> float:
+    """The event loop's clock (seconds; only differences mean anything)."""
+    return asyncio.get_running_loop().time()
 
 
 def _now() -> float:
@@ -147,6 +188,13 @@ class OwnedRoom:
         #: The grant and deadline the timer is set for (an extension moves the deadline).
         self._floor_timer_grant: tuple[str, float] | None = None
         self._later: list[asyncio.TimerHandle] = []
+        #: identity => whether its media is back only once it publishes again (see
+        #: reconnection.py); not persisted: a new owner sets everyone's media up anew.
+        self.media_waits_for_publish: dict[str, bool] = {}
+        #: identity => (packets received from it, loop time they last grew): publishers
+        #: whose packets stopped are waited for (reconnection.check_media_flow).
+        self.media_flow: dict[str, tuple[int, float]] = {}
+        self.media_flow_watched = False
 
     # --- reading ------------------------------------------------------------------------
 
@@ -331,6 +379,10 @@ class OwnedRoom:
             delay, self._post, ExpireFloor(grant.grant_id)
         )
 
+    def post(self, command: SelfCommand) -> None:
+        """Post a command to the room's own actor (from work running beside its order)."""
+        self._post(command)
+
     def post_later(self, delay: float, command: SelfCommand) -> None:
         """Post a command to the room's own actor after `delay` seconds."""
         self._later = [h for h in self._later if not h.cancelled() and h.when() > _now()]
@@ -345,6 +397,15 @@ class OwnedRoom:
     def restart_timers(self) -> None:
         """After a takeover: time the floor that was granted before (it may be due already)."""
         self._schedule_floor_expiry()
+
+    def restart_reconnect_timers(self) -> None:
+        """After a takeover: time the grace of those whose connection had dropped (counted
+        afresh from now)."""
+        for p in self.state.participants.values():
+            if p.reconnecting == "connection_lost":
+                self.post_later(
+                    self.settings.reconnect_grace_seconds, ExpireReconnect(p.identity, p.session)
+                )
 
     def _cancel_floor_timer(self) -> None:
         if self._floor_timer is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from server.rooms import recording_control
+from server.rooms import reconnection, recording_control
 from server.rooms.owned_room import OwnedRoom
 from server.rooms.server_events import MediaMoved
 
@@ -34,6 +34,12 @@ async def take_over(room: OwnedRoom, previous_owner: str | None, handed_over: bo
         except Exception:
             logger.exception("room %s: media of %s not set up", room.room_id, participant.identity)
     room.restart_timers()
+    room.restart_reconnect_timers()
+    reconnection.watch_media_flow(room)
+    for participant in list(room.participants.values()):
+        if participant.reconnecting == "media":
+            # Its media is set up anew here: what it was rebuilding is gone.
+            await reconnection.clear(room, participant)
     if room.participants and previous_owner is not None:
         notice = MediaMoved(owner=room.node, reason="handover" if handed_over else "failover")
         await room.broadcast("media_moved", notice)

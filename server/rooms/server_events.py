@@ -24,6 +24,10 @@ from server.rooms.models import (
 
 #: Why someone is no longer in the session.
 LeaveReason = Literal["left", "connection_lost", "removed"]
+#: Why an edge reports a connection gone: a leave reason, or `join_abandoned` (the socket
+#: closed while its join was on its way: undone at once, never held as reconnecting; the
+#: room hears `connection_lost`).
+DepartureReason = LeaveReason | Literal["join_abandoned"]
 
 
 class ParticipantLeft(Strict):

@@ -166,6 +166,7 @@ const STRINGS = {
     "banner.reconnecting": "网络连接中断，正在重新连接…",
     "banner.reconnected": "已重新连接，会议状态已更新。",
     "banner.media_restarting": "正在恢复音视频连接…",
+    "banner.media_lost": "音视频连接无法恢复，请检查网络后刷新页面",
     "banner.media_restored": "音视频连接已恢复。",
 
     "rec.on": "录制中",
@@ -178,6 +179,7 @@ const STRINGS = {
     "tile.you": "我",
     "tile.mic_off": "麦克风已关闭",
     "tile.camera_off": "摄像头已关闭",
+    "tile.reconnecting": "正在重新连接…",
     "tile.hand_raised": "已申请发言",
     "tile.speaking": "正在说话",
 
@@ -813,6 +815,7 @@ const STRINGS = {
     "banner.reconnecting": "Connection lost, reconnecting…",
     "banner.reconnected": "Reconnected; the session view is up to date.",
     "banner.media_restarting": "Restoring audio and video…",
+    "banner.media_lost": "Audio and video could not be restored; check the network and reload the page",
     "banner.media_restored": "Audio and video restored.",
 
     "rec.on": "Recording",
@@ -825,6 +828,7 @@ const STRINGS = {
     "tile.you": "You",
     "tile.mic_off": "Microphone off",
     "tile.camera_off": "Camera off",
+    "tile.reconnecting": "Reconnecting…",
     "tile.hand_raised": "Asked to speak",
     "tile.speaking": "Speaking",
 

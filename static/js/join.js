@@ -7,6 +7,7 @@ import { decodeJwtPayload, h, loadFlag, saveFlag, PUBLISHING_ROLES } from "./uti
 import { RoomConnection } from "./signaling.js";
 import { SessionStore } from "./state.js";
 import { MediaClient } from "./media.js";
+import { MediaRecovery } from "./recovery.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
@@ -16,7 +17,6 @@ import { ConnectionCheck } from "./precheck.js";
 import { StageClient } from "./stage.js";
 
 const STATS_INTERVAL_MS = 2000;
-const MEDIA_RESTART_MIN_INTERVAL_MS = 5000;
 /** Identities per `admit`/`deny` event (the server takes at most 50). */
 const LOBBY_BATCH = 50;
 
@@ -190,10 +190,8 @@ function enterRoom(stream) {
 
   let view = null;
   let statsTimer = null;
-  let lastRestart = 0;
   /** Times both connections were rebuilt while signaling stayed up (tests read it). */
   let mediaRestarts = 0;
-  let restarting = false;
   let myGrant = null; // grant_id of a floor we hold
   let autoOpened = false;
   let mediaOwner = null; // the room's owner our peer connections were made with
@@ -601,7 +599,7 @@ function enterRoom(stream) {
         break;
       case "reconnect_media":
         // The control room saw trouble on our link: rebuild both peer connections now.
-        restartMedia(true);
+        restartMedia();
         break;
       case "lobby": {
         const before = new Set(store.lobby.map((w) => w.identity));
@@ -677,7 +675,10 @@ function enterRoom(stream) {
   async function startMedia(rejoin) {
     // After a rejoin the server has replaced our media session: drop the old connections
     // (before the buffered events replay, so a fresh subscriber offer gets a new one).
-    if (rejoin) media.reset();
+    if (rejoin) {
+      recovery.reset();
+      media.reset();
+    }
     try {
       if (canPublish() && publishesNow() && media.localStream) await media.publish();
     } catch (err) {
@@ -690,25 +691,20 @@ function enterRoom(stream) {
     view.schedule();
   }
 
-  media.on("failed", () => restartMedia(false));
-
-  /** Rebuild both peer connections while signaling still works (not too often, unless asked). */
-  function restartMedia(asked) {
-    if (!conn.ready || restarting) return;
-    if (!asked && Date.now() - lastRestart < MEDIA_RESTART_MIN_INTERVAL_MS) return;
-    restarting = true;
+  // A connection that failed, or stayed disconnected, is rebuilt with backoff (recovery.js);
+  // the control room's "reconnect" goes the same way.
+  const recovery = new MediaRecovery({ media, canRun: () => conn.ready });
+  recovery.on("recovering", () => {
     mediaRestarts += 1;
-    lastRestart = Date.now();
     banner.show("banner.media_restarting", "warn");
-    media
-      .restart()
-      .then(() => banner.hide("banner.media_restarting"))
-      .catch(() => banner.hide("banner.media_restarting"))
-      .finally(() => (restarting = false));
-  }
-  media.on("connection", ({ state }) => {
-    if (state === "connected" && banner.key === "banner.media_restarting") banner.show("banner.media_restored", "ok", 3000);
   });
+  recovery.on("recovered", () => banner.show("banner.media_restored", "ok", 3000));
+  recovery.on("gave-up", () => banner.show("banner.media_lost", "error"));
+
+  /** Rebuild both peer connections while signaling still works (asked by the server). */
+  function restartMedia() {
+    recovery.rebuild("asked");
+  }
   media.on("publish", () => view.schedule());
 
   function startStats() {
@@ -728,6 +724,7 @@ function enterRoom(stream) {
   function stopEverything() {
     clearInterval(statsTimer);
     statsTimer = null;
+    recovery.close();
     media.close();
     conn.close();
     banner.hide();
@@ -738,6 +735,7 @@ function enterRoom(stream) {
     conn,
     store,
     media,
+    recovery,
     view,
     actions,
     get socket() {

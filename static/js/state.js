@@ -69,7 +69,9 @@ export class SessionStore extends Emitter {
   apply(event, payload) {
     switch (event) {
       case "participant_joined":
-      case "participant_updated": {
+      case "participant_updated":
+      case "participant_reconnecting":
+      case "participant_reconnected": {
         this.participants.set(payload.identity, payload);
         if (this.you && payload.identity === this.you.identity && payload.session === this.you.session) {
           this.you = payload;

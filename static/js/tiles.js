@@ -56,6 +56,8 @@ export class Tile {
     this.quality = h("span", { class: "quality", "data-quality": "unknown", role: "img" },
       h("i"), h("i"), h("i"));
     this.countdown = h("div", { class: "countdown", hidden: true, "aria-live": "off" });
+    /** Shown while the participant's connection is being waited for (not a leave). */
+    this.reconnecting = h("div", { class: "tile-reconnecting", hidden: true, role: "status" });
     this.el = h(
       "div",
       { class: `tile tile-${variant}`, "data-quality": "unknown" },
@@ -64,6 +66,7 @@ export class Tile {
       h("div", { class: "tile-topline" }, this.status, h("span", { class: "tile-icons" }, this.handIcon, this.micIcon, this.camIcon, this.quality)),
       h("div", { class: "tile-label" }, this.levelBadge, h("span", { class: "tile-text" }, this.name, this.venue)),
       this.countdown,
+      this.reconnecting,
     );
     this.setIdentity(identity);
   }
@@ -120,6 +123,10 @@ export class Tile {
     this.el.dataset.hand = inQueue ? "raised" : "down";
     this.el.dataset.audioMuted = p?.audio_muted ? "true" : "false";
     this.el.dataset.videoMuted = p?.video_muted ? "true" : "false";
+    const reconnecting = Boolean(p?.reconnecting) && !self;
+    this.el.dataset.reconnecting = reconnecting ? "true" : "false";
+    this.reconnecting.hidden = !reconnecting;
+    this.reconnecting.textContent = reconnecting ? t("tile.reconnecting") : "";
   }
 
   /** Show the connection quality ("good" | "fair" | "poor" | "unknown" | "offline"). */
