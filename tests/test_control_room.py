@@ -213,7 +213,7 @@ def test_a_venues_latest_poor_check_is_an_alert_with_its_reasons() -> None:
 
     control = ControlNamespace(node_id="n1", connections=lambda: 0, connection_limit=100,
                                max_rooms=None)  # fmt: skip
-    prechecks = [
+    prechecks: list[dict[str, Any]] = [
         {
             "room": "r",
             "checks": [
