@@ -11,7 +11,8 @@ seconds and pushes it to all of them as `control_snapshot`:
   candidate type, bitrates, loss, round trip, resolution and frame rate,
   audio level, videos paused by last-N;
 * each owner's room count and this node's connections against its cap;
-* alerts: loss above `loss_alert`, the floor holder silent, a node near its cap.
+* alerts: loss above `loss_alert`, the floor holder silent, a node near its cap,
+  a venue whose latest pre-session check is poor (with its reasons).
 
 Actions are events with acks: `reconnect_participant` {room, identity} asks that
 participant's client to rebuild its peer connections (`reconnect_media`);
@@ -32,7 +33,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import socketio
@@ -246,13 +247,14 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 entry["unavailable"] = ack["error"]["code"]
             shown.append(entry)
         node_list = list(nodes.values())
+        prechecks = await self._prechecks(rooms)
         return {
             "at": time.time(),
             "node": self.node_id,
             "rooms": shown,
             "nodes": node_list,
-            "alerts": self.alerts(shown, node_list),
-            "prechecks": await self._prechecks(rooms),
+            "alerts": self.alerts(shown, node_list, prechecks),
+            "prechecks": prechecks,
         }
 
     async def _prechecks(self, rooms: list[Any]) -> list[dict[str, Any]]:
@@ -277,7 +279,10 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self.emit("precheck_result", {"room": room_id, "check": entry}, room=OPERATORS)
 
     def alerts(
-        self, rooms: list[dict[str, Any]], nodes: list[dict[str, Any]]
+        self,
+        rooms: list[dict[str, Any]],
+        nodes: list[dict[str, Any]],
+        prechecks: Sequence[dict[str, Any]] = (),
     ) -> list[dict[str, Any]]:
         """What an operator should act on now."""
         found: list[dict[str, Any]] = []
@@ -299,6 +304,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                             {"kind": "silent_floor", "room": room["id"],
                              "identity": p["identity"], "venue": p["venue"]}
                         )  # fmt: skip
+        found.extend(precheck_alerts(prechecks))
         for node in nodes:
             limit = node.get("connection_limit")
             if limit and node.get("connections", 0) >= NEAR_CAP * limit:
@@ -316,6 +322,31 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def precheck_alerts(prechecks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A `precheck` alert per venue whose latest pre-session check ended `poor`.
+
+    Per venue, the latest check counts, whoever of its staff ran it: a later check
+    that is not poor (good, or usable: "UDP blocked: will use TURN") clears the
+    alert. The alert carries that check's reasons (`high_loss`, `udp_blocked_no_turn`…).
+    """
+    found: list[dict[str, Any]] = []
+    for entry in prechecks:
+        latest: dict[str, dict[str, Any]] = {}
+        for check in entry.get("checks", []):
+            venue = check["venue"]
+            if venue not in latest or check["at"] > latest[venue]["at"]:
+                latest[venue] = check
+        for venue, check in sorted(latest.items()):
+            verdict = check["overall"]
+            if verdict["verdict"] == "poor":
+                found.append(
+                    {"kind": "precheck", "room": entry["room"], "venue": venue,
+                     "identity": check["identity"], "reasons": list(verdict["reasons"]),
+                     "at": check["at"]}
+                )  # fmt: skip
+    return found
 
 
 def _refusal(code: str, message: str) -> Exception:

@@ -64,8 +64,13 @@ async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log: 
 
 
 @contextlib.asynccontextmanager
-async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator[ServerProcess]:
-    """Start `python -m server serve` on 127.0.0.1:port; always stopped on exit."""
+async def server_process(
+    data_dir: Path, port: int, *args: str, remote_allow: str = "127.0.0.0/8"
+) -> AsyncIterator[ServerProcess]:
+    """Start `python -m server serve` on 127.0.0.1:port; always stopped on exit.
+
+    `remote_allow`: the only network the server's ICE answers (127.0.0.2/32 with a TURN
+    relaying from 127.0.0.2: a venue whose direct UDP is blocked)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"server-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -73,7 +78,7 @@ async def server_process(data_dir: Path, port: int, *args: str) -> AsyncIterator
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server", "serve",
             "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-            "--ice-address", "127.0.0.1", "--ice-remote-allow", "127.0.0.0/8",
+            "--ice-address", "127.0.0.1", "--ice-remote-allow", remote_allow,
             "--render-workers", "0", "--workers", "1", *args,
             cwd=REPO, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

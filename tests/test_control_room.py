@@ -206,6 +206,35 @@ def test_alerts_name_the_lossy_venue_the_silent_floor_holder_and_a_full_node() -
     assert control.alerts(quiet, [{"id": "n3", "connections": 1, "connection_limit": 100}]) == []
 
 
+def test_a_venues_latest_poor_check_is_an_alert_with_its_reasons() -> None:
+    def check(identity: str, venue: str, at: float, verdict: str, *reasons: str) -> dict[str, Any]:
+        return {"identity": identity, "venue": venue, "at": at,
+                "overall": {"verdict": verdict, "reasons": list(reasons)}}  # fmt: skip
+
+    control = ControlNamespace(node_id="n1", connections=lambda: 0, connection_limit=100,
+                               max_rooms=None)  # fmt: skip
+    prechecks: list[dict[str, Any]] = [
+        {
+            "room": "r",
+            "checks": [
+                check("a1", "shifeng", 10.0, "poor", "high_loss", "high_rtt"),
+                # The same venue's other staff checked later and got through: cleared.
+                check("a2", "lusong", 10.0, "poor", "udp_blocked_no_turn"),
+                check("a3", "lusong", 20.0, "usable", "udp_blocked"),
+                check("h", "main", 5.0, "good"),
+            ],
+        }
+    ]
+    alerts = control.alerts([], [], prechecks)
+    assert alerts == [
+        {"kind": "precheck", "room": "r", "venue": "shifeng", "identity": "a1",
+         "reasons": ["high_loss", "high_rtt"], "at": 10.0}
+    ]  # fmt: skip
+    # A later good check of that venue clears it.
+    prechecks[0]["checks"].append(check("a1", "shifeng", 30.0, "good"))
+    assert control.alerts([], [], prechecks) == []
+
+
 async def test_every_node_shows_a_session_owned_by_another_and_acts_on_it(
     tmp_path: Path,
 ) -> None:

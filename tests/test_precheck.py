@@ -266,6 +266,43 @@ async def test_control_room_sees_checks_before_the_session_starts(
         await operator.disconnect()
 
 
+async def test_a_poor_check_raises_a_control_room_alert_until_a_good_one(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    async with run_server(
+        tmp_path / "data", free_port(), redis_url, precheck=QUICK, control_interval_seconds=0.5
+    ) as server:
+        room_id, token = await _room_and_token(server)
+        operator = socketio.AsyncClient(reconnection=False)
+        snapshots: list[dict[str, Any]] = []
+        operator.on("control_snapshot", snapshots.append, namespace="/control")
+        await operator.connect(
+            server.base_url, namespaces=["/control"], auth={"key": server.api_key},
+            transports=["websocket"],
+        )  # fmt: skip
+
+        def precheck_alerts() -> list[dict[str, Any]]:
+            alerts = snapshots[-1]["alerts"] if snapshots else []
+            return [a for a in alerts if a["kind"] == "precheck"]
+
+        try:
+            await eventually(lambda: bool(snapshots), "a first snapshot")
+            assert precheck_alerts() == []
+            # The venue's link loses every fourth ping: a poor check, before the session.
+            lossy = ProbeClient(server.base_url, token, echo=lambda seq: seq % 4 != 0)
+            assert (await lossy.run(server.http, "direct"))["overall"]["verdict"] == "poor"
+            await eventually(lambda: bool(precheck_alerts()), "the venue's alert")
+            (alert,) = precheck_alerts()
+            assert (alert["room"], alert["venue"], alert["identity"]) == (room_id, "shifeng", "m1")
+            assert "high_loss" in alert["reasons"]
+            # The staff fix their link and check again: the alert is gone.
+            good = await ProbeClient(server.base_url, token).run(server.http, "direct")
+            assert good["overall"]["verdict"] != "poor"
+            await eventually(lambda: not precheck_alerts(), "the alert cleared")
+        finally:
+            await operator.disconnect()
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 

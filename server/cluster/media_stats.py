@@ -127,10 +127,13 @@ class MediaStatsReader:
                 types = selected_candidate_types(pc)
                 if types is not None:
                     # The participant's side of the pair: `relay` when it goes through a
-                    # TURN relay it told the server about. A browser's host candidates are
-                    # mDNS names the server cannot resolve: its direct path shows as
-                    # `prflx` (learned from its checks) — and so, in this version, does a
-                    # browser's relayed path (see docs/operations.md).
+                    # TURN relay, `host` straight from its own address. The browser lists
+                    # every gathered candidate in its SDP (media.js waits for gathering),
+                    # and the server reads the BUNDLE transport's ones
+                    # (server/media/bundle_candidates.py). `prflx` remains for an address
+                    # it never signalled: an mDNS host name the server could not resolve,
+                    # or a NAT mapping other than its srflx one: a direct path, since
+                    # relay addresses are always signalled (docs/operations.md).
                     out["candidate"] = types[1]
         key = (room_id, identity)
         # Upload: the transport's bytes in (SRTP and RTCP included); download: RTP payload.

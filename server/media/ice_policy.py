@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceCandidate, RTCPeerConnection
 from aiortc import sdp as aiortc_sdp
 
+from .bundle_candidates import bundle_remote_candidates
 from .config import MediaConfig
 from .errors import MediaError
 
@@ -55,6 +56,11 @@ class IcePolicy:
         except ValueError:
             return False  # mDNS or garbage: cannot be checked against the allow-list
         return any(address in network for network in self._allow)
+
+    def remote_sdp(self, text: str) -> str:
+        """A remote description as aiortc should apply it: disallowed candidates dropped,
+        the BUNDLE transport's candidates where aiortc reads them (bundle_candidates.py)."""
+        return bundle_remote_candidates(self.filter_remote_sdp(text))
 
     def filter_remote_sdp(self, text: str) -> str:
         """Drop remote ``a=candidate`` lines whose address is not allowed."""

@@ -222,7 +222,7 @@ class PublishConnection:
             self._inbound[mid] = _Inbound(transceiver=transceiver, tap=tap)
 
         await pc.setRemoteDescription(
-            RTCSessionDescription(sdp=self._policy.filter_remote_sdp(offer.text), type="offer")
+            RTCSessionDescription(sdp=self._policy.remote_sdp(offer.text), type="offer")
         )
         # aiortc pairs pre-created transceivers with m-lines in order; check it did.
         for mid, inbound in self._inbound.items():

@@ -152,9 +152,7 @@ class SubscribeConnection:
             self._check_answer(answer.media)
             try:
                 await pc.setRemoteDescription(
-                    RTCSessionDescription(
-                        sdp=self._policy.filter_remote_sdp(answer.text), type="answer"
-                    )
+                    RTCSessionDescription(sdp=self._policy.remote_sdp(answer.text), type="answer")
                 )
                 await self._candidates.apply_pending(pc)
             except Exception as exc:

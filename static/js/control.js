@@ -98,6 +98,10 @@ function alertText(a, names, venues) {
   const venue = venues.get(`${a.room}/${a.venue}`) || a.venue;
   if (a.kind === "loss") return t("ctl.alert_loss", { who, venue, loss: fmt.pct(a.value) });
   if (a.kind === "silent_floor") return t("ctl.alert_silent", { who, venue });
+  if (a.kind === "precheck") {
+    const reasons = (a.reasons || []).map((r) => t(`precheck.reason_${r}`)).join(t("list.separator"));
+    return t("ctl.alert_precheck", { who, venue, reasons: reasons || t("precheck.verdict_poor") });
+  }
   return t(a.what === "rooms" ? "ctl.alert_node_rooms" : "ctl.alert_node_connections", { node: a.node });
 }
 
@@ -108,11 +112,20 @@ function render(snapshot) {
     for (const p of room.participants || []) names.set(`${room.id}/${p.identity}`, p.name);
     for (const v of room.venues || []) venues.set(`${room.id}/${v.id}`, v.name);
   }
+  // Pre-session check alerts may name sessions that have not started yet.
+  for (const entry of snapshot.prechecks || []) {
+    for (const c of entry.checks || []) if (!names.has(`${entry.room}/${c.identity}`)) names.set(`${entry.room}/${c.identity}`, c.name);
+    for (const v of entry.venues || []) venues.set(`${entry.room}/${v.id}`, v.name);
+  }
   const alerts = snapshot.alerts || [];
   replaceChildren(
     document.getElementById("alerts"),
     alerts.map((a) =>
-      h("li", { class: "ctl-alert", "data-kind": a.kind, "data-room": a.room, "data-identity": a.identity }, alertText(a, names, venues)),
+      h(
+        "li",
+        { class: "ctl-alert", "data-kind": a.kind, "data-room": a.room, "data-identity": a.identity, "data-venue": a.venue },
+        alertText(a, names, venues),
+      ),
     ),
   );
   document.getElementById("alerts-empty").hidden = alerts.length > 0;
@@ -183,7 +196,8 @@ function legCell(leg, result) {
 }
 
 function roomCard(room, alerts) {
-  const flagged = new Set(alerts.filter((a) => a.room === room.id && a.identity).map((a) => a.identity));
+  // Rows are flagged for what their media does now (a poor pre-session check is its own alert).
+  const flagged = new Set(alerts.filter((a) => a.room === room.id && a.identity && a.kind !== "precheck").map((a) => a.identity));
   const byVenue = new Map(room.venues.map((v) => [v.id, []]));
   for (const p of room.participants || []) {
     if (!byVenue.has(p.venue)) byVenue.set(p.venue, []);
@@ -255,7 +269,7 @@ function participantRow(room, p, flagged) {
     { class: flagged ? "ctl-row flagged" : "ctl-row", "data-identity": p.identity, "data-room": room.id },
     cell("name", `${p.name} (${roleLabel(p.role)})`),
     cell("state", state),
-    cell("candidate", p.candidate || "–"),
+    h("td", { "data-field": "candidate", "data-candidate": p.candidate || "", title: t("ctl.candidate_title") }, p.candidate || "–"),
     cell("send_kbps", fmt.kbps(p.send_kbps)),
     cell("receive_kbps", fmt.kbps(p.receive_kbps)),
     h("td", { "data-field": "loss", "data-value": p.loss ?? "" }, fmt.pct(p.loss)),

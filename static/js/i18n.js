@@ -630,6 +630,8 @@ const STRINGS = {
     "ctl.alert_silent": "{venue} {who} 正在发言，但没有声音",
     "ctl.alert_node_connections": "节点 {node} 的连接数接近上限",
     "ctl.alert_node_rooms": "节点 {node} 的会议数接近上限",
+    "ctl.alert_precheck": "{venue}（{who}）会前连接检测结果较差：{reasons}",
+    "ctl.candidate_title": "媒体路径的 ICE 候选类型：host 为直连，relay 经 TURN 中继",
     "error.room_not_live": "该会议当前未在进行。",
     // The stage (连线): an observer brought on stage by the host (stage.js).
     "stage.invite": "邀请连线",
@@ -1279,6 +1281,8 @@ const STRINGS = {
     "ctl.alert_silent": "{who} ({venue}) holds the floor but is silent",
     "ctl.alert_node_connections": "Node {node} is near its connection cap",
     "ctl.alert_node_rooms": "Node {node} is near its session cap",
+    "ctl.alert_precheck": "{venue} ({who}): poor pre-session connection check: {reasons}",
+    "ctl.candidate_title": "ICE candidate type of the media path: host is direct, relay goes through the TURN relay",
     "error.room_not_live": "This session is not running.",
     // The stage (连线): an observer brought on stage by the host (stage.js).
     "stage.invite": "Invite on stage",

@@ -20,6 +20,7 @@ from server.precheck.models import Reason, Verdict
 from tests.browser.support import PageFactory, Participants, screenshot
 from tests.conftest import free_port
 from tests.helpers import ApiHandle
+from tests.lossy_relay import lossy_relay
 from tests.processes import server_process
 from tests.turn_kit import coturn
 
@@ -90,6 +91,60 @@ async def test_venue_runs_the_check_and_the_control_room_shows_it(
             await expect(row.locator('[data-field="direct"]')).not_to_have_text("–")
             await expect(control.locator("#rooms-empty")).to_be_visible()
             await screenshot(control, "precheck-control-room")
+        finally:
+            await pages.close()
+        pages.assert_no_page_errors()
+
+
+async def test_a_poor_check_alerts_the_control_room_until_the_venue_checks_again(
+    browser: Browser, redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # The county venue's UDP to the server is blocked (the server answers only what comes
+    # out of the relay, 127.0.0.2), and its link to the relay drops a sixth of the
+    # datagrams: the check says poor, and the operator sees it before the session.
+    async with (
+        coturn(tmp_path / "turn", relay_ip="127.0.0.2") as turn,
+        lossy_relay(("127.0.0.1", turn.port)) as relay,
+        server_process(
+            tmp_path / "data", free_port(), "--redis-url", redis_url,
+            "--turn-secret", turn.secret,
+            "--turn-url", f"turn:127.0.0.1:{relay.port}?transport=udp",
+            remote_allow="127.0.0.2/32",
+        ) as node,
+        aiohttp.ClientSession() as http,
+    ):  # fmt: skip
+        server = ApiHandle(node.base_url, node.api_key, http)
+        room = await Participants.invite(server)
+        pages = PageFactory(browser, server)
+        try:
+            control = await pages.new_page(lang="en")
+            await control.goto(f"{server.base_url}/control")
+            await control.fill("#api-key", server.api_key)
+            await control.click("#key-form button[type=submit]")
+            await expect(control.locator("body")).to_have_attribute("data-feed", "live")
+            alert = control.locator(
+                f'.ctl-alert[data-kind="precheck"][data-room="{room.room_id}"]'
+                f'[data-venue="{room.m2.venue}"]'
+            )
+
+            venue = await pages.new_page(lang="en")
+            await venue.goto(room.m2.url)
+            verdict = venue.locator("#precheck-verdict")
+            relay.loss = 0.15
+            await venue.click("#precheck-run")
+            await expect(verdict).to_have_attribute("data-verdict", "poor", timeout=90_000)
+            # The alert names the venue and says why, in the operator's language.
+            await expect(alert).to_be_visible(timeout=20_000)
+            await expect(alert).to_contain_text(room.m2.venue_name)
+            await expect(alert).to_contain_text("high packet loss")
+            await screenshot(control, "precheck-alert-control-room")
+
+            # The venue's link is repaired; its staff check again: usable (through TURN),
+            # and the alert is gone.
+            relay.loss = 0.0
+            await venue.click("#precheck-run")
+            await expect(verdict).to_have_attribute("data-verdict", "usable", timeout=90_000)
+            await expect(alert).to_have_count(0, timeout=20_000)
         finally:
             await pages.close()
         pages.assert_no_page_errors()

@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from media_testkit import LOOPBACK, RoomHarness, loopback_config
 
 from server.media import IceAddress, MediaError
@@ -226,3 +227,34 @@ async def test_trickled_candidates_are_capped_per_connection() -> None:
 def test_max_remote_candidates_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_remote_candidates"):
         loopback_config(max_remote_candidates=0)
+
+
+async def test_bundled_transport_gets_the_tagged_m_lines_candidates(harness: RoomHarness) -> None:
+    # A browser with the "balanced" bundle policy (Chromium's default) offers one transport
+    # per m-line; BUNDLE keeps the first. aiortc alone would give the shared transport the
+    # last m-line's candidates: every check from the kept transport would then be a
+    # peer-reflexive stranger, and its candidate type (host, relay) unknown to the server.
+    offer = await _valid_offer(harness, "alice")
+    video = offer.index("m=video")
+    assert "a=group:BUNDLE 0 1" in offer and "a=candidate:" in offer[:video]
+    balanced = offer[:video] + re.sub(
+        r"(a=candidate:\S+ \d \S+ \d+ \S+) (\d+)", r"\1 9999", offer[video:]
+    )
+    policy = IcePolicy(loopback_config())
+
+    async def remote_ports(text: str) -> set[int]:
+        pc = RTCPeerConnection(policy.rtc_configuration())  # max-bundle, as the server
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
+            ice = pc.getTransceivers()[0].receiver.transport.transport
+            return {c.port for c in ice.getRemoteCandidates()}
+        finally:
+            await pc.close()
+
+    tagged = {int(p) for p in re.findall(r"a=candidate:\S+ \d \S+ \d+ \S+ (\d+)", offer[:video])}
+    assert await remote_ports(balanced) == {9999}  # what aiortc does by itself
+    assert await remote_ports(policy.remote_sdp(balanced)) == tagged
+    # Nothing to do without a BUNDLE group, or for an SDP already max-bundled.
+    unbundled = balanced.replace("a=group:BUNDLE 0 1\r\n", "")
+    assert policy.remote_sdp(unbundled) == unbundled
+    assert await remote_ports(policy.remote_sdp(offer)) == tagged
