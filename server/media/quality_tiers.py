@@ -1,0 +1,178 @@
+"""Per-receiver video quality: how much video one subscriber's link can take.
+
+Each publisher may send its camera twice (two tracks: a high and a low
+encoding; aiortc cannot receive simulcast). Each subscriber has one video
+"slot" per publisher, fed from the high encoding, the low one, or nothing:
+
+* the spotlight (the floor holder or whom the receiver pinned) gets the high
+  encoding, every other tile the low one, and a receiver whose tile area is
+  hidden gets no tile video at all (:func:`slot_encoding`);
+* a :class:`ReceiverQuality` per subscriber lowers that by one *level* at a
+  time when its link is weak — ``FULL`` (spotlight high) → ``REDUCED``
+  (spotlight low) → ``AUDIO_ONLY`` (no video) — and raises it again when the
+  link has been clean for a while, with hysteresis.
+
+The inputs are what the receiver tells us about its link: RTCP receiver
+reports (fraction lost, interarrival jitter) of every stream we send it, and
+its REMB estimate. A decision only ever changes what *this* receiver gets.
+
+This module is pure: it reads no clock and does no I/O (times are passed in),
+so its behaviour is unit-tested without a network.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+#: What a slot forwards.
+Encoding = Literal["high", "low", "off"]
+
+#: Levels of a receiver's link, best first.
+FULL = 0
+REDUCED = 1
+AUDIO_ONLY = 2
+LEVEL_NAMES = ("full", "reduced", "audio_only")
+
+
+@dataclass(frozen=True)
+class TierThresholds:
+    """When a receiver steps down and up (see :class:`ReceiverQuality`)."""
+
+    #: Reports older than this many seconds no longer count.
+    window: float = 2.0
+    #: Mean fraction lost over the window at or above which the link is weak.
+    down_loss: float = 0.08
+    #: Mean fraction lost over the window at or below which the link is clean.
+    up_loss: float = 0.02
+    #: Interarrival jitter (seconds) at or above which the link is weak.
+    down_jitter: float = 0.12
+    #: At least this many seconds between two level changes (a step must show its effect).
+    hold: float = 2.0
+    #: Seconds of clean reports before stepping up one level.
+    up_after: float = 6.0
+    #: A step up that fails (a step down within ``up_after``) doubles the wait, up to this.
+    max_up_after: float = 60.0
+    #: REMB (bit/s) below which a level cannot be kept: FULL, REDUCED.
+    min_remb: tuple[int, int] = (250_000, 60_000)
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.up_loss < self.down_loss <= 1):
+            raise ValueError("need 0 <= up_loss < down_loss <= 1")
+        if self.window <= 0 or self.hold < 0 or self.up_after <= 0 or self.down_jitter <= 0:
+            raise ValueError("tier windows and thresholds must be positive")
+        if self.max_up_after < self.up_after:
+            raise ValueError("max_up_after must be >= up_after")
+
+
+class ReceiverQuality:
+    """The level of one receiver's link, from its reports over time.
+
+    Feed it :meth:`observe_report` (per RTCP report block) and
+    :meth:`observe_remb`; each returns the new level when it changed, else None.
+    """
+
+    def __init__(self, thresholds: TierThresholds, now: float) -> None:
+        self._t = thresholds
+        self.level = FULL
+        self._samples: deque[tuple[float, float, float]] = deque(maxlen=256)
+        self._remb: int | None = None
+        self._last_change = now
+        self._clean_since: float | None = now
+        self._last_up: float | None = None
+        self._up_after = thresholds.up_after
+        #: Level changes so far (down, up), for stats.
+        self.steps_down = 0
+        self.steps_up = 0
+
+    @property
+    def up_after(self) -> float:
+        """The current clean time needed to step up (grows after failed steps up)."""
+        return self._up_after
+
+    def observe_report(self, now: float, fraction_lost: float, jitter: float) -> int | None:
+        """One report block: fraction lost (0..1) and jitter (seconds) since the last one."""
+        self._samples.append((now, min(max(fraction_lost, 0.0), 1.0), max(jitter, 0.0)))
+        return self._evaluate(now)
+
+    def observe_remb(self, now: float, bitrate: int) -> int | None:
+        """The receiver's estimate of what its link carries, in bit/s."""
+        self._remb = max(0, int(bitrate))
+        return self._evaluate(now)
+
+    def _evaluate(self, now: float) -> int | None:
+        t = self._t
+        samples = self._samples
+        while samples and samples[0][0] < now - t.window:
+            samples.popleft()
+        if not samples:
+            return None
+        loss = sum(s[1] for s in samples) / len(samples)
+        jitter = max(s[2] for s in samples)
+        remb = self._remb
+        level = self.level
+        weak = (
+            loss >= t.down_loss
+            or jitter >= t.down_jitter
+            or (remb is not None and level < AUDIO_ONLY and remb < t.min_remb[level])
+        )
+        clean = (
+            loss <= t.up_loss
+            and jitter < t.down_jitter / 2
+            and (remb is None or level == FULL or remb >= t.min_remb[level - 1])
+        )
+        if weak:
+            self._clean_since = None
+            if level < AUDIO_ONLY and now - self._last_change >= t.hold:
+                if self._last_up is not None and now - self._last_up < self._up_after:
+                    # The link could not take the level we just went back to: wait longer.
+                    self._up_after = min(self._up_after * 2, t.max_up_after)
+                self._set(level + 1, now)
+                self.steps_down += 1
+                return self.level
+            return None
+        if not clean:
+            self._clean_since = None
+            return None
+        if self._clean_since is None:
+            self._clean_since = now
+        if (
+            level > FULL
+            and now - self._clean_since >= self._up_after
+            and now - self._last_change >= t.hold
+        ):
+            self._set(level - 1, now)
+            self._last_up = now
+            self._clean_since = now  # the next step up needs its own clean time
+            self.steps_up += 1
+            return self.level
+        if self._last_up is not None and now - self._last_up >= self._up_after:
+            self._up_after = t.up_after  # the step up held: back to the quick wait
+            self._last_up = None
+        return None
+
+    def _set(self, level: int, now: float) -> None:
+        self.level = level
+        self._last_change = now
+        # Reports describing the old level do not judge the new one.
+        self._samples.clear()
+
+
+def slot_encoding(*, level: int, spotlight: bool, tiles_visible: bool, has_low: bool) -> Encoding:
+    """What one receiver's slot for one publisher forwards.
+
+    A publisher that sends a single encoding (an older client, a test peer)
+    is sent in it wherever the low one would go: everyone gets that one.
+    """
+    if level >= AUDIO_ONLY:
+        return "off"
+    if spotlight:
+        wanted: Encoding = "high" if level == FULL else "low"
+    elif not tiles_visible:
+        return "off"
+    else:
+        wanted = "low"
+    if wanted == "low" and not has_low:
+        return "high"
+    return wanted
