@@ -54,8 +54,10 @@ class TierThresholds:
     up_after: float = 6.0
     #: A step up that fails (a step down within ``up_after``) doubles the wait, up to this.
     max_up_after: float = 60.0
-    #: REMB (bit/s) below which a level cannot be kept: FULL, REDUCED.
-    min_remb: tuple[int, int] = (250_000, 60_000)
+    #: The receiver's REMB estimate below this share of what we send it means its
+    #: link cannot take what it gets (REMB alone says little: a receiver estimates
+    #: near what it receives, so a quiet picture gives a low estimate).
+    remb_share: float = 0.6
 
     def __post_init__(self) -> None:
         if not (0 <= self.up_loss < self.down_loss <= 1):
@@ -64,6 +66,8 @@ class TierThresholds:
             raise ValueError("tier windows and thresholds must be positive")
         if self.max_up_after < self.up_after:
             raise ValueError("max_up_after must be >= up_after")
+        if not 0 < self.remb_share <= 1:
+            raise ValueError("remb_share must be in (0, 1]")
 
 
 class ReceiverQuality:
@@ -77,7 +81,8 @@ class ReceiverQuality:
         self._t = thresholds
         self.level = FULL
         self._samples: deque[tuple[float, float, float]] = deque(maxlen=256)
-        self._remb: int | None = None
+        #: When the receiver's REMB last said it gets more than its link carries.
+        self._remb_short_at: float | None = None
         self._last_change = now
         self._clean_since: float | None = now
         self._last_up: float | None = None
@@ -96,9 +101,11 @@ class ReceiverQuality:
         self._samples.append((now, min(max(fraction_lost, 0.0), 1.0), max(jitter, 0.0)))
         return self._evaluate(now)
 
-    def observe_remb(self, now: float, bitrate: int) -> int | None:
-        """The receiver's estimate of what its link carries, in bit/s."""
-        self._remb = max(0, int(bitrate))
+    def observe_remb(self, now: float, bitrate: int, sending: int) -> int | None:
+        """The receiver's estimate of what its link carries (bit/s), against what we
+        send it now (bit/s, measured by the caller)."""
+        if sending > 0 and bitrate < self._t.remb_share * sending:
+            self._remb_short_at = now
         return self._evaluate(now)
 
     def _evaluate(self, now: float) -> int | None:
@@ -110,18 +117,10 @@ class ReceiverQuality:
             return None
         loss = sum(s[1] for s in samples) / len(samples)
         jitter = max(s[2] for s in samples)
-        remb = self._remb
+        remb_short = self._remb_short_at is not None and self._remb_short_at >= now - t.window
         level = self.level
-        weak = (
-            loss >= t.down_loss
-            or jitter >= t.down_jitter
-            or (remb is not None and level < AUDIO_ONLY and remb < t.min_remb[level])
-        )
-        clean = (
-            loss <= t.up_loss
-            and jitter < t.down_jitter / 2
-            and (remb is None or level == FULL or remb >= t.min_remb[level - 1])
-        )
+        weak = loss >= t.down_loss or jitter >= t.down_jitter or remb_short
+        clean = loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
         if weak:
             self._clean_since = None
             if level < AUDIO_ONLY and now - self._last_change >= t.hold:
@@ -157,6 +156,7 @@ class ReceiverQuality:
         self._last_change = now
         # Reports describing the old level do not judge the new one.
         self._samples.clear()
+        self._remb_short_at = None
 
 
 def slot_encoding(*, level: int, spotlight: bool, tiles_visible: bool, has_low: bool) -> Encoding:

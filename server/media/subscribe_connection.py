@@ -101,6 +101,8 @@ class SubscribeConnection:
         self._tiles_visible = True
         self._quality = ReceiverQuality(config.tiers, time.monotonic())
         self._reported: tuple[int, int] = (FULL, 0)
+        self._rate_mark: tuple[float, int] = (0.0, 0)
+        self._rate = 0
         self._offered: tuple[_OfferedMedia, ...] = ()
         self._awaiting_answer = False
         self._dirty = False
@@ -395,8 +397,23 @@ class SubscribeConnection:
             self._apply_slots()
 
     def _on_remb(self, bitrate: int) -> None:
-        if self._quality.observe_remb(time.monotonic(), bitrate) is not None:
+        now = time.monotonic()
+        if self._quality.observe_remb(now, bitrate, self._sending_rate(now)) is not None:
             self._apply_slots()
+
+    def _sending_rate(self, now: float) -> int:
+        """What we send this receiver, bit/s, measured over a second or more."""
+        octets = sum(
+            s.sender.channel.octets_sent
+            for s in self._subs.values()
+            if s.sender.channel is not None
+        )
+        mark_time, mark_octets = self._rate_mark
+        if now - mark_time >= 1.0:
+            if octets >= mark_octets and mark_time > 0:
+                self._rate = int((octets - mark_octets) * 8 / (now - mark_time))
+            self._rate_mark = (now, octets)
+        return self._rate
 
     def _apply_slots(self) -> None:
         level = self._quality.level
