@@ -91,6 +91,8 @@ class MediaConfig:
     #: A receiver's own keyframe requests (PLI/FIR) are passed on at most once per this
     #: many seconds, whatever the publisher-side coalescing does for everyone.
     receiver_keyframe_interval: float = 1.0
+    #: How often each publisher's uplink loss is measured (its bitrate hint).
+    uplink_check_interval: float = 2.0
     #: When a receiver's link level steps down and up (quality per receiver).
     tiers: TierThresholds = field(default_factory=TierThresholds)
     active_speaker: ActiveSpeakerConfig = field(default_factory=ActiveSpeakerConfig)
@@ -111,6 +113,7 @@ class MediaConfig:
             "video_queue_packets",
             "audio_queue_packets",
             "max_pending_events",
+            "uplink_check_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -24,12 +24,13 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from .aiortc_internals import gather_only_on, install_jitter_buffer, send_pli
+from .aiortc_internals import gather_only_on, install_jitter_buffer, received_counts, send_pli
 from .codec_selection import rtx_capability, select_publish_codec
 from .config import MediaConfig
 from .errors import MediaError
 from .ice_policy import IcePolicy
 from .packet_tap import PacketTap
+from .quality_tiers import PublisherUplink
 from .remote_candidates import RemoteCandidates
 from .sdp_validation import ValidatedSdp, validate_sdp
 from .track_forwarder import AudioLevelHandler, TrackForwarder
@@ -79,6 +80,7 @@ class PublishConnection:
         self._closed = False
         #: mid of a low encoding => mid of its camera's high encoding.
         self._low_of: dict[str, str] = {}
+        self._uplink = PublisherUplink()
         self._log = f"publish({participant_id})"
 
     @property
@@ -149,6 +151,27 @@ class PublishConnection:
             if fresh:
                 logger.info("%s: connection created", self._log)
             return answer
+
+    @property
+    def uplink_cap(self) -> int | None:
+        """The bitrate cap (bit/s) this publisher's high encoding should keep to (None: none)."""
+        return self._uplink.cap
+
+    def check_uplink(self, now: float) -> bool:
+        """Measure the uplink's loss since the last call (video m-lines); True if the
+        cap changed (the room then hints the client)."""
+        expected = received = 0
+        for inbound in self._inbound.values():
+            if inbound.forwarder is not None and inbound.forwarder.kind == "video":
+                e, r = received_counts(inbound.transceiver.receiver)
+                expected += e
+                received += r
+        if expected == 0:
+            return False
+        changed = self._uplink.observe(now, expected, received)
+        if changed:
+            logger.info("%s: uplink cap now %s bit/s", self._log, self._uplink.cap)
+        return changed
 
     async def add_candidate(self, candidate: object) -> None:
         """Add a trickled remote candidate (validated; queued until the offer is applied)."""

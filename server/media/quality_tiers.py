@@ -176,3 +176,58 @@ def slot_encoding(*, level: int, spotlight: bool, tiles_visible: bool, has_low: 
     if wanted == "low" and not has_low:
         return "high"
     return wanted
+
+
+#: Caps (bit/s) a lossy publisher's high encoding steps through; None: no cap.
+UPLINK_CAPS: tuple[int | None, ...] = (None, 1_000_000, 600_000, 350_000, 200_000)
+
+
+class PublisherUplink:
+    """The cap on one publisher's high encoding, from the loss of its uplink.
+
+    Fed the publisher's packets expected and received (RTP sequence numbers, as
+    the server's receiver counts them) at intervals; a lossy interval lowers the
+    cap one step, ``clean_after`` seconds without loss raise it one step.
+    """
+
+    def __init__(
+        self, *, down_loss: float = 0.05, up_loss: float = 0.01, clean_after: float = 10.0
+    ) -> None:
+        self._down_loss = down_loss
+        self._up_loss = up_loss
+        self._clean_after = clean_after
+        self._step = 0
+        self._last: tuple[int, int] | None = None
+        self._clean_since: float | None = None
+
+    @property
+    def cap(self) -> int | None:
+        """The bitrate cap the publisher should apply (None: none)."""
+        return UPLINK_CAPS[self._step]
+
+    def observe(self, now: float, expected: int, received: int) -> bool:
+        """Counts since the start; True if :attr:`cap` changed."""
+        last, self._last = self._last, (expected, received)
+        if last is None:
+            self._clean_since = now
+            return False
+        d_expected = expected - last[0]
+        if d_expected < 20:
+            return False  # too few packets to judge (or a restarted stream)
+        loss = max(0.0, 1.0 - (received - last[1]) / d_expected)
+        if loss >= self._down_loss:
+            self._clean_since = None
+            if self._step < len(UPLINK_CAPS) - 1:
+                self._step += 1
+                return True
+            return False
+        if loss > self._up_loss:
+            self._clean_since = None
+            return False
+        if self._clean_since is None:
+            self._clean_since = now
+        if self._step > 0 and now - self._clean_since >= self._clean_after:
+            self._step -= 1
+            self._clean_since = now
+            return True
+        return False

@@ -35,6 +35,7 @@ from .events import (
     EventDispatcher,
     MediaEvent,
     ParticipantMediaState,
+    PublisherHint,
     SubscriberOffer,
     TrackInfo,
     TracksChanged,
@@ -431,6 +432,12 @@ class MediaRoom:
         self._emit(ActiveSpeaker(participant_id))
         self._apply_video_policy()
 
+    def _check_uplinks(self, now: float) -> None:
+        for participant in list(self._participants.values()):
+            if participant.publish.check_uplink(now):
+                cap = participant.publish.uplink_cap
+                self._emit(PublisherHint(participant.participant_id, cap))
+
     def _start_ticker(self) -> None:
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"media-speaker-{self.room_id}")
@@ -446,10 +453,14 @@ class MediaRoom:
         interval = cfg.active_speaker.tick_interval
         levels_every = cfg.audio_levels_interval
         next_levels = time.monotonic() + (levels_every or 0.0)
+        next_uplink = time.monotonic() + cfg.uplink_check_interval
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             try:
+                if now >= next_uplink:
+                    next_uplink = now + cfg.uplink_check_interval
+                    self._check_uplinks(now)
                 self._speaker.tick(now)
                 if levels_every is not None and now >= next_levels and self._participants:
                     next_levels = now + levels_every

@@ -79,6 +79,7 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     ),
     "ice_candidate": CommandSpec(payloads.IceCandidate, media_control.ice_candidate, True),
     "media_restart": CommandSpec(payloads.MediaRestart, media_control.media_restart, True),
+    "video_view": CommandSpec(payloads.VideoView, media_control.video_view),
 }
 
 #: Events that change the connection itself, with their (empty) payload schemas.

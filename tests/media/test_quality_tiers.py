@@ -8,6 +8,8 @@ from server.media.quality_tiers import (
     AUDIO_ONLY,
     FULL,
     REDUCED,
+    UPLINK_CAPS,
+    PublisherUplink,
     ReceiverQuality,
     TierThresholds,
     slot_encoding,
@@ -121,3 +123,28 @@ def test_thresholds_are_checked() -> None:
         TierThresholds(up_loss=0.2, down_loss=0.1)
     with pytest.raises(ValueError, match="max_up_after"):
         TierThresholds(up_after=10, max_up_after=5)
+
+
+def test_a_lossy_uplink_lowers_the_publishers_cap_and_a_clean_one_lifts_it() -> None:
+    uplink = PublisherUplink(down_loss=0.05, up_loss=0.01, clean_after=10.0)
+    expected = received = 0
+    changes = []
+    for second in range(0, 60, 2):
+        lossy = second < 10
+        expected += 100
+        received += 80 if lossy else 100
+        if uplink.observe(float(second), expected, received):
+            changes.append((second, uplink.cap))
+    caps = [cap for _, cap in changes]
+    # Down one step per lossy interval to the floor, then back up one step per clean 10 s.
+    assert caps[:4] == list(UPLINK_CAPS[1:5])
+    assert caps[4:] == [UPLINK_CAPS[3], UPLINK_CAPS[2], UPLINK_CAPS[1], None][: len(caps) - 4]
+    ups = [s for s, _ in changes[4:]]
+    assert all(b - a >= 10 for a, b in zip(ups, ups[1:], strict=False))
+
+
+def test_an_uplink_with_few_packets_is_not_judged() -> None:
+    uplink = PublisherUplink()
+    assert not uplink.observe(0.0, 0, 0)
+    assert not uplink.observe(2.0, 10, 0)  # ten packets: no verdict
+    assert uplink.cap is None
