@@ -18,7 +18,7 @@ from media_testkit import (
     loopback_config,
 )
 
-from server.media import VideoQuality
+from server.media import PublisherHint, VideoQuality
 from server.media.aiortc_internals import gather_only_on
 from server.media.quality_tiers import TierThresholds
 from tests.lossy_relay import LossyRelay
@@ -155,7 +155,6 @@ def _replace_candidate_ports(sdp: str, port: int) -> str:
 
 
 def _levels(harness: RoomHarness, pid: str) -> list[str]:
-    levels = [e.level for e in harness.events if isinstance(e, VideoQuality)]
     levels = [
         e.level for e in harness.events if isinstance(e, VideoQuality) and e.participant_id == pid
     ]
@@ -214,3 +213,65 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
     # the publisher's high encoding was asked for at most one keyframe per second.
     plis = high.plis_sent - plis_before
     assert plis <= elapsed + 3, f"{plis} PLIs to the publisher's high encoding in {elapsed:.0f} s"
+
+
+class RelayedPublisher(MediaTestClient):
+    """A publisher whose publish connection goes through a lossy UDP relay both ways."""
+
+    relay: LossyRelay
+
+    async def publish(self) -> None:
+        with gather_only_on(LOOPBACK):
+            offer = await self.make_publish_offer()
+        self.relay = LossyRelay(("127.0.0.1", 0))
+        await self.relay.start()
+        upstream = await self.relay.open_for(("127.0.0.1", int(_candidate_port(offer))))
+        answer = await self.room.publish(
+            self.participant_id,
+            _replace_candidate_ports(offer, upstream),
+            low_video=self.low_video_mids(),
+        )
+        self.relay.upstream = ("127.0.0.1", int(_candidate_port(answer)))
+        assert self.pub_pc is not None
+        await self.pub_pc.setRemoteDescription(
+            RTCSessionDescription(
+                sdp=_replace_candidate_ports(answer, self.relay.port), type="answer"
+            )
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        if hasattr(self, "relay"):
+            self.relay.close()
+
+
+async def test_a_lossy_publisher_is_hinted_to_lower_its_bitrate(harness: RoomHarness) -> None:
+    room = harness.room
+    publisher = RelayedPublisher(harness, "P", 1, audio=False)
+    harness.clients["P"] = publisher
+    receiver = harness.client("R", video=False, audio=False)
+    await publisher.join()
+    await receiver.join(can_publish=False, publish=False)
+    await harness.wait_until(lambda: frames(receiver, "P") >= 10, "R gets P's video")
+
+    def hints() -> list[int | None]:
+        return [
+            e.max_bitrate
+            for e in harness.events
+            if isinstance(e, PublisherHint) and e.participant_id == "P"
+        ]
+
+    assert hints() == []  # a clean uplink: no cap
+    publisher.relay.loss = 0.3
+    await harness.wait_until(lambda: len(hints()) >= 1, "P is hinted to send less", within=30)
+    first = hints()[0]
+    assert first is not None and first <= 1_000_000
+    assert not any(isinstance(e, PublisherHint) and e.participant_id == "R" for e in harness.events)
+    publisher.relay.loss = 0.0
+    lowest = min(h for h in hints() if h is not None)
+    await harness.wait_until(
+        lambda: hints()[-1] is None or (hints()[-1] or 0) > lowest,
+        "a clean uplink raises the cap again",
+        within=40,
+    )
+    assert room.stats().packets_received > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from server.media.quality_tiers import (
@@ -140,7 +142,7 @@ def test_a_lossy_uplink_lowers_the_publishers_cap_and_a_clean_one_lifts_it() -> 
     assert caps[:4] == list(UPLINK_CAPS[1:5])
     assert caps[4:] == [UPLINK_CAPS[3], UPLINK_CAPS[2], UPLINK_CAPS[1], None][: len(caps) - 4]
     ups = [s for s, _ in changes[4:]]
-    assert all(b - a >= 10 for a, b in zip(ups, ups[1:], strict=False))
+    assert all(b - a >= 10 for a, b in itertools.pairwise(ups))
 
 
 def test_an_uplink_with_few_packets_is_not_judged() -> None:
