@@ -54,10 +54,12 @@ class TierThresholds:
     up_after: float = 6.0
     #: A step up that fails (a step down within ``up_after``) doubles the wait, up to this.
     max_up_after: float = 60.0
-    #: The receiver's REMB estimate below this share of what we send it means its
-    #: link cannot take what it gets (REMB alone says little: a receiver estimates
-    #: near what it receives, so a quiet picture gives a low estimate).
-    remb_share: float = 0.6
+    #: The receiver's REMB estimate below this share of what we send it, for
+    #: ``remb_hold`` seconds on end, means its link cannot take what it gets. REMB
+    #: alone says little: a receiver estimates near what it receives (a quiet picture
+    #: gives a low estimate) and a browser's estimate starts low and ramps up.
+    remb_share: float = 0.3
+    remb_hold: float = 6.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.up_loss < self.down_loss <= 1):
@@ -66,8 +68,8 @@ class TierThresholds:
             raise ValueError("tier windows and thresholds must be positive")
         if self.max_up_after < self.up_after:
             raise ValueError("max_up_after must be >= up_after")
-        if not 0 < self.remb_share <= 1:
-            raise ValueError("remb_share must be in (0, 1]")
+        if not 0 < self.remb_share <= 1 or self.remb_hold < 0:
+            raise ValueError("remb_share must be in (0, 1], remb_hold >= 0")
 
 
 class ReceiverQuality:
@@ -81,8 +83,10 @@ class ReceiverQuality:
         self._t = thresholds
         self.level = FULL
         self._samples: deque[tuple[float, float, float]] = deque(maxlen=256)
-        #: When the receiver's REMB last said it gets more than its link carries.
-        self._remb_short_at: float | None = None
+        #: Since when the receiver's REMB says it gets more than its link carries.
+        self._remb_short_since: float | None = None
+        #: Why the last step down happened (for logs): "loss", "jitter" or "remb".
+        self.reason = ""
         self._last_change = now
         self._clean_since: float | None = now
         self._last_up: float | None = None
@@ -105,7 +109,10 @@ class ReceiverQuality:
         """The receiver's estimate of what its link carries (bit/s), against what we
         send it now (bit/s, measured by the caller)."""
         if sending > 0 and bitrate < self._t.remb_share * sending:
-            self._remb_short_at = now
+            if self._remb_short_since is None:
+                self._remb_short_since = now
+        else:
+            self._remb_short_since = None
         return self._evaluate(now)
 
     def _evaluate(self, now: float) -> int | None:
@@ -113,14 +120,25 @@ class ReceiverQuality:
         samples = self._samples
         while samples and samples[0][0] < now - t.window:
             samples.popleft()
-        if not samples:
-            return None
-        loss = sum(s[1] for s in samples) / len(samples)
-        jitter = max(s[2] for s in samples)
-        remb_short = self._remb_short_at is not None and self._remb_short_at >= now - t.window
+        # Without recent reports only REMB can tell (and nothing says the link is clean).
+        loss = sum(s[1] for s in samples) / len(samples) if samples else 0.0
+        jitter = max(s[2] for s in samples) if samples else 0.0
+        remb_short = (
+            self._remb_short_since is not None and now - self._remb_short_since >= t.remb_hold
+        )
         level = self.level
         weak = loss >= t.down_loss or jitter >= t.down_jitter or remb_short
-        clean = loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
+        clean = (
+            bool(samples) and loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
+        )
+        if weak:
+            self.reason = (
+                f"loss {loss:.0%}"
+                if loss >= t.down_loss
+                else f"jitter {jitter * 1000:.0f} ms"
+                if jitter >= t.down_jitter
+                else "remb"
+            )
         if weak:
             self._clean_since = None
             if level < AUDIO_ONLY and now - self._last_change >= t.hold:
@@ -156,7 +174,7 @@ class ReceiverQuality:
         self._last_change = now
         # Reports describing the old level do not judge the new one.
         self._samples.clear()
-        self._remb_short_at = None
+        self._remb_short_since = None
 
 
 def slot_encoding(*, level: int, spotlight: bool, tiles_visible: bool, has_low: bool) -> Encoding:

@@ -454,7 +454,11 @@ class SubscribeConnection:
         if reported != self._reported:
             self._reported = reported
             logger.info(
-                "%s: link %s, video paused for %d", self._log, LEVEL_NAMES[level], paused_by_link
+                "%s: link %s (%s), video paused for %d",
+                self._log,
+                LEVEL_NAMES[level],
+                self._quality.reason or "start",
+                paused_by_link,
             )
             if self._on_quality is not None:
                 self._on_quality(LEVEL_NAMES[level], paused_by_link)

@@ -70,14 +70,19 @@ def test_high_jitter_steps_down() -> None:
     assert [level for _, level in changes] == [REDUCED]
 
 
-def test_a_remb_short_of_what_we_send_steps_down() -> None:
-    q = ReceiverQuality(T, now=0.0)
+def test_a_remb_short_of_what_we_send_for_a_while_steps_down() -> None:
+    t = TierThresholds(remb_share=0.3, remb_hold=6.0)
+    q = ReceiverQuality(t, now=0.0)
     feed(q, 0.0, 1.5, loss=0.0)
     # A quiet picture: the estimate is low, but so is what we send. Nothing to do.
     assert q.observe_remb(2.0, 100_000, sending=90_000) is None
-    assert q.observe_remb(2.5, 300_000, sending=1_000_000) == REDUCED
-    # Clean reports within the window of that estimate do not step up.
-    assert feed(q, 3.0, 4.0, loss=0.0) == []
+    # A browser's estimate starts low and ramps up: short for a moment is no verdict.
+    assert q.observe_remb(2.5, 200_000, sending=1_000_000) is None
+    assert q.observe_remb(4.0, 500_000, sending=1_000_000) is None
+    for second in range(5, 11):
+        assert q.observe_remb(float(second), 200_000, sending=1_000_000) is None
+    assert q.observe_remb(11.0, 200_000, sending=1_000_000) == REDUCED
+    assert q.reason == "remb"
 
 
 def test_a_failed_step_up_doubles_the_wait() -> None:
