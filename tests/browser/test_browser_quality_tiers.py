@@ -20,7 +20,8 @@ async def wait_width(page: Page, selector: str, predicate: str) -> None:
     """Wait until the <video>'s videoWidth `w` satisfies the JS expression `predicate`."""
     try:
         await page.wait_for_function(
-            f"([s]) => {{ const w = document.querySelector(s)?.videoWidth || 0; return {predicate}; }}",
+            "([s]) => { const w = document.querySelector(s)?.videoWidth || 0; "
+            f"return {predicate}; }}",
             arg=[selector],
             timeout=MEDIA_WAIT_MS,
         )
