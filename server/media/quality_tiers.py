@@ -55,9 +55,10 @@ class TierThresholds:
     #: A step up that fails (a step down within ``up_after``) doubles the wait, up to this.
     max_up_after: float = 60.0
     #: The receiver's REMB estimate below this share of what we send it, for
-    #: ``remb_hold`` seconds on end, means its link cannot take what it gets. REMB
-    #: alone says little: a receiver estimates near what it receives (a quiet picture
-    #: gives a low estimate) and a browser's estimate starts low and ramps up.
+    #: ``remb_hold`` seconds on end, with loss above ``up_loss``, means its link cannot
+    #: take what it gets; short of it alone, it only holds the level. REMB alone says
+    #: little: a receiver estimates near what it receives (a quiet picture gives a low
+    #: estimate) and an estimate starts low and ramps up.
     remb_share: float = 0.3
     remb_hold: float = 6.0
 
@@ -127,7 +128,9 @@ class ReceiverQuality:
             self._remb_short_since is not None and now - self._remb_short_since >= t.remb_hold
         )
         level = self.level
-        weak = loss >= t.down_loss or jitter >= t.down_jitter or remb_short
+        # A short REMB alone is no verdict: after a step up a receiver's estimate lags what
+        # it now gets (it grows ~8 %/s); with some loss besides, the link is really full.
+        weak = loss >= t.down_loss or jitter >= t.down_jitter or (remb_short and loss > t.up_loss)
         clean = (
             bool(samples) and loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
         )

@@ -39,10 +39,11 @@ def frames(client: MediaTestClient, publisher: str) -> int:
 
 @pytest.fixture
 async def tiers_harness() -> AsyncIterator[RoomHarness]:
-    # Short windows, so that a step down and up takes seconds, not a minute.
-    h = RoomHarness(
-        loopback_config(tiers=TierThresholds(window=1.5, hold=1.5, up_after=3.0, max_up_after=6.0))
-    )
+    # Short windows, so that a step down and up takes seconds, not a minute. The test is
+    # about loss: jitter (unit-tested) is left out, since on a busy machine the test
+    # process itself (encoding and decoding every peer) makes the receivers' jitter.
+    tiers = TierThresholds(window=1.5, hold=1.5, up_after=3.0, max_up_after=6.0, down_jitter=5.0)
+    h = RoomHarness(loopback_config(tiers=tiers))
     try:
         yield h
     finally:
@@ -192,10 +193,13 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
         "W steps down to audio only",
         within=30,
     )
-    assert any(
-        isinstance(e, VideoQuality) and e.participant_id == "W" and e.paused == 1
-        for e in harness.events
-    ), "W is told its video is paused for one venue"
+    await harness.wait_until(
+        lambda: any(
+            isinstance(e, VideoQuality) and e.participant_id == "W" and e.paused == 1
+            for e in harness.events
+        ),
+        "W is told its video is paused for one venue",
+    )
     # Meanwhile the unshaped receiver kept the high encoding.
     assert room.video_quality("F") == ("full", {"A": "high"})
     assert last_size(fine, "A") == HIGH
@@ -204,7 +208,15 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
     await harness.wait_until(
         lambda: room.video_quality("W")[0] == "full", "W steps back up", within=45
     )
-    await harness.wait_until(lambda: last_size(weak, "A") == HIGH, "W gets high again")
+    try:
+        await harness.wait_until(
+            lambda: last_size(weak, "A") == HIGH, "W gets high again", within=30
+        )
+    except AssertionError as exc:
+        tracks = [(t.track_id, t.frames, t.sizes[-3:]) for t in weak.received.values()]
+        raise AssertionError(
+            f"{exc}: {room.video_quality('W')}, levels {_levels(harness, 'W')}, tracks {tracks}"
+        ) from None
     elapsed = time.monotonic() - started
     assert _levels(harness, "W") == ["reduced", "audio_only", "reduced", "full"]
     assert "reduced" not in _levels(harness, "F")

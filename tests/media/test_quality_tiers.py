@@ -79,9 +79,13 @@ def test_a_remb_short_of_what_we_send_for_a_while_steps_down() -> None:
     # A browser's estimate starts low and ramps up: short for a moment is no verdict.
     assert q.observe_remb(2.5, 200_000, sending=1_000_000) is None
     assert q.observe_remb(4.0, 500_000, sending=1_000_000) is None
-    for second in range(5, 11):
+    for second in range(5, 12):
         assert q.observe_remb(float(second), 200_000, sending=1_000_000) is None
-    assert q.observe_remb(11.0, 200_000, sending=1_000_000) == REDUCED
+    # Short for long, but no loss: the estimate lags (after a step up); hold, do not climb.
+    assert feed(q, 12.0, 30.0, loss=0.0) == []
+    # Short for long, with some loss: the link is full.
+    q.observe_remb(30.5, 200_000, sending=1_000_000)
+    assert [level for _, level in feed(q, 31.0, 33.0, loss=0.04)] == [REDUCED]
     assert q.reason == "remb"
 
 
