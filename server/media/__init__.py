@@ -37,7 +37,9 @@ Flows the signaling layer implements:
   ``max_remote_candidates`` per connection.
 * Events: ``SubscriberOffer``, ``TracksChanged``, ``ActiveSpeaker``,
   ``ParticipantMediaState`` (per connection: connecting/connected/failed/closed;
-  failed/closed connections are released), ``AudioLevels`` (if configured).
+  failed/closed connections are released), ``AudioLevels`` (if configured),
+  ``VideoQuality`` (one receiver's link level changed: tell that participant),
+  ``PublisherHint`` (cap a lossy publisher's high encoding).
   When more than ``max_pending_events`` are undelivered, new events are dropped,
   except ``SubscriberOffer``, which is never dropped (at most one per
   participant is pending; a newer one replaces it).
