@@ -46,7 +46,8 @@ class TierThresholds:
     down_loss: float = 0.08
     #: Mean fraction lost over the window at or below which the link is clean.
     up_loss: float = 0.02
-    #: Interarrival jitter (seconds) at or above which the link is weak.
+    #: Interarrival jitter (seconds) at or above which the link is weak (with loss above
+    #: ``up_loss``; alone it only holds the level). Below half of it, the link is clean.
     down_jitter: float = 0.12
     #: At least this many seconds between two level changes (a step must show its effect).
     hold: float = 2.0
@@ -128,9 +129,11 @@ class ReceiverQuality:
             self._remb_short_since is not None and now - self._remb_short_since >= t.remb_hold
         )
         level = self.level
-        # A short REMB alone is no verdict: after a step up a receiver's estimate lags what
-        # it now gets (it grows ~8 %/s); with some loss besides, the link is really full.
-        weak = loss >= t.down_loss or jitter >= t.down_jitter or (remb_short and loss > t.up_loss)
+        # High jitter or a short REMB alone is no verdict. Jitter includes the publisher's
+        # own irregular timing (a busy encoder), and after a step up a receiver's estimate
+        # lags what it now gets (it grows ~8 %/s). With some loss besides, the link is full.
+        some_loss = loss > t.up_loss
+        weak = loss >= t.down_loss or ((jitter >= t.down_jitter or remb_short) and some_loss)
         clean = (
             bool(samples) and loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
         )

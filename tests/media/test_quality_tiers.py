@@ -64,10 +64,16 @@ def test_one_bad_report_in_a_clean_window_does_not_step_down() -> None:
     assert q.level == FULL
 
 
-def test_high_jitter_steps_down() -> None:
+def test_high_jitter_with_some_loss_steps_down_and_alone_holds() -> None:
     q = ReceiverQuality(T, now=0.0)
-    changes = feed(q, 0.0, 3.0, loss=0.0, jitter=0.3)
+    # Jitter alone (a busy publisher's timing shows in it too) changes nothing...
+    assert feed(q, 0.0, 10.0, loss=0.0, jitter=0.3) == []
+    # ...with some loss besides, the link is full.
+    changes = feed(q, 10.5, 12.0, loss=0.04, jitter=0.3)
     assert [level for _, level in changes] == [REDUCED]
+    assert q.reason.startswith("jitter")
+    # And it does not climb back while the jitter stays high.
+    assert feed(q, 12.5, 40.0, loss=0.0, jitter=0.3) == []
 
 
 def test_a_remb_short_of_what_we_send_for_a_while_steps_down() -> None:
