@@ -76,6 +76,22 @@ class LossyRelay:
         if side.transport is not None and self._keep():
             side.transport.sendto(first, self.upstream)
 
+    async def open_for(self, client: Address) -> int:
+        """Open the upstream socket for `client` now; its port (what upstream sees).
+
+        For a peer that must learn the client's address through the relay before
+        the client sends anything (the client's own ICE candidate, rewritten).
+        """
+        side = self._upstreams.get(client)
+        if side is None:
+            loop = asyncio.get_running_loop()
+            side = _Side(self, client)
+            self._upstreams[client] = side
+            await loop.create_datagram_endpoint(lambda: side, local_addr=("127.0.0.1", 0))
+        assert side.transport is not None
+        port: int = side.transport.get_extra_info("sockname")[1]
+        return port
+
     def to_client(self, data: bytes, client: Address) -> None:
         listener = self._listener
         if listener is not None and listener.transport is not None and self._keep():

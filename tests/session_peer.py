@@ -41,6 +41,8 @@ class Received:
     first_frame_at: float | None = None
     ended: bool = False
     task: asyncio.Task[None] | None = None
+    #: (width, height) of the last decoded video frame.
+    size: tuple[int, int] | None = None
 
 
 class SessionPeer:
@@ -166,6 +168,7 @@ class SessionPeer:
                     received.first_frame_at = time.monotonic()
                 if received.kind == "video":
                     received.counters.append(read_counter_frame(frame))
+                    received.size = (frame.width, frame.height)
                 await self.signaling.notify()
         except MediaStreamError:
             received.ended = True

@@ -121,6 +121,8 @@ class MediaStatsReader:
             "height": None,
             "fps": None,
             "paused_videos": 0,
+            "video_level": None,
+            "low_videos": 0,
         }
         for pc in (publish_pc, subscribe_pc):
             if pc is not None and out["candidate"] is None:
@@ -176,6 +178,10 @@ class MediaStatsReader:
             out["paused_videos"] = sum(
                 1 for s in subscribe_pc.getSenders() if isinstance(s, ForwardingSender) and s.paused
             )
+        # Quality per receiver: its link level, and how many cameras it gets in low quality.
+        level, slots = media.video_quality(identity)
+        out["video_level"] = level
+        out["low_videos"] = sum(1 for encoding in slots.values() if encoding == "low")
         for forwarder in media.participant_forwarders(identity):
             if forwarder.kind != "video":
                 continue

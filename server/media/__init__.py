@@ -37,7 +37,9 @@ Flows the signaling layer implements:
   ``max_remote_candidates`` per connection.
 * Events: ``SubscriberOffer``, ``TracksChanged``, ``ActiveSpeaker``,
   ``ParticipantMediaState`` (per connection: connecting/connected/failed/closed;
-  failed/closed connections are released), ``AudioLevels`` (if configured).
+  failed/closed connections are released), ``AudioLevels`` (if configured),
+  ``VideoQuality`` (one receiver's link level changed: tell that participant),
+  ``PublisherHint`` (cap a lossy publisher's high encoding).
   When more than ``max_pending_events`` are undelivered, new events are dropped,
   except ``SubscriberOffer``, which is never dropped (at most one per
   participant is pending; a newer one replaces it).
@@ -62,9 +64,13 @@ Constraints and limits worth knowing:
   configuration prefers it); audio is Opus.
 * Removed tracks leave an ``inactive`` m-line in the subscriber's SDP (aiortc
   can neither reject nor recycle m-lines); ``resubscribe()`` starts clean.
-* No simulcast, SVC or per-subscriber congestion control: every subscriber gets
-  the publisher's one encoding; a subscriber that cannot keep up loses packets
-  and resumes at the next keyframe.
+* Quality per receiver: a publisher may send its camera twice (``room.publish(pid,
+  offer, low_video={low_mid: high_mid})``); each receiver gets the high encoding
+  for its spotlight (``room.set_spotlight``, or whom it pinned: ``room.set_view``)
+  and the low one for tiles, switched at keyframes without renegotiation, and
+  steps down (spotlight low, then audio only) when its RTCP reports show a weak
+  link (``VideoQuality`` events; see ``quality_tiers.py``). A publisher sending one
+  encoding is sent in it to everyone. No simulcast (aiortc cannot receive it).
 * aiortc-based clients must use ``RTCBundlePolicy.MAX_BUNDLE``: with aiortc's
   default policy an offer carrying two video tracks leaves one of them on a
   transport that BUNDLE discards (an aiortc client bug; browsers are fine).
@@ -77,9 +83,11 @@ from .events import (
     AudioLevels,
     MediaEvent,
     ParticipantMediaState,
+    PublisherHint,
     SubscriberOffer,
     TrackInfo,
     TracksChanged,
+    VideoQuality,
 )
 from .node import MediaNode
 from .room import MediaRoom, RoomStats
@@ -97,9 +105,11 @@ __all__ = [
     "MediaRoom",
     "PacketSink",
     "ParticipantMediaState",
+    "PublisherHint",
     "RoomStats",
     "SubscriberOffer",
     "TrackForwarder",
     "TrackInfo",
     "TracksChanged",
+    "VideoQuality",
 ]

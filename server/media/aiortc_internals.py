@@ -76,7 +76,11 @@ SENDER_METHODS: Final = {
     "_handle_rtcp_packet": ("self", "packet"),
 }
 #: Private attributes / methods of RTCRtpReceiver instances.
-RECEIVER_ATTRIBUTES: Final = {"jitter_buffer": "_RTCRtpReceiver__jitter_buffer"}
+RECEIVER_ATTRIBUTES: Final = {
+    "jitter_buffer": "_RTCRtpReceiver__jitter_buffer",
+    # ssrc => StreamStatistics (packets_received, packets_expected): the publisher's uplink loss.
+    "remote_streams": "_RTCRtpReceiver__remote_streams",
+}
 RECEIVER_METHODS: Final = {
     "_send_rtcp_pli": ("self", "media_ssrc"),
     "_set_rtcp_ssrc": ("self", "ssrc"),
@@ -162,6 +166,20 @@ def install_jitter_buffer(receiver: RTCRtpReceiver, replacement: JitterBufferLik
     if not isinstance(current, JitterBuffer) and current is not replacement:
         raise RuntimeError(f"aiortc changed: RTCRtpReceiver has no jitter buffer at {name}")
     setattr(receiver, name, replacement)
+
+
+def received_counts(receiver: RTCRtpReceiver) -> tuple[int, int]:
+    """(packets expected, packets received) so far over the receiver's streams (RTP
+    sequence numbers; aiortc counts them for its receiver reports). Their changes
+    between two reads give the publisher's uplink loss."""
+    streams = getattr(receiver, RECEIVER_ATTRIBUTES["remote_streams"], None)
+    if not isinstance(streams, dict):
+        return 0, 0
+    expected = received = 0
+    for stream in streams.values():
+        expected += int(stream.packets_expected)
+        received += int(stream.packets_received)
+    return expected, received
 
 
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:

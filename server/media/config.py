@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .quality_tiers import TierThresholds
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Codec names the forwarder can handle (aiortc's names, case-insensitive).
@@ -86,6 +88,13 @@ class MediaConfig:
     keyframe_request_interval: float = 0.5
     #: A subscriber waiting for a keyframe re-requests after this many seconds.
     keyframe_retry_interval: float = 1.0
+    #: A receiver's own keyframe requests (PLI/FIR) are passed on at most once per this
+    #: many seconds, whatever the publisher-side coalescing does for everyone.
+    receiver_keyframe_interval: float = 1.0
+    #: How often each publisher's uplink loss is measured (its bitrate hint).
+    uplink_check_interval: float = 2.0
+    #: When a receiver's link level steps down and up (quality per receiver).
+    tiers: TierThresholds = field(default_factory=TierThresholds)
     active_speaker: ActiveSpeakerConfig = field(default_factory=ActiveSpeakerConfig)
     #: Emit an AudioLevels event this often (seconds); None disables the event.
     audio_levels_interval: float | None = None
@@ -104,10 +113,15 @@ class MediaConfig:
             "video_queue_packets",
             "audio_queue_packets",
             "max_pending_events",
+            "uplink_check_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.keyframe_request_interval < 0 or self.keyframe_retry_interval <= 0:
+        if (
+            self.keyframe_request_interval < 0
+            or self.keyframe_retry_interval <= 0
+            or self.receiver_keyframe_interval < 0
+        ):
             raise ValueError("keyframe intervals must be positive")
         supported_audio = {c.lower() for c in SUPPORTED_AUDIO_CODECS}
         supported_video = {c.lower() for c in SUPPORTED_VIDEO_CODECS}

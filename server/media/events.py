@@ -84,7 +84,38 @@ class AudioLevels:
     levels: Mapping[str, float]
 
 
-MediaEvent = SubscriberOffer | ActiveSpeaker | TracksChanged | ParticipantMediaState | AudioLevels
+@dataclass(frozen=True)
+class VideoQuality:
+    """What one receiver's link lets it receive changed (tell that participant's UI).
+
+    ``level`` is "full" (spotlight in the high encoding), "reduced" (spotlight in
+    the low one) or "audio_only"; ``paused`` is how many publishers' video that
+    receiver does not get because of its link (not counting hidden tiles).
+    """
+
+    participant_id: str
+    level: str
+    paused: int
+
+
+@dataclass(frozen=True)
+class PublisherHint:
+    """The publisher's uplink loses packets: cap its high encoding at ``max_bitrate``
+    bit/s (the client applies it with ``RTCRtpSender.setParameters``); None: no cap."""
+
+    participant_id: str
+    max_bitrate: int | None
+
+
+MediaEvent = (
+    SubscriberOffer
+    | ActiveSpeaker
+    | TracksChanged
+    | ParticipantMediaState
+    | AudioLevels
+    | VideoQuality
+    | PublisherHint
+)
 EventCallback = Callable[[MediaEvent], Awaitable[None] | None]
 
 

@@ -25,9 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 
 from .aiortc_internals import HookedRtpSender, RtpSendChannel, sender_ssrc
 from .rtp_header import OutgoingHeader
@@ -38,6 +47,35 @@ logger = logging.getLogger(__name__)
 
 #: Bytes of one packet, for turning a queue size in packets into a buffer size.
 _PACKET_BYTES = 1200
+
+#: What the receiver reports about its link: (fraction lost 0..1, jitter in seconds).
+ReportHandler = Callable[[float, float], None]
+#: The receiver's REMB estimate, bit/s.
+RembHandler = Callable[[int], None]
+
+
+class _SwitchProbe:
+    """Watches the encoding a sender switches to, until that encoding's next keyframe.
+
+    The sender keeps forwarding its current encoding meanwhile; at the target's
+    keyframe it moves over (its decoder sees one stream: the rewriter makes
+    sequence numbers and timestamps continuous across the change).
+    """
+
+    __slots__ = ("sender", "target")
+
+    def __init__(self, sender: ForwardingSender, target: TrackForwarder) -> None:
+        self.sender = sender
+        self.target = target
+
+    def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
+        if is_keyframe:
+            self.sender._switch_now(self, packet)
+        else:
+            self.sender._maybe_request_keyframe_from(self.target)
+
+    def on_forwarder_ended(self) -> None:
+        self.sender._probe_ended(self)
 
 
 class ForwardingSender(HookedRtpSender):
@@ -50,6 +88,7 @@ class ForwardingSender(HookedRtpSender):
         *,
         queue_size: int,
         keyframe_retry_interval: float = 1.0,
+        receiver_keyframe_interval: float = 1.0,
     ) -> None:
         super().__init__(forwarder.kind, transport)
         self.track_id = forwarder.track_id
@@ -57,6 +96,14 @@ class ForwardingSender(HookedRtpSender):
         # lifetime of the subscribe connection, and must not keep the publisher's
         # forwarder (and through it the publisher's peer connection) alive.
         self._forwarder: TrackForwarder | None = forwarder
+        #: The encoding forwarded now: the track's own forwarder, or its low encoding.
+        self._source: TrackForwarder | None = forwarder
+        self._probe: _SwitchProbe | None = None
+        self._receiver_keyframe_interval = receiver_keyframe_interval
+        self._last_receiver_keyframe_request = float("-inf")
+        #: Called with what the receiver reports about its link (set by the connection).
+        self.on_report: ReportHandler | None = None
+        self.on_remb: RembHandler | None = None
         self._is_video = forwarder.kind == "video"
         self._max_buffered = queue_size * _PACKET_BYTES
         self._paused = False
@@ -77,6 +124,12 @@ class ForwardingSender(HookedRtpSender):
         self.packets_queued = 0
         self.packets_dropped = 0
         self.overflows = 0
+        #: Receiver keyframe requests (PLI/FIR) passed on, and those refused by the
+        #: per-receiver rate limit.
+        self.keyframe_requests_passed = 0
+        self.keyframe_requests_limited = 0
+        #: Completed switches between encodings.
+        self.switches = 0
 
     def __repr__(self) -> str:
         return f"ForwardingSender({self.track_id} ssrc={sender_ssrc(self)})"
@@ -91,11 +144,24 @@ class ForwardingSender(HookedRtpSender):
         """True while the sender forwards (negotiated and connected)."""
         return self._running
 
+    @property
+    def source(self) -> TrackForwarder | None:
+        """The encoding forwarded now (None once released)."""
+        return self._source
+
+    @property
+    def switching_to(self) -> TrackForwarder | None:
+        """The encoding a switch waits for a keyframe of, if any."""
+        return self._probe.target if self._probe is not None else None
+
     def release(self) -> None:
         """Forget the forwarder and sent-packet history (after the sender is stopped)."""
         forwarder, self._forwarder = self._forwarder, None
-        if forwarder is not None:
-            forwarder.detach(self)
+        source, self._source = self._source, None
+        self._cancel_probe()
+        for f in (forwarder, source):
+            if f is not None:
+                f.detach(self)
         self._end()
         if self.channel is not None:
             self.channel.clear()
@@ -108,6 +174,29 @@ class ForwardingSender(HookedRtpSender):
         if not paused:
             self._restart()
         logger.debug("%r paused=%s", self, paused)
+
+    def set_source(self, target: TrackForwarder) -> None:
+        """Forward ``target`` (the track's high or low encoding) from its next keyframe.
+
+        Until then the current encoding goes on; while paused or not yet
+        running, the change is immediate (resuming starts at a keyframe anyway).
+        """
+        if self._ended or target.ended:
+            return
+        if self._probe is not None and self._probe.target is target:
+            return
+        self._cancel_probe()
+        if target is self._source:
+            return
+        if not self._running or self._paused or self._awaiting_keyframe:
+            self._move_to(target)
+            if self._running and not self._paused:
+                self._restart()
+            return
+        probe = _SwitchProbe(self, target)
+        self._probe = probe
+        target.attach(probe)
+        self._request_keyframe_from(target)
 
     # --- PacketSink ---------------------------------------------------------------
 
@@ -131,7 +220,7 @@ class ForwardingSender(HookedRtpSender):
                     return
                 self._awaiting_keyframe = False
                 self._resync_next = True
-        forwarder = self._forwarder
+        forwarder = self._source
         rewriter = self._rewriter
         header = self._header
         channel = self.channel
@@ -165,15 +254,55 @@ class ForwardingSender(HookedRtpSender):
             self._overflow()
 
     def on_forwarder_ended(self) -> None:
-        """The published track ended: stop forwarding (the room removes the m-line)."""
+        """The published track ended: stop forwarding (the room removes the m-line).
+
+        If only its low encoding ended (the publisher stopped sending it), the
+        sender goes back to the track's own encoding instead.
+        """
+        track = self._forwarder
+        if track is not None and not track.ended:
+            if self._source is not None and self._source.ended:
+                self._move_to(track)
+                if self._running and not self._paused:
+                    self._restart()
+            return
         self._end()
 
     # --- HookedRtpSender ----------------------------------------------------------
 
     def on_keyframe_request(self) -> None:
-        """Subscriber PLI/FIR: pass it on to the publisher (rate-limited there)."""
-        if self._forwarder is not None:
-            self._forwarder.request_keyframe()
+        """Subscriber PLI/FIR: pass it on for the encoding it receives, at most once
+        per ``receiver_keyframe_interval`` for this receiver (a lossy receiver asking
+        again and again must not make the publisher send keyframes for everyone)."""
+        now = time.monotonic()
+        if now - self._last_receiver_keyframe_request < self._receiver_keyframe_interval:
+            self.keyframe_requests_limited += 1
+            return
+        self._last_receiver_keyframe_request = now
+        self.keyframe_requests_passed += 1
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        await super()._handle_rtcp_packet(packet)
+        # What the receiver says about its link feeds its level (per report, not per packet).
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            on_report = self.on_report
+            channel = self.channel
+            if on_report is None or channel is None:
+                return
+            for report in packet.reports:
+                if report.ssrc == channel.ssrc:
+                    on_report(report.fraction_lost / 256, report.jitter / channel.clock_rate)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            on_remb = self.on_remb
+            if on_remb is None:
+                return
+            try:
+                bitrate, _ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            on_remb(bitrate)
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Forward (from :meth:`on_packet`) until stopped; this task only waits."""
@@ -193,12 +322,17 @@ class ForwardingSender(HookedRtpSender):
         )
         self._running = True
         self._restart()
-        forwarder.attach(self)
+        source = self._source
+        if source is not None:
+            source.attach(self)
         try:
             await self._stopped.wait()
         finally:
             self._running = False
-            forwarder.detach(self)
+            self._cancel_probe()
+            for f in (forwarder, self._source):
+                if f is not None:
+                    f.detach(self)
 
     # --- internals ----------------------------------------------------------------
 
@@ -235,8 +369,41 @@ class ForwardingSender(HookedRtpSender):
             self._request_keyframe()
 
     def _request_keyframe(self) -> None:
+        if self._source is not None:
+            self._request_keyframe_from(self._source)
+
+    def _maybe_request_keyframe_from(self, target: TrackForwarder) -> None:
+        if time.monotonic() - self._last_keyframe_request >= self._keyframe_retry_interval:
+            self._request_keyframe_from(target)
+
+    def _request_keyframe_from(self, target: TrackForwarder) -> None:
         if not self._running:
             return  # attach() at start of run_forwarding requests one
         self._last_keyframe_request = time.monotonic()
-        if self._forwarder is not None:
-            self._forwarder.request_keyframe()
+        target.request_keyframe()
+
+    def _move_to(self, target: TrackForwarder) -> None:
+        old, self._source = self._source, target
+        if self._running:
+            if old is not None:
+                old.detach(self)
+            target.attach(self)
+
+    def _switch_now(self, probe: _SwitchProbe, keyframe: RtpPacket) -> None:
+        # Called from the target's fan-out with its keyframe: take over from here.
+        if probe is not self._probe:
+            return
+        self._cancel_probe()
+        self._move_to(probe.target)
+        self.switches += 1
+        # attach() does not reach the fan-out already under way: forward this packet now.
+        self.on_packet(keyframe, True)
+
+    def _probe_ended(self, probe: _SwitchProbe) -> None:
+        if probe is self._probe:
+            self._probe = None
+
+    def _cancel_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.target.detach(probe)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +24,13 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from .aiortc_internals import gather_only_on, install_jitter_buffer, send_pli
+from .aiortc_internals import gather_only_on, install_jitter_buffer, received_counts, send_pli
 from .codec_selection import rtx_capability, select_publish_codec
 from .config import MediaConfig
 from .errors import MediaError
 from .ice_policy import IcePolicy
 from .packet_tap import PacketTap
+from .quality_tiers import PublisherUplink
 from .remote_candidates import RemoteCandidates
 from .sdp_validation import ValidatedSdp, validate_sdp
 from .track_forwarder import AudioLevelHandler, TrackForwarder
@@ -77,6 +78,9 @@ class PublishConnection:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: mid of a low encoding => mid of its camera's high encoding.
+        self._low_of: dict[str, str] = {}
+        self._uplink = PublisherUplink()
         self._log = f"publish({participant_id})"
 
     @property
@@ -91,17 +95,35 @@ class PublishConnection:
 
     @property
     def forwarders(self) -> list[TrackForwarder]:
-        """Forwarders of the tracks this participant currently publishes."""
+        """Forwarders of the tracks this participant currently publishes.
+
+        A camera's low encoding is not a track of its own (see ``TrackForwarder.low``).
+        """
+        return [
+            i.forwarder
+            for i in self._inbound.values()
+            if i.forwarder is not None and not i.forwarder.is_low
+        ]
+
+    @property
+    def all_forwarders(self) -> list[TrackForwarder]:
+        """Every forwarder, low encodings included (counters)."""
         return [i.forwarder for i in self._inbound.values() if i.forwarder is not None]
 
-    async def handle_offer(self, text: object) -> str:
-        """Apply the client's offer and return our answer SDP (MediaError on refusal)."""
+    async def handle_offer(self, text: object, low_video: Mapping[str, str] | None = None) -> str:
+        """Apply the client's offer and return our answer SDP (MediaError on refusal).
+
+        ``low_video`` maps the mid of a camera's low encoding to the mid of its
+        high one (``{"1": "0"}``): that m-line is then not a track of its own
+        but the low source of the camera's slots (None: as before, or none).
+        """
         offer = validate_sdp(
             text,
             sdp_type="offer",
             max_bytes=self._config.max_sdp_bytes,
             max_m_lines=self._config.max_m_lines,
         )
+        low_pairs = None if low_video is None else _check_low_video(offer, low_video)
         if not self._can_publish and any(m.remote_sends for m in offer.media):
             raise MediaError("not_allowed", "this participant may not send media")
         async with self._lock:
@@ -117,6 +139,8 @@ class PublishConnection:
             if self._pc is None:
                 self._pc = self._create_pc()
             pc = self._pc
+            if low_pairs is not None:
+                self._low_of = low_pairs
             try:
                 answer = await self._negotiate(pc, offer, plan)
             except MediaError:
@@ -130,6 +154,27 @@ class PublishConnection:
             if fresh:
                 logger.info("%s: connection created", self._log)
             return answer
+
+    @property
+    def uplink_cap(self) -> int | None:
+        """The bitrate cap (bit/s) this publisher's high encoding should keep to (None: none)."""
+        return self._uplink.cap
+
+    def check_uplink(self, now: float) -> bool:
+        """Measure the uplink's loss since the last call (video m-lines); True if the
+        cap changed (the room then hints the client)."""
+        expected = received = 0
+        for inbound in self._inbound.values():
+            if inbound.forwarder is not None and inbound.forwarder.kind == "video":
+                e, r = received_counts(inbound.transceiver.receiver)
+                expected += e
+                received += r
+        if expected == 0:
+            return False
+        changed = self._uplink.observe(now, expected, received)
+        if changed:
+            logger.info("%s: uplink cap now %s bit/s", self._log, self._uplink.cap)
+        return changed
 
     async def add_candidate(self, candidate: object) -> None:
         """Add a trickled remote candidate (validated; queued until the offer is applied)."""
@@ -267,8 +312,27 @@ class PublishConnection:
             elif not receiving and inbound.forwarder is not None:
                 self._end_inbound(inbound)
                 changed = True
+        if self._link_low_encodings():
+            changed = True
         if changed:
             self._on_tracks_changed()
+
+    def _link_low_encodings(self) -> bool:
+        """Pair each low encoding with its camera; True if which tracks are low changed."""
+        before = {f for f in self.all_forwarders if f.is_low}
+        for forwarder in self.all_forwarders:
+            forwarder.low = None
+            forwarder.is_low = False
+        for low_mid, high_mid in self._low_of.items():
+            low = self._inbound.get(low_mid)
+            high = self._inbound.get(high_mid)
+            if low is None or high is None or low.forwarder is None or high.forwarder is None:
+                continue
+            if low.forwarder.kind != "video" or high.forwarder.kind != "video":
+                continue
+            low.forwarder.is_low = True
+            high.forwarder.low = low.forwarder
+        return before != {f for f in self.all_forwarders if f.is_low}
 
     def _end_inbound(self, inbound: _Inbound) -> None:
         inbound.tap.handler = None
@@ -299,3 +363,16 @@ class PublishConnection:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _check_low_video(offer: ValidatedSdp, low_video: Mapping[str, str]) -> dict[str, str]:
+    """The validated ``low_video`` pairs: both mids are distinct video m-lines of the offer."""
+    video_mids = {m.mid for m in offer.media if m.kind == "video"}
+    pairs: dict[str, str] = {}
+    for low, high in low_video.items():
+        if low not in video_mids or high not in video_mids or low == high:
+            raise MediaError("bad_sdp", "low_video must pair two video m-lines of the offer")
+        if high in low_video or high in pairs.values():
+            raise MediaError("bad_sdp", "low_video: one low encoding per camera")
+        pairs[low] = high
+    return pairs

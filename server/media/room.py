@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiortc import RTCPeerConnection
@@ -35,9 +35,11 @@ from .events import (
     EventDispatcher,
     MediaEvent,
     ParticipantMediaState,
+    PublisherHint,
     SubscriberOffer,
     TrackInfo,
     TracksChanged,
+    VideoQuality,
 )
 from .ice_policy import IcePolicy
 from .participant import Participant, check_participant_id
@@ -84,6 +86,10 @@ class MediaRoom:
         self._join_counter = itertools.count()
         self._track_counter = itertools.count(1)
         self._pinned: frozenset[str] = frozenset()
+        #: Whose camera is in the spotlight for everyone who pinned nobody.
+        self._spotlight: frozenset[str] = frozenset()
+        #: participant id => (whom it pinned, whether its tiles are visible).
+        self._views: dict[str, tuple[str | None, bool]] = {}
         self._last_n = config.last_n
         self._speaker = ActiveSpeakerDetector(config.active_speaker, self._on_active_speaker)
         self._ticker: asyncio.Task[None] | None = None
@@ -142,6 +148,31 @@ class MediaRoom:
         self._pinned = frozenset(participant_ids)
         self._apply_video_policy()
 
+    @property
+    def spotlight(self) -> frozenset[str]:
+        """Whose camera receivers get in the high encoding (unless they pinned someone)."""
+        return self._spotlight
+
+    def set_spotlight(self, participant_ids: Iterable[str]) -> None:
+        """Set the room's spotlight (the floor holder, or whom a host featured)."""
+        spotlight = frozenset(participant_ids)
+        if spotlight != self._spotlight:
+            self._spotlight = spotlight
+            for pid in self._participants:
+                self._apply_view(pid)
+
+    def set_view(self, participant_id: str, *, pinned: str | None, tiles_visible: bool) -> None:
+        """One receiver's layout: whom it pinned into its own spotlight (None: the
+        room's), and whether its tile area is on screen (hidden: no tile video)."""
+        self._get(participant_id)
+        self._views[participant_id] = (pinned, bool(tiles_visible))
+        self._apply_view(participant_id)
+
+    def video_quality(self, participant_id: str) -> tuple[str, dict[str, str]]:
+        """(link level, publisher => "high"/"low"/"off") of one receiver (control room, tests)."""
+        subscribe = self._get(participant_id).subscribe
+        return subscribe.quality_level, dict(subscribe.slot_encodings())
+
     async def add_participant(self, participant_id: str, *, can_publish: bool) -> None:
         """Register a participant; its subscriber offer comes once there is something to send."""
         self._check_open()
@@ -158,6 +189,9 @@ class MediaRoom:
 
         def emit_offer(sdp: str) -> None:
             self._emit(SubscriberOffer(pid, sdp))
+
+        def on_quality(level: str, paused: int) -> None:
+            self._emit(VideoQuality(pid, level, paused))
 
         participant = Participant(
             participant_id=pid,
@@ -178,10 +212,13 @@ class MediaRoom:
                 policy=self._policy,
                 emit_offer=emit_offer,
                 on_state=on_subscribe_state,
+                on_quality=on_quality,
             ),
             join_order=next(self._join_counter),
         )
         self._participants[pid] = participant
+        self._views.pop(pid, None)
+        self._apply_view(pid)
         self._start_ticker()
         logger.info("%r: %s joined (can_publish=%s)", self, pid, can_publish)
         if self._speaker.active is not None:
@@ -192,9 +229,15 @@ class MediaRoom:
             self._emit(ActiveSpeaker(self._speaker.active))
         self._update_subscriptions()
 
-    async def publish(self, participant_id: str, offer_sdp: str) -> str:
-        """Apply a publish offer (first, renegotiation, or after a failure); return the answer."""
-        return await self._get(participant_id).publish.handle_offer(offer_sdp)
+    async def publish(
+        self, participant_id: str, offer_sdp: str, *, low_video: Mapping[str, str] | None = None
+    ) -> str:
+        """Apply a publish offer (first, renegotiation, or after a failure); return the answer.
+
+        ``low_video`` ({low mid: high mid}) names a camera's second, low encoding.
+        """
+        publish = self._get(participant_id).publish
+        return await publish.handle_offer(offer_sdp, low_video)
 
     async def subscriber_answer(self, participant_id: str, answer_sdp: str) -> None:
         """Apply the participant's answer to the last SubscriberOffer."""
@@ -235,6 +278,7 @@ class MediaRoom:
     async def remove_participant(self, participant_id: str) -> None:
         """Close the participant's connections; its tracks end for everyone (idempotent)."""
         participant = self._participants.pop(participant_id, None)
+        self._views.pop(participant_id, None)
         if participant is None:
             return
         logger.info("%r: %s leaving", self, participant_id)
@@ -306,7 +350,11 @@ class MediaRoom:
         return RoomStats(
             participants=len(self._participants),
             tracks=len(forwarders),
-            packets_received=sum(f.packets_received for f in forwarders),
+            packets_received=sum(
+                f.packets_received
+                for p in self._participants.values()
+                for f in p.publish.all_forwarders
+            ),
             packets_sent=sum(s.channel.packets_sent for s in senders if s.channel is not None),
             packets_dropped=sum(s.packets_dropped for s in senders),
             keyframe_requests=sum(f.keyframe_requests for f in forwarders),
@@ -354,6 +402,14 @@ class MediaRoom:
             raise MediaError("unknown_participant", f"{participant_id!r} is not in this room")
         return participant
 
+    def _apply_view(self, participant_id: str) -> None:
+        participant = self._participants.get(participant_id)
+        if participant is None:
+            return
+        pinned, tiles_visible = self._views.get(participant_id, (None, True))
+        spotlight = self._spotlight if pinned is None else frozenset((pinned,))
+        participant.subscribe.set_view(spotlight, tiles_visible)
+
     def _emit(self, event: MediaEvent) -> None:
         self._events.emit(event)
 
@@ -396,6 +452,12 @@ class MediaRoom:
         self._emit(ActiveSpeaker(participant_id))
         self._apply_video_policy()
 
+    def _check_uplinks(self, now: float) -> None:
+        for participant in list(self._participants.values()):
+            if participant.publish.check_uplink(now):
+                cap = participant.publish.uplink_cap
+                self._emit(PublisherHint(participant.participant_id, cap))
+
     def _start_ticker(self) -> None:
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"media-speaker-{self.room_id}")
@@ -411,10 +473,14 @@ class MediaRoom:
         interval = cfg.active_speaker.tick_interval
         levels_every = cfg.audio_levels_interval
         next_levels = time.monotonic() + (levels_every or 0.0)
+        next_uplink = time.monotonic() + cfg.uplink_check_interval
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
             try:
+                if now >= next_uplink:
+                    next_uplink = now + cfg.uplink_check_interval
+                    self._check_uplinks(now)
                 self._speaker.tick(now)
                 if levels_every is not None and now >= next_levels and self._participants:
                     next_levels = now + levels_every

@@ -22,12 +22,18 @@ starts a fresh connection without them).
 
 Last-N pausing (policy) never renegotiates: the sender just stops forwarding
 and, on resume, starts again at a keyframe it asks for.
+
+Quality per receiver never renegotiates either: each publisher's camera is one
+slot (one m-line) fed from its high encoding, its low one, or nothing (see
+``quality_tiers``), and this connection's :class:`ReceiverQuality` turns what
+the client reports about its link into the level that decides which.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +47,7 @@ from .config import MediaConfig
 from .errors import MediaError
 from .forwarding_sender import ForwardingSender
 from .ice_policy import IcePolicy
+from .quality_tiers import FULL, LEVEL_NAMES, Encoding, ReceiverQuality, slot_encoding
 from .remote_candidates import RemoteCandidates
 from .sdp_validation import MediaSection, validate_sdp
 from .track_forwarder import TrackForwarder
@@ -76,6 +83,7 @@ class SubscribeConnection:
         policy: IcePolicy,
         emit_offer: Callable[[str], None],
         on_state: Callable[[str], None],
+        on_quality: Callable[[str, int], None] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self._config = config
@@ -86,6 +94,15 @@ class SubscribeConnection:
         self._wanted: dict[TrackForwarder, None] = {}
         self._subs: dict[TrackForwarder, _Subscription] = {}
         self._paused_publishers: frozenset[str] = frozenset()
+        self._on_quality = on_quality
+        #: Whose camera is this receiver's spotlight (high encoding), and whether its
+        #: tiles are on screen at all (a hidden tile area gets no video).
+        self._spotlight: frozenset[str] = frozenset()
+        self._tiles_visible = True
+        self._quality = ReceiverQuality(config.tiers, time.monotonic())
+        self._reported: tuple[int, int] = (FULL, 0)
+        self._rate_mark: tuple[float, int] = (0.0, 0)
+        self._rate = 0
         self._offered: tuple[_OfferedMedia, ...] = ()
         self._awaiting_answer = False
         self._dirty = False
@@ -131,8 +148,34 @@ class SubscribeConnection:
     def set_paused_publishers(self, paused: Iterable[str]) -> None:
         """Pause video from these publishers (last-N policy), resume all others."""
         self._paused_publishers = frozenset(paused)
+        self._apply_slots()
+
+    def set_view(self, spotlight: Iterable[str], tiles_visible: bool) -> None:
+        """Whose camera this receiver shows large (high encoding), and whether it
+        shows the other tiles at all."""
+        self._spotlight = frozenset(spotlight)
+        self._tiles_visible = bool(tiles_visible)
+        self._apply_slots()
+
+    @property
+    def quality_level(self) -> str:
+        """This receiver's link level: "full", "reduced" or "audio_only"."""
+        return LEVEL_NAMES[self._quality.level]
+
+    def slot_encodings(self) -> dict[str, Encoding]:
+        """publisher id => what this receiver's slot for the publisher's camera forwards."""
+        result: dict[str, Encoding] = {}
         for sub in self._subs.values():
-            self._apply_pause(sub)
+            if sub.forwarder.kind != "video":
+                continue
+            sender = sub.sender
+            if sender.paused:
+                result[sub.forwarder.participant_id] = "off"
+            else:
+                source = sender.switching_to or sender.source
+                low = source is not None and source.is_low
+                result[sub.forwarder.participant_id] = "low" if low else "high"
+        return result
 
     async def handle_answer(self, text: object) -> None:
         """Apply the client's answer to our outstanding offer."""
@@ -283,7 +326,10 @@ class SubscribeConnection:
                 transceiver.receiver.transport,
                 queue_size=queue_size,
                 keyframe_retry_interval=self._config.keyframe_retry_interval,
+                receiver_keyframe_interval=self._config.receiver_keyframe_interval,
             )
+            sender.on_report = self._on_report
+            sender.on_remb = self._on_remb
             install_sender(
                 transceiver,
                 sender,
@@ -291,8 +337,8 @@ class SubscribeConnection:
                 track_id=forwarder.track_id,
             )
             sub = _Subscription(forwarder=forwarder, transceiver=transceiver, sender=sender)
-            self._apply_pause(sub)
             self._subs[forwarder] = sub
+            self._apply_slots()
             changed = True
         return changed
 
@@ -342,9 +388,78 @@ class SubscribeConnection:
             await pc.close()  # stops every sender (BYE) and the transports
             logger.info("%s: connection released", self._log)
 
-    def _apply_pause(self, sub: _Subscription) -> None:
-        if sub.forwarder.kind == "video":
-            sub.sender.set_paused(sub.forwarder.participant_id in self._paused_publishers)
+    # --- quality per receiver -------------------------------------------------------
+
+    def _on_report(self, fraction_lost: float, jitter: float) -> None:
+        if self._quality.observe_report(time.monotonic(), fraction_lost, jitter) is not None:
+            self._apply_slots()
+
+    def _on_remb(self, bitrate: int) -> None:
+        now = time.monotonic()
+        if self._quality.observe_remb(now, bitrate, self._sending_rate(now)) is not None:
+            self._apply_slots()
+
+    def _sending_rate(self, now: float) -> int:
+        """What we send this receiver, bit/s, measured over a second or more."""
+        octets = sum(
+            s.sender.channel.octets_sent
+            for s in self._subs.values()
+            if s.sender.channel is not None
+        )
+        mark_time, mark_octets = self._rate_mark
+        if now - mark_time >= 1.0:
+            if octets >= mark_octets and mark_time > 0:
+                self._rate = int((octets - mark_octets) * 8 / (now - mark_time))
+            self._rate_mark = (now, octets)
+        return self._rate
+
+    def _apply_slots(self) -> None:
+        level = self._quality.level
+        paused_by_link = 0
+        for sub in self._subs.values():
+            forwarder = sub.forwarder
+            if forwarder.kind != "video":
+                continue
+            publisher = forwarder.participant_id
+            low = forwarder.low if forwarder.low is not None and not forwarder.low.ended else None
+            if publisher in self._paused_publishers:
+                encoding: Encoding = "off"
+            else:
+                spotlight = publisher in self._spotlight
+                encoding = slot_encoding(
+                    level=level,
+                    spotlight=spotlight,
+                    tiles_visible=self._tiles_visible,
+                    has_low=low is not None,
+                )
+                if encoding == "off" and (
+                    slot_encoding(
+                        level=FULL,
+                        spotlight=spotlight,
+                        tiles_visible=self._tiles_visible,
+                        has_low=low is not None,
+                    )
+                    != "off"
+                ):
+                    paused_by_link += 1
+            sender = sub.sender
+            if encoding == "off":
+                sender.set_paused(True)
+                continue
+            sender.set_source(low if encoding == "low" and low is not None else forwarder)
+            sender.set_paused(False)
+        reported = (level, paused_by_link)
+        if reported != self._reported:
+            self._reported = reported
+            logger.info(
+                "%s: link %s (%s), video paused for %d",
+                self._log,
+                LEVEL_NAMES[level],
+                self._quality.reason or "start",
+                paused_by_link,
+            )
+            if self._on_quality is not None:
+                self._on_quality(LEVEL_NAMES[level], paused_by_link)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -116,6 +116,10 @@ class TrackForwarder:
         self.frames_received = 0
         #: (width, height) of the last VP8 keyframe (None until one, and for H.264).
         self.frame_size: tuple[int, int] | None = None
+        #: The same camera's low encoding, when the publisher sends one (a second track).
+        self.low: TrackForwarder | None = None
+        #: True for a low encoding: it is a source for subscribers' slots, not a track.
+        self.is_low = False
 
     def __repr__(self) -> str:
         return f"TrackForwarder({self.track_id}, {self.kind}/{self.codec.name})"

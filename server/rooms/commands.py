@@ -90,6 +90,7 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "stage_accept": CommandSpec(payloads.StageAccept, stage_control.accept),
     "stage_decline": CommandSpec(payloads.StageDecline, stage_control.decline),
     "stage_end": CommandSpec(payloads.StageEnd, stage_control.end),
+    "video_view": CommandSpec(payloads.VideoView, media_control.video_view),
 }
 
 #: Events that change the connection itself, with their (empty) payload schemas.

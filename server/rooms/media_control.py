@@ -8,7 +8,14 @@ order, one at a time per participant, after checking the caller is current.
 
 from __future__ import annotations
 
-from server.media import ActiveSpeaker, MediaEvent, ParticipantMediaState, SubscriberOffer
+from server.media import (
+    ActiveSpeaker,
+    MediaEvent,
+    ParticipantMediaState,
+    PublisherHint,
+    SubscriberOffer,
+    VideoQuality,
+)
 from server.rooms import acks, payloads, reconnection
 from server.rooms.errors import Forbidden
 from server.rooms.models import Participant, Role
@@ -20,7 +27,9 @@ from server.rooms.server_events import (
     ReconnectMedia,
     SubscriberOfferEvent,
     TrackRef,
+    VideoQualityChanged,
 )
+from server.rooms.server_events import PublisherHint as PublisherHintEvent
 from server.rooms.stage import may_publish
 
 
@@ -33,8 +42,14 @@ async def publish_offer(
     holds_floor = room.live.floor is not None and room.live.floor.identity == actor.identity
     if not may_publish(actor.role, holds_floor):
         raise Forbidden("floor_required", "a guest publishes only while holding the floor")
-    answer = await room.media.publish(actor.identity, actor.session, req.sdp)
+    answer = await room.media.publish(actor.identity, actor.session, req.sdp, req.low_video)
     return acks.ok(sdp=answer)
+
+
+async def video_view(room: OwnedRoom, actor: Participant, req: payloads.VideoView) -> acks.Ack:
+    """The participant's layout: whom it pinned large, whether its tiles are shown."""
+    room.media.set_view(actor.identity, actor.session, req.pinned, req.tiles_visible)
+    return acks.ok()
 
 
 async def subscriber_answer(
@@ -102,6 +117,16 @@ async def media_event(room: OwnedRoom, event: MediaEvent) -> None:
             await room.send(participant, "subscriber_offer", offer)
     elif isinstance(event, ActiveSpeaker):
         await room.broadcast("active_speaker", ActiveSpeakerChanged(identity=event.participant_id))
+    elif isinstance(event, VideoQuality):
+        participant = room.participants.get(event.participant_id)
+        if participant is not None and event.level in ("full", "reduced", "audio_only"):
+            quality = VideoQualityChanged(level=event.level, paused=event.paused)  # type: ignore[arg-type]
+            await room.send(participant, "video_quality", quality)
+    elif isinstance(event, PublisherHint):
+        participant = room.participants.get(event.participant_id)
+        if participant is not None:
+            hint = PublisherHintEvent(max_bitrate=event.max_bitrate)
+            await room.send(participant, "publisher_hint", hint)
     elif isinstance(event, ParticipantMediaState):
         await reconnection.media_state(room, event)
         state = MediaConnectionState(

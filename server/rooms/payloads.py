@@ -237,10 +237,28 @@ class MediaState(Payload):
 SdpText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_BYTES)]
 
 
+#: An SDP media id (`a=mid:`), as browsers make them.
+Mid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,16}$")]
+
+
 class PublishOffer(Payload):
-    """Offer of the client's publish connection (camera and microphone); the ack has the answer."""
+    """Offer of the client's publish connection (camera and microphone); the ack has the answer.
+
+    `low_video` names the camera's second, low encoding (~320x180, a second video
+    track): `{low mid: camera mid}`. Receivers then get the camera in its high
+    encoding when it is their spotlight and in the low one in a tile.
+    """
 
     sdp: SdpText
+    low_video: Annotated[dict[Mid, Mid], Field(max_length=1)] | None = None
+
+
+class VideoView(Payload):
+    """The receiver's layout: whom it pinned large (null: the room's spotlight) and
+    whether its tile area is on screen (a hidden one gets no tile video)."""
+
+    pinned: Identity | None = None
+    tiles_visible: bool = True
 
 
 class SubscriberAnswer(Payload):

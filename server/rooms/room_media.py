@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.media import MediaError, MediaEvent, MediaNode, MediaRoom
@@ -85,6 +85,8 @@ class RoomMedia:
         #: Who a host pinned into the spotlight, or who shares a screen: their video
         #: reaches everyone too.
         self._spotlight: frozenset[str] = frozenset()
+        #: (pinned, screen sharer) as the live state has them, for the stage's order.
+        self._featured: tuple[str | None, ...] = ()
         self._closed = False
 
     @property
@@ -169,9 +171,10 @@ class RoomMedia:
         """The floor holder's video and that of the featured (pinned, sharing a screen),
         like the host's, reach everyone."""
         spotlight = frozenset(f for f in featured if f is not None)
-        if (self._floor, self._spotlight) != (identity, spotlight):
+        if (self._floor, self._spotlight, self._featured) != (identity, spotlight, featured):
             self._floor = identity
             self._spotlight = spotlight
+            self._featured = featured
             self._update_pins()
 
     def newest_video_track(self, identity: str) -> str | None:
@@ -193,11 +196,38 @@ class RoomMedia:
             pinned.add(self._floor)
         pinned |= self._spotlight
         room.set_pinned(pinned)
+        room.set_spotlight(self._stage())
 
-    async def publish(self, identity: str, session: str, offer_sdp: str) -> str:
-        """Answer a participant's publish offer."""
+    def _stage(self) -> set[str]:
+        """Who is on the stage (receivers get their camera in high quality), in the
+        page's order: the screen sharer, whom a host pinned, the floor holder, the host."""
+        for candidate in (*reversed(self._featured), self._floor):
+            if candidate is not None and candidate in self._members:
+                return {candidate}
+        return {i for i, (role, _) in self._members.items() if role is Role.HOST}
+
+    async def publish(
+        self,
+        identity: str,
+        session: str,
+        offer_sdp: str,
+        low_video: Mapping[str, str] | None = None,
+    ) -> str:
+        """Answer a participant's publish offer (`low_video`: {low mid: camera mid})."""
         try:
-            return await self._existing(identity, session).publish(identity, offer_sdp)
+            room = self._existing(identity, session)
+            return await room.publish(identity, offer_sdp, low_video=low_video)
+        except MediaError as exc:
+            raise room_error(exc) from exc
+
+    def set_view(
+        self, identity: str, session: str, pinned: str | None, tiles_visible: bool
+    ) -> None:
+        """A receiver's layout: whom it pinned large, whether its tiles are on screen."""
+        try:
+            self._existing(identity, session).set_view(
+                identity, pinned=pinned, tiles_visible=tiles_visible
+            )
         except MediaError as exc:
             raise room_error(exc) from exc
 

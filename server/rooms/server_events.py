@@ -70,6 +70,24 @@ class ActiveSpeakerChanged(Strict):
     identity: str | None
 
 
+class VideoQualityChanged(Strict):
+    """`video_quality`: what this participant's link lets it receive changed.
+
+    `level`: "full" (the spotlight in high quality), "reduced" (in low quality) or
+    "audio_only"; `paused`: how many venues' video it does not get because of its link.
+    """
+
+    level: Literal["full", "reduced", "audio_only"]
+    paused: int
+
+
+class PublisherHint(Strict):
+    """`publisher_hint`: the server sees this publisher's uplink lose packets; cap the
+    camera's high encoding at `max_bitrate` bit/s (null: no cap)."""
+
+    max_bitrate: int | None
+
+
 class ReconnectMedia(Strict):
     """`reconnect_media`: the control room asks this client to rebuild its peer connections."""
 

@@ -278,7 +278,11 @@ function participantRow(room, p, flagged) {
     cell("resolution", fmt.res(p)),
     cell("fps", fmt.fps(p.fps)),
     cell("audio_level", p.audio_muted ? t("ctl.muted") : fmt.db(p.audio_level)),
-    cell("paused_videos", String(p.paused_videos ?? 0)),
+    h(
+      "td",
+      { "data-field": "paused_videos", "data-level": p.video_level || "", title: p.video_level ? t(`ctl.level_${p.video_level}`) : "" },
+      String(p.paused_videos ?? 0),
+    ),
     h("td", {}, button, " ", spotlight),
     h("td", { class: "ctl-result", "data-result": p.identity }),
   );

@@ -8,6 +8,7 @@ import { RoomConnection } from "./signaling.js";
 import { SessionStore } from "./state.js";
 import { MediaClient } from "./media.js";
 import { MediaRecovery } from "./recovery.js";
+import { QualityNotice, VideoViewReporter } from "./quality-tiers.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
@@ -187,6 +188,12 @@ function enterRoom(stream) {
   // Before the page's own "joined" handler publishes: new connections use the fresh servers.
   conn.on("joined", ({ iceServers, iceServersExpireAt }) => media.setIceServers(iceServers, iceServersExpireAt));
   if (stream) media.setLocalStream(stream, { audioEnabled: !prefs.enterMicMuted, videoEnabled: !prefs.enterCamOff });
+
+  // Quality per receiver: our link's notice, and whether our tiles are on screen.
+  const qualityNotice = new QualityNotice(document.querySelector("#room .stage-area"));
+  const viewReporter = new VideoViewReporter(document.getElementById("tile-groups"), (payload) =>
+    conn.ready ? conn.call("video_view", payload) : null,
+  );
 
   let view = null;
   let statsTimer = null;
@@ -584,6 +591,8 @@ function enterRoom(stream) {
     syncMediaState();
     startMedia(rejoin);
     startStats();
+    qualityNotice.update({ level: "full", paused: 0 });
+    viewReporter.resend(); // a (re)joined media session starts with every tile visible
   });
 
   conn.on("event", (name, payload) => {
@@ -596,6 +605,12 @@ function enterRoom(stream) {
         break;
       case "mute_requested":
         onMuteRequested(payload);
+        break;
+      case "video_quality":
+        qualityNotice.update(payload);
+        break;
+      case "publisher_hint":
+        media.applyPublisherHint(payload);
         break;
       case "reconnect_media":
         // The control room saw trouble on our link: rebuild both peer connections now.

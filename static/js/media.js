@@ -17,6 +17,7 @@
 // The rest of the UI never depends on this module working.
 
 import { Emitter } from "./util.js";
+import { addLowEncoding, applyBitrateCap, lowVideoMids } from "./quality-tiers.js";
 
 const GATHER_TIMEOUT_MS = 4000;
 /** Renew TURN credentials this long before they expire. */
@@ -116,6 +117,8 @@ export class MediaClient extends Emitter {
     /** Our own shared screen: its track and the transceiver that sends it. */
     this.screenTrack = null;
     this._screenTransceiver = null;
+    /** The camera's two encodings on the publish PC: {camera, low} transceivers (or null). */
+    this._cameraEncodings = null;
     this._offerChain = Promise.resolve();
     this._prevStats = new Map();
     this._closed = false;
@@ -203,10 +206,15 @@ export class MediaClient extends Emitter {
     const pc = new RTCPeerConnection(this._rtcConfiguration());
     this.pubPc = pc;
     pc.addEventListener("connectionstatechange", () => this._onPcState("publish", pc));
+    let camera = null;
     for (const track of stream.getTracks()) {
       const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
       preferCodec(transceiver, track.kind);
+      if (track.kind === "video" && !camera) camera = transceiver;
     }
+    // The camera's low encoding (quality-tiers.js): a second track for receivers' tiles.
+    this._cameraEncodings = addLowEncoding(pc, camera);
+    if (this._cameraEncodings) preferCodec(this._cameraEncodings.low, "video");
     this._setPublish("publishing");
     try {
       await pc.setLocalDescription(await pc.createOffer());
@@ -214,7 +222,8 @@ export class MediaClient extends Emitter {
       if (pc !== this.pubPc) return;
       let ack;
       try {
-        ack = await this.call("publish_offer", { sdp: pc.localDescription.sdp });
+        const lowVideo = lowVideoMids(this._cameraEncodings);
+        ack = await this.call("publish_offer", { sdp: pc.localDescription.sdp, ...(lowVideo ? { low_video: lowVideo } : {}) });
       } catch (err) {
         throw new MediaError(err.code || "publish_failed", err.serverMessage || err.message || "");
       }
@@ -235,6 +244,15 @@ export class MediaClient extends Emitter {
   unpublish() {
     this._closePub();
     this._setPublish("idle");
+  }
+
+  /** `publisher_hint`: cap our camera's high encoding at `max_bitrate` bit/s (null: no cap). */
+  applyPublisherHint({ max_bitrate: maxBitrate } = {}) {
+    const camera = this._cameraEncodings?.camera;
+    if (camera && this.pubPc && this.pubPc.getTransceivers().includes(camera)) {
+      return applyBitrateCap(camera, maxBitrate ?? null);
+    }
+    return Promise.resolve();
   }
 
   /**

@@ -196,6 +196,8 @@ class ReceivedTrack:
     counters: list[tuple[int, int]] = field(default_factory=list)
     first_frame_at: float | None = None
     ended: bool = False
+    #: (width, height) of each decoded video frame, in order.
+    sizes: list[tuple[int, int]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
     @property
@@ -225,8 +227,11 @@ class MediaTestClient:
         amplitude: float = 0.0,
         width: int = 160,
         height: int = 120,
+        low_video: tuple[int, int] | None = None,
     ) -> None:
         self.harness = harness
+        #: A second, low encoding of the camera (width, height), declared as such.
+        self.low_video = CounterVideoTrack(index, *low_video) if low_video and video else None
         self.participant_id = participant_id
         self.index = index
         self.video = CounterVideoTrack(index, width, height) if video else None
@@ -249,16 +254,27 @@ class MediaTestClient:
 
     async def make_publish_offer(self) -> str:
         pc = self.pub_pc = RTCPeerConnection(client_configuration())
-        for track in (self.audio, self.video):
+        for track in (self.audio, self.video, self.low_video):
             if track is not None:
                 pc.addTransceiver(track, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         return pc.localDescription.sdp
 
+    def low_video_mids(self) -> dict[str, str] | None:
+        """{low mid: high mid} of the published camera, if it sends a low encoding."""
+        if self.low_video is None or self.pub_pc is None:
+            return None
+        mids = {t.sender.track: t.mid for t in self.pub_pc.getTransceivers()}
+        low, high = mids[self.low_video], mids[self.video]
+        assert low is not None and high is not None
+        return {low: high}
+
     async def publish(self) -> None:
         with gather_only_on(LOOPBACK):
             offer = await self.make_publish_offer()
-        answer = await self.room.publish(self.participant_id, offer)
+        answer = await self.room.publish(
+            self.participant_id, offer, low_video=self.low_video_mids()
+        )
         assert self.pub_pc is not None
         await self.pub_pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
@@ -301,6 +317,7 @@ class MediaTestClient:
                     received.first_frame_at = time.monotonic()
                 if received.kind == "video":
                     received.counters.append(read_counter_frame(frame))
+                    received.sizes.append((frame.width, frame.height))
                 self.harness.signal.notify()
         except MediaStreamError:
             received.ended = True

@@ -1,0 +1,123 @@
+// Quality per receiver, the browser's part (docs/protocol.md, "Quality per receiver").
+//
+// - Publishing: the camera goes out twice, as two tracks (aiortc cannot receive simulcast):
+//   as captured (high, e.g. 640×360) and scaled down to ~320×180 at ≤ 150 kbit/s (low). The
+//   publish offer names the low one (`low_video: {lowMid: cameraMid}`); the server sends each
+//   receiver the high one for its stage and the low one for tiles.
+// - `publisher_hint {max_bitrate}`: the server sees our uplink lose packets; cap the camera's
+//   high encoding (RTCRtpSender.setParameters), or lift the cap (null).
+// - `video_view {pinned, tiles_visible}`: tell the server when our tile area is off screen
+//   (no tile video is sent then).
+// - `video_quality {level, paused}`: our own link is weak; say so on screen.
+
+import { t, onLangChange } from "./i18n.js";
+
+/** The low encoding's size and bitrate. */
+const LOW_HEIGHT = 180;
+const LOW_MAX_BITRATE = 150_000;
+
+/**
+ * Add the low encoding of the camera to a publish connection: the same camera track on a
+ * second transceiver, scaled down by the browser. Returns {camera, low} transceivers, or
+ * null when there is no camera transceiver.
+ */
+export function addLowEncoding(pc, cameraTransceiver) {
+  const track = cameraTransceiver?.sender?.track;
+  if (!track || track.kind !== "video") return null;
+  const height = track.getSettings?.().height || 360;
+  const low = pc.addTransceiver(track, {
+    direction: "sendonly",
+    sendEncodings: [{ scaleResolutionDownBy: Math.max(1, height / LOW_HEIGHT), maxBitrate: LOW_MAX_BITRATE }],
+  });
+  return { camera: cameraTransceiver, low };
+}
+
+/** The publish offer's `low_video` ({lowMid: cameraMid}) once the offer is set, or null. */
+export function lowVideoMids(pair) {
+  if (!pair || !pair.low.mid || !pair.camera.mid) return null;
+  return { [pair.low.mid]: pair.camera.mid };
+}
+
+/** Cap (or uncap, with null) the camera's high encoding, as the server hints. */
+export async function applyBitrateCap(transceiver, maxBitrate) {
+  const sender = transceiver?.sender;
+  if (!sender) return;
+  const params = sender.getParameters();
+  if (!params.encodings || params.encodings.length === 0) params.encodings = [{}];
+  for (const encoding of params.encodings) {
+    if (Number.isInteger(maxBitrate) && maxBitrate > 0) encoding.maxBitrate = maxBitrate;
+    else delete encoding.maxBitrate;
+  }
+  try {
+    await sender.setParameters(params);
+  } catch (err) {
+    console.warn("could not apply the bitrate cap", err);
+  }
+}
+
+/**
+ * Reports `video_view` whenever our tile area comes into or goes out of view (a phone's
+ * scrolled-away grid, a collapsed layout). `send(payload)` sends the event.
+ */
+export class VideoViewReporter {
+  constructor(tileArea, send) {
+    this._send = send;
+    this._visible = true;
+    this._pinned = null;
+    this._observer = null;
+    if (tileArea && typeof IntersectionObserver === "function") {
+      this._observer = new IntersectionObserver((entries) => {
+        const entry = entries[entries.length - 1];
+        this._setVisible(Boolean(entry?.isIntersecting));
+      });
+      this._observer.observe(tileArea);
+    }
+  }
+
+  _setVisible(visible) {
+    if (visible === this._visible) return;
+    this._visible = visible;
+    this.resend();
+  }
+
+  /** Send the current view again (after a (re)join the server starts from the default). */
+  resend() {
+    Promise.resolve(this._send({ pinned: this._pinned, tiles_visible: this._visible })).catch(() => {});
+  }
+
+  close() {
+    this._observer?.disconnect();
+    this._observer = null;
+  }
+}
+
+/** The on-screen notice of our own link's quality ("video paused for N venues"). */
+export class QualityNotice {
+  constructor(parent) {
+    this.el = document.createElement("div");
+    this.el.id = "bandwidth-notice";
+    this.el.className = "bandwidth-notice";
+    this.el.setAttribute("role", "status");
+    this.el.hidden = true;
+    parent?.prepend(this.el);
+    this.level = "full";
+    this.paused = 0;
+    onLangChange(() => this._render());
+  }
+
+  /** Apply a `video_quality` event. */
+  update({ level, paused } = {}) {
+    this.level = ["full", "reduced", "audio_only"].includes(level) ? level : "full";
+    this.paused = Number.isInteger(paused) && paused > 0 ? paused : 0;
+    this._render();
+  }
+
+  _render() {
+    let text = "";
+    if (this.paused > 0) text = t("quality.video_paused", { n: this.paused });
+    else if (this.level === "reduced") text = t("quality.reduced");
+    this.el.textContent = text;
+    this.el.hidden = !text;
+    this.el.dataset.level = this.level;
+  }
+}

@@ -1,0 +1,289 @@
+"""Quality per receiver with real aiortc peers: the spotlight in the high encoding,
+tiles in the low one, hidden tiles get nothing, and a weak link steps one receiver
+down (and back up) without touching what the others get."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from media_testkit import (
+    LOOPBACK,
+    MediaTestClient,
+    RoomHarness,
+    client_configuration,
+    loopback_config,
+)
+
+from server.media import PublisherHint, VideoQuality
+from server.media.aiortc_internals import gather_only_on
+from server.media.quality_tiers import TierThresholds
+from tests.lossy_relay import LossyRelay
+
+HIGH = (320, 240)
+LOW = (160, 120)
+SINGLE = (240, 180)
+
+
+def last_size(client: MediaTestClient, publisher: str) -> tuple[int, int] | None:
+    tracks = [t for t in client.tracks_from(publisher, "video") if not t.ended]
+    return tracks[-1].sizes[-1] if tracks and tracks[-1].sizes else None
+
+
+def frames(client: MediaTestClient, publisher: str) -> int:
+    return client.frames_from(publisher, "video")
+
+
+@pytest.fixture
+async def tiers_harness() -> AsyncIterator[RoomHarness]:
+    # Short windows, so that a step down and up takes seconds, not a minute. The test is
+    # about loss: jitter (unit-tested) is left out, since on a busy machine the test
+    # process itself (encoding and decoding every peer) makes the receivers' jitter.
+    tiers = TierThresholds(window=1.5, hold=1.5, up_after=3.0, max_up_after=6.0, down_jitter=5.0)
+    h = RoomHarness(loopback_config(tiers=tiers))
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+async def test_spotlight_high_tiles_low_switched_at_a_floor_change(harness: RoomHarness) -> None:
+    room = harness.room
+    a = harness.client("A", audio=False, width=HIGH[0], height=HIGH[1], low_video=LOW)
+    b = harness.client("B", audio=False, width=HIGH[0], height=HIGH[1], low_video=LOW)
+    d = harness.client("D", audio=False, width=SINGLE[0], height=SINGLE[1])  # one encoding
+    c = harness.client("C", video=False, audio=False)
+    room.set_spotlight({"A"})
+    for client in (a, b, d):
+        await client.join()
+    await c.join(can_publish=False, publish=False)
+
+    await harness.wait_until(
+        lambda: (last_size(c, "A"), last_size(c, "B"), last_size(c, "D")) == (HIGH, LOW, SINGLE),
+        "C: the spotlight A high, the tile B low, D (one encoding) in its only one",
+    )
+    # A camera is one track for its receivers: the low encoding is no track of its own.
+    assert len(c.tracks_from("A", "video")) == 1
+    assert len([t for t in room.tracks() if t.kind == "video"]) == 3
+    # A publisher receives the others the same way: B is a tile for A too.
+    await harness.wait_until(lambda: last_size(a, "B") == LOW, "A gets B's tile low")
+
+    # The floor passes to B: C's slots swap encodings at keyframes, no renegotiation.
+    offers = c.offers
+    started = time.monotonic()
+    room.set_spotlight({"B"})
+    await harness.wait_until(
+        lambda: (last_size(c, "A"), last_size(c, "B")) == (LOW, HIGH), "C: B high, A low"
+    )
+    switched_in = time.monotonic() - started
+    assert c.offers == offers
+    assert switched_in < 1.0, f"the spotlight switched in {switched_in:.2f} s"
+    # The decoder saw one continuous stream: frames keep coming on the same track.
+    before = frames(c, "A")
+    await harness.wait_until(lambda: frames(c, "A") >= before + 10, "A's tile keeps playing")
+
+    # C hides its tiles (phone layout): only the spotlight's video still comes.
+    room.set_view("C", pinned=None, tiles_visible=False)
+    await harness.wait_until(
+        lambda: room.video_quality("C")[1] == {"A": "off", "B": "high", "D": "off"},
+        "C's hidden tiles are off",
+    )
+    tiles_then = frames(c, "A") + frames(c, "D")
+    spotlight_then = frames(c, "B")
+    await harness.wait_until(lambda: frames(c, "B") >= spotlight_then + 30, "the spotlight plays")
+    assert frames(c, "A") + frames(c, "D") <= tiles_then + 5  # what was in flight at most
+
+    # C pins A in its own spotlight: A high for C, while everyone else keeps B large.
+    room.set_view("C", pinned="A", tiles_visible=True)
+    await harness.wait_until(
+        lambda: (last_size(c, "A"), last_size(c, "B"), last_size(c, "D")) == (HIGH, LOW, SINGLE),
+        "C's pin: A high, B low",
+    )
+    assert room.video_quality("D")[1] == {"A": "low", "B": "high"}
+
+
+class RelayedClient(MediaTestClient):
+    """A receiver whose subscribe connection goes through a lossy UDP relay both ways."""
+
+    relay: LossyRelay
+
+    async def on_subscriber_offer(self, sdp: str) -> None:
+        if self.closed:
+            return
+        self.offers += 1
+        if self.sub_pc is None:
+            pc = self.sub_pc = RTCPeerConnection(client_configuration())
+            pc.on("track", self._on_track)
+            pc.on("connectionstatechange", self.harness.signal.notify)
+            # The server's candidate, as the client sees it: the relay's listening port.
+            server_port = int(_candidate_port(sdp))
+            self.relay = LossyRelay(("127.0.0.1", server_port))
+            await self.relay.start()
+        pc = self.sub_pc
+        sdp = _replace_candidate_ports(sdp, self.relay.port)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        answer = await pc.createAnswer()
+        with gather_only_on(LOOPBACK):
+            await pc.setLocalDescription(answer)
+        local = pc.localDescription.sdp
+        # The client's candidate, as the server sees it: the relay's socket for the client.
+        upstream = await self.relay.open_for(("127.0.0.1", int(_candidate_port(local))))
+        await self.room.subscriber_answer(
+            self.participant_id, _replace_candidate_ports(local, upstream)
+        )
+        self.harness.signal.notify()
+
+    async def close(self) -> None:
+        await super().close()
+        if hasattr(self, "relay"):
+            self.relay.close()
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 )(\d+)( typ host.*)$", re.M)
+
+
+def _candidate_port(sdp: str) -> str:
+    ports = {m.group(2) for m in _CANDIDATE.finditer(sdp)}
+    assert len(ports) == 1, f"expected one loopback host candidate, got {ports}"
+    return ports.pop()
+
+
+def _replace_candidate_ports(sdp: str, port: int) -> str:
+    return _CANDIDATE.sub(lambda m: f"{m.group(1)}{port}{m.group(3)}", sdp)
+
+
+def _levels(harness: RoomHarness, pid: str) -> list[str]:
+    levels = [
+        e.level for e in harness.events if isinstance(e, VideoQuality) and e.participant_id == pid
+    ]
+    return levels
+
+
+async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: RoomHarness) -> None:
+    harness = tiers_harness
+    room = harness.room
+    a = harness.client("A", width=HIGH[0], height=HIGH[1], low_video=LOW)
+    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
+    harness.clients["W"] = weak
+    fine = harness.client("F", video=False, audio=False)
+    room.set_spotlight({"A"})
+    await a.join()
+    await weak.join(can_publish=False, publish=False)
+    await fine.join(can_publish=False, publish=False)
+    await harness.wait_until(
+        lambda: last_size(weak, "A") == HIGH and last_size(fine, "A") == HIGH,
+        "both receivers get the spotlight high",
+    )
+    assert weak.relay.passed > 0  # W's media really goes through the relay
+    high = room.track_forwarder(next(t.track_id for t in room.tracks() if t.kind == "video"))
+    plis_before, started = high.plis_sent, time.monotonic()
+
+    weak.relay.loss = 0.25
+    await harness.wait_until(
+        lambda: room.video_quality("W")[0] == "reduced", "W steps down to low", within=30
+    )
+    await harness.wait_until(
+        lambda: last_size(weak, "A") == LOW, "W gets the spotlight in the low encoding"
+    )
+    await harness.wait_until(
+        lambda: room.video_quality("W") == ("audio_only", {"A": "off"}),
+        "W steps down to audio only",
+        within=30,
+    )
+    await harness.wait_until(
+        lambda: any(
+            isinstance(e, VideoQuality) and e.participant_id == "W" and e.paused == 1
+            for e in harness.events
+        ),
+        "W is told its video is paused for one venue",
+    )
+    # Meanwhile the unshaped receiver kept the high encoding.
+    assert room.video_quality("F") == ("full", {"A": "high"})
+    assert last_size(fine, "A") == HIGH
+
+    weak.relay.loss = 0.0
+    await harness.wait_until(
+        lambda: room.video_quality("W")[0] == "full", "W steps back up", within=45
+    )
+    try:
+        await harness.wait_until(
+            lambda: last_size(weak, "A") == HIGH, "W gets high again", within=30
+        )
+    except AssertionError as exc:
+        tracks = [(t.track_id, t.frames, t.sizes[-3:]) for t in weak.received.values()]
+        raise AssertionError(
+            f"{exc}: {room.video_quality('W')}, levels {_levels(harness, 'W')}, tracks {tracks}"
+        ) from None
+    elapsed = time.monotonic() - started
+    assert _levels(harness, "W") == ["reduced", "audio_only", "reduced", "full"]
+    assert "reduced" not in _levels(harness, "F")
+    assert room.video_quality("F") == ("full", {"A": "high"})
+    # W's keyframe requests were rate-limited for W alone (or went to the low encoding):
+    # the publisher's high encoding was asked for at most one keyframe per second.
+    plis = high.plis_sent - plis_before
+    assert plis <= elapsed + 3, f"{plis} PLIs to the publisher's high encoding in {elapsed:.0f} s"
+
+
+class RelayedPublisher(MediaTestClient):
+    """A publisher whose publish connection goes through a lossy UDP relay both ways."""
+
+    relay: LossyRelay
+
+    async def publish(self) -> None:
+        with gather_only_on(LOOPBACK):
+            offer = await self.make_publish_offer()
+        self.relay = LossyRelay(("127.0.0.1", 0))
+        await self.relay.start()
+        upstream = await self.relay.open_for(("127.0.0.1", int(_candidate_port(offer))))
+        answer = await self.room.publish(
+            self.participant_id,
+            _replace_candidate_ports(offer, upstream),
+            low_video=self.low_video_mids(),
+        )
+        self.relay.upstream = ("127.0.0.1", int(_candidate_port(answer)))
+        assert self.pub_pc is not None
+        await self.pub_pc.setRemoteDescription(
+            RTCSessionDescription(
+                sdp=_replace_candidate_ports(answer, self.relay.port), type="answer"
+            )
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        if hasattr(self, "relay"):
+            self.relay.close()
+
+
+async def test_a_lossy_publisher_is_hinted_to_lower_its_bitrate(harness: RoomHarness) -> None:
+    room = harness.room
+    publisher = RelayedPublisher(harness, "P", 1, audio=False)
+    harness.clients["P"] = publisher
+    receiver = harness.client("R", video=False, audio=False)
+    await publisher.join()
+    await receiver.join(can_publish=False, publish=False)
+    await harness.wait_until(lambda: frames(receiver, "P") >= 10, "R gets P's video")
+
+    def hints() -> list[int | None]:
+        return [
+            e.max_bitrate
+            for e in harness.events
+            if isinstance(e, PublisherHint) and e.participant_id == "P"
+        ]
+
+    assert hints() == []  # a clean uplink: no cap
+    publisher.relay.loss = 0.3
+    await harness.wait_until(lambda: len(hints()) >= 1, "P is hinted to send less", within=30)
+    first = hints()[0]
+    assert first is not None and first <= 1_000_000
+    assert not any(isinstance(e, PublisherHint) and e.participant_id == "R" for e in harness.events)
+    publisher.relay.loss = 0.0
+    lowest = min(h for h in hints() if h is not None)
+    await harness.wait_until(
+        lambda: hints()[-1] is None or (hints()[-1] or 0) > lowest,
+        "a clean uplink raises the cap again",
+        within=40,
+    )
+    assert room.stats().packets_received > 0
