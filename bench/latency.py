@@ -90,6 +90,10 @@ KEY_BYTES = 32  # the tail of a payload that identifies a packet on both sides
 SETUP_TIMEOUT = 60.0
 JOIN_TIMEOUT = 20.0
 MATCH_WINDOW = 1.0  # an arrival more than this after its send is not the same packet
+#: Seconds between timed joins: each is a lone joiner. (Both servers coalesce keyframe
+#: requests — Yitang to one PLI per 0.5 s per publisher — so back-to-back joins would
+#: time the coalescing instead.)
+JOIN_SPACING = 1.0
 
 
 # --- Media: a pre-encoded clip that answers keyframe requests --------------------------
@@ -156,7 +160,7 @@ class KeyframeOnRequestTrack(MediaStreamTrack):
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         index = self.sent % len(self.clip.frames)
         data = self.clip.frames[index]
-        if self.sender is not None and getattr(self.sender, "_RTCRtpSender__force_keyframe", 0):
+        if self.sender is not None and getattr(self.sender, "_RTCRtpSender__force_keyframe", False):
             self.sender._RTCRtpSender__force_keyframe = False  # type: ignore[attr-defined]
             data = self.clip.keyframes[index]
             self.keyframes_on_request += 1
@@ -383,12 +387,12 @@ class Processes:
     def stop(self) -> list[dict[str, Any]]:
         """Stop the peers (their logs, in start order), then the proxies."""
         logs = []
-        for process, conn in self.controls:
+        for _process, conn in self.controls:
             try:
                 logs.append(ask(conn, {"cmd": "stop"}, timeout=30))
             except (TimeoutError, OSError, EOFError):
                 logs.append({})
-        for process, conn in self.others:
+        for _process, conn in self.others:
             with contextlib.suppress(TimeoutError, OSError, EOFError):
                 ask(conn, {"cmd": "stop"}, timeout=10)
         for process, _ in self.controls + self.others:
@@ -408,7 +412,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def match_latencies(sends: list[tuple[bytes, float]], arrivals: list[tuple[bytes, float]]) -> list[float]:
+def match_latencies(
+    sends: list[tuple[bytes, float]], arrivals: list[tuple[bytes, float]]
+) -> list[float]:
     """Seconds from send to arrival per matched packet (latest send of the same bytes before)."""
     by_key: dict[bytes, list[float]] = {}
     for key, at in sends:
@@ -613,7 +619,8 @@ class JoiningSubscriber:
     async def first_keyframe(self) -> dict[str, float]:
         """Wait for the first keyframe packet; the milestones in ms from the start."""
         await asyncio.wait_for(self.video.keyframe.wait(), JOIN_TIMEOUT)
-        assert self.video.first_at is not None and self.video.first_keyframe_at is not None
+        assert self.video.first_at is not None
+        assert self.video.first_keyframe_at is not None
         self.marks["first_packet"] = self.video.first_at
         self.marks["keyframe"] = self.video.first_keyframe_at
         return {name: (at - self.start) * 1000 for name, at in self.marks.items()}
@@ -661,23 +668,23 @@ async def janus_join(janus: JanusSession, feed: int) -> dict[str, float]:
 
 
 def summarize_joins(samples: list[dict[str, float]], phases: tuple[str, ...]) -> dict[str, Any]:
-    """Median and p90 of the total; the median of each phase (time since the previous one)."""
+    """Median and p90 of the total; per milestone, the median time it was reached (ms).
+
+    Milestones overlap (the server starts ICE before it acknowledges the answer), so
+    they are given as times from the start, not as durations that add up.
+    """
     totals = sorted(s["keyframe"] for s in samples)
-    steps: dict[str, float] = {}
-    for index, phase in enumerate(phases):
-        before = phases[index - 1] if index else None
-        values = [
-            s[phase] - (s[before] if before else 0.0)
-            for s in samples
-            if phase in s and (before is None or before in s)
-        ]
-        if values:
-            steps[phase] = statistics.median(values)
+    reached = {
+        phase: statistics.median(values)
+        for phase in phases
+        for values in [[s[phase] for s in samples if phase in s]]
+        if values
+    }
     return {
         "joins": len(totals),
         "median": statistics.median(totals) if totals else float("nan"),
         "p90": totals[min(len(totals) - 1, int(0.9 * len(totals)))] if totals else float("nan"),
-        "phases": steps,
+        "at": dict(sorted(reached.items(), key=lambda item: item[1])),
     }
 
 
@@ -693,7 +700,10 @@ async def run_yitang_joins(server: YitangServer, clip: DualClip, joins: int) -> 
             "the publisher to send",
         )  # fmt: skip
         await yitang_join(server.url, tokens[1])  # warm-up, not counted
-        samples = [await yitang_join(server.url, token) for token in tokens[2:]]
+        samples = []
+        for token in tokens[2:]:
+            await asyncio.sleep(JOIN_SPACING)
+            samples.append(await yitang_join(server.url, token))
     finally:
         await asyncio.to_thread(processes.stop)
     return summarize_joins(samples, YITANG_PHASES)
@@ -716,7 +726,10 @@ async def run_janus_joins(janus: JanusProcess, clip: DualClip, joins: int) -> di
             try:
                 feed = await _janus_feed(session)
                 await janus_join(session, feed)  # warm-up, not counted
-                samples = [await janus_join(session, feed) for _ in range(joins)]
+                samples = []
+                for _ in range(joins):
+                    await asyncio.sleep(JOIN_SPACING)
+                    samples.append(await janus_join(session, feed))
             finally:
                 await session.close()
     finally:
@@ -869,7 +882,9 @@ def print_report(report: dict[str, Any]) -> None:
     for mode, by_n in report["packets"].items():
         for n, r in by_n.items():
             add = report["added"].get(mode, {}).get(n, {})
-            extra = " ".join(f"{add[q]:7.2f}" if q in add else f"{'':7}" for q in ("p50", "p99", "max"))
+            extra = " ".join(
+                f"{add[q]:7.2f}" if q in add else f"{'':7}" for q in ("p50", "p99", "max")
+            )
             print(f"{mode:8} {n:>3} {r['packets']:8d} {r['p50']:7.2f} {r['p99']:7.2f}"
                   f" {r['max']:7.2f} {extra}")  # fmt: skip
     added = report["added"]
@@ -883,11 +898,12 @@ def print_report(report: dict[str, Any]) -> None:
     if joins:
         print("\nJoin to the first keyframe packet after SRTP, ms")
         for mode, j in joins.items():
-            steps = ", ".join(f"{k} +{v:.0f}" for k, v in j["phases"].items())
+            steps = ", ".join(f"{k} {v:.0f}" for k, v in j["at"].items())
             print(f"{mode:8} median {j['median']:7.1f}  p90 {j['p90']:7.1f}  ({j['joins']} joins)")
-            print(f"{'':8} median per phase: {steps}")
+            print(f"{'':8} reached at (median ms): {steps}")
         if "yitang" in joins and "janus" in joins:
-            print(f"Yitang/Janus median: {_ratio(joins['yitang']['median'], joins['janus']['median'])}")
+            ratio = _ratio(joins["yitang"]["median"], joins["janus"]["median"])
+            print(f"Yitang/Janus median: {ratio}")
 
 
 def main() -> None:
