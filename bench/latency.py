@@ -87,7 +87,7 @@ from signaling.client import RoomClient
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT, FPS = 640, 480, 30
 KEY_BYTES = 32  # the tail of a payload that identifies a packet on both sides
-SETUP_TIMEOUT = 60.0
+SETUP_TIMEOUT = 120.0  # a loaded 2-core machine starts 9 aiortc processes slowly
 JOIN_TIMEOUT = 20.0
 MATCH_WINDOW = 1.0  # an arrival more than this after its send is not the same packet
 #: Seconds between timed joins: each is a lone joiner. (Both servers coalesce keyframe
@@ -329,7 +329,6 @@ async def _peer_main(
         log_sends(sends)
     peer = Peer(role, signaling, clip)
     stop = asyncio.Event()
-    await peer.start()
 
     def on_control(message: dict[str, Any]) -> None:
         if message["cmd"] == "status":
@@ -344,7 +343,8 @@ async def _peer_main(
         elif message["cmd"] == "stop":
             stop.set()
 
-    reader = PipeReader(control, on_control)
+    reader = PipeReader(control, on_control)  # answers while the peer is joining too
+    await peer.start()
     await stop.wait()
     reader.close()
     arrivals = [entry for r in peer.recorders for entry in r.log]
@@ -456,7 +456,7 @@ def measure_packets(
         subs = [processes.peer("subscriber", s, None) for s in subscriber_signaling]
         for conn in subs:
             wait_for(
-                lambda conn=conn: ask(conn, {"cmd": "status"})["received"] > 100,
+                lambda conn=conn: ask(conn, {"cmd": "status"}, SETUP_TIMEOUT)["received"] > 100,
                 SETUP_TIMEOUT,
                 "every subscriber to receive media",
             )
@@ -800,6 +800,15 @@ def packets_direct(seconds: float, clip: DualClip) -> dict[str, Any]:
     return measure_packets(signaling, 1, seconds, clip)
 
 
+def attempt(what: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A measurement's result, or {"error": ...}: one failed run does not lose the others."""
+    try:
+        return measure()
+    except Exception as exc:
+        print(f"{what} failed: {exc!r}", file=sys.stderr)
+        return {"error": repr(exc)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement the options ask for; the report."""
     modes = args.modes.split(",")
@@ -808,29 +817,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     packets: dict[str, dict[int, dict[str, Any]]] = {}
     joins: dict[str, dict[str, Any]] = {}
     if "direct" in modes:
-        packets["direct"] = {1: packets_direct(args.seconds, clip)}
+        packets["direct"] = {1: attempt("direct", lambda: packets_direct(args.seconds, clip))}
     if "yitang" in modes:
         server = YitangServer(args.cpu)
         server.start()
         try:
             packets["yitang"] = {
-                n: packets_through_yitang(server, n, args.seconds, clip) for n in counts
+                n: attempt(
+                    f"yitang N={n}",
+                    lambda n=n: packets_through_yitang(server, n, args.seconds, clip),
+                )
+                for n in counts
             }
             if args.joins:
-                joins["yitang"] = asyncio.run(run_yitang_joins(server, clip, args.joins))
+                joins["yitang"] = attempt(
+                    "yitang joins", lambda: asyncio.run(run_yitang_joins(server, clip, args.joins))
+                )
         finally:
             server.stop()
     if "janus" in modes:
         shim = ensure_janus()
         packets["janus"] = {
-            n: packets_through_janus(shim, args.janus_stock, args.cpu, n, args.seconds, clip)
+            n: attempt(
+                f"janus N={n}",
+                lambda n=n: packets_through_janus(
+                    shim, args.janus_stock, args.cpu, n, args.seconds, clip
+                ),
+            )
             for n in counts
         }
         if args.joins:
             janus = JanusProcess(one_loop=not args.janus_stock, cpu=args.cpu)
             janus.start(shim)
             try:
-                joins["janus"] = asyncio.run(run_janus_joins(janus, clip, args.joins))
+                joins["janus"] = attempt(
+                    "janus joins", lambda: asyncio.run(run_janus_joins(janus, clip, args.joins))
+                )
             finally:
                 janus.stop()
     return {
@@ -844,12 +866,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def added_latency(packets: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """Per server and N: the percentiles minus the direct baseline's (ms)."""
     base = packets.get("direct", {}).get(1)
-    if base is None:
+    if base is None or "error" in base:
         return {}
     return {
         mode: {
             str(n): {q: result[q] - base[q] for q in ("p50", "p99", "max")}
             for n, result in by_n.items()
+            if "error" not in result
         }
         for mode, by_n in packets.items()
         if mode != "direct"
@@ -881,6 +904,9 @@ def print_report(report: dict[str, Any]) -> None:
           f" {'+p50':>7} {'+p99':>7} {'+max':>7}")  # fmt: skip
     for mode, by_n in report["packets"].items():
         for n, r in by_n.items():
+            if "error" in r:
+                print(f"{mode:8} {n:>3} failed: {r['error']}")
+                continue
             add = report["added"].get(mode, {}).get(n, {})
             extra = " ".join(
                 f"{add[q]:7.2f}" if q in add else f"{'':7}" for q in ("p50", "p99", "max")
@@ -898,10 +924,13 @@ def print_report(report: dict[str, Any]) -> None:
     if joins:
         print("\nJoin to the first keyframe packet after SRTP, ms")
         for mode, j in joins.items():
+            if "error" in j:
+                print(f"{mode:8} failed: {j['error']}")
+                continue
             steps = ", ".join(f"{k} {v:.0f}" for k, v in j["at"].items())
             print(f"{mode:8} median {j['median']:7.1f}  p90 {j['p90']:7.1f}  ({j['joins']} joins)")
             print(f"{'':8} reached at (median ms): {steps}")
-        if "yitang" in joins and "janus" in joins:
+        if all("median" in joins.get(m, {}) for m in ("yitang", "janus")):
             ratio = _ratio(joins["yitang"]["median"], joins["janus"]["median"])
             print(f"Yitang/Janus median: {ratio}")
 
