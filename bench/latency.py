@@ -471,6 +471,8 @@ def measure_packets(
     arrivals = sum(len(log.get("arrivals", [])) for log in logs[1:])
     result = percentiles(latencies)
     result["unmatched"] = arrivals - len(latencies)
+    # Below ~0.95 the clients (or the machine) could not keep up: the figures are theirs.
+    result["delivered"] = len(latencies) / (len(sends) * subscribers) if sends else 0.0
     return result
 
 
@@ -901,7 +903,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"Machine: {report['machine']}")
     print("\nPer-packet latency, ms (publisher before SRTP -> subscriber after SRTP)")
     print(f"{'server':8} {'N':>3} {'packets':>8} {'p50':>7} {'p99':>7} {'max':>7}"
-          f" {'+p50':>7} {'+p99':>7} {'+max':>7}")  # fmt: skip
+          f" {'+p50':>7} {'+p99':>7} {'+max':>7} {'delivered':>9}")  # fmt: skip
     for mode, by_n in report["packets"].items():
         for n, r in by_n.items():
             if "error" in r:
@@ -912,7 +914,7 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{add[q]:7.2f}" if q in add else f"{'':7}" for q in ("p50", "p99", "max")
             )
             print(f"{mode:8} {n:>3} {r['packets']:8d} {r['p50']:7.2f} {r['p99']:7.2f}"
-                  f" {r['max']:7.2f} {extra}")  # fmt: skip
+                  f" {r['max']:7.2f} {extra} {r.get('delivered', float('nan')):9.0%}")  # fmt: skip
     added = report["added"]
     if "yitang" in added and "janus" in added:
         for n in added["yitang"]:
