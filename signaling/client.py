@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,8 @@ class RoomClient:
         self.joins = 0
         #: The ICE servers (TURN credentials) the last join handed out (RTCIceServer shape).
         self.ice_servers: list[dict[str, Any]] = []
+        #: When (time.monotonic) the last Socket.IO connection was up, before its join.
+        self.socket_connected_at: float | None = None
         self._changed = asyncio.Condition()
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
         #: The newest handler task; each waits for the one before, so handlers run in order.
@@ -132,6 +135,7 @@ class RoomClient:
                 transports=["websocket"],
                 wait_timeout=timeout,
             )
+            self.socket_connected_at = time.monotonic()
         except socketio.exceptions.ConnectionError as exc:
             # A failed handshake leaves the transport's HTTP session open: close it.
             with contextlib.suppress(Exception):
