@@ -378,7 +378,8 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
             const char *payload, Py_ssize_t payload_len, PyObject *payload_obj,
             unsigned int ext_value, unsigned long long ntp, double now)
 {
-    if (!s->enabled || !s->connected || !s->has_highest || s->source_ssrc != (long long)ssrc)
+    if (!s->enabled || !s->connected || !s->has_highest || s->source_ssrc != (long long)ssrc ||
+        s->header_len < 12)
         return 0;
     long long highest = s->highest;
     long long ext = highest + ((seq - highest + SEQ_HALF) & 0xFFFF) - SEQ_HALF;
@@ -608,7 +609,7 @@ Stream_set_history(Stream *s, PyObject *history)
 static int
 Stream_traverse(Stream *s, visitproc visit, void *arg)
 {
-    Py_VISIT(Py_TYPE(s));
+    /* A static type does not visit its type; a Python subclass's traverse does. */
     Py_VISIT(s->history);
     Py_VISIT(s->keepalive);
     Py_VISIT(s->transport);
