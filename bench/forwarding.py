@@ -237,10 +237,12 @@ def run_once(
     try:
         publisher = start_client(0, "publisher")
         subscribers = [start_client(i + 1, "subscriber") for i in range(n)]
+        # A client process's first reply waits for its imports (aiortc, PyAV), which on a
+        # loaded machine can take longer than ask()'s default.
         wait_until(
             lambda: (
-                ask(publisher, {"cmd": "counts"})["frames_sent"] > 0
-                and all(ask(s, {"cmd": "counts"})["has_video"] for s in subscribers)
+                ask(publisher, {"cmd": "counts"}, SETUP_TIMEOUT)["frames_sent"] > 0
+                and all(ask(s, {"cmd": "counts"}, SETUP_TIMEOUT)["has_video"] for s in subscribers)
             ),
             SETUP_TIMEOUT,
             "every subscriber to receive video",
