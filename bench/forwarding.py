@@ -5,7 +5,10 @@
 
 Servers ("modes"):
 
-* ``yitang``: server.media's MediaRoom (the production forwarding path);
+* ``yitang``: server.media's MediaRoom (the production forwarding path, with the
+  compiled fan-out, server/media/_fanout.c; the run fails if it is not built);
+* ``yitang-python``: the same with the compiled fan-out off (``YITANG_FANOUT=python``:
+  the pure-Python reference path), for the before/after in one run;
 * ``janus-one-loop`` / ``janus-stock``: Janus 1.1.2 VideoRoom from Debian
   (``scripts/ensure-janus``; see janus_server.py), with one event loop for all
   handles, or Janus's default of one loop thread per handle;
@@ -77,6 +80,11 @@ LATE_TIMEOUT = 15.0
 async def _server_main(mode: str, conns: list[Connection], control: Connection) -> None:
     import ipaddress
 
+    from server.media import fanout
+
+    if mode == "yitang" and not fanout.available():
+        raise RuntimeError(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
+    fanout.enabled = mode == "yitang"
     stop = asyncio.Event()
     locks: dict[str, asyncio.Lock] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -99,7 +107,7 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
         async with locks.setdefault(pid, asyncio.Lock()):
             conn = conn_by_pid[pid]
             kind = message["type"]
-            if mode == "yitang":
+            if mode.startswith("yitang"):
                 if kind == "join":
                     await room.add_participant(pid, can_publish=message["role"] == "publisher")
                 elif kind == "offer":
@@ -145,14 +153,14 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
 
 
 def run_server(mode: str, conns: list[Connection], control: Connection) -> None:
-    """Server process entry point ("yitang" or "relay")."""
+    """Server process entry point ("yitang", "yitang-python" or "relay")."""
     asyncio.run(_server_main(mode, conns, control))
 
 
 # --- Orchestrator -------------------------------------------------------------------------
 
 SERVER_CPU = 0
-MODES = ("yitang", "janus-one-loop", "janus-stock", "relay")
+MODES = ("yitang", "yitang-python", "janus-one-loop", "janus-stock", "relay")
 
 
 @dataclass
@@ -181,7 +189,7 @@ def _pin(pid: int, cpus: set[int]) -> None:
 
 def _start_server(ctx: Any, mode: str, conns: list[Connection], control: Connection) -> Any:
     """The server process (for Janus: the pipe proxy; Janus itself is started by run_once)."""
-    if mode in ("yitang", "relay"):
+    if mode in ("yitang", "yitang-python", "relay"):
         return ctx.Process(target=run_server, args=(mode, conns, control), daemon=True)
     raise AssertionError(mode)
 
@@ -229,10 +237,12 @@ def run_once(
     try:
         publisher = start_client(0, "publisher")
         subscribers = [start_client(i + 1, "subscriber") for i in range(n)]
+        # A client process's first reply waits for its imports (aiortc, PyAV), which on a
+        # loaded machine can take longer than ask()'s default.
         wait_until(
             lambda: (
-                ask(publisher, {"cmd": "counts"})["frames_sent"] > 0
-                and all(ask(s, {"cmd": "counts"})["has_video"] for s in subscribers)
+                ask(publisher, {"cmd": "counts"}, SETUP_TIMEOUT)["frames_sent"] > 0
+                and all(ask(s, {"cmd": "counts"}, SETUP_TIMEOUT)["has_video"] for s in subscribers)
             ),
             SETUP_TIMEOUT,
             "every subscriber to receive video",
@@ -451,17 +461,18 @@ def main() -> None:
             f" {_fmt(summary.percent_per_subscriber, '.2f'):>17}"
             f" {_fmt(summary.idle_percent, '.1f'):>13}"
         )
-    ours = summaries.get("yitang")
-    for baseline in ("janus-one-loop", "janus-stock", "relay"):
-        theirs = summaries.get(baseline)
-        if ours is None or theirs is None:
-            continue
-        if ours.us_per_packet and theirs.us_per_packet:
-            ratio = ours.us_per_packet / theirs.us_per_packet
-            print(f"ratio Yitang / {baseline}, per forwarded packet: {ratio:.2f}")
-        if ours.percent_per_subscriber and theirs.percent_per_subscriber:
-            ratio = ours.percent_per_subscriber / theirs.percent_per_subscriber
-            print(f"ratio Yitang / {baseline}, per added subscriber: {ratio:.2f}")
+    for mine in ("yitang", "yitang-python"):
+        ours = summaries.get(mine)
+        for baseline in ("janus-one-loop", "janus-stock", "relay"):
+            theirs = summaries.get(baseline)
+            if ours is None or theirs is None:
+                continue
+            if ours.us_per_packet and theirs.us_per_packet:
+                ratio = ours.us_per_packet / theirs.us_per_packet
+                print(f"ratio {mine} / {baseline}, per forwarded packet: {ratio:.2f}")
+            if ours.percent_per_subscriber and theirs.percent_per_subscriber:
+                ratio = ours.percent_per_subscriber / theirs.percent_per_subscriber
+                print(f"ratio {mine} / {baseline}, per added subscriber: {ratio:.2f}")
 
 
 if __name__ == "__main__":

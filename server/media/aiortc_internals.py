@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aioice.ice
 import pylibsrtp
@@ -46,6 +46,9 @@ from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
 from pylibsrtp import Session as SrtpSession
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
+
+if TYPE_CHECKING:
+    from .fanout import CompiledStream
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -259,6 +262,20 @@ class SrtpProtector:
         protected: bytes = buffer[0 : length[0]]
         return protected
 
+    def fast_path(self) -> dict[str, Any]:
+        """What the compiled fan-out needs to call ``srtp_protect`` on this session itself.
+
+        The addresses of libsrtp's ``srtp_protect`` (from pylibsrtp's cffi module)
+        and of the session's ``srtp_t``, with the session to keep it alive.
+        """
+        protect = srtp_ffi.addressof(srtp_lib, "srtp_protect")
+        return {
+            "protect": int(srtp_ffi.cast("uintptr_t", protect)),
+            "srtp": int(srtp_ffi.cast("uintptr_t", self._srtp)),
+            "session": self._session,
+            "max_length": self._max_length,
+        }
+
 
 class DtlsRtpOutput:
     """The synchronous send path of a connected DTLS transport: SRTP protect + ``sendto``.
@@ -309,6 +326,45 @@ class DtlsRtpOutput:
         buffered: int = 0 if self._socket is None else self._socket.get_write_buffer_size()
         return buffered
 
+    def fast_path(self) -> dict[str, Any] | None:
+        """``CompiledStream.connect()``'s arguments for the current pair (None: not sending yet).
+
+        The compiled fan-out checks what :meth:`send` checks before each packet
+        (DTLS state, the nominated pair, the socket not closing) and hands the
+        packet back to Python when one fails.
+        """
+        if self._pair is None or self._protector is None or self._socket is None:
+            return None
+        sock = self._socket.get_extra_info("socket")
+        if sock is None:
+            return None
+        return {
+            **self._protector.fast_path(),
+            "transport": self._socket,
+            "fd": sock.fileno(),
+            "host": self._remote_addr[0],
+            "port": self._remote_addr[1],
+            "dtls": self._dtls,
+            "dtls_connected": _DTLS_STATE_CONNECTED,
+            "nominated": self._nominated,
+            "pair": self._pair,
+        }
+
+
+_NOT_TRIED: Final = object()
+
+
+class SendCounters:
+    """A channel's sender-report counters, when no compiled stream holds them."""
+
+    __slots__ = ("last_ntp_time", "last_rtp_timestamp", "octets_sent", "packets_sent")
+
+    def __init__(self) -> None:
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.last_ntp_time = 0
+        self.last_rtp_timestamp = 0
+
 
 class RtpSendChannel:
     """Sends RTP packets through an aiortc sender's transport, synchronously.
@@ -340,17 +396,69 @@ class RtpSendChannel:
         self._output = output
         #: The packets sent, as (header, payload), by sequence number modulo the history size.
         self._sent: list[tuple[bytes, bytes] | None] = [None] * RTP_HISTORY_SIZE
-        self.packets_sent = 0
-        #: Payload octets sent (what RTCP sender reports count).
-        self.octets_sent = 0
-        #: NTP time and RTP timestamp of the newest packet sent (a sender report's pair).
-        self.last_ntp_time = 0
-        self.last_rtp_timestamp = 0
+        #: Where the counters live: here, or in the compiled stream (see attach_stream).
+        self._counters: SendCounters | CompiledStream = SendCounters()
+        self._stream: CompiledStream | None = None
+        # The output target the compiled stream was last connected to (or tried).
+        self._fast_tried: object = _NOT_TRIED
+
+    # Sender-report counters; properties so that the compiled stream can hold them.
+
+    @property
+    def packets_sent(self) -> int:
+        """Packets sent."""
+        return self._counters.packets_sent
+
+    @packets_sent.setter
+    def packets_sent(self, value: int) -> None:
+        self._counters.packets_sent = value
+
+    @property
+    def octets_sent(self) -> int:
+        """Payload octets sent (what RTCP sender reports count)."""
+        return self._counters.octets_sent
+
+    @octets_sent.setter
+    def octets_sent(self, value: int) -> None:
+        self._counters.octets_sent = value
+
+    @property
+    def last_ntp_time(self) -> int:
+        """NTP time of the newest packet sent (with last_rtp_timestamp, a sender report's pair)."""
+        return self._counters.last_ntp_time
+
+    @last_ntp_time.setter
+    def last_ntp_time(self, value: int) -> None:
+        self._counters.last_ntp_time = value
+
+    @property
+    def last_rtp_timestamp(self) -> int:
+        """RTP timestamp of the newest packet sent."""
+        return self._counters.last_rtp_timestamp
+
+    @last_rtp_timestamp.setter
+    def last_rtp_timestamp(self, value: int) -> None:
+        self._counters.last_rtp_timestamp = value
+
+    def attach_stream(self, stream: CompiledStream) -> None:
+        """Share the history and counters with the compiled fan-out's stream.
+
+        Packets sent by either path then land in one history and one set of
+        counters. The stream is connected to the output after the first packet
+        this channel sends (when the transport is up).
+        """
+        for name in ("packets_sent", "octets_sent", "last_ntp_time", "last_rtp_timestamp"):
+            setattr(stream, name, getattr(self._counters, name))
+        stream.set_history(self._sent)
+        self._counters = stream
+        self._stream = stream
 
     def clear(self) -> None:
         """Drop the retransmission history (the sender will not send again)."""
         self._history.clear()
-        self._sent = [None] * RTP_HISTORY_SIZE
+        self._sent[:] = [None] * RTP_HISTORY_SIZE  # in place: the compiled stream writes here
+        if self._stream is not None:
+            self._stream.disconnect()
 
     def send(self, header: bytes, payload: bytes, sequence_number: int) -> int:
         """Send one packet now; return the bytes the socket still buffers.
@@ -363,9 +471,31 @@ class RtpSendChannel:
             output = self._output = DtlsRtpOutput(self._sender.transport)
         buffered = output.send(header, payload)
         self._sent[sequence_number % RTP_HISTORY_SIZE] = (header, payload)
-        self.packets_sent += 1
-        self.octets_sent += len(payload)
+        counters = self._counters
+        counters.packets_sent += 1
+        counters.octets_sent += len(payload)
+        stream = self._stream
+        if stream is not None and not stream.connected and buffered == 0:
+            self._connect_stream(output)
         return buffered
+
+    def _connect_stream(self, output: RtpOutput) -> None:
+        # Once per output target (an ICE pair): a target the compiled stream
+        # cannot use (say, a scoped IPv6 address) leaves this channel on Python.
+        fast_path = getattr(output, "fast_path", None)
+        target = fast_path() if fast_path is not None else None
+        if target is None:
+            return
+        key = target["pair"] if target.get("pair") is not None else output
+        if key is self._fast_tried:
+            return
+        self._fast_tried = key
+        stream = self._stream
+        assert stream is not None
+        try:
+            stream.connect(**target)
+        except (ValueError, TypeError) as exc:
+            logger.info("compiled fan-out not used for %s: %s", target.get("host"), exc)
 
     def buffered_bytes(self) -> int:
         """Bytes the transport's socket still buffers (0 before the first send)."""

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import (
@@ -38,10 +39,14 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from . import fanout
 from .aiortc_internals import HookedRtpSender, RtpSendChannel, sender_ssrc
 from .rtp_header import OutgoingHeader
 from .rtp_rewriter import RtpRewriter
 from .track_forwarder import TrackForwarder
+
+if TYPE_CHECKING:
+    from .fanout import CompiledStream
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +121,13 @@ class ForwardingSender(HookedRtpSender):
         self._keyframe_retry_interval = keyframe_retry_interval
         self._last_keyframe_request = float("-inf")
         self._running = False
-        # Set by run_forwarding(): the per-packet state.
-        self._rewriter: RtpRewriter | None = None
+        # Set by run_forwarding(): the per-packet state. With the compiled
+        # fan-out, the stream is the rewriter too (one state for both paths).
+        self._rewriter: fanout.Rewriter | None = None
         self._header: OutgoingHeader | None = None
+        self._stream: CompiledStream | None = None
         # Counters (read by stats and the metrics collector).
-        #: Packets handed to the transport.
-        self.packets_queued = 0
+        self._packets_queued = 0
         self.packets_dropped = 0
         self.overflows = 0
         #: Receiver keyframe requests (PLI/FIR) passed on, and those refused by the
@@ -138,6 +144,21 @@ class ForwardingSender(HookedRtpSender):
     def paused(self) -> bool:
         """True while forwarding is suspended (policy), without renegotiation."""
         return self._paused
+
+    @property
+    def packets_queued(self) -> int:
+        """Packets handed to the transport (by this sender or the compiled fan-out)."""
+        stream = self._stream
+        return self._packets_queued + (0 if stream is None else stream.fast_sent)
+
+    @property
+    def fast_stream(self) -> CompiledStream | None:
+        """The compiled fan-out's stream for this sender (None: the Python path only).
+
+        :class:`TrackForwarder` sends through it with one call for all its
+        subscribers, and calls :meth:`on_packet` only for the packets it hands back.
+        """
+        return self._stream
 
     @property
     def running(self) -> bool:
@@ -173,6 +194,7 @@ class ForwardingSender(HookedRtpSender):
         self._paused = paused
         if not paused:
             self._restart()
+        self._update_fast_path()
         logger.debug("%r paused=%s", self, paused)
 
     def set_source(self, target: TrackForwarder) -> None:
@@ -202,6 +224,13 @@ class ForwardingSender(HookedRtpSender):
 
     def on_packet(self, packet: RtpPacket, is_keyframe: bool) -> None:
         """Rewrite and send one packet now (never waits); see the module docstring."""
+        self._forward(packet, is_keyframe)
+        if self._stream is not None:
+            self._update_fast_path()
+
+    def _forward(self, packet: RtpPacket, is_keyframe: bool) -> None:
+        # The reference path: every rule. The compiled fan-out repeats only its
+        # steady state (no gating pending, the newest packet of the same source).
         if self._paused or not self._running:
             return
         if self._congested and not self._drained():
@@ -249,7 +278,7 @@ class ForwardingSender(HookedRtpSender):
             return
         channel.last_ntp_time = forwarder.arrival_ntp
         channel.last_rtp_timestamp = timestamp
-        self.packets_queued += 1
+        self._packets_queued += 1
         if buffered > self._max_buffered:
             self._overflow()
 
@@ -310,9 +339,6 @@ class ForwardingSender(HookedRtpSender):
         if forwarder is None or self._ended:
             return
         self.channel = channel
-        self._rewriter = RtpRewriter(
-            ssrc=channel.ssrc, payload_type=channel.payload_type, clock_rate=channel.clock_rate
-        )
         self._header = OutgoingHeader(
             ssrc=channel.ssrc,
             payload_type=channel.payload_type,
@@ -320,8 +346,22 @@ class ForwardingSender(HookedRtpSender):
             extensions_map=channel.extensions_map,
             extension="abs_send_time" if self._is_video else "audio_level",
         )
+        if fanout.enabled:
+            stream = fanout.new_stream(
+                ssrc=channel.ssrc,
+                payload_type=channel.payload_type,
+                clock_rate=channel.clock_rate,
+                header=self._header,
+            )
+            channel.attach_stream(stream)
+            self._rewriter = self._stream = stream
+        else:
+            self._rewriter = RtpRewriter(
+                ssrc=channel.ssrc, payload_type=channel.payload_type, clock_rate=channel.clock_rate
+            )
         self._running = True
         self._restart()
+        self._update_fast_path()
         source = self._source
         if source is not None:
             source.attach(self)
@@ -330,6 +370,7 @@ class ForwardingSender(HookedRtpSender):
         finally:
             self._running = False
             self._cancel_probe()
+            self._update_fast_path()
             for f in (forwarder, self._source):
                 if f is not None:
                     f.detach(self)
@@ -340,6 +381,26 @@ class ForwardingSender(HookedRtpSender):
         self._ended = True
         self._running = False
         self._stopped.set()
+        self._update_fast_path()
+
+    def _update_fast_path(self) -> None:
+        # The compiled fan-out may send for us only while no rule of _forward()
+        # is pending: running, not paused, not congested (nothing buffered), not
+        # waiting for a keyframe or a resync. Re-evaluated after every packet it
+        # hands back and on every change of these from outside.
+        stream = self._stream
+        if stream is None:
+            return
+        channel = self.channel
+        stream.enabled = (
+            self._running
+            and not self._paused
+            and not self._congested
+            and not self._awaiting_keyframe
+            and not self._resync_next
+            and channel is not None
+            and channel.buffered_bytes() == 0
+        )
 
     def _overflow(self) -> None:
         # The subscriber's socket buffer is full: what is sent now would wait.

@@ -97,6 +97,16 @@ class OutgoingHeader:
             )
         return header
 
+    def layout(self) -> tuple[bytes, int, int, int]:
+        """The template and where the extension value goes, for the compiled fan-out.
+
+        ``(header, word_offset, word_prefix, value_mask)``: what :meth:`build`
+        writes is ``word_prefix | (value & value_mask)`` as a 32-bit word at
+        ``word_offset`` (``value_mask`` is 0 when there is no extension).
+        """
+        mask = self._value_mask if self.has_extension else 0
+        return bytes(self.header), self._word_offset, self._word_prefix, mask
+
 
 def audio_level_byte(level: tuple[bool, int] | None) -> int:
     """The RFC 6464 byte (``V << 7 | level``) for aiortc's parsed audio level (None: silence)."""

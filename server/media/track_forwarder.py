@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from . import fanout
 from .keyframes import keyframe_detector, vp8_keyframe_size
 from .rtp_header import audio_level_byte
 
@@ -100,6 +101,11 @@ class TrackForwarder:
         self.arrival_ntp = 0
         self.extension_value = 0
         self._sinks: tuple[PacketSink, ...] = ()
+        # The sinks with a compiled fan-out stream (subscribers' senders), their
+        # streams in the same order, and the other sinks (recorders, tests).
+        self._fast_sinks: tuple[PacketSink, ...] = ()
+        self._fast_streams: tuple[Any, ...] = ()
+        self._other_sinks: tuple[PacketSink, ...] = ()
         self._ended = False
         self._source_ssrc: int | None = None
         self._last_pli = float("-inf")
@@ -150,10 +156,27 @@ class TrackForwarder:
             return
         if sink not in self._sinks:
             self._sinks = (*self._sinks, sink)
+            self._split_sinks()
 
     def detach(self, sink: PacketSink) -> None:
         """Stop feeding ``sink`` (no-op if not attached)."""
         self._sinks = tuple(s for s in self._sinks if s is not sink)
+        self._split_sinks()
+
+    def _split_sinks(self) -> None:
+        # A sink with a compiled stream (ForwardingSender.fast_stream) is fed by
+        # one fanout.forward() call per packet for all of them.
+        fast: list[tuple[PacketSink, Any]] = []
+        other: list[PacketSink] = []
+        for sink in self._sinks:
+            stream = getattr(sink, "fast_stream", None)
+            if stream is not None:
+                fast.append((sink, stream))
+            else:
+                other.append(sink)
+        self._fast_sinks = tuple(sink for sink, _ in fast)
+        self._fast_streams = tuple(stream for _, stream in fast)
+        self._other_sinks = tuple(other)
 
     def on_packet(self, packet: RtpPacket) -> None:
         """Called by the packet tap for every received packet."""
@@ -191,7 +214,34 @@ class TrackForwarder:
             except Exception:
                 logger.exception("%r: audio level handler failed; disabled", self)
                 self._on_audio_level = None
-        for sink in self._sinks:
+        streams = self._fast_streams
+        if streams:
+            fast_sinks = self._fast_sinks
+            try:
+                # Sends to every subscriber in the steady state; returns those it left to us.
+                pending = fanout.forward(
+                    streams,
+                    packet.marker,
+                    packet.sequence_number,
+                    packet.timestamp,
+                    packet.ssrc,
+                    packet.payload,
+                    self.extension_value,
+                    ntp,
+                    now,
+                )
+            except Exception:
+                # Not expected (bad argument types); the Python path can do it all.
+                logger.exception("%r: compiled fan-out failed; Python path from now on", self)
+                self._fast_sinks, self._fast_streams = (), ()
+                self._other_sinks = self._sinks  # fed below
+                pending = None
+            if pending is not None:
+                self._feed([fast_sinks[i] for i in pending], packet, is_keyframe)
+        self._feed(self._other_sinks, packet, is_keyframe)
+
+    def _feed(self, sinks: Iterable[PacketSink], packet: RtpPacket, is_keyframe: bool) -> None:
+        for sink in sinks:
             try:
                 sink.on_packet(packet, is_keyframe)
             except Exception:
@@ -254,6 +304,7 @@ class TrackForwarder:
         self._send_pli = _no_pli
         self._on_audio_level = None
         sinks, self._sinks = self._sinks, ()
+        self._split_sinks()
         for sink in sinks:
             try:
                 sink.on_forwarder_ended()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 from media_testkit import RoomHarness
+
+from server.media import fanout
 
 
 @pytest.fixture
@@ -16,3 +19,22 @@ async def harness() -> AsyncIterator[RoomHarness]:
         yield h
     finally:
         await h.close()
+
+
+@pytest.fixture(params=["compiled", "python"])
+def fanout_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test with the compiled fan-out (server/media/_fanout.c) and with Python.
+
+    The Python path is the reference (and the fallback); both must forward the
+    same. Under CI=true a missing extension fails the test rather than skip it:
+    scripts/bootstrap builds it, and production must not silently run without it.
+    """
+    if request.param == "compiled":
+        if not fanout.available():
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
+            pytest.skip(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
+        monkeypatch.setattr(fanout, "enabled", True)
+    else:
+        monkeypatch.setattr(fanout, "enabled", False)
+    return str(request.param)

@@ -225,6 +225,17 @@ def test_srtp_protector_matches_pylibsrtp() -> None:
         ours.protect(bytes(12), bytes(1500))
 
 
+def test_srtp_protect_has_the_signature_the_compiled_fanout_calls() -> None:
+    # server/media/_fanout.c calls srtp_protect through a pointer it gets from
+    # pylibsrtp's cffi module, typed as libsrtp 2's (srtp_t, void *, int *).
+    from pylibsrtp._binding import ffi, lib
+
+    signature = ffi.getctype(ffi.typeof(lib.srtp_protect))
+    assert signature == "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)", (
+        f"pylibsrtp changed srtp_protect: {signature}"
+    )
+
+
 async def test_dtls_and_ice_attributes_of_the_send_path() -> None:
     pc, transceiver = await _transceiver()
     try:

@@ -75,7 +75,7 @@ async def test_two_participants_receive_each_others_media(harness: RoomHarness) 
 
 
 async def test_three_participants_and_the_server_never_transcodes(
-    harness: RoomHarness, monkeypatch: pytest.MonkeyPatch
+    fanout_path: str, harness: RoomHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     probe = CodecUsageProbe(monkeypatch)
     clients = [harness.client(name) for name in ("alice", "bob", "carol")]
@@ -109,6 +109,12 @@ async def test_three_participants_and_the_server_never_transcodes(
     sending = [t.sender for t in transceivers if t.direction == "sendonly"]
     assert len(sending) == 12
     assert all(isinstance(s, ForwardingSender) for s in sending)
+    # The path under test forwarded (the compiled fan-out sends from C, no codec either).
+    streams = [s.fast_stream for s in sending]
+    if fanout_path == "compiled":
+        assert all(stream is not None and stream.fast_sent > 0 for stream in streams)
+    else:
+        assert streams == [None] * len(sending)
     assert sum(probe.frames_decoded_by(r) for r in server_receivers) == 0
     assert sum(probe.frames_encoded_by(s) for s in server_senders) == 0
     # ... while the probe did see the clients' codecs at work in the same process.
@@ -119,7 +125,9 @@ async def test_three_participants_and_the_server_never_transcodes(
     assert stats.packets_sent > 0
 
 
-async def test_late_joiner_gets_video_after_a_keyframe_request(harness: RoomHarness) -> None:
+async def test_late_joiner_gets_video_after_a_keyframe_request(
+    fanout_path: str, harness: RoomHarness
+) -> None:
     alice = harness.client("alice")
     bob = harness.client("bob")
     await alice.join()

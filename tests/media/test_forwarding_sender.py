@@ -90,7 +90,17 @@ def _sender_of(harness: RoomHarness, subscriber: str, publisher: str) -> Forward
     return next(s for s in senders if s.track_id.startswith(f"{publisher}-video"))
 
 
-async def test_sequence_and_timestamps_continue_across_a_pause_and_resume() -> None:
+def _assert_sent_by(fanout_path: str, sender: ForwardingSender) -> None:
+    """The packets went through the path under test (the compiled one: most of them)."""
+    stream = sender.fast_stream
+    if fanout_path == "python":
+        assert stream is None
+        return
+    assert stream is not None
+    assert stream.fast_sent > sender.packets_queued // 2, (stream.fast_sent, sender.packets_queued)
+
+
+async def test_sequence_and_timestamps_continue_across_a_pause_and_resume(fanout_path: str) -> None:
     # Setting last_n=1 pauses "c" (the later of two publishers nobody heard speak).
     harness = RoomHarness(loopback_config(last_n=None))
     try:
@@ -121,6 +131,7 @@ async def test_sequence_and_timestamps_continue_across_a_pause_and_resume() -> N
         stalled = received()
         harness.room.last_n = None  # resumes at a keyframe
         await harness.wait_until(lambda: received() >= stalled + 30, "c's video again")
+        _assert_sent_by(fanout_path, sender)
     finally:
         await harness.close()
 
@@ -134,7 +145,7 @@ async def test_sequence_and_timestamps_continue_across_a_pause_and_resume() -> N
 
 
 async def test_sender_reports_count_exactly_the_packets_and_octets_sent(
-    harness: RoomHarness,
+    fanout_path: str, harness: RoomHarness
 ) -> None:
     alice = harness.client("alice", width=64, height=48)
     bob = harness.client("bob", video=False, audio=False)
@@ -170,9 +181,12 @@ async def test_sender_reports_count_exactly_the_packets_and_octets_sent(
     assert len(received) >= packets_sent
     # The report counts the first `packets_sent` packets, and exactly their payload octets.
     assert sum(len(p.payload) for p in received[:packets_sent]) == octets_sent
+    _assert_sent_by(fanout_path, _sender_of(harness, "bob", "alice"))
 
 
-async def test_a_nack_is_answered_from_the_sent_history(harness: RoomHarness) -> None:
+async def test_a_nack_is_answered_from_the_sent_history(
+    fanout_path: str, harness: RoomHarness
+) -> None:
     alice = harness.client("alice", width=64, height=48)
     bob = harness.client("bob", video=False, audio=False)
     recorder = _record_video_from(bob, "alice")
@@ -200,3 +214,4 @@ async def test_a_nack_is_answered_from_the_sent_history(harness: RoomHarness) ->
     # Counted once, for /metrics (per NACKed packet, not per forwarded one).
     bob_senders = harness.room._participants["bob"].subscribe.senders
     assert [s.nacks_received for s in bob_senders if s.kind == "video"] == [1]
+    _assert_sent_by(fanout_path, _sender_of(harness, "bob", "alice"))

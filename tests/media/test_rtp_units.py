@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import select
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -19,13 +21,20 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from media_testkit import make_counter_frame
+from pylibsrtp import Policy, Session
 
-from server.media.aiortc_internals import SENDER_ATTRIBUTES, RtpSendChannel, ntp_time
+from server.media import fanout
+from server.media.aiortc_internals import (
+    SENDER_ATTRIBUTES,
+    RtpSendChannel,
+    SrtpProtector,
+    ntp_time,
+)
+from server.media.fanout import Rewriter
 from server.media.forwarding_sender import ForwardingSender
 from server.media.keyframes import h264_is_keyframe_start, vp8_is_keyframe_start
 from server.media.packet_tap import PacketTap
 from server.media.rtp_header import OutgoingHeader
-from server.media.rtp_rewriter import RtpRewriter
 from server.media.track_forwarder import TrackForwarder
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
@@ -61,14 +70,24 @@ def test_h264_keyframe_detection_on_real_payloads() -> None:
     assert not h264_is_keyframe_start(bytes([0x7C, 0x05]))  # FU-A middle of an IDR
 
 
+def _rewriter(fanout_path: str, *, ssrc: int, payload_type: int, clock_rate: int) -> Rewriter:
+    # RtpRewriter, or the compiled stream that is its C twin (the same state and rules).
+    return fanout.new_rewriter(
+        ssrc=ssrc,
+        payload_type=payload_type,
+        clock_rate=clock_rate,
+        compiled=fanout_path == "compiled",
+    )
+
+
 def _packet(seq: int, ts: int, ssrc: int = 1111, payload: bytes = b"x") -> RtpPacket:
     return RtpPacket(
         payload_type=100, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload
     )
 
 
-def test_rewriter_keeps_a_continuous_stream_across_gaps_and_sources() -> None:
-    rw = RtpRewriter(ssrc=42, payload_type=97, clock_rate=90000)
+def test_rewriter_keeps_a_continuous_stream_across_gaps_and_sources(fanout_path: str) -> None:
+    rw = _rewriter(fanout_path, ssrc=42, payload_type=97, clock_rate=90000)
     first = rw.rewrite(_packet(65534, 1000), now=0.0)
     assert first is not None
     assert (first.ssrc, first.payload_type, first.payload) == (42, 97, b"x")
@@ -152,7 +171,9 @@ async def test_pli_rate_limit_and_coalescing() -> None:
     assert forwarder.sinks == ()
 
 
-async def test_forwarding_sender_starts_at_keyframe_and_recovers_from_overflow() -> None:
+async def test_forwarding_sender_starts_at_keyframe_and_recovers_from_overflow(
+    fanout_path: str,
+) -> None:
     requests: list[int] = []
 
     async def send_pli(ssrc: int) -> None:
@@ -200,12 +221,12 @@ def _assert_continuous(out: list[RtpPacket], ts_step: int) -> None:
         assert (after.timestamp - before.timestamp) % 2**32 == ts_step, after
 
 
-def test_rewriter_forwards_long_streams_across_many_sequence_wraps() -> None:
+def test_rewriter_forwards_long_streams_across_many_sequence_wraps(fanout_path: str) -> None:
     # More than two full wraps of the 16-bit sequence number (about 47 minutes
     # of Opus): before the fix every packet more than 32768 past the resync
     # point was dropped as "older than the resync point".
     count = 140_000
-    rw = RtpRewriter(ssrc=42, payload_type=111, clock_rate=48000)
+    rw = _rewriter(fanout_path, ssrc=42, payload_type=111, clock_rate=48000)
     start_seq, start_ts = 65000, 2**32 - 960 * 50  # the timestamp wraps too
     out = []
     for i in range(count):
@@ -221,8 +242,10 @@ def test_rewriter_forwards_long_streams_across_many_sequence_wraps() -> None:
     assert late.sequence_number == out[-10].sequence_number
 
 
-def test_rewriter_drops_late_packets_from_before_a_resync_point_after_wraps() -> None:
-    rw = RtpRewriter(ssrc=42, payload_type=97, clock_rate=90000)
+def test_rewriter_drops_late_packets_from_before_a_resync_point_after_wraps(
+    fanout_path: str,
+) -> None:
+    rw = _rewriter(fanout_path, ssrc=42, payload_type=97, clock_rate=90000)
     seq = 100
     sent: list[RtpPacket] = []
 
@@ -256,8 +279,10 @@ def test_rewriter_drops_late_packets_from_before_a_resync_point_after_wraps() ->
     assert rw.late_dropped == 12
 
 
-def test_rewriter_drops_hopelessly_late_packets_and_follows_a_renumbered_source() -> None:
-    rw = RtpRewriter(ssrc=42, payload_type=97, clock_rate=90000)
+def test_rewriter_drops_hopelessly_late_packets_and_follows_a_renumbered_source(
+    fanout_path: str,
+) -> None:
+    rw = _rewriter(fanout_path, ssrc=42, payload_type=97, clock_rate=90000)
     out = [rw.rewrite(_packet(s, s * 3000), now=0.0) for s in range(1000, 5000)]
     assert all(p is not None for p in out)
     # One packet far behind (more than the late window): dropped.
@@ -296,6 +321,74 @@ class _RecordingOutput:
         return self.buffered
 
 
+class _UdpSrtpOutput:
+    """A real SRTP session and UDP socket on 127.0.0.1: DtlsRtpOutput without DTLS and ICE.
+
+    Like DtlsRtpOutput it offers the compiled fan-out its fast path
+    (``fast_path()``), so the C code protects and sends here; ``received()``
+    is what a receiver gets after SRTP (unprotected with the same key).
+    """
+
+    _KEY = bytes(range(30))
+
+    def __init__(self, transport: asyncio.DatagramTransport, receiver: socket.socket) -> None:
+        policy = Policy(key=self._KEY, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+        policy.allow_repeat_tx = True  # as aiortc's: a packet C hands back is protected again
+        self._protector = SrtpProtector(Session(policy=policy))
+        self._rx = Session(policy=Policy(key=self._KEY, ssrc_type=Policy.SSRC_ANY_INBOUND))
+        self.transport = transport
+        self._receiver = receiver
+        self._address: tuple[str, int] = receiver.getsockname()
+        self._received: list[bytes] = []
+
+    @classmethod
+    async def open(cls) -> _UdpSrtpOutput:
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind(("127.0.0.1", 0))
+        receiver.setblocking(False)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        return cls(transport, receiver)
+
+    def send(self, header: bytes | bytearray, payload: bytes) -> int:
+        if self.transport.is_closing():
+            raise ConnectionError("closed")
+        self.transport.sendto(self._protector.protect(header, payload), self._address)
+        buffered: int = self.transport.get_write_buffer_size()
+        return buffered
+
+    def buffered_bytes(self) -> int:
+        buffered: int = self.transport.get_write_buffer_size()
+        return buffered
+
+    def fast_path(self) -> dict[str, object]:
+        return {
+            **self._protector.fast_path(),
+            "transport": self.transport,
+            "fd": self.transport.get_extra_info("socket").fileno(),
+            "host": self._address[0],
+            "port": self._address[1],
+        }
+
+    def received(self, count: int) -> list[bytes]:
+        """The packets received so far, after waiting (bounded) for ``count`` of them."""
+        deadline = time.monotonic() + 10
+        while len(self._received) < count and time.monotonic() < deadline:
+            try:
+                data = self._receiver.recv(2048)
+            except BlockingIOError:
+                select.select([self._receiver], [], [], 0.1)
+                continue
+            self._received.append(self._rx.unprotect(data))
+        return self._received
+
+    def close(self) -> None:
+        self.transport.close()
+        self._receiver.close()
+
+
 async def _yield_until(predicate: Callable[[], bool], what: str, limit: int = 10_000) -> None:
     # Everything here runs on the loop without I/O: yielding lets the sender's
     # task run; the bound turns a hang into a failure.
@@ -323,9 +416,14 @@ def _sending_pair(
     return forwarder, sender, output, channel
 
 
-async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps() -> None:
-    # The same rewriting, through the subscriber's sender as in production.
-    forwarder, sender, transport, channel = _sending_pair()
+async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps(
+    fanout_path: str,
+) -> None:
+    # The same rewriting, through the subscriber's sender as in production: real
+    # SRTP and a real socket, so that with the compiled fan-out C sends them.
+    forwarder, sender, _, _ = _sending_pair()
+    output = await _UdpSrtpOutput.open()
+    channel = RtpSendChannel(sender, VP8, output)
     task = asyncio.create_task(sender.run_forwarding(channel))
     try:
         await _yield_until(lambda: sender.running, "the sender loop to start")
@@ -342,17 +440,60 @@ async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps() 
                         payload=payload,
                     )
                 )
-            assert len(transport.sent) == min(first + batch, count)  # sent synchronously
+            expected = min(first + batch, count)
+            assert len(output.received(expected)) == expected  # sent synchronously, none lost
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        output.close()
     assert sender.packets_dropped == 0
-    headers = [struct.unpack_from("!HL", data, 2) for data in transport.sent]
+    headers = [struct.unpack_from("!HL", data, 2) for data in output.received(count)]
     assert len(headers) == count
     for i, ((seq_a, ts_a), (seq_b, ts_b)) in enumerate(itertools.pairwise(headers), start=1):
         assert (seq_b - seq_a) % 65536 == 1, f"sequence gap at packet {i}"
         assert (ts_b - ts_a) % 2**32 == (3000 if i % 3 == 0 else 0), f"timestamp jump at {i}"
-    assert channel.packets_sent == count
+    assert channel.packets_sent == sender.packets_queued == count
+    if fanout_path == "compiled":
+        # The first packet (the keyframe that starts the stream) goes through Python,
+        # which connects the compiled stream; C sends every other one.
+        assert sender.fast_stream is not None
+        assert sender.fast_stream.fast_sent == count - 1
+
+
+async def test_compiled_fanout_hands_back_what_it_does_not_handle(fanout_path: str) -> None:
+    # An oversized packet and a closed transport: the Python path's rules apply
+    # (drop it; end the sender), whichever path was sending.
+    forwarder, sender, _, _ = _sending_pair()
+    output = await _UdpSrtpOutput.open()
+    channel = RtpSendChannel(sender, VP8, output)
+    task = asyncio.create_task(sender.run_forwarding(channel))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        for seq in range(1, 11):
+            forwarder.on_packet(_vp8(seq, keyframe=seq == 1))
+        huge = _vp8(11, keyframe=False)
+        huge.payload = huge.payload + bytes(1500)  # a publisher's oversized packet
+        forwarder.on_packet(huge)
+        forwarder.on_packet(_vp8(12, keyframe=False))
+        received = output.received(11)
+        assert len(received) == 11
+        assert sender.packets_dropped == 1
+        sent = [struct.unpack_from("!H", data, 2)[0] for data in received]
+        # As in the Python path: the dropped packet's number was taken (a loss to the receiver).
+        assert [(b - a) % 65536 for a, b in itertools.pairwise(sent)] == [1] * 9 + [2]
+        # The subscriber's transport closes: the next packet is not sent, the sender ends.
+        output.transport.close()
+        forwarder.on_packet(_vp8(13, keyframe=False))
+        assert not sender.running
+        assert sender.packets_queued == 11
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        output.close()
+    if fanout_path == "compiled":
+        assert sender.fast_stream is not None
+        assert sender.fast_stream.fast_sent == 10  # all but the first (and the two handed back)
+        assert not sender.fast_stream.connected  # it let go of the closed socket
 
 
 def test_ntp_time_matches_aiortc_clock() -> None:
@@ -362,7 +503,7 @@ def test_ntp_time_matches_aiortc_clock() -> None:
 
 
 async def test_forwarding_reads_the_clock_once_per_packet_for_all_subscribers(
-    monkeypatch: pytest.MonkeyPatch,
+    fanout_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[float] = []
 
@@ -389,13 +530,15 @@ async def test_forwarding_reads_the_clock_once_per_packet_for_all_subscribers(
             ]
         )
     )
-    forwarder, sender, transport, channel = _sending_pair(extensions)
-    # Two more subscribers of the same forwarder.
+    forwarder, sender, _, _ = _sending_pair(extensions)
+    outputs = [await _UdpSrtpOutput.open() for _ in range(3)]
+    channel = RtpSendChannel(sender, VP8, outputs[0])
+    # Two more subscribers of the same forwarder (with the compiled fan-out: one C call).
     others = []
-    for _ in range(2):
+    for output in outputs[1:]:
         other = ForwardingSender(forwarder, _Transport(), queue_size=512)  # type: ignore[arg-type]
         setattr(other, SENDER_ATTRIBUTES["header_extensions_map"], extensions)
-        others.append((other, RtpSendChannel(other, VP8, _RecordingOutput())))
+        others.append((other, RtpSendChannel(other, VP8, output)))
     tasks = [asyncio.create_task(s.run_forwarding(c)) for s, c in [(sender, channel), *others]]
     try:
         await _yield_until(
@@ -406,16 +549,29 @@ async def test_forwarding_reads_the_clock_once_per_packet_for_all_subscribers(
             forwarder.on_packet(_vp8(seq, keyframe=seq == 1))
             # The sender report's NTP time is the value abs-send-time was made of.
             ntp = getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"])
-            sent = RtpPacket.parse(transport.sent[-1], extensions)
+            sent = RtpPacket.parse(outputs[0].received(seq)[-1], extensions)
             assert sent.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
             assert getattr(sender, SENDER_ATTRIBUTES["rtp_timestamp"]) == sent.timestamp
             assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == seq
             assert getattr(sender, SENDER_ATTRIBUTES["octet_count"]) == 2 * seq
+        others_received = [output.received(50) for output in outputs[1:]]
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    assert all(len(c.sent_sequence_numbers()) == 50 for _, c in others)
+        for output in outputs:
+            output.close()
+    # The NACK history holds every packet sent, and gives back exactly what was sent.
+    for (_, other_channel), received in zip(others, others_received, strict=True):
+        assert len(received) == 50
+        assert len(other_channel.sent_sequence_numbers()) == 50
+        last = RtpPacket.parse(received[-1], extensions)
+        again = other_channel.packet_for_retransmission(last.sequence_number)
+        assert again is not None
+        assert again.serialize(extensions) == received[-1]
+    if fanout_path == "compiled":
+        assert all(s.fast_stream is not None for s, _ in [(sender, channel), *others])
+        assert [s.fast_stream.fast_sent for s, _ in others] == [49, 49]  # type: ignore[union-attr]
     assert len(reads) == 50, "one clock read per received packet, whatever the subscribers"
     expected_ntp = int((reads[-1] + 2_208_988_800) * 2**32)
     assert getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"]) == expected_ntp

@@ -1,0 +1,802 @@
+/*
+ * The forwarding fan-out in C: one call per received packet sends it to every
+ * subscriber of the track (see docs/forwarding.md and server/media/fanout.py).
+ *
+ * Why C: after the Python rewrite, what was left per packet per subscriber was
+ * ~20 us of interpreter work around two system-level operations (libsrtp's
+ * srtp_protect, ~4 us, and the kernel's sendto, ~9 us). Python cannot call
+ * those with less overhead; a C loop can, which is what a C SFU pays.
+ *
+ * A Stream is one subscriber's outgoing RTP stream. It is at once:
+ *   - the sequence/timestamp rewriter, a line-by-line port of
+ *     server/media/rtp_rewriter.py's RtpRewriter (same methods, same state), so
+ *     that the Python path (ForwardingSender.on_packet) and this one share it;
+ *   - the prebuilt header (server/media/rtp_header.py's OutgoingHeader layout);
+ *   - the sender-report counters and the NACK history (a list the Python
+ *     RtpSendChannel owns: (header bytes, payload) at sequence % len);
+ *   - once connected, the SRTP session (libsrtp's srtp_protect, reached
+ *     through pylibsrtp's cffi module as a function pointer) and the socket.
+ *
+ * forward() handles the common case only: an enabled, connected stream and the
+ * newest (or a late-but-in-window) packet of the current source. Anything else
+ * (gating, resync, renumbering, a full socket buffer, a closed transport, an
+ * oversized packet) is returned to Python, which runs the reference path for
+ * that subscriber with the same state. So every rule lives in Python once; C
+ * repeats only the arithmetic of the steady state.
+ *
+ * Single-threaded: called with the GIL held, from the event loop.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define SEQ_HALF 32768
+/* pylibsrtp's session buffer is 1500 bytes; the same bound applies here. */
+#define BUFFER_SIZE 1500
+#define HEADER_MAX 256
+/* libsrtp's SRTP_MAX_TRAILER_LEN (authentication tag + MKI): what protect may append. */
+#define SRTP_MAX_TRAILER_LEN 144
+
+typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
+
+typedef struct {
+    PyObject_HEAD
+    /* --- rewriter (RtpRewriter's fields) --- */
+    unsigned int ssrc;
+    int payload_type;
+    int clock_rate;
+    int late_window;
+    int next_seq;
+    int seq_offset;
+    unsigned int ts_offset;
+    unsigned int last_out_ts;
+    double last_out_time;
+    int has_last_out_time;
+    long long source_ssrc; /* -1: none */
+    long long highest;
+    int has_highest;
+    long long resync_point;
+    int bad_seq; /* -1: none */
+    unsigned long long late_dropped;
+    /* --- header template --- */
+    unsigned char header[HEADER_MAX];
+    Py_ssize_t header_len;
+    int has_extension;
+    Py_ssize_t word_offset;
+    unsigned int word_prefix;
+    unsigned int value_mask;
+    /* --- counters (sender reports) --- */
+    unsigned long long packets_sent;
+    unsigned long long octets_sent;
+    unsigned long long last_ntp_time;
+    unsigned long long last_rtp_timestamp;
+    /* --- NACK history: a list owned by the Python channel --- */
+    PyObject *history;
+    /* --- gating (set by the Python sender) and output --- */
+    int enabled;
+    int connected;
+    srtp_protect_fn protect;
+    void *srtp;
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    Py_ssize_t max_length;
+    PyObject *keepalive;       /* the pylibsrtp Session: keeps `srtp` alive */
+    PyObject *transport;       /* asyncio datagram transport (is_closing()) */
+    PyObject *dtls;            /* optional: object whose _state must be dtls_connected */
+    PyObject *dtls_connected;
+    PyObject *nominated;       /* optional: dict whose [1] must be `pair` */
+    PyObject *pair;
+    /* --- fast-path statistics --- */
+    unsigned long long fast_sent;
+} Stream;
+
+static PyObject *str_state, *str_is_closing, *str_sequence_number, *str_timestamp, *str_ssrc;
+static PyObject *int_one;
+
+/* ---------------------------------------------------------------- rewriter */
+
+static void
+rw_resync(Stream *s, int seq, unsigned int ssrc, unsigned int timestamp, double now)
+{
+    s->seq_offset = ((s->next_seq - seq) % 65536 + 65536) % 65536;
+    if (s->source_ssrc != (long long)ssrc) {
+        double elapsed = 0.0;
+        if (s->has_last_out_time) {
+            elapsed = now - s->last_out_time;
+            if (elapsed < 0.0)
+                elapsed = 0.0;
+        }
+        long long step = (long long)(elapsed * s->clock_rate);
+        if (step < 1)
+            step = 1;
+        unsigned int target = (unsigned int)((s->last_out_ts + (unsigned long long)step) & 0xFFFFFFFFULL);
+        s->ts_offset = target - timestamp; /* mod 2**32 */
+        s->source_ssrc = ssrc;
+    }
+    s->resync_point = seq;
+    s->highest = (long long)seq - 1;
+    s->has_highest = 1;
+    s->bad_seq = -1;
+}
+
+/* RtpRewriter.map_sequence: the outgoing sequence number, or -1 (drop). */
+static int
+rw_map(Stream *s, int seq, unsigned int ssrc, unsigned int timestamp, double now)
+{
+    if (!s->has_highest || s->source_ssrc != (long long)ssrc)
+        rw_resync(s, seq, ssrc, timestamp, now);
+    long long highest = s->highest;
+    long long ext = highest + ((seq - highest + SEQ_HALF) & 0xFFFF) - SEQ_HALF;
+    int newest;
+    if (ext > highest) {
+        s->highest = ext;
+        s->bad_seq = -1;
+        newest = 1;
+    }
+    else if (ext < highest - s->late_window) {
+        if (seq != s->bad_seq) {
+            s->bad_seq = (seq + 1) & 0xFFFF;
+            s->late_dropped++;
+            return -1;
+        }
+        rw_resync(s, seq, ssrc, timestamp, now);
+        s->highest = seq;
+        newest = 1;
+    }
+    else if (ext < s->resync_point) {
+        s->late_dropped++;
+        return -1;
+    }
+    else {
+        newest = 0;
+    }
+    int out_seq = (seq + s->seq_offset) & 0xFFFF;
+    if (newest) {
+        s->next_seq = (out_seq + 1) & 0xFFFF;
+        s->last_out_ts = timestamp + s->ts_offset;
+        s->last_out_time = now;
+        s->has_last_out_time = 1;
+    }
+    return out_seq;
+}
+
+static int
+packet_fields(PyObject *packet, int *seq, unsigned int *ssrc, unsigned int *timestamp)
+{
+    PyObject *v;
+    unsigned long x;
+    if (!(v = PyObject_GetAttr(packet, str_sequence_number)))
+        return -1;
+    x = PyLong_AsUnsignedLong(v);
+    Py_DECREF(v);
+    if (x == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    *seq = (int)(x & 0xFFFF);
+    if (!(v = PyObject_GetAttr(packet, str_ssrc)))
+        return -1;
+    x = PyLong_AsUnsignedLong(v);
+    Py_DECREF(v);
+    if (x == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    *ssrc = (unsigned int)x;
+    if (!(v = PyObject_GetAttr(packet, str_timestamp)))
+        return -1;
+    x = PyLong_AsUnsignedLong(v);
+    Py_DECREF(v);
+    if (x == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    *timestamp = (unsigned int)x;
+    return 0;
+}
+
+static PyObject *monotonic; /* time.monotonic, RtpRewriter.resync's default clock */
+
+static PyObject *
+Stream_resync(Stream *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"packet", "now", NULL};
+    PyObject *packet, *now_obj = Py_None;
+    int seq;
+    unsigned int ssrc, ts;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O", kwlist, &packet, &now_obj))
+        return NULL;
+    if (packet_fields(packet, &seq, &ssrc, &ts) < 0)
+        return NULL;
+    double now;
+    if (now_obj == Py_None) {
+        PyObject *t = PyObject_CallNoArgs(monotonic);
+        if (t == NULL)
+            return NULL;
+        now = PyFloat_AsDouble(t);
+        Py_DECREF(t);
+    }
+    else {
+        now = PyFloat_AsDouble(now_obj);
+    }
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    rw_resync(s, seq, ssrc, ts, now);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_map_sequence(Stream *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"packet", "now", NULL};
+    PyObject *packet;
+    double now;
+    int seq;
+    unsigned int ssrc, ts;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Od", kwlist, &packet, &now))
+        return NULL;
+    if (packet_fields(packet, &seq, &ssrc, &ts) < 0)
+        return NULL;
+    return PyLong_FromLong(rw_map(s, seq, ssrc, ts, now));
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void
+stream_disconnect(Stream *s)
+{
+    s->connected = 0;
+    s->protect = NULL;
+    s->srtp = NULL;
+    s->fd = -1;
+    Py_CLEAR(s->keepalive);
+    Py_CLEAR(s->transport);
+    Py_CLEAR(s->dtls);
+    Py_CLEAR(s->dtls_connected);
+    Py_CLEAR(s->nominated);
+    Py_CLEAR(s->pair);
+}
+
+static PyObject *
+Stream_connect(Stream *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"protect", "srtp", "session", "transport", "fd", "host", "port",
+                             "max_length", "dtls", "dtls_connected", "nominated", "pair", NULL};
+    unsigned long long protect_addr, srtp_addr;
+    PyObject *session, *transport, *dtls = Py_None, *dtls_connected = Py_None;
+    PyObject *nominated = Py_None, *pair = Py_None;
+    int fd, port;
+    const char *host;
+    Py_ssize_t max_length;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KKOOisin|OOOO", kwlist, &protect_addr,
+                                     &srtp_addr, &session, &transport, &fd, &host, &port,
+                                     &max_length, &dtls, &dtls_connected, &nominated, &pair))
+        return NULL;
+    if (!protect_addr || !srtp_addr || fd < 0 || port <= 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "invalid SRTP session, socket or port");
+        return NULL;
+    }
+    if (max_length <= 0 || max_length > BUFFER_SIZE - SRTP_MAX_TRAILER_LEN) {
+        PyErr_SetString(PyExc_ValueError, "max_length out of range");
+        return NULL;
+    }
+    if (nominated != Py_None && !PyDict_Check(nominated)) {
+        PyErr_SetString(PyExc_TypeError, "nominated must be a dict");
+        return NULL;
+    }
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    memset(&addr, 0, sizeof(addr));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        addrlen = sizeof(*a4);
+    }
+    else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        addrlen = sizeof(*a6);
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "not a numeric address: %s", host);
+        return NULL;
+    }
+    stream_disconnect(s);
+    s->protect = (srtp_protect_fn)(uintptr_t)protect_addr;
+    s->srtp = (void *)(uintptr_t)srtp_addr;
+    s->fd = fd;
+    s->addr = addr;
+    s->addrlen = addrlen;
+    s->max_length = max_length;
+    Py_INCREF(session);
+    s->keepalive = session;
+    Py_INCREF(transport);
+    s->transport = transport;
+    if (dtls != Py_None) {
+        Py_INCREF(dtls);
+        s->dtls = dtls;
+        Py_INCREF(dtls_connected);
+        s->dtls_connected = dtls_connected;
+    }
+    if (nominated != Py_None) {
+        Py_INCREF(nominated);
+        s->nominated = nominated;
+        Py_INCREF(pair);
+        s->pair = pair;
+    }
+    s->connected = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_disconnect(Stream *s, PyObject *Py_UNUSED(ignored))
+{
+    stream_disconnect(s);
+    Py_RETURN_NONE;
+}
+
+/* Is what we connected to still there? Mirrors DtlsRtpOutput.send's checks; on
+ * False, the caller hands the packet to Python, which raises ConnectionError. */
+static int
+still_connected(Stream *s)
+{
+    if (s->dtls != NULL) {
+        PyObject *state = PyObject_GetAttr(s->dtls, str_state);
+        if (state == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        Py_DECREF(state);
+        if (state != s->dtls_connected)
+            return 0;
+    }
+    if (s->nominated != NULL) {
+        PyObject *pair = PyDict_GetItemWithError(s->nominated, int_one); /* borrowed */
+        if (pair != s->pair) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    /* A closing asyncio transport closes its socket soon; the fd could then be reused. */
+    PyObject *closing = PyObject_CallMethodNoArgs(s->transport, str_is_closing);
+    if (closing == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int open = closing == Py_False;
+    Py_DECREF(closing);
+    return open;
+}
+
+/* Send one packet of the steady state; 1 if sent, 0 if Python must handle it. */
+static int
+forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int timestamp,
+            const char *payload, Py_ssize_t payload_len, PyObject *payload_obj,
+            unsigned int ext_value, unsigned long long ntp, double now)
+{
+    if (!s->enabled || !s->connected || !s->has_highest || s->source_ssrc != (long long)ssrc ||
+        s->header_len < 12)
+        return 0;
+    long long highest = s->highest;
+    long long ext = highest + ((seq - highest + SEQ_HALF) & 0xFFFF) - SEQ_HALF;
+    int newest = ext > highest;
+    if (!newest && (ext < highest - s->late_window || ext < s->resync_point))
+        return 0; /* dropped or renumbered: the Python rewriter decides and counts */
+    Py_ssize_t hlen = s->header_len;
+    Py_ssize_t total = hlen + payload_len;
+    if (total > s->max_length)
+        return 0; /* Python drops it (ValueError) */
+    if (!still_connected(s)) {
+        stream_disconnect(s);
+        return 0;
+    }
+    int out_seq = (seq + s->seq_offset) & 0xFFFF;
+    unsigned int out_ts = timestamp + s->ts_offset;
+
+    unsigned char buffer[BUFFER_SIZE];
+    memcpy(buffer, s->header, (size_t)hlen);
+    buffer[1] = (unsigned char)(((marker & 1) << 7) | (s->payload_type & 0x7F));
+    buffer[2] = (unsigned char)(out_seq >> 8);
+    buffer[3] = (unsigned char)out_seq;
+    buffer[4] = (unsigned char)(out_ts >> 24);
+    buffer[5] = (unsigned char)(out_ts >> 16);
+    buffer[6] = (unsigned char)(out_ts >> 8);
+    buffer[7] = (unsigned char)out_ts;
+    if (s->has_extension) {
+        unsigned int word = s->word_prefix | (ext_value & s->value_mask);
+        unsigned char *w = buffer + s->word_offset;
+        w[0] = (unsigned char)(word >> 24);
+        w[1] = (unsigned char)(word >> 16);
+        w[2] = (unsigned char)(word >> 8);
+        w[3] = (unsigned char)word;
+    }
+    /* The header as sent, for the NACK history (before encryption). */
+    PyObject *header_bytes = PyBytes_FromStringAndSize((const char *)buffer, hlen);
+    if (header_bytes == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    memcpy(buffer + hlen, payload, (size_t)payload_len);
+    int length = (int)total;
+    if (s->protect(s->srtp, buffer, &length) != 0) {
+        Py_DECREF(header_bytes);
+        return 0; /* Python's protect raises the same error */
+    }
+    ssize_t sent;
+    do {
+        sent = sendto(s->fd, buffer, (size_t)length, 0, (struct sockaddr *)&s->addr, s->addrlen);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) {
+        /* EAGAIN (full socket buffer) and errors: Python sends it through asyncio,
+         * which buffers or reports as it always does; the sender then stays on the
+         * Python path until the buffer has drained. */
+        Py_DECREF(header_bytes);
+        s->enabled = 0;
+        return 0;
+    }
+    /* Sent: now the rewriter's state moves on (as map_sequence would have). */
+    if (newest) {
+        s->highest = ext;
+        s->bad_seq = -1;
+        s->next_seq = (out_seq + 1) & 0xFFFF;
+        s->last_out_ts = out_ts;
+        s->last_out_time = now;
+        s->has_last_out_time = 1;
+    }
+    PyObject *history = s->history;
+    Py_ssize_t size = history == NULL ? 0 : PyList_GET_SIZE(history);
+    if (size > 0) {
+        PyObject *entry = PyTuple_New(2);
+        if (entry == NULL) {
+            PyErr_Clear();
+            Py_DECREF(header_bytes);
+        }
+        else {
+            PyTuple_SET_ITEM(entry, 0, header_bytes);
+            Py_INCREF(payload_obj);
+            PyTuple_SET_ITEM(entry, 1, payload_obj);
+            PyList_SetItem(history, out_seq % size, entry); /* steals entry */
+        }
+    }
+    else {
+        Py_DECREF(header_bytes);
+    }
+    s->packets_sent++;
+    s->octets_sent += (unsigned long long)payload_len;
+    s->last_ntp_time = ntp;
+    s->last_rtp_timestamp = out_ts;
+    s->fast_sent++;
+    return 1;
+}
+
+static PyTypeObject StreamType;
+
+/* forward(streams, marker, seq, timestamp, ssrc, payload, ext_value, ntp, now)
+ * -> None, or the list of indexes (into streams) Python must handle itself. */
+static PyObject *
+fanout_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "forward() takes 9 arguments");
+        return NULL;
+    }
+    PyObject *streams = args[0];
+    if (!PyTuple_Check(streams)) {
+        PyErr_SetString(PyExc_TypeError, "streams must be a tuple");
+        return NULL;
+    }
+    long marker = PyLong_AsLong(args[1]);
+    long seq = PyLong_AsLong(args[2]);
+    unsigned long timestamp = PyLong_AsUnsignedLong(args[3]);
+    unsigned long ssrc = PyLong_AsUnsignedLong(args[4]);
+    unsigned long ext_value = PyLong_AsUnsignedLong(args[6]);
+    unsigned long long ntp = PyLong_AsUnsignedLongLong(args[7]);
+    double now = PyFloat_AsDouble(args[8]);
+    if (PyErr_Occurred())
+        return NULL;
+    char *payload;
+    Py_ssize_t payload_len;
+    if (!PyBytes_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "payload must be bytes");
+        return NULL;
+    }
+    payload = PyBytes_AS_STRING(args[5]);
+    payload_len = PyBytes_GET_SIZE(args[5]);
+    PyObject *slow = NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(streams);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(streams, i);
+        if (!PyObject_TypeCheck(item, &StreamType)) {
+            Py_XDECREF(slow);
+            PyErr_SetString(PyExc_TypeError, "streams must hold Stream objects");
+            return NULL;
+        }
+        if (forward_one((Stream *)item, (int)marker, (int)(seq & 0xFFFF), (unsigned int)ssrc,
+                        (unsigned int)timestamp, payload, payload_len, args[5],
+                        (unsigned int)ext_value, ntp, now))
+            continue;
+        if (slow == NULL && (slow = PyList_New(0)) == NULL)
+            return NULL;
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index == NULL || PyList_Append(slow, index) < 0) {
+            Py_XDECREF(index);
+            Py_DECREF(slow);
+            return NULL;
+        }
+        Py_DECREF(index);
+    }
+    if (slow == NULL)
+        Py_RETURN_NONE;
+    return slow;
+}
+
+/* -------------------------------------------------------------- the type */
+
+static int
+Stream_init(Stream *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"ssrc", "payload_type", "clock_rate", "next_seq", "last_out_ts",
+                             "late_window", NULL};
+    unsigned long ssrc, last_out_ts;
+    int payload_type, clock_rate, next_seq, late_window;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$kiiiki", kwlist, &ssrc, &payload_type,
+                                     &clock_rate, &next_seq, &last_out_ts, &late_window))
+        return -1;
+    if (clock_rate <= 0 || late_window <= 0 || late_window >= SEQ_HALF) {
+        PyErr_SetString(PyExc_ValueError, "clock_rate and late_window out of range");
+        return -1;
+    }
+    s->ssrc = (unsigned int)ssrc;
+    s->payload_type = payload_type & 0x7F;
+    s->clock_rate = clock_rate;
+    s->late_window = late_window;
+    s->next_seq = next_seq & 0xFFFF;
+    s->seq_offset = 0;
+    s->ts_offset = 0;
+    s->last_out_ts = (unsigned int)last_out_ts;
+    s->has_last_out_time = 0;
+    s->source_ssrc = -1;
+    s->has_highest = 0;
+    s->resync_point = 0;
+    s->bad_seq = -1;
+    s->fd = -1;
+    return 0;
+}
+
+static PyObject *
+Stream_set_header(Stream *s, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"header", "word_offset", "word_prefix", "value_mask", NULL};
+    Py_buffer header;
+    Py_ssize_t word_offset;
+    unsigned long word_prefix, value_mask;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*nkk", kwlist, &header, &word_offset,
+                                     &word_prefix, &value_mask))
+        return NULL;
+    int has_extension = value_mask != 0;
+    if (header.len < 12 || header.len > HEADER_MAX ||
+        (has_extension && (word_offset < 12 || word_offset + 4 > header.len))) {
+        PyBuffer_Release(&header);
+        PyErr_SetString(PyExc_ValueError, "bad header layout");
+        return NULL;
+    }
+    memcpy(s->header, header.buf, (size_t)header.len);
+    s->header_len = header.len;
+    PyBuffer_Release(&header);
+    s->has_extension = has_extension;
+    s->word_offset = word_offset;
+    s->word_prefix = (unsigned int)word_prefix;
+    s->value_mask = (unsigned int)value_mask;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Stream_set_history(Stream *s, PyObject *history)
+{
+    if (!PyList_Check(history)) {
+        PyErr_SetString(PyExc_TypeError, "history must be a list");
+        return NULL;
+    }
+    Py_INCREF(history);
+    Py_XSETREF(s->history, history);
+    Py_RETURN_NONE;
+}
+
+static int
+Stream_traverse(Stream *s, visitproc visit, void *arg)
+{
+    /* A static type does not visit its type; a Python subclass's traverse does. */
+    Py_VISIT(s->history);
+    Py_VISIT(s->keepalive);
+    Py_VISIT(s->transport);
+    Py_VISIT(s->dtls);
+    Py_VISIT(s->dtls_connected);
+    Py_VISIT(s->nominated);
+    Py_VISIT(s->pair);
+    return 0;
+}
+
+static int
+Stream_clear(Stream *s)
+{
+    stream_disconnect(s);
+    Py_CLEAR(s->history);
+    return 0;
+}
+
+static void
+Stream_dealloc(Stream *s)
+{
+    PyTypeObject *tp = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    Stream_clear(s);
+    tp->tp_free((PyObject *)s);
+}
+
+static PyObject *
+Stream_get_source_ssrc(Stream *s, void *closure)
+{
+    if (s->source_ssrc < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(s->source_ssrc);
+}
+
+static PyObject *
+Stream_get_ts_offset(Stream *s, void *closure)
+{
+    return PyLong_FromUnsignedLong(s->ts_offset);
+}
+
+static int
+Stream_set_ts_offset(Stream *s, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete ts_offset");
+        return -1;
+    }
+    PyObject *modulus = PyLong_FromUnsignedLongLong(4294967296ULL);
+    if (modulus == NULL)
+        return -1;
+    PyObject *mod = PyNumber_Remainder(value, modulus);
+    Py_DECREF(modulus);
+    if (mod == NULL)
+        return -1;
+    unsigned long v = PyLong_AsUnsignedLong(mod);
+    Py_DECREF(mod);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    s->ts_offset = (unsigned int)v;
+    return 0;
+}
+
+static PyObject *
+Stream_get_enabled(Stream *s, void *closure)
+{
+    return PyBool_FromLong(s->enabled);
+}
+
+static int
+Stream_set_enabled(Stream *s, PyObject *value, void *closure)
+{
+    int v = value == NULL ? 0 : PyObject_IsTrue(value);
+    if (v < 0)
+        return -1;
+    s->enabled = v;
+    return 0;
+}
+
+static PyObject *
+Stream_get_connected(Stream *s, void *closure)
+{
+    return PyBool_FromLong(s->connected);
+}
+
+static PyGetSetDef Stream_getset[] = {
+    {"source_ssrc", (getter)Stream_get_source_ssrc, NULL, "SSRC of the source followed (None: none yet).", NULL},
+    {"ts_offset", (getter)Stream_get_ts_offset, (setter)Stream_set_ts_offset,
+     "Added to an incoming timestamp (mod 2**32) to give the outgoing one.", NULL},
+    {"enabled", (getter)Stream_get_enabled, (setter)Stream_set_enabled,
+     "Set by the Python sender: forward() may send for it (no gating pending).", NULL},
+    {"connected", (getter)Stream_get_connected, NULL, "True once connect()ed to a socket and SRTP session.", NULL},
+    {NULL}};
+
+static PyMemberDef Stream_members[] = {
+    {"ssrc", T_UINT, offsetof(Stream, ssrc), READONLY, "Outgoing SSRC."},
+    {"payload_type", T_INT, offsetof(Stream, payload_type), READONLY, "Outgoing payload type."},
+    {"clock_rate", T_INT, offsetof(Stream, clock_rate), READONLY, "RTP clock rate."},
+    {"late_dropped", T_ULONGLONG, offsetof(Stream, late_dropped), 0,
+     "Packets dropped as too late or from before the resync point."},
+    {"packets_sent", T_ULONGLONG, offsetof(Stream, packets_sent), 0, "Packets sent (RTCP SR)."},
+    {"octets_sent", T_ULONGLONG, offsetof(Stream, octets_sent), 0, "Payload octets sent (RTCP SR)."},
+    {"last_ntp_time", T_ULONGLONG, offsetof(Stream, last_ntp_time), 0,
+     "NTP time of the newest packet sent (RTCP SR)."},
+    {"last_rtp_timestamp", T_ULONGLONG, offsetof(Stream, last_rtp_timestamp), 0,
+     "RTP timestamp of the newest packet sent (RTCP SR)."},
+    {"fast_sent", T_ULONGLONG, offsetof(Stream, fast_sent), READONLY,
+     "Packets sent by forward() (the rest went through Python)."},
+    {NULL}};
+
+static PyMethodDef Stream_methods[] = {
+    {"resync", (PyCFunction)(void (*)(void))Stream_resync, METH_VARARGS | METH_KEYWORDS,
+     "resync(packet, now): make packet the next outgoing packet (RtpRewriter.resync)."},
+    {"map_sequence", (PyCFunction)(void (*)(void))Stream_map_sequence, METH_VARARGS | METH_KEYWORDS,
+     "map_sequence(packet, now) -> outgoing sequence number or -1 (RtpRewriter.map_sequence)."},
+    {"set_header", (PyCFunction)(void (*)(void))Stream_set_header, METH_VARARGS | METH_KEYWORDS,
+     "set_header(header, word_offset, word_prefix, value_mask): the OutgoingHeader layout."},
+    {"set_history", (PyCFunction)Stream_set_history, METH_O,
+     "set_history(list): where sent (header, payload) pairs go, at sequence % len(list)."},
+    {"connect", (PyCFunction)(void (*)(void))Stream_connect, METH_VARARGS | METH_KEYWORDS,
+     "connect(protect, srtp, session, transport, fd, host, port, max_length, "
+     "dtls=None, dtls_connected=None, nominated=None, pair=None)."},
+    {"disconnect", (PyCFunction)Stream_disconnect, METH_NOARGS, "Forget the socket and session."},
+    {NULL}};
+
+static PyTypeObject StreamType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._fanout.Stream",
+    .tp_doc = "One subscriber's outgoing RTP stream: rewriter state, header, counters, output.",
+    .tp_basicsize = sizeof(Stream),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Stream_init,
+    .tp_dealloc = (destructor)Stream_dealloc,
+    .tp_traverse = (traverseproc)Stream_traverse,
+    .tp_clear = (inquiry)Stream_clear,
+    .tp_members = Stream_members,
+    .tp_getset = Stream_getset,
+    .tp_methods = Stream_methods,
+};
+
+static PyMethodDef module_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))fanout_forward, METH_FASTCALL,
+     "forward(streams, marker, seq, timestamp, ssrc, payload, ext_value, ntp, now) -> "
+     "None or the indexes of the streams Python must handle."},
+    {NULL}};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fanout",
+    .m_doc = "The forwarding fan-out in C (see server/media/fanout.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fanout(void)
+{
+    if (PyType_Ready(&StreamType) < 0)
+        return NULL;
+    str_state = PyUnicode_InternFromString("_state");
+    str_is_closing = PyUnicode_InternFromString("is_closing");
+    str_sequence_number = PyUnicode_InternFromString("sequence_number");
+    str_timestamp = PyUnicode_InternFromString("timestamp");
+    str_ssrc = PyUnicode_InternFromString("ssrc");
+    int_one = PyLong_FromLong(1);
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL)
+        return NULL;
+    monotonic = PyObject_GetAttrString(time_module, "monotonic");
+    Py_DECREF(time_module);
+    if (monotonic == NULL)
+        return NULL;
+    if (!str_state || !str_is_closing || !str_sequence_number || !str_timestamp || !str_ssrc ||
+        !int_one)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&StreamType);
+    if (PyModule_AddObject(m, "Stream", (PyObject *)&StreamType) < 0) {
+        Py_DECREF(&StreamType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "BUFFER_SIZE", BUFFER_SIZE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,66 @@
+"""Type stubs for the compiled fan-out (server/media/_fanout.c)."""
+
+from typing import Any
+
+BUFFER_SIZE: int
+
+class Stream:
+    ssrc: int
+    payload_type: int
+    clock_rate: int
+    late_dropped: int
+    packets_sent: int
+    octets_sent: int
+    last_ntp_time: int
+    last_rtp_timestamp: int
+    fast_sent: int
+    ts_offset: int
+    enabled: bool
+    @property
+    def source_ssrc(self) -> int | None: ...
+    @property
+    def connected(self) -> bool: ...
+    def __init__(
+        self,
+        *,
+        ssrc: int,
+        payload_type: int,
+        clock_rate: int,
+        next_seq: int,
+        last_out_ts: int,
+        late_window: int,
+    ) -> None: ...
+    def resync(self, packet: Any, now: float | None = None) -> None: ...
+    def map_sequence(self, packet: Any, now: float) -> int: ...
+    def set_header(
+        self, header: bytes, word_offset: int, word_prefix: int, value_mask: int
+    ) -> None: ...
+    def set_history(self, history: list[Any]) -> None: ...
+    def connect(
+        self,
+        protect: int,
+        srtp: int,
+        session: object,
+        transport: object,
+        fd: int,
+        host: str,
+        port: int,
+        max_length: int,
+        dtls: object = None,
+        dtls_connected: object = None,
+        nominated: dict[int, Any] | None = None,
+        pair: object = None,
+    ) -> None: ...
+    def disconnect(self) -> None: ...
+
+def forward(
+    streams: tuple[Stream, ...],
+    marker: int,
+    seq: int,
+    timestamp: int,
+    ssrc: int,
+    payload: bytes,
+    ext_value: int,
+    ntp: int,
+    now: float,
+) -> list[int] | None: ...
