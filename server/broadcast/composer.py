@@ -36,7 +36,9 @@ def plane_views(frame: av.VideoFrame) -> tuple[Plane, Plane, Plane]:
     for index, plane in enumerate(frame.planes):
         h = frame.height if index == 0 else frame.height // 2
         w = frame.width if index == 0 else frame.width // 2
-        views.append(np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:h, :w])
+        views.append(
+            np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:h, :w]
+        )
     return views[0], views[1], views[2]
 
 
@@ -48,7 +50,9 @@ def fit(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int, int,
     return w, h, ((width - w) // 4) * 2, ((height - h) // 4) * 2
 
 
-def paste(planes: tuple[Plane, Plane, Plane], frame: av.VideoFrame, rect: tuple[int, int, int, int]) -> None:
+def paste(
+    planes: tuple[Plane, Plane, Plane], frame: av.VideoFrame, rect: tuple[int, int, int, int]
+) -> None:
     """Scale `frame` into `rect` of the output planes."""
     w, h, x, y = rect
     scaled = frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
@@ -103,7 +107,9 @@ class ProgrammeComposer:
             paste(planes, main, fit(main.width, main.height, self.width, self.height))
         if not programme.paused:
             if corner is not None:
-                paste(planes, corner, pip_rect(corner.width, corner.height, self.width, self.height))
+                paste(
+                    planes, corner, pip_rect(corner.width, corner.height, self.width, self.height)
+                )
             for overlay in self._overlays:
                 blend(planes, overlay)
         return out
@@ -111,8 +117,14 @@ class ProgrammeComposer:
     # --- overlays -------------------------------------------------------------------------
 
     def _refresh(self, programme: Programme) -> None:
-        key = (programme.shown, programme.has_floor, programme.agenda, programme.gallery,
-               programme.paused, programme.title)
+        key = (
+            programme.shown,
+            programme.has_floor,
+            programme.agenda,
+            programme.gallery,
+            programme.paused,
+            programme.title,
+        )
         if key == self._key:
             return
         self._key = key
@@ -139,27 +151,37 @@ class ProgrammeComposer:
             first = speaker.name if self.cjk or speaker.name.isascii() else speaker.identity
             levels = LEVEL_ZH if self.cjk else LEVEL_EN
             second = " · ".join(
-                p for p in (self._text(speaker.venue_name), levels.get(speaker.level or "", "")) if p
+                p
+                for p in (self._text(speaker.venue_name), levels.get(speaker.level or "", ""))
+                if p
             )
         agenda = self._text(programme.agenda)
-        lines = [(t, f) for t, f in ((first, self._banner_name), (second, self._banner_line),
-                                     (agenda, self._banner_line)) if t]
+        lines = [
+            (t, f)
+            for t, f in (
+                (first, self._banner_name),
+                (second, self._banner_line),
+                (agenda, self._banner_line),
+            )
+            if t
+        ]
         if not lines:
             lines = [(self._text(programme.title) or "Yitang", self._banner_line)]
         probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
         boxes = [probe.textbbox((0, 0), text, font=font) for text, font in lines]
         gap = self._padding // 2
-        text_h = sum(b[3] for b in boxes) + gap * (len(boxes) - 1)
+        text_h = int(sum(b[3] for b in boxes)) + gap * (len(boxes) - 1)
         box_w = self.width - 2 * self._margin
         box_h = text_h + 2 * self._padding
         image = Image.new("RGBA", (box_w + box_w % 2, box_h + box_h % 2), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        draw.rounded_rectangle((0, 0, box_w - 1, box_h - 1), radius=self._padding,
-                               fill=(12, 18, 32, 180))
+        draw.rounded_rectangle(
+            (0, 0, box_w - 1, box_h - 1), radius=self._padding, fill=(12, 18, 32, 180)
+        )
         y = self._padding
         for (text, font), box in zip(lines, boxes, strict=True):
             draw.text((self._padding, y), text, font=font, fill="white")
-            y += box[3] + gap
+            y += int(box[3]) + gap
         return rgba_to_overlay(image, self._margin, self.height - self._margin - image.size[1])
 
     def _gallery(self, text: str) -> Overlay:
@@ -179,14 +201,17 @@ class ProgrammeComposer:
             current += ch
         if current and len(lines) < 3:
             lines.append(current)
-        line_h = probe.textbbox((0, 0), "Ag议", font=font)[3] + self._padding // 2
+        line_h = int(probe.textbbox((0, 0), "Ag议", font=font)[3]) + self._padding // 2
         box_h = line_h * len(lines) + 2 * self._padding
         image = Image.new("RGBA", (width, box_h + box_h % 2), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        draw.rounded_rectangle((0, 0, width - 1, box_h - 1), radius=self._padding,
-                               fill=(120, 30, 30, 190))
+        draw.rounded_rectangle(
+            (0, 0, width - 1, box_h - 1), radius=self._padding, fill=(120, 30, 30, 190)
+        )
         for index, line in enumerate(lines):
-            draw.text((self._padding, self._padding + index * line_h), line, font=font, fill="white")
+            draw.text(
+                (self._padding, self._padding + index * line_h), line, font=font, fill="white"
+            )
         return rgba_to_overlay(image, self._margin, self._margin)
 
     def _text_slate(self, text: str) -> Overlay:
@@ -194,7 +219,7 @@ class ProgrammeComposer:
         draw = ImageDraw.Draw(image)
         font = self._bold.load(max(int(56 * self.height / 720), 16))
         box = draw.textbbox((0, 0), text, font=font)
-        draw.text(((self.width - box[2]) // 2, (self.height - box[3]) // 2), text, font=font,
-                  fill="white")
+        draw.text(
+            ((self.width - box[2]) // 2, (self.height - box[3]) // 2), text, font=font, fill="white"
+        )
         return rgba_to_overlay(image, 0, 0)
-

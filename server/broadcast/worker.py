@@ -18,6 +18,7 @@ so the broadcast stays live on a busy machine. It ends when its socket closes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fractions
 import logging
 import os
@@ -27,6 +28,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -57,9 +59,11 @@ class TrackDecoder:
     def __init__(self, track: TrackSlot) -> None:
         self.track = track
         self.assembler: FrameAssembler = frame_assembler(track.kind, track.codec)
-        self.codec = av.CodecContext.create(track.codec.lower(), "r")
+        # Typed as Any: PyAV's stubs type create() as the base class, without decode().
+        codec: Any = av.CodecContext.create(track.codec.lower(), "r")
         if track.kind == "audio":
-            self.codec.sample_rate = RATE
+            codec.sample_rate = RATE
+        self.codec = codec
         self.resampler = (
             av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
             if track.kind == "audio"
@@ -220,9 +224,15 @@ class BroadcastWorker:
             tick += 1
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL
-                self._send(wire.pack_json(wire.REPORT, {
-                    "frames": self.output.frames, "cpu": time.process_time(),
-                }))
+                self._send(
+                    wire.pack_json(
+                        wire.REPORT,
+                        {
+                            "frames": self.output.frames,
+                            "cpu": time.process_time(),
+                        },
+                    )
+                )
                 if os.getppid() != self.parent:
                     return  # the owner died without closing the socket
 
@@ -283,14 +293,16 @@ class BroadcastWorker:
                 del self.decoders[slot]
         for slot, track in wanted.items():
             if slot not in self.decoders:
-                self.decoders[slot] = TrackDecoder(track)
+                try:
+                    self.decoders[slot] = TrackDecoder(track)
+                except (ValueError, av.error.FFmpegError):
+                    logger.warning("no decoder for %s track %s", track.kind, track.codec)
         self.mixer.keep({t.slot for t in programme.tracks if t.kind == "audio"})
 
     def _send(self, datagram: bytes) -> None:
-        try:
+        # The node is busy or gone: a report or a keyframe request may be lost.
+        with contextlib.suppress(OSError):
             self.sock.send(datagram)
-        except OSError:
-            pass  # the node is busy or gone: a report or request may be lost
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from server.rooms import (
     acks,
+    broadcast_control,
     floor_control,
     gallery,
     lobby,
@@ -79,6 +80,9 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     ),
     "ice_candidate": CommandSpec(payloads.IceCandidate, media_control.ice_candidate, True),
     "media_restart": CommandSpec(payloads.MediaRestart, media_control.media_restart, True),
+    # The live broadcast (server/broadcast/).
+    "broadcast_pause": CommandSpec(payloads.BroadcastPause, broadcast_control.pause),
+    "broadcast_resume": CommandSpec(payloads.BroadcastResume, broadcast_control.resume),
 }
 
 #: Events that change the connection itself, with their (empty) payload schemas.

