@@ -28,6 +28,8 @@ from . import wire
 
 logger = logging.getLogger(__name__)
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
 
 class WorkerSupervisor:
     """Runs the worker of one room (see the module docstring)."""
@@ -94,6 +96,9 @@ class WorkerSupervisor:
                 *self._worker_args,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
+                # Where this `server` package is: the worker runs the same code as the node,
+                # whatever the node's working directory.
+                cwd=_PACKAGE_ROOT,
             )
         finally:
             theirs.close()
