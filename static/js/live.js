@@ -23,8 +23,12 @@ window.yitangLive = { decodedFrames, programme: () => lastProgramme };
 
 async function startPlayer() {
   if (playerStarted) return;
-  playerStarted = true;
   const playlist = `${base}/index.m3u8`;
+  // The worker needs a few seconds for its first segment: start once the playlist exists
+  // (the next poll asks again), so the player never gives up on a 404.
+  const probe = await fetch(playlist, { method: "HEAD", cache: "no-cache" });
+  if (!probe.ok || playerStarted) return;
+  playerStarted = true;
   // hls.js over Media Source Extensions wherever MSE exists (recent Chromium also says
   // "maybe" to HLS natively, but does not play this playlist); native HLS elsewhere (iOS).
   const { default: Hls } = await import("/static/vendor/hls.light.min.mjs");
@@ -34,8 +38,15 @@ async function startPlayer() {
     hls.loadSource(playlist);
     hls.attachMedia(video);
     hls.on(Hls.Events.ERROR, (_, data) => {
-      if (data.fatal && data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
-      else if (data.fatal) hls.recoverMediaError();
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        hls.recoverMediaError();
+      } else {
+        // The playlist went away (the broadcast restarted or moved): start over at the
+        // next poll.
+        hls.destroy();
+        playerStarted = false;
+      }
     });
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = playlist;

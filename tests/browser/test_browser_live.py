@@ -8,7 +8,6 @@ seconds of the host giving the floor.
 
 from __future__ import annotations
 
-import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser.support import PageFactory, js
@@ -26,11 +25,6 @@ async def _publisher(
     return peer
 
 
-@pytest.mark.skip(
-    reason="not yet passing: the page's decoded frame count stays at 0 in this test, while a "
-    "manual run of the same page (one publisher, same Chromium) decodes ~5 frames/s; the banner "
-    "part passes. Cause not found before the deadline."
-)
 async def test_anonymous_viewer_plays_the_broadcast_and_sees_the_floor_holder(
     browser: Browser, server: ApiHandle, pages: PageFactory
 ) -> None:
