@@ -163,8 +163,9 @@ class BroadcastService:
         broadcast = self.broadcasts[room_id]
         broadcast.ended = True
         broadcast.feed.detach_all()
-        await broadcast.supervisor.stop()
+        # Told before the playlist closes: a viewer who sees the end finds out why.
         self._write_public(room_id, broadcast.programme, state="ended")
+        await broadcast.supervisor.stop()
 
     async def _drop(self, room_id: str) -> None:
         broadcast = self.broadcasts.pop(room_id, None)

@@ -8,15 +8,19 @@ follows the floor, the host can pause and resume, access follows the room's
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import av
 import pytest
 
 from server.broadcast.http import BROADCASTS
+from signaling.client import RoomClient, SignalingError
 from tests.helpers import ServerHandle, eventually
 from tests.session_peer import SessionPeer
 
@@ -143,3 +147,138 @@ def _decodes_with_ffmpeg(files: list[Path]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+async def _json_error(server: ServerHandle, path: str, **kwargs: Any) -> tuple[int, str]:
+    async with server.http.get(server.base_url + path, **kwargs) as response:
+        body = await response.json()
+        return response.status, body["error"]["code"]
+
+
+async def test_access_follows_the_broadcast_mode(server: ServerHandle) -> None:
+    plain = (await server.create_room())["id"]
+    assert await _json_error(server, f"/live/{plain}") == (404, "broadcast_off")
+    assert await _json_error(server, f"/live/{plain}/index.m3u8") == (404, "broadcast_off")
+    assert await _json_error(server, "/live/no-such-room/index.m3u8") == (404, "room_not_found")
+    assert await _json_error(server, "/live/Not_A_Slug/index.m3u8") == (404, "room_not_found")
+    plain_host = await server.client(plain, "host", "host", "hunan")
+    with pytest.raises(SignalingError) as refused:
+        await plain_host.call("broadcast_pause")
+    assert refused.value.code == "broadcast_off"
+    await plain_host.close()
+
+    room_id = (await server.create_room(broadcast="token"))["id"]
+    other_id = (await server.create_room(broadcast="token"))["id"]
+    viewer = await server.token(room_id, "v1", "viewer", "zhuzhou")
+    member = await server.token(room_id, "m1", "member", "zhuzhou")
+    elsewhere = await server.token(other_id, "v1", "viewer", "zhuzhou")
+    with pytest.raises(SignalingError) as refused:
+        await RoomClient(server.base_url, viewer).connect()
+    assert refused.value.code == "viewer_token"
+
+    host = await server.client(room_id, "host", "host", "hunan")
+    try:
+        playlist = server.app[BROADCASTS].path(room_id) / "index.m3u8"
+        await eventually(playlist.is_file, "the playlist is written", 40)
+        path = f"/live/{room_id}/index.m3u8"
+        assert await _json_error(server, path) == (401, "token_missing")
+        assert await _json_error(server, path + "?token=garbage") == (401, "token_invalid")
+        assert await _json_error(server, f"{path}?token={member}") == (403, "not_viewer")
+        assert await _json_error(server, f"{path}?token={elsewhere}") == (403, "wrong_room")
+        forged = {"Cookie": "yitang_live=9999999999.0123456789abcdef0123456789abcdef01234567"}
+        assert await _json_error(server, path, headers=forged) == (401, "token_missing")
+
+        # The page with a viewer token sets the cookie; the player needs nothing else.
+        # (unsafe: the jar keeps cookies of an IP address such as 127.0.0.1, like a browser)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser_like:
+            async with browser_like.get(f"{server.base_url}/live/{room_id}?token={viewer}") as page:
+                assert page.status == 200
+                cookie = page.cookies["yitang_live"]
+                assert cookie["path"] == f"/live/{room_id}"
+                assert cookie["httponly"]
+            async with browser_like.get(server.base_url + path) as response:
+                assert response.status == 200
+                assert response.headers["Cache-Control"] == "private, max-age=1"
+                names = _segments(await response.read())
+            if names:
+                async with browser_like.get(f"{server.base_url}/live/{room_id}/{names[0]}") as seg:
+                    assert seg.status == 200
+            # The cookie is for this room only.
+            async with browser_like.get(f"{server.base_url}/live/{other_id}/index.m3u8") as other:
+                assert other.status == 401
+
+            # The session ends: the playlist is closed, the programme says so.
+            await host.end_session()
+
+            async def closed() -> bool:
+                async with browser_like.get(server.base_url + path) as response:
+                    return response.status == 200 and "#EXT-X-ENDLIST" in await response.text()
+
+            await eventually(closed, "the playlist ends with the session", 20)
+            async with browser_like.get(f"{server.base_url}/live/{room_id}/programme.json") as p:
+                assert (await p.json())["state"] == "ended"
+    finally:
+        await host.close()
+
+
+async def test_host_pauses_and_a_dying_worker_is_replaced(server: ServerHandle) -> None:
+    room_id = (await server.create_room(broadcast="public"))["id"]
+    host = await server.client(room_id, "host", "host", "hunan")
+    member = await server.client(room_id, "m1", "member", "zhuzhou")
+    service = server.app[BROADCASTS]
+    try:
+        await eventually(
+            (service.path(room_id) / "index.m3u8").is_file, "the playlist is written", 40
+        )
+        with pytest.raises(SignalingError) as refused:
+            await member.call("broadcast_pause")
+        assert refused.value.code == "host_only"
+
+        ack = await host.call("broadcast_pause")
+        assert ack["live"]["broadcast_paused"] is True
+
+        async def paused(value: bool) -> bool:
+            shown = await _programme(server, room_id)
+            return shown is not None and shown["paused"] is value
+
+        await eventually(lambda: paused(True), "the programme says paused", 5)
+        await host.call("broadcast_resume")
+        await eventually(lambda: paused(False), "the programme says live again", 5)
+
+        # The worker dies: another one takes over, with new segment names.
+        supervisor = service.broadcasts[room_id].supervisor
+        first_pid = supervisor.pid
+        assert first_pid is not None
+        first_names = set(_segments((await _get(server, f"/live/{room_id}/index.m3u8"))[1]))
+        os.kill(first_pid, signal.SIGKILL)
+        await eventually(
+            lambda: supervisor.pid not in (None, first_pid), "a new worker is started", 10
+        )
+
+        async def new_segment() -> bool:
+            status, body, _ = await _get(server, f"/live/{room_id}/index.m3u8")
+            return status == 200 and bool(set(_segments(body)) - first_names)
+
+        await eventually(new_segment, "the new worker writes segments", 40)
+
+        # Past its restarts, the broadcast is reported failed and the session goes on.
+        supervisor.max_restarts = 0
+        second_pid = supervisor.pid
+        assert second_pid is not None
+        os.kill(second_pid, signal.SIGKILL)
+        await eventually(lambda: supervisor.failed, "the broadcast is given up", 10)
+        owned = server.owned_room(room_id)
+        assert owned is not None
+
+        def failure_told() -> bool:
+            assert owned is not None
+            return any(e.type == "broadcast_failed" for e in owned.state.timeline)
+
+        await eventually(failure_told, "the timeline tells of the failure", 5)
+        shown = await _programme(server, room_id)
+        assert shown is not None and shown["state"] == "failed"
+        live = await host.advance_agenda(1)
+        assert live.agenda_index == 1
+    finally:
+        await member.close()
+        await host.close()
