@@ -175,6 +175,14 @@ async def test_access_follows_the_broadcast_mode(server: ServerHandle) -> None:
     with pytest.raises(SignalingError) as refused:
         await RoomClient(server.base_url, viewer).connect()
     assert refused.value.code == "viewer_token"
+    # A viewer's link opens the broadcast page; viewers are not on the session's roster.
+    body = {"identity": "v2", "name": "观众", "role": "viewer", "venue": "zhuzhou"}
+    status, issued = await server.request("POST", f"/api/rooms/{room_id}/tokens", body)
+    assert status == 201 and f"/live/{room_id}?token=" in issued["url"]
+    status, detail = await server.request("GET", f"/api/rooms/{room_id}")
+    assert status == 200 and not [i for i in detail["roster"] if i["role"] == "viewer"]
+    status, refusal = await server.request("POST", f"/api/rooms/{plain}/tokens", body)
+    assert (status, refusal["error"]["code"]) == (422, "broadcast_not_token")
 
     host = await server.client(room_id, "host", "host", "hunan")
     try:
