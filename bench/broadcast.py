@@ -64,6 +64,10 @@ def _worker(server: psutil.Process) -> psutil.Process | None:
     return None
 
 
+def _video_frames(people: list[LoadParticipant]) -> int:
+    return sum(t.frames for p in people for t in p.tracks if t.kind == "video")
+
+
 async def _session(
     http: aiohttp.ClientSession,
     base_url: str,
@@ -117,16 +121,23 @@ async def _session(
                 await asyncio.sleep(0.5)
             worker = _worker(server)
             assert worker is not None, "no broadcast worker"
-        await asyncio.sleep(3)  # connections settle, keyframes flow
-        frames_before = sum(t.frames for p in people for t in p.tracks if t.kind == "video")
+        # Measure only once video flows to every receiver (connections up, keyframes through).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            before = _video_frames(people)
+            await asyncio.sleep(1)
+            if _video_frames(people) - before >= 20 * (publishers + subscribers):
+                break
+        else:
+            raise RuntimeError("video did not flow within 60 s")
+        frames_before = _video_frames(people)
         server_before = _cpu(server)
         worker_before = _cpu(worker) if worker else 0.0
         started = time.monotonic()
         await asyncio.sleep(seconds)
         wall = time.monotonic() - started
         result = {"server": 100 * (_cpu(server) - server_before) / wall}
-        frames = sum(t.frames for p in people for t in p.tracks if t.kind == "video")
-        result["video frames received per s"] = (frames - frames_before) / wall
+        result["video frames received per s"] = (_video_frames(people) - frames_before) / wall
         # Proof that media flowed: video frames counted by the receivers in the window.
         if worker is not None:
             result["worker"] = 100 * (_cpu(worker) - worker_before) / wall
@@ -187,7 +198,11 @@ async def main_async(args: argparse.Namespace) -> None:
     worker: list[float] = []
     for round_index in range(args.rounds):
         for mode in args.order.split(","):
-            result = await _with_server(mode, args, clips)
+            try:
+                result = await _with_server(mode, args, clips)
+            except RuntimeError as exc:  # a session whose media never flowed is left out
+                print(f"round {round_index + 1} broadcast={mode}: left out ({exc})")
+                continue
             print(f"round {round_index + 1} broadcast={mode}: " + ", ".join(
                 f"{k} {v:.1f}" for k, v in result.items()
             ))  # fmt: skip
@@ -196,6 +211,9 @@ async def main_async(args: argparse.Namespace) -> None:
             else:
                 with_broadcast.append(result["server"])
                 worker.append(result["worker"])
+    if not without or not with_broadcast:
+        print("no pair of sessions to compare (see above)")
+        return
     base = statistics.median(without)
     print()
     window = f"{args.rounds} rounds of {args.seconds:.0f} s"

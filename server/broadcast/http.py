@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -125,3 +126,51 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/live/{room_id}/index.m3u8", playlist)
     app.router.add_get("/live/{room_id}/programme.json", programme)
     app.router.add_get("/live/{room_id}/{segment}", segment)
+
+
+def _live_operation(summary: str, media_type: str, description: str) -> dict[str, Any]:
+    errors = {
+        "401": "token broadcast: no viewer token or cookie, or an invalid or expired token",
+        "403": "token broadcast: a token of another role or another session",
+        "404": "no such room, the room is not broadcast (broadcast_off), or not live here "
+        "(not_live)",
+    }
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [
+                {"name": "room_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "token",
+                    "in": "query",
+                    "required": False,
+                    "description": "a viewer token (token broadcasts); the answer sets the "
+                    "yitang_live cookie scoped to /live/{room_id}",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {"description": description, "content": {media_type: {}}},
+                **{status: {"description": text} for status, text in errors.items()},
+            },
+        }
+    }
+
+
+#: The /live routes in the OpenAPI document (they are not REST endpoints of `server.http.api`).
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/live/{room_id}": _live_operation("The live broadcast's player page", "text/html", "The page"),
+    "/live/{room_id}/index.m3u8": _live_operation(
+        "The live broadcast's HLS playlist (max-age=1)",
+        "application/vnd.apple.mpegurl",
+        "The playlist of the last few 2 s segments",
+    ),
+    "/live/{room_id}/programme.json": _live_operation(
+        "What the broadcast shows now (max-age=1)",
+        "application/json",
+        "{title, status, state, paused, agenda, agenda_index, speaker, has_floor, host, gallery}",
+    ),
+    "/live/{room_id}/{segment}": _live_operation(
+        "One MPEG-TS segment (immutable, named <start>-<n>.ts)", "video/mp2t", "The segment"
+    ),
+}

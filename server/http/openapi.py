@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from server.broadcast.http import OPENAPI_PATHS as LIVE_PATHS
 from server.http import api, recordings, session_records
 from server.http.schemas import ErrorBody
 
@@ -76,6 +77,8 @@ def build_openapi() -> dict[str, Any]:
         if endpoint.admin:
             operation["security"] = [{"apiKey": []}]
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    # The live broadcast (server/broadcast/http.py).
+    paths.update(LIVE_PATHS)
     paths["/api/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }
