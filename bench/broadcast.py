@@ -122,11 +122,14 @@ async def _session(
             worker = _worker(server)
             assert worker is not None, "no broadcast worker"
         # Measure only once video flows to every receiver (connections up, keyframes through).
+        expected_tracks = publishers * (publishers - 1) + subscribers * publishers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            before = _video_frames(people)
+            tracks = [t for p in people for t in p.tracks if t.kind == "video"]
+            before = [t.frames for t in tracks]
             await asyncio.sleep(1)
-            if _video_frames(people) - before >= 20 * (publishers + subscribers):
+            moving = sum(t.frames > b for t, b in zip(tracks, before, strict=True))
+            if moving >= expected_tracks:
                 break
         else:
             raise RuntimeError("video did not flow within 60 s")

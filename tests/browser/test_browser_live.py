@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, expect
 
-from tests.browser.support import PageFactory, js
+from tests.browser.support import PageFactory, Person, js
 from tests.helpers import ROOM_SPEC, ApiHandle
 from tests.session_peer import SessionPeer
 
@@ -49,3 +49,27 @@ async def test_anonymous_viewer_plays_the_broadcast_and_sees_the_floor_holder(
     finally:
         await member.close()
         await host.close()
+
+
+async def test_host_console_pauses_and_resumes_the_broadcast(
+    browser: Browser, server: ApiHandle, pages: PageFactory
+) -> None:
+    status, room = await server.request("POST", "/api/rooms", {**ROOM_SPEC, "broadcast": "public"})
+    assert status == 201, room
+    room_id = room["id"]
+    token = await server.token(room_id, "host", "host", "hunan", "李主持")
+    host = Person("host", "李主持", "host", "hunan", "湖南省政协主会场", "provincial",
+                  f"{server.base_url}/join?token={token}")  # fmt: skip
+    host_page = await pages.join(host)
+    viewer = await pages.new_page()
+    await viewer.goto(f"{server.base_url}/live/{room_id}")
+    await expect(viewer.locator("#live-speaker")).to_have_text("李主持", timeout=30_000)
+
+    button = host_page.locator("#host-broadcast")
+    await expect(button).to_have_text("暂停直播")
+    await button.click()
+    await expect(button).to_have_attribute("data-paused", "true")
+    await expect(viewer.locator("#live-status")).to_have_text("直播已暂停", timeout=6_000)
+    await button.click()
+    await expect(button).to_have_text("暂停直播")
+    await expect(viewer.locator("#live-status")).to_have_text("", timeout=6_000)
