@@ -24,7 +24,9 @@ from server.http.pages import STATIC_DIR
 from server.rooms.errors import NotFound
 from server.rooms.models import Room
 
-from .access import LiveAccess
+from .access import LiveAccess, Viewer
+from .questions import post_question, poster_identity
+from .questions import setup as setup_questions
 from .service import BroadcastService
 
 LIVE_ACCESS = web.AppKey("live_access", LiveAccess)
@@ -59,16 +61,15 @@ async def _room(request: web.Request) -> Room:
     return room
 
 
-async def _authorized(request: web.Request) -> tuple[Room, int | None]:
+async def _authorized(request: web.Request) -> tuple[Room, Viewer]:
     room = await _room(request)
     return room, request.app[LIVE_ACCESS].authorize(request, room)
 
 
 def _finish(
-    request: web.Request, response: web.StreamResponse, room: Room, cookie: int | None
+    request: web.Request, response: web.StreamResponse, room: Room, viewer: Viewer
 ) -> web.StreamResponse:
-    if cookie is not None:
-        request.app[LIVE_ACCESS].set_cookie(response, room, cookie, secure=request.secure)
+    request.app[LIVE_ACCESS].set_cookie(response, room, viewer, secure=request.secure)
     return response
 
 
@@ -79,22 +80,22 @@ def _cache(room: Room, seconds: int, *, immutable: bool = False) -> str:
 
 async def live_page(request: web.Request) -> web.StreamResponse:
     """The player page (anyone for a `public` broadcast; a viewer link for `token`)."""
-    room, cookie = await _authorized(request)
+    room, viewer = await _authorized(request)
     response = web.FileResponse(STATIC_DIR / "live.html", headers={"Cache-Control": "no-cache"})
-    return _finish(request, response, room, cookie)
+    return _finish(request, response, room, viewer)
 
 
 async def _file(
     request: web.Request, name: str, content_type: str, cache: str
 ) -> web.StreamResponse:
-    room, cookie = await _authorized(request)
+    room, viewer = await _authorized(request)
     path = request.app[BROADCASTS].path(room.id) / name
     if not path.is_file():
         raise NotFound("not_live", "the broadcast is not live on this node")
     response = web.FileResponse(
         path, headers={"Content-Type": content_type, "Cache-Control": cache}
     )
-    return _finish(request, response, room, cookie)
+    return _finish(request, response, room, viewer)
 
 
 async def playlist(request: web.Request) -> web.StreamResponse:
@@ -119,9 +120,18 @@ async def segment(request: web.Request) -> web.StreamResponse:
     return await _file(request, name, "video/mp2t", cache)
 
 
+async def question(request: web.Request) -> web.StreamResponse:
+    """A viewer's question or opinion, into the moderation queue (see `questions`)."""
+    room, viewer = await _authorized(request)
+    response = await post_question(request, room, poster_identity(room, request, viewer.identity))
+    return _finish(request, response, room, viewer)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the /live routes."""
     app[_ROOM_CACHE] = {}
+    setup_questions(app)
+    app.router.add_post("/live/{room_id}/questions", question)
     app.router.add_get("/live/{room_id}", live_page)
     app.router.add_get("/live/{room_id}/index.m3u8", playlist)
     app.router.add_get("/live/{room_id}/programme.json", programme)
@@ -170,6 +180,21 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
         "application/json",
         "{title, status, state, paused, agenda, agenda_index, speaker, has_floor, host, gallery}",
     ),
+    "/live/{room_id}/questions": {
+        "post": {
+            **_live_operation(
+                "A viewer's question or opinion into the moderation queue (202: queued)",
+                "application/json",
+                "{id, status}",
+            )["get"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/GalleryPost"}}
+                },
+            },
+        }
+    },
     "/live/{room_id}/{segment}": _live_operation(
         "One MPEG-TS segment (immutable, named <start>-<n>.ts)", "video/mp2t", "The segment"
     ),

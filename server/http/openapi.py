@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from server.broadcast.http import OPENAPI_PATHS as LIVE_PATHS
 from server.http import api, recordings, session_records
 from server.http.schemas import ErrorBody
+from server.rooms.payloads import GalleryPost
 
 ENDPOINTS = (*api.ENDPOINTS, *recordings.ENDPOINTS, *session_records.ENDPOINTS)
 
@@ -79,6 +80,7 @@ def build_openapi() -> dict[str, Any]:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     # The live broadcast (server/broadcast/http.py).
     paths.update(LIVE_PATHS)
+    _ref(GalleryPost, components)
     paths["/api/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }

@@ -290,3 +290,53 @@ async def test_host_pauses_and_a_dying_worker_is_replaced(server: ServerHandle) 
     finally:
         await member.close()
         await host.close()
+
+
+async def test_viewer_questions_reach_the_broadcast_only_once_moderated(
+    server: ServerHandle,
+) -> None:
+    room_id = (await server.create_room(broadcast="public"))["id"]
+    host = await server.client(room_id, "host", "host", "hunan")
+    try:
+        await eventually(
+            (server.app[BROADCASTS].path(room_id) / "programme.json").is_file,
+            "the broadcast is live",
+            40,
+        )
+        url = f"{server.base_url}/live/{room_id}/questions"
+        text = "新城的交通怎么规划？"
+        async with server.http.post(url, json={"text": text, "district": "石峰区"}) as response:
+            assert response.status == 202
+            item_id = (await response.json())["id"]
+        async with server.http.post(url, json={"text": "x" * 501}) as response:
+            assert response.status == 422
+        owned = server.owned_room(room_id)
+        assert owned is not None
+        queued = owned.state.gallery[item_id]
+        assert (queued.text, queued.status) == (text, "pending")
+
+        # Not shown before a moderator approves it; on screen once the host shows it.
+        await server.app[BROADCASTS].sync()  # a pass of the programme after the post
+        shown = await _programme(server, room_id)
+        assert shown is not None and shown["gallery"] is None
+        await host.call("gallery_show", {"id": item_id})
+
+        async def on_screen() -> bool:
+            shown = await _programme(server, room_id)
+            return shown is not None and shown["gallery"] == text
+
+        await eventually(on_screen, "the broadcast shows the approved question", 5)
+
+        # The address's budget runs out (3 at once; the 422 counted too).
+        statuses = []
+        for _ in range(3):
+            async with server.http.post(url, json={"text": "再问一个"}) as response:
+                statuses.append(response.status)
+        assert statuses[-1] == 429
+    finally:
+        await host.close()
+    token_room = (await server.create_room(broadcast="token"))["id"]
+    async with server.http.post(
+        f"{server.base_url}/live/{token_room}/questions", json={"text": "hi"}
+    ) as response:
+        assert response.status == 401
