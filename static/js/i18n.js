@@ -572,6 +572,13 @@ const STRINGS = {
     "live.no_player": "此浏览器无法播放直播",
     "live.pause": "暂停直播",
     "live.resume": "恢复直播",
+    "live.ask_heading": "提问或留言",
+    "live.ask_placeholder": "写下您的问题或意见（审核后才会显示）",
+    "live.ask_name": "称呼（可选）",
+    "live.ask_district": "所在区县（可选）",
+    "live.ask_send": "提交",
+    "live.ask_sent": "已提交，等待主持人审核。",
+    "live.ask_failed": "提交失败，请稍后再试。",
   },
   en: {
     "app.name": "Yitang",
@@ -1138,6 +1145,13 @@ const STRINGS = {
     "live.no_player": "This browser cannot play the broadcast",
     "live.pause": "Pause broadcast",
     "live.resume": "Resume broadcast",
+    "live.ask_heading": "Ask or comment",
+    "live.ask_placeholder": "Your question or opinion (shown only once approved)",
+    "live.ask_name": "Name (optional)",
+    "live.ask_district": "District (optional)",
+    "live.ask_send": "Send",
+    "live.ask_sent": "Sent: it waits for the moderators.",
+    "live.ask_failed": "Could not send; try again in a moment.",
   },
 };
 

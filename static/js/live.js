@@ -5,7 +5,7 @@
 // A `token` broadcast's page was opened with ?token=…; the server answered with a cookie
 // scoped to /live/{room}, so the playlist and segments need nothing more here.
 
-import { applyI18n, mountLangSwitch, t, onLangChange } from "./i18n.js";
+import { applyI18n, errorText, mountLangSwitch, t, onLangChange } from "./i18n.js";
 
 const room = decodeURIComponent(location.pathname.split("/")[2] || "");
 const base = `/live/${encodeURIComponent(room)}`;
@@ -86,6 +86,34 @@ async function poll() {
   }
   setTimeout(poll, 2000);
 }
+
+// A question or opinion for the moderators (shown only once they approve it).
+document.getElementById("live-ask").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = document.getElementById("live-ask-status");
+  const text = document.getElementById("live-ask-text");
+  const body = { text: text.value };
+  for (const [field, id] of [["name", "live-ask-name"], ["district", "live-ask-district"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) body[field] = value;
+  }
+  try {
+    const response = await fetch(`${base}/questions`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (response.ok) {
+      text.value = "";
+      status.textContent = t("live.ask_sent");
+    } else {
+      const error = (await response.json()).error || {};
+      status.textContent = errorText(error.code, error.message);
+    }
+  } catch {
+    status.textContent = t("live.ask_failed");
+  }
+});
 
 applyI18n();
 mountLangSwitch(document.getElementById("lang-switch"));

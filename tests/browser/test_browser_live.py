@@ -8,6 +8,8 @@ seconds of the host giving the floor.
 
 from __future__ import annotations
 
+import asyncio
+
 from playwright.async_api import Browser, expect
 
 from tests.browser.support import PageFactory, Person, js
@@ -46,6 +48,15 @@ async def test_anonymous_viewer_plays_the_broadcast_and_sees_the_floor_holder(
         await expect(page.locator("#live-speaker")).to_have_text("张委员", timeout=6_000)
         await expect(page.locator("#live-venue")).to_have_text("株洲市政协会场")
         await expect(page.locator("#live-agenda")).to_have_text("开场")
+
+        # The viewer asks a question: it waits for the moderators (the host is told).
+        queued = asyncio.Event()
+        host.signaling.on("gallery_queue", lambda payload: queued.set())
+        await page.fill("#live-ask-text", "新城的交通怎么规划？")
+        await page.fill("#live-ask-district", "石峰区")
+        await page.click("#live-ask button[type=submit]")
+        await expect(page.locator("#live-ask-status")).to_have_text("已提交，等待主持人审核。")
+        await asyncio.wait_for(queued.wait(), 10)
     finally:
         await member.close()
         await host.close()
