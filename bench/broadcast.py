@@ -140,7 +140,11 @@ async def _session(
         await asyncio.sleep(seconds)
         wall = time.monotonic() - started
         result = {"server": 100 * (_cpu(server) - server_before) / wall}
-        result["video frames received per s"] = (_video_frames(people) - frames_before) / wall
+        received = (_video_frames(people) - frames_before) / wall
+        result["video frames received per s"] = received
+        if received < 0.8 * 25 * expected_tracks:
+            # The machine (shared) did not keep up: the window would compare unlike loads.
+            raise RuntimeError(f"only {received:.0f} of {25 * expected_tracks} video frames/s")
         # Proof that media flowed: video frames counted by the receivers in the window.
         if worker is not None:
             result["worker"] = 100 * (_cpu(worker) - worker_before) / wall
