@@ -18,6 +18,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from server import appkeys, log_context
+from server.broadcast import http as live
+from server.broadcast.access import LiveAccess
+from server.broadcast.service import BroadcastService
 from server.catalog import RoomCatalog
 from server.cluster.directory import DirectorySettings
 from server.cluster.node import ClusterNode, ClusterSettings
@@ -125,6 +128,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_recording_ctx)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_broadcast_ctx)
     app.cleanup_ctx.append(_metrics_ctx)
     app.cleanup_ctx.append(metrics.metrics_listener)
     app.on_shutdown.append(_drain)
@@ -136,6 +140,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi_handler)
     metrics.add_routes(app)
     pages.add_routes(app)
+    live.add_routes(app)
     return app
 
 
@@ -275,6 +280,23 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
             await app[appkeys.SOCKETIO].shutdown()
         await media_node.close()
         await bus_client.aclose()
+
+
+async def _broadcast_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The live broadcasts of this node's rooms (worker processes) and who may watch them."""
+    settings = app[appkeys.SETTINGS]
+    cluster = app[appkeys.CLUSTER]
+    secret = load_token_secret(settings.data_dir, settings.token_secret)
+    app[live.LIVE_ACCESS] = LiveAccess(app[appkeys.CATALOG].signer, secret)
+    service = BroadcastService(
+        cluster.directory, cluster.directory.media_node, settings.data_dir / "broadcast"
+    )
+    app[live.BROADCASTS] = service
+    service.start()
+    try:
+        yield
+    finally:
+        await service.close()
 
 
 async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:

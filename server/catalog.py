@@ -137,6 +137,13 @@ class RoomCatalog:
                 f"the host sits at the main venue {room.main_venue.id!r}",
             )
         token, claims = self.signer.issue(room_id, invitee, ttl_seconds, room.incarnation)
+        if invitee.role is Role.VIEWER:
+            # A viewer watches the broadcast only: not on the roster participants see.
+            if room.broadcast != "token":
+                raise InvalidRequest(
+                    "broadcast_not_token", "viewer tokens are for rooms with broadcast: token"
+                )
+            return token, claims
         invitation = None
         if base_url is not None:
             invitation = Invitation(

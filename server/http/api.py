@@ -42,7 +42,7 @@ from server.rooms.errors import (
     RoomError,
     Unauthorized,
 )
-from server.rooms.models import Invitee, Room, RoomSpec, describe
+from server.rooms.models import Invitee, Role, Room, RoomSpec, describe
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -174,6 +174,9 @@ async def issue_token(request: web.Request) -> web.Response:
         replace=body.replace,
     )
     url = join_url(settings.base_url, token)
+    if invitee.role is Role.VIEWER:
+        # A viewer's link opens the live broadcast page, not the session.
+        url = f"{settings.base_url}/live/{claims.room}?token={token}"
     return _json(TokenResponse(token=token, url=url, expires_at=claims.expires_at), 201)
 
 

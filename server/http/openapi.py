@@ -8,8 +8,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from server.broadcast.http import OPENAPI_PATHS as LIVE_PATHS
 from server.http import api, precheck, recordings, session_records, suggestions
 from server.http.schemas import ErrorBody
+from server.rooms.payloads import GalleryPost
 
 ENDPOINTS = (
     *api.ENDPOINTS,
@@ -85,6 +87,9 @@ def build_openapi() -> dict[str, Any]:
         if endpoint.admin:
             operation["security"] = [{"apiKey": []}]
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    # The live broadcast (server/broadcast/http.py).
+    paths.update(LIVE_PATHS)
+    _ref(GalleryPost, components)
     paths["/api/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }

@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from server.rooms.errors import Conflict, Forbidden, Unauthorized
-from server.rooms.models import Invitee, LiveState, Participant, Room
+from server.rooms.models import Invitee, LiveState, Participant, Role, Room
 
 
 def check_token_room(room: Room, incarnation: str, invitee: Invitee) -> None:
-    """Refuse a token of another incarnation of this room id, or naming a missing venue."""
+    """Refuse a token of another incarnation of this room id, or naming a missing venue;
+    and a viewer token, which opens the live broadcast but never the session itself."""
     if incarnation != room.incarnation:
         # The room was deleted and its id reused: every old link is void.
         raise Unauthorized("token_invalid", "this link belongs to an earlier session")
     if room.venue(invitee.venue) is None:
         raise Unauthorized("token_invalid", "the token names a venue this session does not have")
+    if invitee.role is Role.VIEWER:
+        raise Forbidden("viewer_token", "a viewer token opens the live broadcast, not the session")
 
 
 def check_not_excluded(live: LiveState, invitee: Invitee, banned: Collection[str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from server.rooms import (
     acks,
+    broadcast_control,
     floor_control,
     gallery,
     lobby,
@@ -91,6 +92,9 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "stage_decline": CommandSpec(payloads.StageDecline, stage_control.decline),
     "stage_end": CommandSpec(payloads.StageEnd, stage_control.end),
     "video_view": CommandSpec(payloads.VideoView, media_control.video_view),
+    # The live broadcast (server/broadcast/).
+    "broadcast_pause": CommandSpec(payloads.BroadcastPause, broadcast_control.pause),
+    "broadcast_resume": CommandSpec(payloads.BroadcastResume, broadcast_control.resume),
 }
 
 #: Events that change the connection itself, with their (empty) payload schemas.

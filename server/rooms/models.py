@@ -50,6 +50,10 @@ Title = Annotated[
 Topic = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 
+#: Who may watch a session's live broadcast (see `RoomSpec.broadcast`).
+BroadcastMode = Literal["off", "public", "token"]
+
+
 class Level(enum.StrEnum):
     """Administrative level of a venue, from the top down."""
 
@@ -77,6 +81,8 @@ class Role(enum.StrEnum):
     GUEST = "guest"
     #: Receives only: the public or staff watching. May ask to be connected (a raised hand).
     OBSERVER = "observer"
+    #: Watches the live broadcast (HLS) of a `token` broadcast; never joins the session.
+    VIEWER = "viewer"
 
     @property
     def can_request_floor(self) -> bool:
@@ -147,6 +153,9 @@ class RoomSpec(Strict):
     #: Newcomers wait in a lobby until a host or co-host admits them (a locked session
     #: puts them there too); hosts, co-hosts and those admitted before go straight in.
     lobby: bool = False
+    #: The live broadcast (HLS at `/live/{room}`): `off`, `public` (anyone may watch) or
+    #: `token` (a viewer token from the tokens endpoint is needed).
+    broadcast: BroadcastMode = "off"
 
     @model_validator(mode="after")
     def _check_venues(self) -> RoomSpec:
@@ -306,6 +315,8 @@ class LiveState(Strict):
     screen: ScreenShare | None = None
     #: The stage seat (连线): an observer invited on stage or on it; None: nobody.
     stage: StageSeat | None = None
+    #: A host paused the live broadcast (viewers see a slate until it resumes).
+    broadcast_paused: bool = False
     #: Bumped on every change, so clients can drop stale updates.
     version: int = 0
 

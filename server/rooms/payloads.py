@@ -171,6 +171,14 @@ class StopRecording(Payload):
     """Host: stop recording."""
 
 
+class BroadcastPause(Payload):
+    """Host or co-host: show a slate instead of the session in the live broadcast."""
+
+
+class BroadcastResume(Payload):
+    """Host or co-host: show the session in the live broadcast again."""
+
+
 class Chat(Payload):
     """Post a chat message."""
 

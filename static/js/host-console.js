@@ -19,7 +19,8 @@ export class HostConsole {
    * @param el       container for the console strip
    * @param store    SessionStore
    * @param actions  {grant, skip, revoke, next, advance, setLock, setRecording, requestMute, remove, end,
-   *                  muteAll, pin, moveInQueue, extend, rename, setHandSound, admit, deny}
+   *                  muteAll, pin, moveInQueue, extend, rename, setHandSound, admit, deny,
+   *                  setBroadcastPaused}
    */
   constructor({ el, store, actions }) {
     this.el = el;
@@ -67,6 +68,9 @@ export class HostConsole {
     this.nextItemButton = h("button", { type: "button", id: "host-next-item", class: "btn", onclick: () => this.actions.advance(null) }, h("span", { text: t("host.next_item") }));
     this.lockButton = h("button", { type: "button", id: "host-lock", class: "btn", onclick: () => this.actions.setLock(!this.store.live?.locked) });
     this.recordButton = isHost ? h("button", { type: "button", id: "host-record", class: "btn", onclick: () => this.actions.setRecording(!this.store.live?.recording) }) : null;
+    // The live broadcast's pause/resume (only for a broadcast room).
+    const broadcast = this.store.room?.broadcast;
+    this.broadcastButton = broadcast && broadcast !== "off" ? h("button", { type: "button", id: "host-broadcast", class: "btn", onclick: () => this.actions.setBroadcastPaused(!this.store.live?.broadcast_paused) }) : null;
     this.endButton = isHost ? h("button", { type: "button", id: "host-end", class: "btn danger", onclick: () => this.actions.end() }, h("span", { text: t("host.end") })) : null;
     this.lockNote = h("div", { class: "host-lock-note", text: t("host.locked_note") });
     this.lobbyBox = h("div", { class: "lobby-box", id: "lobby-box", hidden: true });
@@ -104,7 +108,7 @@ export class HostConsole {
         this.muteAllButton,
         h("label", { class: "ctl-check" }, this.handSound, h("span", { text: t("host.hand_sound") })),
       ),
-      h("div", { class: "host-row" }, this.nextItemButton, this.lockButton, this.recordButton, this.endButton),
+      h("div", { class: "host-row" }, this.nextItemButton, this.lockButton, this.recordButton, this.broadcastButton, this.endButton),
       this.lockNote,
       this.lobbyBox,
     );
@@ -134,6 +138,10 @@ export class HostConsole {
     replaceChildren(this.lockButton, icon(live.locked ? "unlock" : "lock"), h("span", { text: t(live.locked ? "host.unlock" : "host.lock") }));
     this.lockButton.dataset.locked = live.locked ? "true" : "false";
     this.lockNote.hidden = !live.locked;
+    if (this.broadcastButton) {
+      this.broadcastButton.textContent = t(live.broadcast_paused ? "live.resume" : "live.pause");
+      this.broadcastButton.dataset.paused = live.broadcast_paused ? "true" : "false";
+    }
     if (this.recordButton) {
       replaceChildren(this.recordButton, h("span", { class: "rec-dot", "aria-hidden": "true" }), h("span", { text: t(live.recording ? "host.record_stop" : "host.record_start") }));
       this.recordButton.dataset.recording = live.recording ? "true" : "false";

@@ -365,6 +365,11 @@ function enterRoom(stream) {
         const ack = await run("set_lock", { locked });
         if (ack?.live) store.apply("live_state", ack.live);
       },
+      // The live broadcast (rooms with broadcast public or token).
+      async setBroadcastPaused(paused) {
+        const ack = await run(paused ? "broadcast_pause" : "broadcast_resume");
+        if (ack?.live) store.apply("live_state", ack.live);
+      },
       async setRecording(on) {
         // Everyone will be told they are recorded: the host confirms first.
         if (on) {
