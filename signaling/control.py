@@ -16,7 +16,14 @@ seconds and pushes it to all of them as `control_snapshot`:
 
 Actions are events with acks: `reconnect_participant` {room, identity} asks that
 participant's client to rebuild its peer connections (`reconnect_media`);
-`pin` {room, identity|null} moves everyone's spotlight as a host's `pin` does.
+`pin` {room, identity|null} moves everyone's spotlight as a host's `pin` does;
+`venue_quality` {room, venue, receive, send_max_bitrate} lowers a venue's quality
+(a county venue on a thin link): its participants receive at most `receive`
+("reduced": the spotlight in low quality, "audio_only": no video; their links'
+own adaptation can only go lower) and their cameras send at most
+`send_max_bitrate` bit/s; `receive: "full"` with no bitrate lifts it. The caps
+last until lifted or the session's media ends on its owner (a new owner after
+a hand-over starts without them); each snapshot shows them (`venue_quality`).
 An owner that does not answer in time leaves its rooms out of that snapshot
 (marked `unavailable`); Redis away: the snapshot is skipped and retried.
 
@@ -43,6 +50,7 @@ from server.catalog import RoomCatalog
 from server.cluster.router import RoomRouter
 from server.rooms import acks
 from server.rooms.errors import RoomError
+from server.rooms.payloads import MAX_SEND_CAP, MIN_SEND_CAP, VenueQuality
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,31 @@ class PinAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     room: str = Field(min_length=1, max_length=128)
     identity: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class VenueQualityAction(BaseModel):
+    """`venue_quality`: cap (or lift the caps on) one venue's quality."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    room: str = Field(min_length=1, max_length=128)
+    venue: str = Field(min_length=1, max_length=64)
+    receive: Literal["full", "reduced", "audio_only"] = "full"
+    send_max_bitrate: int | None = Field(default=None, ge=MIN_SEND_CAP, le=MAX_SEND_CAP)
+
+    @property
+    def identity(self) -> str:
+        """What the action is about, for the log and the owner's `target`: the venue."""
+        return self.venue
+
+    @property
+    def quality(self) -> VenueQuality:
+        """The caps, as the owner applies them."""
+        return VenueQuality(receive=self.receive, send_max_bitrate=self.send_max_bitrate)
+
+
+Action = ReconnectAction | PinAction | VenueQualityAction
+ActionName = Literal["reconnect", "pin", "venue_quality"]
+_LOG_EVENTS = {"reconnect": "reconnect_media", "pin": "pin", "venue_quality": "venue_quality"}
 
 
 class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -160,12 +193,12 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         ack = await self._owner_action(sid, data, PinAction, "pin")
         return {"ok": True} if acks.is_ok(ack) else ack
 
+    async def on_venue_quality(self, sid: str, data: Any = None) -> acks.Ack:
+        """Lower a venue's quality (what it receives and/or sends), or lift it again."""
+        return await self._owner_action(sid, data, VenueQualityAction, "venue_quality")
+
     async def _owner_action(
-        self,
-        sid: str,
-        data: Any,
-        schema: type[ReconnectAction] | type[PinAction],
-        action_name: Literal["reconnect", "pin"],
+        self, sid: str, data: Any, schema: type[Action], action_name: ActionName
     ) -> acks.Ack:
         """An operator's action on a live session, validated, applied by the room's owner."""
         if sid not in self._operators or self._router is None:
@@ -179,17 +212,18 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if await catalog.leases.holder(action.room) is None:
             return acks.error("room_not_live", f"session {action.room!r} is not running")
         ack = await self._router.admin(
-            action.room, action_name, budget=OWNER_BUDGET, target=action.identity or ""
+            action.room,
+            action_name,
+            budget=OWNER_BUDGET,
+            target=action.identity or "",
+            venue_quality=action.quality if isinstance(action, VenueQualityAction) else None,
         )
         logger.info(
             "control room %s %s: %s",
             action_name,
             action.identity,
             "ok" if acks.is_ok(ack) else ack["error"]["code"],
-            extra={
-                "event": "reconnect_media" if action_name == "reconnect" else "pin",
-                "room": action.room,
-            },
+            extra={"event": _LOG_EVENTS[action_name], "room": action.room},
         )
         return ack
 

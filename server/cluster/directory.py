@@ -50,6 +50,7 @@ from server.rooms.commands import (
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller, Invitee, NodeRef, PersistedRoom
 from server.rooms.owned_room import OwnedRoom, OwnerSettings, SelfCommand
+from server.rooms.payloads import VenueQuality
 from server.rooms.ports import Recorder, RoomDelivery
 from server.rooms.room_state import SNAPSHOT_TIMELINE_LENGTH, RoomState
 from server.rooms.server_events import SessionEnded
@@ -267,6 +268,11 @@ class RoomDirectory:
                 return acks.ok(stats=stats)
             case AdminRequest(action="reconnect", target=target):
                 return await actor.run(lambda r: media_control.ask_to_reconnect(r, target))
+            case AdminRequest(action="venue_quality", target=target, venue_quality=cap):
+                quality = cap or VenueQuality()
+                return await actor.run(
+                    lambda r: media_control.set_venue_quality(r, target, quality)
+                )
             case AdminRequest(action="pin", target=target):
                 return await actor.run(lambda r: floor_control.pin_by_control(r, target or None))
             case AdminRequest(action="delete"):

@@ -100,6 +100,10 @@ class MediaStatsReader:
             "floor": live.floor.identity if live.floor else None,
             "pinned": live.pinned,
             "last_n": media.last_n if media is not None else None,
+            # The control room's caps per venue (lower a venue's quality), until lifted.
+            "venue_quality": {
+                venue: cap.model_dump() for venue, cap in room.media.venue_caps.items()
+            },
             "participants": participants,
         }
 
@@ -123,6 +127,8 @@ class MediaStatsReader:
             "paused_videos": 0,
             "video_level": None,
             "low_videos": 0,
+            "receive_cap": "full",
+            "send_cap": None,
         }
         for pc in (publish_pc, subscribe_pc):
             if pc is not None and out["candidate"] is None:
@@ -182,6 +188,9 @@ class MediaStatsReader:
         level, slots = media.video_quality(identity)
         out["video_level"] = level
         out["low_videos"] = sum(1 for encoding in slots.values() if encoding == "low")
+        receive_cap, send_cap = media.quality_cap(identity)
+        out["receive_cap"] = receive_cap
+        out["send_cap"] = send_cap
         for forwarder in media.participant_forwarders(identity):
             if forwarder.kind != "video":
                 continue

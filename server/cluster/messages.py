@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from server.rooms.models import Caller
+from server.rooms.payloads import VenueQuality
 from server.rooms.server_events import DepartureReason
 
 
@@ -75,7 +76,14 @@ class PingRequest(RequestBase):
 
 #: What an admin request asks of a room's owner: the REST API's and the control room's.
 AdminAction = Literal[
-    "state", "delete", "start_recording", "stop_recording", "media_stats", "reconnect", "pin"
+    "state",
+    "delete",
+    "start_recording",
+    "stop_recording",
+    "media_stats",
+    "reconnect",
+    "pin",
+    "venue_quality",
 ]
 
 
@@ -85,8 +93,11 @@ class AdminRequest(RequestBase):
     kind: Literal["admin"] = "admin"
     action: AdminAction
     by: str = ""
-    #: The participant an action is about (`reconnect`, `pin`; "" unpins).
+    #: The participant an action is about (`reconnect`, `pin`; "" unpins), or the venue
+    #: (`venue_quality`).
     target: str = ""
+    #: The caps `venue_quality` sets (absent: lift them).
+    venue_quality: VenueQuality | None = None
 
 
 class TakeRequest(RequestBase):

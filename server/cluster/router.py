@@ -52,7 +52,7 @@ from server.rooms.actor import RoomActor, RoomMoved
 from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller
-from server.rooms.payloads import Payload
+from server.rooms.payloads import Payload, VenueQuality
 from server.rooms.server_events import DepartureReason
 from server.state.leases import RoomLeases
 from server.state.store import RedisStore
@@ -159,6 +159,7 @@ class RoomRouter:
         by: str = "",
         budget: float | None = None,
         target: str = "",
+        venue_quality: VenueQuality | None = None,
     ) -> acks.Ack:
         """An organizer's action through the REST API, applied by the room's owner."""
         if action == "delete" and await self.leases.holder(room_id) is None:
@@ -168,7 +169,13 @@ class RoomRouter:
 
         async def local(actor: RoomActor) -> acks.Ack:
             request = AdminRequest(
-                id="", reply_to=self.node_id, room=room_id, action=action, by=by, target=target
+                id="",
+                reply_to=self.node_id,
+                room=room_id,
+                action=action,
+                by=by,
+                target=target,
+                venue_quality=venue_quality,
             )
             return await self.directory.handle(request)
 
@@ -176,7 +183,13 @@ class RoomRouter:
             room_id,
             local,
             lambda rid: AdminRequest(
-                id=rid, reply_to=self.node_id, room=room_id, action=action, by=by, target=target
+                id=rid,
+                reply_to=self.node_id,
+                room=room_id,
+                action=action,
+                by=by,
+                target=target,
+                venue_quality=venue_quality,
             ),
             budget,
         )

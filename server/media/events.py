@@ -90,12 +90,14 @@ class VideoQuality:
 
     ``level`` is "full" (spotlight in the high encoding), "reduced" (spotlight in
     the low one) or "audio_only"; ``paused`` is how many publishers' video that
-    receiver does not get because of its link (not counting hidden tiles).
+    receiver does not get because of its link (not counting hidden tiles);
+    ``capped``: the control room's cap, not the link, sets the level.
     """
 
     participant_id: str
     level: str
     paused: int
+    capped: bool = False
 
 
 @dataclass(frozen=True)

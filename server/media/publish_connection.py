@@ -81,6 +81,7 @@ class PublishConnection:
         #: mid of a low encoding => mid of its camera's high encoding.
         self._low_of: dict[str, str] = {}
         self._uplink = PublisherUplink()
+        self._operator_cap: int | None = None
         self._log = f"publish({participant_id})"
 
     @property
@@ -157,8 +158,21 @@ class PublishConnection:
 
     @property
     def uplink_cap(self) -> int | None:
-        """The bitrate cap (bit/s) this publisher's high encoding should keep to (None: none)."""
-        return self._uplink.cap
+        """The bitrate cap (bit/s) this publisher's high encoding should keep to (None:
+        none): its uplink's, or the control room's when that is lower."""
+        caps = [c for c in (self._uplink.cap, self._operator_cap) if c is not None]
+        return min(caps, default=None)
+
+    @property
+    def operator_cap(self) -> int | None:
+        """The control room's cap on this publisher's high encoding (bit/s; None: none)."""
+        return self._operator_cap
+
+    def set_operator_cap(self, cap: int | None) -> bool:
+        """Set the control room's cap; True if :attr:`uplink_cap` changed (hint the client)."""
+        before = self.uplink_cap
+        self._operator_cap = cap
+        return self.uplink_cap != before
 
     def check_uplink(self, now: float) -> bool:
         """Measure the uplink's loss since the last call (video m-lines); True if the
@@ -171,9 +185,11 @@ class PublishConnection:
                 received += r
         if expected == 0:
             return False
-        changed = self._uplink.observe(now, expected, received)
+        before = self.uplink_cap
+        self._uplink.observe(now, expected, received)
+        changed = self.uplink_cap != before
         if changed:
-            logger.info("%s: uplink cap now %s bit/s", self._log, self._uplink.cap)
+            logger.info("%s: uplink cap now %s bit/s", self._log, self.uplink_cap)
         return changed
 
     async def add_candidate(self, candidate: object) -> None:

@@ -44,6 +44,7 @@ from .events import (
 from .ice_policy import IcePolicy
 from .participant import Participant, check_participant_id
 from .publish_connection import PublishConnection
+from .quality_tiers import LEVEL_NAMES
 from .subscribe_connection import SubscribeConnection
 from .track_forwarder import TrackForwarder
 
@@ -173,6 +174,25 @@ class MediaRoom:
         subscribe = self._get(participant_id).subscribe
         return subscribe.quality_level, dict(subscribe.slot_encodings())
 
+    def set_quality_cap(
+        self, participant_id: str, *, receive: str = "full", send_max_bitrate: int | None = None
+    ) -> None:
+        """The control room's caps on one participant: its receiving level at most
+        `receive` ("full": no cap; the link's own level can go lower), and its camera's
+        high encoding at most `send_max_bitrate` bit/s (None: no cap; the client is told
+        with a `PublisherHint`, combined with its uplink's own cap)."""
+        if receive not in LEVEL_NAMES:
+            raise MediaError("bad_level", f"no such level: {receive[:32]!r}")
+        participant = self._get(participant_id)
+        participant.subscribe.set_level_cap(LEVEL_NAMES.index(receive))
+        if participant.publish.set_operator_cap(send_max_bitrate):
+            self._emit(PublisherHint(participant_id, participant.publish.uplink_cap))
+
+    def quality_cap(self, participant_id: str) -> tuple[str, int | None]:
+        """The control room's caps on one participant: (receiving level, sending bit/s)."""
+        participant = self._get(participant_id)
+        return participant.subscribe.level_cap, participant.publish.operator_cap
+
     async def add_participant(self, participant_id: str, *, can_publish: bool) -> None:
         """Register a participant; its subscriber offer comes once there is something to send."""
         self._check_open()
@@ -190,8 +210,8 @@ class MediaRoom:
         def emit_offer(sdp: str) -> None:
             self._emit(SubscriberOffer(pid, sdp))
 
-        def on_quality(level: str, paused: int) -> None:
-            self._emit(VideoQuality(pid, level, paused))
+        def on_quality(level: str, paused: int, capped: bool) -> None:
+            self._emit(VideoQuality(pid, level, paused, capped))
 
         participant = Participant(
             participant_id=pid,
@@ -237,7 +257,11 @@ class MediaRoom:
         ``low_video`` ({low mid: high mid}) names a camera's second, low encoding.
         """
         publish = self._get(participant_id).publish
-        return await publish.handle_offer(offer_sdp, low_video)
+        answer = await publish.handle_offer(offer_sdp, low_video)
+        if publish.operator_cap is not None:
+            # A hint sent before the client had a camera to cap went unused: repeat it.
+            self._emit(PublisherHint(participant_id, publish.uplink_cap))
+        return answer
 
     async def subscriber_answer(self, participant_id: str, answer_sdp: str) -> None:
         """Apply the participant's answer to the last SubscriberOffer."""

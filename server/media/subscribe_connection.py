@@ -83,7 +83,7 @@ class SubscribeConnection:
         policy: IcePolicy,
         emit_offer: Callable[[str], None],
         on_state: Callable[[str], None],
-        on_quality: Callable[[str, int], None] | None = None,
+        on_quality: Callable[[str, int, bool], None] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self._config = config
@@ -100,7 +100,10 @@ class SubscribeConnection:
         self._spotlight: frozenset[str] = frozenset()
         self._tiles_visible = True
         self._quality = ReceiverQuality(config.tiers, time.monotonic())
-        self._reported: tuple[int, int] = (FULL, 0)
+        #: The control room's cap on this receiver's level (FULL: none): the link's own
+        #: level can still go lower, never above it.
+        self._cap = FULL
+        self._reported: tuple[int, int, bool] = (FULL, 0, False)
         self._rate_mark: tuple[float, int] = (0.0, 0)
         self._rate = 0
         self._offered: tuple[_OfferedMedia, ...] = ()
@@ -159,8 +162,25 @@ class SubscribeConnection:
 
     @property
     def quality_level(self) -> str:
-        """This receiver's link level: "full", "reduced" or "audio_only"."""
-        return LEVEL_NAMES[self._quality.level]
+        """This receiver's level: "full", "reduced" or "audio_only" (its link's, or
+        the control room's cap when that is lower)."""
+        return LEVEL_NAMES[self._level()]
+
+    @property
+    def level_cap(self) -> str:
+        """The control room's cap on this receiver's level ("full": none)."""
+        return LEVEL_NAMES[self._cap]
+
+    def set_level_cap(self, level: int) -> None:
+        """Cap this receiver's level (the control room lowers a venue's quality; FULL
+        lifts the cap). The adaptive level goes on moving below it."""
+        if level not in range(len(LEVEL_NAMES)):
+            raise ValueError(f"no such level: {level!r}")
+        self._cap = level
+        self._apply_slots()
+
+    def _level(self) -> int:
+        return max(self._quality.level, self._cap)
 
     def slot_encodings(self) -> dict[str, Encoding]:
         """publisher id => what this receiver's slot for the publisher's camera forwards."""
@@ -414,7 +434,8 @@ class SubscribeConnection:
         return self._rate
 
     def _apply_slots(self) -> None:
-        level = self._quality.level
+        level = self._level()
+        capped = self._cap > self._quality.level
         paused_by_link = 0
         for sub in self._subs.values():
             forwarder = sub.forwarder
@@ -448,18 +469,18 @@ class SubscribeConnection:
                 continue
             sender.set_source(low if encoding == "low" and low is not None else forwarder)
             sender.set_paused(False)
-        reported = (level, paused_by_link)
+        reported = (level, paused_by_link, capped)
         if reported != self._reported:
             self._reported = reported
             logger.info(
                 "%s: link %s (%s), video paused for %d",
                 self._log,
                 LEVEL_NAMES[level],
-                self._quality.reason or "start",
+                "control room cap" if capped else self._quality.reason or "start",
                 paused_by_link,
             )
             if self._on_quality is not None:
-                self._on_quality(LEVEL_NAMES[level], paused_by_link)
+                self._on_quality(LEVEL_NAMES[level], paused_by_link, capped)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -17,7 +17,7 @@ from server.media import (
     VideoQuality,
 )
 from server.rooms import acks, payloads, reconnection
-from server.rooms.errors import Forbidden
+from server.rooms.errors import Forbidden, NotFound
 from server.rooms.models import Participant, Role
 from server.rooms.owned_room import MediaRecovering, OwnedRoom
 from server.rooms.room_media import subscriber_tracks
@@ -105,6 +105,17 @@ async def ask_to_reconnect(room: OwnedRoom, identity: str) -> acks.Ack:
     return acks.ok()
 
 
+async def set_venue_quality(room: OwnedRoom, venue: str, cap: payloads.VenueQuality) -> acks.Ack:
+    """The control room caps what a venue receives and sends (a lifted `cap` uncaps it):
+    its participants now and later, until lifted or the session's media ends here. Each
+    capped receiver is told by its `video_quality` notice (`capped`), a capped camera
+    by `publisher_hint`."""
+    if room.room.venue(venue) is None:
+        raise NotFound("venue_not_found", f"no venue {venue[:64]!r} in this session")
+    applied = room.media.set_venue_quality(venue, cap)
+    return acks.ok(venue=venue, quality=cap.model_dump(), participants=applied)
+
+
 async def media_event(room: OwnedRoom, event: MediaEvent) -> None:
     """Pass an SFU event to the session: offers to their participant, the rest to everyone."""
     if isinstance(event, SubscriberOffer):
@@ -120,7 +131,11 @@ async def media_event(room: OwnedRoom, event: MediaEvent) -> None:
     elif isinstance(event, VideoQuality):
         participant = room.participants.get(event.participant_id)
         if participant is not None and event.level in ("full", "reduced", "audio_only"):
-            quality = VideoQualityChanged(level=event.level, paused=event.paused)  # type: ignore[arg-type]
+            quality = VideoQualityChanged(
+                level=event.level,  # type: ignore[arg-type]
+                paused=event.paused,
+                capped=event.capped,
+            )
             await room.send(participant, "video_quality", quality)
     elif isinstance(event, PublisherHint):
         participant = room.participants.get(event.participant_id)

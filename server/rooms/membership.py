@@ -115,7 +115,9 @@ async def _add(room: OwnedRoom, participant: Participant, *, rejoined: bool = Fa
     state.admitted.add(participant.identity)
     room.touch()
     try:
-        await room.media.add(participant.identity, participant.role, participant.session)
+        await room.media.add(
+            participant.identity, participant.role, participant.session, participant.venue
+        )
     except BaseException:
         # Leave no ghost behind: this connection never joined.
         state.participants.pop(participant.identity, None)

@@ -30,7 +30,9 @@ async def take_over(room: OwnedRoom, previous_owner: str | None, handed_over: bo
     )
     for participant in list(room.participants.values()):
         try:
-            await room.media.add(participant.identity, participant.role, participant.session)
+            await room.media.add(
+                participant.identity, participant.role, participant.session, participant.venue
+            )
         except Exception:
             logger.exception("room %s: media of %s not set up", room.room_id, participant.identity)
     room.restart_timers()

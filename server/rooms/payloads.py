@@ -269,6 +269,26 @@ class VideoView(Payload):
     tiles_visible: bool = True
 
 
+#: Bounds of the control room's cap on a venue's camera (bit/s).
+MIN_SEND_CAP = 100_000
+MAX_SEND_CAP = 10_000_000
+
+
+class VenueQuality(Payload):
+    """The control room's caps on one venue's quality: what its participants receive
+    (`receive`: "full" lifts the cap; "reduced": the spotlight in low quality;
+    "audio_only": no video) and what their cameras send (`send_max_bitrate` bit/s on
+    the high encoding; null: no cap). Their links' own adaptation can only go lower."""
+
+    receive: Literal["full", "reduced", "audio_only"] = "full"
+    send_max_bitrate: Annotated[int, Field(ge=MIN_SEND_CAP, le=MAX_SEND_CAP)] | None = None
+
+    @property
+    def lifted(self) -> bool:
+        """True when this caps nothing."""
+        return self.receive == "full" and self.send_max_bitrate is None
+
+
 class SubscriberAnswer(Payload):
     """Answer to the server's latest `subscriber_offer`."""
 

@@ -18,6 +18,7 @@ from server.media import MediaError, MediaEvent, MediaNode, MediaRoom
 from server.media.events import ConnectionName
 from server.rooms.errors import Conflict, Forbidden, InvalidRequest, RoomError
 from server.rooms.models import Role
+from server.rooms.payloads import VenueQuality
 from server.rooms.stage import may_publish
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ class RoomMedia:
         self._spotlight: frozenset[str] = frozenset()
         #: (pinned, screen sharer) as the live state has them, for the stage's order.
         self._featured: tuple[str | None, ...] = ()
+        #: identity => its venue (the control room caps quality per venue).
+        self._venue_of: dict[str, str] = {}
+        #: venue id => the control room's caps on it (lifted caps are removed). Kept as
+        #: long as this object: the session's media on this owner; a new owner starts
+        #: without caps.
+        self._venue_caps: dict[str, VenueQuality] = {}
         self._closed = False
 
     @property
@@ -113,14 +120,49 @@ class RoomMedia:
             raise Conflict("not_joined", "your media session is not set up; join again")
         return room
 
-    async def add(self, identity: str, role: Role, session: str) -> None:
+    async def add(self, identity: str, role: Role, session: str, venue: str = "") -> None:
         """Set up media for a joining participant (replacing an older connection's)."""
         room = self._room()
         if identity in self._members:
             await room.remove_participant(identity)
         self._members[identity] = (role, session)
+        self._venue_of[identity] = venue
         await room.add_participant(identity, can_publish=may_publish(role, identity == self._floor))
+        cap = self._venue_caps.get(venue)
+        if cap is not None:
+            self._apply_cap(room, identity, cap)
         self._update_pins()
+
+    @property
+    def venue_caps(self) -> dict[str, VenueQuality]:
+        """venue id => the control room's caps on it (venues without caps left out)."""
+        return dict(self._venue_caps)
+
+    def set_venue_quality(self, venue: str, cap: VenueQuality) -> list[str]:
+        """Cap (or with a lifted `cap`, uncap) what a venue receives and sends, for its
+        participants now and those who join later; returns whom it applied to now."""
+        if cap.lifted:
+            self._venue_caps.pop(venue, None)
+        else:
+            self._venue_caps[venue] = cap
+        room = self.media_room
+        if room is None or self._closed:
+            return []
+        applied = []
+        for identity in self._members:
+            if self._venue_of.get(identity) == venue and identity in room.participant_ids:
+                self._apply_cap(room, identity, cap)
+                applied.append(identity)
+        return applied
+
+    @staticmethod
+    def _apply_cap(room: MediaRoom, identity: str, cap: VenueQuality) -> None:
+        try:
+            room.set_quality_cap(
+                identity, receive=cap.receive, send_max_bitrate=cap.send_max_bitrate
+            )
+        except MediaError as exc:
+            raise room_error(exc) from exc
 
     async def set_role(self, identity: str, role: Role) -> None:
         """A participant's role changed in the room (an observer on stage, and back)."""
@@ -149,6 +191,7 @@ class RoomMedia:
         if entry is None or (session is not None and entry[1] != session):
             return
         del self._members[identity]
+        self._venue_of.pop(identity, None)
         room = self.media_room
         if room is None:
             return
@@ -163,6 +206,7 @@ class RoomMedia:
         """End all media of the room (hand-over, session ended or deleted); idempotent."""
         self._closed = True
         self._members.clear()
+        self._venue_caps.clear()
         room = self.media_room
         if room is not None:
             await room.close()

@@ -74,11 +74,13 @@ class VideoQualityChanged(Strict):
     """`video_quality`: what this participant's link lets it receive changed.
 
     `level`: "full" (the spotlight in high quality), "reduced" (in low quality) or
-    "audio_only"; `paused`: how many venues' video it does not get because of its link.
+    "audio_only"; `paused`: how many venues' video it does not get because of its link;
+    `capped`: the control room lowered this venue's quality (the level is its cap).
     """
 
     level: Literal["full", "reduced", "audio_only"]
     paused: int
+    capped: bool = False
 
 
 class PublisherHint(Strict):
