@@ -1,6 +1,7 @@
 // The control room (会控): every live session's venues and their media as the server measures
 // them, pushed over the `/control` Socket.IO namespace (admin key, kept in sessionStorage like
-// the organizer page's); alerts; and the operator's "reconnect" action.
+// the organizer page's); alerts; and the operator's actions: reconnect a participant, move the
+// spotlight, lower a venue's quality (and restore it).
 
 import { io } from "/static/vendor/socket.io.esm.min.js";
 import { applyI18n, errorText, has, mountLangSwitch, onLangChange, roleLabel, t } from "./i18n.js";
@@ -8,6 +9,13 @@ import { h, replaceChildren } from "./util.js";
 import { legText, verdictText } from "./precheck.js";
 
 const KEY_STORAGE = "yitang.apiKey";
+// "Lower a venue's quality" presets for a venue on a thin link: what it receives, and the cap
+// on its camera's high encoding (bit/s), which frees its uplink too. "full" lifts both.
+const VENUE_PRESETS = {
+  full: { receive: "full", send_max_bitrate: null },
+  reduced: { receive: "reduced", send_max_bitrate: 500_000 },
+  audio_only: { receive: "audio_only", send_max_bitrate: 200_000 },
+};
 
 let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
 let socket = null;
@@ -207,7 +215,7 @@ function roomCard(room, alerts) {
   for (const venue of room.venues) {
     const people = byVenue.get(venue.id) || [];
     if (!people.length) continue;
-    rows.push(h("tr", { class: "ctl-venue" }, h("th", { colspan: 14 }, venue.name, venue.main ? ` · ${t("venue.main")}` : "")));
+    rows.push(venueRow(room, venue));
     for (const p of people) rows.push(participantRow(room, p, flagged.has(p.identity)));
   }
   const floor = room.floor ? ` · ${t("ctl.floor", { name: (room.participants || []).find((p) => p.identity === room.floor)?.name || room.floor })}` : "";
@@ -237,6 +245,71 @@ function roomCard(room, alerts) {
       ),
     ),
   );
+}
+
+/** A venue's heading row: its name, the control room's cap on it, and the quality actions. */
+function venueRow(room, venue) {
+  const cap = (room.venue_quality || {})[venue.id] || null;
+  const current = cap ? cap.receive : "full";
+  const capText = cap
+    ? [cap.receive !== "full" ? t(`ctl.venue_capped_${cap.receive}`) : "", cap.send_max_bitrate ? t("ctl.venue_capped_send", { kbps: cap.send_max_bitrate / 1000 }) : ""]
+        .filter(Boolean)
+        .join(" · ")
+    : "";
+  const buttons = Object.keys(VENUE_PRESETS).map((level) => {
+    const preset = VENUE_PRESETS[level];
+    const active = level === current && (level !== "full" || !cap);
+    return h(
+      "button",
+      {
+        class: active ? "btn small primary" : "btn small",
+        type: "button",
+        "data-action": "venue-quality",
+        "data-level": level,
+        "aria-pressed": active ? "true" : "false",
+        title: level === "full" ? "" : t(`ctl.venue_quality_title_${level}`, { kbps: preset.send_max_bitrate / 1000 }),
+        disabled: level === "full" && !cap,
+        onclick: () => setVenueQuality(room.id, venue, preset),
+      },
+      t(`ctl.venue_quality_${level}`),
+    );
+  });
+  return h(
+    "tr",
+    { class: "ctl-venue", "data-venue": venue.id, "data-cap": current },
+    h(
+      "th",
+      { colspan: 14 },
+      venue.name,
+      venue.main ? ` · ${t("venue.main")}` : "",
+      h("span", { class: "ctl-venue-cap", "data-field": "venue-cap" }, capText ? ` · ${capText}` : ""),
+      h("span", { class: "ctl-venue-actions" }, " ", ...buttons.flatMap((b) => [b, " "])),
+      h("span", { class: "ctl-result", "data-venue-result": venue.id }),
+    ),
+  );
+}
+
+async function setVenueQuality(room, venue, preset) {
+  if (!socket) return;
+  let ack;
+  try {
+    ack = await socket.timeout(10000).emitWithAck("venue_quality", { room, venue: venue.id, ...preset });
+  } catch {
+    ack = { ok: false, error: { code: "timeout", message: t("error.network") } };
+  }
+  if (ack.ok && last) {
+    // Show the new cap now rather than at the next snapshot.
+    const entry = last.rooms.find((r) => r.id === room);
+    if (entry) {
+      const caps = { ...(entry.venue_quality || {}) };
+      if (preset.receive === "full" && preset.send_max_bitrate == null) delete caps[venue.id];
+      else caps[venue.id] = { ...preset };
+      entry.venue_quality = caps;
+      render(last);
+    }
+  }
+  const result = document.querySelector(`[data-venue-result="${CSS.escape(venue.id)}"]`);
+  if (result && !ack.ok) result.textContent = errorText(ack.error.code, ack.error.message);
 }
 
 function participantRow(room, p, flagged) {
@@ -280,7 +353,12 @@ function participantRow(room, p, flagged) {
     cell("audio_level", p.audio_muted ? t("ctl.muted") : fmt.db(p.audio_level)),
     h(
       "td",
-      { "data-field": "paused_videos", "data-level": p.video_level || "", title: p.video_level ? t(`ctl.level_${p.video_level}`) : "" },
+      {
+        "data-field": "paused_videos",
+        "data-level": p.video_level || "",
+        "data-receive-cap": p.receive_cap || "full",
+        title: p.video_level ? t(`ctl.level_${p.video_level}`) : "",
+      },
       String(p.paused_videos ?? 0),
     ),
     h("td", {}, button, " ", spotlight),

@@ -8,7 +8,8 @@
 //   high encoding (RTCRtpSender.setParameters), or lift the cap (null).
 // - `video_view {pinned, tiles_visible}`: tell the server when our tile area is off screen
 //   (no tile video is sent then).
-// - `video_quality {level, paused}`: our own link is weak; say so on screen.
+// - `video_quality {level, paused, capped}`: our own link is weak, or (`capped`) the control
+//   room lowered our venue's quality; say so on screen.
 
 import { t, onLangChange } from "./i18n.js";
 
@@ -102,22 +103,27 @@ export class QualityNotice {
     parent?.prepend(this.el);
     this.level = "full";
     this.paused = 0;
+    this.capped = false;
     onLangChange(() => this._render());
   }
 
   /** Apply a `video_quality` event. */
-  update({ level, paused } = {}) {
+  update({ level, paused, capped } = {}) {
     this.level = ["full", "reduced", "audio_only"].includes(level) ? level : "full";
     this.paused = Number.isInteger(paused) && paused > 0 ? paused : 0;
+    // The control room, not our link, set the level (会控 lowered this venue's quality).
+    this.capped = capped === true && this.level !== "full";
     this._render();
   }
 
   _render() {
     let text = "";
-    if (this.paused > 0) text = t("quality.video_paused", { n: this.paused });
+    if (this.capped) text = t(`quality.capped_${this.level}`);
+    else if (this.paused > 0) text = t("quality.video_paused", { n: this.paused });
     else if (this.level === "reduced") text = t("quality.reduced");
     this.el.textContent = text;
     this.el.hidden = !text;
     this.el.dataset.level = this.level;
+    this.el.dataset.capped = this.capped ? "true" : "false";
   }
 }

@@ -110,3 +110,21 @@ async def _watch_and_reconnect(
         "connected / connected", timeout=20_000
     )
     assert await js(host, "window.yitang.mediaRestarts") == 0
+
+    # The operator lowers the city venue to audio only: its page says the control room did,
+    # the venue's row shows the cap; restoring it clears both.
+    venue_row = control.locator(f'{card} tr.ctl-venue[data-venue="zhuzhou"]')
+    await venue_row.locator('[data-action="venue-quality"][data-level="audio_only"]').click()
+    await expect(venue_row).to_have_attribute("data-cap", "audio_only")
+    notice = member.locator("#bandwidth-notice")
+    await expect(notice).to_have_attribute("data-capped", "true", timeout=20_000)
+    await expect(notice).to_have_attribute("data-level", "audio_only")
+    await expect(notice).to_be_visible()
+    await expect(m1_row.locator('[data-field="paused_videos"]')).to_have_attribute(
+        "data-receive-cap", "audio_only", timeout=20_000
+    )
+    await expect(host.locator("#bandwidth-notice")).to_be_hidden()
+    await venue_row.locator('[data-action="venue-quality"][data-level="full"]').click()
+    await expect(venue_row).to_have_attribute("data-cap", "full")
+    await expect(notice).to_be_hidden(timeout=20_000)
+    await expect(notice).to_have_attribute("data-capped", "false")
