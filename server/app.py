@@ -307,6 +307,7 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
         cluster=app[appkeys.CLUSTER],
         connections=lambda: len(namespace.connections),
         redis_url=app[appkeys.REDIS_URL],
+        broadcasts=lambda: app.get(live.BROADCASTS),
     )
     try:
         yield

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from server.broadcast.http import BROADCASTS
 from tests.conftest import free_port
 from tests.helpers import ServerHandle, eventually, run_server
 from tests.processes import server_process, valkey_server
@@ -245,6 +248,56 @@ async def test_a_session_moves_the_counters_by_what_it_did(metered: ServerHandle
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_a_broadcasting_room_moves_the_broadcast_states(server: ServerHandle) -> None:
+    """The live broadcast's worker by state: running, paused by the host, restarted after
+    it died, failed past its restarts, ended with the session."""
+    service = server.app[BROADCASTS]
+    idle = await scrape(server)
+    assert {dict(ls)["state"] for n, ls in idle.samples if n == "yitang_broadcasts"} == {
+        "running", "paused", "restarting", "failed", "ended"
+    }  # fmt: skip
+    assert idle.total("yitang_broadcasts") == 0
+    assert idle.value("yitang_broadcast_restarts_total") == 0
+    room_id = (await server.create_room(broadcast="public"))["id"]
+    host = await server.client(room_id, "host", "host", "hunan")
+
+    async def shows(state: str, count: float = 1) -> bool:
+        scraped = await scrape(server)
+        return (
+            scraped.value("yitang_broadcasts", state=state) == count
+            and scraped.total("yitang_broadcasts") == 1
+        )
+
+    try:
+        await eventually(lambda: shows("running"), "one broadcast running", 40)
+        await host.call("broadcast_pause")
+        await eventually(lambda: shows("paused"), "the broadcast shown paused", 10)
+        await host.call("broadcast_resume")
+        await eventually(lambda: shows("running"), "the broadcast running again", 10)
+
+        # The worker dies and is started again: one restart, running again.
+        supervisor = service.broadcasts[room_id].supervisor
+        first_pid = supervisor.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        await eventually(
+            lambda: supervisor.pid not in (None, first_pid), "a new worker is started", 10
+        )
+        restarted = await scrape(server)
+        assert restarted.value("yitang_broadcast_restarts_total") == 1
+        assert restarted.value("yitang_broadcasts", state="running") == 1
+
+        # Past its restarts: failed (and the counter does not count a start that never was).
+        supervisor.max_restarts = 0
+        second_pid = supervisor.pid
+        assert second_pid is not None
+        os.kill(second_pid, signal.SIGKILL)
+        await eventually(lambda: shows("failed"), "the broadcast shown failed", 10)
+        assert (await scrape(server)).value("yitang_broadcast_restarts_total") == 1
+    finally:
+        await host.close()
 
 
 async def test_the_grafana_dashboard_queries_only_exported_metrics(server: ServerHandle) -> None:

@@ -8,11 +8,13 @@ media, render queue); `render()` is what a scrape returns.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 
 from server.cluster.node import ClusterNode
 from server.media import MediaNode
+from server.metrics.broadcasts import BroadcastCollector
 from server.metrics.media_collector import MediaCollector
 from server.metrics.receiver_reports import ReceiverReportSampler
 from server.metrics.render_jobs import RenderJobCollector
@@ -34,13 +36,20 @@ class MetricsExporter:
         return None if self._cluster is None else self._cluster.directory.media_node
 
     def attach(
-        self, *, cluster: ClusterNode, connections: Callable[[], int], redis_url: str
+        self,
+        *,
+        cluster: ClusterNode,
+        connections: Callable[[], int],
+        redis_url: str,
+        broadcasts: Callable[[], Any] = lambda: None,
     ) -> None:
-        """Start reading the running node: its rooms and media, and the render queue."""
+        """Start reading the running node: its rooms and media, its live broadcasts
+        (`broadcasts`: the node's BroadcastService, or None) and the render queue."""
         registry = self.metrics.registry
         self._cluster = cluster
         registry.register(RoomCollector(lambda: self._cluster, connections))
         registry.register(MediaCollector(self._media_node, self.sampler))
+        registry.register(BroadcastCollector(broadcasts))
         self._render_jobs = RenderJobCollector(redis_url)
         registry.register(self._render_jobs)
         self.sampler.start()
