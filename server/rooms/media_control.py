@@ -110,6 +110,7 @@ async def set_venue_quality(room: OwnedRoom, venue: str, cap: payloads.VenueQual
     its participants now and later, until lifted or the session's media ends here. Each
     capped receiver is told by its `video_quality` notice (`capped`), a capped camera
     by `publisher_hint`."""
+    room.require_open()
     if room.room.venue(venue) is None:
         raise NotFound("venue_not_found", f"no venue {venue[:64]!r} in this session")
     applied = room.media.set_venue_quality(venue, cap)
