@@ -648,7 +648,6 @@ const STRINGS = {
     "ctl.venue_capped_reduced": "会控限制：低清",
     "ctl.venue_capped_audio_only": "会控限制：仅音频",
     "ctl.venue_capped_send": "上行 ≤ {kbps} kb/s",
-    "ctl.col_cap": "会控限制",
     "error.venue_not_found": "该会议没有这个会场。",
     "error.room_not_live": "该会议当前未在进行。",
     // The stage (连线): an observer brought on stage by the host (stage.js).
@@ -1338,7 +1337,6 @@ const STRINGS = {
     "ctl.venue_capped_reduced": "Capped by the control room: low quality",
     "ctl.venue_capped_audio_only": "Capped by the control room: audio only",
     "ctl.venue_capped_send": "upload ≤ {kbps} kb/s",
-    "ctl.col_cap": "Control room cap",
     "error.venue_not_found": "This session has no such venue.",
     "error.room_not_live": "This session is not running.",
     // The stage (连线): an observer brought on stage by the host (stage.js).
