@@ -257,6 +257,24 @@ async def test_every_node_shows_a_session_owned_by_another_and_acts_on_it(
             ack = await remote.call("reconnect_participant", {"room": room, "identity": "m1"})
             assert ack == {"ok": True}, ack
             await peer.wait_for(lambda: peer.media_restarts == 1)
+            # Lowering a venue's quality goes over the bus to the owner as well.
+            notices: list[dict[str, Any]] = []
+            peer.signaling.on("video_quality", notices.append)
+            ack = await remote.call(
+                "venue_quality",
+                {"room": room, "venue": "zhuzhou", "receive": "audio_only",
+                 "send_max_bitrate": 200_000},
+            )  # fmt: skip
+            assert ack["ok"] is True and ack["participants"] == ["m1"], ack
+            await peer.wait_for(lambda: any(n.get("capped") for n in notices))
+            await eventually(
+                lambda: (
+                    remote.room(room).get("venue_quality", {}).get("zhuzhou")
+                    == {"receive": "audio_only", "send_max_bitrate": 200_000}
+                ),
+                "the remote node's feed shows the cap the owner holds",
+                within=20,
+            )
         finally:
             for operator in operators:
                 await operator.client.disconnect()
