@@ -214,7 +214,8 @@ function roomCard(room, alerts) {
   const rows = [];
   for (const venue of room.venues) {
     const people = byVenue.get(venue.id) || [];
-    if (!people.length) continue;
+    // A capped venue stays listed while nobody is in it: its cap holds for who joins.
+    if (!people.length && !(room.venue_quality || {})[venue.id]) continue;
     rows.push(venueRow(room, venue));
     for (const p of people) rows.push(participantRow(room, p, flagged.has(p.identity)));
   }
