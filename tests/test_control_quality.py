@@ -153,6 +153,17 @@ async def test_a_cap_holds_for_a_participant_joining_later(server: ServerHandle)
         await late.wait_for(lambda: late.frames_from("host", "video") >= frames + 30)
         assert size_from(late, "host") == LOW
         assert notices and notices[-1]["capped"] is True
+
+        # The cap ends with the session: nothing of it is left, and no new one is taken.
+        owned = server.owned_room(room)
+        assert owned is not None and set(owned.media.venue_caps) == {"zhuzhou"}
+        await host.signaling.end_session()
+        await eventually(lambda: not owned.media.venue_caps, "the session's caps are gone")
+        ack = await operator.call(
+            "venue_quality", {"room": room, "venue": "zhuzhou", "receive": "reduced"}
+        )
+        assert ack["ok"] is False, ack
+        assert ack["error"]["code"] in ("session_ended", "room_not_live"), ack
     finally:
         await operator.client.disconnect()
         for peer in (host, late):
