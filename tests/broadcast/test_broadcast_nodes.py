@@ -157,15 +157,15 @@ async def test_every_request_to_a_box_with_two_node_processes_is_served(tmp_path
         assert status == 201, room
         room_id = room["id"]
         host = await server.client(room_id, "host", "host", "hunan")
-        playlist = f"{server.base_url}/live/{room_id}/index.m3u8"
+        live = f"{server.base_url}/live/{room_id}"
+
+        async def fresh(address: str = "127.0.0.1") -> aiohttp.ClientSession:
+            # A new connection each time: the kernel spreads connections over the processes.
+            connector = aiohttp.TCPConnector(force_close=True, local_addr=(address, 0))
+            return aiohttp.ClientSession(connector=connector)
 
         async def get_playlist() -> int:
-            # A new connection each time: the kernel spreads connections over the processes.
-            connector = aiohttp.TCPConnector(force_close=True)
-            async with (
-                aiohttp.ClientSession(connector=connector) as http,
-                http.get(playlist) as response,
-            ):
+            async with await fresh() as http, http.get(f"{live}/index.m3u8") as response:
                 await response.read()
                 return response.status
 
@@ -176,5 +176,16 @@ async def test_every_request_to_a_box_with_two_node_processes_is_served(tmp_path
             await eventually(one_served, "the playlist is served", 60)
             statuses = [await get_playlist() for _ in range(12)]
             assert statuses == [200] * 12
+            # Viewers at eight addresses ask (each address has its own edge limit): every
+            # question is taken, whichever process the viewer's connection reached.
+            posted = []
+            for viewer in range(2, 10):
+                async with (
+                    await fresh(f"127.0.0.{viewer}") as http,
+                    http.post(f"{live}/questions", json={"text": f"问题{viewer}"}) as response,
+                ):
+                    assert response.status == 202, await response.text()
+                    posted.append((await response.json())["id"])
+            await host.wait_for(lambda: set(posted) <= set(host.gallery_queue), timeout=10)
         finally:
             await host.close()
