@@ -107,12 +107,33 @@ class BroadcastService:
             self.root.rmdir()  # this node's directory (it is left if anything else is in it)
 
     async def _run(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:
+            logger.exception("sweeping dead nodes' broadcast files failed")
         while True:
             try:
                 await self.sync()
             except Exception:
                 logger.exception("broadcast upkeep failed")
             await asyncio.sleep(self.interval)
+
+    async def sweep(self) -> None:
+        """Remove the broadcast directories of nodes sharing this data directory that died
+        without cleaning up (killed): a node that is not alive in Redis serves nothing."""
+        shared = self.root.parent
+        others = [
+            entry.name
+            for entry in await asyncio.to_thread(lambda: list(shared.iterdir()))
+            if entry.is_dir() and entry.name != self.root.name
+        ]
+        if not others:
+            return
+        alive = await self.directory.store.alive(others)
+        for node_id in others:
+            if not alive.get(node_id, True):
+                logger.info("removing the broadcast files of dead node %s", node_id)
+                await asyncio.to_thread(shutil.rmtree, shared / node_id, True)
 
     async def sync(self) -> None:
         """Bring every owned room's broadcast in line with its state (one pass)."""

@@ -100,6 +100,7 @@ def room_keys(room_id: str) -> list[str]:
     return [
         room_definition(room_id),
         room_lease(room_id),
+        room_broadcast(room_id),
         room_snapshot(room_id),
         room_roster(room_id),
         room_invitations(room_id),

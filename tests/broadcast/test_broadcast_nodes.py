@@ -118,8 +118,15 @@ async def _serves_token_broadcast(deployment: Cluster, *, relayed: bool) -> None
 async def test_a_node_sharing_the_data_directory_serves_the_owners_broadcast(
     tmp_path: Path,
 ) -> None:
+    # Left behind by a node process that was killed: removed by the next one to start.
+    left = tmp_path / "data" / "broadcast" / "node-0123456789ab" / "room-gone"
+    left.mkdir(parents=True)
+    (left / "index.m3u8").write_text("#EXTM3U\n")
     async with cluster(tmp_path, 2) as deployment:
+        await eventually(lambda: not left.parent.exists(), "a dead node's files are removed")
         await _serves_token_broadcast(deployment, relayed=False)
+        # Each node writes under a directory of its own.
+        assert len(list((tmp_path / "data" / "broadcast").iterdir())) == 2
 
 
 @contextlib.asynccontextmanager
