@@ -20,6 +20,7 @@ from aiohttp import web
 from server import appkeys, log_context
 from server.broadcast import http as live
 from server.broadcast.access import LiveAccess
+from server.broadcast.locator import BroadcastLocator
 from server.broadcast.service import BroadcastService
 from server.catalog import RoomCatalog
 from server.cluster.directory import DirectorySettings
@@ -288,8 +289,13 @@ async def _broadcast_ctx(app: web.Application) -> AsyncIterator[None]:
     cluster = app[appkeys.CLUSTER]
     secret = load_token_secret(settings.data_dir, settings.token_secret)
     app[live.LIVE_ACCESS] = LiveAccess(app[appkeys.CATALOG].signer, secret)
+    locator = BroadcastLocator(cluster.directory.store.client)
+    app[live.LOCATOR] = locator
     service = BroadcastService(
-        cluster.directory, cluster.directory.media_node, settings.data_dir / "broadcast"
+        cluster.directory,
+        cluster.directory.media_node,
+        settings.data_dir / "broadcast" / cluster.node_id,
+        locator=locator,
     )
     app[live.BROADCASTS] = service
     service.start()
@@ -297,6 +303,7 @@ async def _broadcast_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await service.close()
+        await live.close_relay(app)
 
 
 async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:

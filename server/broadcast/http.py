@@ -6,13 +6,17 @@ a segment never changes under its name (``immutable``, a year). For a
 ``token`` broadcast the responses are ``private`` (a shared cache would hand
 them to anyone); put the CDN's own auth in front to cache those.
 
-The files are on the disk of the room's owner (its worker writes them), so a
-load balancer routes ``/live/{room}/`` to the owner; a node that does not
-have them answers 404 ``not_live`` (see docs/broadcast.md).
+The files are on the disk of the room's owner (its worker writes them). Every
+node serves them: the owner from its directory; another node finds where they
+are (:mod:`.locator`) and reads the same directory when it can (the same box
+and data directory, as ``yitang serve --workers N`` runs), else relays the
+request to the owner (:mod:`.relay`). Access is checked on the node the viewer
+reached (and again by the owner of a relayed request). See docs/broadcast.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -25,12 +29,16 @@ from server.rooms.errors import NotFound
 from server.rooms.models import Room
 
 from .access import LiveAccess, Viewer
-from .questions import post_question, poster_identity
+from .questions import LOCATOR, post_question, poster_identity
 from .questions import setup as setup_questions
+from .relay import BroadcastRelay
 from .service import BroadcastService
+
+__all__ = ["BROADCASTS", "LIVE_ACCESS", "LOCATOR", "add_routes", "close_relay"]
 
 LIVE_ACCESS = web.AppKey("live_access", LiveAccess)
 BROADCASTS = web.AppKey("broadcasts", BroadcastService)
+_RELAY = web.AppKey("live_relay", BroadcastRelay)
 #: Room definitions read for /live requests, kept this long (seconds): a popular broadcast
 #: must not read Redis for every segment request.
 ROOM_CACHE_SECONDS = 5.0
@@ -89,9 +97,29 @@ async def _file(
     request: web.Request, name: str, content_type: str, cache: str
 ) -> web.StreamResponse:
     room, viewer = await _authorized(request)
-    path = request.app[BROADCASTS].path(room.id) / name
+    service = request.app[BROADCASTS]
+    if room.id in service.broadcasts:
+        directory = service.path(room.id)
+    else:
+        # Another node's broadcast: its directory if this node can read it, else relay.
+        location = await request.app[LOCATOR].find(room.id)
+        if location is None or location.node == service.directory.node.id:
+            raise NotFound("not_live", "the broadcast is not live now")
+        readable = await asyncio.to_thread(location.local_directory, room.id, service.root.parent)
+        if readable is None:
+            return await request.app[_RELAY].get(
+                request,
+                location,
+                room.id,
+                name,
+                lambda response: request.app[LIVE_ACCESS].set_cookie(
+                    response, room, viewer, secure=request.secure
+                ),
+            )
+        directory = readable
+    path = directory / name
     if not path.is_file():
-        raise NotFound("not_live", "the broadcast is not live on this node")
+        raise NotFound("not_live", "the broadcast is not live now")
     response = web.FileResponse(
         path, headers={"Content-Type": content_type, "Cache-Control": cache}
     )
@@ -130,6 +158,7 @@ async def question(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     """Register the /live routes."""
     app[_ROOM_CACHE] = {}
+    app[_RELAY] = BroadcastRelay()
     setup_questions(app)
     app.router.add_post("/live/{room_id}/questions", question)
     app.router.add_get("/live/{room_id}", live_page)
@@ -138,12 +167,19 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/live/{room_id}/{segment}", segment)
 
 
+async def close_relay(app: web.Application) -> None:
+    """Close the relay's HTTP client (the node is stopping)."""
+    await app[_RELAY].close()
+
+
 def _live_operation(summary: str, media_type: str, description: str) -> dict[str, Any]:
     errors = {
         "401": "token broadcast: no viewer token or cookie, or an invalid or expired token",
         "403": "token broadcast: a token of another role or another session",
-        "404": "no such room, the room is not broadcast (broadcast_off), or not live here "
-        "(not_live)",
+        "404": "no such room, the room is not broadcast (broadcast_off), or not live "
+        "(not_live: nobody broadcasts it now)",
+        "502": "the node writing the broadcast did not answer a relayed request "
+        "(owner_unreachable); try again",
     }
     return {
         "get": {

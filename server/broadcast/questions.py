@@ -9,8 +9,11 @@ approves it. Who posts: for a ``token`` broadcast, the viewer token's identity
 per-identity post limit is a per-address limit. Every address is also limited
 at the edge (``QUESTION_RATE``) before anything reaches the room.
 
-The room's owner takes the post (like ``/live``, route it to the owner);
-another node answers ``404 not_live``.
+Any node takes the post: it checks access, the body and the address's rate
+itself (so the edge limit is per client address wherever it lands), then the
+room's owner queues it — directly when this node owns the room, else over the
+bus like a participant's command (``RoomRouter.gallery_post``). A room nobody
+broadcasts now answers ``404 not_live``.
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ from aiohttp import web
 from server import appkeys
 from server.http.api import client_address, read_body
 from server.ratelimit import BucketMap
-from server.rooms import gallery
+from server.rooms import acks
 from server.rooms.errors import NotFound, RateLimited
 from server.rooms.models import Participant, Role, Room
-from server.rooms.owned_room import OwnedRoom
 from server.rooms.payloads import GalleryPost
+
+from .locator import BroadcastLocator
 
 #: Posts per second and burst per client address, at the edge.
 QUESTION_RATE = 0.2
 QUESTION_BURST = 3.0
 QUESTION_LIMITS = web.AppKey("live_question_limits", BucketMap[str])
+#: Where each room's broadcast is (set up with the broadcast service).
+LOCATOR = web.AppKey("live_locator", BroadcastLocator)
 
 
 def poster_identity(room: Room, request: web.Request, token_subject: str | None) -> str:
@@ -47,9 +53,11 @@ async def post_question(request: web.Request, room: Room, identity: str) -> web.
     if not request.app[QUESTION_LIMITS].allow(client_address(request)):
         raise RateLimited("rate_limited", "too many posts from this address; wait a moment")
     body = await read_body(request, GalleryPost)
-    actor = request.app[appkeys.CLUSTER].directory.actor(room.id)
-    if actor is None:
-        raise NotFound("not_live", "the broadcast is not live on this node")
+    cluster = request.app[appkeys.CLUSTER]
+    owned_here = cluster.directory.actor(room.id) is not None
+    if not owned_here and await request.app[LOCATOR].find(room.id) is None:
+        # Nobody broadcasts it: no owner is woken up (or placed) for a viewer's post.
+        raise NotFound("not_live", "the broadcast is not live now")
     poster = Participant(
         identity=identity,
         name=body.name or "观众",
@@ -59,11 +67,7 @@ async def post_question(request: web.Request, room: Room, identity: str) -> web.
         node="",
         joined_at=0.0,
     )
-
-    async def post(owned: OwnedRoom) -> dict[str, object]:
-        return await gallery.post(owned, poster, body)
-
-    ack = await actor.run(post, urgent=False)
+    ack = acks.raise_for(await cluster.router.gallery_post(room.id, poster, body))
     return web.json_response({"id": ack["id"], "status": ack["status"]}, status=202)
 
 

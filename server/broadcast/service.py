@@ -10,6 +10,11 @@ session ends the worker closes the playlist; when the room leaves this node
 (idle, hand-over, shutdown) its broadcast files go too, and the next owner
 starts its own broadcast.
 
+Each node writes under a directory of its own (``root``: the data directory's
+``broadcast/<node id>``), so nodes sharing a data directory never touch each
+other's files; where a room's broadcast is gets published in Redis
+(:mod:`server.broadcast.locator`) so that every node can serve it.
+
 Reading the owned room between its actor's commands is safe: this loop runs
 on the same event loop and reads without awaiting in between.
 """
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +38,7 @@ from server.rooms.owned_room import OwnedRoom
 
 from . import wire
 from .feed import BroadcastFeed
+from .locator import BroadcastLocation, BroadcastLocator, new_origin, write_origin
 from .programme import Programme, SlotRole, Speaker, TrackSlot
 from .supervisor import WorkerSupervisor
 
@@ -47,6 +54,9 @@ class _Broadcast:
 
     supervisor: WorkerSupervisor
     feed: BroadcastFeed
+    location: BroadcastLocation
+    #: When the location was last published (monotonic seconds; 0: not yet).
+    published_at: float = 0.0
     programme: Programme | None = None
     ended: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -61,12 +71,16 @@ class BroadcastService:
         media_node: MediaNode,
         root: Path,
         *,
+        locator: BroadcastLocator | None = None,
         interval: float = 0.5,
         worker_args: tuple[str, ...] = (),
     ) -> None:
         self.directory = directory
+        #: Publishes where each broadcast is (None: nobody else serves them).
+        self.locator = locator
         self.media_node = media_node
-        self.root = root
+        #: Absolute: other processes read the published directory (see locator.py).
+        self.root = root.resolve()
         self.interval = interval
         self.worker_args = worker_args
         self.broadcasts: dict[str, _Broadcast] = {}
@@ -89,14 +103,37 @@ class BroadcastService:
                 await self._task
         for room_id in list(self.broadcasts):
             await self._drop(room_id)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # this node's directory (it is left if anything else is in it)
 
     async def _run(self) -> None:
+        try:
+            await self.sweep()
+        except Exception:
+            logger.exception("sweeping dead nodes' broadcast files failed")
         while True:
             try:
                 await self.sync()
             except Exception:
                 logger.exception("broadcast upkeep failed")
             await asyncio.sleep(self.interval)
+
+    async def sweep(self) -> None:
+        """Remove the broadcast directories of nodes sharing this data directory that died
+        without cleaning up (killed): a node that is not alive in Redis serves nothing."""
+        shared = self.root.parent
+        others = [
+            entry.name
+            for entry in await asyncio.to_thread(lambda: list(shared.iterdir()))
+            if entry.is_dir() and entry.name != self.root.name
+        ]
+        if not others:
+            return
+        alive = await self.directory.store.alive(others)
+        for node_id in others:
+            if not alive.get(node_id, True):
+                logger.info("removing the broadcast files of dead node %s", node_id)
+                await asyncio.to_thread(shutil.rmtree, shared / node_id, True)
 
     async def sync(self) -> None:
         """Bring every owned room's broadcast in line with its state (one pass)."""
@@ -123,6 +160,21 @@ class BroadcastService:
                 await self._end(room_id, room)
             elif status == "live" and not current.supervisor.failed:
                 self._update(room, current)
+            await self._publish(current)
+
+    async def _publish(self, broadcast: _Broadcast) -> None:
+        """Keep naming this node as the broadcast's origin (renewed well within the TTL)."""
+        if self.locator is None:
+            return
+        now = time.monotonic()
+        if now - broadcast.published_at < self.locator.ttl / 3:
+            return
+        try:
+            await self.locator.publish(broadcast.supervisor.room_id, broadcast.location)
+        except Exception as exc:  # Redis away: other nodes cannot find it until it is back
+            logger.warning("broadcast of %s not published: %s", broadcast.supervisor.room_id, exc)
+        else:
+            broadcast.published_at = now
 
     async def _start(self, room: OwnedRoom) -> _Broadcast:
         room_id = room.room_id
@@ -142,10 +194,18 @@ class BroadcastService:
             on_failed=on_failed,
             worker_args=self.worker_args,
         )
-        broadcast = _Broadcast(supervisor, BroadcastFeed(supervisor.send))
+        origin = new_origin()
+        location = BroadcastLocation(
+            node=self.directory.node.id,
+            url=self.directory.node.url,
+            directory=str(self.path(room_id)),
+            origin=origin,
+        )
+        broadcast = _Broadcast(supervisor, BroadcastFeed(supervisor.send), location)
         holder.append(broadcast)
         self.broadcasts[room_id] = broadcast
-        await supervisor.start()
+        await supervisor.start()  # empties the directory: the tag is written after
+        await asyncio.to_thread(write_origin, self.path(room_id), origin)
         self._tell(room_id, "broadcast_started", {})
         return broadcast
 
@@ -171,6 +231,8 @@ class BroadcastService:
         broadcast = self.broadcasts.pop(room_id, None)
         if broadcast is None:
             return
+        if self.locator is not None:
+            await self.locator.withdraw(room_id, broadcast.location)
         broadcast.feed.detach_all()
         await broadcast.supervisor.stop()
         await asyncio.to_thread(shutil.rmtree, self.path(room_id), True)

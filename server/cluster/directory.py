@@ -22,6 +22,7 @@ from server.cluster.media_stats import MediaStatsReader
 from server.cluster.messages import (
     AdminRequest,
     EventRequest,
+    GalleryPostRequest,
     JoinRequest,
     LeaveRequest,
     PingRequest,
@@ -33,6 +34,7 @@ from server.media import MediaNode
 from server.rooms import (
     acks,
     floor_control,
+    gallery,
     media_control,
     moderation,
     ownership,
@@ -50,7 +52,7 @@ from server.rooms.commands import (
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller, Invitee, NodeRef, PersistedRoom
 from server.rooms.owned_room import OwnedRoom, OwnerSettings, SelfCommand
-from server.rooms.payloads import VenueQuality
+from server.rooms.payloads import GalleryPost, VenueQuality
 from server.rooms.ports import Recorder, RoomDelivery
 from server.rooms.room_state import SNAPSHOT_TIMELINE_LENGTH, RoomState
 from server.rooms.server_events import SessionEnded
@@ -284,6 +286,9 @@ class RoomDirectory:
             case AdminRequest(action="stop_recording"):
                 update = await actor.run(recording_control.stop, urgent=False)
                 return acks.ok(recording=update.payload)
+            case GalleryPostRequest(poster=poster, post=post):
+                body = GalleryPost.model_validate(post)
+                return await actor.run(lambda r: gallery.post(r, poster, body), urgent=False)
         return acks.error("unknown_request", "this node does not understand the request")
 
     async def join(self, actor: RoomActor, caller: Caller, incarnation: str) -> acks.Ack:

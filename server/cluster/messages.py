@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from server.rooms.models import Caller
+from server.rooms.models import Caller, Participant
 from server.rooms.payloads import VenueQuality
 from server.rooms.server_events import DepartureReason
 
@@ -106,6 +106,15 @@ class TakeRequest(RequestBase):
     kind: Literal["take"] = "take"
 
 
+class GalleryPostRequest(RequestBase):
+    """A live broadcast's viewer posts to the gallery through another node (its edge checked
+    access, the body and the address's rate; `poster` is who the edge says posts)."""
+
+    kind: Literal["gallery_post"] = "gallery_post"
+    poster: Participant
+    post: dict[str, Any]
+
+
 Request = Annotated[
     JoinRequest
     | EventRequest
@@ -113,7 +122,8 @@ Request = Annotated[
     | ReconcileRequest
     | PingRequest
     | AdminRequest
-    | TakeRequest,
+    | TakeRequest
+    | GalleryPostRequest,
     Field(discriminator="kind"),
 ]
 

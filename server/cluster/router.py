@@ -36,6 +36,7 @@ from server.cluster.messages import (
     BusMessage,
     Envelope,
     EventRequest,
+    GalleryPostRequest,
     JoinRequest,
     LeaveRequest,
     PingRequest,
@@ -47,12 +48,13 @@ from server.cluster.messages import (
     TakeRequest,
 )
 from server.cluster.placement import Placement
-from server.rooms import acks
+from server.rooms import acks, gallery
 from server.rooms.actor import RoomActor, RoomMoved
 from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
 from server.rooms.errors import NotFound, RoomError
-from server.rooms.models import Caller
-from server.rooms.payloads import Payload, VenueQuality
+from server.rooms.models import Caller, Participant
+from server.rooms.owned_room import OwnedRoom
+from server.rooms.payloads import GalleryPost, Payload, VenueQuality
 from server.rooms.server_events import DepartureReason
 from server.state.leases import RoomLeases
 from server.state.store import RedisStore
@@ -193,6 +195,27 @@ class RoomRouter:
             ),
             budget,
         )
+
+    async def gallery_post(self, room_id: str, poster: Participant, post: GalleryPost) -> acks.Ack:
+        """A live broadcast's viewer posts to the room's gallery (the owner queues it)."""
+
+        async def local(actor: RoomActor) -> acks.Ack:
+            async def apply(owned: OwnedRoom) -> acks.Ack:
+                return await gallery.post(owned, poster, post)
+
+            try:
+                return await actor.run(apply, urgent=False)
+            except RoomError as exc:
+                return acks.refusal(exc)
+
+        return await self._request(
+            room_id,
+            local,
+            lambda rid: GalleryPostRequest(
+                id=rid, reply_to=self.node_id, room=room_id, poster=poster,
+                post=post.model_dump(mode="json"),
+            ),
+        )  # fmt: skip
 
     async def reconcile(self, room_id: str, why: str = "asked") -> None:
         """Tell the room's owner which sockets this node holds in the room (see module doc)."""

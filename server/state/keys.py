@@ -41,6 +41,12 @@ def room_lease(room_id: str) -> str:
     return f"{PREFIX}:room:{room_id}:lease"
 
 
+def room_broadcast(room_id: str) -> str:
+    """string with TTL: JSON of where the room's live broadcast is (owner node, its URL, the
+    directory of its files, the worker's origin tag); renewed by the owner while it runs."""
+    return f"{PREFIX}:room:{room_id}:broadcast"
+
+
 def room_snapshot(room_id: str) -> str:
     """string: JSON PersistedRoom, the owner's in-memory state written behind.
 
@@ -94,6 +100,7 @@ def room_keys(room_id: str) -> list[str]:
     return [
         room_definition(room_id),
         room_lease(room_id),
+        room_broadcast(room_id),
         room_snapshot(room_id),
         room_roster(room_id),
         room_invitations(room_id),
