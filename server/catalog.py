@@ -144,6 +144,9 @@ class RoomCatalog:
                     "broadcast_not_token", "viewer tokens are for rooms with broadcast: token"
                 )
             return token, claims
+        if invitee.role is Role.OPERATOR:
+            # Technical staff watch this session's control room: not on its roster either.
+            return token, claims
         invitation = None
         if base_url is not None:
             invitation = Invitation(
@@ -161,9 +164,12 @@ class RoomCatalog:
             )
         return token, claims
 
-    async def check_token(self, claims: JoinClaims, *, fresh: bool = False) -> Room:
+    async def check_token(
+        self, claims: JoinClaims, *, fresh: bool = False, for_session: bool = True
+    ) -> Room:
         """Refuse a token whose room is gone or re-created, whose session ended, or
-        whose holder was removed.
+        whose holder was removed; `for_session`, one that does not enter the session
+        (a viewer's or an operator's).
 
         By the last written state, unless `fresh` (then the owner is asked); at join
         the owner checks again, and the rest (lock, capacity), on its current state.
@@ -171,7 +177,7 @@ class RoomCatalog:
         room = await self.store.get_room(claims.room)
         if room is None:
             raise NotFound("room_not_found", "this session no longer exists")
-        check_token_room(room, claims.incarnation, claims.invitee)
+        check_token_room(room, claims.incarnation, claims.invitee, for_session=for_session)
         invited = await self.store.invitee(room.id, claims.invitee.identity)
         if invited is not None and (invited.role, invited.venue) != (
             claims.invitee.role,

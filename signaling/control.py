@@ -1,9 +1,13 @@
 """The control room's Socket.IO namespace `/control`: live media of every session.
 
-An operator connects with the admin API key (`auth={"key": "..."}`); wrong
-keys count towards the same lock-out as the admin REST API. While at least
-one operator is connected, the node builds a snapshot every `interval`
-seconds and pushes it to all of them as `control_snapshot`:
+An operator connects with the admin API key (`auth={"key": "..."}`), and sees
+every session; wrong keys count towards the same lock-out as the admin REST
+API. Or with an operator token of one session (`auth={"token": "..."}`, role
+`operator` from the tokens endpoint: the provincial committee's technical staff
+of that session), and sees and acts on that session only, without the nodes'
+load (the deployment is the admin's). While at least one operator is connected,
+the node builds a snapshot every `interval` seconds and pushes it to them as
+`control_snapshot`:
 
 * every session with a room owner (a live one), its venues, and per
   participant what the owner measured (`media_stats` admin request over the
@@ -50,13 +54,16 @@ from server.catalog import RoomCatalog
 from server.cluster.router import RoomRouter
 from server.rooms import acks
 from server.rooms.errors import RoomError
+from server.rooms.models import Role
 from server.rooms.payloads import MAX_SEND_CAP, MIN_SEND_CAP, VenueQuality
 
 logger = logging.getLogger(__name__)
 
 CONTROL_NAMESPACE = "/control"
-#: Operators' sockets join this Socket.IO room; snapshots go to it.
+#: Operators' sockets with the admin key join this Socket.IO room; snapshots go to it.
 OPERATORS = "operators"
+#: An operator token's sockets join "operators:<room id>": that session's snapshots.
+SESSION_OPERATORS = "operators:"
 #: An owner's answer to a `media_stats` request must come within this long.
 OWNER_BUDGET = 1.5
 #: At most this many live sessions are shown (the oldest beyond are left out).
@@ -66,6 +73,7 @@ SILENCE_DBOV = -55.0
 #: Share of a cap above which a node is "near its cap".
 NEAR_CAP = 0.9
 MAX_KEY_BYTES = 256
+MAX_TOKEN_BYTES = 4096
 
 
 class ReconnectAction(BaseModel):
@@ -133,7 +141,8 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._attempts: Any = None
         self._router: RoomRouter | None = None
         self._catalog: RoomCatalog | None = None
-        self._operators: set[str] = set()
+        #: Connected operators: socket id => the one session it may see (None: every one).
+        self._operators: dict[str, str | None] = {}
         self._task: asyncio.Task[None] | None = None
         #: Stored pre-session checks, room id => entries (set by server/http/precheck.py).
         self.read_prechecks: Callable[[int], Awaitable[dict[str, list[dict[str, Any]]]]] | None = (
@@ -156,7 +165,8 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     # --- connection -----------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        """Accept the admin key; refuse anything else (and count it towards the lock-out)."""
+        """Accept the admin key or a session's operator token; refuse anything else (wrong
+        keys count towards the lock-out)."""
         if self._api_key is None:
             raise _refusal("starting", "the node is starting; try again shortly")
         address = _address(environ)
@@ -164,6 +174,16 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._attempts.check(address)
         except RoomError as exc:
             raise _refusal(exc.code, exc.message) from exc
+        if isinstance(auth, dict) and "token" in auth and "key" not in auth:
+            scope = await self._operator_session(auth["token"])
+            self._operators[sid] = scope
+            await self.enter_room(sid, SESSION_OPERATORS + scope)
+            logger.info(
+                "an operator of one session connected to the control room",
+                extra={"event": "control", "room": scope},
+            )
+            self._start_pushing()
+            return True
         key = auth.get("key") if isinstance(auth, dict) else None
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_BYTES:
             raise _refusal("api_key_missing", 'connect with auth={"key": "<admin API key>"}')
@@ -171,16 +191,35 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._attempts.failed(address)
             raise _refusal("api_key_invalid", "the API key is not valid")
         self._attempts.succeeded(address)
-        self._operators.add(sid)
+        self._operators[sid] = None
         await self.enter_room(sid, OPERATORS)
         logger.info("an operator connected to the control room", extra={"event": "control"})
+        self._start_pushing()
+        return True
+
+    async def _operator_session(self, token: Any) -> str:
+        """The session an operator token is for (its signature, room and role checked)."""
+        catalog = self._catalog
+        assert catalog is not None
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+            raise _refusal("token_invalid", "the operator link is not valid")
+        try:
+            claims = catalog.signer.verify(token)
+            # Removed, ended, re-created sessions refuse it as they refuse a join link.
+            room = await catalog.check_token(claims, for_session=False)
+        except RoomError as exc:
+            raise _refusal(exc.code, exc.message) from exc
+        if claims.invitee.role is not Role.OPERATOR:
+            raise _refusal("not_an_operator", "this link is not an operator's (role operator)")
+        return room.id
+
+    def _start_pushing(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._push(), name="control-room")
-        return True
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
         """Forget the operator; the snapshots stop when the last one leaves."""
-        self._operators.discard(sid)
+        self._operators.pop(sid, None)
 
     # --- actions --------------------------------------------------------------------
 
@@ -207,6 +246,9 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             action = schema.model_validate(data)
         except ValidationError as exc:
             return acks.error("invalid_payload", str(exc.errors()[0]["msg"]))
+        scope = self._operators.get(sid)
+        if scope is not None and action.room != scope:
+            return acks.error("not_your_session", "this operator link is for another session")
         catalog = self._catalog
         assert catalog is not None
         if await catalog.leases.holder(action.room) is None:
@@ -232,20 +274,29 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _push(self) -> None:
         while self._operators:
             started = time.monotonic()
-            try:
-                snapshot = await self.snapshot()
-            except Exception as exc:  # Redis away, a node shutting down: try again next time
-                logger.warning("control room snapshot failed: %s", exc)
-            else:
-                await self.emit("control_snapshot", snapshot, room=OPERATORS)
+            # One snapshot for the admin key's operators, one per session with operators
+            # of its own (built for that session only).
+            for scope in set(self._operators.values()):
+                try:
+                    snapshot = await self.snapshot(only=scope)
+                except Exception as exc:  # Redis away, a node shutting down: try next time
+                    logger.warning("control room snapshot failed: %s", exc)
+                    continue
+                feed = OPERATORS if scope is None else SESSION_OPERATORS + scope
+                await self.emit("control_snapshot", snapshot, room=feed)
             await asyncio.sleep(max(0.1, self.interval - (time.monotonic() - started)))
 
-    async def snapshot(self) -> dict[str, Any]:
-        """Every live session with its media, the nodes' load and the alerts."""
+    async def snapshot(self, only: str | None = None) -> dict[str, Any]:
+        """Every live session with its media, the nodes' load and the alerts; `only`:
+        that session alone, without the nodes (what an operator token may see)."""
         catalog, router = self._catalog, self._router
         if catalog is None or router is None:
             return {"at": time.time(), "rooms": [], "nodes": [], "alerts": []}
-        rooms = await catalog.store.list_rooms(limit=MAX_ROOMS)
+        if only is None:
+            rooms = await catalog.store.list_rooms(limit=MAX_ROOMS)
+        else:
+            room = await catalog.store.get_room(only)
+            rooms = [room] if room is not None else []
         owners = await catalog.leases.holders([r.id for r in rooms])
         live = [r for r in rooms if owners.get(r.id)]
         answers = await asyncio.gather(
@@ -280,7 +331,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             else:
                 entry["unavailable"] = ack["error"]["code"]
             shown.append(entry)
-        node_list = list(nodes.values())
+        node_list = list(nodes.values()) if only is None else []
         prechecks = await self._prechecks(rooms)
         return {
             "at": time.time(),
@@ -309,8 +360,15 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def push_precheck(self, room_id: str, entry: dict[str, Any]) -> None:
         """A check just ended on this node: show it to this node's operators at once."""
-        if self._operators:
+        scopes = set(self._operators.values())
+        if None in scopes:
             await self.emit("precheck_result", {"room": room_id, "check": entry}, room=OPERATORS)
+        if room_id in scopes:
+            await self.emit(
+                "precheck_result",
+                {"room": room_id, "check": entry},
+                room=SESSION_OPERATORS + room_id,
+            )
 
     def alerts(
         self,

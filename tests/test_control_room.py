@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 import socketio
 
+from signaling.client import RoomClient, SignalingError
 from signaling.control import ControlNamespace
 from tests.cluster_kit import cluster
 from tests.conftest import free_port
@@ -303,3 +304,64 @@ async def test_an_operator_stays_connected_past_the_join_timeout(
             assert operator.client.connected
         finally:
             await operator.client.disconnect()
+
+
+async def test_an_operator_link_sees_and_acts_on_its_own_session_only(
+    fast_server: ServerHandle,
+) -> None:
+    server = fast_server
+    mine = (await server.create_room())["id"]
+    other = (await server.create_room())["id"]
+    member = SessionPeer(server.base_url, await server.token(mine, "m1", "member", "zhuzhou"), 1)
+    elsewhere = SessionPeer(
+        server.base_url, await server.token(other, "m2", "member", "zhuzhou"), 2
+    )
+    body = {"identity": "ops", "name": "技术保障", "role": "operator", "venue": "hunan"}
+    status, issued = await server.request("POST", f"/api/rooms/{mine}/tokens", body)
+    assert status == 201, issued
+    # The organizer hands the session's technical staff a link to its control room.
+    assert "/control?token=" in issued["url"]
+    operator = admin = None
+    try:
+        await member.join()
+        await member.publish()
+        await elsewhere.join()
+        operator = await connect_operator(server.base_url, {"token": issued["token"]})
+        admin = await connect_operator(server.base_url, {"key": server.api_key})
+        await eventually(
+            lambda: admin is not None and bool(admin.room(mine)) and bool(admin.room(other)),
+            "the admin key's control room shows both sessions",
+            within=20,
+        )
+        await eventually(
+            lambda: operator is not None and operator.shows(mine, "m1", _publishing),
+            "the operator sees its session's venue",
+            within=20,
+        )
+        # Only its own session, and not the deployment's nodes.
+        assert {r["id"] for s in operator.snapshots for r in s["rooms"]} == {mine}
+        assert all(s["nodes"] == [] for s in operator.snapshots)
+
+        ack = await operator.call("reconnect_participant", {"room": mine, "identity": "m1"})
+        assert ack == {"ok": True}, ack
+        await member.wait_for(lambda: member.media_restarts == 1)
+        refused = await operator.call("reconnect_participant", {"room": other, "identity": "m2"})
+        assert refused["error"]["code"] == "not_your_session", refused
+        assert elsewhere.media_restarts == 0
+
+        # The operator is staff, not a participant: not on the roster, cannot join.
+        status, detail = await server.request("GET", f"/api/rooms/{mine}")
+        assert status == 200 and "ops" not in {i["identity"] for i in detail["roster"]}
+        with pytest.raises(SignalingError) as joined:
+            await RoomClient(server.base_url, issued["token"]).connect()
+        assert joined.value.code == "operator_token"
+        # Nor does a participant's link open the control room.
+        member_token = await server.token(mine, "m3", "member", "shifeng")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await connect_operator(server.base_url, {"token": member_token})
+    finally:
+        for watcher in (operator, admin):
+            if watcher is not None:
+                await watcher.client.disconnect()
+        await member.close()
+        await elsewhere.close()

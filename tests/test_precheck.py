@@ -200,12 +200,16 @@ async def test_a_token_stores_results_for_its_own_room_only(
     assert (await results.identity(room_b, "m1"))["legs"]["direct"]["connected"] is True
 
 
-async def test_a_viewer_token_has_no_connection_to_check(server: ServerHandle) -> None:
+async def test_viewer_and_operator_tokens_have_no_connection_to_check(server: ServerHandle) -> None:
     # A viewer watches the HLS broadcast; its token opens no WebRTC path, so no probe.
     room_id = (await server.create_room(broadcast="token"))["id"]
     viewer = await server.token(room_id, "v1", "viewer", "zhuzhou")
     status, body = await _post_probe(server, viewer, "direct", await _silent_offer())
     assert (status, body["error"]["code"]) == (403, "viewer_token"), body
+    # Nor does an operator's (the session's technical staff watch it from the control room).
+    operator = await server.token(room_id, "ops", "operator", "hunan")
+    status, body = await _post_probe(server, operator, "direct", await _silent_offer())
+    assert (status, body["error"]["code"]) == (403, "operator_token"), body
     assert server.app[appkeys.PRECHECK].running == 0
 
 

@@ -177,6 +177,9 @@ async def issue_token(request: web.Request) -> web.Response:
     if invitee.role is Role.VIEWER:
         # A viewer's link opens the live broadcast page, not the session.
         url = f"{settings.base_url}/live/{claims.room}?token={token}"
+    elif invitee.role is Role.OPERATOR:
+        # An operator's link opens this session's control room.
+        url = f"{settings.base_url}/control?token={token}"
     return _json(TokenResponse(token=token, url=url, expires_at=claims.expires_at), 201)
 
 

@@ -27,8 +27,8 @@ from server.precheck.offer import MAX_OFFER_BYTES
 from server.precheck.results import PrecheckResults
 from server.precheck.service import PrecheckService
 from server.ratelimit import BucketMap
-from server.rooms.errors import Forbidden, InvalidRequest, RateLimited
-from server.rooms.models import Role, Room, Strict
+from server.rooms.errors import InvalidRequest, RateLimited
+from server.rooms.models import Room, Strict
 from server.rooms.tokens import MAX_TOKEN_LENGTH, JoinClaims
 from server.turn_credentials import ice_servers
 
@@ -83,9 +83,6 @@ async def _verified(request: web.Request, token: str) -> tuple[JoinClaims, Room]
     catalog = request.app[appkeys.CATALOG]
     claims = catalog.signer.verify(token)
     room = await catalog.check_token(claims)
-    if claims.invitee.role is Role.VIEWER:
-        # A viewer watches the HLS broadcast: there is no WebRTC path of theirs to check.
-        raise Forbidden("viewer_token", "a viewer token opens the live broadcast, not the session")
     return claims, room
 
 

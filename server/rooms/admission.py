@@ -13,16 +13,25 @@ from server.rooms.errors import Conflict, Forbidden, Unauthorized
 from server.rooms.models import Invitee, LiveState, Participant, Role, Room
 
 
-def check_token_room(room: Room, incarnation: str, invitee: Invitee) -> None:
+def check_token_room(
+    room: Room, incarnation: str, invitee: Invitee, *, for_session: bool = True
+) -> None:
     """Refuse a token of another incarnation of this room id, or naming a missing venue;
-    and a viewer token, which opens the live broadcast but never the session itself."""
+    and, `for_session`, a viewer token (it opens the live broadcast) or an operator token
+    (it opens the session's control room), which never enter the session itself."""
     if incarnation != room.incarnation:
         # The room was deleted and its id reused: every old link is void.
         raise Unauthorized("token_invalid", "this link belongs to an earlier session")
     if room.venue(invitee.venue) is None:
         raise Unauthorized("token_invalid", "the token names a venue this session does not have")
+    if not for_session:
+        return
     if invitee.role is Role.VIEWER:
         raise Forbidden("viewer_token", "a viewer token opens the live broadcast, not the session")
+    if invitee.role is Role.OPERATOR:
+        raise Forbidden(
+            "operator_token", "an operator token opens the control room, not the session"
+        )
 
 
 def check_not_excluded(live: LiveState, invitee: Invitee, banned: Collection[str]) -> None:

@@ -83,6 +83,9 @@ class Role(enum.StrEnum):
     OBSERVER = "observer"
     #: Watches the live broadcast (HLS) of a `token` broadcast; never joins the session.
     VIEWER = "viewer"
+    #: Technical staff (会控) of this one session: its control room (media of every venue,
+    #: alerts, reconnect, spotlight, venue quality), not the session itself.
+    OPERATOR = "operator"
 
     @property
     def can_request_floor(self) -> bool:

@@ -18,6 +18,8 @@ const VENUE_PRESETS = {
 };
 
 let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
+// An operator link of one session (`/control?token=…`, role operator) instead of the key.
+const operatorToken = new URLSearchParams(location.search).get("token") || "";
 let socket = null;
 let last = null;
 
@@ -34,7 +36,8 @@ document.getElementById("key-form").addEventListener("submit", (e) => {
   else sessionStorage.removeItem(KEY_STORAGE);
   connect();
 });
-if (apiKey) connect();
+if (operatorToken) document.getElementById("key-form").hidden = true;
+if (apiKey || operatorToken) connect();
 
 function setStatus(state) {
   document.body.dataset.feed = state;
@@ -55,10 +58,10 @@ function showError(err) {
 function connect() {
   if (socket) socket.disconnect();
   showError(null);
-  if (!apiKey) return;
+  if (!apiKey && !operatorToken) return;
   setStatus("connecting");
   socket = io(`${location.origin}/control`, {
-    auth: { key: apiKey },
+    auth: operatorToken ? { token: operatorToken } : { key: apiKey },
     transports: ["websocket"],
     reconnectionDelay: 1000,
     reconnectionDelayMax: 5000,

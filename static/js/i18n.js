@@ -650,6 +650,9 @@ const STRINGS = {
     "ctl.venue_capped_send": "上行 ≤ {kbps} kb/s",
     "error.venue_not_found": "该会议没有这个会场。",
     "error.room_not_live": "该会议当前未在进行。",
+    "error.not_an_operator": "此链接不是会控人员的链接。",
+    "error.operator_token": "会控链接只能打开本场会议的会控页面，不能进入会议。",
+    "error.not_your_session": "此会控链接只适用于另一场会议。",
     // The stage (连线): an observer brought on stage by the host (stage.js).
     "stage.invite": "邀请连线",
     "stage.end": "结束连线",
@@ -1339,6 +1342,9 @@ const STRINGS = {
     "ctl.venue_capped_send": "upload ≤ {kbps} kb/s",
     "error.venue_not_found": "This session has no such venue.",
     "error.room_not_live": "This session is not running.",
+    "error.not_an_operator": "This link is not an operator's.",
+    "error.operator_token": "An operator link opens this session's control room, not the session.",
+    "error.not_your_session": "This operator link is for another session.",
     // The stage (连线): an observer brought on stage by the host (stage.js).
     "stage.invite": "Invite on stage",
     "stage.end": "End connection",

@@ -128,3 +128,14 @@ async def _watch_and_reconnect(
     await expect(venue_row).to_have_attribute("data-cap", "full")
     await expect(notice).to_be_hidden(timeout=20_000)
     await expect(notice).to_have_attribute("data-capped", "false")
+
+    # The session's own technical staff open its control room from an operator link
+    # (no admin key): this session's venues, live, and no key form.
+    body = {"identity": "ops", "name": "技术保障", "role": "operator", "venue": "hunan"}
+    status, issued = await server.request("POST", f"/api/rooms/{room.room_id}/tokens", body)
+    assert status == 201, issued
+    staff = await pages.new_page()
+    await staff.goto(issued["url"])
+    await expect(staff.locator("body")).to_have_attribute("data-feed", "live")
+    await expect(staff.locator("#key-form")).to_be_hidden()
+    await expect(staff.locator(f'{card} tr[data-identity="m1"]')).to_be_visible(timeout=20_000)
