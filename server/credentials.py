@@ -15,13 +15,25 @@ API_KEY_FILE = "api-key"
 TOKEN_SECRET_FILE = "token-secret"
 
 
+def new_secret(nbytes: int) -> str:
+    """A random URL-safe secret of `nbytes` bytes that does not start with "-".
+
+    A leading dash makes a command line read the key as an option (`yitang room
+    create --api-key -Xy…` fails), one key in 64 otherwise.
+    """
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if not value.startswith("-"):
+            return value
+
+
 def _read_or_create(path: Path, make: int) -> str:
     if path.exists():
         value = path.read_text().strip()
         if value:
             return value
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(make)
+    value = new_secret(make)
     # O_EXCL: two nodes starting together on one data directory agree on one value.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server import credentials
 from tests.helpers import ServerHandle
 from tests.processes import REPO
 
@@ -107,3 +108,14 @@ async def test_wrong_api_key_is_reported(server: ServerHandle) -> None:
     code, _, err = await _yitang("room", "list", "--server", server.base_url, "--api-key", "wrong")
     assert code == 1
     assert "401 api_key_invalid" in err
+
+
+def test_a_generated_api_key_never_looks_like_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One URL-safe key in 64 starts with "-", and `--api-key -Xy…` is then read as an
+    # option: the key a node generates must work on the command line.
+    drawn = iter(["-leading-dash", "Ok_key-with-dash-inside"])
+    monkeypatch.setattr(credentials.secrets, "token_urlsafe", lambda nbytes: next(drawn))
+    assert credentials.load_api_key(tmp_path, None) == "Ok_key-with-dash-inside"
+    assert (tmp_path / credentials.API_KEY_FILE).read_text().strip() == "Ok_key-with-dash-inside"
