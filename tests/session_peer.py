@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,8 @@ class SessionPeer:
         self.audio = ToneAudioTrack(amplitude)
         self.publish_pc: RTCPeerConnection | None = None
         self.subscribe_pc: RTCPeerConnection | None = None
+        #: The DTLS fingerprint of the server's side of the subscribe connection.
+        self._subscribe_fingerprint: str | None = None
         self.received: list[Received] = []
         self.mids: dict[str, str] = {}
         self.subscribe_connected_at: float | None = None
@@ -99,6 +102,14 @@ class SessionPeer:
     async def _on_subscriber_offer(self, payload: dict[str, Any]) -> None:
         for track in payload["tracks"]:
             self.mids[track["mid"]] = track["identity"]
+        fingerprint = _fingerprint(payload["sdp"])
+        if self.subscribe_pc is not None and fingerprint != self._subscribe_fingerprint:
+            # Like the browser: another fingerprint is a fresh server connection (ours was
+            # replaced, e.g. as a new owner took the session over): answer on a new one.
+            pc, self.subscribe_pc = self.subscribe_pc, None
+            with contextlib.suppress(Exception):
+                await pc.close()
+        self._subscribe_fingerprint = fingerprint
         if self.subscribe_pc is None:
             pc = self.subscribe_pc = RTCPeerConnection(client_configuration())
             pc.on("track", self._on_track)
@@ -199,3 +210,9 @@ class SessionPeer:
             if pc is not None:
                 with contextlib.suppress(Exception):
                     await pc.close()
+
+
+def _fingerprint(sdp: str) -> str | None:
+    """The DTLS fingerprint an SDP names (one per connection)."""
+    match = re.search(r"^a=fingerprint:(.+)$", sdp, re.MULTILINE)
+    return match.group(1).strip() if match else None
