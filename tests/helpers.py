@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import inspect
 import ipaddress
+import os
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from server import appkeys
@@ -41,6 +44,20 @@ ROOM_SPEC: dict[str, Any] = {
         {"title": "协商发言", "planned_speakers": ["m2", "m3"]},
     ],
 }
+
+
+def require_tool(command: str, provisioned_by: str) -> str:
+    """The path of an external program a test needs (ffmpeg, soffice…).
+
+    `scripts/test` provisions every such program, so under CI a missing one fails the
+    test; elsewhere (a developer running one module) it skips, naming the script."""
+    path = shutil.which(command)
+    if path is not None:
+        return path
+    message = f"{command} is not installed: {provisioned_by} installs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @dataclass

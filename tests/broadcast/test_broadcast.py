@@ -9,7 +9,6 @@ follows the floor, the host can pause and resume, access follows the room's
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from server.broadcast.http import BROADCASTS
 from signaling.client import RoomClient, SignalingError
-from tests.helpers import ServerHandle, eventually
+from tests.helpers import ServerHandle, eventually, require_tool
 from tests.session_peer import SessionPeer
 
 
@@ -134,9 +133,7 @@ def _decodes_with_ffmpeg(files: list[Path]) -> None:
         audio = container.streams.audio[0]
         assert (video.codec_context.name, video.width, video.height) == ("h264", 1280, 720)
         assert audio.codec_context.name == "aac"
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        pytest.skip("ffmpeg is not installed (scripts/ensure-ffmpeg installs it)")
+    ffmpeg = require_tool("ffmpeg", "scripts/ensure-ffmpeg")
     concat = "concat:" + "|".join(str(path) for path in files)
     result = subprocess.run(
         [ffmpeg, "-nostdin", "-v", "error", "-i", concat, "-f", "null", "-"],

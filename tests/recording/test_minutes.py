@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from docx.oxml.ns import qn
 
-from tests.helpers import ServerHandle
+from tests.helpers import ServerHandle, require_tool
 from tests.recording.recording_kit import recording_server
 from tests.recording.session_scenario import CHAT_M1, CHAT_M2, run_recorded_session
 
@@ -142,10 +141,7 @@ async def test_minutes_draft_as_docx_and_markdown(server: ServerHandle, tmp_path
         status, _, body = await download(server, f"{base}?format={bad}")
         assert status == 422, body
 
-    if shutil.which("soffice") is None:
-        # CI provisions it (scripts/ensure-libreoffice): there a missing soffice is a failure.
-        assert not os.environ.get("CI"), "soffice missing: scripts/ensure-libreoffice failed"
-        pytest.skip("LibreOffice (libreoffice-writer-nogui) is not installed: no PDF check")
+    require_tool("soffice", "scripts/ensure-libreoffice")
     path = tmp_path / "minutes.docx"
     status, _, body = await download(server, f"{base}?format=docx")
     path.write_bytes(body)
