@@ -21,17 +21,54 @@ from tests.session_peer import SessionPeer
 RECOVERY_SECONDS = 20.0
 
 
-def _sees_and_hears_everyone(peer: SessionPeer, others: list[str], frames: int = 10) -> bool:
+#: Received frames per (receiver, sender, kind), counting ended tracks too.
+FrameCounts = dict[tuple[str, str, str], int]
+
+
+def _frames_so_far(peers: dict[str, SessionPeer]) -> FrameCounts:
+    """Every frame each peer has decoded from each other, over all its tracks, ended or not.
+
+    Taken just after a node went away, it is the baseline that only media set up after
+    that can raise: the old connections' tracks may stay "live" (no consent check has
+    failed yet) but get no more frames."""
+    return {
+        (identity, r.identity, r.kind): sum(
+            x.frames for x in peer.received if x.identity == r.identity and x.kind == r.kind
+        )
+        for identity, peer in peers.items()
+        for r in peer.received
+    }
+
+
+def _sees_and_hears_everyone(
+    peer: SessionPeer, identity: str, others: list[str], since: FrameCounts, frames: int = 20
+) -> bool:
+    def received(other: str, kind: str) -> int:
+        total = sum(r.frames for r in peer.received if r.identity == other and r.kind == kind)
+        return total - since.get((identity, other, kind), 0)
+
     return all(
-        peer.frames_from(other, "video") >= frames and peer.frames_from(other, "audio") >= frames
+        peer.frames_from(other, "video") > 0
+        and peer.frames_from(other, "audio") > 0
+        and received(other, "video") >= frames
+        and received(other, "audio") >= frames
         for other in others
     )
 
 
-async def _media_everywhere(peers: dict[str, SessionPeer], within: float) -> None:
+async def _media_everywhere(
+    peers: dict[str, SessionPeer], within: float, since: FrameCounts | None = None
+) -> None:
+    """Wait until every peer decodes video and audio from every other: at least 20 frames
+    of each on live tracks, and (with `since`, a `_frames_so_far` baseline) 20 frames
+    more than then, so media from before a failure does not count."""
+
     async def each(identity: str, peer: SessionPeer) -> None:
         others = [other for other in peers if other != identity]
-        await peer.wait_for(lambda: _sees_and_hears_everyone(peer, others), timeout=within)
+        await peer.wait_for(
+            lambda: _sees_and_hears_everyone(peer, identity, others, since or {}),
+            timeout=within,
+        )
 
     try:
         await asyncio.gather(*(each(identity, peer) for identity, peer in peers.items()))
@@ -144,6 +181,7 @@ async def test_killing_a_rooms_owner_brings_everyone_back_with_media(tmp_path: P
             before = {identity: peer.media_restarts for identity, peer in peers.items()}
             killed_at = time.monotonic()
             await a.kill()
+            since = _frames_so_far(peers)
             await asyncio.gather(
                 *(
                     peer.wait_for(
@@ -153,7 +191,9 @@ async def test_killing_a_rooms_owner_brings_everyone_back_with_media(tmp_path: P
                     for identity, peer in peers.items()
                 )
             )
-            await _media_everywhere(peers, within=RECOVERY_SECONDS - (time.monotonic() - killed_at))
+            await _media_everywhere(
+                peers, within=RECOVERY_SECONDS - (time.monotonic() - killed_at), since=since
+            )
             elapsed = time.monotonic() - killed_at
             print(f"everyone back with media {elapsed:.1f} s after the owner was killed")
             assert elapsed <= RECOVERY_SECONDS
@@ -175,10 +215,11 @@ async def test_sigterm_hands_rooms_over_and_the_node_exits_promptly(tmp_path: Pa
             await _media_everywhere(peers, within=30)
             drained_at = time.monotonic()
             assert await a.stop() == 0
+            since = _frames_so_far(peers)
             took = time.monotonic() - drained_at
             print(f"node drained and exited in {took:.1f} s")
             assert took < 15  # --drain-seconds 10, plus shutting down
-            await _media_everywhere(peers, within=RECOVERY_SECONDS)
+            await _media_everywhere(peers, within=RECOVERY_SECONDS, since=since)
             # Handed over, not gone: nobody saw anyone leave.
             left = [p for e, p in watcher.received if e == "participant_left"]
             assert left == []
@@ -209,6 +250,7 @@ async def test_a_recording_resumes_on_the_new_owner_and_the_gap_is_recorded(
             before = host.frames_from("m1", "video")
             await host.wait_for(lambda: host.frames_from("m1", "video") >= before + 90)
             await a.kill()
+            since = _frames_so_far(peers)
             # The member (on B) is told the recording goes on, in a new part, on the new owner.
             await member.wait_for(
                 lambda: any(
@@ -217,7 +259,7 @@ async def test_a_recording_resumes_on_the_new_owner_and_the_gap_is_recorded(
                 ),
                 timeout=RECOVERY_SECONDS,
             )
-            await _media_everywhere(peers, within=RECOVERY_SECONDS)
+            await _media_everywhere(peers, within=RECOVERY_SECONDS, since=since)
             assert host.signaling.live.recording and member.signaling.live.recording
             resumed = [p for e, p in member.signaling.received if e == "recording" and p["resumed"]]
             assert resumed and resumed[-1]["part"] == 2 and resumed[-1]["state"] == "recording"
