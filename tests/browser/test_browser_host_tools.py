@@ -106,8 +106,11 @@ async def test_queue_order_pin_and_rename(
     host = await pages.join(room.host, lang=lang)
     m1 = await pages.join(room.m1, lang=lang)
     m2 = await pages.join(room.m2, lang=lang)
-    await m1.locator("#hand-button").click()
-    await m2.locator("#hand-button").click()
+    # One after the other (the queue is in the order the server got the hands), each
+    # page showing its own hand raised once the server took it.
+    for member in (m1, m2):
+        await member.locator("#hand-button").click()
+        await expect(member.locator("#hand-button")).to_have_attribute("data-state", "raised")
     await open_tab(host, "queue")
     items = host.locator(".queue-item")
     await expect(items).to_have_count(2)
