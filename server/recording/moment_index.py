@@ -75,88 +75,77 @@ class MomentHits(BaseModel):
 
 def moments_of(record: SessionRecord) -> list[Moment]:
     """The searchable moments of a recording's record."""
-    recording_id = record.recording_id or ""
     titles = {item.index: item.title for item in record.speaking.items}
-    found: list[Moment] = []
-    for item in record.speaking.items:
-        if item.start is not None and item.offset is not None:
-            found.append(
-                Moment(
-                    recording_id=recording_id,
-                    kind="agenda",
-                    offset=item.offset,
-                    at=item.start,
-                    title=record.title,
-                    text=item.title,
-                    agenda_index=item.index,
-                    agenda_title=item.title,
-                )
-            )
-    for speech in record.speaking.speeches:
-        found.append(
-            Moment(
-                recording_id=recording_id,
-                kind="speech",
-                offset=speech.offset,
-                at=speech.start,
-                title=record.title,
-                identity=speech.identity,
-                name=speech.name,
-                text=f"{speech.name} {speech.venue_name}".strip(),
-                agenda_index=speech.agenda_index,
-                agenda_title=titles.get(speech.agenda_index),
-            )
+
+    def moment(
+        kind: MomentKind,
+        offset: float,
+        at: float,
+        text: str,
+        agenda_index: int | None,
+        identity: str | None = None,
+        name: str | None = None,
+    ) -> Moment:
+        return Moment(
+            recording_id=record.recording_id or "",
+            kind=kind,
+            offset=offset,
+            at=at,
+            title=record.title,
+            identity=identity,
+            name=name,
+            text=text,
+            agenda_index=agenda_index,
+            agenda_title=titles.get(agenda_index) if agenda_index is not None else None,
         )
-    for message in record.chat:
-        found.append(
-            Moment(
-                recording_id=recording_id,
-                kind="chat",
-                offset=message.offset,
-                at=message.at,
-                title=record.title,
-                identity=message.identity,
-                name=message.name,
-                text=message.text,
-                agenda_index=message.agenda_index,
-                agenda_title=titles.get(message.agenda_index),
-            )
+
+    def joined(*parts: str | None) -> str:
+        return " ".join(part for part in parts if part)
+
+    found = [
+        moment("agenda", item.offset, item.start, item.title, item.index)
+        for item in record.speaking.items
+        if item.start is not None and item.offset is not None
+    ]
+    found += [
+        moment(
+            "speech",
+            s.offset,
+            s.start,
+            f"{s.name} {s.venue_name}".strip(),
+            s.agenda_index,
+            s.identity,
+            s.name,
         )
-    for question in record.questions:
-        found.append(
-            Moment(
-                recording_id=recording_id,
-                kind="question",
-                offset=question.offset,
-                at=question.at,
-                title=record.title,
-                name=question.name,
-                text=" ".join(
-                    part for part in (question.text, question.district, question.answer) if part
-                ),
-                agenda_index=question.agenda_index,
-                agenda_title=titles.get(question.agenda_index),
-            )
+        for s in record.speaking.speeches
+    ]
+    found += [
+        moment("chat", m.offset, m.at, m.text, m.agenda_index, m.identity, m.name)
+        for m in record.chat
+    ]
+    found += [
+        moment(
+            "question",
+            q.offset,
+            q.at,
+            joined(q.text, q.district, q.answer),
+            q.agenda_index,
+            name=q.name,
         )
-    for suggestion in record.suggestions:
-        found.append(
-            Moment(
-                recording_id=recording_id,
-                kind="suggestion",
-                offset=suggestion.offset,
-                at=suggestion.at,
-                title=record.title,
-                identity=suggestion.identity,
-                name=suggestion.name,
-                text=" ".join(
-                    part
-                    for part in (suggestion.title, suggestion.body, suggestion.department)
-                    if part
-                ),
-                agenda_index=suggestion.agenda_index,
-                agenda_title=titles.get(suggestion.agenda_index),
-            )
+        for q in record.questions
+    ]
+    found += [
+        moment(
+            "suggestion",
+            s.offset,
+            s.at,
+            joined(s.title, s.body, s.department),
+            s.agenda_index,
+            s.identity,
+            s.name,
         )
+        for s in record.suggestions
+    ]
     return found
 
 
