@@ -195,6 +195,13 @@ class SessionPeer:
         """Frames decoded so far from `identity`'s live tracks of this kind."""
         return sum(r.frames for r in self.tracks_from(identity, kind))
 
+    def frames_ever(self, identity: str, kind: str) -> int:
+        """Frames decoded so far from `identity` of this kind over all its tracks, ended
+        ones included: it grows only with media that arrives, so a baseline taken when a
+        node goes away tells new media from the old connection's (whose tracks may stay
+        "live" until a consent check fails)."""
+        return sum(r.frames for r in self.received if r.identity == identity and r.kind == kind)
+
     async def wait_for(self, condition: Any, timeout: float = 15.0) -> None:
         """Wait until `condition()` holds (re-checked on every decoded frame and event)."""
         await self.signaling.wait_for(condition, timeout)

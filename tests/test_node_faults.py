@@ -26,17 +26,13 @@ FrameCounts = dict[tuple[str, str, str], int]
 
 
 def _frames_so_far(peers: dict[str, SessionPeer]) -> FrameCounts:
-    """Every frame each peer has decoded from each other, over all its tracks, ended or not.
-
-    Taken just after a node went away, it is the baseline that only media set up after
-    that can raise: the old connections' tracks may stay "live" (no consent check has
-    failed yet) but get no more frames."""
+    """Every frame each peer has decoded from each other (`SessionPeer.frames_ever`): taken
+    just after a node went away, a baseline that only media set up since can raise."""
     return {
-        (identity, r.identity, r.kind): sum(
-            x.frames for x in peer.received if x.identity == r.identity and x.kind == r.kind
-        )
+        (identity, other, kind): peer.frames_ever(other, kind)
         for identity, peer in peers.items()
-        for r in peer.received
+        for other in peers
+        for kind in ("audio", "video")
     }
 
 
@@ -44,8 +40,7 @@ def _sees_and_hears_everyone(
     peer: SessionPeer, identity: str, others: list[str], since: FrameCounts, frames: int = 20
 ) -> bool:
     def received(other: str, kind: str) -> int:
-        total = sum(r.frames for r in peer.received if r.identity == other and r.kind == kind)
-        return total - since.get((identity, other, kind), 0)
+        return peer.frames_ever(other, kind) - since.get((identity, other, kind), 0)
 
     return all(
         peer.frames_from(other, "video") > 0

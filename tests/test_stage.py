@@ -345,6 +345,7 @@ async def test_the_stage_survives_a_handover_to_another_node(tmp_path: Path) -> 
             await guest.publish()
             await host.wait_for(lambda: host.frames_from("o1", "video") >= 10, timeout=30)
             assert await a.stop() == 0  # drains: the room is handed over to B
+            since = host.frames_ever("o1", "video")
             detail = await c.detail(room_id, b)
             assert detail["live"]["stage"]["identity"] == "o1"
             assert detail["live"]["stage"]["status"] == "on_stage"
@@ -352,7 +353,13 @@ async def test_the_stage_survives_a_handover_to_another_node(tmp_path: Path) -> 
             roles = {p["identity"]: p["role"] for p in detail["participants"]}
             assert roles["o1"] == "guest"
             # The guest publishes again to the new owner (it still holds the floor).
-            await host.wait_for(lambda: host.frames_from("o1", "video") >= 10, timeout=30)
+            await host.wait_for(
+                lambda: (
+                    host.frames_ever("o1", "video") >= since + 10
+                    and host.frames_from("o1", "video") > 0
+                ),
+                timeout=30,
+            )
             await host.signaling.call("stage_end")
             await host.wait_for(lambda: not host.tracks_from("o1", "video"), timeout=15)
         finally:
