@@ -431,6 +431,12 @@ class MediaRoom:
         if participant is None:
             return
         pinned, tiles_visible = self._views.get(participant_id, (None, True))
+        # A pin of someone who sends no video (left, or a guest back to observer) shows the
+        # room's stage until their camera is back, whether or not the client unpins.
+        if pinned is not None and not any(
+            f.participant_id == pinned and f.kind == "video" for f in self._forwarders()
+        ):
+            pinned = None
         spotlight = self._spotlight if pinned is None else frozenset((pinned,))
         participant.subscribe.set_view(spotlight, tiles_visible)
 
@@ -450,6 +456,9 @@ class MediaRoom:
         for participant in self._participants.values():
             pid = participant.participant_id
             participant.subscribe.set_tracks(f for f in forwarders if f.participant_id != pid)
+        for receiver, (pinned, _) in self._views.items():
+            if pinned is not None:  # the pinned camera may have come or gone
+                self._apply_view(receiver)
         tracks = self.tracks()
         if tracks != self._last_tracks:
             self._last_tracks = tracks
