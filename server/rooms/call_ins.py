@@ -30,7 +30,7 @@ import secrets
 from typing import Literal
 
 from server.rooms import acks, call_in_queue, payloads, stage, stage_control
-from server.rooms.errors import Conflict, NotFound
+from server.rooms.errors import Conflict, InvalidRequest, NotFound
 from server.rooms.models import CALL_IN_OPEN, CallInRecord, Participant
 from server.rooms.owned_room import (
     ExpireStageInvite,
@@ -62,7 +62,7 @@ async def viewer_request(
     """Apply what a viewer's page asked for (the edge checked access, body and rate)."""
     if op == "ask":
         if body is None:
-            raise Conflict("invalid_request", "a request to speak needs its details")
+            raise InvalidRequest("invalid_request", "a request to speak needs its details")
         return await ask(room, viewer, body, handle_digest)
     if op == "status":
         return await status(room, handle_digest)
