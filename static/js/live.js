@@ -141,7 +141,7 @@ const callIn = {
 /** What the page shows for each state of its request (the open ones keep polling). */
 const CALL_IN_TEXT = {
   pending: "live.call_in_pending",
-  invited: "live.call_in_invited",
+  invited: null, // the invitation's own box says it
   accepted: "live.call_in_entering",
   on_stage: "live.call_in_entering",
   ended: "live.call_in_ended",
@@ -171,7 +171,7 @@ function renderCallIn(errorMessage = "") {
   callIn.invited.hidden = state !== "invited";
   callIn.cancel.hidden = !open || state === "invited" || state === "on_stage";
   document.body.dataset.callIn = state || "";
-  callIn.status.textContent = errorMessage || (state ? t(CALL_IN_TEXT[state]) : "");
+  callIn.status.textContent = errorMessage || (CALL_IN_TEXT[state] ? t(CALL_IN_TEXT[state]) : "");
   // Accepted, but back here before entering (the Back button): the way in again.
   const joinUrl = state === "accepted" ? sessionStorage.getItem(`${callInKey}.join`) : null;
   callIn.enter.hidden = !joinUrl;

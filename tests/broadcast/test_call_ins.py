@@ -11,6 +11,7 @@ dismissed handles, another room's handle, a full queue, a second open request.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import aiohttp
@@ -65,6 +66,13 @@ async def test_a_viewer_asks_is_invited_goes_on_stage_and_returns(server: Server
         assert status == 202, asked
         handle = asked["handle"]
         assert asked["status"] == "pending" and len(handle) >= 43
+        # The room's record (written behind, taken over by a successor) keeps the request
+        # with the handle's digest, never the handle.
+        owned = server.owned_room(rid)
+        assert owned is not None
+        record = owned.persisted().call_ins[0]
+        assert record.handle_digest == hashlib.sha256(handle.encode()).hexdigest()
+        assert handle not in owned.persisted().model_dump_json()
 
         # The request reaches the host (and co-hosts, moderators), nobody else.
         signaling = host.signaling

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from tests.browser.support import PageFactory, Person, enter, js
+from tests.browser.support import PageFactory, Person, enter, js, screenshot
 from tests.helpers import ROOM_SPEC, ApiHandle
 
 TEXT = {
@@ -54,11 +54,13 @@ async def test_a_viewer_asks_to_speak_goes_on_stage_and_returns(
     await expect(request).to_contain_text("想谈谈社区养老")
     invite = request.locator(".call-in-invite")
     await expect(invite).to_have_text(text["invite"])
+    await screenshot(host_page, f"call-in-host-{lang}")
     await invite.click()
     await expect(host_page.locator("#stage-host-line")).to_contain_text("王小明")
 
     # The viewer's page learns of it, the viewer accepts: the page enters the room.
     await expect(viewer.locator("#live-call-in-invited")).to_be_visible(timeout=10_000)
+    await screenshot(viewer, f"call-in-viewer-{lang}")
     await viewer.click("#live-call-in-accept")
     await viewer.wait_for_url("**/join?token=*&call_in=1")
     await expect(viewer.locator("#device-setup")).to_be_visible()
