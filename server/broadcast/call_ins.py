@@ -27,10 +27,9 @@ from server import appkeys
 from server.http.api import client_address, read_body
 from server.ratelimit import BucketMap
 from server.rooms import acks
-from server.rooms.call_ins import ViewerOp
 from server.rooms.errors import NotFound, RateLimited
 from server.rooms.models import Invitee, Role, Room
-from server.rooms.payloads import CallInAsk, CallInHandle
+from server.rooms.payloads import CallInAsk, CallInHandle, CallInOp
 
 from .access import LiveAccess
 from .questions import LOCATOR
@@ -60,7 +59,7 @@ def handle_digest(handle: str) -> str:
 async def _to_owner(
     request: web.Request,
     room: Room,
-    op: ViewerOp,
+    op: CallInOp,
     digest: str,
     viewer: str = "",
     ask: CallInAsk | None = None,
@@ -88,7 +87,7 @@ async def ask(request: web.Request, room: Room, viewer: str) -> web.Response:
 
 
 async def follow(
-    request: web.Request, room: Room, op: ViewerOp, access: LiveAccess
+    request: web.Request, room: Room, op: CallInOp, access: LiveAccess
 ) -> web.Response:
     """`status`, `accept` or `decline` of the request the body's handle names."""
     if not request.app[HANDLE_LIMITS].allow(client_address(request)):

@@ -26,9 +26,9 @@ from aiohttp import web
 
 from server import appkeys
 from server.http.pages import STATIC_DIR
-from server.rooms.call_ins import ViewerOp
 from server.rooms.errors import NotFound
 from server.rooms.models import Room
+from server.rooms.payloads import CallInOp
 
 from . import call_ins
 from .access import LiveAccess, Viewer
@@ -167,7 +167,7 @@ async def call_in_ask(request: web.Request) -> web.StreamResponse:
     return _finish(request, response, room, viewer)
 
 
-def _call_in_follow(op: ViewerOp) -> Handler:
+def _call_in_follow(op: CallInOp) -> Handler:
     async def follow(request: web.Request) -> web.StreamResponse:
         room, viewer = await _authorized(request)
         response = await call_ins.follow(request, room, op, request.app[LIVE_ACCESS])
@@ -185,7 +185,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/live/{room_id}/questions", question)
     call_ins.setup(app)
     app.router.add_post("/live/{room_id}/call-ins", call_in_ask)
-    follow_ops: tuple[ViewerOp, ...] = ("status", "accept", "decline")
+    follow_ops: tuple[CallInOp, ...] = ("status", "accept", "decline")
     for op in follow_ops:
         app.router.add_post(f"/live/{{room_id}}/call-ins/{op}", _call_in_follow(op))
     app.router.add_get("/live/{room_id}", live_page)

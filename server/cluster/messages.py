@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from server.rooms.models import Caller, Participant
-from server.rooms.payloads import VenueQuality
+from server.rooms.payloads import CallInOp, VenueQuality
 from server.rooms.server_events import DepartureReason
 
 
@@ -120,7 +120,7 @@ class CallInBusRequest(RequestBase):
     another node (its edge checked access, the body and the address's rate)."""
 
     kind: Literal["call_in"] = "call_in"
-    op: Literal["ask", "status", "accept", "decline"]
+    op: CallInOp
     #: Who asks (`ask`): the viewer token's subject, or the id of the client address.
     viewer: str = ""
     #: The SHA-256 (hex) of the request's handle.

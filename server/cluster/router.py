@@ -55,7 +55,7 @@ from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller, Participant
 from server.rooms.owned_room import OwnedRoom
-from server.rooms.payloads import CallInAsk, GalleryPost, Payload, VenueQuality
+from server.rooms.payloads import CallInAsk, CallInOp, GalleryPost, Payload, VenueQuality
 from server.rooms.server_events import DepartureReason
 from server.state.leases import RoomLeases
 from server.state.store import RedisStore
@@ -221,7 +221,7 @@ class RoomRouter:
     async def call_in(
         self,
         room_id: str,
-        op: call_ins.ViewerOp,
+        op: CallInOp,
         handle_digest: str,
         viewer: str = "",
         ask: CallInAsk | None = None,

@@ -27,7 +27,6 @@ viewer, `MAX_CALL_INS` kept (the oldest closed ones go first).
 from __future__ import annotations
 
 import secrets
-from typing import Literal
 
 from server.rooms import acks, call_in_queue, payloads, stage, stage_control
 from server.rooms.errors import Conflict, InvalidRequest, NotFound
@@ -48,13 +47,9 @@ MAX_CALL_INS = 200
 IDENTITY_PREFIX = "callin-"
 
 
-#: What a viewer's page may do with its request (through any node; see `viewer_request`).
-ViewerOp = Literal["ask", "status", "accept", "decline"]
-
-
 async def viewer_request(
     room: OwnedRoom,
-    op: ViewerOp,
+    op: payloads.CallInOp,
     handle_digest: str,
     viewer: str = "",
     body: payloads.CallInAsk | None = None,

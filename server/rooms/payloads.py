@@ -341,6 +341,8 @@ class StageEnd(Payload):
 # --- call-ins: broadcast viewers who ask to speak (see server.rooms.call_ins) ------------
 
 CallInId = Annotated[str, StringConstraints(pattern=r"^c[0-9]{1,9}$")]
+#: What a viewer's page does with its request: ask, then follow it by its handle.
+CallInOp = Literal["ask", "status", "accept", "decline"]
 
 
 class CallInAsk(Payload):
