@@ -307,3 +307,30 @@ async def test_token_broadcasts_and_the_edge_rate(server: ServerHandle) -> None:
         assert [c.by for c in owned.state.call_ins.values()] == ["v1"]
     finally:
         await host.close()
+
+
+async def test_an_invited_viewer_is_not_held_in_the_lobby_of_a_locked_session(
+    server: ServerHandle,
+) -> None:
+    rid = (await server.create_room(broadcast="public", lobby=True))["id"]
+    host = await server.client(rid, "host", "host", "hunan")
+    viewer: RoomClient | None = None
+    try:
+        await host.set_lock(True)
+        status, asked = await _post(server, rid, "", ASK, "127.0.4.1")
+        assert status == 202
+        await host.call("call_in_invite", {"id": asked["id"]})
+        status, accepted = await _post(
+            server, rid, "/accept", {"handle": asked["handle"]}, "127.0.4.1"
+        )
+        assert status == 200, accepted
+        # The host invited them: in at once (a snapshot, not the lobby), and on stage.
+        viewer = RoomClient(server.base_url, accepted["token"])
+        snapshot = await viewer.connect()
+        assert snapshot.you.identity == accepted["identity"]
+        assert (await viewer.call("stage_accept"))["participant"]["role"] == "guest"
+        assert host.snapshot is not None and host.snapshot.lobby == []
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await host.close()
