@@ -26,6 +26,8 @@ export class StageClient {
     this.callIn = callIn;
     /** The call-in seat this page took by itself (once per invitation). */
     this.autoAcceptedFor = null;
+    /** Whether this call-in page found its seat waiting when it joined (looked at once). */
+    this.callInChecked = false;
     this.store = store;
     this.media = media;
     this.run = run;
@@ -156,6 +158,15 @@ export class StageClient {
     this.declineButton.textContent = t("stage.decline");
     // A viewer who accepted on the broadcast page is not asked again: the page takes the seat.
     const callInSeat = Boolean(invited && seat.call_in && this.callIn);
+    if (this.callIn && !this.callInChecked) {
+      // The seat did not wait (withdrawn or lapsed): the camera the device check took goes.
+      this.callInChecked = true;
+      if (!invited && !onStage && store.you.role === "observer") {
+        this._dropDevices();
+        this.backToLive.hidden = false;
+        this.toasts.show(t("live.call_in_withdrawn"), { id: "stage-ended" });
+      }
+    }
     if (callInSeat && this.autoAcceptedFor !== seat.invite_id && !this.accepting) {
       this.autoAcceptedFor = seat.invite_id;
       this.accept();

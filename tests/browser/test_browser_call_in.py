@@ -59,7 +59,7 @@ async def test_a_viewer_asks_to_speak_goes_on_stage_and_returns(
     await expect(host_page.locator("#stage-host-line")).to_contain_text("王小明")
 
     # The viewer's page learns of it, the viewer accepts: the page enters the room.
-    await expect(viewer.locator("#live-call-in-invited")).to_be_visible(timeout=10_000)
+    await expect(viewer.locator("#live-call-in-invited")).to_be_visible(timeout=20_000)
     await screenshot(viewer, f"call-in-viewer-{lang}")
     await viewer.click("#live-call-in-accept")
     await viewer.wait_for_url("**/join?token=*&call_in=1")
@@ -95,3 +95,38 @@ async def test_a_viewer_asks_to_speak_goes_on_stage_and_returns(
     await expect(back).to_have_text(text["back"])
     await expect(back).to_have_attribute("href", f"/live/{room_id}")
     await expect(spotlight).not_to_have_attribute("data-identity", identity)
+
+
+async def test_a_withdrawn_invitation_lets_the_camera_go(
+    server: ApiHandle, pages: PageFactory
+) -> None:
+    """The host withdraws the invitation after the viewer accepted, before the page enters:
+    the page is an observer, not on stage, and lets go of the camera its device check took."""
+    status, room = await server.request("POST", "/api/rooms", {**ROOM_SPEC, "broadcast": "public"})
+    assert status == 201, room
+    room_id = room["id"]
+    token = await server.token(room_id, "host", "host", "hunan", "李主持")
+    host = Person("host", "李主持", "host", "hunan", "湖南省政协主会场", "provincial",
+                  f"{server.base_url}/join?token={token}")  # fmt: skip
+    host_page = await pages.join(host)
+    viewer = await pages.new_page()
+    await viewer.goto(f"{server.base_url}/live/{room_id}")
+    await viewer.fill("#live-call-in-name", "王小明")
+    await viewer.click("#live-call-in-send")
+    await host_page.locator("#call-in-queue .call-in-invite").click()
+    await expect(viewer.locator("#live-call-in-invited")).to_be_visible(timeout=20_000)
+    await viewer.click("#live-call-in-accept")
+    await viewer.wait_for_url("**/join?token=*&call_in=1")
+    await expect(viewer.locator("#device-setup")).to_be_visible()
+    withdraw = host_page.locator("#stage-end")
+    await expect(host_page.locator("#stage-host-line")).to_contain_text("王小明")
+    await withdraw.click()
+    await expect(host_page.locator("#stage-host-line")).to_be_hidden()
+
+    await enter(viewer)
+    await viewer.wait_for_function(
+        "() => window.yitang.store.you.role === 'observer' && !window.yitang.media.localStream"
+    )
+    await expect(viewer.locator("body")).to_have_attribute("data-stage", "")
+    await expect(viewer.locator("#stage-prompt")).to_be_hidden()
+    await expect(viewer.locator("#stage-back-live")).to_be_visible()
