@@ -26,6 +26,7 @@ from typing import Any
 import socketio
 
 from server.rooms.models import (
+    CallIn,
     GalleryItem,
     LiveState,
     NodeRef,
@@ -76,6 +77,8 @@ class RoomClient:
         self.gallery_on_screen: PublicGalleryItem | None = None
         #: The gallery's moderation queue by id (only for hosts, co-hosts and moderators).
         self.gallery_queue: dict[str, GalleryItem] = {}
+        #: Broadcast viewers' requests to speak by id (only for those who run the queues).
+        self.call_ins: dict[str, CallIn] = {}
         #: Every server event in arrival order, as (name, payload).
         self.received: list[tuple[str, Any]] = []
         #: Why the server ended this participation (`removed`, `replaced`, `session_ended`).
@@ -211,6 +214,7 @@ class RoomClient:
         self.gallery = {i.id: i for i in snapshot.gallery}
         self.gallery_on_screen = self.gallery.get(snapshot.gallery_on_screen or "")
         self.gallery_queue = {i.id: i for i in snapshot.gallery_queue}
+        self.call_ins = {c.id: c for c in snapshot.call_ins}
 
     async def close(self) -> None:
         """Leave the session on purpose, then disconnect (idempotent)."""
@@ -440,6 +444,9 @@ class RoomClient:
         elif event == "gallery_queue":
             queued = GalleryItem.model_validate(payload["item"])
             self.gallery_queue[queued.id] = queued
+        elif event == "call_in_queue":
+            call_in = CallIn.model_validate(payload["item"])
+            self.call_ins[call_in.id] = call_in
         elif event == "resync":
             self._apply_snapshot(Snapshot.model_validate(payload["snapshot"]), keep_history=True)
         elif event == "media_moved" and self.snapshot is not None:

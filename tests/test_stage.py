@@ -50,8 +50,9 @@ def test_the_seat_rules() -> None:
     with pytest.raises(Conflict) as nobody:
         stage.end(off)
     assert nobody.value.code == "not_on_stage"
-    assert stage.expire(invited, "other").stage is not None
-    assert stage.expire(invited, "i1").stage is None
+    assert stage.expire(invited, "other", late).stage is not None
+    assert stage.expire(invited, "i1", 2000.0).stage is not None  # not due yet
+    assert stage.expire(invited, "i1", late).stage is None
     assert stage.decline(invited, "o1", 2000.0).stage is None
 
 

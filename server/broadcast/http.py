@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +28,9 @@ from server import appkeys
 from server.http.pages import STATIC_DIR
 from server.rooms.errors import NotFound
 from server.rooms.models import Room
+from server.rooms.payloads import CallInOp
 
+from . import call_ins
 from .access import LiveAccess, Viewer
 from .questions import LOCATOR, post_question, poster_identity
 from .questions import setup as setup_questions
@@ -43,6 +46,8 @@ _RELAY = web.AppKey("live_relay", BroadcastRelay)
 #: must not read Redis for every segment request.
 ROOM_CACHE_SECONDS = 5.0
 _ROOM_CACHE = web.AppKey("live_room_cache", dict)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _ROOM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
 #: The worker's segment names: its start time (hex) and a number.
@@ -155,12 +160,34 @@ async def question(request: web.Request) -> web.StreamResponse:
     return _finish(request, response, room, viewer)
 
 
+async def call_in_ask(request: web.Request) -> web.StreamResponse:
+    """A viewer asks to speak (see `call_ins`)."""
+    room, viewer = await _authorized(request)
+    response = await call_ins.ask(request, room, poster_identity(room, request, viewer.identity))
+    return _finish(request, response, room, viewer)
+
+
+def _call_in_follow(op: CallInOp) -> Handler:
+    async def follow(request: web.Request) -> web.StreamResponse:
+        room, viewer = await _authorized(request)
+        response = await call_ins.follow(request, room, op, request.app[LIVE_ACCESS])
+        return _finish(request, response, room, viewer)
+
+    follow.__doc__ = f"A viewer's page: {op} its request to speak (see `call_ins`)."
+    return follow
+
+
 def add_routes(app: web.Application) -> None:
     """Register the /live routes."""
     app[_ROOM_CACHE] = {}
     app[_RELAY] = BroadcastRelay()
     setup_questions(app)
     app.router.add_post("/live/{room_id}/questions", question)
+    call_ins.setup(app)
+    app.router.add_post("/live/{room_id}/call-ins", call_in_ask)
+    follow_ops: tuple[CallInOp, ...] = ("status", "accept", "decline")
+    for op in follow_ops:
+        app.router.add_post(f"/live/{{room_id}}/call-ins/{op}", _call_in_follow(op))
     app.router.add_get("/live/{room_id}", live_page)
     app.router.add_get("/live/{room_id}/index.m3u8", playlist)
     app.router.add_get("/live/{room_id}/programme.json", programme)
@@ -231,6 +258,7 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    **call_ins.OPENAPI_PATHS,
     "/live/{room_id}/{segment}": _live_operation(
         "One MPEG-TS segment (immutable, named <start>-<n>.ts)", "video/mp2t", "The segment"
     ),

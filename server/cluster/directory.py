@@ -21,6 +21,7 @@ import server.log_context as log_context
 from server.cluster.media_stats import MediaStatsReader
 from server.cluster.messages import (
     AdminRequest,
+    CallInBusRequest,
     EventRequest,
     GalleryPostRequest,
     JoinRequest,
@@ -33,6 +34,7 @@ from server.cluster.messages import (
 from server.media import MediaNode
 from server.rooms import (
     acks,
+    call_ins,
     floor_control,
     gallery,
     media_control,
@@ -52,7 +54,7 @@ from server.rooms.commands import (
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller, Invitee, NodeRef, PersistedRoom
 from server.rooms.owned_room import OwnedRoom, OwnerSettings, SelfCommand
-from server.rooms.payloads import GalleryPost, VenueQuality
+from server.rooms.payloads import CallInAsk, GalleryPost, VenueQuality
 from server.rooms.ports import Recorder, RoomDelivery
 from server.rooms.room_state import SNAPSHOT_TIMELINE_LENGTH, RoomState
 from server.rooms.server_events import SessionEnded
@@ -289,6 +291,12 @@ class RoomDirectory:
             case GalleryPostRequest(poster=poster, post=post):
                 body = GalleryPost.model_validate(post)
                 return await actor.run(lambda r: gallery.post(r, poster, body), urgent=False)
+            case CallInBusRequest(op=op, viewer=viewer, handle_digest=digest, ask=ask):
+                details = CallInAsk.model_validate(ask) if ask is not None else None
+                return await actor.run(
+                    lambda r: call_ins.viewer_request(r, op, digest, viewer, details),
+                    urgent=False,
+                )
         return acks.error("unknown_request", "this node does not understand the request")
 
     async def join(self, actor: RoomActor, caller: Caller, incarnation: str) -> acks.Ack:

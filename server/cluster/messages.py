@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from server.rooms.models import Caller, Participant
-from server.rooms.payloads import VenueQuality
+from server.rooms.payloads import CallInOp, VenueQuality
 from server.rooms.server_events import DepartureReason
 
 
@@ -115,6 +115,20 @@ class GalleryPostRequest(RequestBase):
     post: dict[str, Any]
 
 
+class CallInBusRequest(RequestBase):
+    """A live broadcast's viewer asks to speak, or asks about that request, through
+    another node (its edge checked access, the body and the address's rate)."""
+
+    kind: Literal["call_in"] = "call_in"
+    op: CallInOp
+    #: Who asks (`ask`): the viewer token's subject, or the id of the client address.
+    viewer: str = ""
+    #: The SHA-256 (hex) of the request's handle.
+    handle_digest: str
+    #: The request (`ask`): a `CallInAsk`.
+    ask: dict[str, Any] | None = None
+
+
 Request = Annotated[
     JoinRequest
     | EventRequest
@@ -123,7 +137,8 @@ Request = Annotated[
     | PingRequest
     | AdminRequest
     | TakeRequest
-    | GalleryPostRequest,
+    | GalleryPostRequest
+    | CallInBusRequest,
     Field(discriminator="kind"),
 ]
 

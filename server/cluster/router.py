@@ -34,6 +34,7 @@ from server.cluster.messages import (
     AdminAction,
     AdminRequest,
     BusMessage,
+    CallInBusRequest,
     Envelope,
     EventRequest,
     GalleryPostRequest,
@@ -48,13 +49,13 @@ from server.cluster.messages import (
     TakeRequest,
 )
 from server.cluster.placement import Placement
-from server.rooms import acks, gallery
+from server.rooms import acks, call_ins, gallery
 from server.rooms.actor import RoomActor, RoomMoved
 from server.rooms.commands import ClientCommand, LeaveRoom, ReconcileNode
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller, Participant
 from server.rooms.owned_room import OwnedRoom
-from server.rooms.payloads import GalleryPost, Payload, VenueQuality
+from server.rooms.payloads import CallInAsk, CallInOp, GalleryPost, Payload, VenueQuality
 from server.rooms.server_events import DepartureReason
 from server.state.leases import RoomLeases
 from server.state.store import RedisStore
@@ -214,6 +215,36 @@ class RoomRouter:
             lambda rid: GalleryPostRequest(
                 id=rid, reply_to=self.node_id, room=room_id, poster=poster,
                 post=post.model_dump(mode="json"),
+            ),
+        )  # fmt: skip
+
+    async def call_in(
+        self,
+        room_id: str,
+        op: CallInOp,
+        handle_digest: str,
+        viewer: str = "",
+        ask: CallInAsk | None = None,
+    ) -> acks.Ack:
+        """A live broadcast's viewer asks to speak, or about that request (the owner
+        applies it; see `server.rooms.call_ins`)."""
+
+        async def local(actor: RoomActor) -> acks.Ack:
+            async def apply(owned: OwnedRoom) -> acks.Ack:
+                return await call_ins.viewer_request(owned, op, handle_digest, viewer, ask)
+
+            try:
+                return await actor.run(apply, urgent=False)
+            except RoomError as exc:
+                return acks.refusal(exc)
+
+        return await self._request(
+            room_id,
+            local,
+            lambda rid: CallInBusRequest(
+                id=rid, reply_to=self.node_id, room=room_id, op=op, viewer=viewer,
+                handle_digest=handle_digest,
+                ask=ask.model_dump(mode="json") if ask is not None else None,
             ),
         )  # fmt: skip
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from server.broadcast.http import OPENAPI_PATHS as LIVE_PATHS
 from server.http import api, precheck, recordings, session_records, suggestions
 from server.http.schemas import ErrorBody
-from server.rooms.payloads import GalleryPost
+from server.rooms.payloads import CallInAsk, GalleryPost
 
 ENDPOINTS = (
     *api.ENDPOINTS,
@@ -90,6 +90,7 @@ def build_openapi() -> dict[str, Any]:
     # The live broadcast (server/broadcast/http.py).
     paths.update(LIVE_PATHS)
     _ref(GalleryPost, components)
+    _ref(CallInAsk, components)
     paths["/api/openapi.json"] = {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
     }

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from server.rooms import (
     acks,
     broadcast_control,
+    call_ins,
     floor_control,
     gallery,
     lobby,
@@ -91,6 +92,9 @@ CLIENT_COMMANDS: dict[str, CommandSpec[Any]] = {
     "stage_accept": CommandSpec(payloads.StageAccept, stage_control.accept),
     "stage_decline": CommandSpec(payloads.StageDecline, stage_control.decline),
     "stage_end": CommandSpec(payloads.StageEnd, stage_control.end),
+    # Broadcast viewers who asked to speak: server.rooms.call_ins.
+    "call_in_invite": CommandSpec(payloads.CallInInvite, call_ins.invite),
+    "call_in_dismiss": CommandSpec(payloads.CallInDismiss, call_ins.dismiss),
     "video_view": CommandSpec(payloads.VideoView, media_control.video_view),
     # The live broadcast (server/broadcast/).
     "broadcast_pause": CommandSpec(payloads.BroadcastPause, broadcast_control.pause),

@@ -296,6 +296,9 @@ class StageSeat(Strict):
     expires_at: float
     #: The speaking time the host gave with the invitation (None: until the host ends it).
     time_limit_seconds: int | None = Field(default=None, ge=1, le=3600)
+    #: The call-in request this seat answers: a viewer of the broadcast who asked to speak
+    #: (see `server.rooms.call_ins`); None for an observer already in the room.
+    call_in: Annotated[str, StringConstraints(max_length=32)] | None = None
 
 
 SessionStatus = Literal["scheduled", "live", "ended"]
@@ -377,6 +380,63 @@ class GalleryItem(PublicGalleryItem):
         )
 
 
+# --- call-in requests (a broadcast viewer asks to speak; see server.rooms.call_ins) ------
+
+#: A viewer's few words on what they want to say.
+CallInNote = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=200),
+    AfterValidator(_no_control_chars),
+]
+#: `pending` (asked), `invited` (a host invited it; the seat is reserved), `accepted` (the
+#: viewer took the join credential), `on_stage`, then one of the closed states: `ended`
+#: (the connection ended), `declined` (by the viewer), `dismissed` (by a host), `expired`
+#: (the invitation lapsed), `withdrawn` (a host withdrew the invitation or it was never used).
+CallInStatus = Literal[
+    "pending",
+    "invited",
+    "accepted",
+    "on_stage",
+    "ended",
+    "declined",
+    "dismissed",
+    "expired",
+    "withdrawn",
+]
+#: The states in which a request is still under way (one per viewer at a time).
+CALL_IN_OPEN: frozenset[str] = frozenset({"pending", "invited", "accepted", "on_stage"})
+
+
+class CallIn(Strict):
+    """A broadcast viewer's request to speak, as hosts, co-hosts and moderators see it."""
+
+    id: Annotated[str, StringConstraints(max_length=32)]
+    name: DisplayName
+    district: DisplayName | None = None
+    note: CallInNote = ""
+    status: CallInStatus = "pending"
+    #: The fresh room identity the viewer joins under (set when a host invites it).
+    identity: Identity | None = None
+    #: Who invited or dismissed it.
+    handled_by: Identity | None = None
+    submitted_at: float
+    #: When the status last changed (ms since the epoch).
+    updated_at: float
+
+
+class CallInRecord(CallIn):
+    """A call-in request as the room's owner keeps it: with who asked and the digest of
+    the viewer's handle (the handle itself is never stored)."""
+
+    #: The viewer who asked (a viewer token's subject, or the id of a public client address).
+    by: Identity
+    handle_digest: Annotated[str, StringConstraints(min_length=64, max_length=64)]
+
+    def for_moderators(self) -> CallIn:
+        """The part hosts see (not who asked, not the handle)."""
+        return CallIn.model_validate(self.model_dump(include=set(CallIn.model_fields)))
+
+
 # --- micro-suggestions (微建议; see server.rooms.suggestions) -------------------------------
 
 #: The fixed categories of a member's suggestion (labels: `server.rooms.suggestions`).
@@ -455,6 +515,8 @@ class Snapshot(Strict):
     gallery_queue: list[GalleryItem] = Field(default_factory=list)
     #: Micro-suggestions: all of them for hosts, co-hosts and moderators; one's own otherwise.
     suggestions: list[Suggestion] = Field(default_factory=list)
+    #: Broadcast viewers' requests to speak (for hosts, co-hosts, moderators; else empty).
+    call_ins: list[CallIn] = Field(default_factory=list)
 
 
 class PersistedRoom(Strict):
@@ -486,4 +548,7 @@ class PersistedRoom(Strict):
     #: Members' micro-suggestions (bounded; see `server.rooms.suggestions`) and the next number.
     suggestions: list[Suggestion] = Field(default_factory=list, max_length=1000)
     suggestion_next: int = 1
+    #: Broadcast viewers' requests to speak (bounded; see `server.rooms.call_ins`).
+    call_ins: list[CallInRecord] = Field(default_factory=list, max_length=1000)
+    call_in_next: int = 1
     written_at: float = 0.0

@@ -264,6 +264,11 @@ class OwnedRoom:
             gallery_on_screen=self.state.gallery_on_screen,
             gallery_queue=list(self.state.gallery.values()) if you.role.runs_queues else [],
             suggestions=visible(self.state.suggestions.values(), you),
+            call_ins=(
+                [c.for_moderators() for c in self.state.call_ins.values()]
+                if you.role.runs_queues
+                else []
+            ),
         )
 
     def lobby_entries(self) -> list[LobbyEntry]:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from server.rooms.models import (
+    CallInNote,
     DisplayName,
     GalleryKind,
     GalleryText,
@@ -335,3 +336,38 @@ class StageDecline(Payload):
 
 class StageEnd(Payload):
     """End the connection (host, co-host, or the guest), or withdraw the invitation."""
+
+
+# --- call-ins: broadcast viewers who ask to speak (see server.rooms.call_ins) ------------
+
+CallInId = Annotated[str, StringConstraints(pattern=r"^c[0-9]{1,9}$")]
+#: What a viewer's page does with its request: ask, then follow it by its handle.
+CallInOp = Literal["ask", "status", "accept", "decline"]
+
+
+class CallInAsk(Payload):
+    """A broadcast viewer asks to speak (`POST /live/{room}/call-ins`): who they are, from
+    where, and a few words on what they want to say. Nothing here names a room or role."""
+
+    name: DisplayName
+    district: DisplayName | None = None
+    note: CallInNote = ""
+
+
+class CallInHandle(Payload):
+    """The viewer's page names its request by the handle it got when asking."""
+
+    handle: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{32,64}$")]
+
+
+class CallInInvite(Payload):
+    """Host or co-host: invite a viewer's request on stage (the seat is reserved for it)."""
+
+    id: CallInId
+    time_limit_seconds: TimeLimit | None = None
+
+
+class CallInDismiss(Payload):
+    """Host, co-host or moderator: turn a viewer's request down."""
+
+    id: CallInId

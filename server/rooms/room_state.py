@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from server.rooms.models import (
+    CallInRecord,
     GalleryItem,
     LiveState,
     Participant,
@@ -80,6 +81,9 @@ class RoomState:
     #: Members' micro-suggestions by id, in the order they were submitted.
     suggestions: dict[str, Suggestion] = field(default_factory=dict)
     suggestion_next: int = 1
+    #: Broadcast viewers' requests to speak (call-ins) by id, in the order they asked.
+    call_ins: dict[str, CallInRecord] = field(default_factory=dict)
+    call_in_next: int = 1
     clock: TimelineClock = field(default_factory=TimelineClock)
 
     def persisted(self, owner: str, handed_over: bool = False) -> PersistedRoom:
@@ -101,6 +105,8 @@ class RoomState:
             gallery_next=self.gallery_next,
             suggestions=list(self.suggestions.values()),
             suggestion_next=self.suggestion_next,
+            call_ins=list(self.call_ins.values()),
+            call_in_next=self.call_in_next,
             written_at=time.time(),
         )
 
@@ -128,5 +134,7 @@ class RoomState:
             gallery_next=persisted.gallery_next,
             suggestions={s.id: s for s in persisted.suggestions},
             suggestion_next=persisted.suggestion_next,
+            call_ins={c.id: c for c in persisted.call_ins},
+            call_in_next=persisted.call_in_next,
             clock=TimelineClock(timeline[-1].id if timeline else None),
         )

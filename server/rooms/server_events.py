@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from server.rooms.models import (
+    CallIn,
     GalleryItem,
     Identity,
     LobbyEntry,
@@ -177,6 +178,13 @@ class LobbyClosed(Strict):
 
     reason: Literal["denied", "timeout", "session_ended", "replaced"]
     by: str | None = None
+
+
+class CallInQueueChanged(Strict):
+    """`call_in_queue`: to hosts, co-hosts and moderators, a broadcast viewer's request to
+    speak, new or changed (see `server.rooms.call_ins`)."""
+
+    item: CallIn
 
 
 class GalleryQueueChanged(Strict):

@@ -22,6 +22,12 @@ from server.rooms.models import LiveState, Role, StageSeat
 
 #: How long an invitation waits for the observer's answer.
 INVITE_SECONDS = 60.0
+#: How long an invitation to a broadcast viewer (a call-in) waits: the viewer's page
+#: learns of it by polling, and they answer from the broadcast page.
+CALL_IN_INVITE_SECONDS = 120.0
+#: Once the viewer accepted, how long their page has to open the room (device check
+#: included) and take the seat.
+CALL_IN_JOIN_SECONDS = 120.0
 
 
 def may_publish(role: Role, holds_floor: bool) -> bool:
@@ -58,8 +64,10 @@ def invite(
     now: float,
     invite_id: str,
     time_limit_seconds: int | None = None,
+    call_in: str | None = None,
 ) -> LiveState:
-    """Invite `identity` on stage (the caller checked it is a present observer)."""
+    """Invite `identity` on stage (the caller checked it is a present observer, or it is
+    the fresh identity of a broadcast viewer's `call_in` request)."""
     _require_open(live)
     seat = live.stage
     if seat is not None and (seat.status == "on_stage" or pending_invite(live, now) is not None):
@@ -70,8 +78,9 @@ def invite(
         by=by,
         invite_id=invite_id,
         since=now,
-        expires_at=now + INVITE_SECONDS * 1000.0,
+        expires_at=now + (CALL_IN_INVITE_SECONDS if call_in else INVITE_SECONDS) * 1000.0,
         time_limit_seconds=time_limit_seconds,
+        call_in=call_in,
     )
     return live.model_copy(update={"stage": invitation})
 
@@ -95,12 +104,25 @@ def decline(live: LiveState, identity: str, now: float) -> LiveState:
     return live.model_copy(update={"stage": None})
 
 
-def expire(live: LiveState, invite_id: str) -> LiveState:
-    """An invitation's time ran out: free the seat, unless it was answered or replaced."""
+def expire(live: LiveState, invite_id: str, now: float) -> LiveState:
+    """An invitation's time ran out: free the seat, unless it was answered, replaced or
+    extended (a viewer who accepted a call-in has longer to take the seat)."""
     seat = live.stage
     if seat is None or seat.invite_id != invite_id or seat.status != "invited":
         return live
+    if seat.expires_at > now:
+        return live
     return live.model_copy(update={"stage": None})
+
+
+def extend(live: LiveState, call_in: str, now: float) -> LiveState:
+    """The viewer of `call_in` accepted on the broadcast page: the invitation waits
+    `CALL_IN_JOIN_SECONDS` more for them to enter the room and take the seat."""
+    seat = pending_invite(live, now)
+    if seat is None or seat.call_in != call_in:
+        raise Conflict("call_in_expired", "the invitation lapsed or was withdrawn")
+    extended = seat.model_copy(update={"expires_at": now + CALL_IN_JOIN_SECONDS * 1000.0})
+    return live.model_copy(update={"stage": extended})
 
 
 def end(live: LiveState) -> LiveState:

@@ -5,14 +5,15 @@ them through `OwnedRoom.change_live`, raise or return the participant's role in 
 room (never its token), and write the timeline: `stage_invited`,
 `stage_declined`, `stage_invite_expired`, `stage_invite_withdrawn`,
 `stage_started` (with a `floor_granted`, so the speaking record counts the guest)
-and `stage_ended` (with its reason: `ended`, `left`, `session_ended`).
+and `stage_ended` (with its reason: `ended`, `left`, `session_ended`). A seat held for a
+broadcast viewer's call-in (`server.rooms.call_ins`) settles that request as it goes.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from server.rooms import acks, payloads, stage
+from server.rooms import acks, call_in_queue, payloads, stage
 from server.rooms.errors import Conflict, Forbidden
 from server.rooms.lobby import who
 from server.rooms.models import LiveState, Participant, Role, StageSeat
@@ -50,6 +51,7 @@ async def accept(room: OwnedRoom, actor: Participant, _: payloads.StageAccept) -
     state, _changed = await room.change_live(
         lambda s: stage.accept(s, actor.identity, now, grant_id)
     )
+    await call_in_queue.seat_changed(room, seat, "on_stage")
     await room.timeline("stage_started", {**who(guest), "by": seat.by})
     await room.timeline(
         "floor_granted",
@@ -60,7 +62,10 @@ async def accept(room: OwnedRoom, actor: Participant, _: payloads.StageAccept) -
 
 async def decline(room: OwnedRoom, actor: Participant, _: payloads.StageDecline) -> acks.Ack:
     """The invited observer declines; the seat is free again."""
+    seat = room.live.stage
     state, _changed = await room.change_live(lambda s: stage.decline(s, actor.identity, now_ms()))
+    if seat is not None:
+        await call_in_queue.seat_changed(room, seat, "declined")
     await room.timeline("stage_declined", who(actor))
     return acks.ok(live=state)
 
@@ -72,15 +77,16 @@ async def end(room: OwnedRoom, actor: Participant, _: payloads.StageEnd) -> acks
         raise Conflict("not_on_stage", "nobody is on stage or invited")
     if seat.identity != actor.identity and not actor.role.moderates:
         raise Forbidden("host_only", "only a host, a co-host or the guest can end the connection")
-    state = await _finish(room, seat, by=actor.identity, reason="ended")
+    state = await finish(room, seat, by=actor.identity, reason="ended")
     return acks.ok(live=state)
 
 
 async def invite_expired(room: OwnedRoom, invite_id: str) -> None:
     """Nobody answered the invitation in time: the seat is free again."""
     seat = room.live.stage
-    _, changed = await room.change_live(lambda s: stage.expire(s, invite_id))
+    _, changed = await room.change_live(lambda s: stage.expire(s, invite_id, now_ms()))
     if changed and seat is not None:
+        await call_in_queue.seat_changed(room, seat, "expired")
         await room.timeline("stage_invite_expired", {"identity": seat.identity})
 
 
@@ -88,17 +94,17 @@ async def participant_gone(room: OwnedRoom, gone: Participant, reason: LeaveReas
     """Whoever leaves the session leaves the stage too (or their invitation lapses)."""
     seat = room.live.stage
     if seat is not None and seat.identity == gone.identity:
-        await _finish(room, seat, by=gone.identity, reason=reason, gone=gone)
+        await finish(room, seat, by=gone.identity, reason=reason, gone=gone)
 
 
 async def session_ending(room: OwnedRoom, by: str | None) -> None:
     """The session ends: so does the connection (the minutes show when)."""
     seat = room.live.stage
     if seat is not None:
-        await _finish(room, seat, by=by, reason="session_ended")
+        await finish(room, seat, by=by, reason="session_ended")
 
 
-async def _finish(
+async def finish(
     room: OwnedRoom,
     seat: StageSeat,
     *,
@@ -114,6 +120,7 @@ async def _finish(
         # The speaking record ends the guest's turn here, as for any revoked floor.
         await room.timeline("floor_revoked", {"identity": seat.identity, "by": by})
     participant = room.participants.get(seat.identity, gone)
+    await call_in_queue.seat_freed(room, seat)
     if seat.status == "invited":
         await room.timeline(
             "stage_invite_withdrawn", {"identity": seat.identity, "by": by, "reason": reason}

@@ -22,6 +22,10 @@ const STATS_INTERVAL_MS = 2000;
 const LOBBY_BATCH = 50;
 
 const token = new URLSearchParams(location.search).get("token");
+/** Opened from the live broadcast page after accepting a host's invitation (连线): the
+ * device check takes the camera and microphone, and the page takes the stage seat
+ * waiting for it (the server decides all that; this only shapes the page). */
+const callInPage = new URLSearchParams(location.search).get("call_in") === "1";
 const claims = token ? decodeJwtPayload(token) : null;
 const prefs = {
   autoUnmute: loadFlag("yitang.autoUnmute", true),
@@ -112,7 +116,7 @@ function setupPrejoin(info) {
     warning.textContent = t("prejoin.token_expired_local");
     warning.hidden = false;
   }
-  const canPublish = PUBLISHING_ROLES.has(claims?.role);
+  const canPublish = PUBLISHING_ROLES.has(claims?.role) || callInPage;
   document.body.dataset.role = claims?.role || "";
   if (!canPublish) {
     document.getElementById("observer-note").hidden = claims?.role !== "observer";
@@ -187,7 +191,9 @@ function enterRoom(stream) {
   const media = new MediaClient({ call: (event, payload) => conn.call(event, payload) });
   // Before the page's own "joined" handler publishes: new connections use the fresh servers.
   conn.on("joined", ({ iceServers, iceServersExpireAt }) => media.setIceServers(iceServers, iceServersExpireAt));
-  if (stream) media.setLocalStream(stream, { audioEnabled: !prefs.enterMicMuted, videoEnabled: !prefs.enterCamOff });
+  // One who comes to speak on stage enters with both on (it publishes only on stage).
+  if (stream && callInPage) media.setLocalStream(stream, { audioEnabled: true, videoEnabled: true });
+  else if (stream) media.setLocalStream(stream, { audioEnabled: !prefs.enterMicMuted, videoEnabled: !prefs.enterCamOff });
 
   // Quality per receiver: our link's notice, and whether our tiles are on screen.
   const qualityNotice = new QualityNotice(document.querySelector("#room .stage-area"));
@@ -459,7 +465,7 @@ function enterRoom(stream) {
   };
 
   // The stage (连线): the invited observer's prompt, a guest's publishing, the host's buttons.
-  const stage = new StageClient({ store, media, run, toasts, onChange: () => view?.schedule() });
+  const stage = new StageClient({ store, media, run, toasts, callIn: callInPage, onChange: () => view?.schedule() });
   actions.host.stage = stage;
 
   view = new RoomView({ store, media, actions, prefs });

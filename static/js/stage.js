@@ -7,6 +7,12 @@
 // own and drops its publish connection when the floor goes). When the connection ends the
 // page stops its devices and is an observer again. Hosts and co-hosts get the invite and
 // end buttons (host-console.js asks `stageButton` here) and a line saying who is on stage.
+//
+// Call-ins (连线申请): viewers of the live broadcast who asked to speak wait in a list for
+// hosts, co-hosts and moderators (`call_in_queue`); a host invites one (`call_in_invite`)
+// and the seat waits for the viewer. The viewer accepted on the broadcast page, so the
+// room page it opens (`callIn`) takes the seat without asking again, and offers the way
+// back to the broadcast once the connection ends.
 
 import { t } from "./i18n.js";
 import { h } from "./util.js";
@@ -14,9 +20,14 @@ import { h } from "./util.js";
 export class StageClient {
   /**
    * @param {{store, media, run: (event: string, payload?: object) => Promise<object|null>,
-   *          toasts, onChange: () => void}} deps
+   *          toasts, callIn?: boolean, onChange: () => void}} deps
    */
-  constructor({ store, media, run, toasts, onChange }) {
+  constructor({ store, media, run, toasts, callIn = false, onChange }) {
+    this.callIn = callIn;
+    /** The call-in seat this page took by itself (once per invitation). */
+    this.autoAcceptedFor = null;
+    /** Whether this call-in page found its seat waiting when it joined (looked at once). */
+    this.callInChecked = false;
     this.store = store;
     this.media = media;
     this.run = run;
@@ -32,8 +43,11 @@ export class StageClient {
     this.prompt = this._buildPrompt();
     this.badge = this._buildBadge();
     this.hostLine = h("div", { id: "stage-host-line", class: "stage-host-line", role: "status", hidden: true });
-    document.body.append(this.prompt, this.badge);
+    this.callInList = h("section", { id: "call-in-queue", class: "call-in-queue", "aria-live": "polite", hidden: true });
+    this.backToLive = h("a", { id: "stage-back-live", class: "btn primary stage-back-live", hidden: true });
+    document.body.append(this.prompt, this.badge, this.backToLive);
     document.getElementById("host-console")?.insertAdjacentElement("afterend", this.hostLine);
+    this.hostLine.insertAdjacentElement("afterend", this.callInList);
     store.on("change", () => this.sync());
   }
 
@@ -65,9 +79,11 @@ export class StageClient {
     this.accepting = true;
     this.acceptButton.disabled = true;
     try {
-      let stream;
+      // A call-in's page took the camera and microphone in its device check already.
+      const live = (kind) => this.media.localStream?.getTracks().some((t) => t.kind === kind && t.readyState === "live");
+      let stream = live("audio") && live("video") ? this.media.localStream : null;
       try {
-        stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+        stream ||= await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
       } catch (err) {
         this.toasts.show(t("stage.devices_failed", { message: err?.message || err?.name || "" }), { kind: "error", id: "stage-devices" });
         await this.run("stage_decline");
@@ -140,7 +156,22 @@ export class StageClient {
     this.promptText.textContent = t("stage.invited_text");
     this.acceptButton.textContent = t("stage.accept");
     this.declineButton.textContent = t("stage.decline");
-    this.prompt.hidden = !invited;
+    // A viewer who accepted on the broadcast page is not asked again: the page takes the seat.
+    const callInSeat = Boolean(invited && seat.call_in && this.callIn);
+    if (this.callIn && !this.callInChecked) {
+      // The seat did not wait (withdrawn or lapsed): the camera the device check took goes.
+      this.callInChecked = true;
+      if (!invited && !onStage && store.you.role === "observer") {
+        this._dropDevices();
+        this.backToLive.hidden = false;
+        this.toasts.show(t("live.call_in_withdrawn"), { id: "stage-ended" });
+      }
+    }
+    if (callInSeat && this.autoAcceptedFor !== seat.invite_id && !this.accepting) {
+      this.autoAcceptedFor = seat.invite_id;
+      this.accept();
+    }
+    this.prompt.hidden = !invited || callInSeat;
 
     this.badge.hidden = !onStage;
     this.badge.dataset.onAir = holds ? "true" : "false";
@@ -170,8 +201,13 @@ export class StageClient {
       this._dropDevices();
       this.publishedFor = null;
       this.toasts.show(t("stage.ended"), { id: "stage-ended" });
+      if (this.callIn) this.backToLive.hidden = false;
     }
+    this.backToLive.href = `/live/${encodeURIComponent(store.room?.id || "")}`;
+    this.backToLive.textContent = t("stage.back_to_live");
+    if (onStage || invited) this.backToLive.hidden = true;
     this._syncHostLine(seat);
+    this._syncCallIns();
     this.onChange();
   }
 
@@ -182,7 +218,9 @@ export class StageClient {
       this.hostLine.hidden = true;
       return;
     }
-    const name = this.store.displayName(seat.identity);
+    // A viewer's call-in seat waits for someone not in the room yet: named as they asked.
+    const callIn = seat.call_in ? this.store.callIns.get(seat.call_in) : null;
+    const name = callIn?.name || this.store.displayName(seat.identity);
     const text = seat.status === "invited" ? t("stage.waiting", { name }) : `${t("stage.on_stage")}: ${name}`;
     this.hostLine.replaceChildren(
       h("span", { class: "stage-host-text", text }),
@@ -196,6 +234,53 @@ export class StageClient {
     );
     this.hostLine.dataset.status = seat.status;
     this.hostLine.hidden = false;
+  }
+
+  /** Viewers of the broadcast who asked to speak: their requests, for those who run the
+   * queues; hosts and co-hosts invite (the seat must be free), anyone of them dismisses. */
+  _syncCallIns() {
+    const { store } = this;
+    const shown = [...store.callIns.values()].filter((c) => ["pending", "invited", "accepted"].includes(c.status));
+    if (!store.runsQueues || !shown.length) {
+      this.callInList.hidden = true;
+      return;
+    }
+    const seatTaken = Boolean(store.live?.stage);
+    const rows = shown.map((c) => {
+      const who = c.district ? `${c.name} · ${c.district}` : c.name;
+      const buttons =
+        c.status === "pending"
+          ? [
+              store.isModerator
+                ? h("button", { type: "button", class: "btn small primary call-in-invite", "data-call-in": c.id, disabled: seatTaken, onclick: () => this.inviteCallIn(c.id), text: t("stage.invite") })
+                : null,
+              h("button", { type: "button", class: "btn small call-in-dismiss", "data-call-in": c.id, onclick: () => this.dismissCallIn(c.id), text: t("call_in.dismiss") }),
+            ]
+          : [h("span", { class: "call-in-state", text: t(`call_in.${c.status}`) })];
+      return h(
+        "li",
+        { class: "call-in-item", "data-call-in": c.id, "data-status": c.status },
+        h("strong", { class: "call-in-who", text: who }),
+        c.note ? h("span", { class: "call-in-note", text: c.note }) : null,
+        h("span", { class: "row-actions" }, buttons),
+      );
+    });
+    this.callInList.replaceChildren(h("h3", { id: "call-in-count", text: t("call_in.heading", { n: shown.filter((c) => c.status === "pending").length }) }), h("ul", { class: "call-in-list" }, rows));
+    this.callInList.hidden = false;
+  }
+
+  async inviteCallIn(id) {
+    const ack = await this.run("call_in_invite", { id });
+    if (ack?.live) this.store.apply("live_state", ack.live);
+    if (ack?.item) {
+      this.store.apply("call_in_queue", { item: ack.item });
+      this.toasts.show(t("stage.invite_sent", { name: ack.item.name }), { kind: "ok", id: "stage-invited" });
+    }
+  }
+
+  async dismissCallIn(id) {
+    const ack = await this.run("call_in_dismiss", { id });
+    if (ack?.item) this.store.apply("call_in_queue", { item: ack.item });
   }
 
   async invite(identity) {

@@ -32,6 +32,8 @@ export class SessionStore extends Emitter {
     this.galleryQueue = new Map();
     /** Micro-suggestions, id → suggestion: all (hosts, co-hosts, moderators) or one's own. */
     this.suggestions = new Map();
+    /** Broadcast viewers' requests to speak, id → request (hosts, co-hosts, moderators). */
+    this.callIns = new Map();
     /** identity → {publish, subscribe}: the server side's peer-connection states. */
     this.mediaConnections = new Map();
     /** Server clock minus local clock, in ms (from the snapshot's server_time). */
@@ -61,6 +63,7 @@ export class SessionStore extends Emitter {
     this.galleryOnScreen = snapshot.gallery_on_screen ?? null;
     this.galleryQueue = new Map((snapshot.gallery_queue || []).map((i) => [i.id, i]));
     this.suggestions = new Map((snapshot.suggestions || []).map((s) => [s.id, s]));
+    this.callIns = new Map((snapshot.call_ins || []).map((c) => [c.id, c]));
     this.offsetMs = offsetMs || 0;
     this.emit("change", "snapshot");
   }
@@ -126,6 +129,11 @@ export class SessionStore extends Emitter {
       case "gallery_queue": {
         this.galleryQueue.set(payload.item.id, payload.item);
         this.emit("change", "gallery");
+        break;
+      }
+      case "call_in_queue": {
+        this.callIns.set(payload.item.id, payload.item);
+        this.emit("change", "call_ins");
         break;
       }
       case "suggestion": {

@@ -111,6 +111,29 @@ async def _serves_token_broadcast(deployment: Cluster, *, relayed: bool) -> None
         await host.wait_for(lambda: item_id in host.gallery_queue, timeout=10)
         queued = host.gallery_queue[item_id]
         assert (queued.text, queued.status, queued.by) == (text, "pending", "viewer-1")
+
+        # So does a request to speak (连线申请); the viewer follows it through the other
+        # node, and the credential that node signs takes the seat the owner keeps.
+        call_ins = f"{other.base_url}/live/{room_id}/call-ins"
+        async with viewer.post(call_ins, json={"name": "王观众"}) as response:
+            assert response.status == 202, await response.text()
+            asked = await response.json()
+        await host.wait_for(lambda: asked["id"] in host.call_ins, timeout=10)
+        await host.call("call_in_invite", {"id": asked["id"]})
+        handle = {"handle": asked["handle"]}
+        async with viewer.post(f"{call_ins}/status", json=handle) as response:
+            assert (await response.json())["status"] == "invited"
+        async with viewer.post(f"{call_ins}/accept", json=handle) as response:
+            assert response.status == 200, await response.text()
+            accepted = await response.json()
+        guest = RoomClient(other.base_url, accepted["token"])
+        try:
+            await guest.connect()
+            ack = await guest.call("stage_accept")
+            assert ack["participant"]["role"] == "guest"
+            await host.wait_for(lambda: host.call_ins[asked["id"]].status == "on_stage", timeout=10)
+        finally:
+            await guest.close()
     await host.close()
 
 
