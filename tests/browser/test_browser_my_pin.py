@@ -58,7 +58,7 @@ async def expect_encoding(receiver: Page, video: str, publisher: Page, encoding:
     )
     raise AssertionError(
         f"{video}: not the {encoding} encoding; (width, high, low) = {seen}; "
-        f"the receiver's videos {videos}; its pin sent: "
+        f"the receiver's videos {videos}; the page's pin: "
         f"{await receiver.evaluate('() => window.yitang.view.pinnedView()')}"
     )
 
