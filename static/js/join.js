@@ -9,6 +9,7 @@ import { SessionStore } from "./state.js";
 import { MediaClient } from "./media.js";
 import { MediaRecovery } from "./recovery.js";
 import { QualityNotice, VideoViewReporter } from "./quality-tiers.js";
+import { LocalPin } from "./local-pin.js";
 import { computeQualities } from "./quality.js";
 import { DevicePreview } from "./devices.js";
 import { RoomView, showEndedScreen } from "./room-view.js";
@@ -195,11 +196,11 @@ function enterRoom(stream) {
   if (stream && callInPage) media.setLocalStream(stream, { audioEnabled: true, videoEnabled: true });
   else if (stream) media.setLocalStream(stream, { audioEnabled: !prefs.enterMicMuted, videoEnabled: !prefs.enterCamOff });
 
-  // Quality per receiver: our link's notice, and whether our tiles are on screen.
+  // Quality per receiver: our link's notice, whom we pinned and whether our tiles are on screen.
   const qualityNotice = new QualityNotice(document.querySelector("#room .stage-area"));
-  const viewReporter = new VideoViewReporter(document.getElementById("tile-groups"), (payload) =>
-    conn.ready ? conn.call("video_view", payload) : null,
-  );
+  const pin = new LocalPin();
+  const tileAreas = [document.getElementById("tile-groups"), document.getElementById("host-slot")];
+  const viewReporter = new VideoViewReporter(tileAreas, (payload) => (conn.ready ? conn.call("video_view", payload) : null));
 
   let view = null;
   let statsTimer = null;
@@ -468,7 +469,7 @@ function enterRoom(stream) {
   const stage = new StageClient({ store, media, run, toasts, callIn: callInPage, onChange: () => view?.schedule() });
   actions.host.stage = stage;
 
-  view = new RoomView({ store, media, actions, prefs });
+  view = new RoomView({ store, media, actions, prefs, pin, videoView: viewReporter, toasts });
   view.mount();
 
   document.getElementById("chat-form").addEventListener("submit", async (e) => {
@@ -603,7 +604,11 @@ function enterRoom(stream) {
     startMedia(rejoin);
     startStats();
     qualityNotice.update({ level: "full", paused: 0 });
-    viewReporter.resend(); // a (re)joined media session starts with every tile visible
+    // A (re)joined media session starts from the default view: send ours (our pin is kept
+    // for the tab, unless whom we pinned is gone).
+    pin.load(store.room.id, store.myIdentity);
+    viewReporter.setPinned(view.pinnedView(), { send: false });
+    viewReporter.resend();
   });
 
   conn.on("event", (name, payload) => {

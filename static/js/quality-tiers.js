@@ -6,8 +6,9 @@
 //   receiver the high one for its stage and the low one for tiles.
 // - `publisher_hint {max_bitrate}`: the server sees our uplink lose packets; cap the camera's
 //   high encoding (RTCRtpSender.setParameters), or lift the cap (null).
-// - `video_view {pinned, tiles_visible}`: tell the server when our tile area is off screen
-//   (no tile video is sent then).
+// - `video_view {pinned, tiles_visible}`: tell the server whom we pinned into our own
+//   spotlight (it sends that camera high, the room's stage low) and when our tile area is
+//   collapsed or off screen (no tile video is sent then).
 // - `video_quality {level, paused, capped}`: our own link is weak, or (`capped`) the control
 //   room lowered our venue's quality; say so on screen.
 
@@ -57,33 +58,68 @@ export async function applyBitrateCap(transceiver, maxBitrate) {
 }
 
 /**
- * Reports `video_view` whenever our tile area comes into or goes out of view (a phone's
- * scrolled-away grid, a collapsed layout). `send(payload)` sends the event.
+ * Reports `video_view {pinned, tiles_visible}`: whom we pinned into our own spotlight
+ * (local-pin.js; null while the room's stage or a shared screen is shown), and whether any
+ * of our tile areas is on screen. The tile areas are the level groups and the host's tile
+ * beside the stage: they count as hidden when the user collapsed them (`setCollapsed`) or
+ * when none of them intersects the viewport (a phone's page scrolled past them).
+ * `send(payload)` sends the event; nothing is sent while nothing changed.
  */
 export class VideoViewReporter {
-  constructor(tileArea, send) {
+  constructor(tileAreas, send) {
     this._send = send;
-    this._visible = true;
     this._pinned = null;
+    this._collapsed = false;
+    /** element => whether it intersects the viewport (until the observer says: yes). */
+    this._intersecting = new Map();
+    this._sent = null;
     this._observer = null;
-    if (tileArea && typeof IntersectionObserver === "function") {
+    const areas = (tileAreas || []).filter(Boolean);
+    for (const area of areas) this._intersecting.set(area, true);
+    if (areas.length && typeof IntersectionObserver === "function") {
       this._observer = new IntersectionObserver((entries) => {
-        const entry = entries[entries.length - 1];
-        this._setVisible(Boolean(entry?.isIntersecting));
+        for (const entry of entries) this._intersecting.set(entry.target, entry.isIntersecting);
+        this._maybeSend();
       });
-      this._observer.observe(tileArea);
+      for (const area of areas) this._observer.observe(area);
     }
   }
 
-  _setVisible(visible) {
-    if (visible === this._visible) return;
-    this._visible = visible;
+  /** Whether our tiles are on screen, as last reported (or about to be). */
+  get tilesVisible() {
+    if (this._collapsed) return false;
+    if (this._intersecting.size === 0) return true;
+    return [...this._intersecting.values()].some(Boolean);
+  }
+
+  /** Whom the server should send us in the high encoding (null: the room's stage);
+   * `send: false` only records it (the caller resends the whole view itself). */
+  setPinned(identity, { send = true } = {}) {
+    this._pinned = identity || null;
+    if (send) this._maybeSend();
+  }
+
+  /** The user collapsed (true) or showed (false) the tile area. */
+  setCollapsed(collapsed) {
+    this._collapsed = Boolean(collapsed);
+    this._maybeSend();
+  }
+
+  _payload() {
+    return { pinned: this._pinned, tiles_visible: this.tilesVisible };
+  }
+
+  _maybeSend() {
+    const payload = this._payload();
+    if (this._sent && this._sent.pinned === payload.pinned && this._sent.tiles_visible === payload.tiles_visible) return;
     this.resend();
   }
 
   /** Send the current view again (after a (re)join the server starts from the default). */
   resend() {
-    Promise.resolve(this._send({ pinned: this._pinned, tiles_visible: this._visible })).catch(() => {});
+    const payload = this._payload();
+    this._sent = payload;
+    Promise.resolve(this._send(payload)).catch(() => {});
   }
 
   close() {

@@ -1,9 +1,11 @@
 // RoomView: the consultation room on screen. The floor holder (or the host when the floor is
-// free) is spotlighted on the stage; the host is always visible; everyone else who publishes
-// is a tile grouped by venue level; side panels are tabs (agenda, floor queue, people, chat),
-// with the host console on top for the host; the control bar is at the bottom.
+// free) is spotlighted on the stage, unless this receiver pinned someone into its own
+// spotlight (local-pin.js); the host is always visible; everyone else who publishes is a tile
+// grouped by venue level (the tile area can be collapsed: stage only); side panels are tabs
+// (agenda, floor queue, people, chat), with the host console on top for the host; the control
+// bar is at the bottom.
 
-import { h, replaceChildren, LEVELS, PUBLISHING_ROLES, formatCountdown } from "./util.js";
+import { h, replaceChildren, loadFlag, saveFlag, LEVELS, PUBLISHING_ROLES, formatCountdown } from "./util.js";
 import { icon } from "./icons.js";
 import { t, onLangChange } from "./i18n.js";
 import { Tile, attachVideo } from "./tiles.js";
@@ -18,6 +20,8 @@ const RED_MS = 15000;
 const NOTICE_MS = 30000;
 /** Changes that never require rebuilding the side panels. */
 const LIGHT_CHANGES = new Set(["speaker", "quality", "media"]);
+/** Where the "stage only" choice (tile area collapsed) is remembered. */
+const COLLAPSED_KEY = "yitang.tilesCollapsed";
 
 export class RoomView {
   /**
@@ -25,16 +29,28 @@ export class RoomView {
    * @param media    MediaClient
    * @param actions  controller actions (see join.js)
    * @param prefs    {autoUnmute}
+   * @param pin      LocalPin: whom this receiver pinned into its own spotlight
+   * @param videoView VideoViewReporter: tells the server our pin and whether tiles show
    */
-  constructor({ store, media, actions, prefs }) {
+  constructor({ store, media, actions, prefs, pin, videoView, toasts }) {
     this.store = store;
     this.media = media;
     this.actions = actions;
     this.prefs = prefs;
+    this.pin = pin;
+    this.videoView = videoView;
+    this.toasts = toasts;
+    /** The room's pin (live.pinned) last seen: a host pinning someone new clears ours. */
+    this._roomPinSeen = undefined;
+    /** After a pin or unpin, where the keyboard focus goes once the tiles moved. */
+    this._focusAfterRender = null;
+    this.tilesCollapsed = loadFlag(COLLAPSED_KEY, false);
     this.root = document.getElementById("room");
     this.tiles = new Map();
     this.spotlight = new Tile(null, { variant: "spotlight" });
     this.spotlight.el.id = "spotlight";
+    this.spotlight.pinButton.id = "spotlight-unpin";
+    this.spotlight.onPin = () => this.setPin(null);
     this.qualities = new Map();
     this.qualities.self = "unknown";
     this.qualityDetails = new Map();
@@ -54,11 +70,13 @@ export class RoomView {
   /** Build the static parts and start listening. */
   mount() {
     document.getElementById("spotlight-slot").append(this.spotlight.el);
+    this._buildTilesToggle();
     this._buildLevelGroups();
     this._buildTabs();
     this.store.on("change", (kind) => this.schedule(kind));
     this.media.on("remote", () => this.schedule("media"));
     onLangChange(() => {
+      this._renderTilesToggle();
       this._buildLevelGroups(true);
       this._buildTabs();
       this.hostConsole?.build();
@@ -104,8 +122,11 @@ export class RoomView {
     }
     if (this.controlsBuiltFor !== role) this._buildControls(role);
     this._renderHeader();
+    this._followRoomPin();
     this._renderStage();
     this._renderTiles();
+    this.videoView?.setPinned(this.pinnedView());
+    this._moveFocus();
     this._renderAudio();
     if ([...dirty].some((kind) => !LIGHT_CHANGES.has(kind))) this._renderPanels();
     else this._updatePanelQualities();
@@ -164,16 +185,132 @@ export class RoomView {
     return this.media.remote(identity)?.screenStream || null;
   }
 
+  // --- our own pin ------------------------------------------------------------------------
+
+  /** Whose screen is shown on the stage (it comes before any pin), or null. */
+  _screenSharer() {
+    const screen = this.store.live?.screen;
+    return screen && this.store.participants.has(screen.identity) ? screen.identity : null;
+  }
+
+  /** Whom we pinned, while they are here with a picture to show (the pin is dropped when
+   * they leave, or when a guest's connection ends and they only watch again). */
+  _myPin() {
+    const id = this.pin?.identity;
+    if (id && !PUBLISHING_ROLES.has(this.store.participants.get(id)?.role)) {
+      this.pin.set(null);
+      return null;
+    }
+    return id || null;
+  }
+
+  /** Who is on our stage: a shared screen, else whom we pinned, else the room's stage. */
+  _spotlightId() {
+    return this._screenSharer() || this._myPin() || this.store.spotlightIdentity();
+  }
+
+  /**
+   * Whom the server should send us in the high encoding (`video_view.pinned`): our pin,
+   * except while a shared screen holds the stage (then the sharer's camera, as for everyone;
+   * our pin is kept and comes back when the sharing ends). Null: the room's stage.
+   */
+  pinnedView() {
+    if (!this.store.live || this._screenSharer()) return null;
+    return this._myPin();
+  }
+
+  /** Pin a participant into our own spotlight (null: back to the room's stage). */
+  setPin(identity) {
+    const before = this.pin.identity;
+    if (!this.pin.set(identity)) return;
+    // The pinned tile moves to the stage (and back): keep the keyboard where the user is.
+    this._focusAfterRender = identity ? { spotlight: true } : { identity: before };
+    this.schedule("pin");
+  }
+
+  /** A host pinning someone for everyone takes the stage back from our own pin. */
+  _followRoomPin() {
+    const roomPin = this.store.live.pinned || null;
+    const seen = this._roomPinSeen;
+    this._roomPinSeen = roomPin;
+    if (seen === undefined || !roomPin || roomPin === seen || !this.pin.identity) return;
+    if (this.pin.identity === roomPin) return;
+    this.pin.set(null);
+    this.toasts?.show(t("stage.room_pin_took_over", { name: this.store.displayName(roomPin) }), { id: "room-pin" });
+  }
+
+  _moveFocus() {
+    const target = this._focusAfterRender;
+    if (!target) return;
+    this._focusAfterRender = null;
+    const button = target.spotlight ? this.spotlight.pinButton : this.tiles.get(target.identity)?.pinButton;
+    if (button && !button.hidden && button.isConnected) button.focus();
+  }
+
+  /** The pin button of a remote participant's tile (none on our own). */
+  _pinControl(tile, p) {
+    const self = p.identity === this.store.myIdentity;
+    const pinned = !self && this.pin.identity === p.identity;
+    const name = this.store.displayName(p.identity);
+    tile.setPin({
+      shown: !self,
+      pressed: pinned,
+      label: t(pinned ? "tile.unpin_label" : "tile.pin_label", { name }),
+    });
+    tile.onPin = () => this.setPin(this.pin.identity === p.identity ? null : p.identity);
+  }
+
+  // --- collapsing the tile area ("stage only") ---------------------------------------------
+
+  _buildTilesToggle() {
+    this.tilesToggle = h("button", {
+      type: "button",
+      id: "tiles-toggle",
+      class: "btn small tiles-toggle",
+      "aria-controls": "tile-groups host-slot",
+      onclick: () => this.setTilesCollapsed(!this.tilesCollapsed),
+    });
+    document.getElementById("tile-groups").insertAdjacentElement("beforebegin", this.tilesToggle);
+    this._renderTilesToggle();
+  }
+
+  /** Hide (or show again) the small pictures, the host's beside the stage included. */
+  setTilesCollapsed(collapsed) {
+    this.tilesCollapsed = Boolean(collapsed);
+    saveFlag(COLLAPSED_KEY, this.tilesCollapsed);
+    this._renderTilesToggle();
+  }
+
+  _renderTilesToggle() {
+    const collapsed = this.tilesCollapsed;
+    document.body.dataset.tiles = collapsed ? "collapsed" : "shown";
+    this.tilesToggle.textContent = t(collapsed ? "tiles.show" : "tiles.hide");
+    this.tilesToggle.setAttribute("aria-expanded", collapsed ? "false" : "true");
+    this.tilesToggle.dataset.collapsed = collapsed ? "true" : "false";
+    this.videoView?.setCollapsed(collapsed);
+  }
+
   _renderStage() {
     const store = this.store;
-    const id = store.spotlightIdentity();
+    const id = this._spotlightId();
     const p = id ? store.participants.get(id) : null;
     const floor = store.live.floor;
     const isFloor = Boolean(floor && p && floor.identity === id);
     const isPinned = Boolean(p && store.live.pinned === id);
     const isScreen = Boolean(p && store.live.screen?.identity === id);
+    const isMine = Boolean(p && !isScreen && this.pin.identity === id);
     let status = "";
-    if (p) status = isScreen ? t("stage.sharing") : isPinned ? t("stage.pinned") : isFloor ? t("stage.speaking") : t("stage.host");
+    if (p) {
+      status = isScreen
+        ? t("stage.sharing")
+        : isMine
+          ? t("stage.my_pin")
+          : isPinned
+            ? t("stage.pinned")
+            : isFloor
+              ? t("stage.speaking")
+              : t("stage.host");
+    }
     this.spotlight.update(p, this._venueOf(p), {
       self: id === store.myIdentity && !isScreen,
       inQueue: false,
@@ -196,6 +333,8 @@ export class RoomView {
     }
     this.spotlight.el.dataset.floor = isFloor ? "true" : "false";
     this.spotlight.el.dataset.pinned = isPinned ? "true" : "false";
+    // On our own pin, the spotlight offers the way back to the room's stage.
+    this.spotlight.setPin({ shown: isMine, pressed: true, label: t("stage.unpin_mine"), text: t("stage.unpin_mine") });
     this.spotlight.setQuality(this._qualityOf(id));
 
     // The host is always visible: a small tile beside the stage unless spotlighted.
@@ -242,6 +381,7 @@ export class RoomView {
       stream: this._streamFor(p.identity),
       status: p.role === "host" ? t("stage.host") : "",
     });
+    this._pinControl(tile, p);
     tile.setQuality(this._qualityOf(p.identity), this.qualityDetails.get(p.identity) || "");
   }
 
@@ -269,7 +409,7 @@ export class RoomView {
 
   _renderTiles() {
     const store = this.store;
-    const spotlightId = store.spotlightIdentity();
+    const spotlightId = this._spotlightId();
     const hostId = store.host()?.identity;
     const wanted = new Set();
     const byLevel = new Map(LEVELS.map((level) => [level, []]));

@@ -1,5 +1,6 @@
-// Video tiles: one participant's picture (or avatar), name, venue, level, mute/hand icons and a
-// connection-quality indicator. The spotlight on the stage is a Tile too, whose identity changes.
+// Video tiles: one participant's picture (or avatar), name, venue, level, mute/hand icons, a
+// connection-quality indicator and a pin button (show them large on my screen only). The
+// spotlight on the stage is a Tile too, whose identity changes (its pin button unpins).
 
 import { h, initials } from "./util.js";
 import { icon } from "./icons.js";
@@ -58,6 +59,15 @@ export class Tile {
     this.countdown = h("div", { class: "countdown", hidden: true, "aria-live": "off" });
     /** Shown while the participant's connection is being waited for (not a leave). */
     this.reconnecting = h("div", { class: "tile-reconnecting", hidden: true, role: "status" });
+    /** Called when the pin button is pressed (the owner sets it). */
+    this.onPin = null;
+    this.pinText = h("span", { class: "tile-pin-text" });
+    this.pinButton = h(
+      "button",
+      { type: "button", class: "tile-pin", hidden: true, "aria-pressed": "false", onclick: () => this.onPin?.() },
+      icon("pin"),
+      this.pinText,
+    );
     this.el = h(
       "div",
       { class: `tile tile-${variant}`, "data-quality": "unknown" },
@@ -67,6 +77,7 @@ export class Tile {
       h("div", { class: "tile-label" }, this.levelBadge, h("span", { class: "tile-text" }, this.name, this.venue)),
       this.countdown,
       this.reconnecting,
+      this.pinButton,
     );
     this.setIdentity(identity);
   }
@@ -136,6 +147,20 @@ export class Tile {
     const label = t(`quality.${quality}`);
     this.quality.title = details ? `${label} · ${details}` : label;
     this.quality.setAttribute("aria-label", label);
+  }
+
+  /**
+   * Show the pin button (or hide it). `label` names the action for screen readers and as a
+   * tooltip; `text` is shown beside the icon (the spotlight's "back to the room's stage").
+   */
+  setPin({ shown, pressed = false, label = "", text = "" }) {
+    this.pinButton.hidden = !shown;
+    this.pinButton.setAttribute("aria-pressed", pressed ? "true" : "false");
+    this.pinButton.setAttribute("aria-label", label);
+    this.pinButton.title = label;
+    this.pinText.textContent = text;
+    this.pinText.hidden = !text;
+    this.el.dataset.myPin = shown && pressed ? "true" : "false";
   }
 
   /** Show or hide the floor countdown. */

@@ -1,6 +1,6 @@
 """The browser modules' pure logic, run in Chromium: the session model's idempotent updates,
 spotlight choice and clock correction, countdown formatting, token decoding, quality
-classification and translation fallbacks."""
+classification and translation fallbacks, the `video_view` reporter and the kept pin."""
 
 from __future__ import annotations
 
@@ -114,4 +114,57 @@ async def test_formatting_tokens_quality_and_translations(
         "initials": ["张", "LM"],
         "quality": ["good", "fair", "poor", "fair", "fair", "good", "poor", "unknown"],
         "text": ["3 分钟", "没有发言申请", "操作失败：server said no"],
+    }
+
+
+async def test_video_view_reports_changes_once_and_the_pin_is_kept_per_session(
+    pages: PageFactory, server: ApiHandle
+) -> None:
+    page = await _module_page(pages, server)
+    result = await _run(
+        page,
+        """
+        const { VideoViewReporter } = await import('/static/js/quality-tiers.js');
+        const { LocalPin } = await import('/static/js/local-pin.js');
+        const sent = [];
+        const reporter = new VideoViewReporter([], (payload) => sent.push(payload));
+        reporter.setPinned('m2');
+        reporter.setPinned('m2');  // no change: not sent again
+        reporter.setCollapsed(true);
+        reporter.setPinned(null, {send: false});
+        reporter.resend();  // after a join: the whole view, whatever was sent before
+        const out = {sent};
+
+        const pin = new LocalPin();
+        pin.load('room-a', 'm1');
+        out.fresh = pin.identity;
+        out.changed = [pin.set('host'), pin.set('host')];
+        const again = new LocalPin();
+        again.load('room-a', 'm1');
+        out.reloaded = again.identity;
+        const other = new LocalPin();
+        other.load('room-b', 'm1');
+        out.otherRoom = other.identity;
+        sessionStorage.setItem('yitang.pin.room-c/m1', 'x'.repeat(200));
+        other.load('room-c', 'm1');
+        out.junk = other.identity;
+        again.set(null);
+        const cleared = new LocalPin();
+        cleared.load('room-a', 'm1');
+        out.cleared = cleared.identity;
+        return out;
+        """,
+    )
+    assert result == {
+        "sent": [
+            {"pinned": "m2", "tiles_visible": True},
+            {"pinned": "m2", "tiles_visible": False},
+            {"pinned": None, "tiles_visible": False},
+        ],
+        "fresh": None,
+        "changed": [True, False],
+        "reloaded": "host",
+        "otherRoom": None,
+        "junk": None,
+        "cleared": None,
     }
