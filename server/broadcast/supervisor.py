@@ -102,6 +102,14 @@ class WorkerSupervisor:
             )
         finally:
             theirs.close()
+        if self._stopping:
+            # stop() ran while the process was being created (it saw no process): this one
+            # must not outlive it.
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+            ours.close()
+            return
         self.starts += 1
         self._sock = ours
         asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
