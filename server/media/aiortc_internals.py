@@ -355,7 +355,7 @@ class DirectIngest:
         dtls = self._dtls_vars
         if (
             len(data) >= 12
-            and data[0] > 127  # RTP or RTCP (RFC 7983), as checked above
+            and 127 < data[0] < 192  # RTP or RTCP (RFC 7983)
             and not 192 <= data[1] <= 208  # not RTCP (aiortc's is_rtcp)
             and component == 1
             and self._queue.empty()
