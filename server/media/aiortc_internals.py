@@ -255,6 +255,10 @@ INGEST_PORTED_SOURCES: Final = {
 
 #: The longest datagram pylibsrtp can unprotect (its session buffer).
 _SRTP_MAX_PACKET: Final = 1500
+#: Milliseconds from the NTP epoch (1900) to the Unix epoch: aiortc's clock counts from 1900.
+_NTP_UNIX_OFFSET_MS: Final = 2_208_988_800_000
+#: How stale the "last packet from this source" time (getSynchronizationSources) may be.
+_SOURCE_TIME_RESOLUTION_MS: Final = 10
 
 
 class SrtpUnprotector:
@@ -322,6 +326,12 @@ class DirectIngest:
         # receiver -> its attributes (the instance dict: read per packet, as they change)
         self._receivers: dict[Any, dict[str, Any]] = {r: vars(r) for r in receivers}
         self._unprotector: SrtpUnprotector | None = None
+        # aiortc's clock makes a timezone-aware datetime per call (two per packet,
+        # the costliest step after the REMB estimator): the arrival time is read
+        # from time_ns() instead (same epoch, same milliseconds), and the time
+        # each source was last seen is a datetime made at most every 10 ms.
+        self._source_time = aiortc_clock.current_datetime()
+        self._source_time_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
         #: Counters: RTP packets handled here; datagrams dropped before aiortc's path
         #: (empty, or too long to be SRTP); packets dropped because of a failure.
@@ -376,7 +386,7 @@ class DirectIngest:
         dtls = self._dtls_vars
         dtls["_RTCDtlsTransport__rx_bytes"] += len(data)
         dtls["_RTCDtlsTransport__rx_packets"] += 1
-        arrival_time_ms = aiortc_clock.current_ms()
+        arrival_time_ms = time.time_ns() // 1_000_000 + _NTP_UNIX_OFFSET_MS  # clock.current_ms()
         unprotector = self._unprotector
         if unprotector is None or unprotector.session is not dtls["_rx_srtp"]:
             unprotector = self._unprotector = SrtpUnprotector(dtls["_rx_srtp"])
@@ -418,7 +428,10 @@ class DirectIngest:
                 fci = pack_remb_fci(*remb)
                 feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
                 self._spawn(receiver._send_rtcp(feedback))
-        state["_RTCRtpReceiver__active_ssrc"][packet.ssrc] = aiortc_clock.current_datetime()
+        if arrival_time_ms - self._source_time_ms >= _SOURCE_TIME_RESOLUTION_MS:
+            self._source_time = aiortc_clock.current_datetime()
+            self._source_time_ms = arrival_time_ms
+        state["_RTCRtpReceiver__active_ssrc"][packet.ssrc] = self._source_time
         codecs = state["_RTCRtpReceiver__codecs"]
         codec = codecs.get(packet.payload_type)
         if codec is None:

@@ -15,6 +15,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -228,6 +229,10 @@ async def test_video_packets_reach_the_sinks_in_arrival_order(
     # SSRC as aiortc keeps them: 65533..6 across the wrap, 5 missing on the media
     # SSRC (it came on the RTX SSRC, counted there: 1 of 1).
     assert received_counts(receiver) == (10 + 1, 9 + 1)
+    # The receiver's active sources (getSynchronizationSources): both SSRCs, just now.
+    sources = {s.source: s.timestamp for s in receiver.getSynchronizationSources()}
+    assert set(sources) == {publisher.ssrc("video"), publisher.senders["video"]._rtx_ssrc}
+    assert datetime.now(UTC) - max(sources.values()) < timedelta(seconds=5)
     for direct in _ingests(harness):
         assert direct.packets == 10, "the direct ingest handled every packet"
         assert direct.errors == 0
