@@ -5,6 +5,10 @@ things aiortc does not expose:
 
 * the receiver's jitter buffer, replaced by a packet tap so that encoded RTP is
   taken after SRTP, RTX unwrapping and NACK generation but before any decoding;
+* the receive path under aioice's datagram callback (the connection's queue,
+  the DTLS transport's SRTP session, router and counters, the receiver's
+  estimator, statistics, NACK generator and RTCP methods): the direct ingest
+  handles a publisher's RTP in the callback, without the receive task;
 * the sender's RTP loop, replaced so that already-encoded packets are sent
   without going through an encoder (``encoder.pack()`` and the jitter buffer
   would add latency), while aiortc's own RTCP loop keeps sending sender reports
