@@ -9,6 +9,9 @@ Servers ("modes"):
   compiled fan-out, server/media/_fanout.c; the run fails if it is not built);
 * ``yitang-python``: the same with the compiled fan-out off (``YITANG_FANOUT=python``:
   the pure-Python reference path), for the before/after in one run;
+* ``yitang-aiortc-ingest``: compiled fan-out, but publishers' RTP received through
+  aiortc's own receive task (``YITANG_INGEST=aiortc``) instead of the direct ingest
+  (server/media/ingest.py), for the before/after of receiving in one run;
 * ``janus-one-loop`` / ``janus-stock``: Janus 1.1.2 VideoRoom from Debian
   (``scripts/ensure-janus``; see janus_server.py), with one event loop for all
   handles, or Janus's default of one loop thread per handle;
@@ -80,11 +83,13 @@ LATE_TIMEOUT = 15.0
 async def _server_main(mode: str, conns: list[Connection], control: Connection) -> None:
     import ipaddress
 
-    from server.media import fanout
+    from server.media import fanout, ingest
 
-    if mode == "yitang" and not fanout.available():
+    compiled = mode in ("yitang", "yitang-aiortc-ingest")
+    if compiled and not fanout.available():
         raise RuntimeError(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
-    fanout.enabled = mode == "yitang"
+    fanout.enabled = compiled
+    ingest.enabled = mode != "yitang-aiortc-ingest"
     stop = asyncio.Event()
     locks: dict[str, asyncio.Lock] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -153,14 +158,15 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
 
 
 def run_server(mode: str, conns: list[Connection], control: Connection) -> None:
-    """Server process entry point ("yitang", "yitang-python" or "relay")."""
+    """Server process entry point (a Yitang mode or "relay")."""
     asyncio.run(_server_main(mode, conns, control))
 
 
 # --- Orchestrator -------------------------------------------------------------------------
 
 SERVER_CPU = 0
-MODES = ("yitang", "yitang-python", "janus-one-loop", "janus-stock", "relay")
+YITANG_MODES = ("yitang", "yitang-python", "yitang-aiortc-ingest")
+MODES = (*YITANG_MODES, "janus-one-loop", "janus-stock", "relay")
 
 
 @dataclass
@@ -189,7 +195,7 @@ def _pin(pid: int, cpus: set[int]) -> None:
 
 def _start_server(ctx: Any, mode: str, conns: list[Connection], control: Connection) -> Any:
     """The server process (for Janus: the pipe proxy; Janus itself is started by run_once)."""
-    if mode in ("yitang", "yitang-python", "relay"):
+    if mode in (*YITANG_MODES, "relay"):
         return ctx.Process(target=run_server, args=(mode, conns, control), daemon=True)
     raise AssertionError(mode)
 
@@ -461,12 +467,15 @@ def main() -> None:
             f" {_fmt(summary.percent_per_subscriber, '.2f'):>17}"
             f" {_fmt(summary.idle_percent, '.1f'):>13}"
         )
-    for mine in ("yitang", "yitang-python"):
+    for mine in YITANG_MODES:
         ours = summaries.get(mine)
         for baseline in ("janus-one-loop", "janus-stock", "relay"):
             theirs = summaries.get(baseline)
             if ours is None or theirs is None:
                 continue
+            if ours.idle_percent and theirs.idle_percent:
+                ratio = ours.idle_percent / theirs.idle_percent
+                print(f"ratio {mine} / {baseline}, receiving a publisher (N = 0): {ratio:.2f}")
             if ours.us_per_packet and theirs.us_per_packet:
                 ratio = ours.us_per_packet / theirs.us_per_packet
                 print(f"ratio {mine} / {baseline}, per forwarded packet: {ratio:.2f}")

@@ -5,6 +5,10 @@ things aiortc does not expose:
 
 * the receiver's jitter buffer, replaced by a packet tap so that encoded RTP is
   taken after SRTP, RTX unwrapping and NACK generation but before any decoding;
+* the receive path under aioice's datagram callback (the connection's queue,
+  the DTLS transport's SRTP session, router and counters, the receiver's
+  estimator, statistics, NACK generator and RTCP methods): the direct ingest
+  handles a publisher's RTP in the callback, without the receive task;
 * the sender's RTP loop, replaced so that already-encoded packets are sent
   without going through an encoder (``encoder.pack()`` and the jitter buffer
   would add latency), while aiortc's own RTCP loop keeps sending sender reports
@@ -31,18 +35,29 @@ import inspect
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aioice.ice
 import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import clock as aiortc_clock
+from aiortc.codecs import depayload, is_rtx
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
 from pylibsrtp import Session as SrtpSession
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
@@ -188,6 +203,284 @@ def received_counts(receiver: RTCRtpReceiver) -> tuple[int, int]:
 async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Send an RTCP Picture Loss Indication for ``media_ssrc`` from this receiver."""
     await receiver._send_rtcp_pli(media_ssrc)
+
+
+# --- Receive side: RTP handled in the datagram callback -------------------------------
+
+#: Private attributes of RTCRtpReceiver instances the direct ingest reads per packet,
+#: as in ``RTCRtpReceiver._handle_rtp_packet`` (whose steady state it repeats).
+INGEST_RECEIVER_ATTRIBUTES: Final = {
+    "enabled": "_enabled",
+    "remote_bitrate_estimator": "_RTCRtpReceiver__remote_bitrate_estimator",
+    "rtcp_ssrc": "_RTCRtpReceiver__rtcp_ssrc",
+    "active_ssrc": "_RTCRtpReceiver__active_ssrc",
+    "codecs": "_RTCRtpReceiver__codecs",
+    "remote_streams": "_RTCRtpReceiver__remote_streams",
+    "rtx_ssrc": "_RTCRtpReceiver__rtx_ssrc",
+    "nack_generator": "_RTCRtpReceiver__nack_generator",
+    "jitter_buffer": "_RTCRtpReceiver__jitter_buffer",
+    "decoder_error": "_RTCRtpReceiver__decoder_error",
+    "kind": "_RTCRtpReceiver__kind",
+}
+#: Private coroutine methods of RTCRtpReceiver the direct ingest schedules (RTCP out).
+INGEST_RECEIVER_METHODS: Final = {
+    "_send_rtcp": ("self", "packet"),
+    "_send_rtcp_nack": ("self", "media_ssrc", "lost"),
+    "_send_rtcp_pli": ("self", "media_ssrc"),
+    "_handle_rtp_packet": ("self", "packet", "arrival_time_ms"),
+}
+#: Private attributes of RTCDtlsTransport the direct ingest reads per packet.
+INGEST_DTLS_ATTRIBUTES: Final = {
+    "state": "_state",
+    "rx_srtp": "_rx_srtp",
+    "router": "_rtp_router",
+    "extensions_map": "_rtp_header_extensions_map",
+    "rx_bytes": "_RTCDtlsTransport__rx_bytes",
+    "rx_packets": "_RTCDtlsTransport__rx_packets",
+}
+#: aioice Connection: its queue of received datagrams, and the method that fills it.
+AIOICE_QUEUE_ATTRIBUTE: Final = "_queue"
+AIOICE_DATA_RECEIVED_METHOD: Final = ("data_received", ("self", "data", "component"))
+#: SHA-256 of the aiortc functions the direct ingest repeats (inspect.getsource):
+#: when aiortc changes them, tests/media/test_aiortc_internals.py says so, and
+#: DirectIngest must be compared with the new code.
+INGEST_PORTED_SOURCES: Final = {
+    "RTCRtpReceiver._handle_rtp_packet": (
+        "4e54983d021a6336d80c29490f82f9a6dd531c0d3179b2daed818120c5ece238"
+    ),
+    "RTCDtlsTransport._recv_next": (
+        "998076720c05aa13faadff2dfa337f6964c171fa6791789a72693e1480c74102"
+    ),
+    "RTCDtlsTransport._handle_rtp_data": (
+        "5def9061cc3da1f67db719e43b0b1ee242688f231eb963cf2cb5d9696abfc9e2"
+    ),
+}
+
+
+#: The longest datagram pylibsrtp can unprotect (its session buffer).
+_SRTP_MAX_PACKET: Final = 1500
+#: Milliseconds from the NTP epoch (1900) to the Unix epoch: aiortc's clock counts from 1900.
+_NTP_UNIX_OFFSET_MS: Final = 2_208_988_800_000
+#: How stale the "last packet from this source" time (getSynchronizationSources) may be.
+_SOURCE_TIME_RESOLUTION_MS: Final = 10
+
+
+class SrtpUnprotector:
+    """``pylibsrtp.Session.unprotect`` without its per-call allocation and checks.
+
+    As :class:`SrtpProtector`: libsrtp's ``srtp_unprotect`` is called on the
+    session's own buffer with a length cell allocated once. One per session;
+    not reentrant (the event loop is single-threaded).
+    """
+
+    def __init__(self, session: SrtpSession) -> None:
+        self.session = session  # keeps libsrtp's context alive (see SrtpProtector)
+        self._srtp = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["srtp"])[0]
+        self._cdata = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["cdata"])
+        self._buffer = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["buffer"])
+        self._max_length = len(self._buffer)
+        self._length = srtp_ffi.new("int *")
+        self._unprotect = srtp_lib.srtp_unprotect
+
+    def unprotect(self, data: bytes) -> bytes:
+        """The RTP packet in the SRTP packet ``data`` (pylibsrtp.Error if not authentic)."""
+        size = len(data)
+        if size > self._max_length:
+            raise pylibsrtp.Error("packet is too long")
+        buffer = self._buffer
+        buffer[0:size] = data
+        length = self._length
+        length[0] = size
+        status = self._unprotect(self._srtp, self._cdata, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_unprotect failed: {status}")
+        packet: bytes = buffer[0 : length[0]]
+        return packet
+
+
+class DirectIngest:
+    """Takes a connection's SRTP-protected RTP in aioice's datagram callback.
+
+    aiortc receives each datagram through aioice's queue: the datagram callback
+    queues it, and the DTLS transport's receive task wakes up (one more event
+    loop iteration), awaits through four coroutine frames, SRTP-unprotects it,
+    parses it and awaits the receiver's ``_handle_rtp_packet``. Installed on the
+    aioice connection (``data_received``), this does the same work for RTP in
+    the callback itself, synchronously: unprotect, parse, route, then what
+    ``_handle_rtp_packet`` does (REMB estimator, sources, statistics for the
+    receiver reports, RTX unwrapping, NACK generator, payload check, the
+    jitter buffer, i.e. our packet tap) on the receiver's own state. The RTCP
+    that this may send (REMB, NACK, PLI) is sent from a task, as it never waits
+    in practice anyway.
+
+    Everything else takes aiortc's path, unchanged: DTLS, SRTCP, any datagram
+    while the queue is not empty (so that the order of arrival holds), and
+    anything before the DTLS transport is connected. An RTP packet routed to a
+    receiver this was not told about goes to that receiver's own handler.
+    Nothing raised here may reach asyncio (it would close the socket, i.e. the
+    publisher's connection): a failure is logged and the packet dropped.
+    """
+
+    def __init__(self, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver]) -> None:
+        self._dtls = dtls
+        self._dtls_vars = vars(dtls)
+        self._connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE)
+        self._queue: asyncio.Queue[Any] = getattr(self._connection, AIOICE_QUEUE_ATTRIBUTE)
+        self._queued = self._connection.data_received  # aiortc's path
+        # receiver -> its attributes (the instance dict: read per packet, as they change)
+        self._receivers: dict[Any, dict[str, Any]] = {r: vars(r) for r in receivers}
+        self._unprotector: SrtpUnprotector | None = None
+        # aiortc's clock makes a timezone-aware datetime per call (two per packet,
+        # the costliest step after the REMB estimator): the arrival time is read
+        # from time_ns() instead (same epoch, same milliseconds), and the time
+        # each source was last seen is a datetime made at most every 10 ms.
+        self._source_time = aiortc_clock.current_datetime()
+        self._source_time_ms = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Counters: RTP packets handled here; datagrams dropped before aiortc's path
+        #: (empty, or too long to be SRTP); packets dropped because of a failure.
+        self.packets = 0
+        self.dropped = 0
+        self.errors = 0
+
+    @classmethod
+    def install(cls, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver]) -> DirectIngest:
+        """Install on the DTLS transport's aioice connection (again: adds ``receivers``)."""
+        connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE)
+        current = vars(connection).get(AIOICE_DATA_RECEIVED_METHOD[0])
+        owner = getattr(current, "__self__", None)
+        if isinstance(owner, DirectIngest):
+            for receiver in receivers:
+                owner._receivers.setdefault(receiver, vars(receiver))
+            return owner
+        ingest = cls(dtls, receivers)
+        setattr(connection, AIOICE_DATA_RECEIVED_METHOD[0], ingest.data_received)
+        return ingest
+
+    def data_received(self, data: bytes, component: int) -> None:
+        """aioice's callback for a datagram that is not STUN."""
+        if not data or (127 < data[0] < 192 and len(data) > _SRTP_MAX_PACKET):
+            # aiortc's receive task fails on these (``data[0]``; pylibsrtp's
+            # "packet is too long" ValueError) and closes the connection: one
+            # stray datagram would cut the publisher off. Nothing valid is lost:
+            # pylibsrtp cannot unprotect a longer packet.
+            self.dropped += 1
+            return
+        dtls = self._dtls_vars
+        if (
+            len(data) >= 12
+            and 127 < data[0] < 192  # RTP or RTCP (RFC 7983)
+            and not 192 <= data[1] <= 208  # not RTCP (aiortc's is_rtcp)
+            and component == 1
+            and self._queue.empty()
+            and dtls["_state"] is _DTLS_STATE_CONNECTED
+            and dtls["_rx_srtp"] is not None
+        ):
+            try:
+                self._handle_rtp(data)
+            except Exception:
+                self.errors += 1
+                if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th ... time
+                    logger.exception("direct ingest failed (%d times)", self.errors)
+            return
+        self._queued(data, component)
+
+    def _handle_rtp(self, data: bytes) -> None:
+        # RTCDtlsTransport._recv_next and _handle_rtp_data
+        dtls = self._dtls_vars
+        dtls["_RTCDtlsTransport__rx_bytes"] += len(data)
+        dtls["_RTCDtlsTransport__rx_packets"] += 1
+        arrival_time_ms = time.time_ns() // 1_000_000 + _NTP_UNIX_OFFSET_MS  # clock.current_ms()
+        unprotector = self._unprotector
+        if unprotector is None or unprotector.session is not dtls["_rx_srtp"]:
+            unprotector = self._unprotector = SrtpUnprotector(dtls["_rx_srtp"])
+        try:
+            data = unprotector.unprotect(data)
+        except pylibsrtp.Error:
+            return  # not authentic, replayed, or not RTP: as aiortc, dropped
+        try:
+            packet = RtpPacket.parse(data, dtls["_rtp_header_extensions_map"])
+        except ValueError:
+            return
+        receiver = dtls["_rtp_router"].route_rtp(packet)
+        if receiver is None:
+            return
+        state = self._receivers.get(receiver)
+        if state is None:
+            self._spawn(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms))
+            return
+        self.packets += 1
+        self._handle_packet(receiver, state, packet, arrival_time_ms)
+
+    def _handle_packet(
+        self, receiver: Any, state: dict[str, Any], packet: RtpPacket, arrival_time_ms: int
+    ) -> None:
+        # RTCRtpReceiver._handle_rtp_packet, with its awaited RTCP sends as tasks
+        # and without keeping the depayloaded payload (only the decoder reads it).
+        if not state["_enabled"]:
+            return
+        estimator = state["_RTCRtpReceiver__remote_bitrate_estimator"]
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = state["_RTCRtpReceiver__rtcp_ssrc"]
+            if rtcp_ssrc is not None and remb is not None:
+                fci = pack_remb_fci(*remb)
+                feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+                self._spawn(receiver._send_rtcp(feedback))
+        if arrival_time_ms - self._source_time_ms >= _SOURCE_TIME_RESOLUTION_MS:
+            self._source_time = aiortc_clock.current_datetime()
+            self._source_time_ms = arrival_time_ms
+        state["_RTCRtpReceiver__active_ssrc"][packet.ssrc] = self._source_time
+        codecs = state["_RTCRtpReceiver__codecs"]
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        streams = state["_RTCRtpReceiver__remote_streams"]
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if is_rtx(codec):
+            original_ssrc = state["_RTCRtpReceiver__rtx_ssrc"].get(packet.ssrc)
+            if original_ssrc is None:
+                return
+            apt = codec.parameters.get("apt")
+            if len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+        nack_generator = state["_RTCRtpReceiver__nack_generator"]
+        if nack_generator is not None and nack_generator.add(packet):
+            self._spawn(receiver._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing)))
+        if packet.payload:
+            try:
+                depayload(codec, packet.payload)  # aiortc drops what its depayloader refuses
+            except ValueError:
+                return
+        pli_flag, _ = state["_RTCRtpReceiver__jitter_buffer"].add(packet)
+        decoder_error = state["_RTCRtpReceiver__decoder_error"]
+        if decoder_error.is_set():
+            decoder_error.clear()
+            if state["_RTCRtpReceiver__kind"] == "video":
+                # Report the lost picture data to the sender (RFC 4585 section 6.3.1.1).
+                pli_flag = True
+        if pli_flag:
+            self._spawn(receiver._send_rtcp_pli(packet.ssrc))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("direct ingest: RTCP send failed: %s", task.exception())
 
 
 # --- Send side: a sender whose RTP loop we own ---------------------------------------

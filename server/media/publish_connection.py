@@ -24,6 +24,7 @@ from aiortc import (
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
+from . import ingest
 from .aiortc_internals import gather_only_on, install_jitter_buffer, received_counts, send_pli
 from .codec_selection import rtx_capability, select_publish_codec
 from .config import MediaConfig
@@ -295,6 +296,7 @@ class PublishConnection:
         with gather_only_on(self._policy.gather_addresses, self._policy.remote_allow):
             await pc.setLocalDescription(answer)
         local = pc.localDescription.sdp
+        ingest.install(pc)  # before any RTP can arrive: ICE has not started yet
         self._update_forwarders(local)
         return self._policy.rewrite_local_sdp(local)
 

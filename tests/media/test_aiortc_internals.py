@@ -7,6 +7,7 @@ moved; fix ``server/media/aiortc_internals.py`` (and only that module).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 
 import aioice.ice
@@ -253,4 +254,44 @@ async def test_dtls_and_ice_attributes_of_the_send_path() -> None:
     pair_source = inspect.getsource(aioice.ice.Connection.sendto)
     assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in pair_source, (
         "aioice changed: a nominated pair no longer sends through protocol / remote_addr"
+    )
+
+
+async def test_direct_ingest_names_exist() -> None:
+    """What DirectIngest reads per packet on receivers, DTLS transports and aioice."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: stay on this host
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        for role, attribute in internals.INGEST_RECEIVER_ATTRIBUTES.items():
+            assert attribute in vars(receiver), (
+                f"aiortc changed: RTCRtpReceiver.{attribute} ({role})"
+            )
+        dtls = receiver.transport
+        for role, attribute in internals.INGEST_DTLS_ATTRIBUTES.items():
+            assert attribute in vars(dtls), f"aiortc changed: RTCDtlsTransport.{attribute} ({role})"
+        connection = getattr(dtls.transport, internals.ICE_CONNECTION_ATTRIBUTE)
+        queue = getattr(connection, internals.AIOICE_QUEUE_ATTRIBUTE, None)
+        assert isinstance(queue, asyncio.Queue), "aioice changed: Connection._queue"
+    finally:
+        await pc.close()
+    for method, parameters in internals.INGEST_RECEIVER_METHODS.items():
+        function = getattr(RTCRtpReceiver, method, None)
+        assert function is not None, f"aiortc changed: RTCRtpReceiver.{method} is gone"
+        assert _params(function) == parameters, f"aiortc changed: RTCRtpReceiver.{method}"
+    name, parameters = internals.AIOICE_DATA_RECEIVED_METHOD
+    assert _params(getattr(aioice.ice.Connection, name)) == parameters
+    assert f"self.receiver.{name}(" in inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+
+
+@pytest.mark.parametrize(("name", "digest"), sorted(internals.INGEST_PORTED_SOURCES.items()))
+def test_the_code_the_direct_ingest_repeats_is_unchanged(name: str, digest: str) -> None:
+    """DirectIngest repeats these functions' steady state; a change must be ported."""
+    owner, method = name.split(".")
+    function = getattr(
+        {"RTCRtpReceiver": RTCRtpReceiver, "RTCDtlsTransport": RTCDtlsTransport}[owner], method
+    )
+    source = inspect.getsource(function)
+    assert hashlib.sha256(source.encode()).hexdigest() == digest, (
+        f"aiortc changed {name}: compare it with DirectIngest "
+        "(server/media/aiortc_internals.py), port the change, then update the digest"
     )

@@ -1,0 +1,39 @@
+"""How a publisher's RTP reaches its packet taps: directly, or through aiortc's receive task.
+
+By default each publish connection gets a
+:class:`~server.media.aiortc_internals.DirectIngest`: SRTP-protected RTP is
+unprotected, parsed and handed to the receiver's packet handling in aioice's
+datagram callback, without aiortc's queue and receive task in between (one
+event loop iteration and several coroutine frames per packet; see
+docs/forwarding.md, *Ingest*). ``YITANG_INGEST=aiortc`` keeps aiortc's own path
+(the reference, for comparison and tests); both feed the same receiver state.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
+
+from .aiortc_internals import DirectIngest
+
+#: The environment variable that selects the ingest path ("aiortc": aiortc's own).
+ENVIRONMENT_VARIABLE = "YITANG_INGEST"
+
+#: Whether new publish connections use the direct ingest (tests switch it).
+enabled: bool = os.environ.get(ENVIRONMENT_VARIABLE, "") != "aiortc"
+
+
+def install(pc: RTCPeerConnection) -> list[DirectIngest]:
+    """Take over the RTP of ``pc``'s receivers (idempotent; call after the local
+    description is set, when the transports exist). Returns the installed ingests."""
+    if not enabled:
+        return []
+    by_transport: dict[RTCDtlsTransport, list[RTCRtpReceiver]] = {}
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        by_transport.setdefault(receiver.transport, []).append(receiver)
+    ingests = []
+    for transport, receivers in by_transport.items():
+        ingests.append(DirectIngest.install(transport, receivers))
+    return ingests
