@@ -234,10 +234,8 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
     assert refused.code == "already_recording"
     await env.wait(lambda: env.recorder_frames("host", "video") >= 20, "host recorded")
     pausable.running.clear()
-    paused_at = time.monotonic()
     await asyncio.sleep(1.0)  # the camera stays off this long: the gap being measured
     pausable.running.set()
-    pause = time.monotonic() - paused_at
     before = env.recorder_frames("host", "video")
     await env.wait(lambda: env.recorder_frames("host", "video") >= before + 20, "host resumed")
 
@@ -280,8 +278,11 @@ async def test_camera_pause_leaves_a_gap_and_rejoining_starts_a_new_file(
     sent = [pausable.times[c] - pausable.times[counters[0]] for c in counters]
     recorded = [t - times[0] for t in times]
     assert max(abs(a - b) for a, b in zip(sent, recorded, strict=True)) < 0.003
+    # The camera was off for at least a second: the file has that gap (where the camera's
+    # own capture times have it, checked above), not frames squeezed together. How much
+    # longer than a second the pause lasted is up to the machine's load.
     steps = [b - a for a, b in itertools.pairwise(recorded)]
-    assert max(steps) == pytest.approx(pause, abs=0.25)
+    assert max(steps) >= 0.99, max(steps)
 
 
 def recording_clock(env: RecordingEnv) -> float:
