@@ -174,11 +174,10 @@ class RoomCatalog:
         By the last written state, unless `fresh` (then the owner is asked); at join
         the owner checks again, and the rest (lock, capacity), on its current state.
         """
-        room = await self.store.get_room(claims.room)
+        room, invited, snapshot = await self.store.admission(claims.room, claims.invitee.identity)
         if room is None:
             raise NotFound("room_not_found", "this session no longer exists")
         check_token_room(room, claims.incarnation, claims.invitee, for_session=for_session)
-        invited = await self.store.invitee(room.id, claims.invitee.identity)
         if invited is not None and (invited.role, invited.venue) != (
             claims.invitee.role,
             claims.invitee.venue,
@@ -187,10 +186,7 @@ class RoomCatalog:
             raise Unauthorized(
                 "token_replaced", "this link was replaced by a newer invitation; use the latest"
             )
-        if fresh:
-            state = (await self.view(room.id)).state
-        else:
-            state = _current(room, await self.store.snapshot(room.id))
+        state = (await self.view(room.id)).state if fresh else _current(room, snapshot)
         check_not_excluded(state.live, claims.invitee, state.banned)
         return room
 

@@ -8,6 +8,7 @@ because what is tested is the order the actor applies commands in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,9 @@ class Written:
 
     def append(self, entry: TimelineEntry) -> None:
         pass
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def settled(self) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

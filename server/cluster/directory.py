@@ -38,6 +38,7 @@ from server.rooms import (
     floor_control,
     gallery,
     media_control,
+    membership,
     moderation,
     ownership,
     recording_control,
@@ -50,6 +51,7 @@ from server.rooms.commands import (
     LeaveRoom,
     NodesGone,
     ReconcileNode,
+    RunInRoom,
 )
 from server.rooms.errors import NotFound, RoomError
 from server.rooms.models import Caller, Invitee, NodeRef, PersistedRoom
@@ -300,15 +302,34 @@ class RoomDirectory:
         return acks.error("unknown_request", "this node does not understand the request")
 
     async def join(self, actor: RoomActor, caller: Caller, incarnation: str) -> acks.Ack:
-        """Admit a socket to an owned room (the roster read first, outside the room's order)."""
+        """Admit a socket to an owned room.
+
+        The roster (who was invited, shown in the snapshot) is read from Redis while the
+        room admits the socket, outside the room's order, rather than before: the ack
+        already waits for the room's write-behind, and a second round trip in a row
+        would add its own delay to every join.
+        """
+        roster_read = asyncio.create_task(self._read_roster(actor.room_id))
+        try:
+            ack = await actor.call(JoinRoom(caller, incarnation))
+        except BaseException:
+            roster_read.cancel()
+            raise
+        roster = await roster_read
+        if roster is not None and acks.is_ok(ack):
+            ack["snapshot"]["roster"] = [invitee.model_dump(mode="json") for invitee in roster]
+            actor.post(RunInRoom(lambda room: membership.keep_roster(room, roster)))
+        return ack
+
+    async def _read_roster(self, room_id: str) -> list[Invitee] | None:
+        """The room's roster; None if Redis cannot give it in time (the join goes on with
+        the roster the room saw last)."""
         try:
             async with asyncio.timeout(ROSTER_READ_TIMEOUT):
-                roster: list[Invitee] | None = await self.store.roster(actor.room_id)
+                return await self.store.roster(room_id)
         except Exception as exc:
-            # Redis is away: the join goes on with the roster the room saw last.
-            logger.warning("roster of %s not read (%s)", actor.room_id, exc)
-            roster = None
-        return await actor.call(JoinRoom(caller, incarnation, roster))
+            logger.warning("roster of %s not read (%s)", room_id, exc)
+            return None
 
     # --- letting rooms go ---------------------------------------------------------------
 

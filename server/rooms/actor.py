@@ -168,7 +168,8 @@ class RoomActor:
         if reply is not None and reply.done():
             return  # the caller gave up waiting
         try:
-            result = await self._dispatch(envelope.command, reply)
+            with self.room.writer.batch():
+                result = await self._dispatch(envelope.command, reply)
         except Exception as exc:
             if isinstance(envelope.command, RunInRoom):
                 # An action's caller gets its exception, refusals included.
@@ -207,8 +208,8 @@ class RoomActor:
                     self._run_beside(actor.identity, spec.handle(room, actor, payload), reply)
                     return _DEFERRED
                 return await spec.handle(room, actor, payload)
-            case JoinRoom(caller=caller, incarnation=incarnation, roster=roster):
-                return await membership.join(room, caller, incarnation, roster or room.roster)
+            case JoinRoom(caller=caller, incarnation=incarnation):
+                return await membership.join(room, caller, incarnation)
             case LeaveRoom(identity=identity, session=session, reason=reason):
                 return await membership.leave(room, identity, session, reason)
             case ReconcileNode(node=node, sessions=sessions, joining=joining):

@@ -27,7 +27,7 @@ from server.rooms import (
     stage_control,
     suggestions,
 )
-from server.rooms.models import Caller, Invitee, Participant
+from server.rooms.models import Caller, Participant
 from server.rooms.owned_room import OwnedRoom, SelfCommand
 from server.rooms.ports import RecordingUpdate, SessionRef
 from server.rooms.server_events import DepartureReason
@@ -120,15 +120,10 @@ class ClientCommand:
 
 @dataclass(frozen=True)
 class JoinRoom:
-    """A connection asks to join; `incarnation` is the one its token names.
-
-    `roster` is who was invited, read before the join is queued (None: it could not
-    be read; the room's last one is used).
-    """
+    """A connection asks to join; `incarnation` is the one its token names."""
 
     caller: Caller
     incarnation: str
-    roster: list[Invitee] | None = None
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,7 @@ def _admit(room: OwnedRoom, caller: Caller) -> None:
     )
 
 
-async def join(
-    room: OwnedRoom, caller: Caller, incarnation: str, roster: list[Invitee]
-) -> acks.Ack:
+async def join(room: OwnedRoom, caller: Caller, incarnation: str) -> acks.Ack:
     """Admit the caller; a second connection of the same identity replaces the first."""
     check_token_room(room.room, incarnation, caller)
     if not room.limits.allow_join(caller.identity):
@@ -86,8 +84,13 @@ async def join(
     # Also for one back within the grace period: attendance counts a `joined` of someone
     # present as a reconnection, their presence unbroken.
     await room.timeline("joined", who(participant))
-    room.roster = roster
     return acks.ok(snapshot=room.snapshot(participant))
+
+
+async def keep_roster(room: OwnedRoom, roster: list[Invitee]) -> None:
+    """Who was invited, as read for a join: later snapshots show it (the room does not
+    read the roster itself; each join brings the one read meanwhile)."""
+    room.roster = roster
 
 
 def _participant(room: OwnedRoom, caller: Caller) -> Participant:

@@ -9,6 +9,7 @@ import the recording stack).
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +55,9 @@ class StateWriter(Protocol):
 
     def append(self, entry: TimelineEntry) -> None:
         """Add an entry to the timeline stream (in order, with its id)."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Changes made inside (one command, across its awaits) go in one write."""
 
     def settled(self) -> asyncio.Future[None]:
         """Done once everything changed so far is written (at once while Redis is away)."""

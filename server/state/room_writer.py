@@ -14,6 +14,11 @@ complete at once: the session goes on in memory, and what was acknowledged
 meanwhile is written when Redis is back (lost only if the owner also dies
 before then).
 
+A command of the room's actor may change the state, await (the SFU, a
+broadcast), then append to the timeline; the actor marks each command as a
+`batch`, and a write that would start inside one waits for its end (bounded),
+so one command costs one round trip to Redis, not one per change.
+
 Serializing a big room's snapshot is not free, so the writer paces itself to
 spend at most about a tenth of its time serializing: small rooms are written
 at once, a room of hundreds waits a few milliseconds between writes.
@@ -28,7 +33,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -72,6 +77,10 @@ return 1
 MAX_ENTRIES_PER_WRITE = 500
 #: Share of the writer's time it may spend serializing snapshots (the rest it waits).
 SERIALIZING_SHARE = 0.1
+#: Longest a write waits for the end of the batch (actor command) it would start in. Far
+#: above what a command takes: it only keeps a command that awaits something stuck (or,
+#: by mistake, the writer itself) from holding back what it changed before.
+MAX_BATCH_WAIT = 2.0
 
 
 class LeaseLost(Exception):
@@ -110,6 +119,8 @@ class RoomWriter:
         #: Futures of `settled()`, with the (generation, appended) they wait for.
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
+        #: Done when the batch in progress (if any) ends.
+        self._batch: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         #: Whether the last write attempt failed (Redis unreachable).
@@ -129,6 +140,21 @@ class RoomWriter:
         self._entries.append(entry)
         self._appended += 1
         self._poke()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Changes made inside (one actor command, across its awaits) go in one write.
+
+        Not nested: the room's actor applies one command at a time.
+        """
+        batch: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch = batch
+        try:
+            yield
+        finally:
+            batch.set_result(None)
+            if self._batch is batch:
+                self._batch = None
 
     def _poke(self) -> None:
         if not self._closed:
@@ -163,6 +189,7 @@ class RoomWriter:
         self._closed = True
         self._release_waiters(everyone=True)
         if self._task is not None:
+            self._wakeup.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -174,8 +201,18 @@ class RoomWriter:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        # `close()` cancels this task, but a cancellation that lands as a Redis reply comes
+        # in is lost (Python 3.11's `asyncio.wait_for`, which redis-py uses, returns the
+        # reply instead): the task then sees `_closed` and ends by itself.
+        while not self._closed:
             await self._wakeup.wait()
+            batch = self._batch
+            if batch is not None and not batch.done():
+                # Only the batch in progress now: the next one may start as soon as this
+                # one ends, and waiting for it too could hold the write back for good.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(MAX_BATCH_WAIT):
+                        await asyncio.shield(batch)
             self._wakeup.clear()
             try:
                 serializing = await self._write_pending()
@@ -207,7 +244,7 @@ class RoomWriter:
     async def _write_pending(self) -> float:
         """Write until nothing is pending; returns the time spent serializing snapshots."""
         serializing = 0.0
-        while self._pending:
+        while self._pending and not self._closed:
             batch = list(itertools.islice(self._entries, MAX_ENTRIES_PER_WRITE))
             generation = self._generation
             snapshot = ""
