@@ -59,6 +59,8 @@ class RoomStats:
     tracks: int
     packets_received: int
     packets_sent: int
+    #: RTP payload bytes sent to subscribers (what RTCP sender reports count).
+    octets_sent: int
     packets_dropped: int
     keyframe_requests: int
     plis_sent: int
@@ -380,6 +382,7 @@ class MediaRoom:
                 for f in p.publish.all_forwarders
             ),
             packets_sent=sum(s.channel.packets_sent for s in senders if s.channel is not None),
+            octets_sent=sum(s.channel.octets_sent for s in senders if s.channel is not None),
             packets_dropped=sum(s.packets_dropped for s in senders),
             keyframe_requests=sum(f.keyframe_requests for f in forwarders),
             plis_sent=sum(f.plis_sent for f in forwarders),

@@ -198,6 +198,9 @@ class ReceivedTrack:
     ended: bool = False
     #: (width, height) of each decoded video frame, in order.
     sizes: list[tuple[int, int]] = field(default_factory=list)
+    #: The RTP timestamp (90 kHz) of each decoded video frame, in order: which of the
+    #: publisher's frames arrived, whenever they arrived.
+    timestamps: list[int] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
     @property
@@ -318,6 +321,7 @@ class MediaTestClient:
                 if received.kind == "video":
                     received.counters.append(read_counter_frame(frame))
                     received.sizes.append((frame.width, frame.height))
+                    received.timestamps.append(int(frame.pts))
                 self.harness.signal.notify()
         except MediaStreamError:
             received.ended = True

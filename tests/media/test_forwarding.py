@@ -123,6 +123,7 @@ async def test_three_participants_and_the_server_never_transcodes(
     stats = harness.room.stats()
     assert stats.packets_received > 0
     assert stats.packets_sent > 0
+    assert stats.octets_sent > stats.packets_sent  # payload bytes (what bench/tiers.py sums)
 
 
 async def test_late_joiner_gets_video_after_a_keyframe_request(

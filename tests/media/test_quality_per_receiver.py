@@ -18,6 +18,7 @@ from media_testkit import (
     loopback_config,
 )
 
+from server.loadtest.clip import ClipTrack, encode_video
 from server.media import PublisherHint, VideoQuality
 from server.media.aiortc_internals import gather_only_on
 from server.media.quality_tiers import TierThresholds
@@ -162,10 +163,43 @@ def _levels(harness: RoomHarness, pid: str) -> list[str]:
     return levels
 
 
+#: The fine receiver's window: 3 s of the publisher's frames (30 fps, 90 kHz RTP clock),
+#: about as long as the weak receiver takes to step down twice (a longer loss would
+#: change the steps the test expects).
+WINDOW_FRAMES = 90
+FRAME_TICKS = 90_000 // 30
+
+
+def pre_encoded_high(client: MediaTestClient) -> MediaTestClient:
+    """Make `client` send its camera's high encoding pre-encoded, paced by the clock.
+
+    aiortc's live VP8 encoder falls behind on a busy machine; pre-encoded frames go out
+    at exactly 30 per second of media time (frame n has RTP timestamp n x 3000 plus the
+    stream's offset), so a receiver's share of them is a property of the forwarding.
+    (They have a keyframe every second whatever is asked. The low encoding stays live:
+    the weak receiver must decode it between two steps down, which on a lossy link
+    takes the keyframe its PLI asks for.)
+    """
+    client.video = ClipTrack(encode_video("vp8", *HIGH, 30, 300_000))  # type: ignore[assignment]
+    return client
+
+
+def frames_in_window(timestamps: list[int], start: int) -> set[int]:
+    """The distinct frames (RTP timestamps) within WINDOW_FRAMES frames from `start`."""
+    span = WINDOW_FRAMES * FRAME_TICKS
+    return {t for t in timestamps if (t - start) % 2**32 < span}
+
+
+def window_complete(timestamps: list[int], start: int) -> bool:
+    """A frame from past the window arrived (and a little more: one reordered at its end)."""
+    span = WINDOW_FRAMES * FRAME_TICKS
+    return any(span + 10 * FRAME_TICKS <= (t - start) % 2**32 < 2**31 for t in timestamps)
+
+
 async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: RoomHarness) -> None:
     harness = tiers_harness
     room = harness.room
-    a = harness.client("A", width=HIGH[0], height=HIGH[1], low_video=LOW)
+    a = pre_encoded_high(harness.client("A", width=HIGH[0], height=HIGH[1], low_video=LOW))
     weak = RelayedClient(harness, "W", 2, video=False, audio=False)
     harness.clients["W"] = weak
     fine = harness.client("F", video=False, audio=False)
@@ -181,6 +215,8 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
     high = room.track_forwarder(next(t.track_id for t in room.tracks() if t.kind == "video"))
     plis_before, started = high.plis_sent, time.monotonic()
 
+    (fine_track,) = [t for t in fine.tracks_from("A", "video") if not t.ended]
+    first_index = len(fine_track.timestamps)
     weak.relay.loss = 0.25
     await harness.wait_until(
         lambda: room.video_quality("W")[0] == "reduced", "W steps down to low", within=30
@@ -200,7 +236,30 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
         ),
         "W is told its video is paused for one venue",
     )
-    # Meanwhile the unshaped receiver kept the high encoding.
+    # Meanwhile the unshaped receiver kept the high encoding, at the publisher's 30 fps:
+    # of the 90 frames A sent from when W's link turned lossy (3 s of A's media clock),
+    # F decoded at least 29/30, all high. Counted by RTP timestamp, so a busy machine
+    # may delay frames but not make them count as missing; W stays shaped meanwhile.
+    await harness.wait_until(
+        lambda: len(fine_track.timestamps) > first_index, "F keeps receiving A"
+    )
+    start = fine_track.timestamps[first_index]
+    await harness.wait_until(
+        lambda: window_complete(fine_track.timestamps, start),
+        "F received 3 s of A's frames while W was shaped",
+        within=60,
+    )
+    in_window = frames_in_window(fine_track.timestamps, start)
+    window_sizes = {
+        size
+        for size, t in zip(fine_track.sizes, fine_track.timestamps, strict=True)
+        if t in in_window
+    }
+    assert len(in_window) >= WINDOW_FRAMES * 29 // 30, (
+        f"F got {len(in_window)} of A's {WINDOW_FRAMES} high frames while W was shaped"
+    )
+    assert window_sizes == {HIGH}
+    assert room.video_quality("W")[0] != "full"  # the window ended while W was stepped down
     assert room.video_quality("F") == ("full", {"A": "high"})
     assert last_size(fine, "A") == HIGH
 
