@@ -26,7 +26,7 @@ import collections
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,3 +292,7 @@ class Bus:
         task = asyncio.create_task(run())
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
+        if isinstance(work, Coroutine):
+            # Cancelled (the bus closing) before it started: close the handler's coroutine
+            # so it is not reported as never awaited (a no-op once it ran).
+            task.add_done_callback(lambda _: work.close())
