@@ -44,6 +44,25 @@ def pytest_configure(config: pytest.Config) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG)
 
 
+#: Test folders whose tests run one at a time when the suite runs on several workers
+#: (`scripts/test` runs pytest-xdist with `--dist loadgroup`): each browser test drives
+#: four Chromium pages and an SFU process, which take the machine's cores; two at once
+#: would make each wait for the other, and their UI waits are bounded.
+_ONE_AT_A_TIME = {"browser": "chromium"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put each test of a `_ONE_AT_A_TIME` folder in that folder's xdist group (one worker
+    runs the whole group, in order); without xdist the mark does nothing."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        relative = item.path.resolve().relative_to(tests)
+        group = _ONE_AT_A_TIME.get(relative.parts[0]) if len(relative.parts) > 1 else None
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs() -> Iterator[None]:
     """Fail any test whose log lines (its own process's, and its server processes') hold a
