@@ -44,23 +44,27 @@ def pytest_configure(config: pytest.Config) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG)
 
 
-#: Test folders whose tests run one at a time when the suite runs on several workers
-#: (`scripts/test` runs pytest-xdist with `--dist loadgroup`): each browser test drives
-#: four Chromium pages and an SFU process, which take the machine's cores; two at once
-#: would make each wait for the other, and their UI waits are bounded.
-_ONE_AT_A_TIME = {"browser": "chromium"}
+#: Test folders whose tests run one at a time, on one worker, when the suite runs on
+#: several (`scripts/test` runs pytest-xdist): each browser test drives four Chromium pages
+#: and an SFU process, which take the machine's cores; two at once would make each wait for
+#: the other, and their UI waits are bounded.
+ONE_AT_A_TIME = ("tests/browser/",)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put each test of a `_ONE_AT_A_TIME` folder in that folder's xdist group (one worker
-    runs the whole group, in order); without xdist the mark does nothing."""
-    tests = Path(__file__).resolve().parent
-    for item in items:
-        relative = item.path.resolve().relative_to(tests)
-        group = _ONE_AT_A_TIME.get(relative.parts[0]) if len(relative.parts) > 1 else None
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, except that each `ONE_AT_A_TIME` folder is one unit of work
+    (one worker runs all its tests, in order; the largest unit is handed out first).
+
+    Not xdist's own `--dist loadgroup`: it marks groups by rewriting `item._nodeid`, which
+    pytest 9 no longer reads, so its groups are silently split."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FoldersOneAtATime(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((f for f in ONE_AT_A_TIME if nodeid.startswith(f)), nodeid)
+
+    return FoldersOneAtATime(config, log)
 
 
 @pytest.fixture(autouse=True)
