@@ -44,6 +44,29 @@ def pytest_configure(config: pytest.Config) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG)
 
 
+#: Test folders whose tests run one at a time, on one worker, when the suite runs on
+#: several (`scripts/test` runs pytest-xdist): each browser test drives four Chromium pages
+#: and an SFU process, which take the machine's cores; two at once would make each wait for
+#: the other, and their UI waits are bounded.
+ONE_AT_A_TIME = ("tests/browser/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's load scheduling, except that each `ONE_AT_A_TIME` folder is one unit of work
+    (one worker runs all its tests, in order; the largest unit is handed out first).
+
+    Not xdist's own `--dist loadgroup`: it marks groups by rewriting `item._nodeid`, which
+    pytest 9 no longer reads, so its groups are silently split."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FoldersOneAtATime(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((f for f in ONE_AT_A_TIME if nodeid.startswith(f)), nodeid)
+
+    return FoldersOneAtATime(config, log)
+
+
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs() -> Iterator[None]:
     """Fail any test whose log lines (its own process's, and its server processes') hold a

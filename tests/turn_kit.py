@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,16 @@ class Coturn:
         return args
 
 
+def _relay_range_start(port: int) -> int:
+    """The first of 100 relay ports for a coturn listening on `port`: a range of its own,
+    away from other tests' ports. Under pytest-xdist each worker (gw0, gw1, ...) has its own
+    share of the ranges, so two coturns running at once on two workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = 200 // max(workers, 1)
+    return 40000 + (int(worker) % max(workers, 1) * share + port % share) * 100
+
+
 @contextlib.asynccontextmanager
 async def coturn(
     directory: Path, secret: str = "test-turn-secret", relay_ip: str = "127.0.0.1"
@@ -48,7 +59,7 @@ async def coturn(
     assert binary, "turnserver is missing: scripts/test runs scripts/ensure-coturn"
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    relay_low = 40000 + (port % 200) * 100  # a range of its own, away from other tests' ports
+    relay_low = _relay_range_start(port)
     log = directory / "turnserver.log"
     process = await asyncio.create_subprocess_exec(
         binary, "-n", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+import pytest_asyncio
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, expect
 
@@ -20,6 +20,7 @@ from server.recording.compositor import RenderOptions, render_recording
 from server.recording.manifest_files import write_manifest
 from server.recording.models import Manifest, ParticipantEntry
 from server.rooms.models import Level, TimelineEntry
+from tests.browser.conftest import LOOP
 from tests.helpers import ServerHandle
 from tests.recording.recording_kit import PEOPLE, build_session, recording_server
 
@@ -33,7 +34,7 @@ VENUES = {
 }
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope=LOOP)
 async def archive_server(
     redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[ServerHandle]:
@@ -41,7 +42,7 @@ async def archive_server(
         yield handle
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope=LOOP)
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 1000})
     page = await context.new_page()
