@@ -85,7 +85,6 @@ async def test_record_stop_and_read_back(env: RecordingEnv) -> None:
             env.recorder_frames(identity, kind)
             >= 0.95 * (count - sent_at_start.get((identity, kind), 0))
             for (identity, kind), count in caught_up.items()
-            if kind == "audio"
         ),
         "the recorder caught up",
     )
@@ -115,12 +114,15 @@ async def test_record_stop_and_read_back(env: RecordingEnv) -> None:
         key = (entry.participant, entry.kind)
         if entry.kind == "video":
             # Every frame from the first recorded (a keyframe) to the stop, in order: the
-            # counters drawn into the frames are contiguous and reach what was sent by then.
+            # counters drawn into the frames are contiguous and reach what had been sent
+            # when the recorder caught up (a busy publisher's encoder lags its camera: the
+            # frames still in its pipeline at the stop are cut off, by design).
             assert decoded.codec == "vp8" and entry.codec == "vp8"
             assert counter_jumps(decoded.counters) == [], entry.name
             first, last = decoded.counters[0], decoded.counters[-1]
             assert decoded.frames == last - first + 1, entry.name
-            assert last >= sent_at_stop[key] - 0.07 * decoded.frames, (entry.name, last)
+            assert last >= caught_up[key] - 0.07 * decoded.frames, (entry.name, last)
+            assert last < sent_at_stop[key], (entry.name, last)
             if entry.participant == "host":  # publishing before the start: recorded at once
                 assert first <= sent_at_start[key] + 15, (entry.name, first)
             recorded = decoded.frames / 30
