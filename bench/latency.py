@@ -294,7 +294,9 @@ class Peer:
     async def _on_yitang_offer(self, payload: dict[str, Any]) -> None:
         assert self.client is not None
         answer = await self._answer(payload["sdp"])
-        await self.client.call("subscriber_answer", {"sdp": answer})
+        await self.client.call(
+            "subscriber_answer", {"sdp": answer, "offer_id": payload.get("offer_id")}
+        )
 
     def _on_pipe(self, message: dict[str, Any]) -> None:
         conn: Connection = self.signaling["conn"]
@@ -635,7 +637,7 @@ async def yitang_join(url: str, token: str) -> dict[str, float]:
 
     async def on_offer(payload: dict[str, Any]) -> None:
         answer = await joining.answer(payload["sdp"])
-        await client.call("subscriber_answer", {"sdp": answer})
+        await client.call("subscriber_answer", {"sdp": answer, "offer_id": payload.get("offer_id")})
         joining.mark("answer_acked")
 
     client.on("subscriber_offer", on_offer)

@@ -124,7 +124,10 @@ class SessionPeer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         with gather_only_on(LOOPBACK):
             await pc.setLocalDescription(await pc.createAnswer())
-        await self.signaling.call("subscriber_answer", {"sdp": pc.localDescription.sdp})
+        await self.signaling.call(
+            "subscriber_answer",
+            {"sdp": pc.localDescription.sdp, "offer_id": payload["offer_id"]},
+        )
 
     async def _on_resync(self, payload: dict[str, Any]) -> None:
         owner = payload["snapshot"].get("owner") or {}

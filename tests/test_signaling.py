@@ -171,6 +171,8 @@ async def test_observer_cannot_chat_or_get_the_floor(server: ServerHandle) -> No
         ("grant_floor", {"identity": "m1", "time_limit_seconds": 0}, "invalid_payload"),
         ("grant_floor", {"identity": "m1", "time_limit_seconds": 10**9}, "invalid_payload"),
         ("advance_agenda", {"index": -1}, "invalid_payload"),
+        ("subscriber_answer", {"sdp": "v=0\r\n", "offer_id": "<script>"}, "invalid_payload"),
+        ("subscriber_answer", {"sdp": "v=0\r\n", "offer_id": "a" * 65}, "invalid_payload"),
         ("request_mute", {"identity": "m1", "kind": "screen"}, "invalid_payload"),
     ],
 )

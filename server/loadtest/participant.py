@@ -123,7 +123,10 @@ class LoadParticipant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         with gather_only_on(self.ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
-        await self.signaling.call("subscriber_answer", {"sdp": pc.localDescription.sdp})
+        await self.signaling.call(
+            "subscriber_answer",
+            {"sdp": pc.localDescription.sdp, "offer_id": payload.get("offer_id")},
+        )
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.subscribe_pc is not None

@@ -265,9 +265,12 @@ class MediaRoom:
             self._emit(PublisherHint(participant_id, publish.uplink_cap))
         return answer
 
-    async def subscriber_answer(self, participant_id: str, answer_sdp: str) -> None:
-        """Apply the participant's answer to the last SubscriberOffer."""
-        await self._get(participant_id).subscribe.handle_answer(answer_sdp)
+    async def subscriber_answer(
+        self, participant_id: str, answer_sdp: str, offer_id: str | None = None
+    ) -> None:
+        """Apply the participant's answer to the last SubscriberOffer (`offer_id`: the
+        offer it answers; a stale one is refused)."""
+        await self._get(participant_id).subscribe.handle_answer(answer_sdp, offer_id)
 
     async def add_remote_candidate(
         self, participant_id: str, connection: ConnectionName, candidate: object

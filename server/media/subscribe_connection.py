@@ -32,6 +32,7 @@ the client reports about its link into the level that decides which.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -108,6 +109,8 @@ class SubscribeConnection:
         self._rate = 0
         self._offered: tuple[_OfferedMedia, ...] = ()
         self._awaiting_answer = False
+        #: `offer_id` of the outstanding offer (answers may name the offer they answer).
+        self._offer_id: str | None = None
         self._dirty = False
         self._negotiation: asyncio.Task[None] | None = None
         self._candidates = RemoteCandidates(policy, config, "the answer")
@@ -197,8 +200,10 @@ class SubscribeConnection:
                 result[sub.forwarder.participant_id] = "low" if low else "high"
         return result
 
-    async def handle_answer(self, text: object) -> None:
-        """Apply the client's answer to our outstanding offer."""
+    async def handle_answer(self, text: object, answers: str | None = None) -> None:
+        """Apply the client's answer to our outstanding offer. `answers` is the `offer_id`
+        of the offer it answers, if the client gave it: an answer to an offer of a
+        connection since replaced is refused, not applied to the new connection's offer."""
         answer = validate_sdp(
             text,
             sdp_type="answer",
@@ -212,6 +217,8 @@ class SubscribeConnection:
             pc = self._pc
             if pc is None or not self._awaiting_answer:
                 raise MediaError("bad_state", "no subscriber offer is outstanding")
+            if answers is not None and answers != self._offer_id:
+                raise MediaError("bad_state", "that offer was replaced by a newer one")
             self._check_answer(answer.media)
             try:
                 await pc.setRemoteDescription(
@@ -317,7 +324,9 @@ class SubscribeConnection:
         self._awaiting_answer = True
         self.offers_sent += 1
         logger.debug("%s: offer %d sent", self._log, self.offers_sent)
-        self._emit_offer(self._policy.rewrite_local_sdp(local))
+        sent = self._policy.rewrite_local_sdp(local)
+        self._offer_id = offer_id(sent)
+        self._emit_offer(sent)
 
     async def _sync_transceivers(self) -> bool:
         changed = False
@@ -507,3 +516,10 @@ def _describe_offer(sdp_text: str) -> tuple[_OfferedMedia, ...]:
         )
         for m in description.media
     )
+
+
+def offer_id(sdp: str) -> str:
+    """A subscriber offer's id, sent with it: a client that echoes it in its answer cannot
+    have an answer to a replaced connection's offer applied to the new connection's (its
+    DTLS and ICE would belong to another peer connection, and the new one never connects)."""
+    return hashlib.sha256(sdp.encode()).hexdigest()[:16]

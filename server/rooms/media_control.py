@@ -16,6 +16,7 @@ from server.media import (
     SubscriberOffer,
     VideoQuality,
 )
+from server.media.subscribe_connection import offer_id
 from server.rooms import acks, payloads, reconnection
 from server.rooms.errors import Forbidden, NotFound
 from server.rooms.models import Participant, Role
@@ -56,7 +57,7 @@ async def subscriber_answer(
     room: OwnedRoom, actor: Participant, req: payloads.SubscriberAnswer
 ) -> acks.Ack:
     """Apply the participant's answer to the server's subscriber offer."""
-    await room.media.subscriber_answer(actor.identity, actor.session, req.sdp)
+    await room.media.subscriber_answer(actor.identity, actor.session, req.sdp, req.offer_id)
     return acks.ok()
 
 
@@ -125,7 +126,7 @@ async def media_event(room: OwnedRoom, event: MediaEvent) -> None:
         # An offer for a connection that was replaced meanwhile is void.
         if participant is not None and participant.session == session:
             tracks = [TrackRef(**t) for t in subscriber_tracks(event.sdp)]
-            offer = SubscriberOfferEvent(sdp=event.sdp, tracks=tracks)
+            offer = SubscriberOfferEvent(sdp=event.sdp, tracks=tracks, offer_id=offer_id(event.sdp))
             await room.send(participant, "subscriber_offer", offer)
     elif isinstance(event, ActiveSpeaker):
         await room.broadcast("active_speaker", ActiveSpeakerChanged(identity=event.participant_id))

@@ -294,6 +294,8 @@ class SubscriberAnswer(Payload):
     """Answer to the server's latest `subscriber_offer`."""
 
     sdp: SdpText
+    #: The `offer_id` of the offer this answers (recommended; an old offer's is refused).
+    offer_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
 
 
 class Candidate(Payload):

@@ -275,10 +275,14 @@ class RoomMedia:
         except MediaError as exc:
             raise room_error(exc) from exc
 
-    async def subscriber_answer(self, identity: str, session: str, answer_sdp: str) -> None:
-        """Apply a participant's answer to our subscriber offer."""
+    async def subscriber_answer(
+        self, identity: str, session: str, answer_sdp: str, offer_id: str | None = None
+    ) -> None:
+        """Apply a participant's answer to our subscriber offer (`offer_id`: which one)."""
         try:
-            await self._existing(identity, session).subscriber_answer(identity, answer_sdp)
+            await self._existing(identity, session).subscriber_answer(
+                identity, answer_sdp, offer_id
+            )
         except MediaError as exc:
             raise room_error(exc) from exc
 

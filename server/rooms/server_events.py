@@ -123,6 +123,8 @@ class SubscriberOfferEvent(Strict):
 
     sdp: str
     tracks: list[TrackRef]
+    #: Echoed in the `subscriber_answer` (an answer to a replaced offer is refused).
+    offer_id: str
 
 
 class RecordingError(Strict):

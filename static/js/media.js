@@ -319,7 +319,7 @@ export class MediaClient extends Emitter {
     return this._offerChain;
   }
 
-  async _answer({ sdp, tracks }) {
+  async _answer({ sdp, tracks, offer_id: offerId }) {
     if (this._closed || typeof sdp !== "string") return;
     const fingerprint = sdpFingerprint(sdp);
     let pc = this.subPc;
@@ -354,7 +354,9 @@ export class MediaClient extends Emitter {
     this._syncRemote(pc);
     await waitIceGathering(pc);
     if (pc !== this.subPc) return;
-    await this.call("subscriber_answer", { sdp: pc.localDescription.sdp });
+    // Naming the offer: an answer to one the server has since replaced is refused, never
+    // applied to the new connection's offer.
+    await this.call("subscriber_answer", offerId ? { sdp: pc.localDescription.sdp, offer_id: offerId } : { sdp: pc.localDescription.sdp });
   }
 
   /** Rebuild the identity → tracks map from the subscribe PC's live transceivers. */

@@ -370,6 +370,23 @@ class RoomHarness:
                 await client.on_subscriber_offer(event.sdp)
         self.signal.notify()
 
+    def offers_for(self, participant_id: str) -> list[str]:
+        """The SubscriberOffers sent so far for a participant, oldest first."""
+        return [
+            e.sdp
+            for e in self.events
+            if isinstance(e, SubscriberOffer) and e.participant_id == participant_id
+        ]
+
+    async def wait_for_offer(self, participant_id: str, within: float = 10) -> str:
+        """The latest SubscriberOffer for a participant that has no test client."""
+        await self.wait_until(
+            lambda: bool(self.offers_for(participant_id)),
+            f"an offer for {participant_id}",
+            within,
+        )
+        return self.offers_for(participant_id)[-1]
+
     def client(self, participant_id: str, **kwargs: object) -> MediaTestClient:
         client = MediaTestClient(self, participant_id, len(self.clients) + 1, **kwargs)  # type: ignore[arg-type]
         self.clients[participant_id] = client
@@ -456,20 +473,3 @@ class CodecUsageProbe:
     @property
     def total_encoded(self) -> int:
         return sum(self.encoded.values())
-
-
-async def _wait_for_offer(self: RoomHarness, participant_id: str, within: float = 10) -> str:
-    """The latest SubscriberOffer for a participant that has no test client."""
-
-    def offers() -> list[str]:
-        return [
-            e.sdp
-            for e in self.events
-            if isinstance(e, SubscriberOffer) and e.participant_id == participant_id
-        ]
-
-    await self.wait_until(lambda: bool(offers()), f"an offer for {participant_id}", within)
-    return offers()[-1]
-
-
-RoomHarness.wait_for_offer = _wait_for_offer  # type: ignore[attr-defined]

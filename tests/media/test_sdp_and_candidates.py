@@ -7,11 +7,12 @@ import re
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from media_testkit import LOOPBACK, RoomHarness, loopback_config
+from media_testkit import LOOPBACK, RoomHarness, client_configuration, loopback_config
 
 from server.media import IceAddress, MediaError
 from server.media.aiortc_internals import gather_only_on
 from server.media.ice_policy import IcePolicy
+from server.media.subscribe_connection import offer_id
 
 
 async def _valid_offer(harness: RoomHarness, pid: str) -> str:
@@ -92,6 +93,39 @@ async def test_bad_subscriber_answers(harness: RoomHarness) -> None:
     with pytest.raises(MediaError) as info:
         await harness.room.subscriber_answer("bob", bob.sub_pc.localDescription.sdp)  # type: ignore[union-attr]
     assert info.value.code == "bad_state"
+
+
+async def test_an_answer_to_a_replaced_offer_is_refused_not_applied_to_the_new_one(
+    harness: RoomHarness,
+) -> None:
+    """bob's subscribe connection is replaced while its first offer is unanswered (a
+    takeover sets a participant up twice, a quick media restart): the late answer to the
+    first offer names it, is refused, and the answer to the new offer connects."""
+    alice = harness.client("alice")
+    await alice.join()
+    await harness.room.add_participant("bob", can_publish=False)
+    first = await harness.wait_for_offer("bob")
+    await harness.room.remove_participant("bob")
+    await harness.room.add_participant("bob", can_publish=False)
+    await harness.wait_until(
+        lambda: harness.offers_for("bob")[-1] != first, "a second offer for bob"
+    )
+    second = harness.offers_for("bob")[-1]
+    assert offer_id(first) != offer_id(second)
+
+    late = RTCPeerConnection(client_configuration())
+    try:
+        await late.setRemoteDescription(RTCSessionDescription(sdp=first, type="offer"))
+        with gather_only_on(LOOPBACK):
+            await late.setLocalDescription(await late.createAnswer())
+        with pytest.raises(MediaError) as info:
+            await harness.room.subscriber_answer("bob", late.localDescription.sdp, offer_id(first))
+        assert info.value.code == "bad_state"
+    finally:
+        await late.close()
+    bob = harness.client("bob", video=False, audio=False)
+    await bob.on_subscriber_offer(second)
+    await harness.wait_until(lambda: bob.frames_from("alice", "video") >= 3, "bob's media")
 
 
 async def test_trickled_candidates_are_validated(harness: RoomHarness) -> None:
