@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,9 +23,21 @@ from tests.processes import REPO
 SEEDED_PARTICIPANTS = 11
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path: the embedded Valkey's unix socket is under the
+    clone's data/, a socket path holds at most 107 bytes, and pytest's per-worker
+    `tmp_path` can be long enough to pass that (the server refuses it, saying so)."""
+    path = Path(tempfile.mkdtemp(prefix="yitang-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.timeout(420)  # creating .venv and installing takes minutes on a busy machine
-async def test_scripts_serve_on_a_clean_clone(tmp_path: Path) -> None:
-    clone = tmp_path / "clone"
+async def test_scripts_serve_on_a_clean_clone(short_tmp: Path) -> None:
+    clone = short_tmp / "clone"
     cloning = await asyncio.create_subprocess_exec("git", "clone", "--quiet", str(REPO), str(clone))
     assert await cloning.wait() == 0
     port = free_port()
