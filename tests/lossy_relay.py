@@ -36,10 +36,17 @@ class _Side(asyncio.DatagramProtocol):
 
 @dataclass
 class LossyRelay:
-    """Forwards datagrams between clients and `upstream`, dropping `loss` of them."""
+    """Forwards datagrams between clients and `upstream`, dropping `loss` of them.
+
+    `loss_to_client` (None: `loss`) is the share dropped on the way back to a client;
+    with `drop_nacks_to_client` every RTCP NACK to a client is dropped, so that what
+    the client's uplink loses is lost for good (no retransmission repairs it).
+    """
 
     upstream: Address
     loss: float = 0.0
+    loss_to_client: float | None = None
+    drop_nacks_to_client: bool = False
     seed: int = 13
     port: int = 0
     passed: int = 0
@@ -51,8 +58,8 @@ class LossyRelay:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
 
-    def _keep(self) -> bool:
-        if self._random.random() < self.loss:
+    def _keep(self, loss: float | None = None) -> bool:
+        if self._random.random() < (self.loss if loss is None else loss):
             self.dropped += 1
             return False
         self.passed += 1
@@ -94,7 +101,12 @@ class LossyRelay:
 
     def to_client(self, data: bytes, client: Address) -> None:
         listener = self._listener
-        if listener is not None and listener.transport is not None and self._keep():
+        if self.drop_nacks_to_client and _is_rtcp_nack(data):
+            self.dropped += 1
+            return
+        if listener is not None and listener.transport is not None and self._keep(
+            self.loss_to_client
+        ):
             listener.transport.sendto(data, client)
 
     async def start(self) -> None:
@@ -112,6 +124,11 @@ class LossyRelay:
         for side in [*self._upstreams.values(), self._listener]:
             if side is not None and side.transport is not None:
                 side.transport.close()
+
+
+def _is_rtcp_nack(data: bytes) -> bool:
+    # SRTCP leaves the first header in clear: version 2, packet type 205 (RTPFB), FMT 1.
+    return len(data) >= 8 and data[0] >> 6 == 2 and data[1] == 205 and data[0] & 0x1F == 1
 
 
 @contextlib.asynccontextmanager

@@ -109,6 +109,12 @@ class ForwardingSender(HookedRtpSender):
         #: Called with what the receiver reports about its link (set by the connection).
         self.on_report: ReportHandler | None = None
         self.on_remb: RembHandler | None = None
+        # The source's (expected, received) counts at the receiver's previous report:
+        # what the publisher's uplink lost in between is no fault of this receiver's link.
+        self._upstream_mark: tuple[TrackForwarder, int, int] | None = None
+        #: The last report's loss: (as the receiver reported it, the share of it that
+        #: never reached us from the publisher). Stats and tests.
+        self.last_report_loss: tuple[float, float] = (0.0, 0.0)
         self._is_video = forwarder.kind == "video"
         self._max_buffered = queue_size * _PACKET_BYTES
         self._paused = False
@@ -179,6 +185,7 @@ class ForwardingSender(HookedRtpSender):
         """Forget the forwarder and sent-packet history (after the sender is stopped)."""
         forwarder, self._forwarder = self._forwarder, None
         source, self._source = self._source, None
+        self._upstream_mark = None
         self._cancel_probe()
         for f in (forwarder, source):
             if f is not None:
@@ -322,7 +329,8 @@ class ForwardingSender(HookedRtpSender):
                 return
             for report in packet.reports:
                 if report.ssrc == channel.ssrc:
-                    on_report(report.fraction_lost / 256, report.jitter / channel.clock_rate)
+                    link_loss = self._link_loss(report.fraction_lost / 256)
+                    on_report(link_loss, report.jitter / channel.clock_rate)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             on_remb = self.on_remb
             if on_remb is None:
@@ -332,6 +340,28 @@ class ForwardingSender(HookedRtpSender):
             except ValueError:
                 return
             on_remb(bitrate)
+
+    def _link_loss(self, reported: float) -> float:
+        """The share of what we sent that the receiver's link lost, from the share it
+        reports missing: packets the publisher's uplink lost were never sent (their
+        sequence numbers are skipped, not reused), and must not step this receiver down
+        (a lossy venue would lower what everyone else receives)."""
+        source = self._source
+        if source is None:
+            return reported
+        mark = (source, source.packets_expected, source.packets_received)
+        last, self._upstream_mark = self._upstream_mark, mark
+        if last is None or last[0] is not source:
+            return reported  # the first report, or one across a switch of encoding
+        expected = mark[1] - last[1]
+        if expected <= 0:
+            return reported
+        upstream = min(max(1.0 - (mark[2] - last[2]) / expected, 0.0), 1.0)
+        self.last_report_loss = (reported, upstream)
+        if upstream >= 1.0:
+            return 0.0  # nothing came to forward: the receiver's link is not judged
+        # loss_total = 1 - (1 - upstream)(1 - link)
+        return max(0.0, (reported - upstream) / (1.0 - upstream))
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Forward (from :meth:`on_packet`) until stopped; this task only waits."""

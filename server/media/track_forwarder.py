@@ -114,6 +114,12 @@ class TrackForwarder:
         self._tasks: set[asyncio.Task[None]] = set()
         # Counters, exposed through stats.
         self.packets_received = 0
+        #: Packets the publisher sent as far as the sequence numbers received tell
+        #: (per SSRC, unwrapped). Beside ``packets_received`` it gives what never reached
+        #: us and so was never forwarded: the publisher's uplink loss as subscribers see it
+        #: (after retransmissions, which are counted when they arrive).
+        self.packets_expected = 0
+        self._highest_seq = 0
         self.keyframes_received = 0
         self.keyframe_requests = 0
         self.plis_sent = 0
@@ -183,7 +189,16 @@ class TrackForwarder:
         if self._ended:
             return
         self.packets_received += 1
-        self._source_ssrc = packet.ssrc
+        seq = packet.sequence_number
+        if packet.ssrc != self._source_ssrc:
+            self._source_ssrc = packet.ssrc
+            self._highest_seq = seq
+            self.packets_expected += 1
+        else:
+            ahead = (seq - self._highest_seq) & 0xFFFF
+            if ahead < 0x8000:  # newer (a late or repeated packet is already counted)
+                self._highest_seq = seq
+                self.packets_expected += ahead
         # One clock read per received packet, shared by every sink (see arrival_time).
         now = _wall_clock()
         self.arrival_time = now

@@ -346,3 +346,54 @@ async def test_a_lossy_publisher_is_hinted_to_lower_its_bitrate(harness: RoomHar
         within=40,
     )
     assert room.stats().packets_received > 0
+
+
+async def test_a_lossy_publisher_does_not_step_its_receivers_down(
+    tiers_harness: RoomHarness,
+) -> None:
+    # The publisher's uplink loses packets for good (no retransmission: its NACKs are
+    # dropped), so its receivers see the gaps: they report that loss, but their own
+    # links are clean, and they keep the level they have. A receiver whose own link
+    # then turns lossy still steps down.
+    harness = tiers_harness
+    room = harness.room
+    publisher = RelayedPublisher(harness, "P", 1, audio=False)
+    harness.clients["P"] = publisher
+    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
+    harness.clients["W"] = weak
+    fine = harness.client("F", video=False, audio=False)
+    await publisher.join()
+    publisher.relay.loss_to_client = 0.0
+    publisher.relay.drop_nacks_to_client = True
+    await weak.join(can_publish=False, publish=False)
+    await fine.join(can_publish=False, publish=False)
+    await harness.wait_until(
+        lambda: frames(fine, "P") >= 10 and frames(weak, "P") >= 10, "both get P's video"
+    )
+    (sender,) = [s.sender for s in room._participants["F"].subscribe._subs.values()]
+    reports: list[tuple[float, float]] = []
+    on_report = sender.on_report
+    assert on_report is not None
+
+    def record(fraction_lost: float, jitter: float) -> None:
+        reports.append(sender.last_report_loss)
+        on_report(fraction_lost, jitter)
+
+    sender.on_report = record
+    publisher.relay.loss = 0.3
+    await harness.wait_until(
+        lambda: sum(1 for reported, upstream in reports if reported >= 0.15 and upstream > 0)
+        >= 8,
+        "F reports the publisher's loss 8 times",
+        within=40,
+    )
+    assert room.video_quality("F")[0] == "full"
+    assert room.video_quality("W")[0] == "full"
+    assert _levels(harness, "F") == [] and _levels(harness, "W") == []
+
+    # W's own link turns lossy too: that loss is W's, and W steps down alone.
+    weak.relay.loss = 0.25
+    await harness.wait_until(
+        lambda: room.video_quality("W")[0] != "full", "W steps down", within=30
+    )
+    assert room.video_quality("F")[0] == "full"
