@@ -104,8 +104,10 @@ class LossyRelay:
         if self.drop_nacks_to_client and _is_rtcp_nack(data):
             self.dropped += 1
             return
-        if listener is not None and listener.transport is not None and self._keep(
-            self.loss_to_client
+        if (
+            listener is not None
+            and listener.transport is not None
+            and self._keep(self.loss_to_client)
         ):
             listener.transport.sendto(data, client)
 

@@ -382,8 +382,7 @@ async def test_a_lossy_publisher_does_not_step_its_receivers_down(
     sender.on_report = record
     publisher.relay.loss = 0.3
     await harness.wait_until(
-        lambda: sum(1 for reported, upstream in reports if reported >= 0.15 and upstream > 0)
-        >= 8,
+        lambda: sum(1 for reported, upstream in reports if reported >= 0.15 and upstream > 0) >= 8,
         "F reports the publisher's loss 8 times",
         within=40,
     )
