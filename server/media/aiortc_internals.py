@@ -34,6 +34,7 @@ import contextvars
 import inspect
 import ipaddress
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -53,7 +54,12 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTP_HISTORY_SIZE,
     HeaderExtensionsMap,
+    RtcpByePacket,
     RtcpPsfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
@@ -85,6 +91,11 @@ SENDER_ATTRIBUTES: Final = {
     "ssrc": "_ssrc",
     "stream_id": "_stream_id",
     "track_id": "_track_id",
+    "rtcp_started": "_RTCRtpSender__rtcp_started",
+    "rtcp_exited": "_RTCRtpSender__rtcp_exited",
+    "cname": "_RTCRtpSender__cname",
+    "lsr": "_RTCRtpSender__lsr",
+    "lsr_time": "_RTCRtpSender__lsr_time",
 }
 #: Private methods of RTCRtpSender we override, with their parameter names.
 SENDER_METHODS: Final = {
@@ -92,6 +103,12 @@ SENDER_METHODS: Final = {
     "_send_keyframe": ("self",),
     "_retransmit": ("self", "sequence_number"),
     "_handle_rtcp_packet": ("self", "packet"),
+    "_run_rtcp": ("self",),
+}
+#: SHA-256 of aiortc's sender RTCP loop, whose reports TransportSenderReports sends for
+#: all of a transport's senders at once: a change must be compared and ported.
+REPORTS_PORTED_SOURCES: Final = {
+    "RTCRtpSender._run_rtcp": "51e0a924eac4e39ba2f333981f298e3f16305582977c5e73fa7128e6f800ab0d",
 }
 #: Private attributes / methods of RTCRtpReceiver instances.
 RECEIVER_ATTRIBUTES: Final = {
@@ -842,10 +859,11 @@ class HookedRtpSender(RTCRtpSender):
     """An RTCRtpSender whose RTP loop is :meth:`run_forwarding`.
 
     aiortc still negotiates it, starts it (``send()``), stops it (``stop()``,
-    which also sends RTCP BYE so the remote track ends), runs its RTCP loop and
-    routes RTCP feedback to it: NACKs are answered from the history that
-    :class:`RtpSendChannel` keeps, PLI/FIR become :meth:`on_keyframe_request`,
-    and sender reports carry the channel's counters.
+    which also sends RTCP BYE so the remote track ends) and routes RTCP feedback
+    to it: NACKs are answered from the history that :class:`RtpSendChannel`
+    keeps, PLI/FIR become :meth:`on_keyframe_request`. Its sender reports carry
+    the channel's counters and go out with those of the transport's other
+    senders (:class:`TransportSenderReports`), not from a loop of its own.
     """
 
     channel: RtpSendChannel | None = None
@@ -877,6 +895,51 @@ class HookedRtpSender(RTCRtpSender):
             # stop() waits for this event; it must be set whatever happened.
             exited.set()
 
+    async def _run_rtcp(self) -> None:
+        # aiortc's loop sends each sender's report on its own (an SRTP protect and a
+        # datagram per sender per second: with 22 forwarded tracks, 22 a second); one
+        # loop per transport sends them all in one compound packet. The BYE at the end
+        # is aiortc's.
+        started: asyncio.Event = getattr(self, SENDER_ATTRIBUTES["rtcp_started"])
+        exited: asyncio.Event = getattr(self, SENDER_ATTRIBUTES["rtcp_exited"])
+        started.set()
+        reports = TransportSenderReports.of(self.transport)
+        reports.add(self)
+        try:
+            await asyncio.Event().wait()  # until stop() cancels it
+        except asyncio.CancelledError:
+            pass
+        finally:
+            reports.remove(self)
+        try:
+            await self._send_rtcp([RtcpByePacket(sources=[sender_ssrc(self)])])
+        finally:
+            exited.set()
+
+    def sender_report(self) -> list[RtcpSrPacket | RtcpSdesPacket]:
+        """This sender's report now (SR and SDES, as aiortc's RTCP loop makes them),
+        noted for the round-trip time of the receiver's answer."""
+        ntp_timestamp: int = getattr(self, SENDER_ATTRIBUTES["ntp_timestamp"])
+        ssrc = sender_ssrc(self)
+        packets: list[RtcpSrPacket | RtcpSdesPacket] = [
+            RtcpSrPacket(
+                ssrc=ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp_timestamp,
+                    rtp_timestamp=getattr(self, SENDER_ATTRIBUTES["rtp_timestamp"]),
+                    packet_count=getattr(self, SENDER_ATTRIBUTES["packet_count"]) & 0xFFFFFFFF,
+                    octet_count=getattr(self, SENDER_ATTRIBUTES["octet_count"]) & 0xFFFFFFFF,
+                ),
+            )
+        ]
+        setattr(self, SENDER_ATTRIBUTES["lsr"], (ntp_timestamp >> 16) & 0xFFFFFFFF)
+        setattr(self, SENDER_ATTRIBUTES["lsr_time"], time.time())
+        cname: str | None = getattr(self, SENDER_ATTRIBUTES["cname"])
+        if cname is not None:
+            items = [(1, cname.encode("utf8"))]
+            packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=items)]))
+        return packets
+
     def _send_keyframe(self) -> None:
         self.on_keyframe_request()
 
@@ -885,6 +948,84 @@ class HookedRtpSender(RTCRtpSender):
         channel = self.channel
         if channel is not None and channel.packet_for_retransmission(sequence_number) is not None:
             await super()._retransmit(sequence_number)
+
+
+#: Largest compound report datagram before SRTCP's trailer (well under any path's MTU).
+_REPORT_DATAGRAM_BYTES: Final = 1100
+#: Where a DTLS transport keeps its TransportSenderReports (our attribute, not aiortc's).
+_TRANSPORT_REPORTS_ATTRIBUTE: Final = "_yitang_sender_reports"
+
+
+class TransportSenderReports:
+    """One RTCP loop per DTLS transport for all its :class:`HookedRtpSender` s.
+
+    Every 0.5–1.5 s (aiortc's interval), the sender report and SDES of each sender
+    go out together, as compound packets of up to :data:`_REPORT_DATAGRAM_BYTES`
+    (RFC 8108 section 5.3: an endpoint with several SSRCs may report them in one
+    compound packet; receivers route each SR by its SSRC). A subscriber with 22
+    forwarded tracks then costs one SRTCP protect and one datagram a second, not 22.
+    The loop ends when the last sender leaves; a closed transport ends nothing (the
+    senders' own stop does).
+    """
+
+    def __init__(self, transport: RTCDtlsTransport) -> None:
+        self._transport = transport
+        self._senders: dict[HookedRtpSender, None] = {}
+        self._task: asyncio.Task[None] | None = None
+        #: Compound packets sent, and the sender reports in them (stats, tests).
+        self.datagrams_sent = 0
+        self.reports_sent = 0
+
+    @classmethod
+    def of(cls, transport: RTCDtlsTransport) -> TransportSenderReports:
+        """The transport's reporter (made on first use; it lives as long as the transport)."""
+        reports = vars(transport).get(_TRANSPORT_REPORTS_ATTRIBUTE)
+        if not isinstance(reports, cls):
+            reports = cls(transport)
+            setattr(transport, _TRANSPORT_REPORTS_ATTRIBUTE, reports)
+        return reports
+
+    def add(self, sender: HookedRtpSender) -> None:
+        """Report for ``sender`` from the next interval on."""
+        self._senders[sender] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    def remove(self, sender: HookedRtpSender) -> None:
+        """Stop reporting for ``sender``; the loop ends with the last one."""
+        self._senders.pop(sender, None)
+        if not self._senders and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while self._senders:
+            await asyncio.sleep(0.5 + random.random())
+            try:
+                payloads = self._compound_payloads()
+            except Exception:
+                logger.exception("sender reports failed on %r; skipped this interval", self)
+                continue
+            for payload in payloads:
+                try:
+                    await self._transport._send_rtp(payload)
+                except ConnectionError:
+                    return  # the transport closed: its senders are stopping
+                self.datagrams_sent += 1
+
+    def _compound_payloads(self) -> list[bytes]:
+        payloads: list[bytes] = []
+        current = b""
+        for sender in list(self._senders):
+            report = b"".join(bytes(p) for p in sender.sender_report())
+            self.reports_sent += 1
+            if current and len(current) + len(report) > _REPORT_DATAGRAM_BYTES:
+                payloads.append(current)
+                current = b""
+            current += report
+        if current:
+            payloads.append(current)
+        return payloads
 
 
 # aiortc's RTCP loop builds each sender report from these four names (pinned by the tests).

@@ -295,3 +295,15 @@ def test_the_code_the_direct_ingest_repeats_is_unchanged(name: str, digest: str)
         f"aiortc changed {name}: compare it with DirectIngest "
         "(server/media/aiortc_internals.py), port the change, then update the digest"
     )
+
+
+@pytest.mark.parametrize(("name", "digest"), sorted(internals.REPORTS_PORTED_SOURCES.items()))
+def test_the_sender_report_loop_we_replace_is_unchanged(name: str, digest: str) -> None:
+    """TransportSenderReports sends what aiortc's per-sender loop sent; a change must be
+    compared with it (HookedRtpSender.sender_report) and ported."""
+    source = inspect.getsource(RTCRtpSender._run_rtcp)
+    assert name == "RTCRtpSender._run_rtcp"
+    assert hashlib.sha256(source.encode()).hexdigest() == digest, (
+        f"aiortc changed {name}: compare it with HookedRtpSender.sender_report "
+        "(server/media/aiortc_internals.py), port the change, then update the digest"
+    )

@@ -15,7 +15,11 @@ from media_testkit import (
     client_configuration,
 )
 
-from server.media.aiortc_internals import SENDER_ATTRIBUTES, gather_only_on
+from server.media.aiortc_internals import (
+    SENDER_ATTRIBUTES,
+    TransportSenderReports,
+    gather_only_on,
+)
 from server.media.forwarding_sender import ForwardingSender
 
 
@@ -69,6 +73,13 @@ async def test_two_participants_receive_each_others_media(harness: RoomHarness) 
     for sender in server_senders:
         assert sender.channel is not None
         assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == sender.channel.packets_sent > 0
+    # A subscribe connection's senders report together: one compound packet an interval.
+    for participant in ("alice", "bob"):
+        (transport,) = {
+            s.transport for s in harness.room._participants[participant].subscribe.senders
+        }
+        reports = TransportSenderReports.of(transport)
+        assert reports.reports_sent > reports.datagrams_sent > 0
         # The NACK history holds what was sent: the newest packet can be retransmitted.
         newest = sender.channel.sent_sequence_numbers()[-1]
         assert sender.channel.packet_for_retransmission(newest) is not None
