@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiortc.rtp import RtpPacket
 
+from server.loadtest.client_load import ClientLoadProbe, judge
 from server.loadtest.receiver_stats import TrackCounter
 from server.loadtest.runner import LoadTestError, LoadTestOptions
 from tests.conftest import free_port
@@ -54,6 +56,12 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert report["server_cpu_percent"] is not None and report["server_cpu_percent"] > 0
         assert report["floor_changes"] >= 3
         assert report["join_errors"] == []
+        # The clients say how loaded they were (whether they could be the limit).
+        clients = report["clients"]
+        assert clients["processes"] == 2
+        assert clients["cpu_percent_max"] > 0 and clients["loop_lag_p95_ms_max"] is not None
+        assert isinstance(clients["limited"], bool)
+        assert (clients["why"] != "") == clients["limited"]
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with (
             aiohttp.ClientSession(headers=headers) as http,
@@ -105,3 +113,27 @@ def test_track_counter_counts_a_freeze_as_webrtc_defines_it() -> None:
     window = counter.window(1.0)
     assert window["freezes"] == 1
     assert window["frozen_seconds"] == pytest.approx(0.40)
+
+
+def test_client_load_judges_a_busy_or_late_client_as_the_limit() -> None:
+    fine = {"cpu_percent": 40.0, "loop_lag_p95_ms": 3.0}
+    assert not judge([fine, fine]).limited
+    busy = judge([fine, {"cpu_percent": 97.0, "loop_lag_p95_ms": 4.0}])
+    assert busy.limited and "97 % of a core" in busy.why
+    late = judge([fine, {"cpu_percent": 50.0, "loop_lag_p95_ms": 180.0}])
+    assert late.limited and "180 ms late" in late.why
+    assert judge([]).limited  # nothing known: not claimed to have kept up
+
+
+async def test_client_load_probe_sees_a_blocked_event_loop() -> None:
+    probe = ClientLoadProbe()
+    probe.start()
+    await asyncio.sleep(0)  # the probe's first tick is scheduled
+    time.sleep(0.3)  # noqa: ASYNC251 -- the load being measured: the loop blocked on purpose
+    ticks = len(probe._lags)
+    while len(probe._lags) < ticks + 2:
+        await asyncio.sleep(0.01)
+    result = probe.result()
+    probe.stop()
+    assert result["loop_lag_max_ms"] >= 200
+    assert result["cpu_percent"] > 0

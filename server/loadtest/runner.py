@@ -10,7 +10,10 @@ host in this process can give the floor round the publishers every
 window of `--duration` seconds: per received track the frame rate, bitrate,
 loss (from RTP sequence numbers) and freezes; per participant the time from
 join to the first video frame; the server's CPU when the server runs on this
-machine (found by its listening port). It deletes its session at the end.
+machine (found by its listening port); and whether its own client processes kept
+up (their CPU and event-loop lag, server/loadtest/client_load.py): when they did
+not, the figures measure the clients as much as the server, and the report says
+so. It deletes its session at the end.
 
 Every wait is bounded; a participant that cannot join is reported, not fatal.
 """
@@ -35,6 +38,7 @@ from typing import Any, TextIO
 import aiohttp
 import psutil
 
+from server.loadtest.client_load import judge
 from server.loadtest.participant import LoadParticipant
 from server.loadtest.worker import JOIN_SPACING, ParticipantSpec, WorkerPlan, run_worker
 
@@ -194,7 +198,9 @@ async def _run_in_room(
         await workers.stop()
     participants = [p for report in reports for p in report["participants"]]
     errors = [e for report in joined for e in report["errors"]]
-    return _summary(options, participants, errors, seconds, cpu, switches, room_id)
+    clients = judge([report["load"] for report in reports if "load" in report]).as_dict()
+    summary = _summary(options, participants, errors, seconds, cpu, switches, room_id)
+    return {**summary, "clients": clients}
 
 
 async def _create_room(http: aiohttp.ClientSession, url: str) -> str:
@@ -484,6 +490,15 @@ def format_report(report: dict[str, Any]) -> str:
         f"max {num(j['max'], '.2f', ' s')} ({j['count']} participants)",
         f"floor changes       {report['floor_changes']}",
     ]
+    clients = report.get("clients")
+    if clients is not None:
+        load = (
+            f"{clients['processes']} processes, CPU max "
+            f"{num(clients['cpu_percent_max'], '.0f', ' % of a core')}, loop lag p95 max "
+            f"{num(clients['loop_lag_p95_ms_max'], '.0f', ' ms')}"
+        )
+        verdict = f"LIMITED: {clients['why']}" if clients["limited"] else "kept up"
+        lines.append(f"load clients        {load}: {verdict}")
     if report["join_errors"]:
         errors = report["join_errors"]
         lines.append(f"join errors         {len(errors)}: {errors[0]}")

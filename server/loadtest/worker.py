@@ -7,7 +7,8 @@ talks to each over a pipe:
                        {"cmd": "stop", "seconds": S} report the window of S seconds, leave
     worker -> runner   {"type": "joined", "ok": N, "errors": [...]}
                        {"type": "progress", "frames": F}   (every second)
-                       {"type": "report", "participants": [...]}
+                       {"type": "report", "participants": [...],
+                        "load": {"cpu_percent": C, "loop_lag_p95_ms": L, ...}}
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from server.loadtest.client_load import ClientLoadProbe
 from server.loadtest.clip import encode_audio, encode_video
 from server.loadtest.participant import LoadParticipant
 
@@ -87,10 +89,12 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
     errors = [p.failed for p in participants if p.failed]
     pipe.send({"type": "joined", "ok": len(participants) - len(errors), "errors": errors})
     progress = asyncio.create_task(_progress(participants, pipe))
+    load = ClientLoadProbe()
     try:
         while True:
             command = await commands.get()
             if command["cmd"] == "measure":
+                load.start()
                 for participant in participants:
                     for track in participant.tracks:
                         track.start_window()
@@ -99,9 +103,10 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
                     _report(spec, p, float(command["seconds"]))
                     for spec, p in zip(plan.participants, participants, strict=True)
                 ]
-                pipe.send({"type": "report", "participants": report})
+                pipe.send({"type": "report", "participants": report, "load": load.result()})
                 break
     finally:
+        load.stop()
         progress.cancel()
         loop.remove_reader(pipe.fileno())
         await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
