@@ -55,6 +55,7 @@ from aiortc.rtp import (
     RTP_HISTORY_SIZE,
     HeaderExtensionsMap,
     RtcpByePacket,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
@@ -290,17 +291,18 @@ class SrtpUnprotector:
     not reentrant (the event loop is single-threaded).
     """
 
-    def __init__(self, session: SrtpSession) -> None:
+    def __init__(self, session: SrtpSession, *, rtcp: bool = False) -> None:
         self.session = session  # keeps libsrtp's context alive (see SrtpProtector)
         self._srtp = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["srtp"])[0]
         self._cdata = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["cdata"])
         self._buffer = getattr(session, PYLIBSRTP_SESSION_ATTRIBUTES["buffer"])
         self._max_length = len(self._buffer)
         self._length = srtp_ffi.new("int *")
-        self._unprotect = srtp_lib.srtp_unprotect
+        self._unprotect = srtp_lib.srtp_unprotect_rtcp if rtcp else srtp_lib.srtp_unprotect
 
     def unprotect(self, data: bytes) -> bytes:
-        """The RTP packet in the SRTP packet ``data`` (pylibsrtp.Error if not authentic)."""
+        """The RTP (or, made with ``rtcp=True``, RTCP) packet in the SRTP (SRTCP) packet
+        ``data`` (pylibsrtp.Error if not authentic)."""
         size = len(data)
         if size > self._max_length:
             raise pylibsrtp.Error("packet is too long")
@@ -347,6 +349,7 @@ class DirectIngest:
         # receiver -> its attributes (the instance dict: read per packet, as they change)
         self._receivers: dict[Any, dict[str, Any]] = {r: vars(r) for r in receivers}
         self._unprotector: SrtpUnprotector | None = None
+        self._rtcp_unprotector: SrtpUnprotector | None = None
         # aiortc's clock makes a timezone-aware datetime per call (two per packet,
         # the costliest step after the REMB estimator): the arrival time is read
         # from time_ns() instead (same epoch, same milliseconds), and the time
@@ -359,6 +362,10 @@ class DirectIngest:
         self.packets = 0
         self.dropped = 0
         self.errors = 0
+        #: RTCP packets (of compound ones) handled here, and handlers that had to
+        #: finish in a task (they waited for something).
+        self.rtcp_packets = 0
+        self.rtcp_deferred = 0
 
     @classmethod
     def install(cls, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver]) -> DirectIngest:
@@ -396,11 +403,65 @@ class DirectIngest:
             try:
                 self._handle_rtp(data)
             except Exception:
-                self.errors += 1
-                if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th ... time
-                    logger.exception("direct ingest failed (%d times)", self.errors)
+                self._failed()
+            return
+        if (
+            len(data) >= 8
+            and 127 < data[0] < 192
+            and 192 <= data[1] <= 208  # RTCP (aiortc's is_rtcp)
+            and component == 1
+            and self._queue.empty()
+            and dtls["_state"] is _DTLS_STATE_CONNECTED
+            and dtls["_rx_srtp"] is not None
+        ):
+            try:
+                self._handle_rtcp(data)
+            except Exception:
+                self._failed()
             return
         self._queued(data, component)
+
+    def _failed(self) -> None:
+        self.errors += 1
+        if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th ... time
+            logger.exception("direct ingest failed (%d times)", self.errors)
+
+    def _handle_rtcp(self, data: bytes) -> None:
+        # RTCDtlsTransport._recv_next and _handle_rtcp_data: each RTCP packet of the
+        # compound goes to the senders and receivers it is for, in order. Their
+        # handlers are coroutines that, in practice, never wait (a NACK's
+        # retransmission is sent at once); each runs to its end here, or, should it
+        # wait after all, finishes in a task.
+        dtls = self._dtls_vars
+        dtls["_RTCDtlsTransport__rx_bytes"] += len(data)
+        dtls["_RTCDtlsTransport__rx_packets"] += 1
+        unprotector = self._rtcp_unprotector
+        if unprotector is None or unprotector.session is not dtls["_rx_srtp"]:
+            unprotector = self._rtcp_unprotector = SrtpUnprotector(dtls["_rx_srtp"], rtcp=True)
+        try:
+            data = unprotector.unprotect(data)
+        except pylibsrtp.Error:
+            return  # not authentic or replayed: as aiortc, dropped
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        router = dtls["_rtp_router"]
+        for packet in packets:
+            for recipient in router.route_rtcp(packet):
+                self.rtcp_packets += 1
+                self._run_now(recipient._handle_rtcp_packet(packet))
+
+    def _run_now(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self._failed()
+            return
+        self.rtcp_deferred += 1
+        self._spawn(_finish_coroutine(coroutine, waiting_on))
 
     def _handle_rtp(self, data: bytes) -> None:
         # RTCDtlsTransport._recv_next and _handle_rtp_data
@@ -498,6 +559,22 @@ class DirectIngest:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.debug("direct ingest: RTCP send failed: %s", task.exception())
+
+
+async def _finish_coroutine(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Finish, in a task, a coroutine that was started with ``send(None)`` outside one and
+    then waited: ``waiting_on`` is what it yielded (asyncio's protocol: the future it
+    awaits, or None for a bare yield). As a task would, wait for it, then resume the
+    coroutine (which reads the future's result itself), until it returns."""
+    while True:
+        if waiting_on is None:
+            await asyncio.sleep(0)
+        else:
+            await asyncio.wait([waiting_on])
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return
 
 
 # --- Send side: a sender whose RTP loop we own ---------------------------------------

@@ -1,12 +1,14 @@
 """How a publisher's RTP reaches its packet taps: directly, or through aiortc's receive task.
 
-By default each publish connection gets a
+By default each publish and each subscribe connection gets a
 :class:`~server.media.aiortc_internals.DirectIngest`: SRTP-protected RTP is
 unprotected, parsed and handed to the receiver's packet handling in aioice's
 datagram callback, without aiortc's queue and receive task in between (one
 event loop iteration and several coroutine frames per packet; see
-docs/forwarding.md, *Ingest*). ``YITANG_INGEST=aiortc`` keeps aiortc's own path
-(the reference, for comparison and tests); both feed the same receiver state.
+docs/forwarding.md, *Ingest*), and so is SRTCP (a subscriber's receiver
+reports, REMB, NACK and PLI reach our senders there). ``YITANG_INGEST=aiortc``
+keeps aiortc's own path (the reference, for comparison and tests); both feed
+the same receiver and sender state.
 """
 
 from __future__ import annotations

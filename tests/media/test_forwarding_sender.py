@@ -12,11 +12,13 @@ import asyncio
 import itertools
 from dataclasses import dataclass
 
+import pytest
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 from media_testkit import MediaTestClient, ReceivedTrack, RoomHarness, loopback_config
 
+from server.media import ingest
 from server.media.aiortc_internals import install_jitter_buffer
 from server.media.forwarding_sender import ForwardingSender
 
@@ -184,8 +186,15 @@ async def test_sender_reports_count_exactly_the_packets_and_octets_sent(
     _assert_sent_by(fanout_path, _sender_of(harness, "bob", "alice"))
 
 
+@pytest.fixture(params=["direct", "aiortc"])
+def rtcp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The subscriber's RTCP through the direct ingest, or through aiortc's receive task."""
+    monkeypatch.setattr(ingest, "enabled", request.param == "direct")
+    return str(request.param)
+
+
 async def test_a_nack_is_answered_from_the_sent_history(
-    fanout_path: str, harness: RoomHarness
+    fanout_path: str, rtcp_path: str, harness: RoomHarness
 ) -> None:
     alice = harness.client("alice", width=64, height=48)
     bob = harness.client("bob", video=False, audio=False)
@@ -215,3 +224,12 @@ async def test_a_nack_is_answered_from_the_sent_history(
     bob_senders = harness.room._participants["bob"].subscribe.senders
     assert [s.nacks_received for s in bob_senders if s.kind == "video"] == [1]
     _assert_sent_by(fanout_path, _sender_of(harness, "bob", "alice"))
+    pc = harness.room._participants["bob"].subscribe._pc
+    assert pc is not None
+    if rtcp_path == "direct":
+        # bob's RTCP (receiver reports, the NACK) was handled in the datagram callback,
+        # each handler to its end there (the retransmission is sent without waiting).
+        (direct,) = ingest.install(pc)
+        assert direct.rtcp_packets > 0 and direct.rtcp_deferred == 0 and direct.errors == 0
+    else:
+        assert ingest.install(pc) == []
