@@ -272,6 +272,17 @@ INGEST_PORTED_SOURCES: Final = {
     "RTCDtlsTransport._handle_rtp_data": (
         "5def9061cc3da1f67db719e43b0b1ee242688f231eb963cf2cb5d9696abfc9e2"
     ),
+    "RTCDtlsTransport._handle_rtcp_data": (
+        "5469e786d77b37b25e0a6ca5b7808166d0ddd0175842d8354225ee46a2ca8004"
+    ),
+    # The RTCP handlers the direct ingest runs outside a task, to their end: they must
+    # not need one (no asyncio.timeout, no waiting in practice).
+    "RTCRtpSender._handle_rtcp_packet": (
+        "a4ee4c7355f8de7a67ae75215d25d2d34931931a33b8ad2ce89ba2d9a24fc704"
+    ),
+    "RTCRtpReceiver._handle_rtcp_packet": (
+        "ec9f46214c3495b24a29f83538540c9e3ec788db183e3dad2078877549b4788c"
+    ),
 }
 
 
