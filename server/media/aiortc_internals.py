@@ -329,7 +329,7 @@ class SrtpUnprotector:
 
 
 class DirectIngest:
-    """Takes a connection's SRTP-protected RTP in aioice's datagram callback.
+    """Takes a connection's SRTP-protected RTP and RTCP in aioice's datagram callback.
 
     aiortc receives each datagram through aioice's queue: the datagram callback
     queues it, and the DTLS transport's receive task wakes up (one more event
@@ -341,9 +341,11 @@ class DirectIngest:
     receiver reports, RTX unwrapping, NACK generator, payload check, the
     jitter buffer, i.e. our packet tap) on the receiver's own state. The RTCP
     that this may send (REMB, NACK, PLI) is sent from a task, as it never waits
-    in practice anyway.
+    in practice anyway. SRTCP (a subscriber's reports and feedback, a
+    publisher's sender reports) is unprotected, parsed and routed the same way,
+    each RTCP packet's handlers run to their end in the callback.
 
-    Everything else takes aiortc's path, unchanged: DTLS, SRTCP, any datagram
+    Everything else takes aiortc's path, unchanged: DTLS, any datagram
     while the queue is not empty (so that the order of arrival holds), and
     anything before the DTLS transport is connected. An RTP packet routed to a
     receiver this was not told about goes to that receiver's own handler.
