@@ -106,8 +106,11 @@ async def _flood(member: Member, stop: asyncio.Event, errors: list[str], acked: 
 
     async def paced(kind: str) -> int:
         sent = 0
-        next_at = loop.time()
         while not stop.is_set():
+            # Each send at least one interval after the previous one: a flooder that fell
+            # behind (its process held up on a busy machine) must not catch up in a burst,
+            # which would be outside the limits.
+            next_at = loop.time() + 1.0 / FLOOD_PACE[kind]
             if kind == "hand":
                 ack = await member.call("raise_hand" if sent % 2 == 0 else "lower_hand")
             elif kind == "media_state":
@@ -118,7 +121,6 @@ async def _flood(member: Member, stop: asyncio.Event, errors: list[str], acked: 
                 errors.append(ack["error"]["code"])
             sent += 1
             acked[0] += 1
-            next_at += 1.0 / FLOOD_PACE[kind]
             await asyncio.sleep(max(0.0, next_at - loop.time()))  # the flooder's pace
         return sent
 
