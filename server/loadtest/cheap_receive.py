@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,9 +77,10 @@ _STATE = INGEST_DTLS_ATTRIBUTES["state"]
 _RX_SRTP = INGEST_DTLS_ATTRIBUTES["rx_srtp"]
 _ENABLED = INGEST_RECEIVER_ATTRIBUTES["enabled"]
 
-#: aioice connection -> the hook installed on it (install() is idempotent, also when
-#: something wraps the callback after us).
-_installed: weakref.WeakKeyDictionary[Any, CheapReceive] = weakref.WeakKeyDictionary()
+#: Where the hook is kept on the aioice connection it is installed on (install() is
+#: idempotent, also when something wraps the callback after us; a registry beside
+#: the connection would keep it alive: the hook refers to it).
+_HOOK_ATTRIBUTE = "_yitang_cheap_receive"
 
 
 class RtpCounter(Protocol):
@@ -159,9 +159,10 @@ class CheapReceive:
     def install(cls, dtls: RTCDtlsTransport) -> CheapReceive:
         """Install on the DTLS transport's aioice connection (again: the same hook)."""
         connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE)
-        hook = _installed.get(connection)
+        hook: CheapReceive | None = getattr(connection, _HOOK_ATTRIBUTE, None)
         if hook is None:
-            hook = _installed[connection] = cls(dtls)
+            hook = cls(dtls)
+            setattr(connection, _HOOK_ATTRIBUTE, hook)
             setattr(connection, AIOICE_DATA_RECEIVED_METHOD[0], hook.data_received)
         return hook
 

@@ -178,14 +178,16 @@ async def test_cheap_receive_counts_what_the_server_sent_and_nothing_forged() ->
             "45 video frames counted, the drops and the forgeries done",
             within=40,
         )  # fmt: skip
+        spy = subscriber.spy
+        assert spy is not None and subscriber.sub_pc is not None
+        # Installing again (as after a renegotiation) keeps the hook, behind the spy.
+        assert cheap_receive.install(subscriber.sub_pc) == [spy.hook]
         for track in tracks:
             track.stop()  # the publisher sends nothing more; its connection stays
 
         def counted() -> int:
             return sum(c.packets for c in subscriber.counters.values())
 
-        spy = subscriber.spy
-        assert spy is not None
         await harness.wait_until(
             lambda: counted() + spy.dropped == harness.room.stats().packets_sent,
             "every packet the server sent counted, but those dropped on the way",
