@@ -26,8 +26,9 @@ VP8 paced at 30 fps and Opus (server/loadtest/clip.py: nothing is encoded
 live); receivers count RTP packets and bytes without decoding
 (server/loadtest/receiver_stats.py), in the datagram callback after SRTP
 (server/loadtest/cheap_receive.py: aiortc's own receive path starved the
-clients at 12 venues). So receivers send no NACK (a lost packet stays lost)
-and no REMB; their receiver reports stay true, and adaptation is off anyway.
+clients at 12 venues; ``--aiortc-receive`` takes it, for comparison). So
+receivers send no NACK (a lost packet stays lost) and no REMB; their receiver
+reports stay true, and adaptation is off anyway.
 
 Measured over the window (after every receiver gets video from every other
 venue), with several rounds alternating which mode goes first: the RTP payload
@@ -184,7 +185,12 @@ def run_server(conns: list[Connection], control: Connection) -> None:
 
 
 async def _clients_main(
-    server: Connection, control: Connection, indexes: list[int], tiers: bool, enc: Encodings
+    server: Connection,
+    control: Connection,
+    indexes: list[int],
+    tiers: bool,
+    enc: Encodings,
+    cheap: bool,
 ) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
@@ -260,7 +266,8 @@ async def _clients_main(
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             with gather_only_on(loopback):
                 await pc.setLocalDescription(await pc.createAnswer())
-            hooks[pid] = cheap_receive.install(pc)
+            if cheap:
+                hooks[pid] = cheap_receive.install(pc)
             server.send({"type": "answer", "pid": pid, "sdp": pc.localDescription.sdp})
 
     async def on_answer(pid: str, sdp: str) -> None:
@@ -331,10 +338,16 @@ async def _clients_main(
 
 
 def run_clients(
-    server: Connection, control: Connection, indexes: list[int], tiers: bool, enc: Encodings
+    server: Connection,
+    control: Connection,
+    indexes: list[int],
+    tiers: bool,
+    enc: Encodings,
+    cheap: bool = True,
 ) -> None:
-    """Client process entry point: the venues `indexes`, publishing and receiving."""
-    asyncio.run(_clients_main(server, control, indexes, tiers, enc))
+    """Client process entry point: the venues `indexes`, publishing and receiving
+    (`cheap`: counting in the datagram callback; else through aiortc's receive path)."""
+    asyncio.run(_clients_main(server, control, indexes, tiers, enc, cheap))
 
 
 # --- Orchestrator -------------------------------------------------------------------------
@@ -381,7 +394,9 @@ class Result:
         return self.min_publisher_fps >= 27 and self.clients_kept_up
 
 
-def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodings) -> Result:
+def run_once(
+    mode: str, venues: int, processes: int, seconds: float, enc: Encodings, cheap: bool = True
+) -> Result:
     """Start the server and the client processes for one mode, measure one window."""
     ctx = multiprocessing.get_context("spawn")
     groups = [list(range(venues))[i::processes] for i in range(processes)]
@@ -398,7 +413,7 @@ def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodi
             control, child = ctx.Pipe()
             process = ctx.Process(
                 target=run_clients,
-                args=(child_end, child, group, mode == "tiers", enc),
+                args=(child_end, child, group, mode == "tiers", enc, cheap),
                 daemon=True,
             )
             process.start()
@@ -502,6 +517,11 @@ def main() -> None:
     parser.add_argument("--high", default="640x360@600", help="high encoding: WxH@kbit/s")
     parser.add_argument("--low", default="320x180@150", help="low encoding: WxH@kbit/s")
     parser.add_argument("--modes", default="tiers,no-tiers", help=",".join(MODES))
+    parser.add_argument(
+        "--aiortc-receive",
+        action="store_true",
+        help="receivers take aiortc's whole receive path (no cheap_receive: for comparison)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
@@ -530,7 +550,9 @@ def main() -> None:
         for mode in order:
             print(f"round {round_ + 1}: {mode}, {args.venues} venues ...", file=sys.stderr)
             try:
-                this_round[mode] = run_once(mode, args.venues, args.processes, args.seconds, enc)
+                this_round[mode] = run_once(
+                    mode, args.venues, args.processes, args.seconds, enc, not args.aiortc_receive
+                )
             except (TimeoutError, RuntimeError, OSError) as exc:
                 print(f"  {mode} failed: {exc!r}", file=sys.stderr, flush=True)
                 failures += 1
@@ -550,10 +572,12 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         sys.exit(1 if failures else 0)
 
+    path = "through aiortc" if args.aiortc_receive else "in the datagram callback"
     print(
         f"{args.venues} venues in {min(args.processes, args.venues)} client processes on"
         f" {os.cpu_count()} CPUs, {args.seconds:.0f} s windows; high {args.high}, low {args.low}"
-        " (kbit/s) VP8 + Opus; stage: host + floor holder; per-receiver adaptation off"
+        " (kbit/s) VP8 + Opus; stage: host + floor holder; per-receiver adaptation off;"
+        f" receivers count {path}"
     )
     header = (
         f"{'mode':9} {'Mbit/s sent':>11} {'pkt/s sent':>10} {'CPU %core':>10} {'clients %':>9}"
