@@ -24,18 +24,23 @@ the stage/tile tiers measured here. Venues are aiortc clients packed several
 per process (12 venues are 24 peer connections). Publishers send pre-encoded
 VP8 paced at 30 fps and Opus (server/loadtest/clip.py: nothing is encoded
 live); receivers count RTP packets and bytes without decoding
-(server/loadtest/receiver_stats.py).
+(server/loadtest/receiver_stats.py), in the datagram callback after SRTP
+(server/loadtest/cheap_receive.py: aiortc's own receive path starved the
+clients at 12 venues; ``--aiortc-receive`` takes it, for comparison). So
+receivers send no NACK (a lost packet stays lost) and no REMB; their receiver
+reports stay true, and adaptation is off anyway.
 
 Measured over the window (after every receiver gets video from every other
 venue), with several rounds alternating which mode goes first: the RTP payload
 bytes/s and packets/s the server sent (its own counters, what its RTCP sender
 reports count; add ~50 bytes a packet for RTP, SRTP and UDP/IP headers), its
-CPU (user+system, % of one core), what the receivers counted, and the ratios
-tiers / no-tiers (median over rounds). A run counts when every publisher kept
->= 27 fps and every receiver got every camera at >= 27 fps with < 5 % loss;
-one where the machine starved the clients is printed and left out (the
-server's own counts drop with them: it loses packets on the way in, and a slot
-that lost one waits for a keyframe). Every loop and wait here is bounded.
+CPU (user+system, % of one core), the client processes' CPU (all together),
+what the receivers counted, and the ratios tiers / no-tiers (median over
+rounds). A run counts when every publisher kept >= 27 fps and every receiver
+got every camera at >= 27 fps with < 5 % loss; one where the machine starved
+the clients is printed and left out (the server's own counts drop with them:
+it loses packets on the way in, and a slot that lost one waits for a
+keyframe). Every loop and wait here is bounded.
 """
 
 from __future__ import annotations
@@ -180,12 +185,18 @@ def run_server(conns: list[Connection], control: Connection) -> None:
 
 
 async def _clients_main(
-    server: Connection, control: Connection, indexes: list[int], tiers: bool, enc: Encodings
+    server: Connection,
+    control: Connection,
+    indexes: list[int],
+    tiers: bool,
+    enc: Encodings,
+    cheap: bool,
 ) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
     from aiortc.rtcrtpsender import RTCRtpSender
 
+    from server.loadtest import cheap_receive
     from server.loadtest.clip import ClipTrack, encode_audio, encode_video
     from server.loadtest.receiver_stats import TrackCounter
     from server.media.aiortc_internals import gather_only_on, install_jitter_buffer
@@ -201,6 +212,7 @@ async def _clients_main(
     subscribe_pcs: dict[str, RTCPeerConnection] = {}
     cameras: dict[str, ClipTrack] = {}
     counters: dict[str, list[TrackCounter]] = {pid: [] for pid in pids}
+    hooks: dict[str, list[cheap_receive.CheapReceive]] = {}
     locks = {pid: asyncio.Lock() for pid in pids}
     window: dict[str, Any] = {}
     seen: dict[int, int] = {}  # frames per counter at the last "ready"
@@ -254,6 +266,8 @@ async def _clients_main(
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             with gather_only_on(loopback):
                 await pc.setLocalDescription(await pc.createAnswer())
+            if cheap:
+                hooks[pid] = cheap_receive.install(pc)
             server.send({"type": "answer", "pid": pid, "sdp": pc.localDescription.sdp})
 
     async def on_answer(pid: str, sdp: str) -> None:
@@ -287,6 +301,7 @@ async def _clients_main(
         elif message["cmd"] == "start":
             window["at"] = time.monotonic()
             window["sent"] = {pid: cameras[pid].sent for pid in pids}
+            window["hooked"] = sum(h.packets for hs in hooks.values() for h in hs)
             for tracks in counters.values():
                 for counter in tracks:
                     counter.start_window()
@@ -299,6 +314,8 @@ async def _clients_main(
                         pid: (cameras[pid].sent - window["sent"][pid]) / seconds for pid in pids
                     },
                     "tracks": {pid: [c.window(seconds) for c in counters[pid]] for pid in pids},
+                    "hooked": sum(h.packets for hs in hooks.values() for h in hs)
+                    - window["hooked"],
                 }
             )
         elif message["cmd"] == "stop":
@@ -321,10 +338,16 @@ async def _clients_main(
 
 
 def run_clients(
-    server: Connection, control: Connection, indexes: list[int], tiers: bool, enc: Encodings
+    server: Connection,
+    control: Connection,
+    indexes: list[int],
+    tiers: bool,
+    enc: Encodings,
+    cheap: bool = True,
 ) -> None:
-    """Client process entry point: the venues `indexes`, publishing and receiving."""
-    asyncio.run(_clients_main(server, control, indexes, tiers, enc))
+    """Client process entry point: the venues `indexes`, publishing and receiving
+    (`cheap`: counting in the datagram callback; else through aiortc's receive path)."""
+    asyncio.run(_clients_main(server, control, indexes, tiers, enc, cheap))
 
 
 # --- Orchestrator -------------------------------------------------------------------------
@@ -350,6 +373,10 @@ class Result:
     max_track_loss: float
     levels_not_full: dict[str, str]
     load_average: float
+    #: The client processes' CPU time over the window, in % of one core (all of them).
+    clients_cpu_percent: float
+    #: The share of received packets counted in the datagram callback (cheap_receive).
+    hooked_share: float
 
     @property
     def clients_kept_up(self) -> bool:
@@ -367,7 +394,9 @@ class Result:
         return self.min_publisher_fps >= 27 and self.clients_kept_up
 
 
-def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodings) -> Result:
+def run_once(
+    mode: str, venues: int, processes: int, seconds: float, enc: Encodings, cheap: bool = True
+) -> Result:
     """Start the server and the client processes for one mode, measure one window."""
     ctx = multiprocessing.get_context("spawn")
     groups = [list(range(venues))[i::processes] for i in range(processes)]
@@ -384,7 +413,7 @@ def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodi
             control, child = ctx.Pipe()
             process = ctx.Process(
                 target=run_clients,
-                args=(child_end, child, group, mode == "tiers", enc),
+                args=(child_end, child, group, mode == "tiers", enc, cheap),
                 daemon=True,
             )
             process.start()
@@ -410,12 +439,15 @@ def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodi
         load = os.getloadavg()[0]
         server_process = psutil.Process(server.pid)
         stats0 = ask(server_control, {"cmd": "stats"})
+        client_processes = [psutil.Process(p.pid) for p, _ in clients]
         times0 = server_process.cpu_times()
+        clients0 = sum(sum(p.cpu_times()[:2]) for p in client_processes)
         t0 = time.monotonic()
         for _, control in clients:
             control.send({"cmd": "start"})
         time.sleep(seconds)  # the measurement window
         times1 = server_process.cpu_times()
+        clients1 = sum(sum(p.cpu_times()[:2]) for p in client_processes)
         t1 = time.monotonic()
         windows = [ask(c, {"cmd": "window"}) for _, c in clients]
         stats1 = ask(server_control, {"cmd": "stats"})
@@ -436,6 +468,12 @@ def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodi
     elapsed = t1 - t0
     tracks = [t for w in windows for per_venue in w["tracks"].values() for t in per_venue]
     video = [t for t in tracks if t["kind"] == "video" and t["kbps"] > 0]
+    received = sum(
+        t["packets_per_second"] * w["seconds"]
+        for w in windows
+        for per_venue in w["tracks"].values()
+        for t in per_venue
+    )
 
     def rate(key: str) -> float:
         return float(stats1[key] - stats0[key]) / elapsed
@@ -454,6 +492,8 @@ def run_once(mode: str, venues: int, processes: int, seconds: float, enc: Encodi
         max_track_loss=max((t["loss"] for t in tracks), default=0.0),
         levels_not_full={p: lv for p, lv in stats1["levels"].items() if lv != "full"},
         load_average=load,
+        clients_cpu_percent=100.0 * (clients1 - clients0) / elapsed,
+        hooked_share=sum(w["hooked"] for w in windows) / received if received else 0.0,
     )
 
 
@@ -477,6 +517,11 @@ def main() -> None:
     parser.add_argument("--high", default="640x360@600", help="high encoding: WxH@kbit/s")
     parser.add_argument("--low", default="320x180@150", help="low encoding: WxH@kbit/s")
     parser.add_argument("--modes", default="tiers,no-tiers", help=",".join(MODES))
+    parser.add_argument(
+        "--aiortc-receive",
+        action="store_true",
+        help="receivers take aiortc's whole receive path (no cheap_receive: for comparison)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
@@ -505,7 +550,9 @@ def main() -> None:
         for mode in order:
             print(f"round {round_ + 1}: {mode}, {args.venues} venues ...", file=sys.stderr)
             try:
-                this_round[mode] = run_once(mode, args.venues, args.processes, args.seconds, enc)
+                this_round[mode] = run_once(
+                    mode, args.venues, args.processes, args.seconds, enc, not args.aiortc_receive
+                )
             except (TimeoutError, RuntimeError, OSError) as exc:
                 print(f"  {mode} failed: {exc!r}", file=sys.stderr, flush=True)
                 failures += 1
@@ -525,13 +572,15 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         sys.exit(1 if failures else 0)
 
+    path = "through aiortc" if args.aiortc_receive else "in the datagram callback"
     print(
         f"{args.venues} venues in {min(args.processes, args.venues)} client processes on"
         f" {os.cpu_count()} CPUs, {args.seconds:.0f} s windows; high {args.high}, low {args.low}"
-        " (kbit/s) VP8 + Opus; stage: host + floor holder; per-receiver adaptation off"
+        " (kbit/s) VP8 + Opus; stage: host + floor holder; per-receiver adaptation off;"
+        f" receivers count {path}"
     )
     header = (
-        f"{'mode':9} {'Mbit/s sent':>11} {'pkt/s sent':>10} {'CPU %core':>10}"
+        f"{'mode':9} {'Mbit/s sent':>11} {'pkt/s sent':>10} {'CPU %core':>10} {'clients %':>9}"
         f" {'delivered':>9} {'(video)':>8} {'pub fps':>8} {'min fps':>8} {'max loss':>9}"
         f" {'load':>6}  notes"
     )
@@ -544,6 +593,7 @@ def main() -> None:
         print(
             f"{r.mode:9} {r.server_bytes_per_second * 8 / 1e6:>11.2f}"
             f" {r.server_packets_per_second:>10.0f} {r.cpu_percent:>10.1f}"
+            f" {r.clients_cpu_percent:>9.0f}"
             f" {r.delivered_bytes_per_second * 8 / 1e6:>9.2f}"
             f" {r.delivered_video_bytes_per_second * 8 / 1e6:>8.2f}"
             f" {r.min_publisher_fps:>8.1f} {r.min_track_fps:>8.1f} {100 * r.max_track_loss:>8.1f}%"

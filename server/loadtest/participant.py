@@ -2,7 +2,8 @@
 
 It joins with its token (the Python `RoomClient`), publishes a pre-encoded
 clip if it is a publisher, answers the server's subscriber offers with a
-counting receiver per track, and rebuilds both connections when the room
+counting receiver per track (fed from the datagram callback: `cheap_receive`),
+and rebuilds both connections when the room
 moves to another node — what the browser client does, minus decoding.
 """
 
@@ -23,6 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from server.loadtest import cheap_receive
 from server.loadtest.clip import Clip, ClipTrack
 from server.loadtest.receiver_stats import TrackCounter
 from server.media.aiortc_internals import gather_only_on, install_jitter_buffer
@@ -123,6 +125,8 @@ class LoadParticipant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         with gather_only_on(self.ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
+        # Count RTP in the datagram callback, not through aiortc's receive path (cheap_receive).
+        cheap_receive.install(pc)
         await self.signaling.call(
             "subscriber_answer",
             {"sdp": pc.localDescription.sdp, "offer_id": payload.get("offer_id")},

@@ -2,7 +2,9 @@
 
 Load-test subscribers never decode (decoders on the client machine would be
 measured instead of the server): each receiving track's jitter buffer is
-replaced by a `TrackCounter`, which sees every RTP packet the server forwarded.
+replaced by a `TrackCounter`, which sees every RTP packet the server forwarded,
+most of them straight from the datagram callback (`cheap_receive`: after SRTP,
+without aiortc's receive path, and without NACKs: loss is what the network lost).
 A video frame is a packet with the marker bit; audio is counted per packet (one
 Opus packet is 20 ms).
 
@@ -53,12 +55,16 @@ class TrackCounter:
 
     def add(self, packet: RtpPacket) -> tuple[bool, Any]:
         """Take one packet (aiortc's jitter-buffer interface): count it, never decode."""
-        self.packets += 1
-        self.bytes += len(packet.payload) + 12
-        self._count_sequence(packet.sequence_number)
-        if self.kind == "audio" or packet.marker:
-            self._frame(self.clock())
+        self.count_rtp(packet.sequence_number, bool(packet.marker), len(packet.payload))
         return False, None
+
+    def count_rtp(self, sequence_number: int, marker: bool, payload_size: int) -> None:
+        """Count one packet (what `cheap_receive` calls, without making an RtpPacket)."""
+        self.packets += 1
+        self.bytes += payload_size + 12
+        self._count_sequence(sequence_number)
+        if marker or self.kind == "audio":
+            self._frame(self.clock())
 
     @property
     def expected(self) -> int:

@@ -256,6 +256,8 @@ INGEST_DTLS_ATTRIBUTES: Final = {
     "rx_bytes": "_RTCDtlsTransport__rx_bytes",
     "rx_packets": "_RTCDtlsTransport__rx_packets",
 }
+#: RtpRouter's table SSRC -> RTCRtpReceiver (the load tools' cheap receive routes by it).
+ROUTER_SSRC_TABLE_ATTRIBUTE: Final = "ssrc_table"
 #: aioice Connection: its queue of received datagrams, and the method that fills it.
 AIOICE_QUEUE_ATTRIBUTE: Final = "_queue"
 AIOICE_DATA_RECEIVED_METHOD: Final = ("data_received", ("self", "data", "component"))

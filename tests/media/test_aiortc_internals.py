@@ -258,7 +258,8 @@ async def test_dtls_and_ice_attributes_of_the_send_path() -> None:
 
 
 async def test_direct_ingest_names_exist() -> None:
-    """What DirectIngest reads per packet on receivers, DTLS transports and aioice."""
+    """What DirectIngest (and the load tools' cheap receive) reads per packet on
+    receivers, DTLS transports, aiortc's router and aioice."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: stay on this host
     try:
         receiver = pc.addTransceiver("video", direction="recvonly").receiver
@@ -269,6 +270,12 @@ async def test_direct_ingest_names_exist() -> None:
         dtls = receiver.transport
         for role, attribute in internals.INGEST_DTLS_ATTRIBUTES.items():
             assert attribute in vars(dtls), f"aiortc changed: RTCDtlsTransport.{attribute} ({role})"
+        router = vars(dtls)[internals.INGEST_DTLS_ATTRIBUTES["router"]]
+        table = getattr(router, internals.ROUTER_SSRC_TABLE_ATTRIBUTE, None)
+        assert isinstance(table, dict), "aiortc changed: RtpRouter.ssrc_table"
+        assert f"self.{internals.ROUTER_SSRC_TABLE_ATTRIBUTE}.get(packet.ssrc)" in (
+            inspect.getsource(type(router).route_rtp)
+        ), "aiortc changed: RtpRouter.route_rtp no longer routes by ssrc_table"
         connection = getattr(dtls.transport, internals.ICE_CONNECTION_ATTRIBUTE)
         queue = getattr(connection, internals.AIOICE_QUEUE_ATTRIBUTE, None)
         assert isinstance(queue, asyncio.Queue), "aioice changed: Connection._queue"
