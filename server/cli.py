@@ -223,6 +223,7 @@ def _loadtest_options(args: argparse.Namespace) -> LoadTestOptions:
         bitrate_kbps=args.bitrate,
         codec=args.codec,
         speaker_switch=args.speaker_switch,
+        warmup=args.warmup,
         processes=args.processes,
         ice_addresses=tuple(args.ice_address) if args.ice_address else None,
         relay_only=args.relay,
@@ -590,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="the host gives the floor to the next publisher this often",
+    )
+    load_parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="seconds between the last join and the measurement (the joins' renegotiations "
+        "settle, the links' levels recover)",
     )
     load_parser.add_argument(
         "--processes", type=int, help="client processes (default: one per core)"

@@ -117,12 +117,15 @@ def test_track_counter_counts_a_freeze_as_webrtc_defines_it() -> None:
 
 def test_client_load_judges_a_busy_or_late_client_as_the_limit() -> None:
     fine = {"cpu_percent": 40.0, "loop_lag_p95_ms": 3.0}
-    assert not judge([fine, fine]).limited
-    busy = judge([fine, {"cpu_percent": 97.0, "loop_lag_p95_ms": 4.0}])
+    assert not judge([fine, fine], cores=2).limited
+    busy = judge([fine, {"cpu_percent": 97.0, "loop_lag_p95_ms": 4.0}], cores=2)
     assert busy.limited and "97 % of a core" in busy.why
-    late = judge([fine, {"cpu_percent": 50.0, "loop_lag_p95_ms": 180.0}])
+    late = judge([fine, {"cpu_percent": 50.0, "loop_lag_p95_ms": 180.0}], cores=2)
     assert late.limited and "180 ms late" in late.why
-    assert judge([]).limited  # nothing known: not claimed to have kept up
+    # Two processes at 40 % pinned to one core (with the runner's 10 %) fill it.
+    shared = judge([fine, fine], cores=1, runner_cpu_percent=10.0)
+    assert shared.limited and "90 % of the 1 core(s)" in shared.why
+    assert judge([], cores=2).limited  # nothing known: not claimed to have kept up
 
 
 async def test_client_load_probe_sees_a_blocked_event_loop() -> None:

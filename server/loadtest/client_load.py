@@ -73,6 +73,8 @@ class ClientVerdict:
     """What the client processes' load says about the figures."""
 
     processes: int
+    cores: int
+    cpu_percent_total: float
     cpu_percent_max: float | None
     loop_lag_p95_ms_max: float | None
     limited: bool
@@ -82,6 +84,8 @@ class ClientVerdict:
         """For the JSON report."""
         return {
             "processes": self.processes,
+            "cores": self.cores,
+            "cpu_percent_total": self.cpu_percent_total,
             "cpu_percent_max": self.cpu_percent_max,
             "loop_lag_p95_ms_max": self.loop_lag_p95_ms_max,
             "limited": self.limited,
@@ -89,21 +93,30 @@ class ClientVerdict:
         }
 
 
-def judge(loads: list[dict[str, Any]]) -> ClientVerdict:
-    """Whether any client process was the limit (its CPU, or its loop running late)."""
+def judge(
+    loads: list[dict[str, Any]], cores: int, runner_cpu_percent: float = 0.0
+) -> ClientVerdict:
+    """Whether the clients were the limit: a process's CPU, all of them together on the
+    ``cores`` they may run on (with the runner's own, ``runner_cpu_percent``: its host
+    receives too), or an event loop running late."""
     cpus = [load["cpu_percent"] for load in loads if load.get("cpu_percent") is not None]
     lags = [load["loop_lag_p95_ms"] for load in loads if load.get("loop_lag_p95_ms") is not None]
     cpu_max = max(cpus, default=None)
     lag_max = max(lags, default=None)
+    total = sum(cpus) + runner_cpu_percent
     reasons = []
     if cpu_max is not None and cpu_max >= CPU_LIMIT_PERCENT:
         reasons.append(f"a client process used {cpu_max:.0f} % of a core")
+    elif total >= CPU_LIMIT_PERCENT * max(1, cores):
+        reasons.append(f"the clients used {total:.0f} % of the {cores} core(s) they run on")
     if lag_max is not None and lag_max >= LAG_LIMIT_MS:
         reasons.append(f"a client event loop ran {lag_max:.0f} ms late (p95)")
     if not loads:
         reasons.append("no client process reported its load")
     return ClientVerdict(
         processes=len(loads),
+        cores=cores,
+        cpu_percent_total=round(total, 1),
         cpu_percent_max=cpu_max,
         loop_lag_p95_ms_max=lag_max,
         limited=bool(reasons),

@@ -25,6 +25,7 @@ import contextlib
 import ipaddress
 import json
 import multiprocessing
+import os
 import secrets
 import statistics
 import sys
@@ -86,6 +87,7 @@ class LoadTestOptions:
             (50 <= self.bitrate_kbps <= 8000, "bitrate: 50 to 8000 kbit/s"),
             (self.codec in ("vp8", "h264"), "codec: vp8 or h264"),
             (self.speaker_switch is None or self.speaker_switch >= 1, "speaker switch: >= 1 s"),
+            (0 <= self.warmup <= 600, "warmup: 0 to 600 seconds"),
             (self.processes is None or 1 <= self.processes <= MAX_PROCESSES, "processes: 1-64"),
         ]
         for ok, message in checks:
@@ -165,6 +167,7 @@ async def _run_in_room(
         for share in shares
         if share
     ]
+    server = await asyncio.to_thread(_ServerCpu.find, url)
     workers = _Workers(plans)
     bar = _ProgressBar(progress, options.duration, len(specs))
     try:
@@ -173,13 +176,21 @@ async def _run_in_room(
         joined = await workers.collect(
             "joined", timeout=options.join_timeout + longest_share * JOIN_SPACING + 60, bar=bar
         )
-        await workers.wait(options.warmup, bar)
-        server = _ServerCpu.find(url)
-        workers.send({"cmd": "measure"})
-        started = time.monotonic()
         switches = 0
         publishers = [spec.identity for spec in specs if spec.publishes]
-        next_switch = started
+        if options.speaker_switch and publishers:
+            # The first floor is given before the window: a video the server had paused
+            # (last-N) resumes at its next keyframe, which the window must not count.
+            with contextlib.suppress(Exception):
+                await host.signaling.grant_floor(publishers[0])
+                switches += 1
+        await workers.wait(options.warmup, bar)
+        if server is not None:
+            server.start()
+        runner_cpu = time.process_time()
+        workers.send({"cmd": "measure"})
+        started = time.monotonic()
+        next_switch = started + (options.speaker_switch or 0)
         while (now := time.monotonic()) < started + options.duration:
             if options.speaker_switch and now >= next_switch:
                 with contextlib.suppress(Exception):
@@ -189,6 +200,7 @@ async def _run_in_room(
             bar.draw(now - started, workers)
             await workers.wait(min(0.5, started + options.duration - now), None)
         seconds = time.monotonic() - started
+        runner_cpu = (time.process_time() - runner_cpu) / seconds * 100
         cpu = server.percent() if server else None
         workers.send({"cmd": "stop", "seconds": seconds})
         reports = await workers.collect("report", timeout=60, bar=None)
@@ -198,7 +210,8 @@ async def _run_in_room(
         await workers.stop()
     participants = [p for report in reports for p in report["participants"]]
     errors = [e for report in joined for e in report["errors"]]
-    clients = judge([report["load"] for report in reports if "load" in report]).as_dict()
+    loads = [report["load"] for report in reports if "load" in report]
+    clients = judge(loads, len(os.sched_getaffinity(0)), runner_cpu).as_dict()
     summary = _summary(options, participants, errors, seconds, cpu, switches, room_id)
     return {**summary, "clients": clients}
 
@@ -330,11 +343,19 @@ class _ServerCpu:
 
     def __init__(self, processes: list[psutil.Process]) -> None:
         self.processes = processes
+        self.start()
+
+    def start(self) -> None:
+        """Count from now (the measurement window's start)."""
         self.started = time.monotonic()
         self.cpu = self._cpu()
 
     @classmethod
     def find(cls, url: str) -> _ServerCpu | None:
+        """The server's processes, found by their listening port (None: not on this
+        machine). Slow (it reads every process's sockets, a second or more of CPU
+        beside a large test): called before the participants join, never while the
+        clients' media flows."""
         if not _is_loopback(url):
             return None
         port = urllib.parse.urlsplit(url).port or 80
@@ -493,7 +514,8 @@ def format_report(report: dict[str, Any]) -> str:
     clients = report.get("clients")
     if clients is not None:
         load = (
-            f"{clients['processes']} processes, CPU max "
+            f"{clients['processes']} processes on {clients['cores']} core(s), CPU "
+            f"{num(clients['cpu_percent_total'], '.0f', ' %')} in all, max "
             f"{num(clients['cpu_percent_max'], '.0f', ' % of a core')}, loop lag p95 max "
             f"{num(clients['loop_lag_p95_ms_max'], '.0f', ' ms')}"
         )
