@@ -51,6 +51,7 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert all(t["kbps"] > 50 for t in video), video
         assert report["video"]["loss_max"] < 0.05
         assert report["audio"]["tracks"] == 6 and report["audio"]["loss_max"] < 0.05
+        assert report["video"]["tracks"] == 6 and report["video"]["paused"] == 0
         assert report["join_to_first_frame"]["count"] == 4
         assert 0 < report["join_to_first_frame"]["max"] < 30
         assert report["server_cpu_percent"] is not None and report["server_cpu_percent"] > 0

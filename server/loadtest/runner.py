@@ -444,7 +444,10 @@ def _summary(
     room_id: str,
 ) -> dict[str, Any]:
     tracks = [{"subscriber": p["identity"], **t} for p in participants for t in p["tracks"]]
-    video = [t for t in tracks if t["kind"] == "video"]
+    video_tracks = [t for t in tracks if t["kind"] == "video"]
+    # A video the server did not forward all window (last-N, a hidden tile) is no frame
+    # rate of 0: the figures are over the videos that came.
+    video = [t for t in video_tracks if t["packets_per_second"] > 0]
     audio = [t for t in tracks if t["kind"] == "audio"]
     joins = [p["join_to_first_frame"] for p in participants if p["join_to_first_frame"]]
     forwarded = sum(t["packets_per_second"] for t in tracks)
@@ -467,7 +470,8 @@ def _summary(
         "server_cpu_percent": None if cpu is None else round(cpu, 1),
         "packets_per_second_received": round(forwarded, 1),
         "video": {
-            "tracks": len(video),
+            "tracks": len(video_tracks),
+            "paused": len(video_tracks) - len(video),
             "fps_p50": _percentile([t["fps"] for t in video], 0.5),
             "fps_min": min((t["fps"] for t in video), default=None),
             "kbps_p50": _percentile([t["kbps"] for t in video], 0.5),
@@ -502,7 +506,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{o['codec']} at {o['bitrate_kbps']} kbit/s, {report['window_seconds']:.0f} s measured",
         f"server CPU          {num(report['server_cpu_percent'], '.1f', ' % of a core')}",
         f"packets received/s  {report['packets_per_second_received']:.0f}",
-        f"video tracks        {v['tracks']}: fps p50 {num(v['fps_p50'])} min {num(v['fps_min'])}, "
+        f"video tracks        {v['tracks']} ({v['paused']} not forwarded): "
+        f"fps p50 {num(v['fps_p50'])} min {num(v['fps_min'])}, "
         f"{num(v['kbps_p50'], '.0f')} kbit/s, loss mean {num(v['loss_mean'], '.2%')} "
         f"max {num(v['loss_max'], '.2%')}, {v['freezes']} freezes",
         f"audio tracks        {a['tracks']}: {num(a['packets_per_second_p50'])} packets/s p50, "
