@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Fewer packets than this between two receiver reports tell too little of the
+#: publisher's uplink loss: the last measure stands.
+_UPSTREAM_MIN_PACKETS = 5
 #: Bytes of one packet, for turning a queue size in packets into a buffer size.
 _PACKET_BYTES = 1200
 
@@ -112,6 +115,7 @@ class ForwardingSender(HookedRtpSender):
         # The source's (expected, received) counts at the receiver's previous report:
         # what the publisher's uplink lost in between is no fault of this receiver's link.
         self._upstream_mark: tuple[TrackForwarder, int, int] | None = None
+        self._upstream_loss = 0.0
         #: The last report's loss: (as the receiver reported it, the share of it that
         #: never reached us from the publisher). Stats and tests.
         self.last_report_loss: tuple[float, float] = (0.0, 0.0)
@@ -345,23 +349,36 @@ class ForwardingSender(HookedRtpSender):
         """The share of what we sent that the receiver's link lost, from the share it
         reports missing: packets the publisher's uplink lost were never sent (their
         sequence numbers are skipped, not reused), and must not step this receiver down
-        (a lossy venue would lower what everyone else receives)."""
+        (a lossy venue would lower what everyone else receives).
+
+        The publisher's loss is measured between two of this receiver's reports, the
+        same packets as the report's; an interval with too few packets to tell (two
+        reports handled back to back on a busy server) keeps the last measure and
+        counts on into the next, and so does a switch of encoding (the same uplink).
+        """
         source = self._source
         if source is None:
             return reported
-        mark = (source, source.packets_expected, source.packets_received)
-        last, self._upstream_mark = self._upstream_mark, mark
+        last = self._upstream_mark
         if last is None or last[0] is not source:
-            return reported  # the first report, or one across a switch of encoding
-        expected = mark[1] - last[1]
-        if expected <= 0:
-            return reported
-        upstream = min(max(1.0 - (mark[2] - last[2]) / expected, 0.0), 1.0)
+            self._mark_upstream(source)
+        else:
+            expected = source.packets_expected - last[1]
+            if expected >= _UPSTREAM_MIN_PACKETS:
+                received = source.packets_received - last[2]
+                self._upstream_loss = min(max(1.0 - received / expected, 0.0), 1.0)
+                self._mark_upstream(source)
+        upstream = self._upstream_loss
         self.last_report_loss = (reported, upstream)
         if upstream >= 1.0:
             return 0.0  # nothing came to forward: the receiver's link is not judged
         # loss_total = 1 - (1 - upstream)(1 - link)
         return max(0.0, (reported - upstream) / (1.0 - upstream))
+
+    def _mark_upstream(self, source: TrackForwarder) -> None:
+        # Where the next measure of the publisher's loss starts: when forwarding starts
+        # from a source, so that the receiver's first report is judged too.
+        self._upstream_mark = (source, source.packets_expected, source.packets_received)
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Forward (from :meth:`on_packet`) until stopped; this task only waits."""
@@ -394,6 +411,7 @@ class ForwardingSender(HookedRtpSender):
         self._update_fast_path()
         source = self._source
         if source is not None:
+            self._mark_upstream(source)
             source.attach(self)
         try:
             await self._stopped.wait()
@@ -474,6 +492,7 @@ class ForwardingSender(HookedRtpSender):
         target.request_keyframe()
 
     def _move_to(self, target: TrackForwarder) -> None:
+        self._mark_upstream(target)
         old, self._source = self._source, target
         if self._running:
             if old is not None:

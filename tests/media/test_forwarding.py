@@ -73,16 +73,21 @@ async def test_two_participants_receive_each_others_media(harness: RoomHarness) 
     for sender in server_senders:
         assert sender.channel is not None
         assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == sender.channel.packets_sent > 0
-    # A subscribe connection's senders report together: one compound packet an interval.
+        # The NACK history holds what was sent: the newest packet can be retransmitted.
+        newest = sender.channel.sent_sequence_numbers()[-1]
+        assert sender.channel.packet_for_retransmission(newest) is not None
+    # A subscribe connection's senders report together: one compound packet an interval
+    # (each connection's reporter has its own 0.5-1.5 s interval: wait for both).
+    reporters = []
     for participant in ("alice", "bob"):
         (transport,) = {
             s.transport for s in harness.room._participants[participant].subscribe.senders
         }
-        reports = TransportSenderReports.of(transport)
-        assert reports.reports_sent > reports.datagrams_sent > 0
-        # The NACK history holds what was sent: the newest packet can be retransmitted.
-        newest = sender.channel.sent_sequence_numbers()[-1]
-        assert sender.channel.packet_for_retransmission(newest) is not None
+        reporters.append(TransportSenderReports.of(transport))
+    await harness.wait_until(
+        lambda: all(r.reports_sent > r.datagrams_sent > 0 for r in reporters),
+        "both subscribers' sender reports sent as compound packets",
+    )
 
 
 async def test_three_participants_and_the_server_never_transcodes(
