@@ -65,6 +65,7 @@ from server.media.aiortc_internals import (
     INGEST_RECEIVER_ATTRIBUTES,
     ROUTER_SSRC_TABLE_ATTRIBUTE,
     SrtpUnprotector,
+    is_rtp_datagram,
 )
 
 logger = logging.getLogger(__name__)
@@ -170,9 +171,7 @@ class CheapReceive:
         """aioice's callback for a datagram that is not STUN."""
         try:
             if (
-                len(data) >= 12
-                and 127 < data[0] < 192  # RTP or RTCP (RFC 7983)
-                and not 192 <= data[1] <= 208  # not RTCP (aiortc's is_rtcp)
+                is_rtp_datagram(data)
                 and component == 1
                 and self._queue.empty()
                 and self._hooked(data)

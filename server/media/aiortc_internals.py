@@ -296,6 +296,16 @@ _NTP_UNIX_OFFSET_MS: Final = 2_208_988_800_000
 _SOURCE_TIME_RESOLUTION_MS: Final = 10
 
 
+def is_rtp_datagram(data: bytes) -> bool:
+    """An (S)RTP packet, by RFC 7983's first byte and aiortc's RTCP test on the second."""
+    return len(data) >= 12 and 127 < data[0] < 192 and not 192 <= data[1] <= 208
+
+
+def is_rtcp_datagram(data: bytes) -> bool:
+    """An (S)RTCP packet (as :func:`is_rtp_datagram`, second byte 192-208)."""
+    return len(data) >= 8 and 127 < data[0] < 192 and 192 <= data[1] <= 208
+
+
 class SrtpUnprotector:
     """``pylibsrtp.Session.unprotect`` without its per-call allocation and checks.
 
@@ -407,33 +417,23 @@ class DirectIngest:
             return
         dtls = self._dtls_vars
         if (
-            len(data) >= 12
-            and 127 < data[0] < 192  # RTP or RTCP (RFC 7983)
-            and not 192 <= data[1] <= 208  # not RTCP (aiortc's is_rtcp)
-            and component == 1
+            component == 1
             and self._queue.empty()
             and dtls["_state"] is _DTLS_STATE_CONNECTED
             and dtls["_rx_srtp"] is not None
         ):
-            try:
-                self._handle_rtp(data)
-            except Exception:
-                self._failed()
-            return
-        if (
-            len(data) >= 8
-            and 127 < data[0] < 192
-            and 192 <= data[1] <= 208  # RTCP (aiortc's is_rtcp)
-            and component == 1
-            and self._queue.empty()
-            and dtls["_state"] is _DTLS_STATE_CONNECTED
-            and dtls["_rx_srtp"] is not None
-        ):
-            try:
-                self._handle_rtcp(data)
-            except Exception:
-                self._failed()
-            return
+            if is_rtp_datagram(data):
+                handle = self._handle_rtp
+            elif is_rtcp_datagram(data):
+                handle = self._handle_rtcp
+            else:
+                handle = None
+            if handle is not None:
+                try:
+                    handle(data)
+                except Exception:
+                    self._failed()
+                return
         self._queued(data, component)
 
     def _failed(self) -> None:
