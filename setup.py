@@ -1,4 +1,5 @@
-"""Builds the one compiled piece: the forwarding fan-out (server/media/_fanout.c).
+"""Builds the compiled pieces: the forwarding fan-out (server/media/_fanout.c) and the
+direct ingest's steady state with the REMB estimator (server/media/_ingest.c).
 
 Everything else is in pyproject.toml. ``pip install -e .`` (scripts/bootstrap)
 compiles it with the system C compiler and Python's headers; why it is C is in
@@ -14,6 +15,20 @@ setup(
             sources=["server/media/_fanout.c"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=False,
-        )
+        ),
+        Extension(
+            "server.media._ingest",
+            sources=["server/media/_ingest.c"],
+            depends=["server/media/_ingest_estimator.h"],
+            # No fused multiply-add: the estimator must round as Python's floats do.
+            extra_compile_args=[
+                "-O2",
+                "-ffp-contract=off",
+                "-Wall",
+                "-Wextra",
+                "-Wno-unused-parameter",
+            ],
+            optional=False,
+        ),
     ]
 )

@@ -6,12 +6,15 @@
 Servers ("modes"):
 
 * ``yitang``: server.media's MediaRoom (the production forwarding path, with the
-  compiled fan-out, server/media/_fanout.c; the run fails if it is not built);
+  compiled fan-out, server/media/_fanout.c, and the compiled ingest,
+  server/media/_ingest.c; the run fails if either is not built);
 * ``yitang-python``: the same with the compiled fan-out off (``YITANG_FANOUT=python``:
   the pure-Python reference path), for the before/after in one run;
 * ``yitang-aiortc-ingest``: compiled fan-out, but publishers' RTP received through
   aiortc's own receive task (``YITANG_INGEST=aiortc``) instead of the direct ingest
   (server/media/ingest.py), for the before/after of receiving in one run;
+* ``yitang-python-ingest``: compiled fan-out, the direct ingest all in Python
+  (``YITANG_INGEST=python``: the compiled ingest off);
 * ``janus-one-loop`` / ``janus-stock``: Janus 1.1.2 VideoRoom from Debian
   (``scripts/ensure-janus``; see janus_server.py), with one event loop for all
   handles, or Janus's default of one loop thread per handle;
@@ -85,11 +88,14 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
 
     from server.media import fanout, ingest
 
-    compiled = mode in ("yitang", "yitang-aiortc-ingest")
+    compiled = mode in ("yitang", "yitang-aiortc-ingest", "yitang-python-ingest")
     if compiled and not fanout.available():
         raise RuntimeError(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
+    if mode == "yitang" and not ingest.compiled_available():
+        raise RuntimeError("the compiled ingest (server/media/_ingest.c) is not built")
     fanout.enabled = compiled
     ingest.enabled = mode != "yitang-aiortc-ingest"
+    ingest.compiled = mode == "yitang"
     stop = asyncio.Event()
     locks: dict[str, asyncio.Lock] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -165,7 +171,7 @@ def run_server(mode: str, conns: list[Connection], control: Connection) -> None:
 # --- Orchestrator -------------------------------------------------------------------------
 
 SERVER_CPU = 0
-YITANG_MODES = ("yitang", "yitang-python", "yitang-aiortc-ingest")
+YITANG_MODES = ("yitang", "yitang-python", "yitang-aiortc-ingest", "yitang-python-ingest")
 MODES = (*YITANG_MODES, "janus-one-loop", "janus-stock", "relay")
 
 

@@ -46,6 +46,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import clock as aiortc_clock
 from aiortc.codecs import depayload, is_rtx
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -53,6 +54,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTP_HISTORY_SIZE,
+    HeaderExtensions,
     HeaderExtensionsMap,
     RtcpByePacket,
     RtcpPacket,
@@ -71,6 +73,22 @@ from pylibsrtp._binding import lib as srtp_lib
 
 if TYPE_CHECKING:
     from .fanout import CompiledStream
+
+#: The direct ingest's compiled steady state and REMB estimator (server/media/_ingest.c),
+#: or None if not built (then why, in COMPILED_INGEST_ERROR).
+COMPILED_INGEST_ERROR: ImportError | None
+try:
+    from . import _ingest as compiled_ingest
+except ImportError as _exc:  # not built: the Python direct ingest runs
+    compiled_ingest = None  # type: ignore[assignment]
+    COMPILED_INGEST_ERROR = _exc
+else:
+    COMPILED_INGEST_ERROR = None
+    compiled_ingest.configure(
+        rtp_packet=RtpPacket,
+        header_extensions=HeaderExtensions,
+        current_datetime=aiortc_clock.current_datetime,
+    )
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -287,6 +305,59 @@ INGEST_PORTED_SOURCES: Final = {
     ),
 }
 
+#: SHA-256 of what the compiled ingest (server/media/_ingest.c) repeats, beyond the
+#: functions above ("module:qualified name"; a class: its whole source, for the REMB
+#: estimator ported in _ingest_estimator.h). A change fails
+#: tests/media/test_aiortc_internals.py until the C port is compared with it.
+COMPILED_INGEST_PORTED_SOURCES: Final = {
+    "aiortc.rtp:RtpPacket.parse": (
+        "22109861dfce7babb7351ee06fd991d25c9da43d5d841febcab5ad3345dbb336"
+    ),
+    "aiortc.rtp:HeaderExtensionsMap.get": (
+        "7abeb1022f1d6bc1b4859976d1a0accf1f267e195f3db6b339f7f2701cc9322e"
+    ),
+    "aiortc.rtp:unpack_header_extensions": (
+        "d78a8585d2b6ebc5624074c38a71b7e5d6916cf7d437cc0c5a0329728540ce27"
+    ),
+    "aiortc.rtcrtpreceiver:StreamStatistics.add": (
+        "d157b75e24b7ff53119b8973fa8311e00d329655d5e47be10b166d892a3300e1"
+    ),
+    "aiortc.rtcrtpreceiver:NackGenerator.add": (
+        "ec50ec86d128c3512a7ec613aa82f30add6c2d9dbd89bf6f67956c27658dc222"
+    ),
+    "aiortc.codecs.vpx:VpxPayloadDescriptor.parse": (
+        "79619961962f23e6bf2849f594dbb0f15d2d9541d0c438107e2515fb37d57c11"
+    ),
+    "aiortc.rtcdtlstransport:RtpRouter.route_rtp": (
+        "e4bcc08d181438b785e79c61fd8a803f2b9ed6163efd9b317d120d672d91863d"
+    ),
+    "aioice.ice:StunProtocol.datagram_received": (
+        "ff4c8b910d45fb3a9e50c4391fe5cbaba33dcba669fea9e847e19a5c99b9bfbb"
+    ),
+    "aiortc.rate:RemoteBitrateEstimator": (
+        "287ad89d380234e976f446c3a9e7b131f48a2d6df7cd6559976f82b99cb4ebc1"
+    ),
+    "aiortc.rate:AimdRateControl": (
+        "ee1addbf438d8155d3f117e16bfa406bacc113356695c1324555363ab99eba32"
+    ),
+    "aiortc.rate:InterArrival": (
+        "6a4f6ea6e1786add9210d3d006d803c6dca74967857950e984576379254d72db"
+    ),
+    "aiortc.rate:OveruseDetector": (
+        "de2b751f712690aa901ecb50a77e37f782dceaac5af4eba68cd82882eefa90a2"
+    ),
+    "aiortc.rate:OveruseEstimator": (
+        "1b468219a69d64a8a947464852f04ebe1f669e33f4978b51d26166aac82bf1e1"
+    ),
+    "aiortc.rate:RateCounter": ("07a0d63e5d1a328944df287e6095320c0513b376a1ccc39d5f9ddde5ead990e7"),
+    "aiortc.rate:TimestampGroup": (
+        "1efc2694badae1eba835248faba52a2de5aff91ad48930476e3f70a640399a43"
+    ),
+}
+#: The StunProtocol attribute the compiled ingest's entry replaces per protocol.
+AIOICE_DATAGRAM_RECEIVED_METHOD: Final = "datagram_received"
+#: aioice Connection's protocols (one per local candidate).
+AIOICE_PROTOCOLS_ATTRIBUTE: Final = "_protocols"
 
 #: The longest datagram pylibsrtp can unprotect (its session buffer).
 _SRTP_MAX_PACKET: Final = 1500
@@ -339,6 +410,16 @@ class SrtpUnprotector:
         packet: bytes = buffer[0 : length[0]]
         return packet
 
+    def fast_path(self) -> dict[str, Any]:
+        """``compiled_ingest.Path.set_srtp()``'s arguments: the addresses of libsrtp's
+        ``srtp_unprotect`` and of the session's ``srtp_t``, and the session (keeps it alive)."""
+        unprotect = srtp_ffi.addressof(srtp_lib, "srtp_unprotect")
+        return {
+            "session": self.session,
+            "unprotect": int(srtp_ffi.cast("uintptr_t", unprotect)),
+            "srtp": int(srtp_ffi.cast("uintptr_t", self._srtp)),
+        }
+
 
 class DirectIngest:
     """Takes a connection's SRTP-protected RTP and RTCP in aioice's datagram callback.
@@ -365,7 +446,9 @@ class DirectIngest:
     publisher's connection): a failure is logged and the packet dropped.
     """
 
-    def __init__(self, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver]) -> None:
+    def __init__(
+        self, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver], *, compiled: bool = False
+    ) -> None:
         self._dtls = dtls
         self._dtls_vars = vars(dtls)
         self._connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE)
@@ -382,28 +465,85 @@ class DirectIngest:
         self._source_time = aiortc_clock.current_datetime()
         self._source_time_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Counters: RTP packets handled here; datagrams dropped before aiortc's path
-        #: (empty, or too long to be SRTP); packets dropped because of a failure.
-        self.packets = 0
-        self.dropped = 0
+        #: Packets dropped because of a failure (``packets`` and ``dropped``: below).
         self.errors = 0
         #: RTCP packets (of compound ones) handled here, and handlers that had to
         #: finish in a task (they waited for something).
         self.rtcp_packets = 0
         self.rtcp_deferred = 0
+        self._python_packets = 0
+        self._python_dropped = 0
+        #: The compiled steady state (server/media/_ingest.c), or None: Python does it all.
+        self.compiled: Any = None
+        if compiled and compiled_ingest is not None:
+            self.compiled = compiled_ingest.Path(
+                ingest=self,
+                dtls_vars=self._dtls_vars,
+                queue_items=self._queue._queue,
+                receivers=self._receivers,
+                connected=_DTLS_STATE_CONNECTED,
+                queued=self._queued,
+            )
+            for receiver in receivers:
+                self._use_compiled_estimator(receiver)
+
+    @property
+    def packets(self) -> int:
+        """RTP packets routed to a receiver this ingest was told about."""
+        return self._python_packets + (self.compiled.packets if self.compiled is not None else 0)
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams dropped before aiortc's path (empty, or too long to be SRTP)."""
+        return self._python_dropped + (self.compiled.dropped if self.compiled is not None else 0)
+
+    def _use_compiled_estimator(self, receiver: RTCRtpReceiver) -> None:
+        # The receiver's REMB estimator becomes the compiled port (same answers,
+        # tests/media/test_compiled_ingest.py), so that both paths feed one estimator.
+        # Only before its first packet: the state is not carried over.
+        state = self._receivers[receiver]
+        key = INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]
+        estimator = state.get(key)
+        if isinstance(estimator, RemoteBitrateEstimator) and not estimator.ssrcs:
+            state[key] = compiled_ingest.Estimator()
 
     @classmethod
-    def install(cls, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver]) -> DirectIngest:
-        """Install on the DTLS transport's aioice connection (again: adds ``receivers``)."""
+    def install(
+        cls, dtls: RTCDtlsTransport, receivers: list[RTCRtpReceiver], *, compiled: bool = True
+    ) -> DirectIngest:
+        """Install on the DTLS transport's aioice connection (again: adds ``receivers``).
+
+        With ``compiled`` (and the extension built), the steady state runs in C
+        (:attr:`compiled`); otherwise all of it in Python (the reference).
+        """
         connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE)
         current = vars(connection).get(AIOICE_DATA_RECEIVED_METHOD[0])
         owner = getattr(current, "__self__", None)
+        owner = getattr(owner, "ingest", owner)  # the compiled path's owner
         if isinstance(owner, DirectIngest):
             for receiver in receivers:
-                owner._receivers.setdefault(receiver, vars(receiver))
+                if receiver not in owner._receivers:
+                    owner._receivers[receiver] = vars(receiver)
+                    if owner.compiled is not None:
+                        owner._use_compiled_estimator(receiver)
             return owner
-        ingest = cls(dtls, receivers)
-        setattr(connection, AIOICE_DATA_RECEIVED_METHOD[0], ingest.data_received)
+        ingest = cls(dtls, receivers, compiled=compiled)
+        if ingest.compiled is None:
+            setattr(connection, AIOICE_DATA_RECEIVED_METHOD[0], ingest.data_received)
+            return ingest
+        setattr(connection, AIOICE_DATA_RECEIVED_METHOD[0], ingest.compiled.receive)
+        # RTP and RTCP skip aioice's attempt to parse every datagram as STUN (an
+        # exception per packet): each protocol's datagram_received sends them to the
+        # path directly, as aioice would after that attempt (compiled_ingest.Entry).
+        for protocol in getattr(connection, AIOICE_PROTOCOLS_ATTRIBUTE):
+            method = getattr(protocol, AIOICE_DATAGRAM_RECEIVED_METHOD)
+            if not isinstance(method, compiled_ingest.Entry):
+                entry = compiled_ingest.Entry(
+                    path=ingest.compiled,
+                    fallback=method,
+                    component=protocol.local_candidate.component,
+                )
+                setattr(protocol, AIOICE_DATAGRAM_RECEIVED_METHOD, entry)
         return ingest
 
     def data_received(self, data: bytes, component: int) -> None:
@@ -413,7 +553,7 @@ class DirectIngest:
             # "packet is too long" ValueError) and closes the connection: one
             # stray datagram would cut the publisher off. Nothing valid is lost:
             # pylibsrtp cannot unprotect a longer packet.
-            self.dropped += 1
+            self._python_dropped += 1
             return
         dtls = self._dtls_vars
         if (
@@ -487,10 +627,17 @@ class DirectIngest:
         unprotector = self._unprotector
         if unprotector is None or unprotector.session is not dtls["_rx_srtp"]:
             unprotector = self._unprotector = SrtpUnprotector(dtls["_rx_srtp"])
+            if self.compiled is not None:
+                self.compiled.set_srtp(**unprotector.fast_path())
         try:
             data = unprotector.unprotect(data)
         except pylibsrtp.Error:
             return  # not authentic, replayed, or not RTP: as aiortc, dropped
+        self._handle_decrypted(data, arrival_time_ms)
+
+    def _handle_decrypted(self, data: bytes, arrival_time_ms: int) -> None:
+        # After unprotect (the compiled path hands over here what it does not parse).
+        dtls = self._dtls_vars
         try:
             packet = RtpPacket.parse(data, dtls["_rtp_header_extensions_map"])
         except ValueError:
@@ -502,7 +649,7 @@ class DirectIngest:
         if state is None:
             self._spawn(receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms))
             return
-        self.packets += 1
+        self._python_packets += 1
         self._handle_packet(receiver, state, packet, arrival_time_ms)
 
     def _handle_packet(
@@ -520,11 +667,8 @@ class DirectIngest:
                 payload_size=len(packet.payload) + packet.padding_size,
                 ssrc=packet.ssrc,
             )
-            rtcp_ssrc = state["_RTCRtpReceiver__rtcp_ssrc"]
-            if rtcp_ssrc is not None and remb is not None:
-                fci = pack_remb_fci(*remb)
-                feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
-                self._spawn(receiver._send_rtcp(feedback))
+            if remb is not None:
+                self._send_remb(receiver, remb)
         if arrival_time_ms - self._source_time_ms >= _SOURCE_TIME_RESOLUTION_MS:
             self._source_time = aiortc_clock.current_datetime()
             self._source_time_ms = arrival_time_ms
@@ -556,6 +700,20 @@ class DirectIngest:
             except ValueError:
                 return
         pli_flag, _ = state["_RTCRtpReceiver__jitter_buffer"].add(packet)
+        self._after_jitter(receiver, state, packet, pli_flag)
+
+    def _send_remb(self, receiver: RTCRtpReceiver, remb: tuple[int, list[int]]) -> None:
+        # The REMB the estimator says is due (a task: aiortc awaits the send).
+        rtcp_ssrc = self._receivers[receiver]["_RTCRtpReceiver__rtcp_ssrc"]
+        if rtcp_ssrc is not None:
+            fci = pack_remb_fci(*remb)
+            feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+            self._spawn(receiver._send_rtcp(feedback))
+
+    def _after_jitter(
+        self, receiver: RTCRtpReceiver, state: dict[str, Any], packet: RtpPacket, pli_flag: bool
+    ) -> None:
+        # The end of _handle_rtp_packet: a PLI when the jitter buffer or the decoder asks.
         decoder_error = state["_RTCRtpReceiver__decoder_error"]
         if decoder_error.is_set():
             decoder_error.clear()
@@ -564,6 +722,12 @@ class DirectIngest:
                 pli_flag = True
         if pli_flag:
             self._spawn(receiver._send_rtcp_pli(packet.ssrc))
+
+    def _report_failure(self, exc: BaseException | None) -> None:
+        # The compiled path's failures: counted and logged as _failed() does.
+        self.errors += 1
+        if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th ... time
+            logger.error("direct ingest failed (%d times)", self.errors, exc_info=exc)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -6,9 +6,11 @@ unprotected, parsed and handed to the receiver's packet handling in aioice's
 datagram callback, without aiortc's queue and receive task in between (one
 event loop iteration and several coroutine frames per packet; see
 docs/forwarding.md, *Ingest*), and so is SRTCP (a subscriber's receiver
-reports, REMB, NACK and PLI reach our senders there). ``YITANG_INGEST=aiortc``
-keeps aiortc's own path (the reference, for comparison and tests); both feed
-the same receiver and sender state.
+reports, REMB, NACK and PLI reach our senders there). The steady state of the
+RTP path, and the REMB estimator, run compiled (server/media/_ingest.c) when
+the extension is built. ``YITANG_INGEST=python`` keeps the direct ingest all in
+Python, ``YITANG_INGEST=aiortc`` keeps aiortc's own path (the references, for
+comparison and tests); all feed the same receiver and sender state.
 """
 
 from __future__ import annotations
@@ -17,13 +19,23 @@ import os
 
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
 
-from .aiortc_internals import DirectIngest
+from .aiortc_internals import COMPILED_INGEST_ERROR, DirectIngest
 
-#: The environment variable that selects the ingest path ("aiortc": aiortc's own).
+#: The environment variable that selects the ingest path ("aiortc": aiortc's own;
+#: "python": the direct ingest without its compiled steady state).
 ENVIRONMENT_VARIABLE = "YITANG_INGEST"
 
-#: Whether new publish connections use the direct ingest (tests switch it).
+#: Whether new connections use the direct ingest (tests switch it).
 enabled: bool = os.environ.get(ENVIRONMENT_VARIABLE, "") != "aiortc"
+#: Whether new direct ingests run their steady state compiled (tests switch it).
+compiled: bool = (
+    COMPILED_INGEST_ERROR is None and os.environ.get(ENVIRONMENT_VARIABLE, "") != "python"
+)
+
+
+def compiled_available() -> bool:
+    """True if the compiled ingest (server/media/_ingest.c) is built and importable."""
+    return COMPILED_INGEST_ERROR is None
 
 
 def install(pc: RTCPeerConnection) -> list[DirectIngest]:
@@ -37,5 +49,5 @@ def install(pc: RTCPeerConnection) -> list[DirectIngest]:
         by_transport.setdefault(receiver.transport, []).append(receiver)
     ingests = []
     for transport, receivers in by_transport.items():
-        ingests.append(DirectIngest.install(transport, receivers))
+        ingests.append(DirectIngest.install(transport, receivers, compiled=compiled))
     return ingests

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import inspect
 
 import aioice.ice
@@ -318,4 +319,21 @@ def test_the_sender_report_loop_we_replace_is_unchanged(name: str, digest: str) 
     assert hashlib.sha256(source.encode()).hexdigest() == digest, (
         f"aiortc changed {name}: compare it with HookedRtpSender.sender_report "
         "(server/media/aiortc_internals.py), port the change, then update the digest"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "digest"), sorted(internals.COMPILED_INGEST_PORTED_SOURCES.items())
+)
+def test_what_the_compiled_ingest_repeats_is_unchanged(name: str, digest: str) -> None:
+    """server/media/_ingest.c repeats these (parse, route, statistics, NACK, the REMB
+    estimator, aioice's datagram callback); a change must be ported to the C."""
+    module_name, qualified_name = name.split(":")
+    target: object = importlib.import_module(module_name)
+    for part in qualified_name.split("."):
+        target = getattr(target, part)
+    source = inspect.getsource(target)  # type: ignore[arg-type]
+    assert hashlib.sha256(source.encode()).hexdigest() == digest, (
+        f"{module_name} changed {qualified_name}: compare it with server/media/_ingest.c "
+        "(and _ingest_estimator.h), port the change, then update the digest"
     )

@@ -25,6 +25,7 @@ from media_testkit import LOOPBACK, RoomHarness, client_configuration
 
 from server.media import ingest
 from server.media.aiortc_internals import (
+    COMPILED_INGEST_ERROR,
     ICE_CONNECTION_ATTRIBUTE,
     SENDER_ATTRIBUTES,
     DirectIngest,
@@ -41,10 +42,20 @@ VP8_KEYFRAME = bytes([0x10, 0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A, 0x40, 0x01, 0xF0
 VP8_DELTA = bytes([0x00, 0x01]) + bytes(40)
 
 
-@pytest.fixture(params=["direct", "aiortc"])
+@pytest.fixture(params=["compiled", "direct", "aiortc"])
 def ingest_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs the test with the direct ingest and with aiortc's own receive path."""
-    monkeypatch.setattr(ingest, "enabled", request.param == "direct")
+    """Runs the test with the direct ingest's compiled steady state (server/media/_ingest.c),
+    with the direct ingest all in Python, and with aiortc's own receive path.
+
+    Under CI=true a missing extension fails the test rather than skip it (as the
+    compiled fan-out: scripts/bootstrap builds it)."""
+    if request.param == "compiled" and not ingest.compiled_available():
+        message = f"the compiled ingest is not built: {COMPILED_INGEST_ERROR}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    monkeypatch.setattr(ingest, "enabled", request.param != "aiortc")
+    monkeypatch.setattr(ingest, "compiled", request.param == "compiled")
     return str(request.param)
 
 
@@ -308,9 +319,17 @@ async def test_the_direct_ingest_takes_the_packets_of_a_real_publisher(
     assert connection._pc is not None
     (inbound, *_) = connection._inbound.values()
     ice = getattr(inbound.transceiver.receiver.transport.transport, ICE_CONNECTION_ATTRIBUTE)
-    if ingest_path == "direct":
+    if ingest_path != "aiortc":
         (direct,) = ingest.install(connection._pc)
-        assert ice.data_received == direct.data_received
+        if ingest_path == "compiled":
+            assert ice.data_received == direct.compiled.receive
+            # The steady state runs in C: only a stream's first packet (and any after
+            # a gap) goes to Python.
+            await harness.wait_until(lambda: direct.packets >= 200, "200 packets")
+            assert direct.compiled.fallbacks < direct.packets * 0.05
+        else:
+            assert direct.compiled is None
+            assert ice.data_received == direct.data_received
         # Every packet the taps got came through the callback (none through the
         # queue, except while the queue held a DTLS or RTCP datagram).
         assert direct.packets >= taps * 0.9 > 0

@@ -1,0 +1,1375 @@
+/*
+ * The direct ingest's steady state in C: one call per datagram from a
+ * publisher (see docs/forwarding.md, *Ingest*, and DirectIngest in
+ * server/media/aiortc_internals.py).
+ *
+ * Why C: receiving one 640x480 VP8 publisher (~250 packets/s) cost ~150 us of
+ * CPU per packet in the Python direct ingest on this machine -- unprotect,
+ * parse, REMB estimator, statistics, NACK generator, payload check, each a few
+ * us when hot but ~3x that at 250 wake-ups a second, when every packet finds
+ * the interpreter's caches cold. A C SFU pays a few us for the same steps.
+ *
+ * Path.receive(data, component) is installed as the aioice connection's
+ * data_received. It repeats, on the same objects, what DirectIngest does in
+ * Python -- which stays the reference -- for the common case only:
+ *
+ *   - RTP on component 1 of a connected DTLS transport with nothing queued in
+ *     aioice, from the SRTP session the path was given: unprotect (libsrtp's
+ *     srtp_unprotect through pylibsrtp's cffi module, as _fanout.c protects),
+ *     parse the RTP header and one-byte header extensions (RtpPacket.parse
+ *     and HeaderExtensionsMap.get), route by SSRC (RtpRouter.route_rtp's
+ *     known-SSRC case), then RTCRtpReceiver._handle_rtp_packet on the
+ *     receiver's own attributes: the REMB estimator (the C Estimator of
+ *     _ingest_estimator.h, which the receiver holds in aiortc's place), the
+ *     active sources, StreamStatistics.add, the NACK generator when nothing
+ *     is missing, the VP8 payload-descriptor check, and the jitter buffer's
+ *     add (our PacketTap, which forwards) with an RtpPacket built here.
+ *
+ * Everything else is handed to DirectIngest's Python methods, before this has
+ * changed anything they would change again: aiortc's queue (DTLS, anything
+ * while the queue is not empty or before the transport is connected), RTCP,
+ * a new SRTP session, a packet with CSRCs, padding, two-byte or malformed
+ * header extensions (_handle_decrypted, after unprotect), an SSRC not routed
+ * yet, a receiver not told about, an RTX or H.264 packet, a new stream, a
+ * packet after a gap or while packets are missing (_handle_packet).
+ * The REMB, NACK and PLI that are due are sent by Python (_send_remb,
+ * _after_jitter). Nothing raised reaches aioice: a failure is handed to
+ * _report_failure and the packet dropped.
+ *
+ * Single-threaded: called with the GIL held, from the event loop.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "_ingest_estimator.h"
+
+/* pylibsrtp's session buffer is 1500 bytes; DirectIngest drops longer SRTP. */
+#define SRTP_MAX_PACKET 1500
+#define RTP_HEADER_LENGTH 12
+/* Milliseconds from the NTP epoch (1900) to the Unix epoch: aiortc's clock counts from 1900. */
+#define NTP_UNIX_OFFSET_MS 2208988800000LL
+/* How stale the "last packet from this source" time may be (as DirectIngest). */
+#define SOURCE_TIME_RESOLUTION_MS 10
+
+typedef int (*srtp_unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
+
+enum { KIND_UNKNOWN = 0, KIND_PLAIN, KIND_VP8, KIND_H264, KIND_RTX };
+
+/* What the one-byte header extensions carried (HeaderExtensionsMap.get). */
+typedef struct {
+    PyObject *mid, *repaired_rtp_stream_id, *rtp_stream_id; /* new references or NULL */
+    int has_abs_send_time, has_transmission_offset, has_audio_level, has_transport_sequence_number;
+    long abs_send_time, transmission_offset, transport_sequence_number;
+    int audio_level_voice, audio_level;
+} Extensions;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *ingest;       /* the DirectIngest (its fallbacks) */
+    PyObject *dtls_vars;    /* vars(RTCDtlsTransport) */
+    PyObject *queue_items;  /* aioice's asyncio.Queue's deque */
+    PyObject *receivers;    /* DirectIngest._receivers: receiver -> vars(receiver) */
+    PyObject *connected;    /* DtlsState.CONNECTED */
+    PyObject *queued;       /* aiortc's path: the connection's own data_received */
+    /* SRTP */
+    PyObject *session; /* the pylibsrtp Session (keeps `srtp` alive), or NULL */
+    srtp_unprotect_fn unprotect;
+    void *srtp;
+    unsigned char buffer[SRTP_MAX_PACKET];
+    /* the last source time (a datetime; see DirectIngest._source_time) */
+    PyObject *source_time;
+    long long source_time_ms;
+    /* the last codec seen and its kind */
+    PyObject *codec;
+    int codec_kind;
+    /* counters */
+    unsigned long long packets;   /* RTP packets handled to the end here */
+    unsigned long long fallbacks; /* RTP packets handed to Python */
+    unsigned long long dropped;   /* empty or too-long datagrams */
+} Path;
+
+static PyTypeObject EstimatorType;
+static PyTypeObject PathType;
+
+/* RtpPacket, HeaderExtensions and aiortc's clock (set by configure()) */
+static PyObject *rtp_packet_type, *header_extensions_type, *current_datetime;
+static PyObject *empty_tuple;
+
+static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
+    *s_ssrc_table, *s_pt_table;
+static PyObject *s_enabled, *s_estimator, *s_rtcp_ssrc, *s_active_ssrc, *s_codecs, *s_streams, *s_nack,
+    *s_jitter, *s_decoder_error;
+static PyObject *s_mid, *s_repaired_rid, *s_rid, *s_abs_send_time, *s_toffset, *s_audio_level, *s_twcc;
+static PyObject *s_base_seq, *s_max_seq, *s_cycles, *s_packets_received, *s_clockrate, *s_jitter_q4,
+    *s_last_arrival, *s_last_timestamp, *s_missing, *s_flag, *s_name;
+static PyObject *s_version, *s_marker, *s_payload_type, *s_sequence_number, *s_timestamp, *s_ssrc, *s_csrc,
+    *s_extensions, *s_payload, *s_padding_size, *s_add;
+static PyObject *s_handle_rtcp, *s_handle_decrypted, *s_handle_packet, *s_send_remb, *s_after_jitter,
+    *s_report_failure, *s_handle_rtp;
+
+/* ================================================================ Estimator */
+
+static PyObject *
+Estimator_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Estimator", kwlist))
+        return NULL;
+    Estimator *e = (Estimator *)type->tp_alloc(type, 0);
+    if (e == NULL)
+        return NULL;
+    estimator_init_state(e);
+    return (PyObject *)e;
+}
+
+static PyObject *
+remb_result(Estimator *e, long long bitrate)
+{
+    PyObject *ssrcs = PyList_New(e->n_ssrcs);
+    if (ssrcs == NULL)
+        return NULL;
+    for (int i = 0; i < e->n_ssrcs; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(e->ssrcs[i]);
+        if (v == NULL) {
+            Py_DECREF(ssrcs);
+            return NULL;
+        }
+        PyList_SET_ITEM(ssrcs, i, v);
+    }
+    return Py_BuildValue("(LN)", bitrate, ssrcs);
+}
+
+static PyObject *
+Estimator_add(Estimator *e, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"arrival_time_ms", "abs_send_time", "payload_size", "ssrc", NULL};
+    long long arrival_time_ms, abs_send_time, payload_size;
+    unsigned long long ssrc;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLK:add", kwlist, &arrival_time_ms, &abs_send_time,
+                                     &payload_size, &ssrc))
+        return NULL;
+    if (abs_send_time < 0 || abs_send_time > 0xFFFFFF) {
+        PyErr_SetString(PyExc_ValueError, "abs_send_time is 24 bits");
+        return NULL;
+    }
+    if (ssrc > 0xFFFFFFFFULL) {
+        PyErr_SetString(PyExc_ValueError, "ssrc is 32 bits");
+        return NULL;
+    }
+    long long bitrate;
+    int status = estimator_add(e, arrival_time_ms, abs_send_time, payload_size, (unsigned int)ssrc, &bitrate);
+    if (status < 0)
+        return NULL;
+    if (status == 0)
+        Py_RETURN_NONE;
+    return remb_result(e, bitrate);
+}
+
+static PyObject *
+Estimator_snapshot(Estimator *e, PyObject *unused)
+{
+    /* What tests compare with aiortc's estimator after each packet. */
+    return Py_BuildValue("{s:i,s:d,s:d,s:d,s:d,s:d,s:L,s:L,s:i,s:d,s:d}", "hypothesis", e->hypothesis, "offset",
+                         e->offset, "slope", e->slope, "var_noise", e->var_noise, "avg_noise", e->avg_noise,
+                         "threshold", e->threshold, "current_bitrate", e->current_bitrate, "num_of_deltas",
+                         e->num_of_deltas, "rate_control_state", e->rc_state, "var_max_bitrate_kbps",
+                         e->var_max_bitrate_kbps, "avg_max_bitrate_kbps",
+                         e->has_avg_max ? e->avg_max_bitrate_kbps : -1.0);
+}
+
+static PyMethodDef Estimator_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))Estimator_add, METH_VARARGS | METH_KEYWORDS,
+     "add(arrival_time_ms, abs_send_time, payload_size, ssrc) -> (bitrate, [ssrc, ...]) or None:\n"
+     "aiortc's RemoteBitrateEstimator.add."},
+    {"snapshot", (PyCFunction)Estimator_snapshot, METH_NOARGS, "The estimator's state, for tests."},
+    {NULL}};
+
+static PyTypeObject EstimatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._ingest.Estimator",
+    .tp_doc = PyDoc_STR("aiortc's RemoteBitrateEstimator (REMB), ported to C."),
+    .tp_basicsize = sizeof(Estimator),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Estimator_new,
+    .tp_methods = Estimator_methods,
+};
+
+/* ================================================================ helpers */
+
+static int
+uint16_gt(long a, long b)
+{
+    const long half = 0x8000;
+    return (a < b && b - a > half) || (a > b && a - b < half);
+}
+
+/* A fallback's or a callback's exception: to DirectIngest._report_failure, never further. */
+static void
+report_failure(Path *p)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL)
+        PyException_SetTraceback(value, tb);
+    PyObject *r = PyObject_CallMethodOneArg(p->ingest, s_report_failure, value ? value : Py_None);
+    if (r == NULL)
+        PyErr_WriteUnraisable(p->ingest);
+    Py_XDECREF(r);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* Call a fallback; its result is not needed. */
+static void
+call_fallback(Path *p, PyObject *callable_name, PyObject *const *args, size_t nargs)
+{
+    PyObject *stack[6];
+    stack[0] = p->ingest;
+    for (size_t i = 0; i < nargs; i++)
+        stack[i + 1] = args[i];
+    PyObject *r = PyObject_VectorcallMethod(callable_name, stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    if (r == NULL)
+        report_failure(p);
+    Py_XDECREF(r);
+}
+
+/* dict[key] += delta for a Python int (the DTLS transport's receive counters). */
+static int
+dict_add(PyObject *dict, PyObject *key, long long delta)
+{
+    PyObject *old = PyDict_GetItemWithError(dict, key);
+    if (old == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *d = PyLong_FromLongLong(delta);
+    if (d == NULL)
+        return -1;
+    PyObject *sum = PyNumber_Add(old, d);
+    Py_DECREF(d);
+    if (sum == NULL)
+        return -1;
+    int r = PyDict_SetItem(dict, key, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+/* An attribute as a C long: 1 if an int, 0 if None or absent, -1 on error. */
+static int
+get_long_attr(PyObject *obj, PyObject *name, long long *value)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    if (v == Py_None) {
+        Py_DECREF(v);
+        return 0;
+    }
+    *value = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (*value == -1 && PyErr_Occurred())
+        return -1;
+    return 1;
+}
+
+static int
+set_long_attr(PyObject *obj, PyObject *name, long long value)
+{
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* An extension id from HeaderExtensionsMap's ids (None when not negotiated: -1). */
+static int
+ext_id(PyObject *ids, PyObject *name, long *id)
+{
+    PyObject *v = PyObject_GetAttr(ids, name);
+    if (v == NULL)
+        return -1;
+    *id = -1;
+    if (PyLong_Check(v))
+        *id = PyLong_AsLong(v);
+    Py_DECREF(v);
+    return (*id == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static void
+extensions_clear(Extensions *x)
+{
+    Py_CLEAR(x->mid);
+    Py_CLEAR(x->repaired_rtp_stream_id);
+    Py_CLEAR(x->rtp_stream_id);
+}
+
+enum { PARSE_OK = 0, PARSE_DROP = 1, PARSE_PYTHON = 2, PARSE_ERROR = -1 };
+
+/* HeaderExtensionsMap.get for a one-byte (0xBEDE) block. PARSE_DROP where aiortc
+ * raises ValueError, PARSE_PYTHON where it would raise something else (a value of
+ * the wrong length for its struct format): Python repeats that exactly. */
+static int
+parse_extensions(PyObject *ids, const unsigned char *v, Py_ssize_t len, Extensions *x)
+{
+    long id_mid, id_rrid, id_rid, id_ast, id_toff, id_level, id_twcc;
+    if (ext_id(ids, s_mid, &id_mid) < 0 || ext_id(ids, s_repaired_rid, &id_rrid) < 0 ||
+        ext_id(ids, s_rid, &id_rid) < 0 || ext_id(ids, s_abs_send_time, &id_ast) < 0 ||
+        ext_id(ids, s_toffset, &id_toff) < 0 || ext_id(ids, s_audio_level, &id_level) < 0 ||
+        ext_id(ids, s_twcc, &id_twcc) < 0)
+        return PARSE_ERROR;
+    Py_ssize_t pos = 0;
+    while (pos < len) {
+        if (v[pos] == 0) {
+            pos += 1;
+            continue;
+        }
+        long x_id = (v[pos] & 0xF0) >> 4;
+        Py_ssize_t x_length = (v[pos] & 0x0F) + 1;
+        pos += 1;
+        if (len < pos + x_length)
+            return PARSE_DROP; /* "RTP one-byte header extension value is truncated" */
+        const unsigned char *value = v + pos;
+        pos += x_length;
+        if (x_id == id_mid) {
+            PyObject *s = PyUnicode_DecodeUTF8((const char *)value, x_length, NULL);
+            if (s == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                    return PARSE_ERROR;
+                PyErr_Clear();
+                return PARSE_DROP;
+            }
+            Py_XSETREF(x->mid, s);
+        }
+        else if (x_id == id_rrid || x_id == id_rid) {
+            PyObject *s = PyUnicode_DecodeASCII((const char *)value, x_length, NULL);
+            if (s == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                    return PARSE_ERROR;
+                PyErr_Clear();
+                return PARSE_DROP;
+            }
+            if (x_id == id_rrid)
+                Py_XSETREF(x->repaired_rtp_stream_id, s);
+            else
+                Py_XSETREF(x->rtp_stream_id, s);
+        }
+        else if (x_id == id_ast) {
+            if (x_length != 3)
+                return PARSE_PYTHON;
+            x->has_abs_send_time = 1;
+            x->abs_send_time = ((long)value[0] << 16) | ((long)value[1] << 8) | value[2];
+        }
+        else if (x_id == id_toff) {
+            if (x_length != 3)
+                return PARSE_PYTHON;
+            x->has_transmission_offset = 1;
+            int32_t raw = (int32_t)(((uint32_t)value[0] << 24) | ((uint32_t)value[1] << 16) |
+                                    ((uint32_t)value[2] << 8));
+            x->transmission_offset = raw >> 8;
+        }
+        else if (x_id == id_level) {
+            if (x_length != 1)
+                return PARSE_PYTHON;
+            x->has_audio_level = 1;
+            /* aiortc: `vad_level & 0x80 == 0x80`, which Python reads as
+             * `vad_level & (0x80 == 0x80)`, i.e. the low bit, an int */
+            x->audio_level_voice = value[0] & 1;
+            x->audio_level = value[0] & 0x7F;
+        }
+        else if (x_id == id_twcc) {
+            if (x_length != 2)
+                return PARSE_PYTHON;
+            x->has_transport_sequence_number = 1;
+            x->transport_sequence_number = ((long)value[0] << 8) | value[1];
+        }
+    }
+    return PARSE_OK;
+}
+
+/* Set name to a new int (steals nothing). */
+static int
+set_attr_long(PyObject *obj, PyObject *name, long value)
+{
+    PyObject *v = PyLong_FromLong(value);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* A new object of a plain Python class, without running its __init__. */
+static PyObject *
+bare_instance(PyObject *type)
+{
+    PyTypeObject *tp = (PyTypeObject *)type;
+    return tp->tp_new(tp, empty_tuple, NULL);
+}
+
+/* HeaderExtensions with every field set, as the dataclass's __init__ does. */
+static PyObject *
+build_extensions(Extensions *x)
+{
+    PyObject *ext = bare_instance(header_extensions_type);
+    if (ext == NULL)
+        return NULL;
+    PyObject *v;
+#define SET_OBJ(name, obj)                                      \
+    if (PyObject_SetAttr(ext, name, (obj) ? (obj) : Py_None) < 0) \
+        goto fail;
+#define SET_OPT_LONG(name, has, value)                   \
+    if (has) {                                           \
+        if (set_attr_long(ext, name, value) < 0)         \
+            goto fail;                                   \
+    }                                                    \
+    else if (PyObject_SetAttr(ext, name, Py_None) < 0) { \
+        goto fail;                                       \
+    }
+    SET_OPT_LONG(s_abs_send_time, x->has_abs_send_time, x->abs_send_time);
+    if (x->has_audio_level) {
+        v = Py_BuildValue("(ii)", x->audio_level_voice, x->audio_level);
+        if (v == NULL)
+            goto fail;
+        int r = PyObject_SetAttr(ext, s_audio_level, v);
+        Py_DECREF(v);
+        if (r < 0)
+            goto fail;
+    }
+    else if (PyObject_SetAttr(ext, s_audio_level, Py_None) < 0) {
+        goto fail;
+    }
+    SET_OBJ(s_mid, x->mid);
+    SET_OBJ(s_repaired_rid, x->repaired_rtp_stream_id);
+    SET_OBJ(s_rid, x->rtp_stream_id);
+    SET_OPT_LONG(s_toffset, x->has_transmission_offset, x->transmission_offset);
+    SET_OPT_LONG(s_twcc, x->has_transport_sequence_number, x->transport_sequence_number);
+#undef SET_OBJ
+#undef SET_OPT_LONG
+    return ext;
+fail:
+    Py_DECREF(ext);
+    return NULL;
+}
+
+/* An RtpPacket as RtpPacket.parse makes it (no CSRC, no padding here). */
+static PyObject *
+build_packet(int marker, int payload_type, long seq, unsigned long timestamp, unsigned long ssrc,
+             PyObject *payload, Extensions *x)
+{
+    PyObject *packet = bare_instance(rtp_packet_type);
+    if (packet == NULL)
+        return NULL;
+    PyObject *csrc = NULL, *ext = NULL, *v;
+    /* In __init__'s order, so that instances share one key layout. */
+    if (set_attr_long(packet, s_version, 2) < 0 || set_attr_long(packet, s_marker, marker) < 0 ||
+        set_attr_long(packet, s_payload_type, payload_type) < 0 ||
+        set_attr_long(packet, s_sequence_number, seq) < 0)
+        goto fail;
+    v = PyLong_FromUnsignedLong(timestamp);
+    if (v == NULL || PyObject_SetAttr(packet, s_timestamp, v) < 0) {
+        Py_XDECREF(v);
+        goto fail;
+    }
+    Py_DECREF(v);
+    v = PyLong_FromUnsignedLong(ssrc);
+    if (v == NULL || PyObject_SetAttr(packet, s_ssrc, v) < 0) {
+        Py_XDECREF(v);
+        goto fail;
+    }
+    Py_DECREF(v);
+    csrc = PyList_New(0);
+    if (csrc == NULL || PyObject_SetAttr(packet, s_csrc, csrc) < 0)
+        goto fail;
+    ext = build_extensions(x);
+    if (ext == NULL || PyObject_SetAttr(packet, s_extensions, ext) < 0)
+        goto fail;
+    if (PyObject_SetAttr(packet, s_payload, payload) < 0 || set_attr_long(packet, s_padding_size, 0) < 0)
+        goto fail;
+    Py_DECREF(csrc);
+    Py_DECREF(ext);
+    return packet;
+fail:
+    Py_XDECREF(csrc);
+    Py_XDECREF(ext);
+    Py_DECREF(packet);
+    return NULL;
+}
+
+/* aiortc's VpxPayloadDescriptor.parse: 1 if it would parse, 0 if it raises ValueError. */
+static int
+vp8_descriptor_valid(const unsigned char *data, Py_ssize_t len)
+{
+    if (len < 1)
+        return 0;
+    Py_ssize_t pos = 1;
+    if (data[0] >> 7) {
+        if (len < pos + 1)
+            return 0;
+        unsigned char octet = data[pos];
+        int ext_I = (octet >> 7) & 1, ext_L = (octet >> 6) & 1, ext_T = (octet >> 5) & 1,
+            ext_K = (octet >> 4) & 1;
+        pos += 1;
+        if (ext_I) {
+            if (len < pos + 1)
+                return 0;
+            if (data[pos] & 0x80) {
+                if (len < pos + 2)
+                    return 0;
+                pos += 2;
+            }
+            else {
+                pos += 1;
+            }
+        }
+        if (ext_L) {
+            if (len < pos + 1)
+                return 0;
+            pos += 1;
+        }
+        if (ext_T || ext_K) {
+            if (len < pos + 1)
+                return 0;
+            pos += 1;
+        }
+    }
+    return 1;
+}
+
+/* The codec's kind, as depayload() and is_rtx() tell it by name. */
+static int
+codec_kind(Path *p, PyObject *codec)
+{
+    if (codec == p->codec)
+        return p->codec_kind;
+    PyObject *name = PyObject_GetAttr(codec, s_name);
+    if (name == NULL)
+        return -1;
+    int kind = KIND_PLAIN;
+    if (PyUnicode_Check(name)) {
+        if (PyUnicode_CompareWithASCIIString(name, "VP8") == 0)
+            kind = KIND_VP8;
+        else if (PyUnicode_CompareWithASCIIString(name, "H264") == 0)
+            kind = KIND_H264;
+        else {
+            PyObject *lower = PyObject_CallMethod(name, "lower", NULL);
+            if (lower == NULL) {
+                Py_DECREF(name);
+                return -1;
+            }
+            if (PyUnicode_CompareWithASCIIString(lower, "rtx") == 0)
+                kind = KIND_RTX;
+            Py_DECREF(lower);
+        }
+    }
+    else {
+        kind = KIND_UNKNOWN;
+    }
+    Py_DECREF(name);
+    Py_INCREF(codec);
+    Py_XSETREF(p->codec, codec);
+    p->codec_kind = kind;
+    return kind;
+}
+
+/* ================================================================ Path */
+
+static PyObject *
+Path_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"ingest", "dtls_vars", "queue_items", "receivers", "connected", "queued", NULL};
+    PyObject *ingest, *dtls_vars, *queue_items, *receivers, *connected, *queued;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OO!OO:Path", kwlist, &ingest, &PyDict_Type, &dtls_vars,
+                                     &queue_items, &PyDict_Type, &receivers, &connected, &queued))
+        return NULL;
+    Path *p = (Path *)type->tp_alloc(type, 0);
+    if (p == NULL)
+        return NULL;
+    Py_INCREF(ingest);
+    p->ingest = ingest;
+    Py_INCREF(dtls_vars);
+    p->dtls_vars = dtls_vars;
+    Py_INCREF(queue_items);
+    p->queue_items = queue_items;
+    Py_INCREF(receivers);
+    p->receivers = receivers;
+    Py_INCREF(connected);
+    p->connected = connected;
+    Py_INCREF(queued);
+    p->queued = queued;
+    p->source_time_ms = 0;
+    return (PyObject *)p;
+}
+
+static int
+Path_traverse(Path *p, visitproc visit, void *arg)
+{
+    Py_VISIT(p->ingest);
+    Py_VISIT(p->dtls_vars);
+    Py_VISIT(p->queue_items);
+    Py_VISIT(p->receivers);
+    Py_VISIT(p->connected);
+    Py_VISIT(p->queued);
+    Py_VISIT(p->session);
+    Py_VISIT(p->source_time);
+    Py_VISIT(p->codec);
+    return 0;
+}
+
+static int
+Path_clear(Path *p)
+{
+    Py_CLEAR(p->ingest);
+    Py_CLEAR(p->dtls_vars);
+    Py_CLEAR(p->queue_items);
+    Py_CLEAR(p->receivers);
+    Py_CLEAR(p->connected);
+    Py_CLEAR(p->queued);
+    Py_CLEAR(p->session);
+    p->srtp = NULL;
+    p->unprotect = NULL;
+    Py_CLEAR(p->source_time);
+    Py_CLEAR(p->codec);
+    return 0;
+}
+
+static void
+Path_dealloc(Path *p)
+{
+    PyObject_GC_UnTrack(p);
+    Path_clear(p);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *
+Path_set_srtp(Path *p, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"session", "unprotect", "srtp", NULL};
+    PyObject *session;
+    unsigned long long unprotect, srtp;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKK:set_srtp", kwlist, &session, &unprotect, &srtp))
+        return NULL;
+    if (unprotect == 0 || srtp == 0) {
+        PyErr_SetString(PyExc_ValueError, "null address");
+        return NULL;
+    }
+    Py_INCREF(session);
+    Py_XSETREF(p->session, session);
+    p->unprotect = (srtp_unprotect_fn)(uintptr_t)unprotect;
+    p->srtp = (void *)(uintptr_t)srtp;
+    Py_RETURN_NONE;
+}
+
+/* The RTP steady state after unprotect. Returns 0 when done (handled, dropped or
+ * handed to a fallback), -1 on a failure (exception set). */
+static int
+handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival_time_ms, double now)
+{
+    PyObject *dtls = p->dtls_vars;
+    PyObject *payload = NULL, *packet = NULL, *state_ssrc = NULL;
+    Extensions x;
+    memset(&x, 0, sizeof(x));
+    int status = -1;
+
+    /* --- RtpPacket.parse --- */
+    if (len < RTP_HEADER_LENGTH)
+        return 0; /* ValueError: dropped */
+    int v_p_x_cc = data[0];
+    if ((v_p_x_cc >> 6) != 2)
+        return 0;
+    int padding = (v_p_x_cc >> 5) & 1, extension = (v_p_x_cc >> 4) & 1, cc = v_p_x_cc & 0x0F;
+    int marker = data[1] >> 7, payload_type = data[1] & 0x7F;
+    long seq = ((long)data[2] << 8) | data[3];
+    unsigned long timestamp = ((unsigned long)data[4] << 24) | ((unsigned long)data[5] << 16) |
+                              ((unsigned long)data[6] << 8) | data[7];
+    unsigned long ssrc = ((unsigned long)data[8] << 24) | ((unsigned long)data[9] << 16) |
+                         ((unsigned long)data[10] << 8) | data[11];
+    Py_ssize_t pos = RTP_HEADER_LENGTH;
+    if (cc || padding)
+        goto python_parse;
+    if (extension) {
+        if (len < pos + 4)
+            return 0;
+        int profile = (data[pos] << 8) | data[pos + 1];
+        Py_ssize_t ext_len = (((Py_ssize_t)data[pos + 2] << 8) | data[pos + 3]) * 4;
+        pos += 4;
+        if (len < pos + ext_len)
+            return 0;
+        if (profile != 0xBEDE)
+            goto python_parse;
+        PyObject *map = PyDict_GetItemWithError(dtls, s_ext_map);
+        if (map == NULL)
+            goto python_parse_or_error;
+        PyObject *ids = PyObject_GetAttr(map, s_ext_ids);
+        if (ids == NULL)
+            goto done;
+        int r = parse_extensions(ids, data + pos, ext_len, &x);
+        Py_DECREF(ids);
+        if (r == PARSE_ERROR)
+            goto done;
+        if (r == PARSE_DROP) {
+            status = 0;
+            goto done;
+        }
+        if (r == PARSE_PYTHON)
+            goto python_parse;
+        pos += ext_len;
+    }
+
+    /* --- RtpRouter.route_rtp: the SSRC and payload type known and matching --- */
+    PyObject *router = PyDict_GetItemWithError(dtls, s_router);
+    if (router == NULL)
+        goto python_parse_or_error;
+    PyObject *ssrc_table = PyObject_GetAttr(router, s_ssrc_table);
+    if (ssrc_table == NULL)
+        goto done;
+    PyObject *pt_table = PyObject_GetAttr(router, s_pt_table);
+    if (pt_table == NULL) {
+        Py_DECREF(ssrc_table);
+        goto done;
+    }
+    PyObject *key = PyLong_FromUnsignedLong(ssrc);
+    PyObject *receiver = key ? PyObject_GetItem(ssrc_table, key) : NULL;
+    Py_DECREF(ssrc_table);
+    if (receiver == NULL) {
+        Py_DECREF(pt_table);
+        Py_XDECREF(key);
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            goto done;
+        PyErr_Clear();
+        goto python_parse;
+    }
+    Py_DECREF(receiver); /* the table holds it */
+    state_ssrc = key;
+    PyObject *pt_key = PyLong_FromLong(payload_type);
+    PyObject *pt_receivers = pt_key ? PyObject_GetItem(pt_table, pt_key) : NULL;
+    Py_XDECREF(pt_key);
+    Py_DECREF(pt_table);
+    if (pt_receivers == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            goto done;
+        PyErr_Clear();
+        goto python_parse;
+    }
+    int contains = PySet_Check(pt_receivers) ? PySet_Contains(pt_receivers, receiver) : 0;
+    Py_DECREF(pt_receivers);
+    if (contains < 0)
+        goto done;
+    if (!contains)
+        goto python_parse;
+    PyObject *state = PyDict_GetItemWithError(p->receivers, receiver);
+    if (state == NULL)
+        goto python_parse_or_error; /* a receiver we were not told about: its own handler */
+    Py_INCREF(receiver);
+    Py_INCREF(state);
+
+    /* From here on, the packet is counted as DirectIngest counts it. */
+    p->packets += 1;
+    payload = PyBytes_FromStringAndSize((const char *)data + pos, len - pos);
+    if (payload == NULL)
+        goto done_receiver;
+
+    /* --- RTCRtpReceiver._handle_rtp_packet: what must hold first --- */
+    PyObject *enabled = PyDict_GetItemWithError(state, s_enabled);
+    if (enabled == NULL)
+        goto packet_python_or_error;
+    int is_enabled = PyObject_IsTrue(enabled);
+    if (is_enabled < 0)
+        goto done_receiver;
+    if (!is_enabled) {
+        status = 0;
+        goto done_receiver;
+    }
+    PyObject *estimator = PyDict_GetItemWithError(state, s_estimator);
+    if (estimator == NULL)
+        goto packet_python_or_error;
+    if (estimator != Py_None && x.has_abs_send_time && !PyObject_TypeCheck(estimator, &EstimatorType))
+        goto packet_python;
+    PyObject *codecs = PyDict_GetItemWithError(state, s_codecs);
+    if (codecs == NULL || !PyDict_Check(codecs))
+        goto packet_python_or_error;
+    PyObject *pt_obj = PyLong_FromLong(payload_type);
+    if (pt_obj == NULL)
+        goto done_receiver;
+    PyObject *codec = PyDict_GetItemWithError(codecs, pt_obj);
+    Py_DECREF(pt_obj);
+    if (codec == NULL && PyErr_Occurred())
+        goto done_receiver;
+    PyObject *stream = NULL, *nack = NULL;
+    int kind = KIND_UNKNOWN;
+    long long nack_max = 0;
+    int nack_has_max = 0;
+    if (codec != NULL) {
+        kind = codec_kind(p, codec);
+        if (kind < 0)
+            goto done_receiver;
+        if (kind == KIND_RTX || kind == KIND_H264 || kind == KIND_UNKNOWN)
+            goto packet_python;
+        PyObject *streams = PyDict_GetItemWithError(state, s_streams);
+        if (streams == NULL || !PyDict_Check(streams))
+            goto packet_python_or_error;
+        stream = PyDict_GetItemWithError(streams, state_ssrc);
+        if (stream == NULL)
+            goto packet_python_or_error; /* a new stream: Python makes its statistics */
+        nack = PyDict_GetItemWithError(state, s_nack);
+        if (nack == NULL)
+            goto packet_python_or_error;
+        if (nack != Py_None) {
+            PyObject *missing = PyObject_GetAttr(nack, s_missing);
+            if (missing == NULL)
+                goto done_receiver;
+            Py_ssize_t n_missing = PySet_Check(missing) ? PySet_GET_SIZE(missing) : -1;
+            Py_DECREF(missing);
+            if (n_missing != 0)
+                goto packet_python;
+            int r = get_long_attr(nack, s_max_seq, &nack_max);
+            if (r < 0)
+                goto done_receiver;
+            nack_has_max = r;
+            /* A gap marks packets missing (and may send a NACK): Python does that. */
+            if (nack_has_max && uint16_gt(seq, (long)nack_max) && seq != ((nack_max + 1) & 0xFFFF))
+                goto packet_python;
+        }
+    }
+
+    /* --- the steady state --- */
+    if (estimator != Py_None && x.has_abs_send_time) {
+        long long bitrate;
+        int r = estimator_add((Estimator *)estimator, arrival_time_ms, x.abs_send_time, len - pos,
+                              (unsigned int)ssrc, &bitrate);
+        if (r < 0)
+            goto done_receiver;
+        if (r > 0) {
+            PyObject *rtcp_ssrc = PyDict_GetItemWithError(state, s_rtcp_ssrc);
+            if (rtcp_ssrc == NULL && PyErr_Occurred())
+                goto done_receiver;
+            if (rtcp_ssrc != NULL && rtcp_ssrc != Py_None) {
+                PyObject *remb = remb_result((Estimator *)estimator, bitrate);
+                if (remb == NULL)
+                    goto done_receiver;
+                PyObject *args[2] = {receiver, remb};
+                call_fallback(p, s_send_remb, args, 2);
+                Py_DECREF(remb);
+            }
+        }
+    }
+    if (arrival_time_ms - p->source_time_ms >= SOURCE_TIME_RESOLUTION_MS || p->source_time == NULL) {
+        PyObject *t = PyObject_CallNoArgs(current_datetime);
+        if (t == NULL)
+            goto done_receiver;
+        Py_XSETREF(p->source_time, t);
+        p->source_time_ms = arrival_time_ms;
+    }
+    PyObject *active = PyDict_GetItemWithError(state, s_active_ssrc);
+    if (active == NULL)
+        goto packet_python_or_error_late;
+    if (PyObject_SetItem(active, state_ssrc, p->source_time) < 0)
+        goto done_receiver;
+    if (codec == NULL) {
+        status = 0; /* an unknown payload type: aiortc stops here */
+        goto done_receiver;
+    }
+
+    /* StreamStatistics.add */
+    {
+        long long max_seq = 0, received = 0, cycles = 0;
+        int has_max = get_long_attr(stream, s_max_seq, &max_seq);
+        if (has_max < 0)
+            goto done_receiver;
+        int in_order = !has_max || uint16_gt(seq, (long)max_seq);
+        if (get_long_attr(stream, s_packets_received, &received) < 0 ||
+            set_long_attr(stream, s_packets_received, received + 1) < 0)
+            goto done_receiver;
+        received += 1;
+        long long base = 0;
+        int has_base = get_long_attr(stream, s_base_seq, &base);
+        if (has_base < 0)
+            goto done_receiver;
+        if (!has_base && set_long_attr(stream, s_base_seq, seq) < 0)
+            goto done_receiver;
+        if (in_order) {
+            long long clockrate = 0;
+            if (get_long_attr(stream, s_clockrate, &clockrate) < 0)
+                goto done_receiver;
+            long long arrival = (long long)(now * (double)clockrate);
+            if (has_max && seq < max_seq) {
+                if (get_long_attr(stream, s_cycles, &cycles) < 0 ||
+                    set_long_attr(stream, s_cycles, cycles + (1 << 16)) < 0)
+                    goto done_receiver;
+            }
+            if (set_long_attr(stream, s_max_seq, seq) < 0)
+                goto done_receiver;
+            long long last_ts = 0, last_arrival = 0, jitter_q4 = 0;
+            int has_last_ts = get_long_attr(stream, s_last_timestamp, &last_ts);
+            if (has_last_ts < 0)
+                goto done_receiver;
+            if ((!has_last_ts || (long long)timestamp != last_ts) && received > 1) {
+                if (get_long_attr(stream, s_last_arrival, &last_arrival) < 0 ||
+                    get_long_attr(stream, s_jitter_q4, &jitter_q4) < 0)
+                    goto done_receiver;
+                long long diff = (arrival - last_arrival) - ((long long)timestamp - last_ts);
+                if (diff < 0)
+                    diff = -diff;
+                jitter_q4 += diff - ((jitter_q4 + 8) >> 4);
+                if (set_long_attr(stream, s_jitter_q4, jitter_q4) < 0)
+                    goto done_receiver;
+            }
+            if (set_long_attr(stream, s_last_arrival, arrival) < 0 ||
+                set_long_attr(stream, s_last_timestamp, (long long)timestamp) < 0)
+                goto done_receiver;
+        }
+    }
+
+    /* NackGenerator.add, when nothing is missing and nothing goes missing */
+    if (nack != NULL && nack != Py_None) {
+        if (!nack_has_max || uint16_gt(seq, (long)nack_max)) {
+            if (set_long_attr(nack, s_max_seq, seq) < 0)
+                goto done_receiver;
+        }
+    }
+
+    /* depayload(): aiortc drops what its VP8 descriptor parser refuses */
+    if (kind == KIND_VP8 && PyBytes_GET_SIZE(payload) > 0 &&
+        !vp8_descriptor_valid((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))) {
+        status = 0;
+        goto done_receiver;
+    }
+
+    /* the jitter buffer: our packet tap */
+    packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, &x);
+    if (packet == NULL)
+        goto done_receiver;
+    {
+        PyObject *jitter = PyDict_GetItemWithError(state, s_jitter);
+        if (jitter == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_KeyError, "jitter buffer");
+            goto done_receiver;
+        }
+        PyObject *result = PyObject_CallMethodOneArg(jitter, s_add, packet);
+        if (result == NULL)
+            goto done_receiver;
+        int pli_flag = 0;
+        if (PyTuple_Check(result) && PyTuple_GET_SIZE(result) >= 1)
+            pli_flag = PyObject_IsTrue(PyTuple_GET_ITEM(result, 0));
+        Py_DECREF(result);
+        if (pli_flag < 0)
+            goto done_receiver;
+        PyObject *decoder_error = PyDict_GetItemWithError(state, s_decoder_error);
+        int error_set = 0;
+        if (decoder_error != NULL) {
+            PyObject *flag = PyObject_GetAttr(decoder_error, s_flag);
+            if (flag == NULL)
+                goto done_receiver;
+            error_set = PyObject_IsTrue(flag);
+            Py_DECREF(flag);
+            if (error_set < 0)
+                goto done_receiver;
+        }
+        else if (PyErr_Occurred()) {
+            goto done_receiver;
+        }
+        if (pli_flag || error_set) {
+            PyObject *flag = PyBool_FromLong(pli_flag);
+            PyObject *args[4] = {receiver, state, packet, flag};
+            call_fallback(p, s_after_jitter, args, 4);
+            Py_DECREF(flag);
+        }
+    }
+    status = 0;
+    goto done_receiver;
+
+packet_python_or_error_late:
+    /* Not reached in practice (aiortc sets every attribute in __init__); state has
+     * changed, so this is a failure rather than a fallback. */
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_KeyError, "receiver attribute");
+    goto done_receiver;
+packet_python_or_error:
+    if (PyErr_Occurred())
+        goto done_receiver;
+packet_python:
+    /* DirectIngest._handle_packet on an RtpPacket: nothing changed yet */
+    p->fallbacks += 1;
+    packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, &x);
+    if (packet == NULL)
+        goto done_receiver;
+    {
+        PyObject *when = PyLong_FromLongLong(arrival_time_ms);
+        if (when == NULL)
+            goto done_receiver;
+        PyObject *args[4] = {receiver, state, packet, when};
+        call_fallback(p, s_handle_packet, args, 4);
+        Py_DECREF(when);
+    }
+    status = 0;
+done_receiver:
+    Py_DECREF(receiver);
+    Py_DECREF(state);
+    goto done;
+
+python_parse_or_error:
+    if (PyErr_Occurred())
+        goto done;
+python_parse:
+    /* DirectIngest._handle_decrypted: parse, route and the rest, in Python */
+    p->fallbacks += 1;
+    {
+        PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, len);
+        PyObject *when = PyLong_FromLongLong(arrival_time_ms);
+        if (bytes != NULL && when != NULL) {
+            PyObject *args[2] = {bytes, when};
+            call_fallback(p, s_handle_decrypted, args, 2);
+            status = 0;
+        }
+        Py_XDECREF(bytes);
+        Py_XDECREF(when);
+    }
+done:
+    extensions_clear(&x);
+    Py_XDECREF(payload);
+    Py_XDECREF(packet);
+    Py_XDECREF(state_ssrc);
+    return status;
+}
+
+static int
+is_rtp(const unsigned char *d, Py_ssize_t n)
+{
+    return n >= 12 && d[0] > 127 && d[0] < 192 && !(d[1] >= 192 && d[1] <= 208);
+}
+
+static int
+is_rtcp(const unsigned char *d, Py_ssize_t n)
+{
+    return n >= 8 && d[0] > 127 && d[0] < 192 && d[1] >= 192 && d[1] <= 208;
+}
+
+static PyObject *
+Path_receive(Path *p, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "receive(data: bytes, component: int)");
+        return NULL;
+    }
+    PyObject *datagram = args[0];
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(datagram);
+    Py_ssize_t len = PyBytes_GET_SIZE(datagram);
+    if (p->ingest == NULL)
+        Py_RETURN_NONE; /* closed */
+    if (len == 0 || (data[0] > 127 && data[0] < 192 && len > SRTP_MAX_PACKET)) {
+        /* aiortc's receive task fails on these and closes the connection (see DirectIngest) */
+        p->dropped += 1;
+        Py_RETURN_NONE;
+    }
+    long component = PyLong_AsLong(args[1]);
+    if (component == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *dtls = p->dtls_vars;
+    Py_ssize_t queued = PyObject_Length(p->queue_items);
+    if (queued < 0)
+        goto failed;
+    PyObject *dtls_state = PyDict_GetItemWithError(dtls, s_state);
+    PyObject *rx_srtp = dtls_state ? PyDict_GetItemWithError(dtls, s_rx_srtp) : NULL;
+    if (PyErr_Occurred())
+        goto failed;
+    if (component != 1 || queued != 0 || dtls_state != p->connected || rx_srtp == NULL || rx_srtp == Py_None) {
+        PyObject *r = PyObject_Vectorcall(p->queued, args, 2, NULL);
+        if (r == NULL)
+            goto failed;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    if (is_rtcp(data, len)) {
+        call_fallback(p, s_handle_rtcp, args, 1);
+        Py_RETURN_NONE;
+    }
+    if (!is_rtp(data, len)) {
+        PyObject *r = PyObject_Vectorcall(p->queued, args, 2, NULL);
+        if (r == NULL)
+            goto failed;
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+    }
+    if (rx_srtp != p->session || p->unprotect == NULL) {
+        /* A session this path was not given: Python's path (which gives it). */
+        p->fallbacks += 1;
+        call_fallback(p, s_handle_rtp, args, 1);
+        Py_RETURN_NONE;
+    }
+    /* RTCDtlsTransport._recv_next's counters, then unprotect */
+    if (dict_add(dtls, s_rx_bytes, len) < 0 || dict_add(dtls, s_rx_packets, 1) < 0)
+        goto failed;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    long long arrival_time_ms = now_ns / 1000000 + NTP_UNIX_OFFSET_MS;
+    double now = (double)now_ns / 1e9; /* time.time() */
+    memcpy(p->buffer, data, (size_t)len);
+    int length = (int)len;
+    if (p->unprotect(p->srtp, p->buffer, &length) != 0)
+        Py_RETURN_NONE; /* not authentic or replayed: as aiortc, dropped */
+    if (handle_rtp(p, p->buffer, length, arrival_time_ms, now) < 0)
+        goto failed;
+    Py_RETURN_NONE;
+failed:
+    report_failure(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Path_close(Path *p, PyObject *unused)
+{
+    Path_clear(p);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Path_methods[] = {
+    {"receive", (PyCFunction)(void (*)(void))Path_receive, METH_FASTCALL,
+     "receive(data, component): aioice's data_received for this connection."},
+    {"set_srtp", (PyCFunction)(void (*)(void))Path_set_srtp, METH_VARARGS | METH_KEYWORDS,
+     "set_srtp(session, unprotect, srtp): the receive session (srtp_unprotect's and the\n"
+     "context's addresses; `session` keeps the context alive)."},
+    {"close", (PyCFunction)Path_close, METH_NOARGS, "Drop every reference; receive() does nothing after."},
+    {NULL}};
+
+static PyMemberDef Path_members[] = {
+    {"ingest", T_OBJECT, offsetof(Path, ingest), READONLY, "The DirectIngest (None once closed)."},
+    {"packets", T_ULONGLONG, offsetof(Path, packets), READONLY, "RTP packets handled here to the end."},
+    {"fallbacks", T_ULONGLONG, offsetof(Path, fallbacks), READONLY, "RTP packets handed to Python."},
+    {"dropped", T_ULONGLONG, offsetof(Path, dropped), READONLY, "Empty or too-long datagrams dropped."},
+    {NULL}};
+
+static PyTypeObject PathType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._ingest.Path",
+    .tp_doc = PyDoc_STR("The direct ingest's steady state for one DTLS transport."),
+    .tp_basicsize = sizeof(Path),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = Path_new,
+    .tp_dealloc = (destructor)Path_dealloc,
+    .tp_traverse = (traverseproc)Path_traverse,
+    .tp_clear = (inquiry)Path_clear,
+    .tp_methods = Path_methods,
+    .tp_members = Path_members,
+};
+
+/* ================================================================ Entry */
+
+/*
+ * A StunProtocol's datagram_received, for one protocol (local candidate) of the
+ * connection: RFC 7983 demultiplexing by the first byte, which aioice does not
+ * do -- it tries every datagram as STUN first, and an RTP packet fails that
+ * parse with an exception, ~10 us per packet. A datagram whose first byte is
+ * 128-191 (RTP/RTCP) goes straight to Path.receive with the protocol's
+ * component, as aioice would hand it to the connection after the failed parse;
+ * anything else (STUN 0-3, DTLS 20-63, ...) to aioice's own method.
+ */
+typedef struct {
+    PyObject_HEAD
+    Path *path;
+    PyObject *fallback; /* the protocol's own datagram_received */
+    PyObject *component;
+    vectorcallfunc vectorcall;
+} Entry;
+
+static PyObject *Path_receive(Path *p, PyObject *const *args, Py_ssize_t nargs);
+
+static PyObject *
+Entry_vectorcall(Entry *e, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 2 && kwnames == NULL && PyBytes_Check(args[0]) && e->path->ingest != NULL) {
+        Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+        const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+        if (len > 0 && d[0] > 127 && d[0] < 192) {
+            PyObject *receive_args[2] = {args[0], e->component};
+            return Path_receive(e->path, receive_args, 2);
+        }
+    }
+    return PyObject_Vectorcall(e->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", "fallback", "component", NULL};
+    PyObject *path, *fallback, *component;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!:Entry", kwlist, &PathType, &path, &fallback,
+                                     &PyLong_Type, &component))
+        return NULL;
+    Entry *e = (Entry *)type->tp_alloc(type, 0);
+    if (e == NULL)
+        return NULL;
+    Py_INCREF(path);
+    e->path = (Path *)path;
+    Py_INCREF(fallback);
+    e->fallback = fallback;
+    Py_INCREF(component);
+    e->component = component;
+    e->vectorcall = (vectorcallfunc)Entry_vectorcall;
+    return (PyObject *)e;
+}
+
+static int
+Entry_traverse(Entry *e, visitproc visit, void *arg)
+{
+    Py_VISIT(e->path);
+    Py_VISIT(e->fallback);
+    Py_VISIT(e->component);
+    return 0;
+}
+
+static int
+Entry_clear(Entry *e)
+{
+    Py_CLEAR(e->path);
+    Py_CLEAR(e->fallback);
+    Py_CLEAR(e->component);
+    return 0;
+}
+
+static void
+Entry_dealloc(Entry *e)
+{
+    PyObject_GC_UnTrack(e);
+    Entry_clear(e);
+    Py_TYPE(e)->tp_free((PyObject *)e);
+}
+
+static PyMemberDef Entry_members[] = {
+    {"path", T_OBJECT, offsetof(Entry, path), READONLY, "The Path RTP and RTCP go to."},
+    {"fallback", T_OBJECT, offsetof(Entry, fallback), READONLY, "aioice's datagram_received."},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Entry, vectorcall), READONLY, NULL},
+    {NULL}};
+
+static PyTypeObject EntryType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._ingest.Entry",
+    .tp_doc = PyDoc_STR("A StunProtocol's datagram_received that sends RTP and RTCP to a Path."),
+    .tp_basicsize = sizeof(Entry),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = Entry_new,
+    .tp_dealloc = (destructor)Entry_dealloc,
+    .tp_traverse = (traverseproc)Entry_traverse,
+    .tp_clear = (inquiry)Entry_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Entry, vectorcall),
+    .tp_members = Entry_members,
+};
+
+/* ================================================================ module */
+
+static PyObject *
+module_configure(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"rtp_packet", "header_extensions", "current_datetime", NULL};
+    PyObject *rtp, *ext, *clock;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O:configure", kwlist, &PyType_Type, &rtp, &PyType_Type,
+                                     &ext, &clock))
+        return NULL;
+    Py_INCREF(rtp);
+    Py_XSETREF(rtp_packet_type, rtp);
+    Py_INCREF(ext);
+    Py_XSETREF(header_extensions_type, ext);
+    Py_INCREF(clock);
+    Py_XSETREF(current_datetime, clock);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))module_configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(rtp_packet, header_extensions, current_datetime): aiortc's classes and clock."},
+    {NULL}};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "server.media._ingest",
+    .m_doc = "The direct ingest's steady state and aiortc's REMB estimator, in C (see _ingest.c).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+#define INTERN(var, text)                               \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) \
+        return NULL;
+
+PyMODINIT_FUNC
+PyInit__ingest(void)
+{
+    INTERN(s_rx_bytes, "_RTCDtlsTransport__rx_bytes");
+    INTERN(s_rx_packets, "_RTCDtlsTransport__rx_packets");
+    INTERN(s_state, "_state");
+    INTERN(s_rx_srtp, "_rx_srtp");
+    INTERN(s_ext_map, "_rtp_header_extensions_map");
+    INTERN(s_ext_ids, "_HeaderExtensionsMap__ids");
+    INTERN(s_router, "_rtp_router");
+    INTERN(s_ssrc_table, "ssrc_table");
+    INTERN(s_pt_table, "payload_type_table");
+    INTERN(s_enabled, "_enabled");
+    INTERN(s_estimator, "_RTCRtpReceiver__remote_bitrate_estimator");
+    INTERN(s_rtcp_ssrc, "_RTCRtpReceiver__rtcp_ssrc");
+    INTERN(s_active_ssrc, "_RTCRtpReceiver__active_ssrc");
+    INTERN(s_codecs, "_RTCRtpReceiver__codecs");
+    INTERN(s_streams, "_RTCRtpReceiver__remote_streams");
+    INTERN(s_nack, "_RTCRtpReceiver__nack_generator");
+    INTERN(s_jitter, "_RTCRtpReceiver__jitter_buffer");
+    INTERN(s_decoder_error, "_RTCRtpReceiver__decoder_error");
+    INTERN(s_mid, "mid");
+    INTERN(s_repaired_rid, "repaired_rtp_stream_id");
+    INTERN(s_rid, "rtp_stream_id");
+    INTERN(s_abs_send_time, "abs_send_time");
+    INTERN(s_toffset, "transmission_offset");
+    INTERN(s_audio_level, "audio_level");
+    INTERN(s_twcc, "transport_sequence_number");
+    INTERN(s_base_seq, "base_seq");
+    INTERN(s_max_seq, "max_seq");
+    INTERN(s_cycles, "cycles");
+    INTERN(s_packets_received, "packets_received");
+    INTERN(s_clockrate, "_clockrate");
+    INTERN(s_jitter_q4, "_jitter_q4");
+    INTERN(s_last_arrival, "_last_arrival");
+    INTERN(s_last_timestamp, "_last_timestamp");
+    INTERN(s_missing, "missing");
+    INTERN(s_flag, "_flag");
+    INTERN(s_name, "name");
+    INTERN(s_version, "version");
+    INTERN(s_marker, "marker");
+    INTERN(s_payload_type, "payload_type");
+    INTERN(s_sequence_number, "sequence_number");
+    INTERN(s_timestamp, "timestamp");
+    INTERN(s_ssrc, "ssrc");
+    INTERN(s_csrc, "csrc");
+    INTERN(s_extensions, "extensions");
+    INTERN(s_payload, "payload");
+    INTERN(s_padding_size, "padding_size");
+    INTERN(s_add, "add");
+    INTERN(s_handle_rtcp, "_handle_rtcp");
+    INTERN(s_handle_decrypted, "_handle_decrypted");
+    INTERN(s_handle_packet, "_handle_packet");
+    INTERN(s_send_remb, "_send_remb");
+    INTERN(s_after_jitter, "_after_jitter");
+    INTERN(s_report_failure, "_report_failure");
+    INTERN(s_handle_rtp, "_handle_rtp");
+    if ((empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    if (PyType_Ready(&EstimatorType) < 0 || PyType_Ready(&PathType) < 0 || PyType_Ready(&EntryType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&EstimatorType);
+    Py_INCREF(&PathType);
+    Py_INCREF(&EntryType);
+    if (PyModule_AddObject(m, "Estimator", (PyObject *)&EstimatorType) < 0 ||
+        PyModule_AddObject(m, "Path", (PyObject *)&PathType) < 0 ||
+        PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,42 @@
+"""Type stubs for the compiled ingest (server/media/_ingest.c)."""
+
+from collections.abc import Callable
+from typing import Any
+
+class Estimator:
+    def __init__(self) -> None: ...
+    def add(
+        self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int
+    ) -> tuple[int, list[int]] | None: ...
+    def snapshot(self) -> dict[str, float | int]: ...
+
+class Path:
+    ingest: Any
+    packets: int
+    fallbacks: int
+    dropped: int
+    def __init__(
+        self,
+        *,
+        ingest: Any,
+        dtls_vars: dict[str, Any],
+        queue_items: Any,
+        receivers: dict[Any, dict[str, Any]],
+        connected: Any,
+        queued: Callable[[bytes, int], None],
+    ) -> None: ...
+    def receive(self, data: bytes, component: int) -> None: ...
+    def set_srtp(self, *, session: Any, unprotect: int, srtp: int) -> None: ...
+    def close(self) -> None: ...
+
+class Entry:
+    path: Path
+    fallback: Callable[[bytes, tuple[Any, ...]], None]
+    def __init__(
+        self, *, path: Path, fallback: Callable[[bytes, tuple[Any, ...]], None], component: int
+    ) -> None: ...
+    def __call__(self, data: bytes, addr: tuple[Any, ...]) -> None: ...
+
+def configure(
+    *, rtp_packet: type, header_extensions: type, current_datetime: Callable[[], Any]
+) -> None: ...
