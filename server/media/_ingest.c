@@ -90,6 +90,7 @@ typedef struct {
     /* counters */
     unsigned long long packets;   /* RTP packets handled to the end here */
     unsigned long long fallbacks; /* RTP packets handed to Python */
+    unsigned long long forwarded; /* packets whose forwarding (on_packet's steady state) ran here */
     unsigned long long dropped;   /* empty or too-long datagrams */
 } Path;
 
@@ -98,6 +99,8 @@ static PyTypeObject PathType;
 
 /* RtpPacket, HeaderExtensions and aiortc's clock (set by configure()) */
 static PyObject *rtp_packet_type, *header_extensions_type, *current_datetime;
+/* PacketTap, TrackForwarder.on_packet and fanout.forward (set by configure_forwarding()) */
+static PyObject *packet_tap_type, *forwarder_on_packet, *fanout_forward;
 static PyObject *empty_tuple;
 
 static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
@@ -109,6 +112,11 @@ static PyObject *s_base_seq, *s_max_seq, *s_cycles, *s_packets_received, *s_cloc
     *s_last_arrival, *s_last_timestamp, *s_missing, *s_flag, *s_name;
 static PyObject *s_version, *s_marker, *s_payload_type, *s_sequence_number, *s_timestamp, *s_ssrc, *s_csrc,
     *s_extensions, *s_payload, *s_padding_size, *s_add;
+static PyObject *s_handler, *s_packets, *s_f_ended, *s_f_pli_pending, *s_f_other_sinks, *s_f_is_video,
+    *s_f_is_vp8, *s_f_packets_received, *s_f_source_ssrc, *s_f_highest_seq, *s_f_packets_expected,
+    *s_f_arrival_time, *s_f_arrival_ntp, *s_f_extension_value, *s_f_frames_received, *s_f_on_audio_level,
+    *s_f_participant_id, *s_f_fast_streams, *s_f_fast_sinks, *s_f_audio_failed, *s_f_fanout_failed,
+    *s_f_feed_pending;
 static PyObject *s_handle_rtcp, *s_handle_decrypted, *s_handle_packet, *s_send_remb, *s_after_jitter,
     *s_report_failure, *s_handle_rtp;
 
@@ -578,6 +586,273 @@ codec_kind(Path *p, PyObject *codec)
     return kind;
 }
 
+
+/* keyframes.vp8_is_keyframe_start */
+static int
+vp8_is_keyframe_start(const unsigned char *payload, Py_ssize_t len)
+{
+    if (len < 1)
+        return 0;
+    unsigned char first = payload[0];
+    if (!(first & 0x10) || (first & 0x07))
+        return 0;
+    Py_ssize_t offset = 1;
+    if (first & 0x80) {
+        if (len < 2)
+            return 0;
+        unsigned char ext = payload[1];
+        offset = 2;
+        if (ext & 0x80) {
+            if (len <= offset)
+                return 0;
+            offset += (payload[offset] & 0x80) ? 2 : 1;
+        }
+        if (ext & 0x40)
+            offset += 1;
+        if (ext & 0x30)
+            offset += 1;
+    }
+    if (len <= offset)
+        return 0;
+    return !(payload[offset] & 0x01);
+}
+
+static int
+dict_set_long(PyObject *dict, PyObject *key, long long value)
+{
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL)
+        return -1;
+    int r = PyDict_SetItem(dict, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* dict[key] as a C long long: 1 if an int, 0 if None or absent, -1 on error. */
+static int
+dict_get_long(PyObject *dict, PyObject *key, long long *value)
+{
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (v == Py_None)
+        return 0;
+    *value = PyLong_AsLongLong(v);
+    return (*value == -1 && PyErr_Occurred()) ? -1 : 1;
+}
+
+/* The exception being raised, normalised, with its traceback (a new reference). */
+static PyObject *
+fetch_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/*
+ * TrackForwarder.on_packet's steady state, on the forwarder's attributes (its
+ * instance dict), for a packet the packet tap would hand it: not ended, no
+ * keyframe request waiting, no sink without a compiled stream, not a keyframe,
+ * VP8 or audio. The counters, the one clock read (the ingest's), the outgoing
+ * extension value, the audio level to the speaker detector, then fanout.forward
+ * for every subscriber; an RtpPacket is built only for the subscribers the
+ * fan-out hands back. Returns 1 if done, 0 if the tap must take the packet
+ * (nothing changed), -1 on a failure (exception set).
+ */
+static int
+forward_steady(PyObject *tap, int marker, int payload_type, long seq, unsigned long timestamp,
+               unsigned long ssrc, PyObject *payload, Extensions *x, double now)
+{
+    if (packet_tap_type == NULL || !Py_IS_TYPE(tap, (PyTypeObject *)packet_tap_type))
+        return 0;
+    PyObject *tap_dict = PyObject_GenericGetDict(tap, NULL);
+    if (tap_dict == NULL)
+        return -1;
+    PyObject *handler = PyDict_GetItemWithError(tap_dict, s_handler);
+    if (handler == NULL || !PyMethod_Check(handler) || PyMethod_GET_FUNCTION(handler) != forwarder_on_packet) {
+        Py_DECREF(tap_dict);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *forwarder = PyMethod_GET_SELF(handler);
+    Py_INCREF(forwarder);
+    PyObject *fd = PyObject_GenericGetDict(forwarder, NULL);
+    PyObject *packet = NULL, *fast_sinks = NULL, *pending = NULL;
+    int status = -1;
+    if (fd == NULL)
+        goto done;
+    PyObject *ended = PyDict_GetItemWithError(fd, s_f_ended);
+    PyObject *pli_pending = ended ? PyDict_GetItemWithError(fd, s_f_pli_pending) : NULL;
+    PyObject *others = pli_pending ? PyDict_GetItemWithError(fd, s_f_other_sinks) : NULL;
+    PyObject *is_video = others ? PyDict_GetItemWithError(fd, s_f_is_video) : NULL;
+    PyObject *is_vp8 = is_video ? PyDict_GetItemWithError(fd, s_f_is_vp8) : NULL;
+    if (is_vp8 == NULL) {
+        status = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    if (ended != Py_False || pli_pending != Py_False || !PyTuple_Check(others) || PyTuple_GET_SIZE(others) != 0) {
+        status = 0;
+        goto done;
+    }
+    int video = is_video == Py_True;
+    if (video && (is_vp8 != Py_True || vp8_is_keyframe_start((const unsigned char *)PyBytes_AS_STRING(payload),
+                                                             PyBytes_GET_SIZE(payload)))) {
+        status = 0; /* a keyframe (or not VP8): the forwarder's own on_packet */
+        goto done;
+    }
+
+    /* --- the steady state: from here on, as on_packet --- */
+    if (dict_add(tap_dict, s_packets, 1) < 0 || dict_add(fd, s_f_packets_received, 1) < 0)
+        goto done;
+    long long source = 0, highest = 0;
+    int has_source = dict_get_long(fd, s_f_source_ssrc, &source);
+    if (has_source < 0)
+        goto done;
+    if (!has_source || source != (long long)ssrc) {
+        if (dict_set_long(fd, s_f_source_ssrc, (long long)ssrc) < 0 || dict_set_long(fd, s_f_highest_seq, seq) < 0 ||
+            dict_add(fd, s_f_packets_expected, 1) < 0)
+            goto done;
+    }
+    else {
+        if (dict_get_long(fd, s_f_highest_seq, &highest) < 0)
+            goto done;
+        long ahead = (seq - (long)highest) & 0xFFFF;
+        if (ahead < 0x8000) {
+            if (dict_set_long(fd, s_f_highest_seq, seq) < 0 || dict_add(fd, s_f_packets_expected, ahead) < 0)
+                goto done;
+        }
+    }
+    /* the one clock read per packet: the ingest's (time.time()) */
+    unsigned long long ntp = (unsigned long long)((now + 2208988800.0) * 4294967296.0);
+    PyObject *v = PyFloat_FromDouble(now);
+    if (v == NULL || PyDict_SetItem(fd, s_f_arrival_time, v) < 0) {
+        Py_XDECREF(v);
+        goto done;
+    }
+    Py_DECREF(v);
+    PyObject *ntp_obj = PyLong_FromUnsignedLongLong(ntp);
+    if (ntp_obj == NULL)
+        goto done;
+    if (PyDict_SetItem(fd, s_f_arrival_ntp, ntp_obj) < 0) {
+        Py_DECREF(ntp_obj);
+        goto done;
+    }
+    long extension_value;
+    if (video) {
+        extension_value = (long)((ntp >> 14) & 0xFFFFFF); /* abs-send-time, 6.18 fixed point */
+        if (marker && dict_add(fd, s_f_frames_received, 1) < 0) {
+            Py_DECREF(ntp_obj);
+            goto done;
+        }
+    }
+    else {
+        /* rtp_header.audio_level_byte(packet.extensions.audio_level) */
+        extension_value = x->has_audio_level ? ((x->audio_level_voice ? 0x80 : 0) | (x->audio_level & 0x7F)) : 127;
+    }
+    if (dict_set_long(fd, s_f_extension_value, extension_value) < 0) {
+        Py_DECREF(ntp_obj);
+        goto done;
+    }
+    if (x->has_audio_level) {
+        PyObject *on_level = PyDict_GetItemWithError(fd, s_f_on_audio_level);
+        PyObject *participant = on_level ? PyDict_GetItemWithError(fd, s_f_participant_id) : NULL;
+        if (PyErr_Occurred()) {
+            Py_DECREF(ntp_obj);
+            goto done;
+        }
+        if (on_level != NULL && on_level != Py_None && participant != NULL) {
+            PyObject *level = PyLong_FromLong(x->audio_level);
+            PyObject *args[2] = {participant, level};
+            PyObject *r = level ? PyObject_Vectorcall(on_level, args, 2, NULL) : NULL;
+            Py_XDECREF(level);
+            if (r == NULL) {
+                PyObject *exc = fetch_exception();
+                PyObject *r2 = PyObject_CallMethodOneArg(forwarder, s_f_audio_failed, exc ? exc : Py_None);
+                Py_XDECREF(exc);
+                if (r2 == NULL) {
+                    Py_DECREF(ntp_obj);
+                    goto done;
+                }
+                Py_DECREF(r2);
+            }
+            else {
+                Py_DECREF(r);
+            }
+        }
+    }
+    PyObject *streams = PyDict_GetItemWithError(fd, s_f_fast_streams);
+    if (streams == NULL && PyErr_Occurred()) {
+        Py_DECREF(ntp_obj);
+        goto done;
+    }
+    if (streams != NULL && PyTuple_Check(streams) && PyTuple_GET_SIZE(streams) > 0 && fanout_forward != NULL) {
+        fast_sinks = PyDict_GetItemWithError(fd, s_f_fast_sinks);
+        Py_XINCREF(fast_sinks);
+        PyObject *args[9];
+        args[0] = streams;
+        args[1] = PyLong_FromLong(marker);
+        args[2] = PyLong_FromLong(seq);
+        args[3] = PyLong_FromUnsignedLong(timestamp);
+        args[4] = PyLong_FromUnsignedLong(ssrc);
+        args[5] = payload;
+        args[6] = PyLong_FromLong(extension_value);
+        args[7] = ntp_obj;
+        args[8] = PyFloat_FromDouble(now);
+        int ok = fast_sinks && args[1] && args[2] && args[3] && args[4] && args[6] && args[8];
+        Py_INCREF(streams);
+        if (ok)
+            pending = PyObject_Vectorcall(fanout_forward, args, 9, NULL);
+        Py_DECREF(streams);
+        for (int i = 1; i < 9; i++) {
+            if (i != 5 && i != 7)
+                Py_XDECREF(args[i]);
+        }
+        if (!ok) {
+            Py_DECREF(ntp_obj);
+            goto done;
+        }
+        if (pending == NULL) {
+            PyObject *exc = fetch_exception();
+            packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, x);
+            PyObject *r = packet ? PyObject_CallMethodObjArgs(forwarder, s_f_fanout_failed, exc ? exc : Py_None,
+                                                              packet, NULL)
+                                 : NULL;
+            Py_XDECREF(exc);
+            Py_XDECREF(r);
+            if (r == NULL) {
+                Py_DECREF(ntp_obj);
+                goto done;
+            }
+        }
+        else if (pending != Py_None) {
+            packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, x);
+            PyObject *r = packet ? PyObject_CallMethodObjArgs(forwarder, s_f_feed_pending, fast_sinks, pending,
+                                                              packet, NULL)
+                                 : NULL;
+            Py_XDECREF(r);
+            if (r == NULL) {
+                Py_DECREF(ntp_obj);
+                goto done;
+            }
+        }
+    }
+    Py_DECREF(ntp_obj);
+    status = 1;
+done:
+    Py_DECREF(tap_dict);
+    Py_XDECREF(fd);
+    Py_DECREF(forwarder);
+    Py_XDECREF(packet);
+    Py_XDECREF(fast_sinks);
+    Py_XDECREF(pending);
+    return status;
+}
+
 /* ================================================================ Path */
 
 static PyObject *
@@ -941,10 +1216,7 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         goto done_receiver;
     }
 
-    /* the jitter buffer: our packet tap */
-    packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, &x);
-    if (packet == NULL)
-        goto done_receiver;
+    /* the jitter buffer: our packet tap (its forwarder's steady state here) */
     {
         PyObject *jitter = PyDict_GetItemWithError(state, s_jitter);
         if (jitter == NULL) {
@@ -952,15 +1224,24 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
                 PyErr_SetString(PyExc_KeyError, "jitter buffer");
             goto done_receiver;
         }
-        PyObject *result = PyObject_CallMethodOneArg(jitter, s_add, packet);
-        if (result == NULL)
-            goto done_receiver;
         int pli_flag = 0;
-        if (PyTuple_Check(result) && PyTuple_GET_SIZE(result) >= 1)
-            pli_flag = PyObject_IsTrue(PyTuple_GET_ITEM(result, 0));
-        Py_DECREF(result);
-        if (pli_flag < 0)
+        int forwarded = forward_steady(jitter, marker, payload_type, seq, timestamp, ssrc, payload, &x, now);
+        if (forwarded < 0)
             goto done_receiver;
+        p->forwarded += forwarded;
+        if (!forwarded) {
+            packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, &x);
+            if (packet == NULL)
+                goto done_receiver;
+            PyObject *result = PyObject_CallMethodOneArg(jitter, s_add, packet);
+            if (result == NULL)
+                goto done_receiver;
+            if (PyTuple_Check(result) && PyTuple_GET_SIZE(result) >= 1)
+                pli_flag = PyObject_IsTrue(PyTuple_GET_ITEM(result, 0));
+            Py_DECREF(result);
+            if (pli_flag < 0)
+                goto done_receiver;
+        }
         PyObject *decoder_error = PyDict_GetItemWithError(state, s_decoder_error);
         int error_set = 0;
         if (decoder_error != NULL) {
@@ -976,6 +1257,8 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
             goto done_receiver;
         }
         if (pli_flag || error_set) {
+            if (packet == NULL && (packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, &x)) == NULL)
+                goto done_receiver;
             PyObject *flag = PyBool_FromLong(pli_flag);
             PyObject *args[4] = {receiver, state, packet, flag};
             call_fallback(p, s_after_jitter, args, 4);
@@ -1143,6 +1426,8 @@ static PyMemberDef Path_members[] = {
     {"ingest", T_OBJECT, offsetof(Path, ingest), READONLY, "The DirectIngest (None once closed)."},
     {"packets", T_ULONGLONG, offsetof(Path, packets), READONLY, "RTP packets handled here to the end."},
     {"fallbacks", T_ULONGLONG, offsetof(Path, fallbacks), READONLY, "RTP packets handed to Python."},
+    {"forwarded", T_ULONGLONG, offsetof(Path, forwarded), READONLY,
+     "Packets whose TrackForwarder.on_packet steady state ran here."},
     {"dropped", T_ULONGLONG, offsetof(Path, dropped), READONLY, "Empty or too-long datagrams dropped."},
     {NULL}};
 
@@ -1281,9 +1566,35 @@ module_configure(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"packet_tap", "on_packet", "forward", NULL};
+    PyObject *tap, *on_packet, *forward;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO:configure_forwarding", kwlist, &PyType_Type, &tap,
+                                     &on_packet, &forward))
+        return NULL;
+    Py_INCREF(tap);
+    Py_XSETREF(packet_tap_type, tap);
+    Py_INCREF(on_packet);
+    Py_XSETREF(forwarder_on_packet, on_packet);
+    if (forward == Py_None) {
+        Py_CLEAR(fanout_forward);
+    }
+    else {
+        Py_INCREF(forward);
+        Py_XSETREF(fanout_forward, forward);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))module_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(rtp_packet, header_extensions, current_datetime): aiortc's classes and clock."},
+    {"configure_forwarding", (PyCFunction)(void (*)(void))module_configure_forwarding,
+     METH_VARARGS | METH_KEYWORDS,
+     "configure_forwarding(packet_tap, on_packet, forward): PacketTap, the function\n"
+     "TrackForwarder.on_packet (whose steady state runs here) and fanout.forward (or None)."},
     {NULL}};
 
 static struct PyModuleDef module_def = {
@@ -1348,6 +1659,28 @@ PyInit__ingest(void)
     INTERN(s_payload, "payload");
     INTERN(s_padding_size, "padding_size");
     INTERN(s_add, "add");
+    INTERN(s_handler, "handler");
+    INTERN(s_packets, "packets");
+    INTERN(s_f_ended, "_ended");
+    INTERN(s_f_pli_pending, "_pli_pending");
+    INTERN(s_f_other_sinks, "_other_sinks");
+    INTERN(s_f_is_video, "_is_video");
+    INTERN(s_f_is_vp8, "_is_vp8");
+    INTERN(s_f_packets_received, "packets_received");
+    INTERN(s_f_source_ssrc, "_source_ssrc");
+    INTERN(s_f_highest_seq, "_highest_seq");
+    INTERN(s_f_packets_expected, "packets_expected");
+    INTERN(s_f_arrival_time, "arrival_time");
+    INTERN(s_f_arrival_ntp, "arrival_ntp");
+    INTERN(s_f_extension_value, "extension_value");
+    INTERN(s_f_frames_received, "frames_received");
+    INTERN(s_f_on_audio_level, "_on_audio_level");
+    INTERN(s_f_participant_id, "participant_id");
+    INTERN(s_f_fast_streams, "_fast_streams");
+    INTERN(s_f_fast_sinks, "_fast_sinks");
+    INTERN(s_f_audio_failed, "_audio_level_handler_failed");
+    INTERN(s_f_fanout_failed, "_fanout_failed");
+    INTERN(s_f_feed_pending, "_feed_pending");
     INTERN(s_handle_rtcp, "_handle_rtcp");
     INTERN(s_handle_decrypted, "_handle_decrypted");
     INTERN(s_handle_packet, "_handle_packet");

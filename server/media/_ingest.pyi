@@ -14,6 +14,7 @@ class Path:
     ingest: Any
     packets: int
     fallbacks: int
+    forwarded: int
     dropped: int
     def __init__(
         self,
@@ -39,4 +40,7 @@ class Entry:
 
 def configure(
     *, rtp_packet: type, header_extensions: type, current_datetime: Callable[[], Any]
+) -> None: ...
+def configure_forwarding(
+    *, packet_tap: type, on_packet: Callable[..., None], forward: Callable[..., Any] | None
 ) -> None: ...

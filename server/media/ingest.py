@@ -19,7 +19,10 @@ import os
 
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
 
+from . import fanout
 from .aiortc_internals import COMPILED_INGEST_ERROR, DirectIngest
+from .packet_tap import PacketTap
+from .track_forwarder import TrackForwarder
 
 #: The environment variable that selects the ingest path ("aiortc": aiortc's own;
 #: "python": the direct ingest without its compiled steady state).
@@ -31,6 +34,18 @@ enabled: bool = os.environ.get(ENVIRONMENT_VARIABLE, "") != "aiortc"
 compiled: bool = (
     COMPILED_INGEST_ERROR is None and os.environ.get(ENVIRONMENT_VARIABLE, "") != "python"
 )
+
+
+if COMPILED_INGEST_ERROR is None:
+    from . import _ingest
+
+    # The compiled path forwards too: TrackForwarder.on_packet's steady state, then the
+    # compiled fan-out, for packets its packet tap would hand to that method.
+    _ingest.configure_forwarding(
+        packet_tap=PacketTap,
+        on_packet=TrackForwarder.on_packet,
+        forward=fanout.forward if fanout.available() else None,
+    )
 
 
 def compiled_available() -> bool:

@@ -227,8 +227,7 @@ class TrackForwarder:
             try:
                 self._on_audio_level(self.participant_id, int(level[1]))
             except Exception:
-                logger.exception("%r: audio level handler failed; disabled", self)
-                self._on_audio_level = None
+                self._audio_level_handler_failed()
         streams = self._fast_streams
         if streams:
             fast_sinks = self._fast_sinks
@@ -246,14 +245,42 @@ class TrackForwarder:
                     now,
                 )
             except Exception:
-                # Not expected (bad argument types); the Python path can do it all.
-                logger.exception("%r: compiled fan-out failed; Python path from now on", self)
-                self._fast_sinks, self._fast_streams = (), ()
-                self._other_sinks = self._sinks  # fed below
+                self._fanout_failed()
                 pending = None
             if pending is not None:
                 self._feed([fast_sinks[i] for i in pending], packet, is_keyframe)
         self._feed(self._other_sinks, packet, is_keyframe)
+
+    # The compiled ingest (server/media/_ingest.c, forward_steady) repeats on_packet's
+    # steady state -- no keyframe, no keyframe request waiting, no sink without a
+    # compiled stream -- on this object's attributes, and calls these for the rest.
+
+    def _audio_level_handler_failed(self, exc: BaseException | None = None) -> None:
+        logger.error(
+            "%r: audio level handler failed; disabled", self, exc_info=exc if exc else True
+        )
+        self._on_audio_level = None
+
+    def _fanout_failed(
+        self, exc: BaseException | None = None, packet: RtpPacket | None = None
+    ) -> None:
+        # Not expected (bad argument types); the Python path can do it all. With a
+        # packet (from the compiled ingest), every sink gets that packet now.
+        logger.error(
+            "%r: compiled fan-out failed; Python path from now on",
+            self,
+            exc_info=exc if exc else True,
+        )
+        self._fast_sinks, self._fast_streams = (), ()
+        self._other_sinks = self._sinks
+        if packet is not None:
+            self._feed(self._other_sinks, packet, False)
+
+    def _feed_pending(
+        self, fast_sinks: tuple[PacketSink, ...], pending: list[int], packet: RtpPacket
+    ) -> None:
+        # The subscribers the compiled fan-out handed back (the packet is no keyframe).
+        self._feed([fast_sinks[i] for i in pending], packet, False)
 
     def _feed(self, sinks: Iterable[PacketSink], packet: RtpPacket, is_keyframe: bool) -> None:
         for sink in sinks:

@@ -20,12 +20,16 @@ import pytest
 from aiortc.rate import RemoteBitrateEstimator
 
 from server.media import ingest
-from server.media.aiortc_internals import COMPILED_INGEST_ERROR, compiled_ingest
+from server.media.aiortc_internals import COMPILED_INGEST_ERROR
 
 Packet = tuple[int, int, int, int]  # arrival_time_ms, abs_send_time, payload_size, ssrc
 
 #: abs-send-time is 6.18 fixed-point seconds in 24 bits (wraps every 64 s).
 _AST_PER_MS = (1 << 18) / 1000
+
+
+if ingest.compiled_available():
+    from server.media import _ingest as compiled_ingest
 
 
 @pytest.fixture(autouse=True)

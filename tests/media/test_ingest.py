@@ -327,6 +327,14 @@ async def test_the_direct_ingest_takes_the_packets_of_a_real_publisher(
             # a gap) goes to Python.
             await harness.wait_until(lambda: direct.packets >= 200, "200 packets")
             assert direct.compiled.fallbacks < direct.packets * 0.05
+            # ... and so does the forwarding to bob (TrackForwarder.on_packet's steady
+            # state, the compiled fan-out): only keyframes went through the tap's method.
+            taps = sum(i.tap.packets for i in connection._inbound.values())
+            keyframes = sum(
+                i.forwarder.keyframes_received for i in connection._inbound.values() if i.forwarder
+            )
+            assert direct.compiled.forwarded >= taps - keyframes - direct.compiled.fallbacks
+            assert bob.frames_from("alice", "video") >= 10
         else:
             assert direct.compiled is None
             assert ice.data_received == direct.data_received
