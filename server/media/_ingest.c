@@ -42,8 +42,12 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "_ingest_estimator.h"
@@ -1547,6 +1551,176 @@ static PyTypeObject EntryType = {
     .tp_members = Entry_members,
 };
 
+/* ================================================================ Reader */
+
+/*
+ * The reader callback of a StunProtocol's socket, in place of asyncio's
+ * _SelectorDatagramTransport._read_ready (which the event loop calls when the
+ * socket is readable): recvfrom in C, RTP and RTCP straight to Path.receive
+ * (as the Entry does), anything else to aioice's datagram_received with the
+ * sender's (host, port). asyncio reads one datagram per wake-up and formats
+ * every sender's address as a string; this reads what is waiting, up to
+ * READ_BATCH, and formats an address only for what aioice gets. Errors as
+ * _read_ready: EAGAIN ends the batch, another OSError goes to the protocol's
+ * error_received, nothing is read once the transport has lost its connection.
+ */
+#define READ_BATCH 16
+#define READ_BUFFER 65536
+
+typedef struct {
+    PyObject_HEAD
+    Entry *entry;
+    PyObject *transport; /* the asyncio datagram transport (_conn_lost, _protocol) */
+    int fd;
+    unsigned long long batches, datagrams;
+    vectorcallfunc vectorcall;
+} Reader;
+
+static unsigned char read_buffer[READ_BUFFER];
+static PyObject *s_conn_lost, *s_protocol, *s_error_received;
+
+static PyObject *
+address_tuple(struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
+    }
+    if (ss->ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(siIk)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo),
+                             (unsigned long)a->sin6_scope_id);
+    }
+    PyErr_SetString(PyExc_OSError, "unexpected address family");
+    return NULL;
+}
+
+static PyObject *
+Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *lost = PyObject_GetAttr(r->transport, s_conn_lost);
+    if (lost == NULL)
+        return NULL;
+    int is_lost = PyObject_IsTrue(lost);
+    Py_DECREF(lost);
+    if (is_lost)
+        return is_lost < 0 ? NULL : Py_NewRef(Py_None);
+    r->batches += 1;
+    for (int i = 0; i < READ_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        ssize_t n = recvfrom(r->fd, read_buffer, READ_BUFFER, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            /* _read_ready: self._protocol.error_received(exc) */
+            PyErr_SetFromErrno(PyExc_OSError);
+            PyObject *exc = fetch_exception();
+            PyObject *protocol = PyObject_GetAttr(r->transport, s_protocol);
+            PyObject *res = protocol ? PyObject_CallMethodOneArg(protocol, s_error_received, exc) : NULL;
+            Py_XDECREF(protocol);
+            Py_XDECREF(exc);
+            if (res == NULL)
+                return NULL;
+            Py_DECREF(res);
+            break;
+        }
+        r->datagrams += 1;
+        PyObject *data = PyBytes_FromStringAndSize((const char *)read_buffer, n);
+        if (data == NULL)
+            return NULL;
+        PyObject *res;
+        if (n > 0 && read_buffer[0] > 127 && read_buffer[0] < 192 && r->entry->path->ingest != NULL) {
+            PyObject *receive_args[2] = {data, r->entry->component};
+            res = Path_receive(r->entry->path, receive_args, 2);
+        }
+        else {
+            PyObject *addr = address_tuple(&ss);
+            if (addr == NULL) {
+                Py_DECREF(data);
+                return NULL;
+            }
+            PyObject *fallback_args[2] = {data, addr};
+            res = PyObject_Vectorcall(r->entry->fallback, fallback_args, 2, NULL);
+            Py_DECREF(addr);
+        }
+        Py_DECREF(data);
+        if (res == NULL)
+            return NULL; /* as from _read_ready: the event loop logs it */
+        Py_DECREF(res);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"entry", "transport", "fd", NULL};
+    PyObject *entry, *transport;
+    int fd;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!Oi:Reader", kwlist, &EntryType, &entry, &transport, &fd))
+        return NULL;
+    Reader *r = (Reader *)type->tp_alloc(type, 0);
+    if (r == NULL)
+        return NULL;
+    Py_INCREF(entry);
+    r->entry = (Entry *)entry;
+    Py_INCREF(transport);
+    r->transport = transport;
+    r->fd = fd;
+    r->vectorcall = (vectorcallfunc)Reader_vectorcall;
+    return (PyObject *)r;
+}
+
+static int
+Reader_traverse(Reader *r, visitproc visit, void *arg)
+{
+    Py_VISIT(r->entry);
+    Py_VISIT(r->transport);
+    return 0;
+}
+
+static int
+Reader_clear(Reader *r)
+{
+    Py_CLEAR(r->entry);
+    Py_CLEAR(r->transport);
+    return 0;
+}
+
+static void
+Reader_dealloc(Reader *r)
+{
+    PyObject_GC_UnTrack(r);
+    Reader_clear(r);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyMemberDef Reader_members[] = {
+    {"batches", T_ULONGLONG, offsetof(Reader, batches), READONLY, "Times the event loop called it."},
+    {"datagrams", T_ULONGLONG, offsetof(Reader, datagrams), READONLY, "Datagrams read."},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Reader, vectorcall), READONLY, NULL},
+    {NULL}};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._ingest.Reader",
+    .tp_doc = PyDoc_STR("A datagram socket's reader callback: RTP/RTCP to a Path, the rest to aioice."),
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = Reader_new,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Reader, vectorcall),
+    .tp_members = Reader_members,
+};
+
 /* ================================================================ module */
 
 static PyObject *
@@ -1659,6 +1833,9 @@ PyInit__ingest(void)
     INTERN(s_payload, "payload");
     INTERN(s_padding_size, "padding_size");
     INTERN(s_add, "add");
+    INTERN(s_conn_lost, "_conn_lost");
+    INTERN(s_protocol, "_protocol");
+    INTERN(s_error_received, "error_received");
     INTERN(s_handler, "handler");
     INTERN(s_packets, "packets");
     INTERN(s_f_ended, "_ended");
@@ -1690,7 +1867,8 @@ PyInit__ingest(void)
     INTERN(s_handle_rtp, "_handle_rtp");
     if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
-    if (PyType_Ready(&EstimatorType) < 0 || PyType_Ready(&PathType) < 0 || PyType_Ready(&EntryType) < 0)
+    if (PyType_Ready(&EstimatorType) < 0 || PyType_Ready(&PathType) < 0 || PyType_Ready(&EntryType) < 0 ||
+        PyType_Ready(&ReaderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -1698,9 +1876,11 @@ PyInit__ingest(void)
     Py_INCREF(&EstimatorType);
     Py_INCREF(&PathType);
     Py_INCREF(&EntryType);
+    Py_INCREF(&ReaderType);
     if (PyModule_AddObject(m, "Estimator", (PyObject *)&EstimatorType) < 0 ||
         PyModule_AddObject(m, "Path", (PyObject *)&PathType) < 0 ||
-        PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0) {
+        PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0 ||
+        PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

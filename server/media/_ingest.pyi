@@ -44,3 +44,9 @@ def configure(
 def configure_forwarding(
     *, packet_tap: type, on_packet: Callable[..., None], forward: Callable[..., Any] | None
 ) -> None: ...
+
+class Reader:
+    batches: int
+    datagrams: int
+    def __init__(self, *, entry: Entry, transport: Any, fd: int) -> None: ...
+    def __call__(self) -> None: ...

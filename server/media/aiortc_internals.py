@@ -30,6 +30,7 @@ aiortc upgrade fails with a message naming what moved. Nothing else in
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import contextvars
 import inspect
 import ipaddress
@@ -331,6 +332,9 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
     "aiortc.rtcdtlstransport:RtpRouter.route_rtp": (
         "e4bcc08d181438b785e79c61fd8a803f2b9ed6163efd9b317d120d672d91863d"
     ),
+    "asyncio.selector_events:_SelectorDatagramTransport._read_ready": (
+        "a94e5a17ae9744963a65fc0b639ab0cdc4ac50d88a9b178202a864eed78f3309"
+    ),
     "aioice.ice:StunProtocol.datagram_received": (
         "ff4c8b910d45fb3a9e50c4391fe5cbaba33dcba669fea9e847e19a5c99b9bfbb"
     ),
@@ -354,6 +358,16 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
         "1efc2694badae1eba835248faba52a2de5aff91ad48930476e3f70a640399a43"
     ),
 }
+#: asyncio's datagram transport whose reader callback the compiled ingest replaces, the
+#: transport's attributes it reads, and the event loop's method that sets a reader.
+_SELECTOR_DATAGRAM_TRANSPORT: Final = asyncio.selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
+ASYNCIO_TRANSPORT_ATTRIBUTES: Final = {
+    "loop": "_loop",
+    "fd": "_sock_fd",
+    "conn_lost": "_conn_lost",
+    "protocol": "_protocol",
+}
+ASYNCIO_LOOP_ADD_READER: Final = "_add_reader"
 #: The StunProtocol attribute the compiled ingest's entry replaces per protocol.
 AIOICE_DATAGRAM_RECEIVED_METHOD: Final = "datagram_received"
 #: aioice Connection's protocols (one per local candidate).
@@ -544,6 +558,7 @@ class DirectIngest:
                     component=protocol.local_candidate.component,
                 )
                 setattr(protocol, AIOICE_DATAGRAM_RECEIVED_METHOD, entry)
+                _install_reader(protocol, entry)
         return ingest
 
     def data_received(self, data: bytes, component: int) -> None:
@@ -738,6 +753,21 @@ class DirectIngest:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.debug("direct ingest: RTCP send failed: %s", task.exception())
+
+
+def _install_reader(protocol: Any, entry: Any) -> None:
+    """Read ``protocol``'s socket with ``compiled_ingest.Reader`` instead of asyncio's
+    ``_read_ready`` (a Python frame and an address string per datagram), where the
+    transport is asyncio's selector one (anything else keeps its own reader)."""
+    transport = protocol.transport
+    if type(transport) is not _SELECTOR_DATAGRAM_TRANSPORT:
+        return
+    loop = getattr(transport, ASYNCIO_TRANSPORT_ATTRIBUTES["loop"])
+    fd = getattr(transport, ASYNCIO_TRANSPORT_ATTRIBUTES["fd"])
+    if getattr(transport, ASYNCIO_TRANSPORT_ATTRIBUTES["conn_lost"]) or transport.is_closing():
+        return
+    reader = compiled_ingest.Reader(entry=entry, transport=transport, fd=fd)
+    getattr(loop, ASYNCIO_LOOP_ADD_READER)(fd, reader)
 
 
 async def _finish_coroutine(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:

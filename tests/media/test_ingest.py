@@ -24,6 +24,9 @@ from aiortc.rtp import RtcpRtpfbPacket, RtpPacket, wrap_rtx
 from media_testkit import LOOPBACK, RoomHarness, client_configuration
 
 from server.media import ingest
+
+if ingest.compiled_available():
+    from server.media import _ingest
 from server.media.aiortc_internals import (
     COMPILED_INGEST_ERROR,
     ICE_CONNECTION_ATTRIBUTE,
@@ -335,6 +338,12 @@ async def test_the_direct_ingest_takes_the_packets_of_a_real_publisher(
             )
             assert direct.compiled.forwarded >= taps - keyframes - direct.compiled.fallbacks
             assert bob.frames_from("alice", "video") >= 10
+            # The socket is read by the compiled reader, not asyncio's _read_ready.
+            pair = ice._nominated[1]
+            fd = pair.protocol.transport._sock_fd
+            handle, _ = asyncio.get_running_loop()._selector.get_key(fd).data  # type: ignore[attr-defined]
+            assert isinstance(handle._callback, _ingest.Reader)
+            assert handle._callback.datagrams >= taps
         else:
             assert direct.compiled is None
             assert ice.data_received == direct.data_received
