@@ -772,7 +772,11 @@ forward_steady(PyObject *tap, int marker, int payload_type, long seq, unsigned l
         if (on_level != NULL && on_level != Py_None && participant != NULL) {
             PyObject *level = PyLong_FromLong(x->audio_level);
             PyObject *args[2] = {participant, level};
+            Py_INCREF(on_level);
+            Py_INCREF(participant);
             PyObject *r = level ? PyObject_Vectorcall(on_level, args, 2, NULL) : NULL;
+            Py_DECREF(on_level);
+            Py_DECREF(participant);
             Py_XDECREF(level);
             if (r == NULL) {
                 PyObject *exc = fetch_exception();
@@ -952,6 +956,8 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
 {
     PyObject *dtls = p->dtls_vars;
     PyObject *payload = NULL, *packet = NULL, *state_ssrc = NULL;
+    /* the receiver's objects used below, held: a Python call in between may replace them */
+    PyObject *estimator = NULL, *codec = NULL, *stream = NULL, *nack = NULL;
     Extensions x;
     memset(&x, 0, sizeof(x));
     int status = -1;
@@ -1065,9 +1071,10 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         status = 0;
         goto done_receiver;
     }
-    PyObject *estimator = PyDict_GetItemWithError(state, s_estimator);
+    estimator = PyDict_GetItemWithError(state, s_estimator);
     if (estimator == NULL)
         goto packet_python_or_error;
+    Py_INCREF(estimator);
     if (estimator != Py_None && x.has_abs_send_time && !PyObject_TypeCheck(estimator, &EstimatorType))
         goto packet_python;
     PyObject *codecs = PyDict_GetItemWithError(state, s_codecs);
@@ -1076,11 +1083,11 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
     PyObject *pt_obj = PyLong_FromLong(payload_type);
     if (pt_obj == NULL)
         goto done_receiver;
-    PyObject *codec = PyDict_GetItemWithError(codecs, pt_obj);
+    codec = PyDict_GetItemWithError(codecs, pt_obj);
     Py_DECREF(pt_obj);
     if (codec == NULL && PyErr_Occurred())
         goto done_receiver;
-    PyObject *stream = NULL, *nack = NULL;
+    Py_XINCREF(codec);
     int kind = KIND_UNKNOWN;
     long long nack_max = 0;
     int nack_has_max = 0;
@@ -1096,9 +1103,11 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         stream = PyDict_GetItemWithError(streams, state_ssrc);
         if (stream == NULL)
             goto packet_python_or_error; /* a new stream: Python makes its statistics */
+        Py_INCREF(stream);
         nack = PyDict_GetItemWithError(state, s_nack);
         if (nack == NULL)
             goto packet_python_or_error;
+        Py_INCREF(nack);
         if (nack != Py_None) {
             PyObject *missing = PyObject_GetAttr(nack, s_missing);
             if (missing == NULL)
@@ -1297,6 +1306,10 @@ packet_python:
     }
     status = 0;
 done_receiver:
+    Py_XDECREF(estimator);
+    Py_XDECREF(codec);
+    Py_XDECREF(stream);
+    Py_XDECREF(nack);
     Py_DECREF(receiver);
     Py_DECREF(state);
     goto done;
