@@ -54,6 +54,17 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert report["video"]["tracks"] == 6 and report["video"]["paused"] == 0
         assert report["join_to_first_frame"]["count"] == 4
         assert 0 < report["join_to_first_frame"]["max"] < 30
+        # Each join's steps come in order; each participant was offered its tracks.
+        joins = report["joins"]
+        assert sorted(j["identity"] for j in joins) == ["p1", "p2", "s1", "s2"]
+        for join in joins:
+            assert join["join_to_joined"] > 0, join
+            assert join["join_to_first_offer"] <= join["join_to_connected"], join
+            assert join["join_to_connected"] <= join["join_to_first_frame"], join
+            assert join["subscriber_offers"] >= 1, join
+        offers = report["subscriber_offers"]
+        assert offers["total"] == sum(j["subscriber_offers"] for j in joins)
+        assert offers["max"] == max(j["subscriber_offers"] for j in joins)
         assert report["server_cpu_percent"] is not None and report["server_cpu_percent"] > 0
         assert report["floor_changes"] >= 3
         assert report["join_errors"] == []

@@ -73,6 +73,13 @@ class LoadParticipant:
         self._publishers: dict[str, str] = {}  # mid -> publishing identity
         self._media_owner: str | None = None
         self.join_started_at: float | None = None
+        #: When the join was acked, the first subscriber offer came and the subscribe
+        #: connection first connected (monotonic): the steps to the first frame.
+        self.joined_at: float | None = None
+        self.first_offer_at: float | None = None
+        self.subscribe_connected_at: float | None = None
+        #: Subscriber offers received (a burst of joins should cost each a few, not one each).
+        self.offers = 0
         self.failed: str | None = None
         self.media_restarts = 0
         self.signaling.on("subscriber_offer", self._on_subscriber_offer)
@@ -93,6 +100,7 @@ class LoadParticipant:
         """Connect, join, and publish if this participant has media to send."""
         self.join_started_at = time.monotonic()
         await self.signaling.connect()
+        self.joined_at = time.monotonic()
         self._media_owner = self.signaling.owner.id if self.signaling.owner else None
         await self._publish()
 
@@ -116,11 +124,15 @@ class LoadParticipant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
 
     async def _on_subscriber_offer(self, payload: dict[str, Any]) -> None:
+        self.offers += 1
+        if self.first_offer_at is None:
+            self.first_offer_at = time.monotonic()
         for track in payload["tracks"]:
             self._publishers[track["mid"]] = track["identity"]
         if self.subscribe_pc is None:
             self.subscribe_pc = RTCPeerConnection(self._configuration())
             self.subscribe_pc.on("track", self._on_track)
+            self.subscribe_pc.on("connectionstatechange", self._on_subscribe_state)
         pc = self.subscribe_pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         with gather_only_on(self.ice_addresses):
@@ -131,6 +143,12 @@ class LoadParticipant:
             "subscriber_answer",
             {"sdp": pc.localDescription.sdp, "offer_id": payload.get("offer_id")},
         )
+
+    def _on_subscribe_state(self) -> None:
+        pc = self.subscribe_pc
+        connected = pc is not None and pc.connectionState == "connected"
+        if connected and self.subscribe_connected_at is None:
+            self.subscribe_connected_at = time.monotonic()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.subscribe_pc is not None

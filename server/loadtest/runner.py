@@ -434,6 +434,18 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+#: What the report keeps of each participant's join (worker.py's report).
+_JOIN_KEYS = (
+    "identity",
+    "publishes",
+    "join_to_joined",
+    "join_to_first_offer",
+    "join_to_connected",
+    "join_to_first_frame",
+    "subscriber_offers",
+)
+
+
 def _summary(
     options: LoadTestOptions,
     participants: list[dict[str, Any]],
@@ -450,6 +462,10 @@ def _summary(
     video = [t for t in video_tracks if t["packets_per_second"] > 0]
     audio = [t for t in tracks if t["kind"] == "audio"]
     joins = [p["join_to_first_frame"] for p in participants if p["join_to_first_frame"]]
+    joined = [p["join_to_joined"] for p in participants if p["join_to_joined"]]
+    first_offers = [p["join_to_first_offer"] for p in participants if p["join_to_first_offer"]]
+    connected = [p["join_to_connected"] for p in participants if p["join_to_connected"]]
+    offers = [p["subscriber_offers"] for p in participants]
     forwarded = sum(t["packets_per_second"] for t in tracks)
     return {
         "room": room_id,
@@ -489,8 +505,21 @@ def _summary(
             "p50": _percentile(joins, 0.5),
             "p95": _percentile(joins, 0.95),
             "max": max(joins, default=None),
+            # The steps before it: the join acked, the first subscriber offer received.
+            "joined_p50": _percentile(joined, 0.5),
+            "first_offer_p50": _percentile(first_offers, 0.5),
+            "connected_p50": _percentile(connected, 0.5),
+        },
+        # Offers each participant's subscribe connection got until the report: the joins'
+        # renegotiations (coalesced, a burst of joins costs each a few) and any later ones.
+        "subscriber_offers": {
+            "p50": _percentile(offers, 0.5),
+            "max": max(offers, default=None),
+            "total": sum(offers),
         },
         "tracks": tracks,
+        # Each participant's join: seconds from its start to each step, and its offers.
+        "joins": [{key: p[key] for key in _JOIN_KEYS if key in p} for p in participants],
     }
 
 
@@ -501,6 +530,7 @@ def format_report(report: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:{spec}}{unit}"
 
     o, v, a, j = report["options"], report["video"], report["audio"], report["join_to_first_frame"]
+    offers = report["subscriber_offers"]
     lines = [
         f"{o['publishers']} publishers, {o['subscribers']} subscribers, {o['resolution']} "
         f"{o['codec']} at {o['bitrate_kbps']} kbit/s, {report['window_seconds']:.0f} s measured",
@@ -513,7 +543,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"audio tracks        {a['tracks']}: {num(a['packets_per_second_p50'])} packets/s p50, "
         f"loss max {num(a['loss_max'], '.2%')}",
         f"join to first frame p50 {num(j['p50'], '.2f', ' s')}, p95 {num(j['p95'], '.2f', ' s')}, "
-        f"max {num(j['max'], '.2f', ' s')} ({j['count']} participants)",
+        f"max {num(j['max'], '.2f', ' s')} ({j['count']} participants); p50 of its steps: "
+        f"joined {num(j['joined_p50'], '.2f', ' s')}, first offer "
+        f"{num(j['first_offer_p50'], '.2f', ' s')}, subscribe connected "
+        f"{num(j['connected_p50'], '.2f', ' s')}",
+        f"subscriber offers   p50 {num(offers['p50'], '.0f')} max "
+        f"{num(offers['max'], '.0f')} per participant, {offers['total']} in all",
         f"floor changes       {report['floor_changes']}",
     ]
     clients = report.get("clients")

@@ -130,13 +130,19 @@ async def _progress(participants: list[LoadParticipant], pipe: Connection) -> No
 def _report(spec: ParticipantSpec, participant: LoadParticipant, seconds: float) -> dict[str, Any]:
     first_frame = participant.first_video_at
     started = participant.join_started_at
+
+    def since_start(at: float | None) -> float | None:
+        return at - started if at is not None and started is not None else None
+
     return {
         "identity": spec.identity,
         "publishes": spec.publishes,
         "error": participant.failed,
-        "join_to_first_frame": (
-            first_frame - started if first_frame is not None and started is not None else None
-        ),
+        "join_to_first_frame": since_start(first_frame),
+        "join_to_joined": since_start(participant.joined_at),
+        "join_to_first_offer": since_start(participant.first_offer_at),
+        "join_to_connected": since_start(participant.subscribe_connected_at),
+        "subscriber_offers": participant.offers,
         "media_restarts": participant.media_restarts,
         "tracks": [track.window(seconds) for track in participant.tracks],
         "measured_at": time.time(),

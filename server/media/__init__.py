@@ -29,9 +29,11 @@ Flows the signaling layer implements:
 * Subscribe (server offers): when the room has tracks for a participant, the
   ``on_event`` callback receives ``SubscriberOffer(pid, sdp)``; deliver it, and
   pass the client's answer to ``room.subscriber_answer``. A new offer comes
-  whenever tracks are added or removed, never before the previous one was
-  answered. The msid of each m-line is ``<publisher id> <track id>``;
-  ``TracksChanged`` lists the tracks (``TrackInfo``).
+  when tracks are added or removed, never before the previous one was
+  answered nor within ``subscriber_offer_interval`` of it (changes meanwhile
+  are folded into one offer: a burst of joins costs a few). The msid of each
+  m-line is ``<publisher id> <track id>``; ``TracksChanged`` lists the tracks
+  (``TrackInfo``).
 * Candidates: our candidates are in our SDP (aiortc gathers before answering,
   no trickle from the server). Client candidates may be trickled, at most
   ``max_remote_candidates`` per connection.

@@ -100,6 +100,10 @@ class MediaConfig:
     audio_levels_interval: float | None = None
     #: Bound on undelivered events per room before new ones are dropped.
     max_pending_events: int = 1000
+    #: A subscriber's offers are at least this many seconds apart: the room's changes
+    #: within it (a burst of joins) are folded into one next offer (0: offer whenever
+    #: no offer waits for its answer). A change on an idle connection goes at once.
+    subscriber_offer_interval: float = 0.5
 
     def __post_init__(self) -> None:
         if self.last_n is not None and self.last_n < 0:
@@ -133,6 +137,8 @@ class MediaConfig:
             c.lower() not in supported_video for c in self.video_codecs
         ):
             raise ValueError(f"video_codecs must be a non-empty subset of {SUPPORTED_VIDEO_CODECS}")
+        if not 0 <= self.subscriber_offer_interval <= 60:
+            raise ValueError("subscriber_offer_interval must be within [0, 60] seconds")
         if self.audio_levels_interval is not None and self.audio_levels_interval <= 0:
             raise ValueError("audio_levels_interval must be positive or None")
         locals_ = [a.local for a in self.ice_addresses]

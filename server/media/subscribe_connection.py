@@ -9,16 +9,23 @@ room's tracks never waits behind a client's camera renegotiation, and a failure
 on one side can be recovered without tearing down the other.
 
 aiortc has no ``negotiationneeded`` event, so this class re-offers itself
-whenever the set of forwarded tracks changes. Negotiations are serialised: at
-most one offer is outstanding; changes made meanwhile are folded into one new
-offer made after the answer arrives.
+whenever the set of forwarded tracks changes. Renegotiation is coalesced, so
+that a burst of joins (every venue at a session's start) costs each subscriber
+a few offers, not one per join: at most one offer is outstanding, and offers
+are at least ``MediaConfig.subscriber_offer_interval`` apart; changes made
+while an offer waits for its answer, or within that interval after it, are
+folded into the one next offer. A change on an idle connection is offered at
+once (a single join waits for no window), and so is a fresh connection's first
+offer. (LiveKit debounces its subscriber transport's negotiation the same way;
+here the first change goes out at once rather than after a quiet period.)
 
 Tracks are added as new ``sendonly`` m-lines with a :class:`ForwardingSender`
 restricted to the publisher's exact codec. A removed track's sender is stopped
-at once (its RTCP BYE ends the track at the client) and its m-line is offered
-as ``inactive``: aiortc can neither reject nor recycle m-lines, so they stay,
-and a long-lived subscriber accumulates inactive m-lines (``room.resubscribe()``
-starts a fresh connection without them).
+at once, without waiting for the next offer (its RTCP BYE ends the track at the
+client; only while an offer is outstanding does it wait for the answer), and
+its m-line is offered as ``inactive``: aiortc can neither reject nor recycle
+m-lines, so they stay, and a long-lived subscriber accumulates inactive m-lines
+(``room.resubscribe()`` starts a fresh connection without them).
 
 Last-N pausing (policy) never renegotiates: the sender just stops forwarding
 and, on resume, starts again at a keyframe it asks for.
@@ -32,6 +39,7 @@ the client reports about its link into the level that decides which.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -113,6 +121,16 @@ class SubscribeConnection:
         #: `offer_id` of the outstanding offer (answers may name the offer they answer).
         self._offer_id: str | None = None
         self._dirty = False
+        #: Whether the connection has changed since the last offer (a removed track's
+        #: sender is stopped before its offer is made).
+        self._unoffered = False
+        #: loop.time() before which no new offer is made (0.0: the next one goes at once).
+        self._next_offer_at = 0.0
+        #: Changes of the tracks folded into the next offer (logged with it).
+        self._changes = 0
+        #: Set to end a wait for the offer interval early (a change, a fresh connection,
+        #: close); the wait goes on if the interval still applies.
+        self._wake = asyncio.Event()
         self._negotiation: asyncio.Task[None] | None = None
         self._candidates = RemoteCandidates(policy, config, "the answer")
         self._lock = asyncio.Lock()
@@ -150,6 +168,7 @@ class SubscribeConnection:
         if list(wanted) == list(self._wanted):
             return
         self._wanted = wanted
+        self._changes += 1
         self._schedule()
 
     def set_paused_publishers(self, paused: Iterable[str]) -> None:
@@ -253,6 +272,7 @@ class SubscribeConnection:
         """Stop all senders and close the connection (idempotent)."""
         self._closed = True
         self._wanted = {}
+        self._wake.set()  # a negotiation waiting out the offer interval ends now
         negotiation, self._negotiation = self._negotiation, None
         if negotiation is not None:
             # Let a running offer finish rather than cancel it mid-gathering (aioice
@@ -272,6 +292,9 @@ class SubscribeConnection:
 
     def _schedule(self) -> None:
         self._dirty = True
+        # A negotiation waiting out the offer interval looks again: a removed track's
+        # sender is stopped now, whatever the next offer waits for.
+        self._wake.set()
         if self._closed or self._released:
             return
         if self._negotiation is None or self._negotiation.done():
@@ -280,13 +303,24 @@ class SubscribeConnection:
             )
 
     async def _run_negotiations(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while (
-                self._dirty
-                and not self._awaiting_answer
-                and not self._closed
-                and not self._released
-            ):
+            while True:
+                # Cleared before the checks: a change, a close or a fresh connection after
+                # them ends the wait below.
+                self._wake.clear()
+                # With an offer outstanding, handle_answer() schedules what changed meanwhile.
+                if not self._dirty or self._awaiting_answer or self._closed or self._released:
+                    return
+                async with self._lock:
+                    await self._stop_unwanted()
+                delay = self._next_offer_at - loop.time()
+                if delay > 0:
+                    # Within the offer interval: what changes until it ends goes into
+                    # the same offer.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue
                 self._dirty = False
                 async with self._lock:
                     await self._negotiate_once()
@@ -305,10 +339,12 @@ class SubscribeConnection:
             return
         pc = self._pc
         try:
-            changed = await self._sync_transceivers()
+            await self._stop_unwanted()
+            self._add_wanted()
             pc = self._pc
-            if not changed or pc is None:
+            if not self._unoffered or pc is None:
                 return
+            self._unoffered = False
             offer = await pc.createOffer()
             with gather_only_on(self._policy.gather_addresses, self._policy.remote_allow):
                 await pc.setLocalDescription(offer)
@@ -324,21 +360,30 @@ class SubscribeConnection:
         local = pc.localDescription.sdp
         self._offered = _describe_offer(local)
         self._awaiting_answer = True
+        interval = self._config.subscriber_offer_interval
+        self._next_offer_at = asyncio.get_running_loop().time() + interval
         self.offers_sent += 1
-        logger.debug("%s: offer %d sent", self._log, self.offers_sent)
+        changes, self._changes = self._changes, 0
+        logger.debug("%s: offer %d sent (%d changes)", self._log, self.offers_sent, changes)
         sent = self._policy.rewrite_local_sdp(local)
         self._offer_id = offer_id(sent)
         self._emit_offer(sent)
 
-    async def _sync_transceivers(self) -> bool:
-        changed = False
+    async def _stop_unwanted(self) -> None:
+        # Never while an offer is outstanding: a sender added by that offer and stopped
+        # before its answer would be started by aiortc when the answer is applied.
+        if self._awaiting_answer:
+            return
         for forwarder in [f for f in self._subs if f not in self._wanted or f.ended]:
             sub = self._subs.pop(forwarder)
             sub.transceiver.direction = "inactive"
-            # Stopping sends RTCP BYE: the client's track ends now, not at the answer.
+            # Stopping sends RTCP BYE: the client's track ends now, not at the next
+            # offer (which may wait for the offer interval) or its answer.
             await sub.sender.stop()
             sub.sender.release()
-            changed = True
+            self._unoffered = True
+
+    def _add_wanted(self) -> None:
         new = [f for f in self._wanted if f not in self._subs and not f.ended]
         if new and self._pc is None:
             self._pc = self._create_pc()
@@ -370,8 +415,7 @@ class SubscribeConnection:
             sub = _Subscription(forwarder=forwarder, transceiver=transceiver, sender=sender)
             self._subs[forwarder] = sub
             self._apply_slots()
-            changed = True
-        return changed
+            self._unoffered = True
 
     def _check_answer(self, media: Iterable[MediaSection]) -> None:
         answered = list(media)
@@ -414,6 +458,10 @@ class SubscribeConnection:
         pc, self._pc = self._pc, None
         self._awaiting_answer = False
         self._offered = ()
+        # A fresh connection's first offer waits for no interval; its client waits for it.
+        self._next_offer_at = 0.0
+        self._unoffered = False
+        self._wake.set()
         self._candidates.reset()
         if pc is not None:
             await pc.close()  # stops every sender (BYE) and the transports
