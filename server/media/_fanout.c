@@ -90,6 +90,7 @@ typedef struct {
     Py_ssize_t max_length;
     PyObject *keepalive;       /* the pylibsrtp Session: keeps `srtp` alive */
     PyObject *transport;       /* asyncio datagram transport (is_closing()) */
+    int closing_attribute;     /* its is_closing() is asyncio's `return self._closing` */
     PyObject *dtls;            /* optional: object whose _state must be dtls_connected */
     PyObject *dtls_connected;
     PyObject *nominated;       /* optional: dict whose [1] must be `pair` */
@@ -98,7 +99,9 @@ typedef struct {
     unsigned long long fast_sent;
 } Stream;
 
-static PyObject *str_state, *str_is_closing, *str_sequence_number, *str_timestamp, *str_ssrc;
+static PyObject *str_state, *str_is_closing, *str_closing, *str_sequence_number, *str_timestamp, *str_ssrc;
+/* asyncio's _SelectorTransport.is_closing (looked up once), which returns self._closing */
+static PyObject *selector_is_closing;
 static PyObject *int_one;
 
 /* ---------------------------------------------------------------- rewriter */
@@ -316,6 +319,20 @@ Stream_connect(Stream *s, PyObject *args, PyObject *kwargs)
     s->keepalive = session;
     Py_INCREF(transport);
     s->transport = transport;
+    /* asyncio's transports answer is_closing() from an attribute: read it, and save a
+     * Python call per packet per subscriber (any other transport's method is called). */
+    if (selector_is_closing == NULL) {
+        PyObject *module = PyImport_ImportModule("asyncio.selector_events");
+        PyObject *cls = module ? PyObject_GetAttrString(module, "_SelectorTransport") : NULL;
+        selector_is_closing = cls ? PyObject_GetAttr(cls, str_is_closing) : NULL;
+        Py_XDECREF(cls);
+        Py_XDECREF(module);
+        PyErr_Clear();
+    }
+    PyObject *method = PyObject_GetAttr((PyObject *)Py_TYPE(transport), str_is_closing);
+    s->closing_attribute = method != NULL && method == selector_is_closing;
+    Py_XDECREF(method);
+    PyErr_Clear();
     if (dtls != Py_None) {
         Py_INCREF(dtls);
         s->dtls = dtls;
@@ -362,7 +379,8 @@ still_connected(Stream *s)
         }
     }
     /* A closing asyncio transport closes its socket soon; the fd could then be reused. */
-    PyObject *closing = PyObject_CallMethodNoArgs(s->transport, str_is_closing);
+    PyObject *closing = s->closing_attribute ? PyObject_GetAttr(s->transport, str_closing)
+                                             : PyObject_CallMethodNoArgs(s->transport, str_is_closing);
     if (closing == NULL) {
         PyErr_Clear();
         return 0;
@@ -771,6 +789,7 @@ PyInit__fanout(void)
         return NULL;
     str_state = PyUnicode_InternFromString("_state");
     str_is_closing = PyUnicode_InternFromString("is_closing");
+    str_closing = PyUnicode_InternFromString("_closing");
     str_sequence_number = PyUnicode_InternFromString("sequence_number");
     str_timestamp = PyUnicode_InternFromString("timestamp");
     str_ssrc = PyUnicode_InternFromString("ssrc");
@@ -782,7 +801,7 @@ PyInit__fanout(void)
     Py_DECREF(time_module);
     if (monotonic == NULL)
         return NULL;
-    if (!str_state || !str_is_closing || !str_sequence_number || !str_timestamp || !str_ssrc ||
+    if (!str_state || !str_is_closing || !str_closing || !str_sequence_number || !str_timestamp || !str_ssrc ||
         !int_one)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);

@@ -308,8 +308,9 @@ INGEST_PORTED_SOURCES: Final = {
 
 #: SHA-256 of what the compiled ingest (server/media/_ingest.c) repeats, beyond the
 #: functions above ("module:qualified name"; a class: its whole source, for the REMB
-#: estimator ported in _ingest_estimator.h). A change fails
-#: tests/media/test_aiortc_internals.py until the C port is compared with it.
+#: estimator ported in _ingest_estimator.h), and of what the compiled fan-out reads
+#: in place of a call (asyncio's is_closing). A change fails
+#: tests/media/test_aiortc_internals.py until the C is compared with it.
 COMPILED_INGEST_PORTED_SOURCES: Final = {
     "aiortc.rtp:RtpPacket.parse": (
         "22109861dfce7babb7351ee06fd991d25c9da43d5d841febcab5ad3345dbb336"
@@ -334,6 +335,9 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
     ),
     "asyncio.selector_events:_SelectorDatagramTransport._read_ready": (
         "a94e5a17ae9744963a65fc0b639ab0cdc4ac50d88a9b178202a864eed78f3309"
+    ),
+    "asyncio.selector_events:_SelectorTransport.is_closing": (
+        "fc304726666981e20cd4491bc9d000989893a9bee4d8172a8197db622dbc7dfb"
     ),
     "aioice.ice:StunProtocol.datagram_received": (
         "ff4c8b910d45fb3a9e50c4391fe5cbaba33dcba669fea9e847e19a5c99b9bfbb"
