@@ -66,7 +66,9 @@ enum { KIND_UNKNOWN = 0, KIND_PLAIN, KIND_VP8, KIND_H264, KIND_RTX };
 
 /* What the one-byte header extensions carried (HeaderExtensionsMap.get). */
 typedef struct {
-    PyObject *mid, *repaired_rtp_stream_id, *rtp_stream_id; /* new references or NULL */
+    /* the string values, checked but decoded only when an RtpPacket is built */
+    const unsigned char *mid, *repaired_rtp_stream_id, *rtp_stream_id; /* NULL: absent */
+    Py_ssize_t mid_len, repaired_rtp_stream_id_len, rtp_stream_id_len;
     int has_abs_send_time, has_transmission_offset, has_audio_level, has_transport_sequence_number;
     long abs_send_time, transmission_offset, transport_sequence_number;
     int audio_level_voice, audio_level;
@@ -300,26 +302,39 @@ set_long_attr(PyObject *obj, PyObject *name, long long value)
     return r;
 }
 
-/* An extension id from HeaderExtensionsMap's ids (None when not negotiated: -1). */
+/* An extension id from the instance dict of HeaderExtensionsMap's ids (-1: None). */
 static int
-ext_id(PyObject *ids, PyObject *name, long *id)
+ext_id(PyObject *ids_dict, PyObject *name, long *id)
 {
-    PyObject *v = PyObject_GetAttr(ids, name);
-    if (v == NULL)
-        return -1;
+    PyObject *v = PyDict_GetItemWithError(ids_dict, name);
     *id = -1;
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
     if (PyLong_Check(v))
         *id = PyLong_AsLong(v);
-    Py_DECREF(v);
     return (*id == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static void
-extensions_clear(Extensions *x)
+/* Would Python's decode (UTF-8, or ASCII) of these bytes succeed? */
+static int
+decodes(const unsigned char *v, Py_ssize_t len, int ascii)
 {
-    Py_CLEAR(x->mid);
-    Py_CLEAR(x->repaired_rtp_stream_id);
-    Py_CLEAR(x->rtp_stream_id);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if (v[i] & 0x80) {
+            if (ascii)
+                return 0;
+            PyObject *s = PyUnicode_DecodeUTF8((const char *)v, len, NULL);
+            if (s == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                    return -1;
+                PyErr_Clear();
+                return 0;
+            }
+            Py_DECREF(s);
+            return 1;
+        }
+    }
+    return 1;
 }
 
 enum { PARSE_OK = 0, PARSE_DROP = 1, PARSE_PYTHON = 2, PARSE_ERROR = -1 };
@@ -331,10 +346,16 @@ static int
 parse_extensions(PyObject *ids, const unsigned char *v, Py_ssize_t len, Extensions *x)
 {
     long id_mid, id_rrid, id_rid, id_ast, id_toff, id_level, id_twcc;
-    if (ext_id(ids, s_mid, &id_mid) < 0 || ext_id(ids, s_repaired_rid, &id_rrid) < 0 ||
-        ext_id(ids, s_rid, &id_rid) < 0 || ext_id(ids, s_abs_send_time, &id_ast) < 0 ||
-        ext_id(ids, s_toffset, &id_toff) < 0 || ext_id(ids, s_audio_level, &id_level) < 0 ||
-        ext_id(ids, s_twcc, &id_twcc) < 0)
+    /* The ids are set on the instance by configure(); unset ones are the class's None. */
+    PyObject *ids_dict = PyObject_GenericGetDict(ids, NULL);
+    if (ids_dict == NULL)
+        return PARSE_ERROR;
+    int ok = ext_id(ids_dict, s_mid, &id_mid) == 0 && ext_id(ids_dict, s_repaired_rid, &id_rrid) == 0 &&
+             ext_id(ids_dict, s_rid, &id_rid) == 0 && ext_id(ids_dict, s_abs_send_time, &id_ast) == 0 &&
+             ext_id(ids_dict, s_toffset, &id_toff) == 0 && ext_id(ids_dict, s_audio_level, &id_level) == 0 &&
+             ext_id(ids_dict, s_twcc, &id_twcc) == 0;
+    Py_DECREF(ids_dict);
+    if (!ok)
         return PARSE_ERROR;
     Py_ssize_t pos = 0;
     while (pos < len) {
@@ -349,28 +370,24 @@ parse_extensions(PyObject *ids, const unsigned char *v, Py_ssize_t len, Extensio
             return PARSE_DROP; /* "RTP one-byte header extension value is truncated" */
         const unsigned char *value = v + pos;
         pos += x_length;
-        if (x_id == id_mid) {
-            PyObject *s = PyUnicode_DecodeUTF8((const char *)value, x_length, NULL);
-            if (s == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_ValueError))
-                    return PARSE_ERROR;
-                PyErr_Clear();
-                return PARSE_DROP;
+        if (x_id == id_mid || x_id == id_rrid || x_id == id_rid) {
+            int valid = decodes(value, x_length, x_id != id_mid);
+            if (valid < 0)
+                return PARSE_ERROR;
+            if (!valid)
+                return PARSE_DROP; /* UnicodeDecodeError is a ValueError */
+            if (x_id == id_mid) {
+                x->mid = value;
+                x->mid_len = x_length;
             }
-            Py_XSETREF(x->mid, s);
-        }
-        else if (x_id == id_rrid || x_id == id_rid) {
-            PyObject *s = PyUnicode_DecodeASCII((const char *)value, x_length, NULL);
-            if (s == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_ValueError))
-                    return PARSE_ERROR;
-                PyErr_Clear();
-                return PARSE_DROP;
+            else if (x_id == id_rrid) {
+                x->repaired_rtp_stream_id = value;
+                x->repaired_rtp_stream_id_len = x_length;
             }
-            if (x_id == id_rrid)
-                Py_XSETREF(x->repaired_rtp_stream_id, s);
-            else
-                Py_XSETREF(x->rtp_stream_id, s);
+            else {
+                x->rtp_stream_id = value;
+                x->rtp_stream_id_len = x_length;
+            }
         }
         else if (x_id == id_ast) {
             if (x_length != 3)
@@ -433,9 +450,19 @@ build_extensions(Extensions *x)
     if (ext == NULL)
         return NULL;
     PyObject *v;
-#define SET_OBJ(name, obj)                                      \
-    if (PyObject_SetAttr(ext, name, (obj) ? (obj) : Py_None) < 0) \
-        goto fail;
+#define SET_STR(name, value, len, decode)                                       \
+    if ((value) == NULL) {                                                       \
+        if (PyObject_SetAttr(ext, name, Py_None) < 0)                            \
+            goto fail;                                                           \
+    }                                                                            \
+    else {                                                                       \
+        v = decode((const char *)(value), (len), NULL);                          \
+        if (v == NULL || PyObject_SetAttr(ext, name, v) < 0) {                   \
+            Py_XDECREF(v);                                                       \
+            goto fail;                                                           \
+        }                                                                        \
+        Py_DECREF(v);                                                            \
+    }
 #define SET_OPT_LONG(name, has, value)                   \
     if (has) {                                           \
         if (set_attr_long(ext, name, value) < 0)         \
@@ -457,12 +484,12 @@ build_extensions(Extensions *x)
     else if (PyObject_SetAttr(ext, s_audio_level, Py_None) < 0) {
         goto fail;
     }
-    SET_OBJ(s_mid, x->mid);
-    SET_OBJ(s_repaired_rid, x->repaired_rtp_stream_id);
-    SET_OBJ(s_rid, x->rtp_stream_id);
+    SET_STR(s_mid, x->mid, x->mid_len, PyUnicode_DecodeUTF8);
+    SET_STR(s_repaired_rid, x->repaired_rtp_stream_id, x->repaired_rtp_stream_id_len, PyUnicode_DecodeASCII);
+    SET_STR(s_rid, x->rtp_stream_id, x->rtp_stream_id_len, PyUnicode_DecodeASCII);
     SET_OPT_LONG(s_toffset, x->has_transmission_offset, x->transmission_offset);
     SET_OPT_LONG(s_twcc, x->has_transport_sequence_number, x->transport_sequence_number);
-#undef SET_OBJ
+#undef SET_STR
 #undef SET_OPT_LONG
     return ext;
 fail:
@@ -1164,54 +1191,63 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         goto done_receiver;
     }
 
-    /* StreamStatistics.add */
+    /* StreamStatistics.add, on its instance dict (every attribute is set in __init__) */
     {
+        PyObject *sd = PyObject_GenericGetDict(stream, NULL);
+        if (sd == NULL)
+            goto done_receiver;
+        int failed = 1;
         long long max_seq = 0, received = 0, cycles = 0;
-        int has_max = get_long_attr(stream, s_max_seq, &max_seq);
+        int has_max = dict_get_long(sd, s_max_seq, &max_seq);
         if (has_max < 0)
-            goto done_receiver;
+            goto stats_done;
         int in_order = !has_max || uint16_gt(seq, (long)max_seq);
-        if (get_long_attr(stream, s_packets_received, &received) < 0 ||
-            set_long_attr(stream, s_packets_received, received + 1) < 0)
-            goto done_receiver;
+        if (dict_get_long(sd, s_packets_received, &received) < 0 ||
+            dict_set_long(sd, s_packets_received, received + 1) < 0)
+            goto stats_done;
         received += 1;
         long long base = 0;
-        int has_base = get_long_attr(stream, s_base_seq, &base);
+        int has_base = dict_get_long(sd, s_base_seq, &base);
         if (has_base < 0)
-            goto done_receiver;
-        if (!has_base && set_long_attr(stream, s_base_seq, seq) < 0)
-            goto done_receiver;
+            goto stats_done;
+        if (!has_base && dict_set_long(sd, s_base_seq, seq) < 0)
+            goto stats_done;
         if (in_order) {
             long long clockrate = 0;
-            if (get_long_attr(stream, s_clockrate, &clockrate) < 0)
-                goto done_receiver;
+            if (dict_get_long(sd, s_clockrate, &clockrate) < 0)
+                goto stats_done;
             long long arrival = (long long)(now * (double)clockrate);
             if (has_max && seq < max_seq) {
-                if (get_long_attr(stream, s_cycles, &cycles) < 0 ||
-                    set_long_attr(stream, s_cycles, cycles + (1 << 16)) < 0)
-                    goto done_receiver;
+                if (dict_get_long(sd, s_cycles, &cycles) < 0 ||
+                    dict_set_long(sd, s_cycles, cycles + (1 << 16)) < 0)
+                    goto stats_done;
             }
-            if (set_long_attr(stream, s_max_seq, seq) < 0)
-                goto done_receiver;
+            if (dict_set_long(sd, s_max_seq, seq) < 0)
+                goto stats_done;
             long long last_ts = 0, last_arrival = 0, jitter_q4 = 0;
-            int has_last_ts = get_long_attr(stream, s_last_timestamp, &last_ts);
+            int has_last_ts = dict_get_long(sd, s_last_timestamp, &last_ts);
             if (has_last_ts < 0)
-                goto done_receiver;
+                goto stats_done;
             if ((!has_last_ts || (long long)timestamp != last_ts) && received > 1) {
-                if (get_long_attr(stream, s_last_arrival, &last_arrival) < 0 ||
-                    get_long_attr(stream, s_jitter_q4, &jitter_q4) < 0)
-                    goto done_receiver;
+                if (dict_get_long(sd, s_last_arrival, &last_arrival) < 0 ||
+                    dict_get_long(sd, s_jitter_q4, &jitter_q4) < 0)
+                    goto stats_done;
                 long long diff = (arrival - last_arrival) - ((long long)timestamp - last_ts);
                 if (diff < 0)
                     diff = -diff;
                 jitter_q4 += diff - ((jitter_q4 + 8) >> 4);
-                if (set_long_attr(stream, s_jitter_q4, jitter_q4) < 0)
-                    goto done_receiver;
+                if (dict_set_long(sd, s_jitter_q4, jitter_q4) < 0)
+                    goto stats_done;
             }
-            if (set_long_attr(stream, s_last_arrival, arrival) < 0 ||
-                set_long_attr(stream, s_last_timestamp, (long long)timestamp) < 0)
-                goto done_receiver;
+            if (dict_set_long(sd, s_last_arrival, arrival) < 0 ||
+                dict_set_long(sd, s_last_timestamp, (long long)timestamp) < 0)
+                goto stats_done;
         }
+        failed = 0;
+    stats_done:
+        Py_DECREF(sd);
+        if (failed)
+            goto done_receiver;
     }
 
     /* NackGenerator.add, when nothing is missing and nothing goes missing */
@@ -1332,7 +1368,6 @@ python_parse:
         Py_XDECREF(when);
     }
 done:
-    extensions_clear(&x);
     Py_XDECREF(payload);
     Py_XDECREF(packet);
     Py_XDECREF(state_ssrc);

@@ -364,7 +364,9 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
 }
 #: asyncio's datagram transport whose reader callback the compiled ingest replaces, the
 #: transport's attributes it reads, and the event loop's method that sets a reader.
-_SELECTOR_DATAGRAM_TRANSPORT: Final = asyncio.selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
+_SELECTOR_DATAGRAM_TRANSPORT: Final = (
+    asyncio.selector_events._SelectorDatagramTransport  # type: ignore[attr-defined]
+)
 ASYNCIO_TRANSPORT_ATTRIBUTES: Final = {
     "loop": "_loop",
     "fd": "_sock_fd",
@@ -483,12 +485,14 @@ class DirectIngest:
         self._source_time = aiortc_clock.current_datetime()
         self._source_time_ms = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Packets dropped because of a failure (``packets`` and ``dropped``: below).
+        #: Packets dropped because of a failure.
         self.errors = 0
         #: RTCP packets (of compound ones) handled here, and handlers that had to
         #: finish in a task (they waited for something).
         self.rtcp_packets = 0
         self.rtcp_deferred = 0
+        # What the Python path routed and dropped (``packets`` and ``dropped`` add the
+        # compiled path's counts).
         self._python_packets = 0
         self._python_dropped = 0
         #: The compiled steady state (server/media/_ingest.c), or None: Python does it all.
@@ -517,7 +521,7 @@ class DirectIngest:
 
     def _use_compiled_estimator(self, receiver: RTCRtpReceiver) -> None:
         # The receiver's REMB estimator becomes the compiled port (same answers,
-        # tests/media/test_compiled_ingest.py), so that both paths feed one estimator.
+        # tests/media/test_compiled_estimator.py), so that both paths feed one estimator.
         # Only before its first packet: the state is not carried over.
         state = self._receivers[receiver]
         key = INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]
