@@ -60,6 +60,8 @@ _PACKET_BYTES = 1200
 ReportHandler = Callable[[float, float], None]
 #: The receiver's REMB estimate, bit/s.
 RembHandler = Callable[[int], None]
+#: Told that a switch of encoding completed (the target's keyframe went out).
+SwitchHandler = Callable[[], None]
 
 
 class _SwitchProbe:
@@ -112,6 +114,7 @@ class ForwardingSender(HookedRtpSender):
         #: Called with what the receiver reports about its link (set by the connection).
         self.on_report: ReportHandler | None = None
         self.on_remb: RembHandler | None = None
+        self.on_switched: SwitchHandler | None = None
         # The source's (expected, received) counts at the receiver's previous report:
         # what the publisher's uplink lost in between is no fault of this receiver's link.
         self._upstream_mark: tuple[TrackForwarder, int, int] | None = None
@@ -508,6 +511,9 @@ class ForwardingSender(HookedRtpSender):
         self.switches += 1
         # attach() does not reach the fan-out already under way: forward this packet now.
         self.on_packet(keyframe, True)
+        on_switched = self.on_switched
+        if on_switched is not None:
+            on_switched()
 
     def _probe_ended(self, probe: _SwitchProbe) -> None:
         if probe is self._probe:

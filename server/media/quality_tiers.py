@@ -49,7 +49,10 @@ class TierThresholds:
     #: Interarrival jitter (seconds) at or above which the link is weak (with loss above
     #: ``up_loss``; alone it only holds the level). Below half of it, the link is clean.
     down_jitter: float = 0.12
-    #: At least this many seconds between two level changes (a step must show its effect).
+    #: At least this many seconds between a level change reaching the receiver and the
+    #: next change (a step must show its effect). A step that waits for a keyframe of the
+    #: encoding it switches to reaches the receiver with that keyframe, or is taken to
+    #: have reached it after one ``hold`` of waiting.
     hold: float = 2.0
     #: Seconds of clean reports before stepping up one level.
     up_after: float = 6.0
@@ -90,6 +93,8 @@ class ReceiverQuality:
         #: Why the last step down happened (for logs): "loss", "jitter" or "remb".
         self.reason = ""
         self._last_change = now
+        #: When the last change reached the receiver (None: it waits for a keyframe).
+        self._effective_at: float | None = now
         self._clean_since: float | None = now
         self._last_up: float | None = None
         self._up_after = thresholds.up_after
@@ -101,6 +106,22 @@ class ReceiverQuality:
     def up_after(self) -> float:
         """The current clean time needed to step up (grows after failed steps up)."""
         return self._up_after
+
+    def step_pending(self) -> None:
+        """The change just made reaches the receiver only at a keyframe of the encoding it
+        switches to (the publisher's answer to a keyframe request): until
+        :meth:`step_took_effect`, the receiver still gets what it had, and the hold
+        before the next change has not started (it starts after one ``hold`` of waiting
+        at the latest)."""
+        self._effective_at = None
+
+    def step_took_effect(self, now: float) -> None:
+        """The pending change reached the receiver now: the hold before the next change,
+        and the reports that judge it, start here."""
+        if self._effective_at is None:
+            self._effective_at = now
+            self._samples.clear()
+            self._remb_short_since = None
 
     def observe_report(self, now: float, fraction_lost: float, jitter: float) -> int | None:
         """One report block: fraction lost (0..1) and jitter (seconds) since the last one."""
@@ -129,6 +150,13 @@ class ReceiverQuality:
             self._remb_short_since is not None and now - self._remb_short_since >= t.remb_hold
         )
         level = self.level
+        # A step is judged from when it reached the receiver: a receiver whose switch to
+        # the low encoding still waits for its keyframe must not be stepped down again
+        # before it has had the low encoding for a while.
+        effective = self._effective_at
+        if effective is None:
+            effective = self._last_change + t.hold
+        held = now - effective >= t.hold
         # High jitter or a short REMB alone is no verdict. Jitter includes the publisher's
         # own irregular timing (a busy encoder), and after a step up a receiver's estimate
         # lags what it now gets (it grows ~8 %/s). With some loss besides, the link is full.
@@ -147,7 +175,7 @@ class ReceiverQuality:
             )
         if weak:
             self._clean_since = None
-            if level < AUDIO_ONLY and now - self._last_change >= t.hold:
+            if level < AUDIO_ONLY and held:
                 if self._last_up is not None and now - self._last_up < self._up_after:
                     # The link could not take the level we just went back to: wait longer.
                     self._up_after = min(self._up_after * 2, t.max_up_after)
@@ -160,11 +188,7 @@ class ReceiverQuality:
             return None
         if self._clean_since is None:
             self._clean_since = now
-        if (
-            level > FULL
-            and now - self._clean_since >= self._up_after
-            and now - self._last_change >= t.hold
-        ):
+        if level > FULL and now - self._clean_since >= self._up_after and held:
             self._set(level - 1, now)
             self._last_up = now
             self._clean_since = now  # the next step up needs its own clean time
@@ -178,6 +202,7 @@ class ReceiverQuality:
     def _set(self, level: int, now: float) -> None:
         self.level = level
         self._last_change = now
+        self._effective_at = now  # unless the caller says it waits (step_pending)
         # Reports describing the old level do not judge the new one.
         self._samples.clear()
         self._remb_short_since = None

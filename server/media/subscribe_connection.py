@@ -406,6 +406,7 @@ class SubscribeConnection:
             )
             sender.on_report = self._on_report
             sender.on_remb = self._on_remb
+            sender.on_switched = self._on_switched
             install_sender(
                 transceiver,
                 sender,
@@ -471,12 +472,26 @@ class SubscribeConnection:
 
     def _on_report(self, fraction_lost: float, jitter: float) -> None:
         if self._quality.observe_report(time.monotonic(), fraction_lost, jitter) is not None:
-            self._apply_slots()
+            self._apply_level()
 
     def _on_remb(self, bitrate: int) -> None:
         now = time.monotonic()
         if self._quality.observe_remb(now, bitrate, self._sending_rate(now)) is not None:
-            self._apply_slots()
+            self._apply_level()
+
+    def _apply_level(self) -> None:
+        # A new level: a slot that switches encodings does so at the target's next
+        # keyframe, and the step reaches the receiver only then (see _on_switched).
+        self._apply_slots()
+        if self._switching():
+            self._quality.step_pending()
+
+    def _on_switched(self) -> None:
+        if not self._switching():
+            self._quality.step_took_effect(time.monotonic())
+
+    def _switching(self) -> bool:
+        return any(sub.sender.switching_to is not None for sub in self._subs.values())
 
     def _sending_rate(self, now: float) -> int:
         """What we send this receiver, bit/s, measured over a second or more."""

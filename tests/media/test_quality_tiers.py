@@ -41,6 +41,33 @@ def test_a_lossy_link_steps_down_one_level_at_a_time_then_audio_only() -> None:
     assert q.level == AUDIO_ONLY
 
 
+def test_a_step_waiting_for_its_keyframe_is_held_from_when_it_reached_the_receiver() -> None:
+    # The step down to the low encoding waits for the publisher's keyframe: meanwhile the
+    # receiver still gets the high encoding, and its reports say nothing of the low one.
+    q = ReceiverQuality(T, now=0.0)
+    (down_at, level), *_ = feed(q, 0.0, 2.0, loss=0.2)
+    assert level == REDUCED
+    q.step_pending()
+    keyframe_at = down_at + 3.0  # later than the hold
+    assert feed(q, down_at + 0.5, keyframe_at, loss=0.2) == []
+    q.step_took_effect(keyframe_at)
+    # The receiver has the low encoding for a hold before the link steps it down again.
+    changes = feed(q, keyframe_at + 0.5, keyframe_at + 10.0, loss=0.2)
+    assert [level for _, level in changes] == [AUDIO_ONLY]
+    assert changes[0][0] - keyframe_at >= T.hold
+
+
+def test_a_step_whose_keyframe_never_comes_is_held_for_at_most_two_holds() -> None:
+    q = ReceiverQuality(T, now=0.0)
+    (down_at, _), *_ = feed(q, 0.0, 2.0, loss=0.2)
+    q.step_pending()
+    changes = feed(q, down_at + 0.5, down_at + 10.0, loss=0.2)
+    assert [level for _, level in changes] == [AUDIO_ONLY]
+    assert 2 * T.hold <= changes[0][0] - down_at <= 2 * T.hold + 0.5
+    q.step_took_effect(down_at + 10.0)  # a late keyframe of a step long gone: no effect
+    assert q.level == AUDIO_ONLY
+
+
 def test_a_recovered_link_steps_back_up_after_clean_time_not_at_once() -> None:
     q = ReceiverQuality(T, now=0.0)
     feed(q, 0.0, 10.0, loss=0.2)
