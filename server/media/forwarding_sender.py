@@ -115,6 +115,12 @@ class ForwardingSender(HookedRtpSender):
         self.on_report: ReportHandler | None = None
         self.on_remb: RembHandler | None = None
         self.on_switched: SwitchHandler | None = None
+        # After a pause: the outgoing sequence number of the first packet sent again (set
+        # once it is sent), until the receiver's first report that has seen it.
+        self._resume_pending = False
+        self._resume_seq: int | None = None
+        #: Receiver reports not judged (the first one after a pause).
+        self.reports_skipped = 0
         # The source's (expected, received) counts at the receiver's previous report:
         # what the publisher's uplink lost in between is no fault of this receiver's link.
         self._upstream_mark: tuple[TrackForwarder, int, int] | None = None
@@ -208,6 +214,7 @@ class ForwardingSender(HookedRtpSender):
         self._paused = paused
         if not paused:
             self._restart()
+            self._resume_pending = True
         self._update_fast_path()
         logger.debug("%r paused=%s", self, paused)
 
@@ -271,12 +278,16 @@ class ForwardingSender(HookedRtpSender):
             return
         # One clock read per received packet, made by the forwarder for all its sinks.
         now = forwarder.arrival_time
-        if self._resync_next:
+        resync = self._resync_next
+        if resync:
             self._resync_next = False
             rewriter.resync(packet, now)
         seq = rewriter.map_sequence(packet, now)
         if seq < 0:
             return
+        if resync and self._resume_pending:
+            self._resume_pending = False
+            self._resume_seq = seq
         timestamp = (packet.timestamp + rewriter.ts_offset) & 0xFFFFFFFF
         payload = packet.payload
         header_bytes = bytes(header.build(packet.marker, seq, timestamp, forwarder.extension_value))
@@ -337,6 +348,12 @@ class ForwardingSender(HookedRtpSender):
             for report in packet.reports:
                 if report.ssrc == channel.ssrc:
                     link_loss = self._link_loss(report.fraction_lost / 256)
+                    if self._covers_resume(report.highest_sequence):
+                        # Its interval counts as lost what the link lost just before a
+                        # pause (the receiver learns of those packets only from the
+                        # first one after it): that was the level left, not this one.
+                        self.reports_skipped += 1
+                        continue
                     on_report(link_loss, report.jitter / channel.clock_rate)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             on_remb = self.on_remb
@@ -347,6 +364,15 @@ class ForwardingSender(HookedRtpSender):
             except ValueError:
                 return
             on_remb(bitrate)
+
+    def _covers_resume(self, highest_sequence: int) -> bool:
+        """True for the first receiver report that has seen the stream resumed after a
+        pause (its highest sequence number at or past the first one sent after it)."""
+        resume_seq = self._resume_seq
+        if resume_seq is None or (highest_sequence - resume_seq) & 0xFFFF >= 0x8000:
+            return False
+        self._resume_seq = None
+        return True
 
     def _link_loss(self, reported: float) -> float:
         """The share of what we sent that the receiver's link lost, from the share it

@@ -396,3 +396,51 @@ async def test_a_lossy_publisher_does_not_step_its_receivers_down(
         lambda: room.video_quality("W")[0] != "full", "W steps down", within=30
     )
     assert room.video_quality("F")[0] == "full"
+
+
+async def test_the_first_report_after_a_pause_does_not_judge_the_link(
+    tiers_harness: RoomHarness,
+) -> None:
+    # A receiver learns that packets sent just before a pause were lost only from the
+    # first packet after it, so its first report after a pause counts that loss: it is
+    # about the level that was left (a weak link stepped down to audio only), and must
+    # not step the resumed video down again on a link that is now clean.
+    harness = tiers_harness
+    room = harness.room
+    publisher = harness.client("P", audio=False)
+    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
+    harness.clients["W"] = weak
+    await publisher.join()
+    await weak.join(can_publish=False, publish=False)
+    await harness.wait_until(lambda: frames(weak, "P") >= 10, "W gets P's video")
+    (sender,) = [s.sender for s in room._participants["W"].subscribe._subs.values()]
+    channel = sender.channel
+    assert channel is not None
+    judged: list[float] = []
+    on_report = sender.on_report
+    assert on_report is not None
+
+    def record(fraction_lost: float, jitter: float) -> None:
+        judged.append(fraction_lost)
+        on_report(fraction_lost, jitter)
+
+    sender.on_report = record
+    # The last 20 packets before the pause never reach W; then the link is clean again.
+    weak.relay.loss = 1.0
+    sent = channel.packets_sent
+    await harness.wait_until(lambda: channel.packets_sent >= sent + 20, "20 packets lost")
+    sender.set_paused(True)
+    weak.relay.loss = 0.0
+    received = frames(weak, "P")
+    judged.clear()
+    sender.set_paused(False)
+    await harness.wait_until(
+        lambda: frames(weak, "P") >= received + 10 and len(judged) >= 2,
+        "W gets video again, and two reports are judged",
+        within=30,
+    )
+    # The report that counted the 20 (aiortc's receiver counts a retransmission on the
+    # RTX stream, not as received on the media stream) was not judged.
+    assert max(judged) < 0.05, judged
+    assert sender.reports_skipped == 1
+    assert room.video_quality("W")[0] == "full"
