@@ -402,3 +402,27 @@ async def test_each_node_process_of_a_box_serves_its_own_metrics(tmp_path: Path)
                 nodes |= {dict(ls)["node"] for n, ls in samples if n == "yitang_node_info"}
         assert len(nodes) == 2, "two node processes, each with its own metrics"
         assert await box.stop() == 0
+
+
+def test_a_worker_started_after_a_scrape_is_not_counted_as_a_restart() -> None:
+    """A scrape can see a broadcast before its worker is started (0 starts, a loaded
+    machine): that first start is no restart; the starts after it are."""
+    from types import SimpleNamespace
+
+    from server.metrics.broadcasts import BroadcastCollector
+
+    supervisor = SimpleNamespace(starts=0, failed=False, process=None)
+    broadcast = SimpleNamespace(supervisor=supervisor, ended=False, programme=None)
+    service = SimpleNamespace(broadcasts={"room": broadcast})
+    collector = BroadcastCollector(lambda: service)
+
+    def restarts() -> float:
+        (_, counter) = list(collector.collect())
+        return float(counter.samples[0].value)
+
+    assert restarts() == 0  # not started yet
+    supervisor.starts = 1
+    assert restarts() == 0  # its first start
+    supervisor.starts = 2
+    assert restarts() == 1  # it exited and was started again
+    assert restarts() == 1

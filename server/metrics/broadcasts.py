@@ -67,10 +67,11 @@ class BroadcastCollector(Collector):
             counts[broadcast_state(broadcast)] += 1
             supervisor = broadcast.supervisor
             started = int(supervisor.starts)
-            # The first start of a worker is not a restart.
-            before = self._starts.get(id(supervisor), min(started, 1))
+            # The first start of a worker is not a restart, whether a scrape saw the
+            # broadcast before its worker was started (0 starts) or after.
+            before = self._starts.get(id(supervisor), 1)
             self._restarts += max(0, started - before)
-            starts[id(supervisor)] = started
+            starts[id(supervisor)] = max(started, 1)
         self._starts = starts
         gauge = GaugeMetricFamily(
             "yitang_broadcasts",
