@@ -125,6 +125,9 @@ class ForwardingSender(HookedRtpSender):
         # what the publisher's uplink lost in between is no fault of this receiver's link.
         self._upstream_mark: tuple[TrackForwarder, int, int] | None = None
         self._upstream_loss = 0.0
+        # The extended highest sequence number of the receiver's previous report: where
+        # the packets its next report counts start.
+        self._report_highest: int | None = None
         #: The last report's loss: (as the receiver reported it, the share of it that
         #: never reached us from the publisher). Stats and tests.
         self.last_report_loss: tuple[float, float] = (0.0, 0.0)
@@ -199,6 +202,7 @@ class ForwardingSender(HookedRtpSender):
         forwarder, self._forwarder = self._forwarder, None
         source, self._source = self._source, None
         self._upstream_mark = None
+        self._report_highest = None
         self._cancel_probe()
         for f in (forwarder, source):
             if f is not None:
@@ -347,7 +351,7 @@ class ForwardingSender(HookedRtpSender):
                 return
             for report in packet.reports:
                 if report.ssrc == channel.ssrc:
-                    link_loss = self._link_loss(report.fraction_lost / 256)
+                    link_loss = self._link_loss(report.fraction_lost / 256, report.highest_sequence)
                     if self._covers_resume(report.highest_sequence):
                         # Its interval counts as lost what the link lost just before a
                         # pause (the receiver learns of those packets only from the
@@ -374,16 +378,20 @@ class ForwardingSender(HookedRtpSender):
         self._resume_seq = None
         return True
 
-    def _link_loss(self, reported: float) -> float:
+    def _link_loss(self, reported: float, highest_sequence: int) -> float:
         """The share of what we sent that the receiver's link lost, from the share it
         reports missing: packets the publisher's uplink lost were never sent (their
         sequence numbers are skipped, not reused), and must not step this receiver down
         (a lossy venue would lower what everyone else receives).
 
-        The publisher's loss is measured between two of this receiver's reports, the
-        same packets as the report's; an interval with too few packets to tell (two
-        reports handled back to back on a busy server) keeps the last measure and
-        counts on into the next, and so does a switch of encoding (the same uplink).
+        The publisher's loss is counted over the very packets the report counts (the
+        sequence numbers since the receiver's previous report that we never sent).
+        Where the sent history cannot tell (the first report, or a report so late that
+        newer packets took the history's slots), it is measured over the time between
+        two reports, which on a busy server or a slow link covers other packets than
+        the report's: an interval with too few packets to tell (two reports handled
+        back to back) keeps the last measure and counts on into the next, and so does
+        a switch of encoding (the same uplink).
         """
         source = self._source
         if source is None:
@@ -398,6 +406,12 @@ class ForwardingSender(HookedRtpSender):
                 self._upstream_loss = min(max(1.0 - received / expected, 0.0), 1.0)
                 self._mark_upstream(source)
         upstream = self._upstream_loss
+        previous, self._report_highest = self._report_highest, highest_sequence
+        channel = self.channel
+        if previous is not None and channel is not None and highest_sequence > previous:
+            sent, known = channel.sent_among(previous + 1, highest_sequence)
+            if known >= _UPSTREAM_MIN_PACKETS:
+                upstream = 1.0 - sent / known
         self.last_report_loss = (reported, upstream)
         if upstream >= 1.0:
             return 0.0  # nothing came to forward: the receiver's link is not judged

@@ -17,7 +17,7 @@ from server.loadtest.clip import encode_audio, encode_video
 from server.loadtest.participant import LoadParticipant
 from tests.browser.support import DESKTOP, WAIT_MS, enter
 from tests.conftest import free_port
-from tests.helpers import ROOM_SPEC, ApiHandle
+from tests.helpers import ROOM_SPEC, ApiHandle, eventually
 from tests.processes import server_process
 from tests.turn_kit import coturn
 
@@ -71,7 +71,8 @@ async def test_a_relay_only_browser_sees_and_is_seen_through_turn(
                     for t in member.tracks
                 )
 
-            await member.signaling.wait_for(host_seen, timeout=40)
+            # Frames arrive on the media path, which wakes no signaling wait: poll.
+            await eventually(host_seen, "the member sees the page's camera", within=40)
             for which in ("publish", "subscribe"):
                 kind = await page.evaluate(SELECTED_LOCAL_CANDIDATE, which)
                 assert kind == "relay", f"the page's {which} connection runs over {kind}"

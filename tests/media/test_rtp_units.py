@@ -19,7 +19,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
 )
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 from media_testkit import make_counter_frame
 from pylibsrtp import Policy, Session
 
@@ -117,6 +117,7 @@ def test_rewriter_keeps_a_continuous_stream_across_gaps_and_sources(fanout_path:
 
 class _Transport:
     state = "connected"
+    _stats_id = "transport"  # aiortc's sender names it in the stats of a receiver report
 
 
 class _Sink:
@@ -414,6 +415,56 @@ def _sending_pair(
         setattr(sender, SENDER_ATTRIBUTES["header_extensions_map"], extensions)
     channel = RtpSendChannel(sender, VP8, output)
     return forwarder, sender, output, channel
+
+
+async def test_a_receiver_report_is_corrected_for_the_uplink_loss_of_its_own_packets(
+    fanout_path: str,
+) -> None:
+    # The publisher's uplink lost 30 % of the packets one receiver report counts, and
+    # nothing of the 80 forwarded after them before the report came (in flight, or a
+    # busy server). The report's loss is the uplink's, not the receiver's link: counted
+    # over the time between reports (diluted by the 80) it looked like 22 % of its own.
+    forwarder, sender, output, channel = _sending_pair()
+    judged: list[float] = []
+    sender.on_report = lambda fraction_lost, jitter: judged.append(fraction_lost)
+    task = asyncio.create_task(sender.run_forwarding(channel))
+
+    def forward(first: int, count: int, skip_every: int | None = None) -> list[int]:
+        skipped = []
+        for seq in range(first, first + count):
+            if skip_every is not None and seq % skip_every == 0:
+                skipped.append(seq)  # lost on the uplink: never reaches the forwarder
+                continue
+            forwarder.on_packet(_vp8(seq, keyframe=seq == 1))
+        return skipped
+
+    async def report(highest_source_seq: int, fraction_lost: float) -> None:
+        highest = highest_source_seq + offset  # as the receiver numbers it (extended)
+        info = RtcpReceiverInfo(
+            ssrc=channel.ssrc, fraction_lost=round(fraction_lost * 256), packets_lost=0,
+            highest_sequence=highest, jitter=0, lsr=0, dlsr=0,
+        )  # fmt: skip
+        await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[info]))
+
+    try:
+        await _yield_until(lambda: sender.running, "the sender to start")
+        forward(1, 40)
+        offset = struct.unpack_from("!H", output.sent[0], 2)[0] - 1
+        await report(40, 0.0)  # a clean start
+        skipped = forward(41, 40, skip_every=3)
+        forward(81, 80)  # sent before the next report arrives
+        assert len(skipped) == 13
+        await report(80, len(skipped) / 40)
+        assert sender.last_report_loss[1] == pytest.approx(13 / 40)
+        assert judged[-1] == pytest.approx(0.0, abs=0.01)  # 0.22 counted by time
+        # The receiver's own link loses a tenth of what we sent it, on top (the report
+        # counts from its last one: the 80 clean packets and 60 more, a quarter lost).
+        skipped = forward(161, 60, skip_every=4)
+        await report(220, 1 - (1 - len(skipped) / 140) * 0.9)
+        assert judged[-1] == pytest.approx(0.1, abs=0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps(
