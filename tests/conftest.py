@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import subprocess
 import tempfile
@@ -24,10 +25,22 @@ from tests.log_secrets import GUARD, GuardHandler
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that no other
+    pytest-xdist worker hands out: the port is closed again before a server binds it,
+    and another worker's server bound to the same number (seen once in a full run)
+    would answer this one's readiness checks."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+    for _ in range(200):  # each try is one of `workers` residues: ends in a few
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        # Not the port's parity: Linux hands out odd ports to bind() and even ones to
+        # connect(), so every port here is odd.
+        if (port >> 1) % workers == index % workers:
+            return port
+    raise RuntimeError("no free port of this worker's share in 200 tries")
 
 
 def pytest_configure(config: pytest.Config) -> None:

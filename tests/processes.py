@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sys
@@ -20,6 +21,8 @@ from server.state.embedded import ping
 from tests.log_secrets import GUARD
 
 REPO = Path(__file__).resolve().parents[1]
+#: The line a node logs once it listens (server/app.py): its id and URL.
+_SERVING = re.compile(r"node (\S+) serving http://")
 START_TIMEOUT = 60.0  # a bound for a failure to start, generous for a loaded machine
 
 
@@ -51,16 +54,23 @@ class ServerProcess:
 
 
 async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    """Poll /readyz until the server is ready: it answers and so does its Redis (bounded)."""
+    """Poll /readyz until the server is ready: it answers and so does its Redis (bounded).
+
+    Ready means a node of *this* process answers (one its log names): a port taken by
+    another server answers too, and the test would talk to the wrong one."""
     async with aiohttp.ClientSession() as http, asyncio.timeout(START_TIMEOUT):
         while True:
             if process.returncode is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(base_url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)  # the process gives no readiness signal but its port
+            # Every node of the process (`--workers N` starts several on one port).
+            nodes = set(_SERVING.findall(log.read_text(errors="replace")))
+            if nodes:
+                with contextlib.suppress(aiohttp.ClientError, ValueError):
+                    async with http.get(base_url + "/readyz") as response:
+                        body = await response.json()
+                        if response.status == 200 and body.get("node") in nodes:
+                            return
+            await asyncio.sleep(0.1)  # the process gives no readiness signal but its log
 
 
 @contextlib.asynccontextmanager
