@@ -59,6 +59,8 @@
 #define NTP_UNIX_OFFSET_MS 2208988800000LL
 /* How stale the "last packet from this source" time may be (as DirectIngest). */
 #define SOURCE_TIME_RESOLUTION_MS 10
+/* Codecs whose kind a path remembers (audio, video, their RTX, and one spare). */
+#define CODEC_CACHE 4
 
 typedef int (*srtp_unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
 
@@ -90,9 +92,11 @@ typedef struct {
     /* the last source time (a datetime; see DirectIngest._source_time) */
     PyObject *source_time;
     long long source_time_ms;
-    /* the last codec seen and its kind */
-    PyObject *codec;
-    int codec_kind;
+    /* the codecs seen last and their kinds: one transport carries audio and video
+     * (and their receivers' codec objects), so one entry would flip per packet */
+    PyObject *codecs[CODEC_CACHE];
+    int codec_kinds[CODEC_CACHE];
+    int codec_next; /* the entry replaced next */
     /* counters */
     unsigned long long packets;   /* RTP packets handled to the end here */
     unsigned long long fallbacks; /* RTP packets handed to Python */
@@ -585,8 +589,9 @@ vp8_descriptor_valid(const unsigned char *data, Py_ssize_t len)
 static int
 codec_kind(Path *p, PyObject *codec)
 {
-    if (codec == p->codec)
-        return p->codec_kind;
+    for (int i = 0; i < CODEC_CACHE; i++)
+        if (codec == p->codecs[i])
+            return p->codec_kinds[i];
     PyObject *name = PyObject_GetAttr(codec, s_name);
     if (name == NULL)
         return -1;
@@ -611,9 +616,11 @@ codec_kind(Path *p, PyObject *codec)
         kind = KIND_UNKNOWN;
     }
     Py_DECREF(name);
+    int slot = p->codec_next;
+    p->codec_next = (slot + 1) % CODEC_CACHE;
     Py_INCREF(codec);
-    Py_XSETREF(p->codec, codec);
-    p->codec_kind = kind;
+    Py_XSETREF(p->codecs[slot], codec);
+    p->codec_kinds[slot] = kind;
     return kind;
 }
 
@@ -928,7 +935,8 @@ Path_traverse(Path *p, visitproc visit, void *arg)
     Py_VISIT(p->queued);
     Py_VISIT(p->session);
     Py_VISIT(p->source_time);
-    Py_VISIT(p->codec);
+    for (int i = 0; i < CODEC_CACHE; i++)
+        Py_VISIT(p->codecs[i]);
     return 0;
 }
 
@@ -945,7 +953,8 @@ Path_clear(Path *p)
     p->srtp = NULL;
     p->unprotect = NULL;
     Py_CLEAR(p->source_time);
-    Py_CLEAR(p->codec);
+    for (int i = 0; i < CODEC_CACHE; i++)
+        Py_CLEAR(p->codecs[i]);
     return 0;
 }
 
