@@ -164,8 +164,13 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
 
 
 def run_server(mode: str, conns: list[Connection], control: Connection) -> None:
-    """Server process entry point (a Yitang mode or "relay")."""
-    asyncio.run(_server_main(mode, conns, control))
+    """Server process entry point (a Yitang mode or "relay"): Yitang on the loop its
+    server runs (server/media/event_loop.py), the relay on asyncio's."""
+    from server.media import event_loop
+
+    factory = event_loop.new_event_loop if mode in YITANG_MODES else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_server_main(mode, conns, control))
 
 
 # --- Orchestrator -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from server.http.access_log import RedactingAccessLogger
 from server.loadtest.runner import LoadTestError, LoadTestOptions, parse_resolution
 from server.loadtest.runner import main_entry as loadtest_main
 from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
+from server.media import event_loop
 from server.media.config import IceAddress
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
@@ -675,6 +677,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_node(main: Coroutine[Any, Any, None]) -> None:
+    """Run a node until it returns, on the loop whose wait reads publishers' sockets
+    (server/media/event_loop.py)."""
+    with asyncio.Runner(loop_factory=event_loop.new_event_loop) as runner:
+        runner.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `yitang` console script."""
     args = build_parser().parse_args(argv)
@@ -692,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 if settings.workers > 1:
                     asyncio.run(serve_box(settings, _serve_argv(argv), args.verbose))
                 else:
-                    asyncio.run(
+                    _run_node(
                         serve(
                             settings,
                             announce=args.box_node != "other",

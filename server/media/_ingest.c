@@ -44,9 +44,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -1819,6 +1821,172 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+
+/* ================================================================ wait */
+
+/*
+ * The wait of asyncio's selector event loop (EpollSelector.select's epoll_wait),
+ * for server/media/event_loop.py's MediaSelector: a socket whose only ready event
+ * is "readable" and whose reader is inline (a compiled Reader) is read right here,
+ * and the wait goes on, without returning to the loop's Python (_run_once, the
+ * selector's mapping, the Handle) for each datagram a publisher sends. It returns
+ * as the selector would -- the other (fd, events) -- as soon as there are any,
+ * when the timeout is up, or when what ran inline gave the loop work: a callback
+ * ready (loop._ready), a timer added (loop._scheduled), or a signal to handle.
+ */
+#define WAIT_MAX_EVENTS 64
+
+/* Readers run inside the wait, since the module was loaded (tests, diagnostics). */
+static unsigned long long inline_runs;
+
+static double
+monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Run one inline reader in its context; a failure goes to on_error(reader, exc). */
+static int
+run_inline(PyObject *entry, PyObject *on_error)
+{
+    PyObject *reader = PyTuple_GET_ITEM(entry, 0);
+    PyObject *context = PyTuple_GET_ITEM(entry, 1);
+    if (PyContext_Enter(context) < 0)
+        return -1;
+    PyObject *r = PyObject_CallNoArgs(reader);
+    int exited = PyContext_Exit(context);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return exited;
+    }
+    PyObject *exc = fetch_exception();
+    if (exited < 0) {
+        Py_XDECREF(exc);
+        return -1;
+    }
+    PyObject *res = PyObject_CallFunctionObjArgs(on_error, reader, exc ? exc : Py_None, NULL);
+    Py_XDECREF(exc);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+static PyObject *
+module_wait(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"epoll_fd", "timeout", "inline", "ready", "scheduled", "max_events", "on_error", NULL};
+    int epfd, max_events;
+    PyObject *timeout_obj, *inline_map, *ready, *scheduled, *on_error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOO!OO!iO:wait", kwlist, &epfd, &timeout_obj, &PyDict_Type,
+                                     &inline_map, &ready, &PyList_Type, &scheduled, &max_events, &on_error))
+        return NULL;
+    double timeout = -1.0; /* None: wait until something happens */
+    if (timeout_obj != Py_None) {
+        timeout = PyFloat_AsDouble(timeout_obj);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (timeout < 0)
+            timeout = 0;
+    }
+    if (max_events < 1)
+        max_events = 1;
+    if (max_events > WAIT_MAX_EVENTS)
+        max_events = WAIT_MAX_EVENTS;
+    double deadline = timeout < 0 ? 0 : monotonic_seconds() + timeout;
+    Py_ssize_t scheduled_count = PyList_GET_SIZE(scheduled);
+    PyObject *scheduled_first = scheduled_count > 0 ? Py_NewRef(PyList_GET_ITEM(scheduled, 0)) : NULL;
+    struct epoll_event events[WAIT_MAX_EVENTS];
+    PyObject *result = NULL;
+    for (;;) {
+        int ms = -1;
+        if (timeout >= 0) {
+            double left = deadline - monotonic_seconds();
+            /* rounded up, as EpollSelector.select does: never wake before a timer is due */
+            ms = left <= 0 ? 0 : (int)ceil(left * 1000.0);
+        }
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, events, max_events, ms);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno == EINTR) { /* as EpollSelector.select: an interrupted wait returns nothing */
+                result = PyList_New(0);
+                break;
+            }
+            PyErr_SetFromErrno(PyExc_OSError);
+            break;
+        }
+        result = PyList_New(0);
+        if (result == NULL)
+            break;
+        int failed = 0;
+        for (int i = 0; i < n && !failed; i++) {
+            int fd = events[i].data.fd;
+            uint32_t ev = events[i].events;
+            PyObject *entry = NULL;
+            if (ev == EPOLLIN) {
+                PyObject *key = PyLong_FromLong(fd);
+                if (key == NULL) {
+                    failed = 1;
+                    break;
+                }
+                entry = PyDict_GetItemWithError(inline_map, key);
+                Py_DECREF(key);
+                if (entry == NULL && PyErr_Occurred()) {
+                    failed = 1;
+                    break;
+                }
+            }
+            if (entry != NULL && PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 2) {
+                inline_runs += 1;
+                Py_INCREF(entry);
+                failed = run_inline(entry, on_error) < 0;
+                Py_DECREF(entry);
+            }
+            else {
+                PyObject *item = Py_BuildValue("(iI)", fd, (unsigned int)ev);
+                failed = item == NULL || PyList_Append(result, item) < 0;
+                Py_XDECREF(item);
+            }
+        }
+        if (failed) {
+            Py_CLEAR(result);
+            break;
+        }
+        if (PyList_GET_SIZE(result) > 0 || n == 0 || timeout == 0)
+            break;
+        /* Only inline reads: go on waiting, unless they gave the loop work. */
+        if (PyErr_CheckSignals() < 0) {
+            Py_CLEAR(result);
+            break;
+        }
+        Py_ssize_t pending = PyObject_Length(ready);
+        if (pending != 0) {
+            if (pending < 0)
+                Py_CLEAR(result);
+            break;
+        }
+        Py_ssize_t count = PyList_GET_SIZE(scheduled);
+        if (count != scheduled_count || (count > 0 && PyList_GET_ITEM(scheduled, 0) != scheduled_first))
+            break;
+        if (timeout > 0 && monotonic_seconds() >= deadline)
+            break;
+        Py_DECREF(result);
+        result = NULL;
+    }
+    Py_XDECREF(scheduled_first);
+    return result;
+}
+
+static PyObject *
+module_inline_runs(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromUnsignedLongLong(inline_runs);
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))module_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(rtp_packet, header_extensions, current_datetime): aiortc's classes and clock."},
@@ -1826,6 +1994,12 @@ static PyMethodDef module_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "configure_forwarding(packet_tap, on_packet, forward): PacketTap, the function\n"
      "TrackForwarder.on_packet (whose steady state runs here) and fanout.forward (or None)."},
+    {"inline_runs", (PyCFunction)module_inline_runs, METH_NOARGS,
+     "inline_runs() -> readers run inside wait() so far, in this process."},
+    {"wait", (PyCFunction)(void (*)(void))module_wait, METH_VARARGS | METH_KEYWORDS,
+     "wait(epoll_fd, timeout, inline, ready, scheduled, max_events, on_error) -> [(fd, events)]:\n"
+     "EpollSelector.select's wait, reading the sockets of `inline` ({fd: (reader, context)}) in\n"
+     "place until anything else is ready, the timeout is up, or the loop has work (see _ingest.c)."},
     {NULL}};
 
 static struct PyModuleDef module_def = {

@@ -50,3 +50,16 @@ class Reader:
     datagrams: int
     def __init__(self, *, entry: Entry, transport: Any, fd: int) -> None: ...
     def __call__(self) -> None: ...
+
+def wait(
+    *,
+    epoll_fd: int,
+    timeout: float | None,
+    inline: dict[int, tuple[Any, Any]],
+    ready: Any,
+    scheduled: list[Any],
+    max_events: int,
+    on_error: Callable[[Any, BaseException | None], None],
+) -> list[tuple[int, int]]: ...
+
+def inline_runs() -> int: ...

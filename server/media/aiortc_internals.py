@@ -339,6 +339,18 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
     "asyncio.selector_events:_SelectorTransport.is_closing": (
         "fc304726666981e20cd4491bc9d000989893a9bee4d8172a8197db622dbc7dfb"
     ),
+    # server/media/event_loop.py: the wait that reads inline returns as EpollSelector's
+    # select does; it runs a reader as a Handle does, and ends the wait on the loop's work
+    # as _run_once finds it (ready callbacks, timers).
+    "selectors:EpollSelector.select": (
+        "a0a73b27d047835072262ed9f4a992dd1d4a2136d58fb1e4945743b3af61b2b0"
+    ),
+    "asyncio.events:Handle._run": (
+        "53f60446b88369033fae298e3b5ef505d35f18169df301eb646338d2c01382e8"
+    ),
+    "asyncio.base_events:BaseEventLoop._run_once": (
+        "26970ce6b0d67ef53ed648e7f99fa1755c131bcfcb34ca4b6b3d6416741a1a2d"
+    ),
     "aioice.ice:StunProtocol.datagram_received": (
         "ff4c8b910d45fb3a9e50c4391fe5cbaba33dcba669fea9e847e19a5c99b9bfbb"
     ),

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 from media_testkit import RoomHarness
 
-from server.media import fanout
+from server.media import event_loop, fanout
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """The media tests run on the loop the server's processes run: asyncio's selector
+    loop whose wait reads compiled socket readers inline (server/media/event_loop.py)."""
+    return {"media_loop": event_loop.new_event_loop}
 
 
 @pytest.fixture

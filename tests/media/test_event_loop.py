@@ -1,0 +1,187 @@
+"""The node's event loop (server/media/event_loop.py): publishers' sockets are read
+inside the wait, and the loop's own order and timers are kept."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from media_testkit import RoomHarness
+
+from server.media import _ingest, ingest
+from server.media.aiortc_internals import ICE_CONNECTION_ATTRIBUTE
+from server.media.event_loop import MediaEventLoop, MediaSelector
+
+
+def _selector() -> MediaSelector:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, MediaEventLoop), "tests/media run on the server's loop"
+    return loop.media_selector
+
+
+@pytest.fixture
+def datagrams() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair of UDP sockets on 127.0.0.1: (sender, receiver)."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    try:
+        yield sender, receiver
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def _drain(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            sock.recv(2048)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
+async def test_a_publishers_socket_is_read_inside_the_wait(harness: RoomHarness) -> None:
+    # A real publisher through the compiled ingest: its datagrams come one to three a
+    # wake-up; read inside the wait, most never return to the loop's Python.
+    if not ingest.compiled_available():
+        pytest.fail("the compiled ingest is not built (scripts/bootstrap builds it)")
+    alice = harness.client("alice")
+    bob = harness.client("bob", video=True, audio=True)
+    await alice.join()
+    await bob.join(publish=False)
+    await harness.wait_until(lambda: bob.frames_from("alice", "video") >= 10, "bob sees alice")
+    connection = harness.room._participants["alice"].publish
+    (inbound, *_) = connection._inbound.values()
+    ice = getattr(inbound.transceiver.receiver.transport.transport, ICE_CONNECTION_ATTRIBUTE)
+    fd = ice._nominated[1].protocol.transport._sock_fd
+    selector = _selector()
+    assert fd in selector.inline_fds
+    handle, _ = selector.get_key(fd).data
+    reader = handle._callback
+    assert isinstance(reader, _ingest.Reader)
+    batches, inline_runs = reader.batches, _ingest.inline_runs()
+    frames = bob.frames_from("alice", "video")
+    await harness.wait_until(lambda: reader.batches >= batches + 300, "300 reads of alice")
+    # On asyncio's own wait each read is a return to the loop's Python (a Handle);
+    # here they run inside the wait, but for a socket that was writable too at the time.
+    assert _ingest.inline_runs() - inline_runs >= (reader.batches - batches) * 0.9
+    await harness.wait_until(
+        lambda: bob.frames_from("alice", "video") >= frames + 20, "bob keeps seeing alice"
+    )
+
+
+async def test_a_callback_an_inline_reader_schedules_runs_at_once(
+    datagrams: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = datagrams
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+    loop.add_reader(receiver.fileno(), lambda: None)  # registered, then read inline:
+    _selector().read_inline(
+        receiver.fileno(), lambda: _drain(receiver) and loop.call_soon(woken.set)
+    )
+    started = time.monotonic()
+    sender.send(b"x")
+    # Nothing else is due for 30 s: the wait must end for the callback it made ready.
+    await asyncio.wait_for(woken.wait(), 30)
+    assert time.monotonic() - started < 5
+    loop.remove_reader(receiver.fileno())
+    assert receiver.fileno() not in _selector().inline_fds
+
+
+async def test_a_timer_an_inline_reader_adds_fires_on_time(
+    datagrams: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = datagrams
+    loop = asyncio.get_running_loop()
+    fired = asyncio.Event()
+
+    def read() -> None:
+        if _drain(receiver):
+            loop.call_later(0.05, fired.set)
+
+    loop.add_reader(receiver.fileno(), lambda: None)
+    _selector().read_inline(receiver.fileno(), read)
+    started = time.monotonic()
+    sender.send(b"x")
+    await asyncio.wait_for(fired.wait(), 30)
+    assert time.monotonic() - started < 5
+    loop.remove_reader(receiver.fileno())
+
+
+async def test_a_failing_inline_reader_is_reported_and_the_loop_goes_on(
+    datagrams: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = datagrams
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException | None] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context.get("exception")))
+    read = 0
+
+    def fail() -> None:
+        nonlocal read
+        read += _drain(receiver)
+        raise ValueError("a bad datagram")
+
+    loop.add_reader(receiver.fileno(), lambda: None)
+    _selector().read_inline(receiver.fileno(), fail)
+    try:
+        for i in range(3):
+            sender.send(b"x")
+            deadline = time.monotonic() + 10
+            while read < i + 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        assert read == 3
+        assert len(reported) >= 3 and all(isinstance(e, ValueError) for e in reported)
+    finally:
+        loop.remove_reader(receiver.fileno())
+        loop.set_exception_handler(None)
+
+
+async def test_timers_keep_their_time_while_datagrams_keep_coming(
+    datagrams: tuple[socket.socket, socket.socket],
+) -> None:
+    # A socket that is never quiet (a datagram every millisecond, from a thread) must
+    # not keep the wait from returning for a timer.
+    sender, receiver = datagrams
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def read() -> None:
+        nonlocal received
+        received += _drain(receiver)
+
+    loop.add_reader(receiver.fileno(), lambda: None)
+    _selector().read_inline(receiver.fileno(), read)
+    stop = threading.Event()
+
+    def flood() -> None:
+        for _ in range(20_000):  # bounded: 20 s at most
+            if stop.is_set():
+                return
+            sender.send(b"x" * 100)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    try:
+        while received < 50:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await asyncio.sleep(0.2)
+        # Late only by what the machine adds, not by the flood: the wait ends at the
+        # timer's deadline whatever it reads meanwhile.
+        assert time.monotonic() - started < 2.0
+        assert received >= 50
+    finally:
+        stop.set()
+        thread.join()
+        loop.remove_reader(receiver.fileno())
