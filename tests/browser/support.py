@@ -45,8 +45,10 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots
 
 DESKTOP: ViewportSize = {"width": 1280, "height": 720}
 PHONE: ViewportSize = {"width": 390, "height": 844}
-#: Default wait for UI conditions, in ms.
-WAIT_MS = 10_000
+#: Default wait for UI conditions, in ms: generous, for a suite beside a CPU hog (two
+#: workers, each with Chromium, a server and its test; a raised hand once took more than
+#: 10 s to reach a moderator's queue there). A condition that holds ends the wait at once.
+WAIT_MS = 20_000
 
 
 @dataclass

@@ -151,6 +151,14 @@ async def _cut_and_recover(
     await member.wait_for_function("() => !window.yitang.recovery.active")
     # The same signaling connection, or (the socket was cut) one more join of the same
     # participant; the host never saw it leave.
+    if socket_too:
+        # The socket comes back on its own schedule (Socket.IO's reconnection delay),
+        # which may be after the media: wait for the rejoin, then count.
+        await member.wait_for_function(
+            "(n) => window.yitang.conn.joinCount >= n",
+            arg=joins + 1,
+            timeout=BACK_WITHIN_SECONDS * 1000,
+        )
     rejoined = await js(member, "() => window.yitang.conn.joinCount")
     assert rejoined == joins + (1 if socket_too else 0)
     host_left = await js(
