@@ -36,7 +36,13 @@
  * _after_jitter). Nothing raised reaches aioice: a failure is handed to
  * _report_failure and the packet dropped.
  *
- * Single-threaded: called with the GIL held, from the event loop.
+ * Reader is the socket's reader callback (in place of asyncio's _read_ready),
+ * and wait() the event loop's epoll wait that runs Readers in place
+ * (server/media/event_loop.py), so that a publisher's datagrams need no turn
+ * of the loop's Python.
+ *
+ * Single-threaded: called with the GIL held, from the event loop (wait()
+ * releases it while it waits).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
