@@ -34,13 +34,15 @@ client processes:
 Measured over the window (after a warm-up): server CPU (user+system of the
 server process, in % of one core), the packets the subscribers received (the
 forwarded packets), video frames/s and audio packets/s per subscriber, the
-share of the publisher's frames each subscriber received, and the late
-joiner's time to first frame. From the runs at several N, per server: the CPU
-cost of one forwarded packet (the least-squares slope of server CPU time over
-forwarded packets, so the cost of receiving the publisher, the intercept, is
-left out), the % of a core each added subscriber costs (slope over N), and the
-ratio of Yitang's cost per forwarded packet to Janus one-loop's. Every loop and
-wait here is bounded.
+share of the publisher's frames each subscriber received, the times a second
+the server's event loop returned to Python from its wait ("loop/s": with the
+wait that reads publishers' sockets in C, server/media/event_loop.py, a packet
+does not need one), and the late joiner's time to first frame. From the runs
+at several N, per server: the CPU cost of one forwarded packet (the least-squares
+slope of server CPU time over forwarded packets, so the cost of receiving the
+publisher, the intercept, is left out), the % of a core each added subscriber
+costs (slope over N), and the ratio of Yitang's cost per forwarded packet to
+Janus one-loop's. Every loop and wait here is bounded.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
     import ipaddress
 
     from server.media import fanout, ingest
+    from server.media.event_loop import MediaEventLoop
 
     compiled = mode in ("yitang", "yitang-aiortc-ingest", "yitang-python-ingest")
     if compiled and not fanout.available():
@@ -147,7 +150,11 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
     def on_control(message: dict[str, Any]) -> None:
         if message["cmd"] == "stats":
             stats = room.stats()
-            control.send({"plis": stats.plis_sent, "dropped": stats.packets_dropped})
+            loop = asyncio.get_running_loop()
+            turns = loop.media_selector.selects if isinstance(loop, MediaEventLoop) else None
+            control.send(
+                {"plis": stats.plis_sent, "dropped": stats.packets_dropped, "loop_turns": turns}
+            )
         elif message["cmd"] == "stop":
             stop.set()
 
@@ -197,6 +204,9 @@ class Result:
     min_received_percent: float
     publisher_fps: float
     late_first_frame_ms: float | None
+    #: Times a second the server's event loop returned to Python from its wait (its
+    #: MediaSelector's selects; None where the loop is not a MediaEventLoop).
+    loop_turns_per_second: float | None = None
 
 
 def _pin(pid: int, cpus: set[int]) -> None:
@@ -290,6 +300,8 @@ def run_once(
             )
 
         server_process = psutil.Process(measured_pid)
+        loop_stats = janus is None
+        turns0 = ask(server_control, {"cmd": "stats"})["loop_turns"] if loop_stats else None
         times0 = server_process.cpu_times()
         t0 = time.monotonic()
         pub0 = ask(publisher, {"cmd": "counts"})
@@ -297,6 +309,7 @@ def run_once(
         time.sleep(seconds)  # the measurement window
         times1 = server_process.cpu_times()
         t1 = time.monotonic()
+        turns1 = ask(server_control, {"cmd": "stats"})["loop_turns"] if loop_stats else None
         pub1 = ask(publisher, {"cmd": "counts"})
         sub1 = [ask(s, {"cmd": "counts"}) for s in subscribers]
         if profiler is not None:
@@ -345,6 +358,9 @@ def run_once(
             min_received_percent=min(received, default=100.0),
             publisher_fps=sent / elapsed,
             late_first_frame_ms=late_ms,
+            loop_turns_per_second=(
+                (turns1 - turns0) / elapsed if turns0 is not None and turns1 is not None else None
+            ),
         )
     finally:
         for _, control in clients:
@@ -449,7 +465,7 @@ def main() -> None:
     header = (
         f"{'server':15} {'N':>3} {'CPU %':>7} {'fwd pkt/s':>10} {'us/fwd pkt':>11}"
         f" {'repeat %':>8} {'fps/sub':>8} {'video pps':>10} {'audio pps':>10} {'min recv %':>11}"
-        f" {'pub fps':>8} {'late ms':>8}"
+        f" {'pub fps':>8} {'loop/s':>7} {'late ms':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -463,7 +479,8 @@ def main() -> None:
             f"{mode:15} {n:>3} {r.cpu_percent:>7.1f} {rate:>10.0f} {_fmt(per_packet, '.1f'):>11}"
             f" {100 * r.repeated_packets / max(r.forwarded_packets, 1):>8.1f}"
             f" {r.video_fps:>8.1f} {r.video_pps:>10.1f} {r.audio_pps:>10.1f}"
-            f" {r.min_received_percent:>11.1f} {r.publisher_fps:>8.1f} {late:>8}"
+            f" {r.min_received_percent:>11.1f} {r.publisher_fps:>8.1f}"
+            f" {_fmt(r.loop_turns_per_second, '.0f'):>7} {late:>8}"
         )
     print()
     summaries = {m: summarize([r for (mode, _), r in results.items() if mode == m]) for m in modes}

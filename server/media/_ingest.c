@@ -46,6 +46,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <structmember.h>
 
 #include <arpa/inet.h>
@@ -115,10 +116,11 @@ typedef struct {
 static PyTypeObject EstimatorType;
 static PyTypeObject PathType;
 
-/* RtpPacket, HeaderExtensions and aiortc's clock (set by configure()) */
-static PyObject *rtp_packet_type, *header_extensions_type, *current_datetime;
-/* PacketTap, TrackForwarder.on_packet and fanout.forward (set by configure_forwarding()) */
-static PyObject *packet_tap_type, *forwarder_on_packet, *fanout_forward;
+/* RtpPacket and HeaderExtensions (set by configure()) */
+static PyObject *rtp_packet_type, *header_extensions_type;
+/* PacketTap, TrackForwarder.on_packet, fanout.forward and AudioLevelMeter (set by
+ * configure_forwarding()) */
+static PyObject *packet_tap_type, *forwarder_on_packet, *fanout_forward, *audio_level_meter_type;
 static PyObject *empty_tuple;
 
 static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
@@ -132,9 +134,9 @@ static PyObject *s_version, *s_marker, *s_payload_type, *s_sequence_number, *s_t
     *s_extensions, *s_payload, *s_padding_size, *s_add;
 static PyObject *s_handler, *s_packets, *s_f_ended, *s_f_pli_pending, *s_f_other_sinks, *s_f_is_video,
     *s_f_is_vp8, *s_f_packets_received, *s_f_source_ssrc, *s_f_highest_seq, *s_f_packets_expected,
-    *s_f_arrival_time, *s_f_arrival_ntp, *s_f_extension_value, *s_f_frames_received, *s_f_on_audio_level,
-    *s_f_participant_id, *s_f_fast_streams, *s_f_fast_sinks, *s_f_audio_failed, *s_f_fanout_failed,
-    *s_f_feed_pending;
+    *s_f_arrival_time, *s_f_arrival_ntp, *s_f_extension_value, *s_f_frames_received, *s_f_audio_level,
+    *s_m_smoothed, *s_m_last_update, *s_m_smoothing, *s_m_observe, *s_f_fast_streams, *s_f_fast_sinks,
+    *s_f_audio_failed, *s_f_fanout_failed, *s_f_feed_pending;
 static PyObject *s_handle_rtcp, *s_handle_decrypted, *s_handle_packet, *s_send_remb, *s_after_jitter,
     *s_report_failure, *s_handle_rtp;
 
@@ -687,6 +689,95 @@ dict_get_long(PyObject *dict, PyObject *key, long long *value)
     return (*value == -1 && PyErr_Occurred()) ? -1 : 1;
 }
 
+/* time.monotonic() */
+static double
+monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/*
+ * aiortc.clock.current_datetime(): datetime.datetime.now(datetime.timezone.utc), as
+ * datetime.now reads it (the system clock, microseconds rounded down), without a
+ * call into Python.
+ */
+static PyObject *
+utc_now(void)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t seconds = ts.tv_sec;
+    if (gmtime_r(&seconds, &tm) == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyDateTimeAPI->DateTime_FromDateAndTime(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                                   tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000),
+                                                   PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
+}
+
+static int
+get_double_attr(PyObject *o, PyObject *name, double *out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+set_double_attr(PyObject *o, PyObject *name, double value)
+{
+    PyObject *v = PyFloat_FromDouble(value);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_SetAttr(o, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/*
+ * AudioLevelMeter.observe(level, now) (server/media/active_speaker.py), on the
+ * meter's attributes, for an AudioLevelMeter itself; anything else (a subclass)
+ * has its own observe called. 0, or -1 with an exception set.
+ */
+static int
+meter_observe(PyObject *meter, long level, double now)
+{
+    if (audio_level_meter_type == NULL || !Py_IS_TYPE(meter, (PyTypeObject *)audio_level_meter_type)) {
+        PyObject *args[3] = {meter, PyLong_FromLong(level), PyFloat_FromDouble(now)};
+        PyObject *r = args[1] && args[2] ? PyObject_VectorcallMethod(s_m_observe, args, 3, NULL) : NULL;
+        int status = r == NULL ? -1 : 0;
+        Py_XDECREF(args[1]);
+        Py_XDECREF(args[2]);
+        Py_XDECREF(r);
+        return status;
+    }
+    double last_update, smoothed, smoothing;
+    if (get_double_attr(meter, s_m_last_update, &last_update) < 0 ||
+        get_double_attr(meter, s_m_smoothed, &smoothed) < 0 || get_double_attr(meter, s_m_smoothing, &smoothing) < 0)
+        return -1;
+    double dbov = -(double)(level < 0 ? 0 : level > 127 ? 127 : level);
+    double dt = now - last_update > 0.0 ? now - last_update : 0.0;
+    double alpha;
+    if (dt > 0) {
+        if (smoothing == 0.0) {
+            PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+            return -1;
+        }
+        alpha = 1.0 - exp(-dt / smoothing);
+    }
+    else
+        alpha = 0.05;
+    smoothed += (dbov - smoothed) * alpha;
+    if (set_double_attr(meter, s_m_smoothed, smoothed) < 0 || set_double_attr(meter, s_m_last_update, now) < 0)
+        return -1;
+    return 0;
+}
+
 /* The exception being raised, normalised, with its traceback (a new reference). */
 static PyObject *
 fetch_exception(void)
@@ -805,22 +896,16 @@ forward_steady(PyObject *tap, int marker, int payload_type, long seq, unsigned l
         goto done;
     }
     if (x->has_audio_level) {
-        PyObject *on_level = PyDict_GetItemWithError(fd, s_f_on_audio_level);
-        PyObject *participant = on_level ? PyDict_GetItemWithError(fd, s_f_participant_id) : NULL;
-        if (PyErr_Occurred()) {
+        PyObject *meter = PyDict_GetItemWithError(fd, s_f_audio_level);
+        if (meter == NULL && PyErr_Occurred()) {
             Py_DECREF(ntp_obj);
             goto done;
         }
-        if (on_level != NULL && on_level != Py_None && participant != NULL) {
-            PyObject *level = PyLong_FromLong(x->audio_level);
-            PyObject *args[2] = {participant, level};
-            Py_INCREF(on_level);
-            Py_INCREF(participant);
-            PyObject *r = level ? PyObject_Vectorcall(on_level, args, 2, NULL) : NULL;
-            Py_DECREF(on_level);
-            Py_DECREF(participant);
-            Py_XDECREF(level);
-            if (r == NULL) {
+        if (meter != NULL && meter != Py_None) {
+            Py_INCREF(meter);
+            int r = meter_observe(meter, x->audio_level, monotonic_seconds());
+            Py_DECREF(meter);
+            if (r < 0) {
                 PyObject *exc = fetch_exception();
                 PyObject *r2 = PyObject_CallMethodOneArg(forwarder, s_f_audio_failed, exc ? exc : Py_None);
                 Py_XDECREF(exc);
@@ -829,9 +914,6 @@ forward_steady(PyObject *tap, int marker, int payload_type, long seq, unsigned l
                     goto done;
                 }
                 Py_DECREF(r2);
-            }
-            else {
-                Py_DECREF(r);
             }
         }
     }
@@ -1192,7 +1274,7 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         }
     }
     if (arrival_time_ms - p->source_time_ms >= SOURCE_TIME_RESOLUTION_MS || p->source_time == NULL) {
-        PyObject *t = PyObject_CallNoArgs(current_datetime);
+        PyObject *t = utc_now();
         if (t == NULL)
             goto done_receiver;
         Py_XSETREF(p->source_time, t);
@@ -1791,28 +1873,27 @@ static PyTypeObject ReaderType = {
 static PyObject *
 module_configure(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"rtp_packet", "header_extensions", "current_datetime", NULL};
-    PyObject *rtp, *ext, *clock;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O:configure", kwlist, &PyType_Type, &rtp, &PyType_Type,
-                                     &ext, &clock))
+    static char *kwlist[] = {"rtp_packet", "header_extensions", NULL};
+    PyObject *rtp, *ext;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!:configure", kwlist, &PyType_Type, &rtp, &PyType_Type, &ext))
         return NULL;
     Py_INCREF(rtp);
     Py_XSETREF(rtp_packet_type, rtp);
     Py_INCREF(ext);
     Py_XSETREF(header_extensions_type, ext);
-    Py_INCREF(clock);
-    Py_XSETREF(current_datetime, clock);
     Py_RETURN_NONE;
 }
 
 static PyObject *
 module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"packet_tap", "on_packet", "forward", NULL};
-    PyObject *tap, *on_packet, *forward;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO:configure_forwarding", kwlist, &PyType_Type, &tap,
-                                     &on_packet, &forward))
+    static char *kwlist[] = {"packet_tap", "on_packet", "forward", "audio_level_meter", NULL};
+    PyObject *tap, *on_packet, *forward, *meter_type;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!:configure_forwarding", kwlist, &PyType_Type, &tap,
+                                     &on_packet, &forward, &PyType_Type, &meter_type))
         return NULL;
+    Py_INCREF(meter_type);
+    Py_XSETREF(audio_level_meter_type, meter_type);
     Py_INCREF(tap);
     Py_XSETREF(packet_tap_type, tap);
     Py_INCREF(on_packet);
@@ -1827,6 +1908,18 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+module_observe_level(PyObject *module, PyObject *args)
+{
+    PyObject *meter;
+    long level;
+    double now;
+    if (!PyArg_ParseTuple(args, "Old:observe_level", &meter, &level, &now))
+        return NULL;
+    if (meter_observe(meter, level, now) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
 
 /* ================================================================ wait */
 
@@ -1844,14 +1937,6 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 
 /* Readers run inside the wait, since the module was loaded (tests, diagnostics). */
 static unsigned long long inline_runs;
-
-static double
-monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Run one inline reader in its context; a failure goes to on_error(reader, exc). */
 static int
@@ -1995,11 +2080,14 @@ module_inline_runs(PyObject *module, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))module_configure, METH_VARARGS | METH_KEYWORDS,
-     "configure(rtp_packet, header_extensions, current_datetime): aiortc's classes and clock."},
+     "configure(rtp_packet, header_extensions): aiortc's classes."},
     {"configure_forwarding", (PyCFunction)(void (*)(void))module_configure_forwarding,
      METH_VARARGS | METH_KEYWORDS,
-     "configure_forwarding(packet_tap, on_packet, forward): PacketTap, the function\n"
-     "TrackForwarder.on_packet (whose steady state runs here) and fanout.forward (or None)."},
+     "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter): PacketTap, the\n"
+     "function TrackForwarder.on_packet (whose steady state runs here), fanout.forward (or None)\n"
+     "and AudioLevelMeter (whose observe runs here)."},
+    {"observe_level", (PyCFunction)(void (*)(void))module_observe_level, METH_VARARGS,
+     "observe_level(meter, level, now): AudioLevelMeter.observe as the compiled forwarding runs it."},
     {"inline_runs", (PyCFunction)module_inline_runs, METH_NOARGS,
      "inline_runs() -> readers run inside wait() so far, in this process."},
     {"wait", (PyCFunction)(void (*)(void))module_wait, METH_VARARGS | METH_KEYWORDS,
@@ -2088,11 +2176,14 @@ PyInit__ingest(void)
     INTERN(s_f_arrival_ntp, "arrival_ntp");
     INTERN(s_f_extension_value, "extension_value");
     INTERN(s_f_frames_received, "frames_received");
-    INTERN(s_f_on_audio_level, "_on_audio_level");
-    INTERN(s_f_participant_id, "participant_id");
+    INTERN(s_f_audio_level, "_audio_level");
+    INTERN(s_m_smoothed, "smoothed");
+    INTERN(s_m_last_update, "last_update");
+    INTERN(s_m_smoothing, "smoothing");
+    INTERN(s_m_observe, "observe");
     INTERN(s_f_fast_streams, "_fast_streams");
     INTERN(s_f_fast_sinks, "_fast_sinks");
-    INTERN(s_f_audio_failed, "_audio_level_handler_failed");
+    INTERN(s_f_audio_failed, "_audio_level_failed");
     INTERN(s_f_fanout_failed, "_fanout_failed");
     INTERN(s_f_feed_pending, "_feed_pending");
     INTERN(s_handle_rtcp, "_handle_rtcp");
@@ -2103,6 +2194,9 @@ PyInit__ingest(void)
     INTERN(s_report_failure, "_report_failure");
     INTERN(s_handle_rtp, "_handle_rtp");
     if ((empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
         return NULL;
     if (PyType_Ready(&EstimatorType) < 0 || PyType_Ready(&PathType) < 0 || PyType_Ready(&EntryType) < 0 ||
         PyType_Ready(&ReaderType) < 0)

@@ -38,12 +38,15 @@ class Entry:
     ) -> None: ...
     def __call__(self, data: bytes, addr: tuple[Any, ...]) -> None: ...
 
-def configure(
-    *, rtp_packet: type, header_extensions: type, current_datetime: Callable[[], Any]
-) -> None: ...
+def configure(*, rtp_packet: type, header_extensions: type) -> None: ...
 def configure_forwarding(
-    *, packet_tap: type, on_packet: Callable[..., None], forward: Callable[..., Any] | None
+    *,
+    packet_tap: type,
+    on_packet: Callable[..., None],
+    forward: Callable[..., Any] | None,
+    audio_level_meter: type,
 ) -> None: ...
+def observe_level(meter: Any, level: int, now: float) -> None: ...
 
 class Reader:
     batches: int

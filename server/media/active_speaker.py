@@ -20,15 +20,37 @@ from .config import ActiveSpeakerConfig
 logger = logging.getLogger(__name__)
 
 SILENCE_DBOV = -127.0
+#: The RFC 6464 level of silence.
+_SILENCE_LEVEL = 127
 #: After this long without a packet, a participant's level decays as silence.
 _STALE_AFTER = 0.1
 
 
-class _Level:
-    __slots__ = ("last_update", "smoothed")
+class AudioLevelMeter:
+    """One participant's smoothed audio level, fed a packet's RFC 6464 level at a time.
 
-    def __init__(self, now: float) -> None:
+    The compiled ingest (server/media/_ingest.c, ``meter_observe``) runs ``observe``
+    on these attributes for every audio packet it forwards, so that a packet costs
+    no call into Python; the two are kept equal by a pinned source
+    (aiortc_internals.COMPILED_INGEST_PORTED_SOURCES) and a test on both.
+    """
+
+    __slots__ = ("last_update", "smoothed", "smoothing")
+
+    def __init__(self, smoothing: float, now: float) -> None:
+        #: The smoothed level, in dBov (-127 .. 0).
         self.smoothed = SILENCE_DBOV
+        #: time.monotonic() of the last level.
+        self.last_update = now
+        #: The time constant of the exponential smoothing, in seconds.
+        self.smoothing = smoothing
+
+    def observe(self, level: int, now: float) -> None:
+        """Feed one RFC 6464 level (0..127, i.e. minus dBov) at ``now`` (time.monotonic())."""
+        dbov = -float(min(max(level, 0), 127))
+        dt = max(0.0, now - self.last_update)
+        alpha = 1.0 - math.exp(-dt / self.smoothing) if dt > 0 else 0.05
+        self.smoothed += (dbov - self.smoothed) * alpha
         self.last_update = now
 
 
@@ -42,7 +64,7 @@ class ActiveSpeakerDetector:
     ) -> None:
         self.config = config
         self._on_change = on_change
-        self._levels: dict[str, _Level] = {}
+        self._levels: dict[str, AudioLevelMeter] = {}
         self._active: str | None = None
         self._challenger: str | None = None
         self._challenger_since = 0.0
@@ -58,10 +80,18 @@ class ActiveSpeakerDetector:
         """Smoothed level per participant, in dBov (-127 .. 0)."""
         return {pid: round(lv.smoothed, 1) for pid, lv in self._levels.items()}
 
+    def meter(self, participant_id: str) -> AudioLevelMeter:
+        """The participant's level meter (made on first use; its audio forwarder feeds it)."""
+        meter = self._levels.get(participant_id)
+        if meter is None:
+            meter = self._levels[participant_id] = AudioLevelMeter(
+                self.config.smoothing, time.monotonic()
+            )
+        return meter
+
     def observe(self, participant_id: str, level: int, now: float | None = None) -> None:
         """Feed one RFC 6464 level value (0..127, i.e. minus dBov) for a participant."""
-        now = time.monotonic() if now is None else now
-        self._update(participant_id, -float(min(max(level, 0), 127)), now)
+        self.meter(participant_id).observe(level, time.monotonic() if now is None else now)
 
     def remove(self, participant_id: str) -> None:
         """Forget a participant; if it was the active speaker, the room has none."""
@@ -76,9 +106,9 @@ class ActiveSpeakerDetector:
     def tick(self, now: float | None = None) -> None:
         """Decay silent participants and decide whether the active speaker changes."""
         now = time.monotonic() if now is None else now
-        for pid, lv in self._levels.items():
-            if now - lv.last_update > _STALE_AFTER:
-                self._update(pid, SILENCE_DBOV, now)
+        for meter in self._levels.values():
+            if now - meter.last_update > _STALE_AFTER:
+                meter.observe(_SILENCE_LEVEL, now)
         cfg = self.config
         speaking = {
             pid: lv.smoothed
@@ -102,15 +132,6 @@ class ActiveSpeakerDetector:
         if now - self._challenger_since >= cfg.switch_hold:
             self._challenger = None
             self._set_active(loudest)
-
-    def _update(self, pid: str, dbov: float, now: float) -> None:
-        lv = self._levels.get(pid)
-        if lv is None:
-            lv = self._levels[pid] = _Level(now)
-        dt = max(0.0, now - lv.last_update)
-        alpha = 1.0 - math.exp(-dt / self.config.smoothing) if dt > 0 else 0.05
-        lv.smoothed += (dbov - lv.smoothed) * alpha
-        lv.last_update = now
 
     def _set_active(self, pid: str | None) -> None:
         old, self._active = self._active, pid

@@ -20,6 +20,7 @@ import os
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
 
 from . import fanout
+from .active_speaker import AudioLevelMeter
 from .aiortc_internals import COMPILED_INGEST_ERROR, DirectIngest
 from .packet_tap import PacketTap
 from .track_forwarder import TrackForwarder
@@ -45,6 +46,7 @@ if COMPILED_INGEST_ERROR is None:
         packet_tap=PacketTap,
         on_packet=TrackForwarder.on_packet,
         forward=fanout.forward if fanout.available() else None,
+        audio_level_meter=AudioLevelMeter,
     )
 
 

@@ -25,6 +25,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from . import ingest
+from .active_speaker import AudioLevelMeter
 from .aiortc_internals import gather_only_on, install_jitter_buffer, received_counts, send_pli
 from .codec_selection import rtx_capability, select_publish_codec
 from .config import MediaConfig
@@ -34,7 +35,7 @@ from .packet_tap import PacketTap
 from .quality_tiers import PublisherUplink
 from .remote_candidates import RemoteCandidates
 from .sdp_validation import ValidatedSdp, validate_sdp
-from .track_forwarder import AudioLevelHandler, TrackForwarder
+from .track_forwarder import TrackForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class PublishConnection:
         new_track_id: Callable[[str], str],
         on_tracks_changed: Callable[[], None],
         on_state: Callable[[str], None],
-        on_audio_level: AudioLevelHandler | None,
+        audio_level_meter: Callable[[], AudioLevelMeter] | None,
     ) -> None:
         self.participant_id = participant_id
         self._config = config
@@ -72,7 +73,8 @@ class PublishConnection:
         self._new_track_id = new_track_id
         self._on_tracks_changed = on_tracks_changed
         self._on_state = on_state
-        self._on_audio_level = on_audio_level
+        #: The participant's audio level meter (from the room's speaker detector).
+        self._audio_level_meter = audio_level_meter
         self._pc: RTCPeerConnection | None = None
         self._inbound: dict[str, _Inbound] = {}
         self._candidates = RemoteCandidates(policy, config, "the offer")
@@ -321,7 +323,11 @@ class PublishConnection:
                     codec=media.rtp.codecs[0],
                     send_pli=pli,
                     keyframe_interval=self._config.keyframe_request_interval,
-                    on_audio_level=self._on_audio_level if media.kind == "audio" else None,
+                    audio_level=(
+                        self._audio_level_meter()
+                        if self._audio_level_meter is not None and media.kind == "audio"
+                        else None
+                    ),
                 )
                 inbound.forwarder = forwarder
                 inbound.tap.handler = forwarder.on_packet

@@ -95,7 +95,12 @@ class MediaRoom:
         self._views: dict[str, tuple[str | None, bool]] = {}
         self._last_n = config.last_n
         self._speaker = ActiveSpeakerDetector(config.active_speaker, self._on_active_speaker)
-        self._ticker: asyncio.Task[None] | None = None
+        #: The tick (speaker, audio levels, uplinks) while the room has participants: a
+        #: timer that re-arms itself, so that a tick costs one turn of the event loop
+        #: (a task sleeping in a loop costs two: its timer, then its step).
+        self._ticker: asyncio.TimerHandle | None = None
+        self._next_levels = 0.0
+        self._next_uplink = 0.0
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self._last_tracks: tuple[TrackInfo, ...] = ()
@@ -226,7 +231,7 @@ class MediaRoom:
                 new_track_id=lambda kind: f"{pid}-{kind}-{next(self._track_counter)}",
                 on_tracks_changed=self._tracks_changed,
                 on_state=on_publish_state,
-                on_audio_level=self._speaker.observe,
+                audio_level_meter=lambda: self._speaker.meter(pid),
             ),
             subscribe=SubscribeConnection(
                 participant_id=pid,
@@ -411,9 +416,7 @@ class MediaRoom:
             participants = list(self._participants.values())
             self._participants.clear()
             await asyncio.gather(*(p.close_quietly() for p in participants))
-            ticker = self._stop_ticker()
-            if ticker is not None:
-                await asyncio.gather(ticker, return_exceptions=True)
+            self._stop_ticker()
             await self._events.close()
             logger.info("%r closed", self)
         finally:
@@ -499,30 +502,34 @@ class MediaRoom:
 
     def _start_ticker(self) -> None:
         if self._ticker is None:
-            self._ticker = asyncio.create_task(self._tick(), name=f"media-speaker-{self.room_id}")
+            cfg = self.config
+            now = time.monotonic()
+            self._next_levels = now + (cfg.audio_levels_interval or 0.0)
+            self._next_uplink = now + cfg.uplink_check_interval
+            self._ticker = asyncio.get_running_loop().call_later(
+                cfg.active_speaker.tick_interval, self._tick
+            )
 
-    def _stop_ticker(self) -> asyncio.Task[None] | None:
+    def _stop_ticker(self) -> None:
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.cancel()
-        return ticker
 
-    async def _tick(self) -> None:
+    def _tick(self) -> None:
         cfg = self.config
-        interval = cfg.active_speaker.tick_interval
-        levels_every = cfg.audio_levels_interval
-        next_levels = time.monotonic() + (levels_every or 0.0)
-        next_uplink = time.monotonic() + cfg.uplink_check_interval
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            try:
-                if now >= next_uplink:
-                    next_uplink = now + cfg.uplink_check_interval
-                    self._check_uplinks(now)
-                self._speaker.tick(now)
-                if levels_every is not None and now >= next_levels and self._participants:
-                    next_levels = now + levels_every
-                    self._emit(AudioLevels(self._speaker.levels()))
-            except Exception:
-                logger.exception("%r: speaker tick failed", self)
+        # Re-armed first: a tick that fails is logged, and the next one comes all the same.
+        self._ticker = asyncio.get_running_loop().call_later(
+            cfg.active_speaker.tick_interval, self._tick
+        )
+        now = time.monotonic()
+        try:
+            if now >= self._next_uplink:
+                self._next_uplink = now + cfg.uplink_check_interval
+                self._check_uplinks(now)
+            self._speaker.tick(now)
+            levels_every = cfg.audio_levels_interval
+            if levels_every is not None and now >= self._next_levels and self._participants:
+                self._next_levels = now + levels_every
+                self._emit(AudioLevels(self._speaker.levels()))
+        except Exception:
+            logger.exception("%r: speaker tick failed", self)

@@ -35,6 +35,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from . import fanout
+from .active_speaker import AudioLevelMeter
 from .keyframes import keyframe_detector, vp8_keyframe_size
 from .rtp_header import audio_level_byte
 
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 #: The clock read once per received packet (a module global so that tests can count reads).
 _wall_clock = time.time
+#: The speaker detector's clock (an audio packet's level is timed by it).
+_level_clock = time.monotonic
 #: Seconds from the NTP epoch (1900) to the Unix epoch (1970), and one NTP second.
 _NTP_UNIX_OFFSET = 2_208_988_800
 _NTP_ONE_SECOND = 1 << 32
@@ -61,7 +64,6 @@ class PacketSink(Protocol):
 
 
 PliSender = Callable[[int], Coroutine[Any, Any, None]]
-AudioLevelHandler = Callable[[str, int], None]
 
 
 async def _no_pli(ssrc: int) -> None:
@@ -80,7 +82,7 @@ class TrackForwarder:
         codec: RTCRtpCodecParameters,
         send_pli: PliSender,
         keyframe_interval: float = 0.5,
-        on_audio_level: AudioLevelHandler | None = None,
+        audio_level: AudioLevelMeter | None = None,
     ) -> None:
         self.track_id = track_id
         self.participant_id = participant_id
@@ -88,7 +90,9 @@ class TrackForwarder:
         self.codec = codec
         self._send_pli = send_pli
         self._keyframe_interval = keyframe_interval
-        self._on_audio_level = on_audio_level
+        #: The publisher's level meter (the room's speaker detector reads it), fed the
+        #: RFC 6464 level of every audio packet.
+        self._audio_level = audio_level
         self._is_keyframe = keyframe_detector(codec.name)
         self._is_video = kind == "video"
         self._is_vp8 = codec.name.lower() == "vp8"
@@ -223,11 +227,11 @@ class TrackForwarder:
         elif self._pli_pending and self._pli_timer is None:
             # A request made before we knew the publisher's SSRC.
             self._fire_pli()
-        if self._on_audio_level is not None and level is not None:
+        if self._audio_level is not None and level is not None:
             try:
-                self._on_audio_level(self.participant_id, int(level[1]))
+                self._audio_level.observe(level[1], _level_clock())
             except Exception:
-                self._audio_level_handler_failed()
+                self._audio_level_failed()
         streams = self._fast_streams
         if streams:
             fast_sinks = self._fast_sinks
@@ -255,11 +259,9 @@ class TrackForwarder:
     # steady state -- no keyframe, no keyframe request waiting, no sink without a
     # compiled stream -- on this object's attributes, and calls these for the rest.
 
-    def _audio_level_handler_failed(self, exc: BaseException | None = None) -> None:
-        logger.error(
-            "%r: audio level handler failed; disabled", self, exc_info=exc if exc else True
-        )
-        self._on_audio_level = None
+    def _audio_level_failed(self, exc: BaseException | None = None) -> None:
+        logger.error("%r: audio level meter failed; disabled", self, exc_info=exc if exc else True)
+        self._audio_level = None
 
     def _fanout_failed(
         self, exc: BaseException | None = None, packet: RtpPacket | None = None
@@ -344,7 +346,7 @@ class TrackForwarder:
         # Subscribers' senders may outlive us (inactive m-lines): drop the
         # references that lead back to the publisher's receiver and the room.
         self._send_pli = _no_pli
-        self._on_audio_level = None
+        self._audio_level = None
         sinks, self._sinks = self._sinks, ()
         self._split_sinks()
         for sink in sinks:

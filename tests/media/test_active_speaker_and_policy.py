@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import random
+
+import pytest
 from media_testkit import RoomHarness, loopback_config
 
-from server.media import ActiveSpeaker, ActiveSpeakerConfig
-from server.media.active_speaker import ActiveSpeakerDetector
+from server.media import ActiveSpeaker, ActiveSpeakerConfig, ingest
+from server.media.active_speaker import SILENCE_DBOV, ActiveSpeakerDetector, AudioLevelMeter
+from server.media.aiortc_internals import COMPILED_INGEST_ERROR
 
 
 def _detector() -> tuple[ActiveSpeakerDetector, list[str | None]]:
@@ -141,3 +146,26 @@ async def test_last_n_pauses_video_without_renegotiation() -> None:
         assert harness.room.stats().plis_sent > plis
     finally:
         await harness.close()
+
+
+def test_the_compiled_meter_computes_what_the_python_meter_does() -> None:
+    """The compiled forwarding's AudioLevelMeter.observe (server/media/_ingest.c) gives the
+    Python method's levels to the last bit, over speech, silence, bursts, repeated and
+    out-of-order times and out-of-range levels."""
+    if not ingest.compiled_available():
+        message = f"the compiled ingest is not built: {COMPILED_INGEST_ERROR}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from server.media import _ingest
+
+    rng = random.Random(6464)
+    python, compiled = AudioLevelMeter(0.3, 100.0), AudioLevelMeter(0.3, 100.0)
+    now = 100.0
+    for _ in range(5000):
+        now += rng.choice((0.0, 0.02, 0.02, 0.02, 0.1, 1.5, -0.01))  # same, steady, late, back
+        level = rng.choice((rng.randint(0, 127), 127, 0, -5, 200))
+        python.observe(level, now)
+        _ingest.observe_level(compiled, level, now)
+        assert (compiled.smoothed, compiled.last_update) == (python.smoothed, python.last_update)
+    assert SILENCE_DBOV < python.smoothed <= 0.0

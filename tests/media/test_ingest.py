@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from server.media import ingest
 
 if ingest.compiled_available():
     from server.media import _ingest
+from server.media.active_speaker import SILENCE_DBOV, AudioLevelMeter
 from server.media.aiortc_internals import (
     COMPILED_INGEST_ERROR,
     ICE_CONNECTION_ATTRIBUTE,
@@ -252,12 +254,87 @@ async def test_video_packets_reach_the_sinks_in_arrival_order(
         assert direct.errors == 0
 
 
+@pytest.mark.parametrize("ingest_path", ["compiled", "direct"], indirect=True)
+async def test_rtcp_the_ingest_sends_goes_out_at_once(
+    harness: RoomHarness, publisher: Publisher, ingest_path: str
+) -> None:
+    """A NACK, PLI or REMB send (aiortc's coroutine, which never waits) runs to its end
+    where the ingest decides it, without a task; one that waits after all finishes in
+    a task; one that fails is logged and costs the publisher nothing."""
+    (direct, *_) = _ingests(harness)
+    done: list[str] = []
+
+    async def sends() -> None:
+        done.append("sent")
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+        done.append("waited")
+
+    async def fails() -> None:
+        raise ConnectionError("the transport closed")
+
+    direct._send_now(sends())
+    assert done == ["sent"] and not direct._tasks, "sent in place"
+    direct._send_now(fails())
+    assert direct.errors == 0 and not direct._tasks
+    direct._send_now(waits())
+    assert direct.rtcp_deferred == 1 and done == ["sent"]
+    await harness.wait_until(lambda: done == ["sent", "waited"], "the send that waited")
+    # A real one: the NACK for a gap reaches the publisher.
+    for seq in (10, 11, 13):
+        await publisher.send("video", _video(harness, publisher, seq, VP8_KEYFRAME))
+    await harness.wait_until(lambda: 12 in publisher.nacked, "a NACK for 12")
+    assert direct.errors == 0
+
+
 async def test_audio_level_reaches_the_speaker_detector(
     harness: RoomHarness, publisher: Publisher, ingest_path: str
 ) -> None:
+    """Each audio packet's RFC 6464 level moves the publisher's meter in the room's speaker
+    detector, timed by the detector's clock."""
     audio = _forwarders(harness)["audio"]
-    levels: list[tuple[str, int]] = []
-    audio._on_audio_level = lambda participant, level: levels.append((participant, level))
+    meter = audio._audio_level
+    assert meter is not None
+    started = time.monotonic()
+
+    async def send(seq: int, level: int) -> None:
+        packet = RtpPacket(
+            payload_type=audio.codec.payloadType,
+            sequence_number=seq,
+            timestamp=seq * 960,
+            ssrc=publisher.ssrc("audio"),
+            payload=b"\xfc" + bytes(20),
+        )
+        packet.extensions.audio_level = (True, level)
+        await publisher.send("audio", packet)
+
+    await send(100, 30)  # -30 dBov: the smoothed level rises from silence
+    await harness.wait_until(lambda: meter.smoothed > SILENCE_DBOV, "the first level")
+    after_speech = meter.smoothed
+    assert SILENCE_DBOV < after_speech <= -30.0
+    assert started <= meter.last_update <= time.monotonic()
+    assert harness.room.audio_levels()["pub"] == round(after_speech, 1)
+    await send(101, 127)  # silence: it falls back
+    await harness.wait_until(lambda: meter.smoothed < after_speech, "the second level")
+    assert audio.extension_value == audio_level_byte((True, 127))
+
+
+async def test_a_meter_of_another_class_gets_every_level(
+    harness: RoomHarness, publisher: Publisher, ingest_path: str
+) -> None:
+    """The compiled forwarding runs AudioLevelMeter.observe itself only for that class:
+    a subclass's own observe is called, with the levels in order."""
+    audio = _forwarders(harness)["audio"]
+    levels: list[int] = []
+
+    class RecordingMeter(AudioLevelMeter):
+        __slots__ = ()
+
+        def observe(self, level: int, now: float) -> None:
+            levels.append(level)
+
+    audio._audio_level = RecordingMeter(0.3, time.monotonic())
     for seq, level in ((100, 30), (101, 127)):
         packet = RtpPacket(
             payload_type=audio.codec.payloadType,
@@ -269,8 +346,7 @@ async def test_audio_level_reaches_the_speaker_detector(
         packet.extensions.audio_level = (True, level)
         await publisher.send("audio", packet)
     await harness.wait_until(lambda: len(levels) == 2, "both audio levels")
-    assert levels == [("pub", 30), ("pub", 127)]
-    assert audio.extension_value == audio_level_byte((True, 127))
+    assert levels == [30, 127]
 
 
 async def test_garbage_is_dropped_and_the_publisher_carries_on(

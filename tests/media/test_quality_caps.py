@@ -73,7 +73,7 @@ def test_the_operators_bitrate_cap_is_the_lower_of_the_two() -> None:
         new_track_id=lambda kind: kind,
         on_tracks_changed=lambda: None,
         on_state=lambda state: None,
-        on_audio_level=None,
+        audio_level_meter=None,
     )
     assert publisher.uplink_cap is None
     assert publisher.set_operator_cap(300_000) is True
