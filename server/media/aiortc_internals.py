@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.selector_events
 import contextvars
+import functools
 import inspect
 import ipaddress
 import logging
@@ -39,7 +40,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 import aioice.ice
 import pylibsrtp
@@ -60,6 +61,8 @@ from aiortc.rtp import (
     RtcpByePacket,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
     RtcpSourceInfo,
@@ -124,20 +127,29 @@ SENDER_METHODS: Final = {
     "_handle_rtcp_packet": ("self", "packet"),
     "_run_rtcp": ("self",),
 }
-#: SHA-256 of aiortc's sender RTCP loop, whose reports TransportSenderReports sends for
-#: all of a transport's senders at once: a change must be compared and ported.
+#: SHA-256 of aiortc's sender and receiver RTCP loops, whose reports TransportSenderReports
+#: and TransportReceiverReports send for all of a transport's senders or receivers at
+#: once: a change must be compared and ported.
 REPORTS_PORTED_SOURCES: Final = {
     "RTCRtpSender._run_rtcp": "51e0a924eac4e39ba2f333981f298e3f16305582977c5e73fa7128e6f800ab0d",
+    "RTCRtpReceiver._run_rtcp": "0f57daa3218616c0d729d4209fbe788e680b17b8bbeeabe8d5fe4efc6a25cbce",
 }
 #: Private attributes / methods of RTCRtpReceiver instances.
 RECEIVER_ATTRIBUTES: Final = {
     "jitter_buffer": "_RTCRtpReceiver__jitter_buffer",
     # ssrc => StreamStatistics (packets_received, packets_expected): the publisher's uplink loss.
     "remote_streams": "_RTCRtpReceiver__remote_streams",
+    # What aiortc's RTCP loop reads and sets (TransportReceiverReports reports in its place).
+    "rtcp_ssrc": "_RTCRtpReceiver__rtcp_ssrc",
+    "lsr": "_RTCRtpReceiver__lsr",
+    "lsr_time": "_RTCRtpReceiver__lsr_time",
+    "rtcp_started": "_RTCRtpReceiver__rtcp_started",
+    "rtcp_exited": "_RTCRtpReceiver__rtcp_exited",
 }
 RECEIVER_METHODS: Final = {
     "_send_rtcp_pli": ("self", "media_ssrc"),
     "_set_rtcp_ssrc": ("self", "ssrc"),
+    "_run_rtcp": ("self",),
 }
 #: Private attribute of RTCRtpTransceiver holding its sender.
 TRANSCEIVER_SENDER_ATTRIBUTE: Final = "_RTCRtpTransceiver__sender"
@@ -555,8 +567,13 @@ class DirectIngest:
         """Install on the DTLS transport's aioice connection (again: adds ``receivers``).
 
         With ``compiled`` (and the extension built), the steady state runs in C
-        (:attr:`compiled`); otherwise all of it in Python (the reference).
+        (:attr:`compiled`); otherwise all of it in Python (the reference). The
+        receivers' reports go out with their transport's (:class:`TransportReceiverReports`)
+        once they start receiving.
         """
+        for receiver in receivers:
+            # receive() starts the RTCP task after DTLS; an instance attribute wins.
+            receiver._run_rtcp = functools.partial(report_with_transport, receiver)  # type: ignore[method-assign]
         connection = getattr(dtls.transport, ICE_CONNECTION_ATTRIBUTE)
         current = vars(connection).get(AIOICE_DATA_RECEIVED_METHOD[0])
         owner = getattr(current, "__self__", None)
@@ -1311,72 +1328,100 @@ class HookedRtpSender(RTCRtpSender):
 
 #: Largest compound report datagram before SRTCP's trailer (well under any path's MTU).
 _REPORT_DATAGRAM_BYTES: Final = 1100
-#: Where a DTLS transport keeps its TransportSenderReports (our attribute, not aiortc's).
+#: Where a DTLS transport keeps its TransportSenderReports and TransportReceiverReports
+#: (our attributes, not aiortc's).
 _TRANSPORT_REPORTS_ATTRIBUTE: Final = "_yitang_sender_reports"
+_TRANSPORT_RECEIVER_REPORTS_ATTRIBUTE: Final = "_yitang_receiver_reports"
 
 
-class TransportSenderReports:
-    """One RTCP loop per DTLS transport for all its :class:`HookedRtpSender` s.
+class _TransportReports:
+    """One RTCP timer per DTLS transport for the reports of all its members.
 
-    Every 0.5–1.5 s (aiortc's interval), the sender report and SDES of each sender
-    go out together, as compound packets of up to :data:`_REPORT_DATAGRAM_BYTES`
-    (RFC 8108 section 5.3: an endpoint with several SSRCs may report them in one
-    compound packet; receivers route each SR by its SSRC). A subscriber with 22
-    forwarded tracks then costs one SRTCP protect and one datagram a second, not 22.
-    The loop ends when the last sender leaves; a closed transport ends nothing (the
-    senders' own stop does).
+    Every 0.5–1.5 s (aiortc's interval), each member's report goes out, together, as
+    compound packets of up to :data:`_REPORT_DATAGRAM_BYTES` (RFC 8108 section 5.3: an
+    endpoint with several SSRCs may report them in one compound packet; the other end
+    routes each report by its SSRC). The send runs in place: aiortc's ``_send_rtp`` is a
+    coroutine, but nothing in it waits (SRTCP protect, then the ICE connection's
+    ``sendto``), so an interval costs one timer callback, where a task that sleeps in a
+    loop costs two turns of the event loop. The timer stops with the last member, or
+    when the transport has closed (its members' own stop follows).
     """
+
+    _attribute: str = ""
 
     def __init__(self, transport: RTCDtlsTransport) -> None:
         self._transport = transport
-        self._senders: dict[HookedRtpSender, None] = {}
-        self._task: asyncio.Task[None] | None = None
-        #: Compound packets sent, and the sender reports in them (stats, tests).
+        self._members: dict[Any, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Compound packets sent, and the reports in them (stats, tests).
         self.datagrams_sent = 0
         self.reports_sent = 0
 
     @classmethod
-    def of(cls, transport: RTCDtlsTransport) -> TransportSenderReports:
+    def of(cls, transport: RTCDtlsTransport) -> Self:
         """The transport's reporter (made on first use; it lives as long as the transport)."""
-        reports = vars(transport).get(_TRANSPORT_REPORTS_ATTRIBUTE)
+        reports = vars(transport).get(cls._attribute)
         if not isinstance(reports, cls):
             reports = cls(transport)
-            setattr(transport, _TRANSPORT_REPORTS_ATTRIBUTE, reports)
+            setattr(transport, cls._attribute, reports)
         return reports
 
-    def add(self, sender: HookedRtpSender) -> None:
-        """Report for ``sender`` from the next interval on."""
-        self._senders[sender] = None
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
+    @property
+    def running(self) -> bool:
+        """Whether the next interval's reports are scheduled."""
+        return self._timer is not None
 
-    def remove(self, sender: HookedRtpSender) -> None:
-        """Stop reporting for ``sender``; the loop ends with the last one."""
-        self._senders.pop(sender, None)
-        if not self._senders and self._task is not None:
-            self._task.cancel()
-            self._task = None
+    def add(self, member: Any) -> None:
+        """Report for ``member`` from the next interval on."""
+        self._members[member] = None
+        if self._timer is None:
+            self._schedule()
 
-    async def _run(self) -> None:
-        while self._senders:
-            await asyncio.sleep(0.5 + random.random())
+    def remove(self, member: Any) -> None:
+        """Stop reporting for ``member``; the timer stops with the last one."""
+        self._members.pop(member, None)
+        if not self._members and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(0.5 + random.random(), self._interval)
+
+    def _interval(self) -> None:
+        self._timer = None
+        try:
+            payloads = self._compound_payloads()
+        except Exception:
+            logger.exception("RTCP reports failed on %r; skipped this interval", self)
+            payloads = []
+        for payload in payloads:
+            coroutine = self._transport._send_rtp(payload)
             try:
-                payloads = self._compound_payloads()
-            except Exception:
-                logger.exception("sender reports failed on %r; skipped this interval", self)
-                continue
-            for payload in payloads:
-                try:
-                    await self._transport._send_rtp(payload)
-                except ConnectionError:
-                    return  # the transport closed: its senders are stopping
+                waiting_on = coroutine.send(None)
+            except StopIteration:
                 self.datagrams_sent += 1
+                continue
+            except ConnectionError:
+                return  # the transport closed: its members are stopping
+            # It waited after all: it finishes in a task.
+            task = asyncio.ensure_future(_finish_coroutine(coroutine, waiting_on))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self.datagrams_sent += 1
+        if self._members:
+            self._schedule()
+
+    def _member_report(self, member: Any) -> bytes:
+        raise NotImplementedError
 
     def _compound_payloads(self) -> list[bytes]:
         payloads: list[bytes] = []
         current = b""
-        for sender in list(self._senders):
-            report = b"".join(bytes(p) for p in sender.sender_report())
+        for member in list(self._members):
+            report = self._member_report(member)
+            if not report:
+                continue
             self.reports_sent += 1
             if current and len(current) + len(report) > _REPORT_DATAGRAM_BYTES:
                 payloads.append(current)
@@ -1385,6 +1430,88 @@ class TransportSenderReports:
         if current:
             payloads.append(current)
         return payloads
+
+
+class TransportSenderReports(_TransportReports):
+    """The sender reports and SDES of a transport's :class:`HookedRtpSender` s.
+
+    A subscriber with 22 forwarded tracks costs one SRTCP protect and one datagram a
+    second, not 22 (aiortc's loop sends each sender's report on its own).
+    """
+
+    _attribute = _TRANSPORT_REPORTS_ATTRIBUTE
+
+    def _member_report(self, member: Any) -> bytes:
+        sender: HookedRtpSender = member
+        return b"".join(bytes(p) for p in sender.sender_report())
+
+
+class TransportReceiverReports(_TransportReports):
+    """The receiver reports of a transport's receivers (a publisher's audio and video).
+
+    aiortc runs a task per receiver that sleeps and sends its report: four turns of the
+    event loop a second for a publisher, in a process whose wake-ups cost far more than
+    their work. With the direct ingest installed, each receiver's RTCP task only waits
+    (:func:`report_with_transport`), and this one timer reports for all of them.
+    """
+
+    _attribute = _TRANSPORT_RECEIVER_REPORTS_ATTRIBUTE
+
+    def _member_report(self, member: Any) -> bytes:
+        report = receiver_report(member)
+        return b"" if report is None else bytes(report)
+
+
+def receiver_report(receiver: RTCRtpReceiver) -> RtcpRrPacket | None:
+    """One interval's receiver report, as aiortc's ``RTCRtpReceiver._run_rtcp`` builds it
+    (pinned), or None when it sends none (no RTCP SSRC yet, nothing received).
+
+    Reading ``fraction_lost`` starts the next interval of each stream's statistics, as
+    it does there: one call per interval."""
+    state = vars(receiver)
+    lsr_by_ssrc = state[RECEIVER_ATTRIBUTES["lsr"]]
+    lsr_times = state[RECEIVER_ATTRIBUTES["lsr_time"]]
+    reports = []
+    for ssrc, stream in state[RECEIVER_ATTRIBUTES["remote_streams"]].items():
+        lsr = 0
+        dlsr = 0
+        if ssrc in lsr_by_ssrc:
+            lsr = lsr_by_ssrc[ssrc]
+            delay = time.time() - lsr_times[ssrc]
+            if delay > 0 and delay < 65536:
+                dlsr = int(delay * 65536)
+        reports.append(
+            RtcpReceiverInfo(
+                ssrc=ssrc,
+                fraction_lost=stream.fraction_lost,
+                packets_lost=stream.packets_lost,
+                highest_sequence=stream.max_seq,
+                jitter=stream.jitter,
+                lsr=lsr,
+                dlsr=dlsr,
+            )
+        )
+    rtcp_ssrc = state[RECEIVER_ATTRIBUTES["rtcp_ssrc"]]
+    if rtcp_ssrc is None or not reports:
+        return None
+    return RtcpRrPacket(ssrc=rtcp_ssrc, reports=reports)
+
+
+async def report_with_transport(receiver: RTCRtpReceiver) -> None:
+    """In place of aiortc's ``RTCRtpReceiver._run_rtcp`` (the task ``receive()`` starts and
+    ``stop()`` cancels): the receiver reports with its transport's others
+    (:class:`TransportReceiverReports`) until it stops; this task only waits."""
+    state = vars(receiver)
+    state[RECEIVER_ATTRIBUTES["rtcp_started"]].set()
+    reports = TransportReceiverReports.of(receiver.transport)
+    reports.add(receiver)
+    try:
+        await asyncio.Event().wait()  # until stop() cancels it
+    except asyncio.CancelledError:
+        pass
+    finally:
+        reports.remove(receiver)
+        state[RECEIVER_ATTRIBUTES["rtcp_exited"]].set()
 
 
 # aiortc's RTCP loop builds each sender report from these four names (pinned by the tests).

@@ -311,14 +311,18 @@ def test_the_code_the_direct_ingest_repeats_is_unchanged(name: str, digest: str)
 
 
 @pytest.mark.parametrize(("name", "digest"), sorted(internals.REPORTS_PORTED_SOURCES.items()))
-def test_the_sender_report_loop_we_replace_is_unchanged(name: str, digest: str) -> None:
-    """TransportSenderReports sends what aiortc's per-sender loop sent; a change must be
-    compared with it (HookedRtpSender.sender_report) and ported."""
-    source = inspect.getsource(RTCRtpSender._run_rtcp)
-    assert name == "RTCRtpSender._run_rtcp"
+def test_the_report_loops_we_replace_are_unchanged(name: str, digest: str) -> None:
+    """TransportSenderReports and TransportReceiverReports send what aiortc's per-sender
+    and per-receiver loops sent; a change must be compared with them
+    (HookedRtpSender.sender_report, receiver_report) and ported."""
+    owner, method = name.split(".")
+    source = inspect.getsource(
+        getattr({"RTCRtpSender": RTCRtpSender, "RTCRtpReceiver": RTCRtpReceiver}[owner], method)
+    )
     assert hashlib.sha256(source.encode()).hexdigest() == digest, (
-        f"aiortc changed {name}: compare it with HookedRtpSender.sender_report "
-        "(server/media/aiortc_internals.py), port the change, then update the digest"
+        f"aiortc changed {name}: compare it with HookedRtpSender.sender_report and "
+        "receiver_report (server/media/aiortc_internals.py), port the change, then update "
+        "the digest"
     )
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtcpRtpfbPacket, RtpPacket, wrap_rtx
+from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket, wrap_rtx
 from media_testkit import LOOPBACK, RoomHarness, client_configuration
 
 from server.media import ingest
@@ -34,6 +34,7 @@ from server.media.aiortc_internals import (
     ICE_CONNECTION_ATTRIBUTE,
     SENDER_ATTRIBUTES,
     DirectIngest,
+    TransportReceiverReports,
     gather_only_on,
     received_counts,
 )
@@ -286,6 +287,58 @@ async def test_rtcp_the_ingest_sends_goes_out_at_once(
         await publisher.send("video", _video(harness, publisher, seq, VP8_KEYFRAME))
     await harness.wait_until(lambda: 12 in publisher.nacked, "a NACK for 12")
     assert direct.errors == 0
+
+
+@pytest.mark.parametrize("ingest_path", ["compiled", "direct"], indirect=True)
+async def test_the_publishers_receivers_report_together_on_one_timer(
+    harness: RoomHarness, publisher: Publisher, ingest_path: str
+) -> None:
+    """The receiver reports for a publisher's audio and video go out in one compound
+    datagram per interval, from one timer (no task per receiver waking every second),
+    say what was received, and stop with the publisher."""
+    datagrams: list[list[RtcpRrPacket]] = []
+    handle_rtcp_data = publisher.dtls._handle_rtcp_data
+
+    async def on_rtcp_data(data: bytes) -> None:
+        # The publisher's side: one call per SRTCP datagram, decrypted.
+        reports = [p for p in RtcpPacket.parse(data) if isinstance(p, RtcpRrPacket)]
+        if reports:
+            datagrams.append(reports)
+        await handle_rtcp_data(data)
+
+    publisher.dtls._handle_rtcp_data = on_rtcp_data  # type: ignore[method-assign]
+    await publisher.send("video", _video(harness, publisher, 700, VP8_KEYFRAME))
+    audio = _forwarders(harness)["audio"]
+    await publisher.send(
+        "audio",
+        RtpPacket(
+            payload_type=audio.codec.payloadType,
+            sequence_number=300,
+            timestamp=960,
+            ssrc=publisher.ssrc("audio"),
+            payload=b"\xfc" + bytes(20),
+        ),
+    )
+    await harness.wait_until(lambda: len(datagrams) >= 2, "two intervals of reports")
+    blocks = {r.ssrc: r.highest_sequence for rr in datagrams[-1] for r in rr.reports}
+    assert blocks == {publisher.ssrc("video"): 700, publisher.ssrc("audio"): 300}
+    # aiortc's per-receiver loops only wait; one timer reports for the transport.
+    server_pc = _connection(harness)._pc
+    assert server_pc is not None
+    names = [t.get_coro().__qualname__ for t in asyncio.all_tasks()]  # type: ignore[union-attr]
+    assert names.count("report_with_transport") == 2
+    assert "RTCRtpReceiver._run_rtcp" not in names
+    (transport,) = {t.receiver.transport for t in server_pc.getTransceivers()}
+    reporter = TransportReceiverReports.of(transport)
+    assert reporter.running and reporter.reports_sent == 2 * reporter.datagrams_sent
+    # Leaving stops the receivers (their stop() waits for the RTCP task's end) and the timer.
+    await harness.room.remove_participant("pub")
+    assert not reporter.running
+    assert "report_with_transport" not in [
+        t.get_coro().__qualname__  # type: ignore[union-attr]
+        for t in asyncio.all_tasks()
+        if not t.done()
+    ]
 
 
 async def test_audio_level_reaches_the_speaker_detector(
