@@ -1404,6 +1404,9 @@ class _TransportReports:
                 continue
             except ConnectionError:
                 return  # the transport closed: its members are stopping
+            except Exception:
+                logger.exception("RTCP report send failed on %r", self)
+                continue
             # It waited after all: it finishes in a task.
             task = asyncio.ensure_future(_finish_coroutine(coroutine, waiting_on))
             self._tasks.add(task)

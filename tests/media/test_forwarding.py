@@ -275,3 +275,36 @@ async def test_a_sink_that_raises_does_not_cut_the_publisher_off(harness: RoomHa
     assert recorder not in forwarder.sinks
     assert harness.room.connection_states("alice")["publish"] == "connected"
     assert not forwarder.ended
+
+
+async def test_a_report_that_fails_to_send_skips_one_interval_and_a_closed_transport_stops_them(
+    harness: RoomHarness,
+) -> None:
+    """The RTCP timer of a transport outlives a send that fails (logged, the next interval
+    comes), and stops when the transport has closed (ConnectionError), as aiortc's loop."""
+    outcomes: list[type[Exception] | None] = [ValueError, None, ConnectionError]
+    sent: list[bytes] = []
+
+    class Transport:
+        """An RTCDtlsTransport's send, as the reporter calls it: fails, sends, then closed."""
+
+        async def _send_rtp(self, data: bytes) -> None:
+            outcome = outcomes.pop(0)
+            if outcome is not None:
+                raise outcome("srtp_protect failed" if outcome is ValueError else "closed")
+            sent.append(data)
+
+    class Reports(TransportSenderReports):
+        def _member_report(self, member: object) -> bytes:
+            return b"report of %s" % str(member).encode()
+
+    reports = Reports(Transport())  # type: ignore[arg-type]
+    reports.add("sender")
+    await harness.wait_until(lambda: not outcomes, "three intervals")
+    assert sent == [b"report of sender"] and reports.datagrams_sent == 1
+    assert not reports.running, "the closed transport ended the timer"
+    reports.add("another")  # a new member starts it again
+    assert reports.running
+    reports.remove("another")
+    reports.remove("sender")
+    assert not reports.running
