@@ -123,9 +123,11 @@ def _room_tasks(room_id: str) -> list[str]:
 
 
 def _ticking(room: MediaRoom) -> bool:
-    """Whether the event loop holds a timer for the room's tick (speaker, levels, uplinks)."""
-    scheduled = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
-    return any(timer._callback == room._tick and not timer.cancelled() for timer in scheduled)
+    """Whether the event loop holds the room's tick (speaker, levels, uplinks): a timer
+    still to come, or one that came due in this turn of the loop and waits to run."""
+    loop = asyncio.get_running_loop()
+    handles = [*loop._scheduled, *loop._ready]  # type: ignore[attr-defined]
+    return any(h._callback == room._tick and not h.cancelled() for h in handles)
 
 
 async def _use_and_close_room(harness: RoomHarness) -> weakref.ref[MediaRoom]:

@@ -81,7 +81,11 @@ async def test_spotlight_high_tiles_low_switched_at_a_floor_change(harness: Room
     )
     switched_in = time.monotonic() - started
     assert c.offers == offers
-    assert switched_in < 1.0, f"the spotlight switched in {switched_in:.2f} s"
+    # At the next keyframe, asked for at once (a fraction of a second on a quiet machine),
+    # not at the encoder's own next keyframe. The bound allows for a busy machine: the
+    # server, the four clients and their encoders share this one process (1.04 s was
+    # seen beside a CPU hog).
+    assert switched_in < 3.0, f"the spotlight switched in {switched_in:.2f} s"
     # The decoder saw one continuous stream: frames keep coming on the same track.
     before = frames(c, "A")
     await harness.wait_until(lambda: frames(c, "A") >= before + 10, "A's tile keeps playing")
