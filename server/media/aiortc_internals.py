@@ -667,15 +667,12 @@ class DirectIngest:
                 self._run_now(recipient._handle_rtcp_packet(packet))
 
     def _run_now(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # An RTCP handler (aiortc's coroutine), to its end here (run_in_place).
         try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            return
+            if not run_in_place(coroutine, self._spawn):
+                self.rtcp_deferred += 1
         except Exception:
             self._failed()
-            return
-        self.rtcp_deferred += 1
-        self._spawn(_finish_coroutine(coroutine, waiting_on))
 
     def _handle_rtp(self, data: bytes) -> None:
         # RTCDtlsTransport._recv_next and _handle_rtp_data
@@ -789,19 +786,14 @@ class DirectIngest:
             logger.error("direct ingest failed (%d times)", self.errors, exc_info=exc)
 
     def _send_now(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        # An RTCP send (aiortc's coroutine) runs to its end here: nothing in it waits (the
-        # DTLS transport protects, the ICE connection sends), and a task would cost two
-        # more turns of the event loop per send. Should it wait after all, it finishes
-        # in a task.
+        # An RTCP send (aiortc's coroutine), to its end here (run_in_place): nothing in it
+        # waits (the DTLS transport protects, the ICE connection sends), where a task
+        # would cost two more turns of the event loop per send.
         try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            return
+            if not run_in_place(coroutine, self._spawn):
+                self.rtcp_deferred += 1
         except Exception as exc:
             logger.debug("direct ingest: RTCP send failed: %s", exc)
-            return
-        self.rtcp_deferred += 1
-        self._spawn(_finish_coroutine(coroutine, waiting_on))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -843,6 +835,21 @@ async def _finish_coroutine(coroutine: Coroutine[Any, Any, None], waiting_on: An
             waiting_on = coroutine.send(None)
         except StopIteration:
             return
+
+
+def run_in_place(
+    coroutine: Coroutine[Any, Any, None], spawn: Callable[[Coroutine[Any, Any, None]], None]
+) -> bool:
+    """Run ``coroutine`` to its end now, outside a task: aiortc's RTCP handlers and sends
+    are coroutines that do not wait in practice, and a task costs turns of the event loop.
+    Should it wait after all, ``spawn`` gets the rest to run in a task
+    (:func:`_finish_coroutine`). Its exception propagates. True if it ended here."""
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration:
+        return True
+    spawn(_finish_coroutine(coroutine, waiting_on))
+    return False
 
 
 # --- Send side: a sender whose RTP loop we own ---------------------------------------
@@ -1279,14 +1286,7 @@ class HookedRtpSender(RTCRtpSender):
         started: asyncio.Event = getattr(self, SENDER_ATTRIBUTES["rtcp_started"])
         exited: asyncio.Event = getattr(self, SENDER_ATTRIBUTES["rtcp_exited"])
         started.set()
-        reports = TransportSenderReports.of(self.transport)
-        reports.add(self)
-        try:
-            await asyncio.Event().wait()  # until stop() cancels it
-        except asyncio.CancelledError:
-            pass
-        finally:
-            reports.remove(self)
+        await TransportSenderReports.of(self.transport).report_until_stopped(self)
         try:
             await self._send_rtcp([RtcpByePacket(sources=[sender_ssrc(self)])])
         finally:
@@ -1385,6 +1385,17 @@ class _TransportReports:
             self._timer.cancel()
             self._timer = None
 
+    async def report_until_stopped(self, member: Any) -> None:
+        """Report for ``member`` until the task awaiting this is cancelled (the member's
+        ``stop()`` cancels its RTCP task); returns normally then."""
+        self.add(member)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.remove(member)
+
     def _schedule(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(0.5 + random.random(), self._interval)
 
@@ -1396,24 +1407,21 @@ class _TransportReports:
             logger.exception("RTCP reports failed on %r; skipped this interval", self)
             payloads = []
         for payload in payloads:
-            coroutine = self._transport._send_rtp(payload)
             try:
-                waiting_on = coroutine.send(None)
-            except StopIteration:
-                self.datagrams_sent += 1
-                continue
+                run_in_place(self._transport._send_rtp(payload), self._spawn)
             except ConnectionError:
                 return  # the transport closed: its members are stopping
             except Exception:
                 logger.exception("RTCP report send failed on %r", self)
                 continue
-            # It waited after all: it finishes in a task.
-            task = asyncio.ensure_future(_finish_coroutine(coroutine, waiting_on))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
             self.datagrams_sent += 1
         if self._members:
             self._schedule()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _member_report(self, member: Any) -> bytes:
         raise NotImplementedError
@@ -1506,14 +1514,9 @@ async def report_with_transport(receiver: RTCRtpReceiver) -> None:
     (:class:`TransportReceiverReports`) until it stops; this task only waits."""
     state = vars(receiver)
     state[RECEIVER_ATTRIBUTES["rtcp_started"]].set()
-    reports = TransportReceiverReports.of(receiver.transport)
-    reports.add(receiver)
     try:
-        await asyncio.Event().wait()  # until stop() cancels it
-    except asyncio.CancelledError:
-        pass
+        await TransportReceiverReports.of(receiver.transport).report_until_stopped(receiver)
     finally:
-        reports.remove(receiver)
         state[RECEIVER_ATTRIBUTES["rtcp_exited"]].set()
 
 

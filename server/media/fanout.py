@@ -14,7 +14,8 @@ same state (a :class:`CompiledStream` is also the subscriber's rewriter).
 ``YITANG_FANOUT=python`` turns the compiled path off (the reference, for
 comparison and tests). Without the extension the Python path runs and
 :data:`IMPORT_ERROR` says why; ``scripts/bootstrap`` refuses to finish without
-it, and ``tests/media/test_fanout.py`` fails under ``CI=true``.
+it, and the compiled half of the forwarding tests fails under ``CI=true``
+(``tests/media/conftest.py``, ``fanout_path``).
 """
 
 from __future__ import annotations

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
-from media_testkit import RoomHarness
+from media_testkit import RoomHarness, require_compiled
 
 from server.media import event_loop, fanout
 
@@ -36,10 +35,7 @@ def fanout_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     scripts/bootstrap builds it, and production must not silently run without it.
     """
     if request.param == "compiled":
-        if not fanout.available():
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
-            pytest.skip(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
+        require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
         monkeypatch.setattr(fanout, "enabled", True)
     else:
         monkeypatch.setattr(fanout, "enabled", False)

@@ -14,12 +14,14 @@ import fractions
 import ipaddress
 import logging
 import math
+import os
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
+import pytest
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -51,6 +53,19 @@ def loopback_config(**overrides: object) -> MediaConfig:
     }
     settings.update(overrides)
     return MediaConfig(**settings)  # type: ignore[arg-type]
+
+
+def require_compiled(what: str, import_error: ImportError | None) -> None:
+    """A compiled extension the test needs (``what``: "the compiled ingest"…; built if
+    ``import_error`` is None). scripts/bootstrap builds it, so under CI=true a missing
+    one fails the test; elsewhere (a checkout built without a compiler) it skips, saying
+    why."""
+    if import_error is None:
+        return
+    message = f"{what} is not built: {import_error}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 class Signal:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
 
-import pytest
-from media_testkit import RoomHarness, loopback_config
+from media_testkit import RoomHarness, loopback_config, require_compiled
 
-from server.media import ActiveSpeaker, ActiveSpeakerConfig, ingest
+from server.media import ActiveSpeaker, ActiveSpeakerConfig
 from server.media.active_speaker import SILENCE_DBOV, ActiveSpeakerDetector, AudioLevelMeter
 from server.media.aiortc_internals import COMPILED_INGEST_ERROR
 
@@ -152,11 +150,7 @@ def test_the_compiled_meter_computes_what_the_python_meter_does() -> None:
     """The compiled forwarding's AudioLevelMeter.observe (server/media/_ingest.c) gives the
     Python method's levels to the last bit, over speech, silence, bursts, repeated and
     out-of-order times and out-of-range levels."""
-    if not ingest.compiled_available():
-        message = f"the compiled ingest is not built: {COMPILED_INGEST_ERROR}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
     from server.media import _ingest
 
     rng = random.Random(6464)

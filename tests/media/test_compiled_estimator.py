@@ -12,12 +12,12 @@ bitrate), to the last bit.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 
 import pytest
 from aiortc.rate import RemoteBitrateEstimator
+from media_testkit import require_compiled
 
 from server.media import ingest
 from server.media.aiortc_internals import COMPILED_INGEST_ERROR
@@ -34,11 +34,7 @@ if ingest.compiled_available():
 
 @pytest.fixture(autouse=True)
 def _built() -> None:
-    if not ingest.compiled_available():
-        message = f"the compiled ingest is not built: {COMPILED_INGEST_ERROR}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
 
 
 def _trace(seed: int, seconds: int, *, start_ast_ms: float = 0.0) -> Iterator[Packet]:

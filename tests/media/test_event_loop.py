@@ -4,10 +4,11 @@ inside the wait, and the loop's own order and timers are kept."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from media_testkit import RoomHarness
@@ -48,6 +49,27 @@ def _drain(sock: socket.socket) -> int:
         count += 1
 
 
+@contextlib.contextmanager
+def _reading_inline(sock: socket.socket, reader: Callable[[], object]) -> Iterator[None]:
+    """``reader`` reads ``sock`` inside the wait while the block runs (registered with the
+    loop first, as a transport's socket is; the selector then reads it inline)."""
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sock.fileno(), lambda: None)
+    _selector().read_inline(sock.fileno(), reader)
+    try:
+        yield
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 async def test_a_publishers_socket_is_read_inside_the_wait(harness: RoomHarness) -> None:
     # A real publisher through the compiled ingest: its datagrams come one to three a
     # wake-up; read inside the wait, most never return to the loop's Python.
@@ -84,16 +106,12 @@ async def test_a_callback_an_inline_reader_schedules_runs_at_once(
     sender, receiver = datagrams
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
-    loop.add_reader(receiver.fileno(), lambda: None)  # registered, then read inline:
-    _selector().read_inline(
-        receiver.fileno(), lambda: _drain(receiver) and loop.call_soon(woken.set)
-    )
-    started = time.monotonic()
-    sender.send(b"x")
-    # Nothing else is due for 30 s: the wait must end for the callback it made ready.
-    await asyncio.wait_for(woken.wait(), 30)
-    assert time.monotonic() - started < 5
-    loop.remove_reader(receiver.fileno())
+    with _reading_inline(receiver, lambda: _drain(receiver) and loop.call_soon(woken.set)):
+        started = time.monotonic()
+        sender.send(b"x")
+        # Nothing else is due for 30 s: the wait must end for the callback it made ready.
+        await asyncio.wait_for(woken.wait(), 30)
+        assert time.monotonic() - started < 5
     assert receiver.fileno() not in _selector().inline_fds
 
 
@@ -108,13 +126,11 @@ async def test_a_timer_an_inline_reader_adds_fires_on_time(
         if _drain(receiver):
             loop.call_later(0.05, fired.set)
 
-    loop.add_reader(receiver.fileno(), lambda: None)
-    _selector().read_inline(receiver.fileno(), read)
-    started = time.monotonic()
-    sender.send(b"x")
-    await asyncio.wait_for(fired.wait(), 30)
-    assert time.monotonic() - started < 5
-    loop.remove_reader(receiver.fileno())
+    with _reading_inline(receiver, read):
+        started = time.monotonic()
+        sender.send(b"x")
+        await asyncio.wait_for(fired.wait(), 30)
+        assert time.monotonic() - started < 5
 
 
 async def test_a_failing_inline_reader_is_reported_and_the_loop_goes_on(
@@ -131,18 +147,14 @@ async def test_a_failing_inline_reader_is_reported_and_the_loop_goes_on(
         read += _drain(receiver)
         raise ValueError("a bad datagram")
 
-    loop.add_reader(receiver.fileno(), lambda: None)
-    _selector().read_inline(receiver.fileno(), fail)
     try:
-        for i in range(3):
-            sender.send(b"x")
-            deadline = time.monotonic() + 10
-            while read < i + 1 and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-        assert read == 3
-        assert len(reported) >= 3 and all(isinstance(e, ValueError) for e in reported)
+        with _reading_inline(receiver, fail):
+            for i in range(3):
+                sender.send(b"x")
+                await _until(lambda i=i: read >= i + 1, f"datagram {i + 1} read")
+            assert read == 3
+            assert len(reported) >= 3 and all(isinstance(e, ValueError) for e in reported)
     finally:
-        loop.remove_reader(receiver.fileno())
         loop.set_exception_handler(None)
 
 
@@ -152,15 +164,12 @@ async def test_timers_keep_their_time_while_datagrams_keep_coming(
     # A socket that is never quiet (a datagram every millisecond, from a thread) must
     # not keep the wait from returning for a timer.
     sender, receiver = datagrams
-    loop = asyncio.get_running_loop()
     received = 0
 
     def read() -> None:
         nonlocal received
         received += _drain(receiver)
 
-    loop.add_reader(receiver.fileno(), lambda: None)
-    _selector().read_inline(receiver.fileno(), read)
     stop = threading.Event()
 
     def flood() -> None:
@@ -171,17 +180,16 @@ async def test_timers_keep_their_time_while_datagrams_keep_coming(
             time.sleep(0.001)
 
     thread = threading.Thread(target=flood, daemon=True)
-    thread.start()
-    try:
-        while received < 50:
-            await asyncio.sleep(0.01)
-        started = time.monotonic()
-        await asyncio.sleep(0.2)
-        # Late only by what the machine adds, not by the flood: the wait ends at the
-        # timer's deadline whatever it reads meanwhile.
-        assert time.monotonic() - started < 2.0
-        assert received >= 50
-    finally:
-        stop.set()
-        thread.join()
-        loop.remove_reader(receiver.fileno())
+    with _reading_inline(receiver, read):
+        thread.start()
+        try:
+            await _until(lambda: received >= 50, "50 datagrams read")
+            started = time.monotonic()
+            await asyncio.sleep(0.2)
+            # Late only by what the machine adds, not by the flood: the wait ends at the
+            # timer's deadline whatever it reads meanwhile.
+            assert time.monotonic() - started < 2.0
+            assert received >= 50
+        finally:
+            stop.set()
+            thread.join()

@@ -22,7 +22,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket, wrap_rtx
-from media_testkit import LOOPBACK, RoomHarness, client_configuration
+from media_testkit import LOOPBACK, RoomHarness, client_configuration, require_compiled
 
 from server.media import ingest
 
@@ -55,11 +55,8 @@ def ingest_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
     Under CI=true a missing extension fails the test rather than skip it (as the
     compiled fan-out: scripts/bootstrap builds it)."""
-    if request.param == "compiled" and not ingest.compiled_available():
-        message = f"the compiled ingest is not built: {COMPILED_INGEST_ERROR}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    if request.param == "compiled":
+        require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
     monkeypatch.setattr(ingest, "enabled", request.param != "aiortc")
     monkeypatch.setattr(ingest, "compiled", request.param == "compiled")
     return str(request.param)
@@ -189,6 +186,22 @@ def _video(
     )
 
 
+def _audio(
+    harness: RoomHarness, publisher: Publisher, seq: int, level: int | None = None
+) -> RtpPacket:
+    """An Opus packet (one silent 20 ms frame), with an RFC 6464 level if ``level``."""
+    packet = RtpPacket(
+        payload_type=_forwarders(harness)["audio"].codec.payloadType,
+        sequence_number=seq,
+        timestamp=seq * 960,
+        ssrc=publisher.ssrc("audio"),
+        payload=b"\xfc" + bytes(20),
+    )
+    if level is not None:
+        packet.extensions.audio_level = (True, level)
+    return packet
+
+
 async def test_video_packets_reach_the_sinks_in_arrival_order(
     harness: RoomHarness, publisher: Publisher, ingest_path: str
 ) -> None:
@@ -308,17 +321,7 @@ async def test_the_publishers_receivers_report_together_on_one_timer(
 
     publisher.dtls._handle_rtcp_data = on_rtcp_data  # type: ignore[method-assign]
     await publisher.send("video", _video(harness, publisher, 700, VP8_KEYFRAME))
-    audio = _forwarders(harness)["audio"]
-    await publisher.send(
-        "audio",
-        RtpPacket(
-            payload_type=audio.codec.payloadType,
-            sequence_number=300,
-            timestamp=960,
-            ssrc=publisher.ssrc("audio"),
-            payload=b"\xfc" + bytes(20),
-        ),
-    )
+    await publisher.send("audio", _audio(harness, publisher, 300))
     await harness.wait_until(lambda: len(datagrams) >= 2, "two intervals of reports")
     blocks = {r.ssrc: r.highest_sequence for rr in datagrams[-1] for r in rr.reports}
     assert blocks == {publisher.ssrc("video"): 700, publisher.ssrc("audio"): 300}
@@ -350,25 +353,14 @@ async def test_audio_level_reaches_the_speaker_detector(
     meter = audio._audio_level
     assert meter is not None
     started = time.monotonic()
-
-    async def send(seq: int, level: int) -> None:
-        packet = RtpPacket(
-            payload_type=audio.codec.payloadType,
-            sequence_number=seq,
-            timestamp=seq * 960,
-            ssrc=publisher.ssrc("audio"),
-            payload=b"\xfc" + bytes(20),
-        )
-        packet.extensions.audio_level = (True, level)
-        await publisher.send("audio", packet)
-
-    await send(100, 30)  # -30 dBov: the smoothed level rises from silence
+    # -30 dBov: the smoothed level rises from silence.
+    await publisher.send("audio", _audio(harness, publisher, 100, level=30))
     await harness.wait_until(lambda: meter.smoothed > SILENCE_DBOV, "the first level")
     after_speech = meter.smoothed
     assert SILENCE_DBOV < after_speech <= -30.0
     assert started <= meter.last_update <= time.monotonic()
     assert harness.room.audio_levels()["pub"] == round(after_speech, 1)
-    await send(101, 127)  # silence: it falls back
+    await publisher.send("audio", _audio(harness, publisher, 101, level=127))  # it falls back
     await harness.wait_until(lambda: meter.smoothed < after_speech, "the second level")
     assert audio.extension_value == audio_level_byte((True, 127))
 
@@ -389,15 +381,7 @@ async def test_a_meter_of_another_class_gets_every_level(
 
     audio._audio_level = RecordingMeter(0.3, time.monotonic())
     for seq, level in ((100, 30), (101, 127)):
-        packet = RtpPacket(
-            payload_type=audio.codec.payloadType,
-            sequence_number=seq,
-            timestamp=seq * 960,
-            ssrc=publisher.ssrc("audio"),
-            payload=b"\xfc" + bytes(20),
-        )
-        packet.extensions.audio_level = (True, level)
-        await publisher.send("audio", packet)
+        await publisher.send("audio", _audio(harness, publisher, seq, level=level))
     await harness.wait_until(lambda: len(levels) == 2, "both audio levels")
     assert levels == [30, 127]
 
