@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from server.loadtest.client_load import ClientLoadProbe, judge
+from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog, latencies, send_times
 from server.loadtest.receiver_stats import TrackCounter
 from server.loadtest.runner import LoadTestError, LoadTestOptions
+from server.media.aiortc_internals import COMPILED_INGEST_ERROR
 from tests.conftest import free_port
+from tests.media.media_testkit import require_compiled
 from tests.processes import REPO, server_process
 
 
@@ -74,6 +79,16 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert clients["cpu_percent_max"] > 0 and clients["loop_lag_p95_ms_max"] is not None
         assert isinstance(clients["limited"], bool)
         assert (clients["why"] != "") == clients["limited"]
+        # The receivers count in the compiled ingest, in C (not through aiortc's packets),
+        # where it is built (scripts/bootstrap builds it: under CI it must be there).
+        require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
+        assert clients["receive_path"] == "compiled"
+        assert clients["counted_in_callback"] > 0.9, clients
+        # One latency probe per client process (each has an observer) matched what it
+        # received to what the publishers sent.
+        latency = report["latency_ms"]
+        assert latency["probes"] == 2 and latency["packets"] > 20, latency
+        assert 0 < latency["p50"] <= latency["p99"] <= latency["max"] < 5000, latency
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with (
             aiohttp.ClientSession(headers=headers) as http,
@@ -95,6 +110,18 @@ async def test_loadtest_refuses_bad_options_clearly() -> None:
     _, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 1
     assert b"resolution is WIDTHxHEIGHT" in err
+
+
+HEADER_EXTENSIONS = HeaderExtensionsMap()
+HEADER_EXTENSIONS.configure(
+    RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(
+                id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+            )
+        ]
+    )
+)
 
 
 def _packet(seq: int, marker: bool = True) -> RtpPacket:
@@ -125,6 +152,70 @@ def test_track_counter_counts_a_freeze_as_webrtc_defines_it() -> None:
     window = counter.window(1.0)
     assert window["freezes"] == 1
     assert window["frozen_seconds"] == pytest.approx(0.40)
+
+
+def test_the_compiled_counter_counts_what_the_python_counter_does() -> None:
+    """The compiled ingest's TrackCounter.count_rtp (server/media/_ingest.c) leaves a
+    counter exactly as the Python method does: in-order, lost, repeated, reordered and
+    wrapping sequence numbers, frames with and without markers, steady frames, freezes
+    and time standing still, for video and audio."""
+    require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
+    from server.media import _ingest
+
+    rng = random.Random(4242)
+    now = [50.0]
+
+    def clock() -> float:
+        return now[0]
+
+    for kind in ("video", "audio"):
+        python, compiled = TrackCounter(kind, clock=clock), TrackCounter(kind, clock=clock)
+        seq = 65_000
+        for _ in range(5000):
+            seq = (seq + rng.choice((1, 1, 1, 2, 7, 0, -1, -3, 30_000, -40_000))) % 0x10000
+            now[0] += rng.choice((0.0, 0.033, 0.033, 0.033, 0.01, 0.2, 0.9))
+            marker, size = rng.random() < 0.4, rng.randint(0, 1200)
+            python.count_rtp(seq, marker, size)
+            assert _ingest.count_rtp(compiled, seq, marker, size, now[0]) is True
+            assert vars(compiled) == vars(python)
+        # Every case came up (audio has no freezes: each packet is a frame).
+        assert (python.freezes > 0) == (kind == "video")
+        assert python.frames > 0 and python.expected > python.packets
+    # Anything else is not counted there (the ingest hands it its packet).
+    assert _ingest.count_rtp(ProbeCounter("video"), 1, True, 100, 1.0) is False
+    assert _ingest.count_rtp(object(), 1, True, 100, 1.0) is False
+
+
+def test_latency_matches_each_arrival_to_its_send() -> None:
+    """A publisher's send log and a probe's arrivals find each other by payload, whatever
+    the server did to the header (sequence number, timestamp, SSRC, extensions, padding);
+    a payload sent again later (a looping clip) is matched to the send before it."""
+    at = {"sent": 0.0, "arrived": 0.0}
+    sends = SendLog(clock=lambda: at["sent"])
+    log = ArrivalLog()
+    probe = ProbeCounter("video", "p1", clock=lambda: at["arrived"], log=log)
+    sends.recording = log.recording = True
+    payloads = [bytes([0x90, 0x80, i >> 8, i & 0xFF]) + bytes(range(40)) for i in range(400)]
+    for loop in range(2):
+        for i, payload in enumerate(payloads):
+            at["sent"] = 100.0 * loop + i
+            sent = RtpPacket(payload_type=97, sequence_number=i, ssrc=1, payload=payload)
+            sent.extensions.abs_send_time, sent.padding_size = 123, 4 * (i % 3 == 0)
+            sends.note(sent.serialize(HEADER_EXTENSIONS))
+            at["arrived"] = at["sent"] + 0.001 * (i % 5 + 1)
+            forwarded = RtpPacket(payload_type=100, sequence_number=9000 + i, ssrc=7)
+            forwarded.payload, forwarded.padding_size = payload, 4 * (i % 2)
+            probe.add(RtpPacket.parse(forwarded.serialize()))
+    assert probe.packets == 800 and probe.added == 800
+    # A quarter is sampled, the same quarter on both sides.
+    assert 150 <= len(log.arrived) <= 250 and len(log.arrived) % 2 == 0
+    sent = {"p1": send_times(sends.prints, sends.times)}
+    found, missing = latencies(sent, log.arrived)
+    assert missing == 0 and len(found) == len(log.arrived)
+    assert sorted({round(delay, 6) for delay in found}) == [0.001, 0.002, 0.003, 0.004, 0.005]
+    # Unknown publisher, or arrived before any send of it: not matched.
+    publisher, print_, _ = log.arrived[0]
+    assert latencies(sent, [("p2", print_, 1.0), (publisher, print_, -1.0)]) == ([], 2)
 
 
 def test_client_load_judges_a_busy_or_late_client_as_the_limit() -> None:

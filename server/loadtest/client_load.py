@@ -11,6 +11,7 @@ processes together (:func:`judge`) and says so in the report.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,25 +32,43 @@ class ClientLoadProbe:
         self._wall_at = 0.0
         self._lags: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self._gc_started = 0.0
+        self._gc_pauses: list[float] = []
 
     def start(self) -> None:
         """Begin the window (restarts it if called again)."""
         self.stop()
         self._lags = []
+        self._gc_pauses = []
         self._cpu_at = time.process_time()
         self._wall_at = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._tick())
+        gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
         """Stop ticking (what was measured stays readable)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # A collection stops the process: a long one delays every packet it would read.
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc_pauses.append(time.perf_counter() - self._gc_started)
 
     def result(self) -> dict[str, Any]:
         """CPU in % of a core and loop lag (ms) over the window so far."""
         if self._cpu_at is None:
-            return {"cpu_percent": None, "loop_lag_p95_ms": None, "loop_lag_max_ms": None}
+            return {
+                "cpu_percent": None,
+                "loop_lag_p95_ms": None,
+                "loop_lag_max_ms": None,
+                "gc_pause_max_ms": None,
+            }
         elapsed = max(time.monotonic() - self._wall_at, 1e-6)
         cpu = (time.process_time() - self._cpu_at) / elapsed * 100
         lags = sorted(self._lags)
@@ -58,6 +77,7 @@ class ClientLoadProbe:
             "cpu_percent": round(cpu, 1),
             "loop_lag_p95_ms": None if p95 is None else round(p95 * 1000, 1),
             "loop_lag_max_ms": round(lags[-1] * 1000, 1) if lags else None,
+            "gc_pause_max_ms": round(max(self._gc_pauses, default=0.0) * 1000, 1),
         }
 
     async def _tick(self) -> None:

@@ -26,8 +26,15 @@ from aiortc.rtcrtpsender import RTCRtpSender
 
 from server.loadtest import cheap_receive
 from server.loadtest.clip import Clip, ClipTrack
+from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog
 from server.loadtest.receiver_stats import TrackCounter
-from server.media.aiortc_internals import gather_only_on, install_jitter_buffer
+from server.media import ingest
+from server.media.aiortc_internals import (
+    INGEST_RECEIVER_ATTRIBUTES,
+    DirectIngest,
+    gather_only_on,
+    install_jitter_buffer,
+)
 from signaling.client import RoomClient
 
 
@@ -49,6 +56,32 @@ def rtc_configuration(ice_servers: list[dict[str, Any]], relay_only: bool) -> RT
     )
 
 
+def _count_in_callback(pc: RTCPeerConnection) -> None:
+    """Count ``pc``'s RTP in the datagram callback, not through aiortc's receive path:
+    with the server's compiled ingest where it is built (each packet in C up to the
+    counter), else with `cheap_receive` (Python). Call after the local description is
+    set and before the answer is sent, again after each renegotiation.
+
+    Either way the receivers estimate no bandwidth (no REMB) and ask for no
+    retransmission (no NACK): loss is what the network and the server lost, and the
+    server adapts to what the receiver reports say (loss, jitter), as it did for
+    `cheap_receive`. An estimator on a client whose core is busy reads its own
+    queueing as congestion, and would measure the client."""
+    if not ingest.compiled_available():
+        cheap_receive.install(pc)
+        return
+    by_transport: dict[Any, list[Any]] = {}
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if receiver.transport is not None:
+            state = vars(receiver)
+            state[INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]] = None
+            state[INGEST_RECEIVER_ATTRIBUTES["nack_generator"]] = None
+            by_transport.setdefault(receiver.transport, []).append(receiver)
+    for transport, receivers in by_transport.items():
+        DirectIngest.install(transport, receivers, compiled=True)
+
+
 class LoadParticipant:
     """A joined participant whose received media is counted, never decoded."""
 
@@ -62,8 +95,13 @@ class LoadParticipant:
         codec: str,
         ice_addresses: tuple[str, ...] | None,
         relay_only: bool = False,
+        probe: bool = False,
     ) -> None:
         self.relay_only = relay_only
+        #: When its sampled packets were sent (a publisher), and, for a latency probe,
+        #: when the sampled video packets it receives arrived (server/loadtest/latency.py).
+        self.send_log = SendLog()
+        self.arrival_log = ArrivalLog() if probe else None
         self.signaling = RoomClient(base_url, token, reconnect=True)
         self.video, self.audio, self.codec = video, audio, codec
         self.ice_addresses = ice_addresses
@@ -112,6 +150,8 @@ class LoadParticipant:
             pc.addTransceiver(ClipTrack(self.audio), direction="sendonly")
         if self.video is not None:
             transceiver = pc.addTransceiver(ClipTrack(self.video), direction="sendonly")
+            if transceiver.sender.transport is not None:  # audio's too (max-bundle)
+                self.send_log.attach(transceiver.sender.transport)
             wanted = "video/H264" if self.codec == "h264" else "video/VP8"
             capabilities = RTCRtpSender.getCapabilities("video")
             if capabilities is not None:
@@ -137,8 +177,7 @@ class LoadParticipant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         with gather_only_on(self.ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
-        # Count RTP in the datagram callback, not through aiortc's receive path (cheap_receive).
-        cheap_receive.install(pc)
+        _count_in_callback(pc)
         await self.signaling.call(
             "subscriber_answer",
             {"sdp": pc.localDescription.sdp, "offer_id": payload.get("offer_id")},
@@ -155,7 +194,12 @@ class LoadParticipant:
         transceiver = next(
             t for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track
         )
-        counter = TrackCounter(track.kind, self._publishers.get(transceiver.mid or "", "?"))
+        publisher = self._publishers.get(transceiver.mid or "", "?")
+        counter = (
+            TrackCounter(track.kind, publisher)
+            if self.arrival_log is None
+            else ProbeCounter(track.kind, publisher, log=self.arrival_log)
+        )
         # The answer is being made: the receiver has not started, its buffer can be swapped.
         install_jitter_buffer(transceiver.receiver, counter)
         self.tracks.append(counter)

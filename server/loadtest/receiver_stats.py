@@ -3,8 +3,9 @@
 Load-test subscribers never decode (decoders on the client machine would be
 measured instead of the server): each receiving track's jitter buffer is
 replaced by a `TrackCounter`, which sees every RTP packet the server forwarded,
-most of them straight from the datagram callback (`cheap_receive`: after SRTP,
-without aiortc's receive path, and without NACKs: loss is what the network lost).
+straight from the datagram callback: the server's compiled ingest
+(server/media/_ingest.c) runs `count_rtp` itself, on the counter's attributes, for
+every packet of the steady state (where it is not built, `cheap_receive` calls it).
 A video frame is a packet with the marker bit; audio is counted per packet (one
 Opus packet is 20 ms).
 
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc.rtp import RtpPacket
+
+from server.media.aiortc_internals import COMPILED_INGEST_ERROR
 
 
 @dataclass
@@ -46,6 +49,9 @@ class TrackCounter:
     frames: int = 0
     freezes: int = 0
     frozen_seconds: float = 0.0
+    #: Packets that came through `add` as aiortc packets (aiortc's receive path, or what the
+    #: ingest hands to Python); the rest were counted in the datagram callback without one.
+    added: int = 0
     first_frame_at: float | None = None
     _first_seq: int | None = None
     _highest: int = 0  # extended (wrap-counted) highest sequence number
@@ -55,11 +61,13 @@ class TrackCounter:
 
     def add(self, packet: RtpPacket) -> tuple[bool, Any]:
         """Take one packet (aiortc's jitter-buffer interface): count it, never decode."""
+        self.added += 1
         self.count_rtp(packet.sequence_number, bool(packet.marker), len(packet.payload))
         return False, None
 
     def count_rtp(self, sequence_number: int, marker: bool, payload_size: int) -> None:
-        """Count one packet (what `cheap_receive` calls, without making an RtpPacket)."""
+        """Count one packet (what `cheap_receive` calls, without making an RtpPacket; the
+        compiled ingest runs its port, ``counter_count`` in server/media/_ingest.c)."""
         self.packets += 1
         self.bytes += payload_size + 12
         self._count_sequence(sequence_number)
@@ -114,3 +122,12 @@ class TrackCounter:
                     self.frozen_seconds += gap
             self._interval_sum += gap
         self._last_frame_at = now
+
+
+if COMPILED_INGEST_ERROR is None:
+    from server.media import _ingest
+
+    # The compiled ingest counts a TrackCounter's packets itself (count_rtp, _count_sequence
+    # and _frame ported to C; pinned in COMPILED_INGEST_PORTED_SOURCES) when its clock
+    # is time.monotonic; a counter with another clock (tests) gets its add called.
+    _ingest.configure_counting(track_counter=TrackCounter, monotonic=time.monotonic)

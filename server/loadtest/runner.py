@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import multiprocessing
@@ -40,6 +41,7 @@ import aiohttp
 import psutil
 
 from server.loadtest.client_load import judge
+from server.loadtest.latency import latencies, send_times
 from server.loadtest.participant import LoadParticipant
 from server.loadtest.worker import JOIN_SPACING, ParticipantSpec, WorkerPlan, run_worker
 
@@ -150,7 +152,7 @@ async def _run_in_room(
     )
     await host.join()
     count = options.processes or max(1, min(len(specs), psutil.cpu_count() or 1))
-    shares = [tuple(specs[i::count]) for i in range(count)]
+    shares = [_with_probe(specs[i::count]) for i in range(count)]
     plans = [
         WorkerPlan(
             base_url=url,
@@ -212,8 +214,23 @@ async def _run_in_room(
     errors = [e for report in joined for e in report["errors"]]
     loads = [report["load"] for report in reports if "load" in report]
     clients = judge(loads, len(os.sched_getaffinity(0)), runner_cpu).as_dict()
+    shares = [load["counted_in_callback"] for load in loads if load.get("counted_in_callback")]
+    clients["receive_path"] = next((load["receive_path"] for load in loads), None)
+    clients["counted_in_callback"] = min(shares, default=None)
+    for key in ("loop_lag_max_ms", "gc_pause_max_ms"):  # the longest stall of any client
+        clients[key] = max((load[key] for load in loads if load.get(key) is not None), default=None)
     summary = _summary(options, participants, errors, seconds, cpu, switches, room_id)
     return {**summary, "clients": clients}
+
+
+def _with_probe(share: list[ParticipantSpec]) -> tuple[ParticipantSpec, ...]:
+    # Each worker's first subscriber notes when sampled video packets arrive (latency.py):
+    # one per process, so that the probes' own cost is spread like the rest.
+    first = next((i for i, spec in enumerate(share) if not spec.publishes), None)
+    return tuple(
+        dataclasses.replace(spec, probe=True) if i == first else spec
+        for i, spec in enumerate(share)
+    )
 
 
 async def _create_room(http: aiohttp.ClientSession, url: str) -> str:
@@ -467,6 +484,10 @@ def _summary(
     connected = [p["join_to_connected"] for p in participants if p["join_to_connected"]]
     offers = [p["subscriber_offers"] for p in participants]
     forwarded = sum(t["packets_per_second"] for t in tracks)
+    sent = {p["identity"]: send_times(*p["sent"]) for p in participants if p["publishes"]}
+    arrivals = [arrival for p in participants for arrival in p["arrived"]]
+    delays, unmatched = latencies(sent, arrivals)
+    delays_ms = [1000 * delay for delay in delays]
     return {
         "room": room_id,
         "options": {
@@ -512,6 +533,15 @@ def _summary(
         },
         # Offers each participant's subscribe connection got until the report: the joins'
         # renegotiations (coalesced, a burst of joins costs each a few) and any later ones.
+        # Sampled video packets, from the publisher's SRTP to a probe subscriber's (latency.py).
+        "latency_ms": {
+            "probes": sum(1 for p in participants if p.get("probe")),
+            "packets": len(delays_ms),
+            "unmatched": unmatched,
+            "p50": _percentile(delays_ms, 0.5),
+            "p99": _percentile(delays_ms, 0.99),
+            "max": max(delays_ms, default=None),
+        },
         "subscriber_offers": {
             "p50": _percentile(offers, 0.5),
             "max": max(offers, default=None),
@@ -551,16 +581,31 @@ def format_report(report: dict[str, Any]) -> str:
         f"{num(offers['max'], '.0f')} per participant, {offers['total']} in all",
         f"floor changes       {report['floor_changes']}",
     ]
+    latency = report["latency_ms"]
+    if latency["packets"]:
+        lines.append(
+            f"latency, video      p50 {num(latency['p50'], '.2f', ' ms')}, p99 "
+            f"{num(latency['p99'], '.2f', ' ms')}, max {num(latency['max'], '.1f', ' ms')} "
+            f"({latency['packets']} sampled packets at {latency['probes']} probe(s), "
+            "publisher's SRTP to subscriber's: server and clients)"
+        )
     clients = report.get("clients")
     if clients is not None:
         load = (
             f"{clients['processes']} processes on {clients['cores']} core(s), CPU "
             f"{num(clients['cpu_percent_total'], '.0f', ' %')} in all, max "
             f"{num(clients['cpu_percent_max'], '.0f', ' % of a core')}, loop lag p95 max "
-            f"{num(clients['loop_lag_p95_ms_max'], '.0f', ' ms')}"
+            f"{num(clients['loop_lag_p95_ms_max'], '.0f', ' ms')} (longest "
+            f"{num(clients.get('loop_lag_max_ms'), '.0f', ' ms')}), longest GC pause "
+            f"{num(clients.get('gc_pause_max_ms'), '.0f', ' ms')}"
         )
         verdict = f"LIMITED: {clients['why']}" if clients["limited"] else "kept up"
         lines.append(f"load clients        {load}: {verdict}")
+        if clients.get("counted_in_callback") is not None:
+            lines.append(
+                f"receivers           {clients['receive_path']} ingest, "
+                f"{clients['counted_in_callback']:.1%} of packets counted in the datagram callback"
+            )
     if report["join_errors"]:
         errors = report["join_errors"]
         lines.append(f"join errors         {len(errors)}: {errors[0]}")

@@ -14,6 +14,7 @@ talks to each over a pipe:
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -22,6 +23,7 @@ from typing import Any
 from server.loadtest.client_load import ClientLoadProbe
 from server.loadtest.clip import encode_audio, encode_video
 from server.loadtest.participant import LoadParticipant
+from server.media import event_loop, ingest
 
 #: Joins of one worker are spread out by this much (a thundering herd measures nothing).
 JOIN_SPACING = 0.05
@@ -34,6 +36,8 @@ class ParticipantSpec:
     identity: str
     token: str
     publishes: bool
+    #: Notes when sampled video packets arrive (the load test's latency, latency.py).
+    probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,10 @@ class WorkerPlan:
 
 
 def run_worker(plan: WorkerPlan, pipe: Connection) -> None:
-    """Process entry point."""
-    asyncio.run(_work(plan, pipe))
+    """Process entry point, on the server's event loop: its wait reads the subscribe
+    connections' sockets in C (server/media/event_loop.py, as in a node)."""
+    with asyncio.Runner(loop_factory=event_loop.new_event_loop) as runner:
+        runner.run(_work(plan, pipe))
 
 
 async def _work(plan: WorkerPlan, pipe: Connection) -> None:
@@ -70,6 +76,7 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
             codec=plan.codec,
             ice_addresses=plan.ice_addresses,
             relay_only=plan.relay_only,
+            probe=spec.probe,
         )
         for spec in plan.participants
     ]
@@ -86,6 +93,11 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
             participant.failed = f"{type(exc).__name__}: {exc}"[:200]
 
     await asyncio.gather(*(join(i, p) for i, p in enumerate(participants)))
+    # Everything made so far (aiortc's peers, the clips) lives to the end: out of the
+    # collector's sight, a full collection no longer walks it and stalls this process
+    # (~200 ms was seen with nine publishers), which delayed what it sent and received.
+    gc.collect()
+    gc.freeze()
     errors = [p.failed for p in participants if p.failed]
     pipe.send({"type": "joined", "ok": len(participants) - len(errors), "errors": errors})
     progress = asyncio.create_task(_progress(participants, pipe))
@@ -98,18 +110,46 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
                 for participant in participants:
                     for track in participant.tracks:
                         track.start_window()
+                    _record_latency(participant, True)
             elif command["cmd"] == "stop":
+                for participant in participants:
+                    _record_latency(participant, False)
                 report = [
                     _report(spec, p, float(command["seconds"]))
                     for spec, p in zip(plan.participants, participants, strict=True)
                 ]
-                pipe.send({"type": "report", "participants": report, "load": load.result()})
+                pipe.send(
+                    {
+                        "type": "report",
+                        "participants": report,
+                        "load": {**load.result(), **_receive_path(participants)},
+                    }
+                )
                 break
     finally:
         load.stop()
         progress.cancel()
         loop.remove_reader(pipe.fileno())
         await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
+
+
+def _record_latency(participant: LoadParticipant, recording: bool) -> None:
+    participant.send_log.recording = recording
+    if participant.arrival_log is not None:
+        participant.arrival_log.recording = recording
+
+
+def _receive_path(participants: list[LoadParticipant]) -> dict[str, Any]:
+    # How the receivers counted: the share of packets counted in the datagram callback
+    # without an aiortc packet (the compiled ingest's C, or cheap_receive); a latency
+    # probe's are all handed over as packets.
+    tracks = [t for p in participants if p.arrival_log is None for t in p.tracks]
+    packets = sum(t.packets for t in tracks)
+    added = sum(t.added for t in tracks)
+    return {
+        "receive_path": "compiled" if ingest.compiled_available() else "python",
+        "counted_in_callback": None if not packets else round(1 - added / packets, 4),
+    }
 
 
 def _read(pipe: Connection, commands: asyncio.Queue[dict[str, Any]]) -> None:
@@ -137,6 +177,7 @@ def _report(spec: ParticipantSpec, participant: LoadParticipant, seconds: float)
     return {
         "identity": spec.identity,
         "publishes": spec.publishes,
+        "probe": spec.probe,
         "error": participant.failed,
         "join_to_first_frame": since_start(first_frame),
         "join_to_joined": since_start(participant.joined_at),
@@ -145,5 +186,7 @@ def _report(spec: ParticipantSpec, participant: LoadParticipant, seconds: float)
         "subscriber_offers": participant.offers,
         "media_restarts": participant.media_restarts,
         "tracks": [track.window(seconds) for track in participant.tracks],
+        "sent": (participant.send_log.prints, participant.send_log.times),
+        "arrived": participant.arrival_log.arrived if participant.arrival_log else [],
         "measured_at": time.time(),
     }

@@ -68,8 +68,10 @@
 #define NTP_UNIX_OFFSET_MS 2208988800000LL
 /* How stale the "last packet from this source" time may be (as DirectIngest). */
 #define SOURCE_TIME_RESOLUTION_MS 10
-/* Codecs whose kind a path remembers (audio, video, their RTX, and one spare). */
-#define CODEC_CACHE 4
+/* Codecs whose kind a path remembers: a publisher's audio, video and their RTX; a
+ * load-test subscriber's connection has two media codecs and an RTX per publisher
+ * it receives, each its own object (a smaller cache missed on every packet there). */
+#define CODEC_CACHE 96
 
 typedef int (*srtp_unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
 
@@ -122,6 +124,8 @@ static PyObject *rtp_packet_type, *header_extensions_type;
  * configure_forwarding()) */
 static PyObject *packet_tap_type, *forwarder_on_packet, *fanout_forward, *audio_level_meter_type;
 static PyObject *empty_tuple;
+/* The load tool's TrackCounter and time.monotonic (set by configure_counting()) */
+static PyObject *track_counter_type, *monotonic_function;
 
 static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
     *s_ssrc_table, *s_pt_table;
@@ -135,7 +139,9 @@ static PyObject *s_version, *s_marker, *s_payload_type, *s_sequence_number, *s_t
 static PyObject *s_handler, *s_packets, *s_f_ended, *s_f_pli_pending, *s_f_other_sinks, *s_f_is_video,
     *s_f_is_vp8, *s_f_packets_received, *s_f_source_ssrc, *s_f_highest_seq, *s_f_packets_expected,
     *s_f_arrival_time, *s_f_arrival_ntp, *s_f_extension_value, *s_f_frames_received, *s_f_audio_level,
-    *s_m_smoothed, *s_m_last_update, *s_m_smoothing, *s_m_observe, *s_f_fast_streams, *s_f_fast_sinks,
+    *s_m_smoothed, *s_m_last_update, *s_m_smoothing, *s_m_observe, *s_c_clock, *s_c_kind,
+    *s_c_bytes, *s_c_first_seq, *s_c_highest, *s_c_frames, *s_c_first_frame_at, *s_c_last_frame_at,
+    *s_c_interval_sum, *s_c_freezes, *s_c_frozen_seconds, *s_f_fast_streams, *s_f_fast_sinks,
     *s_f_audio_failed, *s_f_fanout_failed, *s_f_feed_pending;
 static PyObject *s_handle_rtcp, *s_handle_decrypted, *s_handle_packet, *s_send_remb, *s_after_jitter,
     *s_report_failure, *s_handle_rtp;
@@ -778,6 +784,138 @@ meter_observe(PyObject *meter, long level, double now)
     return 0;
 }
 
+/* dict[key] as a C double (an int or a float): 1, 0 if None or absent, -1 on error. */
+static int
+dict_get_double(PyObject *dict, PyObject *key, double *value)
+{
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (v == Py_None)
+        return 0;
+    *value = PyFloat_AsDouble(v);
+    return (*value == -1.0 && PyErr_Occurred()) ? -1 : 1;
+}
+
+static int
+dict_set_double(PyObject *dict, PyObject *key, double value)
+{
+    PyObject *v = PyFloat_FromDouble(value);
+    if (v == NULL)
+        return -1;
+    int r = PyDict_SetItem(dict, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/*
+ * TrackCounter.count_rtp(sequence_number, marker, payload_size) of the load tool
+ * (server/loadtest/receiver_stats.py, with its _count_sequence and _frame), on the
+ * counter's instance dict, so that a load-test receiver costs no call into Python
+ * per packet. `now` is the time of a frame (clock() in Python), read only if
+ * `now_given` is 0 and a frame is counted. For a TrackCounter itself whose clock
+ * is time.monotonic (or any clock when now_given: the test hook); returns 1 if
+ * counted, 0 if not (nothing changed: the caller hands the packet to its add),
+ * -1 on a failure (exception set).
+ */
+static int
+counter_count(PyObject *counter, long seq, int marker, Py_ssize_t payload_size, double now, int now_given)
+{
+    if (track_counter_type == NULL || !Py_IS_TYPE(counter, (PyTypeObject *)track_counter_type))
+        return 0;
+    PyObject *d = PyObject_GenericGetDict(counter, NULL);
+    if (d == NULL)
+        return -1;
+    int status = -1;
+    PyObject *clock = PyDict_GetItemWithError(d, s_c_clock);
+    PyObject *kind = clock ? PyDict_GetItemWithError(d, s_c_kind) : NULL;
+    if (kind == NULL || !PyUnicode_Check(kind) || (!now_given && clock != monotonic_function)) {
+        status = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    int is_audio = PyUnicode_CompareWithASCIIString(kind, "audio") == 0;
+    int is_video = !is_audio && PyUnicode_CompareWithASCIIString(kind, "video") == 0;
+    long long packets, bytes, first_seq, highest;
+    if (dict_get_long(d, s_packets, &packets) != 1 || dict_get_long(d, s_c_bytes, &bytes) != 1) {
+        status = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    int has_first = dict_get_long(d, s_c_first_seq, &first_seq);
+    if (has_first < 0 || (has_first && dict_get_long(d, s_c_highest, &highest) != 1)) {
+        status = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    /* Everything read: from here on the packet is counted (as count_rtp would). */
+    if (dict_set_long(d, s_packets, packets + 1) < 0 || dict_set_long(d, s_c_bytes, bytes + payload_size + 12) < 0)
+        goto done;
+    if (!has_first) {
+        if (dict_set_long(d, s_c_first_seq, seq) < 0 || dict_set_long(d, s_c_highest, seq) < 0)
+            goto done;
+    }
+    else {
+        /* Python's % is never negative: (seq - highest + 0x8000) % 0x10000 */
+        long long delta = ((long long)seq - highest + 0x8000) % 0x10000;
+        if (delta < 0)
+            delta += 0x10000;
+        long long extended = highest + delta - 0x8000;
+        if (extended > highest && dict_set_long(d, s_c_highest, extended) < 0)
+            goto done;
+    }
+    if (marker || is_audio) {
+        if (!now_given)
+            now = monotonic_seconds();
+        long long frames;
+        double first_frame_at, last_frame_at, interval_sum;
+        if (dict_get_long(d, s_c_frames, &frames) != 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "TrackCounter.frames");
+            goto done;
+        }
+        frames += 1;
+        if (dict_set_long(d, s_c_frames, frames) < 0)
+            goto done;
+        int has_first_frame = dict_get_double(d, s_c_first_frame_at, &first_frame_at);
+        if (has_first_frame < 0 || (!has_first_frame && dict_set_double(d, s_c_first_frame_at, now) < 0))
+            goto done;
+        int has_last = dict_get_double(d, s_c_last_frame_at, &last_frame_at);
+        if (has_last < 0)
+            goto done;
+        if (has_last && is_video) {
+            double gap = now - last_frame_at;
+            if (dict_get_double(d, s_c_interval_sum, &interval_sum) != 1) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "TrackCounter._interval_sum");
+                goto done;
+            }
+            if (frames > 2) {
+                double average = interval_sum / (double)(frames - 2);
+                double limit = 3 * average > average + 0.150 ? 3 * average : average + 0.150;
+                if (gap > limit) {
+                    long long freezes;
+                    double frozen;
+                    if (dict_get_long(d, s_c_freezes, &freezes) != 1 ||
+                        dict_get_double(d, s_c_frozen_seconds, &frozen) != 1) {
+                        if (!PyErr_Occurred())
+                            PyErr_SetString(PyExc_TypeError, "TrackCounter.freezes");
+                        goto done;
+                    }
+                    if (dict_set_long(d, s_c_freezes, freezes + 1) < 0 ||
+                        dict_set_double(d, s_c_frozen_seconds, frozen + gap) < 0)
+                        goto done;
+                }
+            }
+            if (dict_set_double(d, s_c_interval_sum, interval_sum + gap) < 0)
+                goto done;
+        }
+        if (dict_set_double(d, s_c_last_frame_at, now) < 0)
+            goto done;
+    }
+    status = 1;
+done:
+    Py_DECREF(d);
+    return status;
+}
+
 /* The exception being raised, normalised, with its traceback (a new reference). */
 static PyObject *
 fetch_exception(void)
@@ -1377,7 +1515,13 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         if (forwarded < 0)
             goto done_receiver;
         p->forwarded += forwarded;
+        int counted = 0;
         if (!forwarded) {
+            counted = counter_count(jitter, seq, marker, PyBytes_GET_SIZE(payload), 0.0, 0);
+            if (counted < 0)
+                goto done_receiver;
+        }
+        if (!forwarded && !counted) {
             packet = build_packet(marker, payload_type, seq, timestamp, ssrc, payload, &x);
             if (packet == NULL)
                 goto done_receiver;
@@ -1909,6 +2053,37 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+module_configure_counting(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"track_counter", "monotonic", NULL};
+    PyObject *counter_type, *monotonic;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O:configure_counting", kwlist, &PyType_Type, &counter_type,
+                                     &monotonic))
+        return NULL;
+    Py_INCREF(counter_type);
+    Py_XSETREF(track_counter_type, counter_type);
+    Py_INCREF(monotonic);
+    Py_XSETREF(monotonic_function, monotonic);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+module_count_rtp(PyObject *module, PyObject *args)
+{
+    PyObject *counter;
+    long seq;
+    int marker;
+    Py_ssize_t size;
+    double now;
+    if (!PyArg_ParseTuple(args, "Olpnd:count_rtp", &counter, &seq, &marker, &size, &now))
+        return NULL;
+    int r = counter_count(counter, seq, marker, size, now, 1);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+static PyObject *
 module_observe_level(PyObject *module, PyObject *args)
 {
     PyObject *meter;
@@ -2086,6 +2261,13 @@ static PyMethodDef module_methods[] = {
      "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter): PacketTap, the\n"
      "function TrackForwarder.on_packet (whose steady state runs here), fanout.forward (or None)\n"
      "and AudioLevelMeter (whose observe runs here)."},
+    {"configure_counting", (PyCFunction)(void (*)(void))module_configure_counting,
+     METH_VARARGS | METH_KEYWORDS,
+     "configure_counting(track_counter, monotonic): the load tool's TrackCounter (whose count_rtp\n"
+     "runs here for a receiver's packets when its clock is `monotonic`) and time.monotonic."},
+    {"count_rtp", (PyCFunction)(void (*)(void))module_count_rtp, METH_VARARGS,
+     "count_rtp(counter, sequence_number, marker, payload_size, now) -> counted: TrackCounter.count_rtp\n"
+     "as the compiled ingest runs it, the frame time given (False: not a TrackCounter)."},
     {"observe_level", (PyCFunction)(void (*)(void))module_observe_level, METH_VARARGS,
      "observe_level(meter, level, now): AudioLevelMeter.observe as the compiled forwarding runs it."},
     {"inline_runs", (PyCFunction)module_inline_runs, METH_NOARGS,
@@ -2181,6 +2363,17 @@ PyInit__ingest(void)
     INTERN(s_m_last_update, "last_update");
     INTERN(s_m_smoothing, "smoothing");
     INTERN(s_m_observe, "observe");
+    INTERN(s_c_clock, "clock");
+    INTERN(s_c_kind, "kind");
+    INTERN(s_c_bytes, "bytes");
+    INTERN(s_c_first_seq, "_first_seq");
+    INTERN(s_c_highest, "_highest");
+    INTERN(s_c_frames, "frames");
+    INTERN(s_c_first_frame_at, "first_frame_at");
+    INTERN(s_c_last_frame_at, "_last_frame_at");
+    INTERN(s_c_interval_sum, "_interval_sum");
+    INTERN(s_c_freezes, "freezes");
+    INTERN(s_c_frozen_seconds, "frozen_seconds");
     INTERN(s_f_fast_streams, "_fast_streams");
     INTERN(s_f_fast_sinks, "_fast_sinks");
     INTERN(s_f_audio_failed, "_audio_level_failed");

@@ -392,6 +392,16 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
     "server.media.active_speaker:AudioLevelMeter.observe": (
         "c852105ae752bdc221af24c4f0f1b7ac476a8b1b90c6b28dd680f1c684ac341a"
     ),
+    # Ours: the load tool's receivers are counted in C (counter_count).
+    "server.loadtest.receiver_stats:TrackCounter.count_rtp": (
+        "22a08b112a5e954d73578a15dd85f08a843f18d4f6a97af14b6d3ae5b961f0c7"
+    ),
+    "server.loadtest.receiver_stats:TrackCounter._count_sequence": (
+        "e6360f6ab815c92e12291c47ccba9b1f804920c86bd978e7d6691012c1213d38"
+    ),
+    "server.loadtest.receiver_stats:TrackCounter._frame": (
+        "d3c66496b4085a57eca347d14885d81d03f22dc3647e2fad6aef077f4e7caa49"
+    ),
 }
 #: asyncio's datagram transport whose reader callback the compiled ingest replaces, the
 #: transport's attributes it reads, and the event loop's method that sets a reader.
