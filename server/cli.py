@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from server import appkeys
+from server import appkeys, gc_pauses
 from server.app import create_app
 from server.credentials import API_KEY_FILE, load_token_secret
 from server.http.access_log import RedactingAccessLogger
@@ -154,6 +154,7 @@ async def serve(
     too, and raises CliError: the exit status 1 tells a process supervisor to
     restart it.
     """
+    gc_pauses.record_pauses()
     app = create_app(settings)
     readiness = app[appkeys.READINESS]
     # The access log must never show a join token (`/join?token=`) or a file access token.
@@ -191,6 +192,8 @@ async def serve(
             for invitee, url in links:
                 shown = url if show_links else "(join link: --show-links, or `yitang token`)"
                 say(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
+        # Started: what exists now lives as long as the process (server/gc_pauses.py).
+        gc_pauses.settle_after_startup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -227,6 +230,7 @@ def _loadtest_options(args: argparse.Namespace) -> LoadTestOptions:
         speaker_switch=args.speaker_switch,
         warmup=args.warmup,
         processes=args.processes,
+        latency_probes=args.latency_probes,
         ice_addresses=tuple(args.ice_address) if args.ice_address else None,
         relay_only=args.relay,
     )
@@ -604,6 +608,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load_parser.add_argument(
         "--processes", type=int, help="client processes (default: one per core)"
+    )
+    load_parser.add_argument(
+        "--latency-probes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="observers that time sampled video packets, in a process of their own at "
+        "real-time priority where allowed (0: none, one process fewer)",
     )
     load_parser.add_argument(
         "--ice-address",

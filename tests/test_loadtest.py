@@ -75,7 +75,7 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert report["join_errors"] == []
         # The clients say how loaded they were (whether they could be the limit).
         clients = report["clients"]
-        assert clients["processes"] == 2
+        assert clients["processes"] == 3, "two for the load, one for the latency probes"
         assert clients["cpu_percent_max"] > 0 and clients["loop_lag_p95_ms_max"] is not None
         assert isinstance(clients["limited"], bool)
         assert (clients["why"] != "") == clients["limited"]
@@ -84,11 +84,12 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
         assert clients["receive_path"] == "compiled"
         assert clients["counted_in_callback"] > 0.9, clients
-        # One latency probe per client process (each has an observer) matched what it
-        # received to what the publishers sent.
+        # The two observers are the latency probes, in a process of their own with the
+        # priority it could get; they matched what they received to what was sent.
         latency = report["latency_ms"]
         assert latency["probes"] == 2 and latency["packets"] > 20, latency
         assert 0 < latency["p50"] <= latency["p99"] <= latency["max"] < 5000, latency
+        assert clients["probe_priority"] in ("realtime", "nice", "normal")
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with (
             aiohttp.ClientSession(headers=headers) as http,
@@ -102,6 +103,8 @@ async def test_loadtest_refuses_bad_options_clearly() -> None:
         LoadTestOptions(url="http://127.0.0.1:1", api_key="k", publishers=0)
     with pytest.raises(LoadTestError, match="resolution"):
         LoadTestOptions(url="http://127.0.0.1:1", api_key="k", width=4000)
+    with pytest.raises(LoadTestError, match="latency probes"):
+        LoadTestOptions(url="http://127.0.0.1:1", api_key="k", latency_probes=9)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "loadtest", "http://127.0.0.1:1", "--api-key", "k",
         "--resolution", "big", cwd=REPO,

@@ -398,8 +398,13 @@ async def test_each_node_process_of_a_box_serves_its_own_metrics(tmp_path: Path)
 
                 await eventually(answers, f"metrics on {metrics_port}", within=30)
                 async with http.get(url) as response:
-                    samples = Scrape(await response.text()).samples
+                    scrape_ = Scrape(await response.text())
+                samples = scrape_.samples
                 nodes |= {dict(ls)["node"] for n, ls in samples if n == "yitang_node_info"}
+                # Each node froze what it made while starting (no collection walks it
+                # again) and times its collections: the one before freezing is counted.
+                assert scrape_.value("yitang_gc_frozen_objects") > 10_000
+                assert scrape_.value("yitang_gc_pause_seconds_count", generation="2") >= 1
         assert len(nodes) == 2, "two node processes, each with its own metrics"
         assert await box.stop() == 0
 

@@ -49,6 +49,8 @@ from server.loadtest.worker import JOIN_SPACING, ParticipantSpec, WorkerPlan, ru
 MAX_PUBLISHERS = 50
 MAX_SUBSCRIBERS = 2000
 MAX_PROCESSES = 64
+#: Most observers that may time sampled video packets (server/loadtest/latency.py).
+MAX_LATENCY_PROBES = 8
 
 
 class LoadTestError(Exception):
@@ -71,6 +73,8 @@ class LoadTestOptions:
     codec: str = "vp8"
     speaker_switch: float | None = None
     processes: int | None = None
+    #: Observers that time sampled video packets, in a process of their own (latency.py).
+    latency_probes: int = 2
     warmup: float = 3.0
     join_timeout: float = 30.0
     #: Local addresses ICE gathers on; None: aioice's own choice (loopback URLs: 127.0.0.1).
@@ -91,6 +95,7 @@ class LoadTestOptions:
             (self.speaker_switch is None or self.speaker_switch >= 1, "speaker switch: >= 1 s"),
             (0 <= self.warmup <= 600, "warmup: 0 to 600 seconds"),
             (self.processes is None or 1 <= self.processes <= MAX_PROCESSES, "processes: 1-64"),
+            (0 <= self.latency_probes <= MAX_LATENCY_PROBES, "latency probes: 0 to 8"),
         ]
         for ok, message in checks:
             if not ok:
@@ -151,8 +156,14 @@ async def _run_in_room(
         ice_addresses=ice,
     )
     await host.join()
-    count = options.processes or max(1, min(len(specs), psutil.cpu_count() or 1))
-    shares = [_with_probe(specs[i::count]) for i in range(count)]
+    # The latency probes (the first observers) get a process of their own, which asks
+    # for real-time priority: their arrival times must not wait for the load's processes.
+    observers = [spec.identity for spec in specs if not spec.publishes]
+    probing = set(observers[: options.latency_probes])
+    probes = tuple(dataclasses.replace(s, probe=True) for s in specs if s.identity in probing)
+    load = [spec for spec in specs if spec.identity not in probing]
+    count = options.processes or max(1, min(len(load), psutil.cpu_count() or 1))
+    shares: list[tuple[ParticipantSpec, ...]] = [tuple(load[i::count]) for i in range(count)]
     plans = [
         WorkerPlan(
             base_url=url,
@@ -165,8 +176,9 @@ async def _run_in_room(
             ice_addresses=ice,
             join_timeout=options.join_timeout,
             relay_only=options.relay_only,
+            prioritized=share is probes,
         )
-        for share in shares
+        for share in [*shares, probes]
         if share
     ]
     server = await asyncio.to_thread(_ServerCpu.find, url)
@@ -216,21 +228,13 @@ async def _run_in_room(
     clients = judge(loads, len(os.sched_getaffinity(0)), runner_cpu).as_dict()
     shares = [load["counted_in_callback"] for load in loads if load.get("counted_in_callback")]
     clients["receive_path"] = next((load["receive_path"] for load in loads), None)
+    # How the probes' process ran: "realtime", "nice" or "normal" (latency.py).
+    clients["probe_priority"] = next((ld["priority"] for ld in loads if ld.get("priority")), None)
     clients["counted_in_callback"] = min(shares, default=None)
     for key in ("loop_lag_max_ms", "gc_pause_max_ms"):  # the longest stall of any client
         clients[key] = max((load[key] for load in loads if load.get(key) is not None), default=None)
     summary = _summary(options, participants, errors, seconds, cpu, switches, room_id)
     return {**summary, "clients": clients}
-
-
-def _with_probe(share: list[ParticipantSpec]) -> tuple[ParticipantSpec, ...]:
-    # Each worker's first subscriber notes when sampled video packets arrive (latency.py):
-    # one per process, so that the probes' own cost is spread like the rest.
-    first = next((i for i, spec in enumerate(share) if not spec.publishes), None)
-    return tuple(
-        dataclasses.replace(spec, probe=True) if i == first else spec
-        for i, spec in enumerate(share)
-    )
 
 
 async def _create_room(http: aiohttp.ClientSession, url: str) -> str:
@@ -586,7 +590,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"latency, video      p50 {num(latency['p50'], '.2f', ' ms')}, p99 "
             f"{num(latency['p99'], '.2f', ' ms')}, max {num(latency['max'], '.1f', ' ms')} "
-            f"({latency['packets']} sampled packets at {latency['probes']} probe(s), "
+            f"({latency['packets']} sampled packets at {latency['probes']} probe(s) at "
+            f"{(report.get('clients') or {}).get('probe_priority') or 'unknown'} priority; "
             "publisher's SRTP to subscriber's: server and clients)"
         )
     clients = report.get("clients")

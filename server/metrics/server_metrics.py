@@ -21,6 +21,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from server.gc_pauses import GcPauseCollector
 from server.metrics.labels import KNOWN_EVENTS, BoundedLabels, event_label
 from server.rooms import acks
 
@@ -43,6 +44,7 @@ class ServerMetrics:
         registry = self.registry
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+        registry.register(GcPauseCollector())
         Gauge("yitang_node_info", "This node (always 1)", ["node"], registry=registry).labels(
             node_id
         ).set(1)

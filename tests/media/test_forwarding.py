@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -13,8 +14,10 @@ from media_testkit import (
     CodecUsageProbe,
     RoomHarness,
     client_configuration,
+    require_compiled,
 )
 
+from server.media import fanout
 from server.media.aiortc_internals import (
     SENDER_ATTRIBUTES,
     TransportSenderReports,
@@ -88,6 +91,39 @@ async def test_two_participants_receive_each_others_media(harness: RoomHarness) 
         lambda: all(r.reports_sent > r.datagrams_sent > 0 for r in reporters),
         "both subscribers' sender reports sent as compound packets",
     )
+
+
+async def test_the_compiled_sent_history_stays_out_of_the_collectors_sight(
+    harness: RoomHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each packet the compiled fan-out sends goes into its stream's retransmission history
+    as a (header, payload) pair that no garbage collection walks. Tracked, ~240 000 of
+    them sat in the youngest generation of a 36-participant node, and the collection that
+    came every ~40 s walked them all with the event loop stopped (60-140 ms)."""
+    require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+    monkeypatch.setattr(fanout, "enabled", True)
+    alice, bob = harness.client("alice"), harness.client("bob")
+    await alice.join()
+    await bob.join()
+    await harness.wait_until(
+        lambda: alice.frames_from("bob", "video") >= 10 and bob.frames_from("alice", "video") >= 10,
+        "media both ways",
+    )
+    senders = [s for p in ("alice", "bob") for s in harness.room._participants[p].subscribe.senders]
+    entries = [
+        entry
+        for sender in senders
+        if sender.channel is not None
+        for entry in sender.channel._sent
+        if entry is not None
+    ]
+    assert len(entries) >= 40
+    assert not any(gc.is_tracked(entry) for entry in entries)
+    # ... and they still answer a NACK.
+    for sender in senders:
+        assert sender.channel is not None
+        newest = sender.channel.sent_sequence_numbers()[-1]
+        assert sender.channel.packet_for_retransmission(newest) is not None
 
 
 async def test_three_participants_and_the_server_never_transcodes(
