@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from server import appkeys, gc_pauses
+from server import appkeys, gc_policy
 from server.app import create_app
 from server.credentials import API_KEY_FILE, load_token_secret
 from server.http.access_log import RedactingAccessLogger
@@ -41,6 +41,7 @@ from server.loadtest.runner import main_entry as loadtest_main
 from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
 from server.media import event_loop
 from server.media.config import IceAddress
+from server.metrics.gc_pauses import record_pauses
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
@@ -154,7 +155,7 @@ async def serve(
     too, and raises CliError: the exit status 1 tells a process supervisor to
     restart it.
     """
-    gc_pauses.record_pauses()
+    record_pauses()
     app = create_app(settings)
     readiness = app[appkeys.READINESS]
     # The access log must never show a join token (`/join?token=`) or a file access token.
@@ -192,8 +193,8 @@ async def serve(
             for invitee, url in links:
                 shown = url if show_links else "(join link: --show-links, or `yitang token`)"
                 say(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
-        # Started: what exists now lives as long as the process (server/gc_pauses.py).
-        gc_pauses.settle_after_startup()
+        # Started: what exists now lives as long as the process (server/gc_policy.py).
+        gc_policy.settle_after_startup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -482,7 +482,7 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
              * collection, and the freed entry it replaced counted that generation back
              * down, so collections came rarely and each walked every subscriber's whole
              * history: ~240 000 entries, 60-140 ms with the event loop stopped, every
-             * ~40 s with 36 participants (server/gc_pauses.py). */
+             * ~40 s with 36 participants (server/gc_policy.py). */
             PyObject_GC_UnTrack(entry);
             PyList_SetItem(history, out_seq % size, entry); /* steals entry */
         }

@@ -21,7 +21,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from server.gc_pauses import GcPauseCollector
+from server.metrics.gc_pauses import GcPauseCollector
 from server.metrics.labels import KNOWN_EVENTS, BoundedLabels, event_label
 from server.rooms import acks
 

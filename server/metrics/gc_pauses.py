@@ -1,28 +1,10 @@
-"""Garbage collection on a node: fewer and shorter stops of the event loop, and how long they were.
+"""How long the garbage collector stopped this process: ``yitang_gc_pause_seconds``.
 
-CPython's cyclic collector stops the process while it walks the objects of the
-generations it collects; a full collection walks every tracked object. While it
-runs no packet is forwarded, so every subscriber's video stalls at once. On the
-load test's machine (README, *Load test*), a node forwarding a 36-participant
-session held ~475 000 tracked objects, and the full collections that the joins'
-growth set off took 110–220 ms each, six of them in five seconds.
-
-Two measures, both CPython's own knobs:
-
-* :func:`settle_after_startup` freezes (``gc.freeze``) what exists once the node
-  has started: modules, classes, the application (~110 000 objects). They live as
-  long as the process; no collection walks them again. Nothing is lost: a
-  frozen object freed by its reference count is freed as before, and nothing
-  made later is frozen (what a session makes and leaves as garbage is collected).
-* a full collection waits for :data:`FULL_AFTER` collections of the middle
-  generation instead of CPython's 10 (it still waits, too, until a quarter more
-  objects have survived into the oldest generation since the last one). A burst
-  of joins, which grows the heap fast, then sets off one or two full
-  collections instead of one every half second. Young garbage is collected as
-  before; a cycle that became garbage after it grew old waits longer.
-
-:class:`GcPauseCollector` exports the pauses (``yitang_gc_pause_seconds``, by
-generation) and the frozen objects, so that an operator sees them.
+While a collection runs the node forwards nothing (server/gc_policy.py says
+what keeps the pauses short); an operator sees them here, by generation (2: a
+full collection), with the objects frozen out of collection at startup.
+Garbage collection is per process, so the timing is too: :func:`record_pauses`
+installs one ``gc.callbacks`` hook, and each registry's collector reads it.
 """
 
 from __future__ import annotations
@@ -35,8 +17,6 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-#: Collections of the middle generation before a full one may run (CPython: 10).
-FULL_AFTER = 100
 #: Bucket bounds of the pause histogram, in seconds.
 PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -78,15 +58,6 @@ def record_pauses() -> None:
     if _pauses is None:
         _pauses = _Pauses()
         gc.callbacks.append(_pauses)
-
-
-def settle_after_startup() -> None:
-    """Freeze what the node made while starting, and make full collections rarer (see the
-    module). Call once in a node process, when it is ready to serve."""
-    gc.collect()  # what startup left as garbage is not frozen with the rest
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_AFTER)
 
 
 class GcPauseCollector(Collector):
