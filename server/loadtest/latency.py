@@ -21,9 +21,11 @@ out: a steady tone's Opus packets repeat, so they cannot be told apart).
 Both times are CLOCK_MONOTONIC, which the client processes on one machine
 share. What is measured is everything between the two: the publisher's SRTP
 and socket, the server, the subscriber's socket and SRTP, and any time the
-subscriber's process was too busy to read. It is therefore an upper bound on
-what the server adds, and it is only as good as the clients are idle (the
-report says whether they kept up).
+probe's process waited for a core. The runner gives the probes a process of
+their own that asks for real-time priority (worker.py, ``_prioritize``), so
+that this wait is not the load's: with the probes among the load's processes,
+the p99 measured mostly the clients' queueing. The figure is an upper bound on
+what the server adds.
 """
 
 from __future__ import annotations

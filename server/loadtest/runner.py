@@ -161,9 +161,9 @@ async def _run_in_room(
     observers = [spec.identity for spec in specs if not spec.publishes]
     probing = set(observers[: options.latency_probes])
     probes = tuple(dataclasses.replace(s, probe=True) for s in specs if s.identity in probing)
-    load = [spec for spec in specs if spec.identity not in probing]
-    count = options.processes or max(1, min(len(load), psutil.cpu_count() or 1))
-    shares: list[tuple[ParticipantSpec, ...]] = [tuple(load[i::count]) for i in range(count)]
+    rest = [spec for spec in specs if spec.identity not in probing]
+    count = options.processes or max(1, min(len(rest), psutil.cpu_count() or 1))
+    shares: list[tuple[ParticipantSpec, ...]] = [tuple(rest[i::count]) for i in range(count)]
     plans = [
         WorkerPlan(
             base_url=url,
@@ -226,11 +226,11 @@ async def _run_in_room(
     errors = [e for report in joined for e in report["errors"]]
     loads = [report["load"] for report in reports if "load" in report]
     clients = judge(loads, len(os.sched_getaffinity(0)), runner_cpu).as_dict()
-    shares = [load["counted_in_callback"] for load in loads if load.get("counted_in_callback")]
+    counted = [load["counted_in_callback"] for load in loads if load.get("counted_in_callback")]
     clients["receive_path"] = next((load["receive_path"] for load in loads), None)
+    clients["counted_in_callback"] = min(counted, default=None)
     # How the probes' process ran: "realtime", "nice" or "normal" (latency.py).
     clients["probe_priority"] = next((ld["priority"] for ld in loads if ld.get("priority")), None)
-    clients["counted_in_callback"] = min(shares, default=None)
     for key in ("loop_lag_max_ms", "gc_pause_max_ms"):  # the longest stall of any client
         clients[key] = max((load[key] for load in loads if load.get(key) is not None), default=None)
     summary = _summary(options, participants, errors, seconds, cpu, switches, room_id)
@@ -535,8 +535,6 @@ def _summary(
             "first_offer_p50": _percentile(first_offers, 0.5),
             "connected_p50": _percentile(connected, 0.5),
         },
-        # Offers each participant's subscribe connection got until the report: the joins'
-        # renegotiations (coalesced, a burst of joins costs each a few) and any later ones.
         # Sampled video packets, from the publisher's SRTP to a probe subscriber's (latency.py).
         "latency_ms": {
             "probes": sum(1 for p in participants if p.get("probe")),
@@ -546,6 +544,8 @@ def _summary(
             "p99": _percentile(delays_ms, 0.99),
             "max": max(delays_ms, default=None),
         },
+        # Offers each participant's subscribe connection got until the report: the joins'
+        # renegotiations (coalesced, a burst of joins costs each a few) and any later ones.
         "subscriber_offers": {
             "p50": _percentile(offers, 0.5),
             "max": max(offers, default=None),
