@@ -55,24 +55,26 @@ class WorkerPlan:
     ice_addresses: tuple[str, ...] | None
     join_timeout: float
     relay_only: bool = False
-    #: The latency probes' process: asks for real-time scheduling (see _prioritize).
+    #: The latency probes' process: asks for real-time scheduling in the window
+    #: (see _prioritize).
     prioritized: bool = False
 
 
 def run_worker(plan: WorkerPlan, pipe: Connection) -> None:
     """Process entry point, on the server's event loop: its wait reads the subscribe
     connections' sockets in C (server/media/event_loop.py, as in a node)."""
-    priority = _prioritize() if plan.prioritized else None
     with asyncio.Runner(loop_factory=event_loop.new_event_loop) as runner:
-        runner.run(_work(plan, pipe, priority))
+        runner.run(_work(plan, pipe))
 
 
 def _prioritize() -> str:
-    """Run this process before the load's own: the latency probes' arrival times must
-    not include time spent waiting for a core the other client processes hold.
-    SCHED_FIFO where allowed (root, or CAP_SYS_NICE), else a lower nice value, else
-    nothing; returns which ("realtime", "nice", "normal") for the report. The probes
-    use a few % of a core, and the kernel keeps 5 % of each second for the rest."""
+    """Run this process before the load's own while the window lasts: the latency
+    probes' arrival times must not include time spent waiting for a core the other
+    client processes hold. SCHED_FIFO where allowed (root, or CAP_SYS_NICE), else a
+    lower nice value, else nothing; returns which ("realtime", "nice", "normal") for
+    the report. In the window the probes only receive (a few % of a core); their
+    joins and their leaving, which take more, run at the normal priority
+    (:func:`_deprioritize`), so as not to hold a core from everything else."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
         return "realtime"
@@ -85,7 +87,16 @@ def _prioritize() -> str:
         return "normal"
 
 
-async def _work(plan: WorkerPlan, pipe: Connection, priority: str | None) -> None:
+def _deprioritize(priority: str) -> None:
+    """Undo :func:`_prioritize` (lowering one's own priority is always allowed)."""
+    if priority == "realtime":
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    elif priority == "nice":
+        os.nice(10)
+
+
+async def _work(plan: WorkerPlan, pipe: Connection) -> None:
+    priority: str | None = None
     publishes = any(p.publishes for p in plan.participants)
     video = encode_video(plan.codec, plan.width, plan.height, plan.fps, plan.bitrate)
     audio = encode_audio() if publishes else None
@@ -128,12 +139,16 @@ async def _work(plan: WorkerPlan, pipe: Connection, priority: str | None) -> Non
         while True:
             command = await commands.get()
             if command["cmd"] == "measure":
+                if plan.prioritized:
+                    priority = _prioritize()
                 load.start()
                 for participant in participants:
                     for track in participant.tracks:
                         track.start_window()
                     _record_latency(participant, True)
             elif command["cmd"] == "stop":
+                if priority is not None:
+                    _deprioritize(priority)
                 for participant in participants:
                     _record_latency(participant, False)
                 report = [
