@@ -2,9 +2,9 @@
 
 It joins with its token (the Python `RoomClient`), publishes a pre-encoded
 clip if it is a publisher, answers the server's subscriber offers with a
-counting receiver per track (fed from the datagram callback: `cheap_receive`),
-and rebuilds both connections when the room
-moves to another node — what the browser client does, minus decoding.
+counting receiver per track (fed from the datagram callback: the compiled ingest,
+or `cheap_receive`), and rebuilds both connections when the room moves to
+another node — what the browser client does, minus decoding.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from server.loadtest.receiver_stats import TrackCounter
 from server.media import ingest
 from server.media.aiortc_internals import (
     INGEST_RECEIVER_ATTRIBUTES,
-    DirectIngest,
     gather_only_on,
     install_jitter_buffer,
 )
@@ -58,28 +57,27 @@ def rtc_configuration(ice_servers: list[dict[str, Any]], relay_only: bool) -> RT
 
 def _count_in_callback(pc: RTCPeerConnection) -> None:
     """Count ``pc``'s RTP in the datagram callback, not through aiortc's receive path:
-    with the server's compiled ingest where it is built (each packet in C up to the
-    counter), else with `cheap_receive` (Python). Call after the local description is
-    set and before the answer is sent, again after each renegotiation.
+    with the node's compiled ingest where it is built and selected (`ingest.install`:
+    each packet in C up to the counter), else with `cheap_receive` (Python). Call after
+    the local description is set and before the answer is sent, again after each
+    renegotiation.
 
     Either way the receivers estimate no bandwidth (no REMB) and ask for no
     retransmission (no NACK): loss is what the network and the server lost, and the
     server adapts to what the receiver reports say (loss, jitter), as it did for
     `cheap_receive`. An estimator on a client whose core is busy reads its own
     queueing as congestion, and would measure the client."""
-    if not ingest.compiled_available():
-        cheap_receive.install(pc)
-        return
-    by_transport: dict[Any, list[Any]] = {}
     for transceiver in pc.getTransceivers():
-        receiver = transceiver.receiver
-        if receiver.transport is not None:
-            state = vars(receiver)
-            state[INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]] = None
-            state[INGEST_RECEIVER_ATTRIBUTES["nack_generator"]] = None
-            by_transport.setdefault(receiver.transport, []).append(receiver)
-    for transport, receivers in by_transport.items():
-        DirectIngest.install(transport, receivers, compiled=True)
+        state = vars(transceiver.receiver)
+        state[INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]] = None
+        state[INGEST_RECEIVER_ATTRIBUTES["nack_generator"]] = None
+    if not (receives_compiled() and ingest.install(pc)):
+        cheap_receive.install(pc)
+
+
+def receives_compiled() -> bool:
+    """Whether the receivers count through the compiled ingest (else `cheap_receive`)."""
+    return ingest.enabled and ingest.compiled
 
 
 class LoadParticipant:

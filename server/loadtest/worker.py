@@ -23,8 +23,8 @@ from typing import Any
 
 from server.loadtest.client_load import ClientLoadProbe
 from server.loadtest.clip import encode_audio, encode_video
-from server.loadtest.participant import LoadParticipant
-from server.media import event_loop, ingest
+from server.loadtest.participant import LoadParticipant, receives_compiled
+from server.media import event_loop
 
 #: Joins of one worker are spread out by this much (a thundering herd measures nothing).
 JOIN_SPACING = 0.05
@@ -188,7 +188,7 @@ def _receive_path(participants: list[LoadParticipant]) -> dict[str, Any]:
     packets = sum(t.packets for t in tracks)
     added = sum(t.added for t in tracks)
     return {
-        "receive_path": "compiled" if ingest.compiled_available() else "python",
+        "receive_path": "compiled" if receives_compiled() else "python",
         "counted_in_callback": None if not packets else round(1 - added / packets, 4),
     }
 
