@@ -24,6 +24,7 @@ from server.loadtest.client_load import ClientLoadProbe, judge
 from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog, latencies, send_times
 from server.loadtest.receiver_stats import TrackCounter
 from server.loadtest.runner import LoadTestError, LoadTestOptions
+from server.loadtest.server_delay import parse_metrics, window
 from server.media.aiortc_internals import COMPILED_INGEST_ERROR
 from tests.conftest import free_port
 from tests.media.media_testkit import require_compiled
@@ -90,6 +91,12 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert latency["probes"] == 2 and latency["packets"] > 20, latency
         assert 0 < latency["p50"] <= latency["p99"] <= latency["max"] < 5000, latency
         assert clients["probe_priority"] in ("realtime", "nice", "normal")
+        # The room's node timed each packet it forwarded, from the kernel's receipt to
+        # its last copy sent, and the report has the window's share of that histogram.
+        held = report["server_forward_delay"]
+        assert held["packets"] > 100, held
+        assert 0 < held["p50_ms"] <= held["p99_ms"], held
+        assert 0 < held["within_5ms"] <= 1 and held["over_100ms"] >= 0, held
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with (
             aiohttp.ClientSession(headers=headers) as http,
@@ -246,3 +253,53 @@ async def test_client_load_probe_sees_a_blocked_event_loop() -> None:
     probe.stop()
     assert result["loop_lag_max_ms"] >= 200
     assert result["cpu_percent"] > 0
+
+
+def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
+    """Two scrapes of a node's /metrics; the window's packets are what the second adds."""
+
+    def exposition(node: str, buckets: dict[str, int], total: float) -> str:
+        lines = [
+            "# TYPE yitang_node_info gauge",
+            f'yitang_node_info{{node="{node}"}} 1.0',
+            "# TYPE yitang_forward_delay_seconds histogram",
+        ]
+        lines += [
+            f'yitang_forward_delay_seconds_bucket{{le="{le}"}} {n}' for le, n in buckets.items()
+        ]
+        lines += [
+            f"yitang_forward_delay_seconds_count {max(buckets.values())}",
+            f"yitang_forward_delay_seconds_sum {total}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    node, before = parse_metrics(
+        exposition("n1", {"0.001": 500, "0.005": 900, "0.1": 1000, "+Inf": 1000}, 2.0)
+    )
+    assert node == "n1" and before is not None
+    # The window: 1000 packets; 600 under 1 ms, 390 more under 5 ms, 5 under 100 ms, 5 over.
+    _, after = parse_metrics(
+        exposition("n1", {"0.001": 1100, "0.005": 1890, "0.1": 1995, "+Inf": 2000}, 4.5)
+    )
+    assert after is not None
+    held = window("n1", before, after)
+    assert held == {
+        "node": "n1",
+        "packets": 1000,
+        "mean_ms": 2.5,
+        "p50_ms": round(1000 * 0.001 * 500 / 600, 3),  # the 500th of 600 in [0, 1 ms]
+        "p99_ms": 5.0,  # the 990th is the last in (1 ms, 5 ms]
+        "within_5ms": 0.99,
+        "over_100ms": 5,
+    }
+    # A rank past the last bound has no upper bound to give.
+    _, stalled = parse_metrics(
+        exposition("n1", {"0.001": 1000, "0.005": 1000, "0.1": 1000, "+Inf": 2000}, 9.0)
+    )
+    assert stalled is not None
+    assert window("n1", before, stalled)["p99_ms"] is None
+    # A node that exports no forward delay (the ingest not compiled).
+    assert parse_metrics('# TYPE yitang_node_info gauge\nyitang_node_info{node="n2"} 1.0\n') == (
+        "n2",
+        None,
+    )

@@ -10,10 +10,11 @@ host in this process can give the floor round the publishers every
 window of `--duration` seconds: per received track the frame rate, bitrate,
 loss (from RTP sequence numbers) and freezes; per participant the time from
 join to the first video frame; the server's CPU when the server runs on this
-machine (found by its listening port); and whether its own client processes kept
-up (their CPU and event-loop lag, server/loadtest/client_load.py): when they did
-not, the figures measure the clients as much as the server, and the report says
-so. It deletes its session at the end.
+machine (found by its listening port); the delay the room's node itself
+measured for the packets it forwarded (server/loadtest/server_delay.py); and
+whether its own client processes kept up (their CPU and event-loop lag,
+server/loadtest/client_load.py): when they did not, the figures measure the
+clients as much as the server, and the report says so. It deletes its session at the end.
 
 Every wait is bounded; a participant that cannot join is reported, not fatal.
 """
@@ -40,6 +41,7 @@ from typing import Any, TextIO
 import aiohttp
 import psutil
 
+from server.loadtest import server_delay
 from server.loadtest.client_load import judge
 from server.loadtest.latency import latencies, send_times
 from server.loadtest.participant import LoadParticipant
@@ -199,6 +201,10 @@ async def _run_in_room(
                 await host.signaling.grant_floor(publishers[0])
                 switches += 1
         await workers.wait(options.warmup, bar)
+        node = await _room_node(http, url, room_id)
+        delays_before = (
+            None if node is None else await server_delay.scrape(url, options.api_key, node)
+        )
         if server is not None:
             server.start()
         runner_cpu = time.process_time()
@@ -216,6 +222,9 @@ async def _run_in_room(
         seconds = time.monotonic() - started
         runner_cpu = (time.process_time() - runner_cpu) / seconds * 100
         cpu = server.percent() if server else None
+        delays_after = None
+        if node is not None and delays_before is not None:
+            delays_after = await server_delay.scrape(url, options.api_key, node)
         workers.send({"cmd": "stop", "seconds": seconds})
         reports = await workers.collect("report", timeout=60, bar=None)
     finally:
@@ -234,7 +243,20 @@ async def _run_in_room(
     for key in ("loop_lag_max_ms", "gc_pause_max_ms"):  # the longest stall of any client
         clients[key] = max((load[key] for load in loads if load.get(key) is not None), default=None)
     summary = _summary(options, participants, errors, seconds, cpu, switches, room_id)
-    return {**summary, "clients": clients}
+    held = None
+    if node is not None and delays_before is not None and delays_after is not None:
+        held = server_delay.window(node, delays_before, delays_after)
+    return {**summary, "server_forward_delay": held, "clients": clients}
+
+
+async def _room_node(http: aiohttp.ClientSession, url: str, room_id: str) -> str | None:
+    """The node that forwards the room's media (None: not known)."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+        async with http.get(f"{url}/api/rooms/{room_id}") as response:
+            if response.status == 200:
+                node = (await response.json()).get("media_node")
+                return node if isinstance(node, str) else None
+    return None
 
 
 async def _create_room(http: aiohttp.ClientSession, url: str) -> str:
@@ -593,6 +615,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"({latency['packets']} sampled packets at {latency['probes']} probe(s) at "
             f"{(report.get('clients') or {}).get('probe_priority') or 'unknown'} priority; "
             "publisher's SRTP to subscriber's: server and clients)"
+        )
+    held = report.get("server_forward_delay")
+    if held and held.get("packets"):
+        lines.append(
+            f"server's own delay  p50 {num(held['p50_ms'], '.2f', ' ms')}, p99 "
+            f"{num(held['p99_ms'], '.2f', ' ms')}, {num(held['within_5ms'], '.2%')} within 5 ms, "
+            f"{num(held['over_100ms'], '.0f')} over 100 ms ({held['packets']} forwarded packets "
+            f"at node {held['node']}: kernel's receipt to last copy sent)"
         )
     clients = report.get("clients")
     if clients is not None:

@@ -46,6 +46,11 @@
 
 typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 
+/* Datagrams forward() has sent in this process. _ingest.c reads it through the
+ * capsule `datagrams_sent` to tell whether a publisher's packet was forwarded, and
+ * so to time it from its arrival to its last copy sent (the forward delay). */
+static unsigned long long datagrams_sent;
+
 typedef struct {
     PyObject_HEAD
     /* --- rewriter (RtpRewriter's fields) --- */
@@ -495,6 +500,7 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
     s->last_ntp_time = ntp;
     s->last_rtp_timestamp = out_ts;
     s->fast_sent++;
+    datagrams_sent++;
     return 1;
 }
 
@@ -821,6 +827,12 @@ PyInit__fanout(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "BUFFER_SIZE", BUFFER_SIZE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *counter = PyCapsule_New(&datagrams_sent, "server.media._fanout.datagrams_sent", NULL);
+    if (counter == NULL || PyModule_AddObject(m, "datagrams_sent", counter) < 0) {
+        Py_XDECREF(counter);
         Py_DECREF(m);
         return NULL;
     }

@@ -3,6 +3,8 @@
 from typing import Any
 
 BUFFER_SIZE: int
+#: A capsule of the count of datagrams forward() sent in this process.
+datagrams_sent: object
 
 class Stream:
     ssrc: int

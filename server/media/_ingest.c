@@ -127,6 +127,39 @@ static PyObject *empty_tuple;
 /* The load tool's TrackCounter and time.monotonic (set by configure_counting()) */
 static PyObject *track_counter_type, *monotonic_function;
 
+/* _fanout.c's count of datagrams sent (set by configure_forwarding(); NULL: not timed) */
+static unsigned long long *fanout_datagrams_sent;
+static PyObject *fanout_datagrams_sent_capsule;
+
+/*
+ * The forward delay: from the kernel's receipt of a publisher's RTP packet (its
+ * SO_TIMESTAMPNS time) to the end of its handling here, for each packet of which the
+ * compiled fan-out sent a copy -- so the time it waited in the socket while this
+ * process was busy, plus the time to send its last copy. A histogram in seconds
+ * (counts per bucket, not cumulative; the last is +Inf), read by forward_delays().
+ */
+static const double forward_delay_bounds[] = {0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015,
+                                              0.002,  0.003,   0.004,  0.005,   0.0075, 0.01,
+                                              0.025,  0.05,    0.1,    0.25,    0.5,    1.0};
+#define FORWARD_DELAY_BUCKETS (sizeof(forward_delay_bounds) / sizeof(forward_delay_bounds[0]))
+static unsigned long long forward_delay_counts[FORWARD_DELAY_BUCKETS + 1];
+static double forward_delay_sum;
+
+static void
+record_forward_delay(const struct timespec *arrival)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double delay = (double)(now.tv_sec - arrival->tv_sec) + (double)(now.tv_nsec - arrival->tv_nsec) * 1e-9;
+    if (delay < 0)
+        return; /* the system clock was set back meanwhile: no measurement */
+    size_t i = 0;
+    while (i < FORWARD_DELAY_BUCKETS && delay > forward_delay_bounds[i])
+        i++;
+    forward_delay_counts[i]++;
+    forward_delay_sum += delay;
+}
+
 static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
     *s_ssrc_table, *s_pt_table;
 static PyObject *s_enabled, *s_estimator, *s_rtcp_ssrc, *s_active_ssrc, *s_codecs, *s_streams, *s_nack,
@@ -1891,6 +1924,20 @@ address_tuple(struct sockaddr_storage *ss)
     return NULL;
 }
 
+/* The kernel's receipt time of a datagram read with recvmsg (SO_TIMESTAMPNS), or NULL. */
+static const struct timespec *
+arrival_time(struct msghdr *msg)
+{
+    if (msg->msg_flags & MSG_CTRUNC)
+        return NULL;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct timespec)))
+            return (const struct timespec *)CMSG_DATA(c);
+    }
+    return NULL;
+}
+
 static PyObject *
 Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1904,8 +1951,18 @@ Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwn
     r->batches += 1;
     for (int i = 0; i < READ_BATCH; i++) {
         struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        ssize_t n = recvfrom(r->fd, read_buffer, READ_BUFFER, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+        struct iovec iov = {.iov_base = read_buffer, .iov_len = READ_BUFFER};
+        union {
+            char buffer[CMSG_SPACE(sizeof(struct timespec))];
+            struct cmsghdr align;
+        } control;
+        struct msghdr msg = {.msg_name = &ss,
+                             .msg_namelen = sizeof(ss),
+                             .msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buffer,
+                             .msg_controllen = sizeof(control.buffer)};
+        ssize_t n = recvmsg(r->fd, &msg, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 break;
@@ -1927,8 +1984,17 @@ Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwn
             return NULL;
         PyObject *res;
         if (n > 0 && read_buffer[0] > 127 && read_buffer[0] < 192 && r->entry->path->ingest != NULL) {
+            /* RTP, not RTCP (RFC 5761: RTCP's packet types are 192-223), that arrived
+             * with the kernel's time: timed if the fan-out sends a copy of it. */
+            const struct timespec *arrival = NULL;
+            if (n >= RTP_HEADER_LENGTH && (read_buffer[1] < 192 || read_buffer[1] > 223) &&
+                fanout_datagrams_sent != NULL)
+                arrival = arrival_time(&msg);
+            unsigned long long sent_before = arrival ? *fanout_datagrams_sent : 0;
             PyObject *receive_args[2] = {data, r->entry->component};
             res = Path_receive(r->entry->path, receive_args, 2);
+            if (arrival != NULL && *fanout_datagrams_sent != sent_before)
+                record_forward_delay(arrival);
         }
         else {
             PyObject *addr = address_tuple(&ss);
@@ -1965,6 +2031,10 @@ Reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     r->transport = transport;
     r->fd = fd;
     r->vectorcall = (vectorcallfunc)Reader_vectorcall;
+    /* The kernel notes each datagram's arrival (the forward delay's start). Without
+     * it (it cannot fail on a UDP socket) nothing is timed. */
+    int on = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
     return (PyObject *)r;
 }
 
@@ -2031,11 +2101,20 @@ module_configure(PyObject *module, PyObject *args, PyObject *kwds)
 static PyObject *
 module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"packet_tap", "on_packet", "forward", "audio_level_meter", NULL};
-    PyObject *tap, *on_packet, *forward, *meter_type;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!:configure_forwarding", kwlist, &PyType_Type, &tap,
-                                     &on_packet, &forward, &PyType_Type, &meter_type))
+    static char *kwlist[] = {"packet_tap", "on_packet", "forward", "audio_level_meter", "datagrams_sent", NULL};
+    PyObject *tap, *on_packet, *forward, *meter_type, *sent = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!|O:configure_forwarding", kwlist, &PyType_Type, &tap,
+                                     &on_packet, &forward, &PyType_Type, &meter_type, &sent))
         return NULL;
+    unsigned long long *counter = NULL;
+    if (sent != Py_None) {
+        counter = PyCapsule_GetPointer(sent, "server.media._fanout.datagrams_sent");
+        if (counter == NULL)
+            return NULL;
+    }
+    fanout_datagrams_sent = counter;
+    Py_INCREF(sent);
+    Py_XSETREF(fanout_datagrams_sent_capsule, sent);
     Py_INCREF(meter_type);
     Py_XSETREF(audio_level_meter_type, meter_type);
     Py_INCREF(tap);
@@ -2248,6 +2327,35 @@ module_wait(PyObject *module, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+module_forward_delays(PyObject *module, PyObject *unused)
+{
+    PyObject *bounds = PyTuple_New(FORWARD_DELAY_BUCKETS);
+    PyObject *counts = PyTuple_New(FORWARD_DELAY_BUCKETS + 1);
+    if (bounds == NULL || counts == NULL) {
+        Py_XDECREF(bounds);
+        Py_XDECREF(counts);
+        return NULL;
+    }
+    for (size_t i = 0; i <= FORWARD_DELAY_BUCKETS; i++) {
+        if (i < FORWARD_DELAY_BUCKETS) {
+            PyObject *bound = PyFloat_FromDouble(forward_delay_bounds[i]);
+            if (bound == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(bounds, i, bound);
+        }
+        PyObject *count = PyLong_FromUnsignedLongLong(forward_delay_counts[i]);
+        if (count == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(counts, i, count);
+    }
+    return Py_BuildValue("(NNd)", bounds, counts, forward_delay_sum);
+fail:
+    Py_DECREF(bounds);
+    Py_DECREF(counts);
+    return NULL;
+}
+
+static PyObject *
 module_inline_runs(PyObject *module, PyObject *unused)
 {
     return PyLong_FromUnsignedLongLong(inline_runs);
@@ -2258,9 +2366,10 @@ static PyMethodDef module_methods[] = {
      "configure(rtp_packet, header_extensions): aiortc's classes."},
     {"configure_forwarding", (PyCFunction)(void (*)(void))module_configure_forwarding,
      METH_VARARGS | METH_KEYWORDS,
-     "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter): PacketTap, the\n"
-     "function TrackForwarder.on_packet (whose steady state runs here), fanout.forward (or None)\n"
-     "and AudioLevelMeter (whose observe runs here)."},
+     "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter, datagrams_sent=None):\n"
+     "PacketTap, the function TrackForwarder.on_packet (whose steady state runs here),\n"
+     "fanout.forward (or None), AudioLevelMeter (whose observe runs here) and the fan-out's\n"
+     "capsule of datagrams sent (None: no forward delay is timed)."},
     {"configure_counting", (PyCFunction)(void (*)(void))module_configure_counting,
      METH_VARARGS | METH_KEYWORDS,
      "configure_counting(track_counter, monotonic): the load tool's TrackCounter (whose count_rtp\n"
@@ -2270,6 +2379,9 @@ static PyMethodDef module_methods[] = {
      "as the compiled ingest runs it, the frame time given (False: not a TrackCounter)."},
     {"observe_level", (PyCFunction)(void (*)(void))module_observe_level, METH_VARARGS,
      "observe_level(meter, level, now): AudioLevelMeter.observe as the compiled forwarding runs it."},
+    {"forward_delays", (PyCFunction)module_forward_delays, METH_NOARGS,
+     "forward_delays() -> (bounds, counts, sum): the forward delay's histogram in this process, in\n"
+     "seconds: upper bounds, counts per bucket (not cumulative; the last is +Inf), their sum."},
     {"inline_runs", (PyCFunction)module_inline_runs, METH_NOARGS,
      "inline_runs() -> readers run inside wait() so far, in this process."},
     {"wait", (PyCFunction)(void (*)(void))module_wait, METH_VARARGS | METH_KEYWORDS,

@@ -45,7 +45,9 @@ def configure_forwarding(
     on_packet: Callable[..., None],
     forward: Callable[..., Any] | None,
     audio_level_meter: type,
+    datagrams_sent: object = None,
 ) -> None: ...
+def forward_delays() -> tuple[tuple[float, ...], tuple[int, ...], float]: ...
 def configure_counting(*, track_counter: type, monotonic: Callable[[], float]) -> None: ...
 def count_rtp(
     counter: Any, sequence_number: int, marker: bool, payload_size: int, now: float

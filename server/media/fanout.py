@@ -34,9 +34,12 @@ from .rtp_rewriter import LATE_WINDOW, RtpRewriter
 ENVIRONMENT_VARIABLE = "YITANG_FANOUT"
 
 IMPORT_ERROR: ImportError | None
+#: A capsule of the count of datagrams the compiled fan-out sent in this process (the
+#: compiled ingest reads it to time the forward delay), or None.
+datagrams_sent: object = None
 try:
     from ._fanout import Stream as _Stream
-    from ._fanout import forward
+    from ._fanout import datagrams_sent, forward
 
     IMPORT_ERROR = None
 except ImportError as exc:  # not built: the Python path runs
@@ -124,6 +127,7 @@ __all__ = [
     "IMPORT_ERROR",
     "Rewriter",
     "available",
+    "datagrams_sent",
     "enabled",
     "forward",
     "new_rewriter",

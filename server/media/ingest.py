@@ -16,6 +16,7 @@ comparison and tests); all feed the same receiver and sender state.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
 
@@ -47,12 +48,39 @@ if COMPILED_INGEST_ERROR is None:
         on_packet=TrackForwarder.on_packet,
         forward=fanout.forward if fanout.available() else None,
         audio_level_meter=AudioLevelMeter,
+        datagrams_sent=fanout.datagrams_sent,
     )
 
 
 def compiled_available() -> bool:
     """True if the compiled ingest (server/media/_ingest.c) is built and importable."""
     return COMPILED_INGEST_ERROR is None
+
+
+@dataclass(frozen=True)
+class ForwardDelays:
+    """How long this process held publishers' packets: from the kernel's receipt of an
+    RTP packet (its socket's SO_TIMESTAMPNS time) to the end of its handling, for each
+    packet the compiled fan-out sent a copy of. That is the time the packet waited in
+    the socket while the process was busy (a collection, another room's work), plus
+    the time to send its last copy. Timed where the node's event loop reads the socket
+    in C (server/media/event_loop.py); copies sent later (a subscriber whose socket
+    was full) are not in it. Per process, as the fan-out's count is."""
+
+    #: Upper bounds of the buckets, in seconds (ascending; +Inf after the last).
+    bounds: tuple[float, ...]
+    #: Packets per bucket, not cumulative: one more than ``bounds`` (the last is +Inf).
+    counts: tuple[int, ...]
+    #: The sum of the delays, in seconds.
+    sum: float
+
+
+def forward_delays() -> ForwardDelays | None:
+    """The forward delay's histogram so far in this process (None: not compiled)."""
+    if COMPILED_INGEST_ERROR is not None:
+        return None
+    bounds, counts, total = _ingest.forward_delays()
+    return ForwardDelays(bounds=bounds, counts=counts, sum=total)
 
 
 def install(pc: RTCPeerConnection) -> list[DirectIngest]:

@@ -4,7 +4,8 @@ Counted as things happen (cheap, never per media packet): Socket.IO events by
 name and outcome, connects, join latency, rate-limit refusals, Redis commands,
 room ownership changes, receiver reports. Read when scraped, by collectors
 registered in the same registry: rooms and participants, media forwarding
-counters, render jobs, and the process (CPU, memory, file descriptors).
+counters and the forward delay, render jobs, and the process (CPU, memory, file
+descriptors, garbage collections).
 
 Each application has its own registry (no module-level state: tests run
 several nodes in one process).
@@ -21,6 +22,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from server.metrics.forward_delay import ForwardDelayCollector
 from server.metrics.gc_pauses import GcPauseCollector
 from server.metrics.labels import KNOWN_EVENTS, BoundedLabels, event_label
 from server.rooms import acks
@@ -45,6 +47,7 @@ class ServerMetrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         registry.register(GcPauseCollector())
+        registry.register(ForwardDelayCollector())
         Gauge("yitang_node_info", "This node (always 1)", ["node"], registry=registry).labels(
             node_id
         ).set(1)

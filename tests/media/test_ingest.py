@@ -41,6 +41,7 @@ from server.media.aiortc_internals import (
 from server.media.publish_connection import PublishConnection
 from server.media.rtp_header import audio_level_byte
 from server.media.track_forwarder import TrackForwarder
+from server.metrics.server_metrics import ServerMetrics
 
 #: A VP8 payload that starts a 320x240 keyframe (RFC 7741 descriptor S=1, then the
 #: RFC 6386 frame tag, start code and size), and one that continues a frame.
@@ -499,3 +500,81 @@ async def test_an_empty_or_oversized_datagram_does_not_cut_the_publisher_off(
     assert recorder.packets == [(20, True)]
     (direct,) = _ingests(harness)
     assert direct.dropped == 2
+
+
+def _forward_delays() -> ingest.ForwardDelays:
+    delays = ingest.forward_delays()
+    assert delays is not None
+    return delays
+
+
+def _delayed_over(seconds: float) -> int:
+    """Forwarded packets timed in buckets wholly above ``seconds``."""
+    delays = _forward_delays()
+    lower_bounds = (0.0, *delays.bounds)
+    return sum(c for low, c in zip(lower_bounds, delays.counts, strict=True) if low >= seconds)
+
+
+@pytest.mark.parametrize("ingest_path", ["compiled"], indirect=True)
+async def test_the_node_times_each_forwarded_packet_from_its_arrival(
+    harness: RoomHarness, publisher: Publisher, ingest_path: str
+) -> None:
+    """The forward delay (``yitang_forward_delay_seconds``) starts when the kernel received
+    the packet, not when the node got round to it: packets that waited in the socket
+    while the process was held show that wait. Packets nobody receives are not timed."""
+    timed = sum(_forward_delays().counts)
+    # Nobody subscribes yet: handled, not forwarded, not timed.
+    (direct,) = _ingests(harness)
+    for seq in range(1, 4):
+        await publisher.send("video", _video(harness, publisher, seq, VP8_KEYFRAME))
+    await harness.wait_until(lambda: direct.packets >= 3, "the packets to be handled")
+    assert sum(_forward_delays().counts) == timed
+
+    bob = harness.client("bob", video=False, audio=False)
+    await bob.join(publish=False)
+    await harness.wait_until(lambda: bob.connected_at is not None, "bob's connection")
+    next_seq = 4
+
+    async def camera() -> None:
+        # The publisher's camera at 30 frames a second, a keyframe a second.
+        nonlocal next_seq
+        while True:
+            payload = VP8_KEYFRAME if next_seq % 30 == 4 else VP8_DELTA
+            await publisher.send("video", _video(harness, publisher, next_seq, payload))
+            next_seq += 1
+            await asyncio.sleep(1 / 30)
+
+    sending = asyncio.create_task(camera())
+    try:
+        await harness.wait_until(
+            lambda: sum(_forward_delays().counts) >= timed + 10, "forwarded packets to be timed"
+        )
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+
+    # Five packets arrive while the process is held for 60 ms (as by a long garbage
+    # collection): they wait in the node's socket, and the node reads them after.
+    held = 0.06
+    handled = direct.packets
+    late, timed = _delayed_over(0.05), sum(_forward_delays().counts)
+    stalled = [
+        publisher.protect("video", _video(harness, publisher, next_seq + i)) for i in range(5)
+    ]
+    pair = publisher.dtls.transport._connection._nominated[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as camera_socket:
+        for datagram in stalled:
+            camera_socket.sendto(datagram, pair.remote_addr)
+        time.sleep(held)  # noqa: ASYNC251 -- holds the event loop, the node's too: under test
+    await harness.wait_until(lambda: direct.packets >= handled + 5, "the held packets")
+    assert sum(_forward_delays().counts) == timed + 5
+    assert _delayed_over(0.05) == late + 5
+
+    # Exported by each node's /metrics.
+    registry = ServerMetrics("node-a").registry
+    delays = _forward_delays()
+    assert registry.get_sample_value("yitang_forward_delay_seconds_count") == sum(delays.counts)
+    assert registry.get_sample_value("yitang_forward_delay_seconds_sum") == delays.sum
+    assert registry.get_sample_value(
+        "yitang_forward_delay_seconds_bucket", {"le": "0.05"}
+    ) == sum(delays.counts) - _delayed_over(0.05)

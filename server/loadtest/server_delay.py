@@ -1,0 +1,128 @@
+"""The server's own account of the load window: how long it held the packets it forwarded.
+
+A node times each packet it forwards from the kernel's receipt to its last copy
+sent (``yitang_forward_delay_seconds``, server/metrics/forward_delay.py). The
+load test reads that histogram from the room's node at the window's start and
+end; the difference is the window's. Unlike the probes' latency
+(server/loadtest/latency.py), which runs from a publisher's SRTP to a
+subscriber's and so includes both clients' queues, this is the SFU's share
+alone: the figure the "< 5 ms p99 added" target is about.
+
+With several node processes behind one port each new connection may reach any
+of them, so the scrape is repeated (a bounded number of times, each on a new
+connection) until the room's node answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+#: The histogram each node exports.
+METRIC = "yitang_forward_delay_seconds"
+#: The target's line: the share of packets held at most this long is reported.
+TARGET_SECONDS = 0.005
+#: What counts as a stall of the server (reported as a count).
+STALL_SECONDS = 0.1
+#: Scrapes (each on a new connection) before giving up on reaching the room's node.
+SCRAPE_ATTEMPTS = 16
+#: Largest /metrics body read (a node's is ~50 kB).
+MAX_METRICS_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DelayHistogram:
+    """One scrape of a node's forward delay histogram."""
+
+    #: Upper bounds in seconds, ascending, the last +Inf.
+    bounds: tuple[float, ...]
+    #: Packets at or under each bound (cumulative, as Prometheus gives them).
+    cumulative: tuple[int, ...]
+    #: The sum of the delays, in seconds.
+    sum: float
+
+
+def parse_metrics(text: str) -> tuple[str | None, DelayHistogram | None]:
+    """The node id (``yitang_node_info``) and its forward delay histogram, from /metrics."""
+    node: str | None = None
+    buckets: dict[float, int] = {}
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "yitang_node_info":
+            node = next((s.labels.get("node") for s in family.samples), None)
+        elif family.name == METRIC:
+            for sample in family.samples:
+                if sample.name == f"{METRIC}_bucket":
+                    buckets[float(sample.labels["le"])] = int(sample.value)
+                elif sample.name == f"{METRIC}_sum":
+                    total = float(sample.value)
+    if not buckets:
+        return node, None
+    bounds = tuple(sorted(buckets))
+    return node, DelayHistogram(bounds, tuple(buckets[b] for b in bounds), total)
+
+
+async def scrape(url: str, api_key: str, node: str) -> DelayHistogram | None:
+    """The histogram of ``node`` read through ``url`` (None: that node did not answer
+    within the attempts, or exports no forward delay: the ingest is not compiled)."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    timeout = aiohttp.ClientTimeout(total=10)
+    for _ in range(SCRAPE_ATTEMPTS):
+        # A new connection each time: with several nodes on one port, each may reach another.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=timeout
+        ) as http:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                async with http.get(f"{url}/metrics") as response:
+                    if response.status != 200:
+                        return None
+                    body = await response.content.read(MAX_METRICS_BYTES)
+                    answered, histogram = parse_metrics(body.decode("utf-8", "replace"))
+                    if answered == node:
+                        return histogram
+    return None
+
+
+def window(node: str, before: DelayHistogram, after: DelayHistogram) -> dict[str, Any] | None:
+    """What the node's histogram gained between two scrapes, summarised for the report:
+    packets, p50 and p99 (interpolated within their bucket, as Prometheus's
+    histogram_quantile), the share at or under 5 ms (the target's line is a bucket
+    bound, so this share is exact) and the packets held over 100 ms."""
+    if before.bounds != after.bounds:
+        return None  # the node restarted with other buckets: no difference to take
+    counts = [a - b for a, b in zip(after.cumulative, before.cumulative, strict=True)]
+    packets = counts[-1]
+    if packets <= 0:
+        return {"node": node, "packets": 0}
+    within = counts[after.bounds.index(TARGET_SECONDS)] if TARGET_SECONDS in after.bounds else None
+    stalls = counts[after.bounds.index(STALL_SECONDS)] if STALL_SECONDS in after.bounds else None
+    return {
+        "node": node,
+        "packets": packets,
+        "mean_ms": round(1000 * (after.sum - before.sum) / packets, 3),
+        "p50_ms": _quantile(after.bounds, counts, 0.5),
+        "p99_ms": _quantile(after.bounds, counts, 0.99),
+        "within_5ms": None if within is None else round(within / packets, 5),
+        "over_100ms": None if stalls is None else packets - stalls,
+    }
+
+
+def _quantile(bounds: tuple[float, ...], cumulative: list[int], q: float) -> float | None:
+    """histogram_quantile's estimate, in ms: linear within the bucket the rank falls in
+    (None if it falls in the +Inf bucket: no upper bound to say)."""
+    rank = q * cumulative[-1]
+    lower, below = 0.0, 0
+    for bound, count in zip(bounds, cumulative, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return None
+            inside = count - below
+            share = 1.0 if inside == 0 else (rank - below) / inside
+            return round(1000 * (lower + (bound - lower) * share), 3)
+        lower, below = bound, count
+    return None

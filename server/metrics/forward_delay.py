@@ -1,0 +1,41 @@
+"""How long this node held a publisher's packet before its last copy went out:
+``yitang_forward_delay_seconds``.
+
+The SFU's own share of a packet's latency, as the node itself measures it: from
+the kernel's receipt of the packet to the end of its handling in the compiled
+ingest, for every packet the compiled fan-out forwarded
+(server/media/ingest.py, :class:`~server.media.ingest.ForwardDelays`). A stall of
+the process (a garbage collection, a slow callback) shows here as a tail. Per
+process, as the garbage collector's pauses: each node process exports its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from server.media import ingest
+
+
+class ForwardDelayCollector(Collector):
+    """``yitang_forward_delay_seconds``, read when scraped (nothing where the ingest is not
+    compiled: the Python paths are not timed)."""
+
+    def collect(self) -> Iterator[Any]:
+        delays = ingest.forward_delays()
+        if delays is None:
+            return
+        family = HistogramMetricFamily(
+            "yitang_forward_delay_seconds",
+            "From the kernel's receipt of a publisher's RTP packet to its last copy sent, "
+            "for each packet this process forwarded (the SFU's share of the latency)",
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip((*delays.bounds, float("inf")), delays.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+        family.add_metric([], buckets, delays.sum)
+        yield family
