@@ -575,6 +575,6 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
     delays = _forward_delays()
     assert registry.get_sample_value("yitang_forward_delay_seconds_count") == sum(delays.counts)
     assert registry.get_sample_value("yitang_forward_delay_seconds_sum") == delays.sum
-    assert registry.get_sample_value(
-        "yitang_forward_delay_seconds_bucket", {"le": "0.05"}
-    ) == sum(delays.counts) - _delayed_over(0.05)
+    assert registry.get_sample_value("yitang_forward_delay_seconds_bucket", {"le": "0.05"}) == sum(
+        delays.counts
+    ) - _delayed_over(0.05)
