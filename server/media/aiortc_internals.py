@@ -37,6 +37,7 @@ import inspect
 import ipaddress
 import logging
 import random
+import struct
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_SR,
     RTP_HISTORY_SIZE,
     HeaderExtensions,
     HeaderExtensionsMap,
@@ -64,9 +66,7 @@ from aiortc.rtp import (
     RtcpReceiverInfo,
     RtcpRrPacket,
     RtcpSdesPacket,
-    RtcpSenderInfo,
     RtcpSourceInfo,
-    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
@@ -1264,6 +1264,8 @@ class HookedRtpSender(RTCRtpSender):
     #: Packets the receiver asked for again (RTCP NACK), answered from the history; the
     #: metrics collector reads it (one count per NACKed packet, never per forwarded one).
     nacks_received = 0
+    #: ((SSRC, CNAME), the SDES packet) of the last report (see sender_report).
+    _sdes: tuple[tuple[int, str], bytes] | None = None
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Send packets through ``channel`` until cancelled. Subclasses implement."""
@@ -1302,29 +1304,37 @@ class HookedRtpSender(RTCRtpSender):
         finally:
             exited.set()
 
-    def sender_report(self) -> list[RtcpSrPacket | RtcpSdesPacket]:
-        """This sender's report now (SR and SDES, as aiortc's RTCP loop makes them),
-        noted for the round-trip time of the receiver's answer."""
+    def sender_report(self) -> bytes:
+        """This sender's report now, serialized: the SR and SDES aiortc's RTCP loop makes
+        (the same bytes), noted for the round-trip time of the receiver's answer.
+
+        Packed here rather than through aiortc's packet objects: ~0.5 us against ~11 us
+        per sender, and a subscriber's transport reports for every track it receives
+        each interval, in one callback that holds the event loop (packets wait)."""
         ntp_timestamp: int = getattr(self, SENDER_ATTRIBUTES["ntp_timestamp"])
         ssrc = sender_ssrc(self)
-        packets: list[RtcpSrPacket | RtcpSdesPacket] = [
-            RtcpSrPacket(
-                ssrc=ssrc,
-                sender_info=RtcpSenderInfo(
-                    ntp_timestamp=ntp_timestamp,
-                    rtp_timestamp=getattr(self, SENDER_ATTRIBUTES["rtp_timestamp"]),
-                    packet_count=getattr(self, SENDER_ATTRIBUTES["packet_count"]) & 0xFFFFFFFF,
-                    octet_count=getattr(self, SENDER_ATTRIBUTES["octet_count"]) & 0xFFFFFFFF,
-                ),
-            )
-        ]
+        report = _SENDER_REPORT.pack(
+            _SENDER_REPORT_FIRST_BYTE,
+            RTCP_SR,
+            _SENDER_REPORT_WORDS,
+            ssrc,
+            ntp_timestamp,
+            getattr(self, SENDER_ATTRIBUTES["rtp_timestamp"]),
+            getattr(self, SENDER_ATTRIBUTES["packet_count"]) & 0xFFFFFFFF,
+            getattr(self, SENDER_ATTRIBUTES["octet_count"]) & 0xFFFFFFFF,
+        )
         setattr(self, SENDER_ATTRIBUTES["lsr"], (ntp_timestamp >> 16) & 0xFFFFFFFF)
         setattr(self, SENDER_ATTRIBUTES["lsr_time"], time.time())
         cname: str | None = getattr(self, SENDER_ATTRIBUTES["cname"])
-        if cname is not None:
+        if cname is None:
+            return report
+        # The SDES chunk never changes for one SSRC and CNAME: made once.
+        cached = self._sdes
+        if cached is None or cached[0] != (ssrc, cname):
             items = [(1, cname.encode("utf8"))]
-            packets.append(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=items)]))
-        return packets
+            chunk = bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=items)]))
+            cached = self._sdes = ((ssrc, cname), chunk)
+        return report + cached[1]
 
     def _send_keyframe(self) -> None:
         self.on_keyframe_request()
@@ -1336,6 +1346,12 @@ class HookedRtpSender(RTCRtpSender):
             await super()._retransmit(sequence_number)
 
 
+#: A sender report without report blocks (RFC 3550 section 6.4.1), as aiortc packs it:
+#: V=2 and RC=0, PT, length in words minus one, SSRC, then the sender info (NTP and RTP
+#: timestamps, packet and octet counts).
+_SENDER_REPORT: Final = struct.Struct("!BBHLQLLL")
+_SENDER_REPORT_FIRST_BYTE: Final = 2 << 6
+_SENDER_REPORT_WORDS: Final = _SENDER_REPORT.size // 4 - 1
 #: Largest compound report datagram before SRTCP's trailer (well under any path's MTU).
 _REPORT_DATAGRAM_BYTES: Final = 1100
 #: Where a DTLS transport keeps its TransportSenderReports and TransportReceiverReports
@@ -1464,7 +1480,7 @@ class TransportSenderReports(_TransportReports):
 
     def _member_report(self, member: Any) -> bytes:
         sender: HookedRtpSender = member
-        return b"".join(bytes(p) for p in sender.sender_report())
+        return sender.sender_report()
 
 
 class TransportReceiverReports(_TransportReports):

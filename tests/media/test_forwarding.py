@@ -8,7 +8,7 @@ import time
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket, RtpPacket
 from media_testkit import (
     LOOPBACK,
     CodecUsageProbe,
@@ -22,6 +22,7 @@ from server.media.aiortc_internals import (
     SENDER_ATTRIBUTES,
     TransportSenderReports,
     gather_only_on,
+    sender_ssrc,
 )
 from server.media.forwarding_sender import ForwardingSender
 
@@ -76,6 +77,15 @@ async def test_two_participants_receive_each_others_media(harness: RoomHarness) 
     for sender in server_senders:
         assert sender.channel is not None
         assert getattr(sender, SENDER_ATTRIBUTES["packet_count"]) == sender.channel.packets_sent > 0
+        # The report, packed by hand, is the SR and SDES aiortc would have serialized.
+        sr, sdes = RtcpPacket.parse(sender.sender_report())
+        assert isinstance(sr, RtcpSrPacket) and isinstance(sdes, RtcpSdesPacket)
+        assert sr.ssrc == sdes.chunks[0].ssrc == sender_ssrc(sender)
+        assert sr.sender_info.packet_count == sender.channel.packets_sent
+        assert sr.sender_info.octet_count == getattr(sender, SENDER_ATTRIBUTES["octet_count"])
+        assert sr.sender_info.ntp_timestamp == getattr(sender, SENDER_ATTRIBUTES["ntp_timestamp"])
+        assert sdes.chunks[0].items == [(1, getattr(sender, SENDER_ATTRIBUTES["cname"]).encode())]
+        assert bytes(sr) + bytes(sdes) == sender.sender_report()
         # The NACK history holds what was sent: the newest packet can be retransmitted.
         newest = sender.channel.sent_sequence_numbers()[-1]
         assert sender.channel.packet_for_retransmission(newest) is not None
