@@ -41,7 +41,7 @@ from server.loadtest.runner import main_entry as loadtest_main
 from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
 from server.media import event_loop
 from server.media.config import IceAddress
-from server.metrics.gc_pauses import record_pauses
+from server.metrics.gc_pauses import record_frozen, record_pauses
 from server.recording import RenderFailed, render_and_watch
 from server.recording.worker import main as worker_main
 from server.seeding import apply_seed, load_seed
@@ -195,6 +195,7 @@ async def serve(
                 say(f"  {invitee.role.value:8} {invitee.venue:12} {invitee.name}: {shown}")
         # Started: what exists now lives as long as the process (server/gc_policy.py).
         gc_policy.settle_after_startup()
+        record_frozen()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

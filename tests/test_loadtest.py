@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -21,6 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from server.loadtest.client_load import ClientLoadProbe, judge
+from server.loadtest.cpu_steal import read_ticks, steal_percent
 from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog, latencies, send_times
 from server.loadtest.receiver_stats import TrackCounter
 from server.loadtest.runner import LoadTestError, LoadTestOptions
@@ -97,6 +99,10 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert held["packets"] > 100, held
         assert 0 < held["p50_ms"] <= held["p99_ms"], held
         assert 0 < held["within_5ms"] <= 1 and held["over_100ms"] >= 0, held
+        # ... and the machine's steal time, by which such delays are to be read.
+        steal = report["cpu_steal_percent"]
+        assert set(steal) == {f"cpu{i}" for i in range(os.cpu_count() or 1)}, steal
+        assert all(0 <= share <= 100 for share in steal.values()), steal
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with (
             aiohttp.ClientSession(headers=headers) as http,
@@ -303,3 +309,21 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
         "n2",
         None,
     )
+
+
+def test_the_steal_of_each_cpu_is_its_share_of_the_window(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text(
+        "cpu  300 0 100 1500 0 0 0 100 50 0\n"
+        "cpu0 100 0 50 800 0 0 0 50 50 0\n"
+        "cpu1 200 0 50 700 0 0 0 50 0 0\nintr 12345\n"
+    )
+    before = read_ticks(stat)
+    assert before == {"cpu0": (50, 1000), "cpu1": (50, 1000)}
+    stat.write_text("cpu0 150 0 60 850 0 0 10 130 60 0\ncpu1 300 0 100 800 0 0 0 50 0 0\n")
+    after = read_ticks(stat)
+    assert after is not None
+    # cpu0: 200 ticks passed, 80 of them stolen; cpu1: 250, none.
+    assert steal_percent(before, after) == {"cpu0": 40.0, "cpu1": 0.0}
+    assert read_ticks(tmp_path / "absent") is None

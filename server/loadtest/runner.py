@@ -11,7 +11,8 @@ window of `--duration` seconds: per received track the frame rate, bitrate,
 loss (from RTP sequence numbers) and freezes; per participant the time from
 join to the first video frame; the server's CPU when the server runs on this
 machine (found by its listening port); the delay the room's node itself
-measured for the packets it forwarded (server/loadtest/server_delay.py); and
+measured for the packets it forwarded (server/loadtest/server_delay.py); the
+CPUs' steal time on a virtual machine (server/loadtest/cpu_steal.py); and
 whether its own client processes kept up (their CPU and event-loop lag,
 server/loadtest/client_load.py): when they did not, the figures measure the
 clients as much as the server, and the report says so. It deletes its session at the end.
@@ -41,7 +42,7 @@ from typing import Any, TextIO
 import aiohttp
 import psutil
 
-from server.loadtest import server_delay
+from server.loadtest import cpu_steal, server_delay
 from server.loadtest.client_load import judge
 from server.loadtest.latency import latencies, send_times
 from server.loadtest.participant import LoadParticipant
@@ -207,6 +208,7 @@ async def _run_in_room(
         )
         if server is not None:
             server.start()
+        ticks_before = cpu_steal.read_ticks()
         runner_cpu = time.process_time()
         workers.send({"cmd": "measure"})
         started = time.monotonic()
@@ -222,6 +224,7 @@ async def _run_in_room(
         seconds = time.monotonic() - started
         runner_cpu = (time.process_time() - runner_cpu) / seconds * 100
         cpu = server.percent() if server else None
+        ticks_after = cpu_steal.read_ticks()
         delays_after = None
         if node is not None and delays_before is not None:
             delays_after = await server_delay.scrape(url, options.api_key, node)
@@ -246,7 +249,10 @@ async def _run_in_room(
     held = None
     if node is not None and delays_before is not None and delays_after is not None:
         held = server_delay.window(node, delays_before, delays_after)
-    return {**summary, "server_forward_delay": held, "clients": clients}
+    steal = None
+    if ticks_before is not None and ticks_after is not None:
+        steal = cpu_steal.steal_percent(ticks_before, ticks_after)
+    return {**summary, "server_forward_delay": held, "cpu_steal_percent": steal, "clients": clients}
 
 
 async def _room_node(http: aiohttp.ClientSession, url: str, room_id: str) -> str | None:
@@ -624,6 +630,10 @@ def format_report(report: dict[str, Any]) -> str:
             f"{num(held['over_100ms'], '.0f')} over 100 ms ({held['packets']} forwarded packets "
             f"at node {held['node']}: kernel's receipt to last copy sent)"
         )
+    steal = report.get("cpu_steal_percent")
+    if steal:
+        shares = ", ".join(f"{cpu} {share:.1f} %" for cpu, share in sorted(steal.items()))
+        lines.append(f"CPU steal           {shares} (time the hypervisor gave to others)")
     clients = report.get("clients")
     if clients is not None:
         load = (
