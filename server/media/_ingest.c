@@ -1880,13 +1880,15 @@ static PyTypeObject EntryType = {
 /*
  * The reader callback of a StunProtocol's socket, in place of asyncio's
  * _SelectorDatagramTransport._read_ready (which the event loop calls when the
- * socket is readable): recvfrom in C, RTP and RTCP straight to Path.receive
+ * socket is readable): recvmsg in C, RTP and RTCP straight to Path.receive
  * (as the Entry does), anything else to aioice's datagram_received with the
  * sender's (host, port). asyncio reads one datagram per wake-up and formats
  * every sender's address as a string; this reads what is waiting, up to
  * READ_BATCH, and formats an address only for what aioice gets. Errors as
  * _read_ready: EAGAIN ends the batch, another OSError goes to the protocol's
  * error_received, nothing is read once the transport has lost its connection.
+ * Each datagram is read with the kernel's time of receipt (SO_TIMESTAMPNS), from
+ * which an RTP packet that the fan-out forwards is timed (the forward delay).
  */
 #define READ_BATCH 16
 #define READ_BUFFER 65536
@@ -2031,8 +2033,8 @@ Reader_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     r->transport = transport;
     r->fd = fd;
     r->vectorcall = (vectorcallfunc)Reader_vectorcall;
-    /* The kernel notes each datagram's arrival (the forward delay's start). Without
-     * it (it cannot fail on a UDP socket) nothing is timed. */
+    /* The kernel notes each datagram's arrival (the forward delay's start); where it
+     * cannot, no datagram carries a time and nothing is timed. */
     int on = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
     return (PyObject *)r;
