@@ -22,7 +22,9 @@ Two measures, both CPython's own knobs, taken by :func:`settle_after_startup`:
   every half second. Young garbage is collected as before; a cycle that became
   garbage after it grew old waits longer.
 
-The pauses are exported as ``yitang_gc_pause_seconds`` (server/metrics/gc_pauses.py).
+What a closed session leaves is collected by the media node once its last room
+has closed (server/media/node.py). The pauses are exported as
+``yitang_gc_pause_seconds`` (server/metrics/gc_pauses.py).
 """
 
 from __future__ import annotations

@@ -104,6 +104,9 @@ class MediaConfig:
     #: within it (a burst of joins) are folded into one next offer (0: offer whenever
     #: no offer waits for its answer). A change on an idle connection goes at once.
     subscriber_offer_interval: float = 0.5
+    #: Seconds after the node's last room has closed before the garbage of its sessions
+    #: is collected, while no media flows (None: never; CPython's thresholds decide).
+    idle_collection_delay: float | None = 2.0
 
     def __post_init__(self) -> None:
         if self.last_n is not None and self.last_n < 0:
@@ -121,6 +124,8 @@ class MediaConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.idle_collection_delay is not None and self.idle_collection_delay < 0:
+            raise ValueError("idle_collection_delay must be >= 0 or None")
         if (
             self.keyframe_request_interval < 0
             or self.keyframe_retry_interval <= 0
