@@ -781,10 +781,60 @@ static PyTypeObject StreamType = {
     .tp_methods = Stream_methods,
 };
 
+/* sent_among(history, first, last) -> (sent, known): RtpSendChannel.sent_among (see
+ * server/media/aiortc_internals.py, the reference) over the NACK history, a list of
+ * None or (header bytes, payload) at sequence % len. Run for each receiver report of
+ * each subscriber's track (~75 numbers each for video): ~3 % of a core in Python at
+ * 36 participants. */
+static PyObject *
+fanout_sent_among(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "sent_among(history: list, first: int, last: int)");
+        return NULL;
+    }
+    PyObject *history = args[0];
+    long long first = PyLong_AsLongLong(args[1]);
+    long long last = PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    long long size = (long long)PyList_GET_SIZE(history);
+    long long sent = 0, known = 0;
+    if (size > 0) {
+        long long start = last - size + 1 > first ? last - size + 1 : first;
+        for (long long number = start; number <= last; number++) {
+            PyObject *entry = PyList_GET_ITEM(history, ((number % size) + size) % size);
+            if (entry == Py_None) {
+                known++; /* nothing was ever sent in this slot */
+                continue;
+            }
+            PyObject *header = PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > 0 ? PyTuple_GET_ITEM(entry, 0)
+                                                                                   : NULL;
+            if (header == NULL || !PyBytes_Check(header) || PyBytes_GET_SIZE(header) < 4) {
+                PyErr_SetString(PyExc_TypeError, "a history entry is (header bytes, payload)");
+                return NULL;
+            }
+            const unsigned char *h = (const unsigned char *)PyBytes_AS_STRING(header);
+            long long ahead = ((long long)((h[2] << 8) | h[3]) - number) & 0xFFFF;
+            if (ahead == 0) {
+                sent++;
+                known++;
+            }
+            else if (ahead >= 0x8000) {
+                known++; /* an older packet holds the slot: this number was never sent */
+            }
+        }
+    }
+    return Py_BuildValue("(LL)", sent, known);
+}
+
 static PyMethodDef module_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))fanout_forward, METH_FASTCALL,
      "forward(streams, marker, seq, timestamp, ssrc, payload, ext_value, ntp, now) -> "
      "None or the indexes of the streams Python must handle."},
+    {"sent_among", (PyCFunction)(void (*)(void))fanout_sent_among, METH_FASTCALL,
+     "sent_among(history, first, last) -> (sent, known): RtpSendChannel.sent_among over a "
+     "NACK history."},
     {NULL}};
 
 static struct PyModuleDef module_def = {

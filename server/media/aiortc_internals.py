@@ -78,6 +78,12 @@ from pylibsrtp._binding import lib as srtp_lib
 if TYPE_CHECKING:
     from .fanout import CompiledStream
 
+_compiled_sent_among: Callable[[list[Any], int, int], tuple[int, int]] | None
+try:
+    from ._fanout import sent_among as _compiled_sent_among
+except ImportError:  # not built: the Python reference below
+    _compiled_sent_among = None
+
 #: The direct ingest's compiled steady state and REMB estimator (server/media/_ingest.c),
 #: or None if not built (then why, in COMPILED_INGEST_ERROR).
 COMPILED_INGEST_ERROR: ImportError | None
@@ -1045,6 +1051,25 @@ class SendCounters:
 SENT_HISTORY_SIZE: Final = 512
 
 
+def sent_among(history: list[Any], first: int, last: int) -> tuple[int, int]:
+    """:meth:`RtpSendChannel.sent_among` over a NACK ``history`` (None or (header, payload)
+    at sequence % len): the reference of ``_fanout.sent_among``."""
+    size = len(history)
+    sent = known = 0
+    for number in range(max(first, last - size + 1), last + 1):
+        entry = history[number % size]
+        if entry is None:
+            known += 1  # nothing was ever sent in this slot
+            continue
+        ahead = (int.from_bytes(entry[0][2:4], "big") - number) & 0xFFFF
+        if ahead == 0:
+            sent += 1
+            known += 1
+        elif ahead >= 0x8000:
+            known += 1  # an older packet holds the slot: this number was never sent
+    return sent, known
+
+
 class RtpSendChannel:
     """Sends RTP packets through an aiortc sender's transport, synchronously.
 
@@ -1190,23 +1215,12 @@ class RtpSendChannel:
 
         A number we never sent was skipped: its packet never reached us (the
         publisher's uplink lost it; the rewriter keeps the source's gaps). A slot
-        that a newer packet has taken cannot tell.
+        that a newer packet has taken cannot tell. In C where the fan-out is built
+        (once per receiver report per track, ~75 numbers for a video).
         """
-        sent_history = self._sent
-        size = len(sent_history)
-        sent = known = 0
-        for number in range(max(first, last - size + 1), last + 1):
-            entry = sent_history[number % size]
-            if entry is None:
-                known += 1  # nothing was ever sent in this slot
-                continue
-            ahead = (int.from_bytes(entry[0][2:4], "big") - number) & 0xFFFF
-            if ahead == 0:
-                sent += 1
-                known += 1
-            elif ahead >= 0x8000:
-                known += 1  # an older packet holds the slot: this number was never sent
-        return sent, known
+        if _compiled_sent_among is not None:
+            return _compiled_sent_among(self._sent, first, last)
+        return sent_among(self._sent, first, last)
 
     def packet_for_retransmission(self, sequence_number: int) -> RtpPacket | None:
         """The sent packet with this sequence number, put where aiortc's ``_retransmit`` looks."""

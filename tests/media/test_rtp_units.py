@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import select
 import socket
 import struct
@@ -20,7 +21,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpParameters,
 )
 from aiortc.rtp import HeaderExtensionsMap, RtcpReceiverInfo, RtcpRrPacket, RtpPacket
-from media_testkit import make_counter_frame
+from media_testkit import make_counter_frame, require_compiled
 from pylibsrtp import Policy, Session
 
 from server.media import fanout
@@ -29,6 +30,7 @@ from server.media.aiortc_internals import (
     RtpSendChannel,
     SrtpProtector,
     ntp_time,
+    sent_among,
 )
 from server.media.fanout import Rewriter
 from server.media.forwarding_sender import ForwardingSender
@@ -765,3 +767,29 @@ def test_a_packet_too_long_to_encrypt_is_dropped_and_the_stream_goes_on() -> Non
         assert forwarder.sinks_failed == 0
 
     asyncio.run(run())
+
+
+def test_the_compiled_sent_among_counts_what_the_python_one_does() -> None:
+    """``_fanout.sent_among`` (run for each receiver report of each forwarded track) gives
+    what the Python reference gives, over histories with empty slots, slots a newer or an
+    older packet holds, skipped numbers and sequence wraps."""
+    require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+    from server.media._fanout import sent_among as compiled_sent_among
+
+    rng = random.Random(7)
+    for size in (1, 7, 64, 512):
+        history: list[tuple[bytes, bytes] | None] = [None] * size
+        number = rng.randrange(0, 3 * 65536)  # extended: past several wraps
+        for _ in range(3000):
+            number += 1 if rng.random() < 0.9 else rng.randrange(2, 40)  # skipped numbers
+            if rng.random() < 0.05:
+                continue  # never sent
+            header = bytes([0x80, 96]) + (number & 0xFFFF).to_bytes(2, "big") + bytes(8)
+            history[number % size] = (header, b"payload")
+            first = number - rng.randrange(0, 2 * size + 3)
+            last = number - rng.randrange(0, 3)
+            expected = sent_among(history, first, last)
+            assert compiled_sent_among(history, first, last) == expected, (size, first, last)
+    assert compiled_sent_among([], 5, 10) == (0, 0)
+    with pytest.raises(TypeError):
+        compiled_sent_among([("not bytes", b"")], 0, 0)
