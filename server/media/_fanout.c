@@ -102,6 +102,9 @@ typedef struct {
     PyObject *pair;
     /* --- fast-path statistics --- */
     unsigned long long fast_sent;
+    /* The sender is paused (last-N) or not running: its packets are dropped here,
+     * as ForwardingSender._forward drops them first thing, not handed back. */
+    int silent;
 } Stream;
 
 static PyObject *str_state, *str_is_closing, *str_closing, *str_sequence_number, *str_timestamp, *str_ssrc;
@@ -546,6 +549,8 @@ fanout_forward(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_TypeError, "streams must hold Stream objects");
             return NULL;
         }
+        if (((Stream *)item)->silent)
+            continue;
         if (forward_one((Stream *)item, (int)marker, (int)(seq & 0xFFFF), (unsigned int)ssrc,
                         (unsigned int)timestamp, payload, payload_len, args[5],
                         (unsigned int)ext_value, ntp, now))
@@ -721,6 +726,22 @@ Stream_set_enabled(Stream *s, PyObject *value, void *closure)
 }
 
 static PyObject *
+Stream_get_silent(Stream *s, void *closure)
+{
+    return PyBool_FromLong(s->silent);
+}
+
+static int
+Stream_set_silent(Stream *s, PyObject *value, void *closure)
+{
+    int v = value == NULL ? 0 : PyObject_IsTrue(value);
+    if (v < 0)
+        return -1;
+    s->silent = v;
+    return 0;
+}
+
+static PyObject *
 Stream_get_connected(Stream *s, void *closure)
 {
     return PyBool_FromLong(s->connected);
@@ -732,6 +753,9 @@ static PyGetSetDef Stream_getset[] = {
      "Added to an incoming timestamp (mod 2**32) to give the outgoing one.", NULL},
     {"enabled", (getter)Stream_get_enabled, (setter)Stream_set_enabled,
      "Set by the Python sender: forward() may send for it (no gating pending).", NULL},
+    {"silent", (getter)Stream_get_silent, (setter)Stream_set_silent,
+     "Set by the Python sender while it is paused or not running: forward() drops its packets.",
+     NULL},
     {"connected", (getter)Stream_get_connected, NULL, "True once connect()ed to a socket and SRTP session.", NULL},
     {NULL}};
 

@@ -18,6 +18,7 @@ class Stream:
     fast_sent: int
     ts_offset: int
     enabled: bool
+    silent: bool
     @property
     def source_ssrc(self) -> int | None: ...
     @property

@@ -478,10 +478,14 @@ class ForwardingSender(HookedRtpSender):
         # The compiled fan-out may send for us only while no rule of _forward()
         # is pending: running, not paused, not congested (nothing buffered), not
         # waiting for a keyframe or a resync. Re-evaluated after every packet it
-        # hands back and on every change of these from outside.
+        # hands back and on every change of these from outside (every assignment
+        # of _paused and _running is followed by this call).
         stream = self._stream
         if stream is None:
             return
+        # Paused (last-N) or not running: _forward would drop every packet first thing,
+        # so the fan-out drops them itself instead of handing each one back.
+        stream.silent = self._paused or not self._running
         channel = self.channel
         stream.enabled = (
             self._running
