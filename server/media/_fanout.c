@@ -104,7 +104,7 @@ typedef struct {
     unsigned long long fast_sent;
     /* The sender is paused (last-N) or not running: its packets are dropped here,
      * as ForwardingSender._forward drops them first thing, not handed back. */
-    int silent;
+    char silent;
 } Stream;
 
 static PyObject *str_state, *str_is_closing, *str_closing, *str_sequence_number, *str_timestamp, *str_ssrc;
@@ -726,22 +726,6 @@ Stream_set_enabled(Stream *s, PyObject *value, void *closure)
 }
 
 static PyObject *
-Stream_get_silent(Stream *s, void *closure)
-{
-    return PyBool_FromLong(s->silent);
-}
-
-static int
-Stream_set_silent(Stream *s, PyObject *value, void *closure)
-{
-    int v = value == NULL ? 0 : PyObject_IsTrue(value);
-    if (v < 0)
-        return -1;
-    s->silent = v;
-    return 0;
-}
-
-static PyObject *
 Stream_get_connected(Stream *s, void *closure)
 {
     return PyBool_FromLong(s->connected);
@@ -753,9 +737,6 @@ static PyGetSetDef Stream_getset[] = {
      "Added to an incoming timestamp (mod 2**32) to give the outgoing one.", NULL},
     {"enabled", (getter)Stream_get_enabled, (setter)Stream_set_enabled,
      "Set by the Python sender: forward() may send for it (no gating pending).", NULL},
-    {"silent", (getter)Stream_get_silent, (setter)Stream_set_silent,
-     "Set by the Python sender while it is paused or not running: forward() drops its packets.",
-     NULL},
     {"connected", (getter)Stream_get_connected, NULL, "True once connect()ed to a socket and SRTP session.", NULL},
     {NULL}};
 
@@ -773,6 +754,8 @@ static PyMemberDef Stream_members[] = {
      "RTP timestamp of the newest packet sent (RTCP SR)."},
     {"fast_sent", T_ULONGLONG, offsetof(Stream, fast_sent), READONLY,
      "Packets sent by forward() (the rest went through Python)."},
+    {"silent", T_BOOL, offsetof(Stream, silent), 0,
+     "Set by the Python sender while it is paused or not running: forward() drops its packets."},
     {NULL}};
 
 static PyMethodDef Stream_methods[] = {

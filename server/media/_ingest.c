@@ -1986,11 +1986,10 @@ Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwn
             return NULL;
         PyObject *res;
         if (n > 0 && read_buffer[0] > 127 && read_buffer[0] < 192 && r->entry->path->ingest != NULL) {
-            /* RTP, not RTCP (RFC 5761: RTCP's packet types are 192-223), that arrived
-             * with the kernel's time: timed if the fan-out sends a copy of it. */
+            /* RTP (not RTCP) that arrived with the kernel's time: timed if the fan-out
+             * sends a copy of it. */
             const struct timespec *arrival = NULL;
-            if (n >= RTP_HEADER_LENGTH && (read_buffer[1] < 192 || read_buffer[1] > 223) &&
-                fanout_datagrams_sent != NULL)
+            if (fanout_datagrams_sent != NULL && is_rtp(read_buffer, n))
                 arrival = arrival_time(&msg);
             unsigned long long sent_before = arrival ? *fanout_datagrams_sent : 0;
             PyObject *receive_args[2] = {data, r->entry->component};

@@ -18,6 +18,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from server.media import ingest
+from server.metrics.histogram_buckets import cumulative_buckets
 
 
 class ForwardDelayCollector(Collector):
@@ -33,9 +34,5 @@ class ForwardDelayCollector(Collector):
             "From the kernel's receipt of a publisher's RTP packet to its last copy sent, "
             "for each packet this process forwarded (the SFU's share of the latency)",
         )
-        cumulative, buckets = 0, []
-        for bound, count in zip((*delays.bounds, float("inf")), delays.counts, strict=True):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
-        family.add_metric([], buckets, delays.sum)
+        family.add_metric([], cumulative_buckets(delays.bounds, delays.counts), delays.sum)
         yield family

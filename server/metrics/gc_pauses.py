@@ -17,6 +17,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from server.metrics.histogram_buckets import cumulative_buckets
+
 #: Bucket bounds of the pause histogram, in seconds.
 PAUSE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -94,9 +96,6 @@ class GcPauseCollector(Collector):
             labels=["generation"],
         )
         for generation, counts in pauses.counts.items():
-            cumulative, buckets = 0, []
-            for bound, count in zip((*PAUSE_BUCKETS, float("inf")), counts, strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+            buckets = cumulative_buckets(PAUSE_BUCKETS, counts)
             family.add_metric([str(generation)], buckets, pauses.sums[generation])
         yield family
