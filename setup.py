@@ -19,7 +19,7 @@ setup(
         Extension(
             "server.media._ingest",
             sources=["server/media/_ingest.c"],
-            depends=["server/media/_ingest_estimator.h"],
+            depends=["server/media/_ingest_estimator.h", "server/media/_ingest_tally.h"],
             # No fused multiply-add: the estimator must round as Python's floats do.
             extra_compile_args=[
                 "-O2",

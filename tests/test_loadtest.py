@@ -9,6 +9,7 @@ counters compute loss and freezes as defined.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -18,16 +19,21 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from server.loadtest.client_load import ClientLoadProbe, judge
+from server.loadtest.clip import encode_video
+from server.loadtest.clip_sender import ClipSender
 from server.loadtest.cpu_steal import read_ticks, steal_percent
 from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog, latencies, send_times
-from server.loadtest.receiver_stats import TrackCounter
+from server.loadtest.receiver_stats import TalliedStatistics, Tally, TrackCounter
 from server.loadtest.runner import LoadTestError, LoadTestOptions
 from server.loadtest.server_delay import parse_metrics, window
-from server.media.aiortc_internals import COMPILED_INGEST_ERROR
+from server.media import fanout
+from server.media.aiortc_internals import COMPILED_INGEST_ERROR, gather_only_on, install_sender
 from tests.conftest import free_port
 from tests.media.media_testkit import require_compiled
 from tests.processes import REPO, server_process
@@ -87,6 +93,9 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
         assert clients["receive_path"] == "compiled"
         assert clients["counted_in_callback"] > 0.9, clients
+        # ... nearly all straight into their tallies: from the second packet of each
+        # stream, no Python object touched (the first makes aiortc's statistics).
+        assert clients["tallied"] > 0.9, clients
         # The two observers are the latency probes, in a process of their own with the
         # priority it could get; they matched what they received to what was sent.
         latency = report["latency_ms"]
@@ -170,36 +179,129 @@ def test_track_counter_counts_a_freeze_as_webrtc_defines_it() -> None:
     assert window["frozen_seconds"] == pytest.approx(0.40)
 
 
-def test_the_compiled_counter_counts_what_the_python_counter_does() -> None:
-    """The compiled ingest's TrackCounter.count_rtp (server/media/_ingest.c) leaves a
-    counter exactly as the Python method does: in-order, lost, repeated, reordered and
-    wrapping sequence numbers, frames with and without markers, steady frames, freezes
-    and time standing still, for video and audio."""
+_TALLY_COUNTS = (
+    "packets", "bytes", "frames", "freezes", "frozen_seconds", "interval_sum", "first_seq",
+    "highest", "has_first_seq", "first_frame_at", "has_first_frame", "last_frame_at",
+    "has_last_frame",
+)  # fmt: skip
+
+
+def test_the_compiled_tally_counts_what_the_python_tally_does() -> None:
+    """The compiled Tally (server/media/_ingest_tally.h), which the ingest counts a
+    load-test receiver's packets into, counts exactly as the Python reference does:
+    in-order, lost, repeated, reordered and wrapping sequence numbers, frames with
+    and without markers, steady frames, freezes and time standing still, for video
+    and audio."""
     require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
     from server.media import _ingest
 
     rng = random.Random(4242)
-    now = [50.0]
-
-    def clock() -> float:
-        return now[0]
-
+    now = 50.0
     for kind in ("video", "audio"):
-        python, compiled = TrackCounter(kind, clock=clock), TrackCounter(kind, clock=clock)
+        python, compiled = Tally(kind), _ingest.Tally(kind)
         seq = 65_000
         for _ in range(5000):
             seq = (seq + rng.choice((1, 1, 1, 2, 7, 0, -1, -3, 30_000, -40_000))) % 0x10000
-            now[0] += rng.choice((0.0, 0.033, 0.033, 0.033, 0.01, 0.2, 0.9))
+            now += rng.choice((0.0, 0.033, 0.033, 0.033, 0.01, 0.2, 0.9))
             marker, size = rng.random() < 0.4, rng.randint(0, 1200)
-            python.count_rtp(seq, marker, size)
-            assert _ingest.count_rtp(compiled, seq, marker, size, now[0]) is True
-            assert vars(compiled) == vars(python)
+            python.count(seq, marker, size, now)
+            compiled.count(seq, marker, size, now)
+            for name in _TALLY_COUNTS:
+                assert getattr(compiled, name) == getattr(python, name), name
         # Every case came up (audio has no freezes: each packet is a frame).
         assert (python.freezes > 0) == (kind == "video")
-        assert python.frames > 0 and python.expected > python.packets
-    # Anything else is not counted there (the ingest hands it its packet).
-    assert _ingest.count_rtp(ProbeCounter("video"), 1, True, 100, 1.0) is False
-    assert _ingest.count_rtp(object(), 1, True, 100, 1.0) is False
+        assert python.frames > 0 and python.highest - python.first_seq + 1 > python.packets
+
+
+_STATISTICS = (
+    "base_seq", "max_seq", "cycles", "packets_received", "_jitter_q4", "_last_arrival",
+    "_last_timestamp",
+)  # fmt: skip
+
+
+def test_a_tallys_receiver_statistics_are_aiortcs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load-test receiver's statistics move into its Tally after the first packet
+    (`TalliedStatistics`), and the C then adds each packet there: the receiver reports
+    aiortc sends from them (loss, fraction lost, jitter, highest sequence number) stay
+    what aiortc's own StreamStatistics gives, across wraps, reordering and loss, also
+    for a packet that takes aiortc's path (aiortc's add, through the view)."""
+    require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
+    import aiortc.rtcrtpreceiver
+    from aiortc.rtcrtpreceiver import StreamStatistics
+
+    from server.media import _ingest
+
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(aiortc.rtcrtpreceiver, "time", type("clock", (), {"time": lambda: now[0]}))
+    rng = random.Random(77)
+    reference = StreamStatistics(90_000)
+    first = StreamStatistics(90_000)
+    seq, timestamp = 65_500, 4_294_960_000
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp)
+    reference.add(packet)
+    first.add(packet)
+    tallied = TalliedStatistics(first, _ingest.Tally("video"))
+    assert isinstance(tallied, StreamStatistics) and tallied.tally.clockrate == 90_000
+    for step in range(4000):
+        seq = (seq + rng.choice((1, 1, 1, 1, 2, 5, 0, -1, -2))) % 0x10000
+        timestamp = (timestamp + rng.choice((0, 0, 3000, 3000, 2990))) % (1 << 32)
+        now[0] += rng.choice((0.0, 0.001, 0.033, 0.05))
+        packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=timestamp)
+        reference.add(packet)
+        if step % 10 == 9:
+            tallied.add(packet)  # aiortc's own add, on the view
+        else:
+            tallied.tally.add_statistics(seq, timestamp, now[0])
+        for name in _STATISTICS:
+            assert getattr(tallied, name) == getattr(reference, name), (step, name)
+        if step % 50 == 0:  # what a receiver report reads (fraction_lost moves its priors)
+            assert tallied.fraction_lost == reference.fraction_lost
+            assert tallied.packets_lost == reference.packets_lost
+            assert tallied.jitter == reference.jitter
+    assert reference.cycles > 0 and reference.packets_lost != 0 and reference.jitter > 0
+
+
+@pytest.mark.timeout(90)
+async def test_a_clip_sender_sends_decodable_video_through_the_compiled_stream() -> None:
+    """A load publisher's ClipSender: what an aiortc receiver gets is the clip, decodable,
+    one frame per 1/30 s of RTP time, its packets sent by the compiled fan-out's stream
+    (all but the first few), each video payload told to the send log first, and its
+    sender reports carry the stream's counts."""
+    require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+    clip = encode_video("vp8", 160, 120, 30, 150_000)
+    noted: list[bytes] = []
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    tracks: list[MediaStreamTrack] = []
+    receiving.on("track", tracks.append)
+    try:
+        transceiver = sending.addTransceiver("video", direction="sendonly")
+        sender = ClipSender(clip, transceiver.receiver.transport, on_send=noted.append)
+        install_sender(transceiver, sender, stream_id="clip", track_id="video")
+        with gather_only_on(("127.0.0.1",)):
+            await sending.setLocalDescription(await sending.createOffer())
+            await receiving.setRemoteDescription(sending.localDescription)
+            await receiving.setLocalDescription(await receiving.createAnswer())
+            await sending.setRemoteDescription(receiving.localDescription)
+        frames = [await asyncio.wait_for(tracks[0].recv(), 30) for _ in range(45)]
+        assert all((f.width, f.height) == (160, 120) for f in frames)
+        steps = [b.pts - a.pts for a, b in itertools.pairwise(frames)]
+        assert all(step > 0 and step % 3000 == 0 for step in steps), steps
+        assert sender.packets_sent >= 45 and len(noted) == sender.packets_sent
+        assert sender.compiled_sent >= sender.packets_sent - 5, "the stream sends in C"
+
+        # The receiver's view of the sender's reports: the stream's own counts.
+        async def reported() -> int:
+            stats = await receiving.getStats()
+            remote = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
+            return remote[0].packetsSent if remote else 0
+
+        deadline = time.monotonic() + 30
+        while (count := await reported()) == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # polls for the first report (sent every 0.5-1.5 s)
+        assert 0 < count <= sender.packets_sent
+    finally:
+        await sending.close()
+        await receiving.close()
 
 
 def test_latency_matches_each_arrival_to_its_send() -> None:

@@ -6,7 +6,8 @@ the same question at the load it creates: how long a packet takes from a
 publisher to a subscriber while the server forwards everyone's media.
 
 Each publisher records when it hands a video packet to SRTP (:class:`SendLog`,
-on its DTLS transport's send), and a few subscribers, the probes, record when
+told by its `ClipSender`, or on its DTLS transport's send where aiortc's sender
+sends), and a few subscribers, the probes, record when
 each video packet has left SRTP (:class:`ProbeCounter`, a `TrackCounter` that
 the compiled ingest hands every packet as an aiortc packet). Packets are
 matched by their payload: the server rewrites RTP headers but forwards VP8
@@ -35,7 +36,6 @@ import bisect
 import hashlib
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCDtlsTransport
@@ -102,7 +102,16 @@ class SendLog:
             return
         padding = packet[-1] if packet[0] & 0x20 else 0
         start = len(packet) - padding - size
-        print_ = fingerprint(packet[start : start + FINGERPRINT_BYTES])
+        self._note_start(packet[start : start + FINGERPRINT_BYTES])
+
+    def note_payload(self, payload: bytes) -> None:
+        """A video packet's payload about to be protected and sent (a `ClipSender`'s
+        ``on_send``), while :attr:`recording`."""
+        if self.recording and len(payload) >= FINGERPRINT_BYTES:
+            self._note_start(payload[:FINGERPRINT_BYTES])
+
+    def _note_start(self, start: bytes) -> None:
+        print_ = fingerprint(start)
         if sampled(print_):
             self.prints.append(print_)
             self.times.append(self.clock())
@@ -117,14 +126,22 @@ class ArrivalLog:
         self.arrived: list[tuple[str, int, float]] = []
 
 
-@dataclass
 class ProbeCounter(TrackCounter):
     """A counter that also notes in ``log`` when each sampled video packet arrived.
 
     The compiled ingest counts a plain `TrackCounter` in C and hands any other
     counter each packet through :meth:`add`, so this one sees every payload."""
 
-    log: ArrivalLog = field(default_factory=ArrivalLog)
+    def __init__(
+        self,
+        kind: str,
+        publisher: str = "?",
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        log: ArrivalLog | None = None,
+    ) -> None:
+        super().__init__(kind, publisher, clock)
+        self.log = ArrivalLog() if log is None else log
 
     def add(self, packet: RtpPacket) -> tuple[bool, Any]:
         """Count the packet and, while recording, note a sampled one's arrival."""

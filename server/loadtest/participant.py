@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from typing import Any
 
 from aiortc import (
@@ -19,13 +20,15 @@ from aiortc import (
     RTCIceServer,
     RTCIceTransportPolicy,
     RTCPeerConnection,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from server.loadtest import cheap_receive
+from server.loadtest import cheap_receive, clip_sender
 from server.loadtest.clip import Clip, ClipTrack
+from server.loadtest.clip_sender import ClipSender
 from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog
 from server.loadtest.receiver_stats import TrackCounter
 from server.media import ingest
@@ -33,6 +36,7 @@ from server.media.aiortc_internals import (
     INGEST_RECEIVER_ATTRIBUTES,
     gather_only_on,
     install_jitter_buffer,
+    install_sender,
 )
 from signaling.client import RoomClient
 
@@ -103,6 +107,8 @@ class LoadParticipant:
         self.signaling = RoomClient(base_url, token, reconnect=True)
         self.video, self.audio, self.codec = video, audio, codec
         self.ice_addresses = ice_addresses
+        #: The msid stream of what this participant publishes (as a browser's, one per peer).
+        self._stream_id = str(uuid.uuid4())
         self.publish_pc: RTCPeerConnection | None = None
         self.subscribe_pc: RTCPeerConnection | None = None
         self.tracks: list[TrackCounter] = []
@@ -145,11 +151,9 @@ class LoadParticipant:
             return
         pc = self.publish_pc = RTCPeerConnection(self._configuration())
         if self.audio is not None:
-            pc.addTransceiver(ClipTrack(self.audio), direction="sendonly")
+            self._add_clip(pc, self.audio)
         if self.video is not None:
-            transceiver = pc.addTransceiver(ClipTrack(self.video), direction="sendonly")
-            if transceiver.sender.transport is not None:  # audio's too (max-bundle)
-                self.send_log.attach(transceiver.sender.transport)
+            transceiver = self._add_clip(pc, self.video)
             wanted = "video/H264" if self.codec == "h264" else "video/VP8"
             capabilities = RTCRtpSender.getCapabilities("video")
             if capabilities is not None:
@@ -160,6 +164,21 @@ class LoadParticipant:
             await pc.setLocalDescription(await pc.createOffer())
         ack = await self.signaling.call("publish_offer", {"sdp": pc.localDescription.sdp})
         await pc.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
+
+    def _add_clip(self, pc: RTCPeerConnection, clip: Clip) -> RTCRtpTransceiver:
+        """A send-only m-line playing ``clip``: a `ClipSender` (the node's compiled send
+        path) where the fan-out is built, else aiortc's sender on a `ClipTrack`."""
+        if not clip_sender.available():
+            transceiver = pc.addTransceiver(ClipTrack(clip), direction="sendonly")
+            if clip.kind == "video" and transceiver.sender.transport is not None:
+                self.send_log.attach(transceiver.sender.transport)  # audio's too (max-bundle)
+            return transceiver
+        transceiver = pc.addTransceiver(clip.kind, direction="sendonly")
+        sender = ClipSender(
+            clip, transceiver.receiver.transport, on_send=self.send_log.note_payload
+        )
+        install_sender(transceiver, sender, stream_id=self._stream_id, track_id=str(uuid.uuid4()))
+        return transceiver
 
     async def _on_subscriber_offer(self, payload: dict[str, Any]) -> None:
         self.offers += 1

@@ -241,6 +241,8 @@ async def _run_in_room(
     counted = [load["counted_in_callback"] for load in loads if load.get("counted_in_callback")]
     clients["receive_path"] = next((load["receive_path"] for load in loads), None)
     clients["counted_in_callback"] = min(counted, default=None)
+    tallied = [load["tallied"] for load in loads if load.get("tallied") is not None]
+    clients["tallied"] = min(tallied, default=None)
     # How the probes' process ran: "realtime", "nice" or "normal" (latency.py).
     clients["probe_priority"] = next((ld["priority"] for ld in loads if ld.get("priority")), None)
     for key in ("loop_lag_max_ms", "gc_pause_max_ms"):  # the longest stall of any client
@@ -650,6 +652,11 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(
                 f"receivers           {clients['receive_path']} ingest, "
                 f"{clients['counted_in_callback']:.1%} of packets counted in the datagram callback"
+                + (
+                    f", {clients['tallied']:.1%} straight into their tallies"
+                    if clients.get("tallied") is not None
+                    else ""
+                )
             )
     if report["join_errors"]:
         errors = report["join_errors"]

@@ -187,9 +187,13 @@ def _receive_path(participants: list[LoadParticipant]) -> dict[str, Any]:
     tracks = [t for p in participants if p.arrival_log is None for t in p.tracks]
     packets = sum(t.packets for t in tracks)
     added = sum(t.added for t in tracks)
+    # ... and the share the compiled ingest counted from its tally table, without
+    # touching a Python object (receiver_stats.py, TalliedStatistics).
+    tallied = sum(t.tallied for t in tracks)
     return {
         "receive_path": "compiled" if receives_compiled() else "python",
         "counted_in_callback": None if not packets else round(1 - added / packets, 4),
+        "tallied": None if not packets or not receives_compiled() else round(tallied / packets, 4),
     }
 
 

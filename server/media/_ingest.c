@@ -60,6 +60,7 @@
 #include <time.h>
 
 #include "_ingest_estimator.h"
+#include "_ingest_tally.h"
 
 /* pylibsrtp's session buffer is 1500 bytes; DirectIngest drops longer SRTP. */
 #define SRTP_MAX_PACKET 1500
@@ -72,6 +73,8 @@
  * load-test subscriber's connection has two media codecs and an RTX per publisher
  * it receives, each its own object (a smaller cache missed on every packet there). */
 #define CODEC_CACHE 96
+/* SSRCs a Path counts into load-test tallies, at most (more go the usual way) */
+#define TALLY_TABLE 128
 
 typedef int (*srtp_unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
 
@@ -113,6 +116,14 @@ typedef struct {
     unsigned long long fallbacks; /* RTP packets handed to Python */
     unsigned long long forwarded; /* packets whose forwarding (on_packet's steady state) ran here */
     unsigned long long dropped;   /* empty or too-long datagrams */
+    /* SSRCs whose packets are counted straight into a load-test receiver's Tally
+     * (registered by counter_take; see handle_rtp) */
+    struct {
+        unsigned int ssrc;
+        int payload_type;
+        Tally *tally;
+    } tallies[TALLY_TABLE];
+    int n_tallies;
 } Path;
 
 static PyTypeObject EstimatorType;
@@ -125,7 +136,7 @@ static PyObject *rtp_packet_type, *header_extensions_type;
 static PyObject *packet_tap_type, *forwarder_on_packet, *fanout_forward, *audio_level_meter_type;
 static PyObject *empty_tuple;
 /* The load tool's TrackCounter and time.monotonic (set by configure_counting()) */
-static PyObject *track_counter_type, *monotonic_function;
+static PyObject *track_counter_type, *monotonic_function, *tallied_statistics_type;
 
 /* _fanout.c's count of datagrams sent (set by configure_forwarding(); NULL: not timed) */
 static unsigned long long *fanout_datagrams_sent;
@@ -172,9 +183,8 @@ static PyObject *s_version, *s_marker, *s_payload_type, *s_sequence_number, *s_t
 static PyObject *s_handler, *s_packets, *s_f_ended, *s_f_pli_pending, *s_f_other_sinks, *s_f_is_video,
     *s_f_is_vp8, *s_f_packets_received, *s_f_source_ssrc, *s_f_highest_seq, *s_f_packets_expected,
     *s_f_arrival_time, *s_f_arrival_ntp, *s_f_extension_value, *s_f_frames_received, *s_f_audio_level,
-    *s_m_smoothed, *s_m_last_update, *s_m_smoothing, *s_m_observe, *s_c_clock, *s_c_kind,
-    *s_c_bytes, *s_c_first_seq, *s_c_highest, *s_c_frames, *s_c_first_frame_at, *s_c_last_frame_at,
-    *s_c_interval_sum, *s_c_freezes, *s_c_frozen_seconds, *s_f_fast_streams, *s_f_fast_sinks,
+    *s_m_smoothed, *s_m_last_update, *s_m_smoothing, *s_m_observe, *s_c_clock, *s_c_tally,
+    *s_f_fast_streams, *s_f_fast_sinks,
     *s_f_audio_failed, *s_f_fanout_failed, *s_f_feed_pending;
 static PyObject *s_handle_rtcp, *s_handle_decrypted, *s_handle_packet, *s_send_remb, *s_after_jitter,
     *s_report_failure, *s_handle_rtp;
@@ -841,111 +851,71 @@ dict_set_double(PyObject *dict, PyObject *key, double value)
     return r;
 }
 
+/* The Tally a Path counts `ssrc`'s packets into, or NULL (not registered, or another
+ * payload type: the usual path, as the router would see it). */
+static Tally *
+path_tally(Path *p, unsigned long ssrc, int payload_type)
+{
+    for (int i = 0; i < p->n_tallies; i++) {
+        if (p->tallies[i].ssrc == (unsigned int)ssrc)
+            return p->tallies[i].payload_type == payload_type ? p->tallies[i].tally : NULL;
+    }
+    return NULL;
+}
+
 /*
- * TrackCounter.count_rtp(sequence_number, marker, payload_size) of the load tool
- * (server/loadtest/receiver_stats.py, with its _count_sequence and _frame), on the
- * counter's instance dict, so that a load-test receiver costs no call into Python
- * per packet. `now` is the time of a frame (clock() in Python), read only if
- * `now_given` is 0 and a frame is counted. For a TrackCounter itself whose clock
- * is time.monotonic (or any clock when now_given: the test hook); returns 1 if
- * counted, 0 if not (nothing changed: the caller hands the packet to its add),
- * -1 on a failure (exception set).
+ * A packet of the steady state for a jitter buffer that may be a load-test counter
+ * (server/loadtest/receiver_stats.py): if `counter` is a TrackCounter whose clock is
+ * time.monotonic, count the packet in its Tally (its `tally`) and return 1; from the
+ * next packet on, the Path counts this SSRC straight into the Tally. For that the
+ * receiver's statistics of the SSRC (which this packet has already been added to)
+ * become a TalliedStatistics: aiortc's StreamStatistics whose fields are the Tally's,
+ * so that the receiver reports aiortc sends read what the Tally counts. Returns 0 if
+ * not a counter (the caller hands the packet to its add), -1 on a failure.
  */
 static int
-counter_count(PyObject *counter, long seq, int marker, Py_ssize_t payload_size, double now, int now_given)
+counter_take(Path *p, PyObject *state, PyObject *counter, PyObject *ssrc_key, unsigned long ssrc,
+             int payload_type, long seq, int marker, Py_ssize_t payload_size)
 {
     if (track_counter_type == NULL || !Py_IS_TYPE(counter, (PyTypeObject *)track_counter_type))
         return 0;
     PyObject *d = PyObject_GenericGetDict(counter, NULL);
     if (d == NULL)
         return -1;
-    int status = -1;
     PyObject *clock = PyDict_GetItemWithError(d, s_c_clock);
-    PyObject *kind = clock ? PyDict_GetItemWithError(d, s_c_kind) : NULL;
-    if (kind == NULL || !PyUnicode_Check(kind) || (!now_given && clock != monotonic_function)) {
-        status = PyErr_Occurred() ? -1 : 0;
-        goto done;
-    }
-    int is_audio = PyUnicode_CompareWithASCIIString(kind, "audio") == 0;
-    int is_video = !is_audio && PyUnicode_CompareWithASCIIString(kind, "video") == 0;
-    long long packets, bytes, first_seq, highest;
-    if (dict_get_long(d, s_packets, &packets) != 1 || dict_get_long(d, s_c_bytes, &bytes) != 1) {
-        status = PyErr_Occurred() ? -1 : 0;
-        goto done;
-    }
-    int has_first = dict_get_long(d, s_c_first_seq, &first_seq);
-    if (has_first < 0 || (has_first && dict_get_long(d, s_c_highest, &highest) != 1)) {
-        status = PyErr_Occurred() ? -1 : 0;
-        goto done;
-    }
-    /* Everything read: from here on the packet is counted (as count_rtp would). */
-    if (dict_set_long(d, s_packets, packets + 1) < 0 || dict_set_long(d, s_c_bytes, bytes + payload_size + 12) < 0)
-        goto done;
-    if (!has_first) {
-        if (dict_set_long(d, s_c_first_seq, seq) < 0 || dict_set_long(d, s_c_highest, seq) < 0)
-            goto done;
-    }
-    else {
-        /* Python's % is never negative: (seq - highest + 0x8000) % 0x10000 */
-        long long delta = ((long long)seq - highest + 0x8000) % 0x10000;
-        if (delta < 0)
-            delta += 0x10000;
-        long long extended = highest + delta - 0x8000;
-        if (extended > highest && dict_set_long(d, s_c_highest, extended) < 0)
-            goto done;
-    }
-    if (marker || is_audio) {
-        if (!now_given)
-            now = monotonic_seconds();
-        long long frames;
-        double first_frame_at, last_frame_at, interval_sum;
-        if (dict_get_long(d, s_c_frames, &frames) != 1) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "TrackCounter.frames");
-            goto done;
-        }
-        frames += 1;
-        if (dict_set_long(d, s_c_frames, frames) < 0)
-            goto done;
-        int has_first_frame = dict_get_double(d, s_c_first_frame_at, &first_frame_at);
-        if (has_first_frame < 0 || (!has_first_frame && dict_set_double(d, s_c_first_frame_at, now) < 0))
-            goto done;
-        int has_last = dict_get_double(d, s_c_last_frame_at, &last_frame_at);
-        if (has_last < 0)
-            goto done;
-        if (has_last && is_video) {
-            double gap = now - last_frame_at;
-            if (dict_get_double(d, s_c_interval_sum, &interval_sum) != 1) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "TrackCounter._interval_sum");
-                goto done;
-            }
-            if (frames > 2) {
-                double average = interval_sum / (double)(frames - 2);
-                double limit = 3 * average > average + 0.150 ? 3 * average : average + 0.150;
-                if (gap > limit) {
-                    long long freezes;
-                    double frozen;
-                    if (dict_get_long(d, s_c_freezes, &freezes) != 1 ||
-                        dict_get_double(d, s_c_frozen_seconds, &frozen) != 1) {
-                        if (!PyErr_Occurred())
-                            PyErr_SetString(PyExc_TypeError, "TrackCounter.freezes");
-                        goto done;
-                    }
-                    if (dict_set_long(d, s_c_freezes, freezes + 1) < 0 ||
-                        dict_set_double(d, s_c_frozen_seconds, frozen + gap) < 0)
-                        goto done;
-                }
-            }
-            if (dict_set_double(d, s_c_interval_sum, interval_sum + gap) < 0)
-                goto done;
-        }
-        if (dict_set_double(d, s_c_last_frame_at, now) < 0)
-            goto done;
-    }
-    status = 1;
-done:
+    PyObject *tally = clock == monotonic_function ? PyDict_GetItemWithError(d, s_c_tally) : NULL;
+    Py_XINCREF(tally);
     Py_DECREF(d);
+    if (tally == NULL || !Py_IS_TYPE(tally, &TallyType)) {
+        Py_XDECREF(tally);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    Tally *t = (Tally *)tally;
+    tally_count(t, seq, marker, payload_size, (marker || t->is_audio) ? monotonic_seconds() : 0.0);
+    int status = 1;
+    if (tallied_statistics_type != NULL && p->n_tallies < TALLY_TABLE && path_tally(p, ssrc, payload_type) == NULL) {
+        PyObject *streams = PyDict_GetItemWithError(state, s_streams);
+        PyObject *stats = streams != NULL && PyDict_Check(streams) ? PyDict_GetItemWithError(streams, ssrc_key) : NULL;
+        if (stats == NULL) {
+            status = PyErr_Occurred() ? -1 : 1;
+            goto done;
+        }
+        PyObject *args[2] = {stats, tally};
+        PyObject *view = PyObject_Vectorcall(tallied_statistics_type, args, 2, NULL);
+        if (view == NULL || PyDict_SetItem(streams, ssrc_key, view) < 0) {
+            Py_XDECREF(view);
+            status = -1;
+            goto done;
+        }
+        Py_DECREF(view);
+        p->tallies[p->n_tallies].ssrc = (unsigned int)ssrc;
+        p->tallies[p->n_tallies].payload_type = payload_type;
+        Py_INCREF(tally);
+        p->tallies[p->n_tallies].tally = t;
+        p->n_tallies += 1;
+    }
+done:
+    Py_DECREF(tally);
     return status;
 }
 
@@ -1198,6 +1168,8 @@ Path_traverse(Path *p, visitproc visit, void *arg)
     Py_VISIT(p->source_time);
     for (int i = 0; i < CODEC_CACHE; i++)
         Py_VISIT(p->codecs[i]);
+    for (int i = 0; i < p->n_tallies; i++)
+        Py_VISIT(p->tallies[i].tally);
     return 0;
 }
 
@@ -1216,6 +1188,10 @@ Path_clear(Path *p)
     Py_CLEAR(p->source_time);
     for (int i = 0; i < CODEC_CACHE; i++)
         Py_CLEAR(p->codecs[i]);
+    int n_tallies = p->n_tallies;
+    p->n_tallies = 0;
+    for (int i = 0; i < n_tallies; i++)
+        Py_CLEAR(p->tallies[i].tally);
     return 0;
 }
 
@@ -1273,6 +1249,25 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
     unsigned long ssrc = ((unsigned long)data[8] << 24) | ((unsigned long)data[9] << 16) |
                          ((unsigned long)data[10] << 8) | data[11];
     Py_ssize_t pos = RTP_HEADER_LENGTH;
+    if (p->n_tallies > 0 && !cc && !padding) {
+        Tally *tally = path_tally(p, ssrc, payload_type);
+        if (tally != NULL) {
+            /* A load-test receiver's track: counted, and its receiver statistics kept,
+             * in its Tally; no Python object is touched (see counter_take). */
+            if (extension) {
+                if (len < pos + 4)
+                    return 0;
+                pos += 4 + (((Py_ssize_t)data[pos + 2] << 8) | data[pos + 3]) * 4;
+                if (len < pos)
+                    return 0;
+            }
+            p->packets += 1;
+            tally->tallied += 1;
+            tally_add_statistics(tally, seq, timestamp, now);
+            tally_count(tally, seq, marker, len - pos, (marker || tally->is_audio) ? monotonic_seconds() : 0.0);
+            return 0;
+        }
+    }
     if (cc || padding)
         goto python_parse;
     if (extension) {
@@ -1401,6 +1396,9 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         if (stream == NULL)
             goto packet_python_or_error; /* a new stream: Python makes its statistics */
         Py_INCREF(stream);
+        /* A tally's view: its fields are properties, not the instance dict's (below). */
+        if ((PyObject *)Py_TYPE(stream) == tallied_statistics_type)
+            goto packet_python;
         nack = PyDict_GetItemWithError(state, s_nack);
         if (nack == NULL)
             goto packet_python_or_error;
@@ -1550,7 +1548,8 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         p->forwarded += forwarded;
         int counted = 0;
         if (!forwarded) {
-            counted = counter_count(jitter, seq, marker, PyBytes_GET_SIZE(payload), 0.0, 0);
+            counted = counter_take(p, state, jitter, state_ssrc, ssrc, payload_type, seq, marker,
+                                   PyBytes_GET_SIZE(payload));
             if (counted < 0)
                 goto done_receiver;
         }
@@ -2135,32 +2134,18 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 static PyObject *
 module_configure_counting(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"track_counter", "monotonic", NULL};
-    PyObject *counter_type, *monotonic;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O:configure_counting", kwlist, &PyType_Type, &counter_type,
-                                     &monotonic))
+    static char *kwlist[] = {"track_counter", "monotonic", "tallied_statistics", NULL};
+    PyObject *counter_type, *monotonic, *statistics_type;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!:configure_counting", kwlist, &PyType_Type, &counter_type,
+                                     &monotonic, &PyType_Type, &statistics_type))
         return NULL;
     Py_INCREF(counter_type);
     Py_XSETREF(track_counter_type, counter_type);
     Py_INCREF(monotonic);
     Py_XSETREF(monotonic_function, monotonic);
+    Py_INCREF(statistics_type);
+    Py_XSETREF(tallied_statistics_type, statistics_type);
     Py_RETURN_NONE;
-}
-
-static PyObject *
-module_count_rtp(PyObject *module, PyObject *args)
-{
-    PyObject *counter;
-    long seq;
-    int marker;
-    Py_ssize_t size;
-    double now;
-    if (!PyArg_ParseTuple(args, "Olpnd:count_rtp", &counter, &seq, &marker, &size, &now))
-        return NULL;
-    int r = counter_count(counter, seq, marker, size, now, 1);
-    if (r < 0)
-        return NULL;
-    return PyBool_FromLong(r);
 }
 
 static PyObject *
@@ -2373,11 +2358,9 @@ static PyMethodDef module_methods[] = {
      "capsule of datagrams sent (None: no forward delay is timed)."},
     {"configure_counting", (PyCFunction)(void (*)(void))module_configure_counting,
      METH_VARARGS | METH_KEYWORDS,
-     "configure_counting(track_counter, monotonic): the load tool's TrackCounter (whose count_rtp\n"
-     "runs here for a receiver's packets when its clock is `monotonic`) and time.monotonic."},
-    {"count_rtp", (PyCFunction)(void (*)(void))module_count_rtp, METH_VARARGS,
-     "count_rtp(counter, sequence_number, marker, payload_size, now) -> counted: TrackCounter.count_rtp\n"
-     "as the compiled ingest runs it, the frame time given (False: not a TrackCounter)."},
+     "configure_counting(track_counter, monotonic, tallied_statistics): the load tool's TrackCounter\n"
+     "(whose Tally counts a receiver's packets here when its clock is `monotonic`), time.monotonic,\n"
+     "and TalliedStatistics (the receiver statistics that read a Tally)."},
     {"observe_level", (PyCFunction)(void (*)(void))module_observe_level, METH_VARARGS,
      "observe_level(meter, level, now): AudioLevelMeter.observe as the compiled forwarding runs it."},
     {"forward_delays", (PyCFunction)module_forward_delays, METH_NOARGS,
@@ -2477,16 +2460,7 @@ PyInit__ingest(void)
     INTERN(s_m_smoothing, "smoothing");
     INTERN(s_m_observe, "observe");
     INTERN(s_c_clock, "clock");
-    INTERN(s_c_kind, "kind");
-    INTERN(s_c_bytes, "bytes");
-    INTERN(s_c_first_seq, "_first_seq");
-    INTERN(s_c_highest, "_highest");
-    INTERN(s_c_frames, "frames");
-    INTERN(s_c_first_frame_at, "first_frame_at");
-    INTERN(s_c_last_frame_at, "_last_frame_at");
-    INTERN(s_c_interval_sum, "_interval_sum");
-    INTERN(s_c_freezes, "freezes");
-    INTERN(s_c_frozen_seconds, "frozen_seconds");
+    INTERN(s_c_tally, "tally");
     INTERN(s_f_fast_streams, "_fast_streams");
     INTERN(s_f_fast_sinks, "_fast_sinks");
     INTERN(s_f_audio_failed, "_audio_level_failed");
@@ -2505,7 +2479,7 @@ PyInit__ingest(void)
     if (PyDateTimeAPI == NULL)
         return NULL;
     if (PyType_Ready(&EstimatorType) < 0 || PyType_Ready(&PathType) < 0 || PyType_Ready(&EntryType) < 0 ||
-        PyType_Ready(&ReaderType) < 0)
+        PyType_Ready(&ReaderType) < 0 || PyType_Ready(&TallyType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -2514,10 +2488,12 @@ PyInit__ingest(void)
     Py_INCREF(&PathType);
     Py_INCREF(&EntryType);
     Py_INCREF(&ReaderType);
+    Py_INCREF(&TallyType);
     if (PyModule_AddObject(m, "Estimator", (PyObject *)&EstimatorType) < 0 ||
         PyModule_AddObject(m, "Path", (PyObject *)&PathType) < 0 ||
         PyModule_AddObject(m, "Entry", (PyObject *)&EntryType) < 0 ||
-        PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
+        PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0 ||
+        PyModule_AddObject(m, "Tally", (PyObject *)&TallyType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

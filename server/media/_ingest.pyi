@@ -48,10 +48,42 @@ def configure_forwarding(
     datagrams_sent: object = None,
 ) -> None: ...
 def forward_delays() -> tuple[tuple[float, ...], tuple[int, ...], float]: ...
-def configure_counting(*, track_counter: type, monotonic: Callable[[], float]) -> None: ...
-def count_rtp(
-    counter: Any, sequence_number: int, marker: bool, payload_size: int, now: float
-) -> bool: ...
+def configure_counting(
+    *, track_counter: type, monotonic: Callable[[], float], tallied_statistics: type
+) -> None: ...
+
+class Tally:
+    """A load-test receiver's counting and receiver statistics (_ingest_tally.h)."""
+
+    packets: int
+    bytes: int
+    frames: int
+    freezes: int
+    frozen_seconds: float
+    interval_sum: float
+    first_seq: int
+    highest: int
+    has_first_seq: bool
+    first_frame_at: float
+    has_first_frame: bool
+    last_frame_at: float
+    has_last_frame: bool
+    tallied: int
+    clockrate: int
+    base_seq: int
+    has_base_seq: bool
+    max_seq: int
+    has_max_seq: bool
+    cycles: int
+    packets_received: int
+    jitter_q4: int
+    last_arrival: int
+    last_timestamp: int
+    has_last: bool
+    def __init__(self, kind: str, clockrate: int = 0) -> None: ...
+    def count(self, sequence_number: int, marker: bool, payload_size: int, now: float) -> None: ...
+    def add_statistics(self, sequence_number: int, timestamp: int, now: float) -> None: ...
+
 def observe_level(meter: Any, level: int, now: float) -> None: ...
 
 class Reader:

@@ -338,6 +338,10 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
     "aiortc.rtp:unpack_header_extensions": (
         "d78a8585d2b6ebc5624074c38a71b7e5d6916cf7d437cc0c5a0329728540ce27"
     ),
+    # The load tool's TalliedStatistics keeps these fields in a Tally (receiver_stats.py).
+    "aiortc.rtcrtpreceiver:StreamStatistics.__init__": (
+        "e2a86adef9a99d9060c689b27e53dd9a2a4cb698728e84bd1f62ca495625a7df"
+    ),
     "aiortc.rtcrtpreceiver:StreamStatistics.add": (
         "d157b75e24b7ff53119b8973fa8311e00d329655d5e47be10b166d892a3300e1"
     ),
@@ -398,15 +402,15 @@ COMPILED_INGEST_PORTED_SOURCES: Final = {
     "server.media.active_speaker:AudioLevelMeter.observe": (
         "c852105ae752bdc221af24c4f0f1b7ac476a8b1b90c6b28dd680f1c684ac341a"
     ),
-    # Ours: the load tool's receivers are counted in C (counter_count).
-    "server.loadtest.receiver_stats:TrackCounter.count_rtp": (
-        "22a08b112a5e954d73578a15dd85f08a843f18d4f6a97af14b6d3ae5b961f0c7"
+    # Ours: the load tool's receivers are counted in C (_ingest_tally.h, tally_count).
+    "server.loadtest.receiver_stats:Tally.count": (
+        "d9007f91a7e1cbbf3ab1d129dabd68dacf0159e6061f412071ca1826f4ed878c"
     ),
-    "server.loadtest.receiver_stats:TrackCounter._count_sequence": (
-        "e6360f6ab815c92e12291c47ccba9b1f804920c86bd978e7d6691012c1213d38"
+    "server.loadtest.receiver_stats:Tally._count_sequence": (
+        "5c7d8f67d691375c32ddafd3f9d93aac4b47c5ab1916d10d028f88eaa7637415"
     ),
-    "server.loadtest.receiver_stats:TrackCounter._frame": (
-        "d3c66496b4085a57eca347d14885d81d03f22dc3647e2fad6aef077f4e7caa49"
+    "server.loadtest.receiver_stats:Tally._frame": (
+        "0624bc0ea57b58e734e671dc03e5e3e15aef712db2742ab5f3c7485d65599064"
     ),
 }
 #: asyncio's datagram transport whose reader callback the compiled ingest replaces, the
