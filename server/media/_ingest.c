@@ -900,14 +900,19 @@ counter_take(Path *p, PyObject *state, PyObject *counter, PyObject *ssrc_key, un
             status = PyErr_Occurred() ? -1 : 1;
             goto done;
         }
+        /* borrowed from dicts that the Python call could change: held across it */
+        Py_INCREF(streams);
+        Py_INCREF(stats);
         PyObject *args[2] = {stats, tally};
         PyObject *view = PyObject_Vectorcall(tallied_statistics_type, args, 2, NULL);
-        if (view == NULL || PyDict_SetItem(streams, ssrc_key, view) < 0) {
-            Py_XDECREF(view);
+        int failed = view == NULL || PyDict_SetItem(streams, ssrc_key, view) < 0;
+        Py_XDECREF(view);
+        Py_DECREF(stats);
+        Py_DECREF(streams);
+        if (failed) {
             status = -1;
             goto done;
         }
-        Py_DECREF(view);
         p->tallies[p->n_tallies].ssrc = (unsigned int)ssrc;
         p->tallies[p->n_tallies].payload_type = payload_type;
         Py_INCREF(tally);
