@@ -978,6 +978,7 @@ class DtlsRtpOutput:
         # property that builds a new tuple on each read).
         self._pair: Any = None
         self._socket: Any = None  # asyncio datagram transport (get_write_buffer_size)
+        self._buffered: Callable[[], int] = _nothing_buffered
         self._remote_addr: tuple[str, int] = ("", 0)
 
     def send(self, header: bytes | bytearray, payload: bytes) -> int:
@@ -991,6 +992,9 @@ class DtlsRtpOutput:
                 raise ConnectionError("Cannot send data, not connected")
             self._pair = pair
             self._socket = pair.protocol.transport
+            # A client's pair through a TURN relay sends on aioice's TurnTransport,
+            # which buffers nothing of its own (a node's pairs are its host sockets).
+            self._buffered = getattr(self._socket, "get_write_buffer_size", _nothing_buffered)
             self._remote_addr = pair.remote_addr
             # The SRTP session exists once DTLS is connected (checked above).
             self._protector = SrtpProtector(dtls._tx_srtp)
@@ -1000,13 +1004,11 @@ class DtlsRtpOutput:
         socket.sendto(protector.protect(header, payload), self._remote_addr)
         # Non-zero only when the kernel refused a datagram (EAGAIN) and asyncio
         # keeps it for later: the one place where a send "would block".
-        buffered: int = socket.get_write_buffer_size()
-        return buffered
+        return self._buffered()
 
     def buffered_bytes(self) -> int:
         """Bytes asyncio holds for the selected ICE pair's socket."""
-        buffered: int = 0 if self._socket is None else self._socket.get_write_buffer_size()
-        return buffered
+        return self._buffered()
 
     def fast_path(self) -> dict[str, Any] | None:
         """``CompiledStream.connect()``'s arguments for the current pair (None: not sending yet).
@@ -1034,6 +1036,10 @@ class DtlsRtpOutput:
 
 
 _NOT_TRIED: Final = object()
+
+
+def _nothing_buffered() -> int:
+    return 0
 
 
 class SendCounters:
