@@ -4,8 +4,10 @@ A load test measures the server; publishers that encode live would measure
 their own CPU instead (one 640x480 VP8 encoder takes a good part of a core).
 So each worker process encodes a short clip once — a scrolling pattern with a
 patch of fresh noise, which keeps the encoder near its target bitrate like a
-busy camera — and its publishers hand the encoded packets to aiortc, which
-packetizes them without encoding (`RTCRtpSender` accepts `av.Packet`).
+busy camera — and its publishers send the encoded packets without encoding:
+through `ClipSender` (server/loadtest/clip_sender.py), or, where the compiled
+fan-out is not built, through aiortc's `RTCRtpSender` on a `ClipTrack` (it
+accepts `av.Packet`).
 
 The clip starts with a keyframe and has one every second, so it loops
 seamlessly and a new subscriber (or a keyframe request) waits at most a
