@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
@@ -29,12 +29,19 @@ from server.loadtest.clip import encode_video
 from server.loadtest.clip_sender import ClipSender
 from server.loadtest.cpu_steal import read_ticks, steal_percent
 from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog, latencies, send_times
+from server.loadtest.participant import count_in_callback
 from server.loadtest.receiver_stats import TalliedStatistics, Tally, TrackCounter
 from server.loadtest.runner import LoadTestError, LoadTestOptions
 from server.loadtest.server_delay import parse_metrics, window
 from server.media import fanout
-from server.media.aiortc_internals import COMPILED_INGEST_ERROR, gather_only_on, install_sender
+from server.media.aiortc_internals import (
+    COMPILED_INGEST_ERROR,
+    gather_only_on,
+    install_jitter_buffer,
+    install_sender,
+)
 from tests.conftest import free_port
+from tests.helpers import eventually
 from tests.media.media_testkit import require_compiled
 from tests.processes import REPO, server_process
 
@@ -293,12 +300,55 @@ async def test_a_clip_sender_sends_decodable_video_through_the_compiled_stream()
         async def reported() -> int:
             stats = await receiving.getStats()
             remote = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
-            return remote[0].packetsSent if remote else 0
+            return int(remote[0].packetsSent) if remote else 0
 
-        deadline = time.monotonic() + 30
-        while (count := await reported()) == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)  # polls for the first report (sent every 0.5-1.5 s)
-        assert 0 < count <= sender.packets_sent
+        await eventually(reported, "a sender report (every 0.5-1.5 s)", within=30)
+        assert 0 < await reported() <= sender.packets_sent
+    finally:
+        await sending.close()
+        await receiving.close()
+
+
+@pytest.mark.timeout(90)
+async def test_an_h264_track_is_counted_straight_into_its_tally() -> None:
+    """A load receiver of H.264 (`--codec h264`) counts in C like one of VP8: a counter
+    needs nothing of aiortc's depacketizer, so from each stream's second packet on the
+    ingest counts it into the Tally (and the publisher sends it with a ClipSender)."""
+    require_compiled("the compiled ingest", COMPILED_INGEST_ERROR)
+    require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+    clip = encode_video("h264", 160, 120, 30, 150_000)
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    counters: list[TrackCounter] = []
+
+    def on_track(track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in receiving.getTransceivers() if t.receiver.track is track)
+        counters.append(TrackCounter(track.kind))
+        install_jitter_buffer(transceiver.receiver, counters[-1])
+
+    receiving.on("track", on_track)
+    try:
+        transceiver = sending.addTransceiver("video", direction="sendonly")
+        capabilities = RTCRtpSender.getCapabilities("video")
+        assert capabilities is not None
+        transceiver.setCodecPreferences(
+            [c for c in capabilities.codecs if c.mimeType in ("video/H264", "video/rtx")]
+        )
+        sender = ClipSender(clip, transceiver.receiver.transport)
+        install_sender(transceiver, sender, stream_id="clip", track_id="video")
+        with gather_only_on(("127.0.0.1",)):
+            await sending.setLocalDescription(await sending.createOffer())
+            await receiving.setRemoteDescription(sending.localDescription)
+            await receiving.setLocalDescription(await receiving.createAnswer())
+            count_in_callback(receiving)  # the load participant's receive path
+            await sending.setRemoteDescription(receiving.localDescription)
+        assert "H264" in receiving.localDescription.sdp
+        await eventually(lambda: bool(counters) and counters[0].frames >= 45, "45 frames", 30)
+        (counter,) = counters
+        # The first packets go the usual way (the stream's statistics are made, the
+        # connection may still be coming up); every one after, straight into the Tally.
+        assert counter.added <= 5, counter.added
+        assert counter.tallied >= counter.packets - 6, (counter.tallied, counter.packets)
+        assert counter.expected >= counter.packets > counter.frames
     finally:
         await sending.close()
         await receiving.close()

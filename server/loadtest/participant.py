@@ -59,7 +59,7 @@ def rtc_configuration(ice_servers: list[dict[str, Any]], relay_only: bool) -> RT
     )
 
 
-def _count_in_callback(pc: RTCPeerConnection) -> None:
+def count_in_callback(pc: RTCPeerConnection) -> None:
     """Count ``pc``'s RTP in the datagram callback, not through aiortc's receive path:
     with the node's compiled ingest where it is built and selected (`ingest.install`:
     each packet in C up to the counter), else with `cheap_receive` (Python). Call after
@@ -194,7 +194,7 @@ class LoadParticipant:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
         with gather_only_on(self.ice_addresses):
             await pc.setLocalDescription(await pc.createAnswer())
-        _count_in_callback(pc)
+        count_in_callback(pc)
         await self.signaling.call(
             "subscriber_answer",
             {"sdp": pc.localDescription.sdp, "offer_id": payload.get("offer_id")},

@@ -863,6 +863,17 @@ path_tally(Path *p, unsigned long ssrc, int payload_type)
     return NULL;
 }
 
+/* Whether the receiver's jitter buffer is a load-test TrackCounter, which only counts:
+ * an H.264 packet then needs nothing of aiortc's depacketizer either (-1: failure). */
+static int
+counts_only(PyObject *state)
+{
+    PyObject *jitter = PyDict_GetItemWithError(state, s_jitter);
+    if (jitter == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    return track_counter_type != NULL && Py_IS_TYPE(jitter, (PyTypeObject *)track_counter_type);
+}
+
 /*
  * A packet of the steady state for a jitter buffer that may be a load-test counter
  * (server/loadtest/receiver_stats.py): if `counter` is a TrackCounter whose clock is
@@ -1392,8 +1403,15 @@ handle_rtp(Path *p, const unsigned char *data, Py_ssize_t len, long long arrival
         kind = codec_kind(p, codec);
         if (kind < 0)
             goto done_receiver;
-        if (kind == KIND_RTX || kind == KIND_H264 || kind == KIND_UNKNOWN)
+        if (kind == KIND_RTX || kind == KIND_UNKNOWN)
             goto packet_python;
+        if (kind == KIND_H264) {
+            int only = counts_only(state);
+            if (only < 0)
+                goto done_receiver;
+            if (!only)
+                goto packet_python;
+        }
         PyObject *streams = PyDict_GetItemWithError(state, s_streams);
         if (streams == NULL || !PyDict_Check(streams))
             goto packet_python_or_error;
