@@ -20,12 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket
 
 from server.media.aiortc_internals import COMPILED_INGEST_ERROR
+
+if TYPE_CHECKING:
+    from server.media._ingest import Tally as CompiledTally
 
 
 @dataclass
@@ -47,9 +50,8 @@ class Tally:
     (The compiled one also keeps aiortc's receiver statistics; see `TalliedStatistics`.)
     """
 
-    def __init__(self, kind: str, clockrate: int = 0) -> None:
+    def __init__(self, kind: str) -> None:
         self.is_video, self.is_audio = kind == "video", kind == "audio"
-        self.clockrate = clockrate
         self.packets = self.bytes = self.frames = self.freezes = 0
         self.frozen_seconds = self.interval_sum = 0.0
         self.first_seq = self.highest = 0  # extended (wrap-counted) highest sequence number
@@ -93,13 +95,13 @@ class Tally:
         self.has_last_frame = True
 
 
-def new_tally(kind: str, clockrate: int = 0) -> Tally:
+def new_tally(kind: str) -> Tally:
     """The compiled Tally where the ingest is built, else the Python one."""
     if COMPILED_INGEST_ERROR is None:
         from server.media import _ingest
 
-        return cast(Tally, _ingest.Tally(kind, clockrate))
-    return Tally(kind, clockrate)
+        return cast(Tally, _ingest.Tally(kind))
+    return Tally(kind)
 
 
 class TrackCounter:
@@ -112,7 +114,7 @@ class TrackCounter:
         self.publisher = publisher
         self.clock = clock
         #: Where the counts are (the compiled ingest counts into it without this object).
-        self.tally = new_tally(kind, 90_000 if kind == "video" else 48_000)
+        self.tally = new_tally(kind)
         #: Packets that came through `add` as aiortc packets (aiortc's receive path, or what
         #: the ingest hands to Python); the rest were counted in the datagram callback.
         self.added = 0
@@ -232,12 +234,12 @@ class TalliedStatistics(StreamStatistics):
     _last_arrival = _tally_field("last_arrival", "has_last")
     _last_timestamp = _tally_field("last_timestamp", "has_last")
 
-    def __init__(self, statistics: StreamStatistics, tally: Tally) -> None:
+    def __init__(self, statistics: StreamStatistics, tally: CompiledTally) -> None:
         # Not StreamStatistics.__init__: the fields are the Tally's, copied from `statistics`.
         self.tally = tally
         state = vars(statistics)
-        self._clockrate = state["_clockrate"]
-        tally.clockrate = self._clockrate
+        # The codec's clock rate, from aiortc's statistics (the C adds with it).
+        self._clockrate = tally.clockrate = state["_clockrate"]
         self._expected_prior = state["_expected_prior"]
         self._received_prior = state["_received_prior"]
         self.base_seq = state["base_seq"]

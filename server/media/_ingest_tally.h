@@ -111,14 +111,12 @@ tally_add_statistics(Tally *t, long seq, unsigned long timestamp, double now)
 static int
 Tally_init(Tally *t, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"kind", "clockrate", NULL};
+    static char *kwlist[] = {"kind", NULL};
     const char *kind;
-    long long clockrate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|L:Tally", kwlist, &kind, &clockrate))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s:Tally", kwlist, &kind))
         return -1;
     t->is_audio = strcmp(kind, "audio") == 0;
     t->is_video = strcmp(kind, "video") == 0;
-    t->clockrate = clockrate;
     return 0;
 }
 
@@ -170,7 +168,7 @@ static PyMemberDef Tally_members[] = {
     TALLY_MEMBER(last_frame_at, T_DOUBLE, "When the last frame came (if has_last_frame)."),
     TALLY_MEMBER(has_last_frame, T_BOOL, "Whether a frame was counted."),
     TALLY_MEMBER(tallied, T_LONGLONG, "Packets a Path counted here from its tally table."),
-    TALLY_MEMBER(clockrate, T_LONGLONG, "The codec's clock rate (statistics)."),
+    TALLY_MEMBER(clockrate, T_LONGLONG, "The codec's clock rate (statistics; set by the view)."),
     TALLY_MEMBER(base_seq, T_LONGLONG, "StreamStatistics.base_seq (if has_base_seq)."),
     TALLY_MEMBER(has_base_seq, T_BOOL, "Whether base_seq is set."),
     TALLY_MEMBER(max_seq, T_LONGLONG, "StreamStatistics.max_seq (if has_max_seq)."),
@@ -186,7 +184,7 @@ static PyMemberDef Tally_members[] = {
 
 static PyTypeObject TallyType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._ingest.Tally",
-    .tp_doc = "Tally(kind, clockrate=0): a load-test receiver's counting and receiver statistics "
+    .tp_doc = "Tally(kind): a load-test receiver's counting and receiver statistics "
               "for one track (server/media/_ingest_tally.h).",
     .tp_basicsize = sizeof(Tally),
     .tp_flags = Py_TPFLAGS_DEFAULT,
