@@ -85,8 +85,14 @@ def create_app(settings: Settings) -> web.Application:
         # Browsers on other sites are refused; clients that send no Origin (not browsers) are
         # not. (An empty list would switch the check off altogether.)
         cors_allowed_origins=list(settings.public_origins),
+        # A ping every 10 s; a client is judged gone 20 s after a ping it has not answered.
+        # The timeout is the margin for a loaded server or client: the next ping leaves
+        # only once the last pong has been read, so under a burst the cycle stretches, and
+        # python-socketio's client gives up after max(interval, timeout) + 5 s without
+        # a ping to answer (15 s with a timeout of 10, which a hundred hands at once on a
+        # busy machine exceeded). A dropped connection is seen at once regardless.
         ping_interval=10,
-        ping_timeout=10,
+        ping_timeout=20,
     )
     sio.register_namespace(namespace)
     control = ControlNamespace(

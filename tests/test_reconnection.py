@@ -16,6 +16,7 @@ by the server itself: reconnecting until its packets flow again.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,47 @@ async def test_a_publisher_whose_packets_stop_is_reconnecting_until_they_flow(
             "participant_reconnecting",
             "participant_reconnected",
         ]
+    finally:
+        await member.close()
+        await host.close()
+
+
+#: How long the stalled client's process stops: longer than python-socketio's client
+#: waits for a ping to answer when the server's ping timeout is no longer than its
+#: interval (max(interval, timeout) + 5 = 15 s), well inside the server's own
+#: judgement (a ping sent 10 s after the last pong, unanswered for 20 s).
+STALL_SECONDS = 18
+
+
+async def test_a_client_stalled_for_a_while_keeps_its_place_and_catches_up(
+    server: ServerHandle,
+) -> None:
+    """A loaded client (a busy machine, a burst of events to parse) reads the server's
+    pings late; within the server's timeout it is neither cut off nor shown as
+    reconnecting, and it catches up on what happened meanwhile."""
+    room = (await server.create_room())["id"]
+    host = await server.client(room, "host", "host", "hunan")
+    member = await server.client(room, "m1", "member", "zhuzhou")
+    try:
+        await member.raise_hand()
+        await host.wait_for(lambda: host.live.queue == ["m1"])
+        since = len(host.received)
+        # The whole client process stops, both clients in it: nothing is read or sent.
+        time.sleep(STALL_SECONDS)  # noqa: ASYNC251 - the stall is the fault under test
+        await member.lower_hand()
+        await host.wait_for(lambda: host.live.queue == [])
+        await member.raise_hand()
+        await host.wait_for(lambda: host.live.queue == ["m1"])
+        for client in (host, member):
+            assert not client.disconnected.is_set()
+            assert client.joins == 1, "the client had to connect again"
+        assert _events_about(host, "m1", since) == [], "m1 was shown reconnecting or gone"
+        status, detail = await server.request("GET", f"/api/rooms/{room}")
+        assert status == 200, detail
+        assert {p["identity"]: p["reconnecting"] for p in detail["participants"]} == {
+            "host": None,
+            "m1": None,
+        }
     finally:
         await member.close()
         await host.close()
