@@ -123,12 +123,12 @@ async def _watch_and_reconnect(
     await expect(m1_row.locator('[data-field="paused_videos"]')).to_have_attribute(
         "data-receive-cap", "audio_only", timeout=20_000
     )
-    # The cap is the city venue's alone: the host's page shows no notice. (Nor did the
-    # loss phase above step the host down: the gaps in the city venue's video that its
-    # reports counted were the publisher's uplink loss, not the host's.)
+    # The cap is the city venue's alone: the host's page is not capped. (Whether the host
+    # shows a notice at all is its own link's business: on a busy machine its browser can
+    # drop packets and step down by itself, rightly. That the city venue's uplink loss
+    # does not step its receivers down is shown in tests/media/test_quality_per_receiver.)
     host_notice = host.locator("#bandwidth-notice")
     assert await host_notice.get_attribute("data-capped") in (None, "false")
-    await expect(host_notice).to_be_hidden()
     await venue_row.locator('[data-action="venue-quality"][data-level="full"]').click()
     await expect(venue_row).to_have_attribute("data-cap", "full")
     await expect(notice).to_be_hidden(timeout=20_000)
