@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 
+from server.state import embedded
 from server.state.connection import redis_client
-from server.state.embedded import PID_FILE, embedded_redis_url
+from server.state.embedded import PID_FILE, EmbeddedValkey, embedded_redis_url
 from tests.conftest import free_port
 from tests.helpers import ROOM_SPEC
 from tests.processes import ServerProcess, server_process
@@ -134,3 +135,33 @@ async def test_a_valkey_that_cannot_come_back_fails_the_node(tmp_path: Path) -> 
     assert status == 1, log
     assert "embedded Valkey could not be kept running: 5 restart attempts" in log
     assert "yitang: the node failed" in log
+
+
+async def test_a_stale_socket_removed_meanwhile_does_not_stop_the_start(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A node started again at once in the same data directory finds the old Valkey's
+    socket, which that Valkey removes as it exits, between the check and the cleanup:
+    the new one starts all the same (it used to fail with FileNotFoundError)."""
+    valkey = EmbeddedValkey(tmp_path)
+    valkey.socket_path.parent.mkdir(parents=True)
+    valkey.socket_path.touch()  # the old server's socket, still there
+    real_ping = embedded.ping
+    checks: list[str] = []
+
+    async def ping_as_the_old_one_exits(url: str) -> bool:
+        if not checks:
+            valkey.socket_path.unlink()  # the old Valkey, exiting, removes its socket now
+        checks.append(url)
+        return await real_ping(url)
+
+    monkeypatch.setattr(embedded, "ping", ping_as_the_old_one_exits)
+    await valkey.start()
+    try:
+        client = redis_client(valkey.url)
+        try:
+            assert await client.ping()
+        finally:
+            await client.aclose()
+    finally:
+        await valkey.close()

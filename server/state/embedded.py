@@ -156,7 +156,9 @@ class EmbeddedValkey:
                     f"another Redis server already serves {self.socket_path}; "
                     "is another yitang running with this data directory?"
                 )
-            self.socket_path.unlink()
+            # A Valkey that is exiting (this node's previous run) removes its socket
+            # itself, perhaps since the check above.
+            self.socket_path.unlink(missing_ok=True)
         config_path = self.directory / "valkey.conf"
         config_path.write_text(_config(self.directory, self.socket_path))
         process = await asyncio.create_subprocess_exec(
