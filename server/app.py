@@ -90,7 +90,8 @@ def create_app(settings: Settings) -> web.Application:
         # only once the last pong has been read, so under a burst the cycle stretches, and
         # python-socketio's client gives up after max(interval, timeout) + 5 s without
         # a ping to answer (15 s with a timeout of 10, which a hundred hands at once on a
-        # busy machine exceeded). A dropped connection is seen at once regardless.
+        # busy machine exceeded). A closed connection is seen at once regardless; one that
+        # goes silent without closing is judged gone within about 30-50 s.
         ping_interval=10,
         ping_timeout=20,
     )
