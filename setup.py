@@ -1,5 +1,7 @@
 """Builds the compiled pieces: the forwarding fan-out (server/media/_fanout.c) and the
-direct ingest's steady state with the REMB estimator (server/media/_ingest.c).
+direct ingest's steady state with the REMB estimator (server/media/_ingest.c), and
+the outbound SRTP the fan-out protects with (server/media/_outbound_srtp.c, on
+OpenSSL's libcrypto).
 
 Everything else is in pyproject.toml. ``pip install -e .`` (scripts/bootstrap)
 compiles it with the system C compiler and Python's headers; why it is C is in
@@ -28,6 +30,14 @@ setup(
                 "-Wextra",
                 "-Wno-unused-parameter",
             ],
+            optional=False,
+        ),
+        Extension(
+            "server.media._outbound_srtp",
+            sources=["server/media/_outbound_srtp.c"],
+            # OpenSSL's AES-GCM: the libcrypto Python's own ssl and hashlib use.
+            libraries=["crypto"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=False,
         ),
     ]

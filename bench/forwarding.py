@@ -6,8 +6,12 @@
 Servers ("modes"):
 
 * ``yitang``: server.media's MediaRoom (the production forwarding path, with the
-  compiled fan-out, server/media/_fanout.c, and the compiled ingest,
-  server/media/_ingest.c; the run fails if either is not built);
+  compiled fan-out, server/media/_fanout.c, the compiled ingest,
+  server/media/_ingest.c, and the own outbound SRTP, server/media/_outbound_srtp.c;
+  the run fails if one is not built);
+* ``yitang-libsrtp``: the same with libsrtp protecting every copy instead of the
+  server's own AES-GCM (``YITANG_OUTBOUND_SRTP=libsrtp``; server/media/outbound_srtp.py),
+  for the before/after in one run;
 * ``yitang-python``: the same with the compiled fan-out off (``YITANG_FANOUT=python``:
   the pure-Python reference path), for the before/after in one run;
 * ``yitang-aiortc-ingest``: compiled fan-out, but publishers' RTP received through
@@ -88,17 +92,20 @@ LATE_TIMEOUT = 15.0
 async def _server_main(mode: str, conns: list[Connection], control: Connection) -> None:
     import ipaddress
 
-    from server.media import fanout, ingest
+    from server.media import fanout, ingest, outbound_srtp
     from server.media.event_loop import MediaEventLoop
 
-    compiled = mode in ("yitang", "yitang-aiortc-ingest", "yitang-python-ingest")
+    compiled = mode in ("yitang", "yitang-libsrtp", "yitang-aiortc-ingest", "yitang-python-ingest")
     if compiled and not fanout.available():
         raise RuntimeError(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
-    if mode == "yitang" and not ingest.compiled_available():
+    if mode in ("yitang", "yitang-libsrtp") and not ingest.compiled_available():
         raise RuntimeError("the compiled ingest (server/media/_ingest.c) is not built")
+    if mode == "yitang" and not outbound_srtp.available():
+        raise RuntimeError(f"the outbound SRTP is not built: {outbound_srtp.IMPORT_ERROR}")
     fanout.enabled = compiled
     ingest.enabled = mode != "yitang-aiortc-ingest"
-    ingest.compiled = mode == "yitang"
+    ingest.compiled = mode in ("yitang", "yitang-libsrtp")
+    outbound_srtp.enabled = mode != "yitang-libsrtp"
     stop = asyncio.Event()
     locks: dict[str, asyncio.Lock] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -183,7 +190,13 @@ def run_server(mode: str, conns: list[Connection], control: Connection) -> None:
 # --- Orchestrator -------------------------------------------------------------------------
 
 SERVER_CPU = 0
-YITANG_MODES = ("yitang", "yitang-python", "yitang-aiortc-ingest", "yitang-python-ingest")
+YITANG_MODES = (
+    "yitang",
+    "yitang-libsrtp",
+    "yitang-python",
+    "yitang-aiortc-ingest",
+    "yitang-python-ingest",
+)
 MODES = (*YITANG_MODES, "janus-one-loop", "janus-stock", "relay")
 
 
@@ -497,7 +510,9 @@ def main() -> None:
         )
     for mine in YITANG_MODES:
         ours = summaries.get(mine)
-        for baseline in ("janus-one-loop", "janus-stock", "relay"):
+        for baseline in ("yitang-libsrtp", "janus-one-loop", "janus-stock", "relay"):
+            if baseline == mine or (baseline == "yitang-libsrtp" and mine != "yitang"):
+                continue
             theirs = summaries.get(baseline)
             if ours is None or theirs is None:
                 continue

@@ -75,6 +75,9 @@ from pylibsrtp import Session as SrtpSession
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from . import outbound_srtp
+from .outbound_srtp import OutboundSrtpProtector
+
 if TYPE_CHECKING:
     from .fanout import CompiledStream
 
@@ -959,6 +962,13 @@ class SrtpProtector:
         }
 
 
+def protector_for(session: Any) -> SrtpProtector | OutboundSrtpProtector:
+    """The header + payload protector of a transport's outbound SRTP session."""
+    if outbound_srtp.available() and isinstance(session, outbound_srtp.OutboundSrtpSession):
+        return OutboundSrtpProtector(session)
+    return SrtpProtector(session)
+
+
 class DtlsRtpOutput:
     """The synchronous send path of a connected DTLS transport: SRTP protect + ``sendto``.
 
@@ -973,7 +983,7 @@ class DtlsRtpOutput:
         self._dtls = transport
         ice_connection = getattr(transport.transport, ICE_CONNECTION_ATTRIBUTE)
         self._nominated: dict[int, Any] = getattr(ice_connection, ICE_NOMINATED_ATTRIBUTE)
-        self._protector: SrtpProtector | None = None
+        self._protector: SrtpProtector | OutboundSrtpProtector | None = None
         # The nominated pair last seen, with its socket and remote address (a
         # property that builds a new tuple on each read).
         self._pair: Any = None
@@ -996,8 +1006,9 @@ class DtlsRtpOutput:
             # which buffers nothing of its own (a node's pairs are its host sockets).
             self._buffered = getattr(self._socket, "get_write_buffer_size", _nothing_buffered)
             self._remote_addr = pair.remote_addr
-            # The SRTP session exists once DTLS is connected (checked above).
-            self._protector = SrtpProtector(dtls._tx_srtp)
+            # The SRTP session exists once DTLS is connected (checked above): ours for
+            # GCM (server/media/outbound_srtp.py), else libsrtp's.
+            self._protector = protector_for(dtls._tx_srtp)
         socket = self._socket
         protector = self._protector
         assert protector is not None

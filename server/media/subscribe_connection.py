@@ -50,7 +50,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
-from . import ingest
+from . import ingest, outbound_srtp
 from .aiortc_internals import gather_only_on, install_sender
 from .codec_selection import preferences_for
 from .config import MediaConfig
@@ -349,6 +349,7 @@ class SubscribeConnection:
             with gather_only_on(self._policy.gather_addresses, self._policy.remote_allow):
                 await pc.setLocalDescription(offer)
             ingest.install(pc)  # the subscriber's RTCP, in the datagram callback
+            outbound_srtp.install(pc)  # the RTP we send, once DTLS has its keys
         except Exception as exc:
             if pc is None or not _is_closing(pc):
                 raise

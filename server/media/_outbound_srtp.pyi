@@ -1,0 +1,16 @@
+"""Type stubs for the compiled outbound SRTP (server/media/_outbound_srtp.c)."""
+
+#: SSRCs one session protects at most.
+MAX_STREAMS: int
+#: The longest RTP packet protect() takes (pylibsrtp's bound).
+MAX_PACKET: int
+
+class OutboundSrtp:
+    def __init__(self, master_key: bytes, master_salt: bytes) -> None: ...
+    @property
+    def streams(self) -> int: ...
+    def protect(self, packet: bytes) -> bytes: ...
+    def protect_parts(
+        self, header: bytes | bytearray | memoryview, payload: bytes | bytearray | memoryview
+    ) -> bytes: ...
+    def fast_path(self) -> tuple[int, int]: ...
