@@ -4,15 +4,14 @@
  * Why: every forwarded copy is protected once, and libsrtp costs ~1.7-2.5 µs per copy
  * above the AES-GCM itself (docs/forwarding.md): a third of it is the walk of its
  * linked list of streams to find the packet's SSRC (~28 streams per subscriber
- * connection), the rest its generic layers. Here a stream is found once and kept by
- * the compiled fan-out (a pointer per forwarded stream), and a packet costs one
- * OpenSSL AES-GCM pass.
+ * connection), the rest its generic layers. Here the stream is found in one compact
+ * array of SSRCs, and a packet costs one OpenSSL AES-GCM pass.
  *
  * What it must be: byte for byte what libsrtp 2.7 (pylibsrtp's) produces for the same
  * master key, with the same packet index (ROC) estimate, the same replay window for
  * the sender (1024, allow_repeat_tx, as aiortc's policy) and the same refusals.
- * tests/media/test_outbound_srtp.py compares the two packet by packet, across a
- * sequence number wrap, late and repeated packets. RTCP stays with libsrtp: its index
+ * tests/media/test_outbound_srtp.py compares the two packet by packet, across
+ * sequence number wraps, with late, repeated and too old packets. RTCP stays with libsrtp: its index
  * is its own, so nothing here touches it.
  *
  * One session per DTLS transport, all of whose RTP it must protect: two protectors of
@@ -25,6 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 /* pylibsrtp's session buffer is 1500 bytes and its protect refuses a packet that might
@@ -87,7 +87,7 @@ derive(const unsigned char *master_key, int key_len, const unsigned char *master
     int ok = EVP_EncryptInit_ex(c, ecb, NULL, master_key, NULL) == 1;
     EVP_CIPHER_CTX_set_padding(c, 0);
     for (int j = 0; ok && j * 16 < out_len; j++) {
-        unsigned char block[16] = {0}, stream[32];
+        unsigned char block[16] = {0}, stream[16];
         memcpy(block, master_salt, SALT_LEN);
         block[7] ^= label;
         block[14] = (unsigned char)(j >> 8);
@@ -294,6 +294,7 @@ OutboundSrtp_init(OutboundSrtp *self, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*", kwlist, &key, &salt))
         return -1;
     int ok = 0;
+    unsigned char session_key[32];
     if ((key.len != 16 && key.len != 32) || salt.len != SALT_LEN) {
         PyErr_SetString(PyExc_ValueError,
                         "AEAD AES-GCM needs a 16- or 32-byte master key and a 12-byte salt");
@@ -303,7 +304,6 @@ OutboundSrtp_init(OutboundSrtp *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "already initialised");
         goto done;
     }
-    unsigned char session_key[32];
     int key_len = (int)key.len;
     if (derive(key.buf, key_len, salt.buf, 0x00, session_key, key_len) < 0 ||
         derive(key.buf, key_len, salt.buf, 0x02, self->ctx.salt, SALT_LEN) < 0) {
@@ -315,10 +315,13 @@ OutboundSrtp_init(OutboundSrtp *self, PyObject *args, PyObject *kwargs)
         EVP_EncryptInit_ex(self->ctx.cipher, key_len == 16 ? EVP_aes_128_gcm() : EVP_aes_256_gcm(),
                            NULL, session_key, NULL) != 1) {
         PyErr_SetString(PyExc_RuntimeError, "AES-GCM set-up failed");
+        EVP_CIPHER_CTX_free(self->ctx.cipher); /* NULL again: the object stays unusable */
+        self->ctx.cipher = NULL;
         goto done;
     }
     ok = 1;
 done:
+    OPENSSL_cleanse(session_key, sizeof(session_key)); /* the cipher keeps its own schedule */
     PyBuffer_Release(&key);
     PyBuffer_Release(&salt);
     return ok ? 0 : -1;

@@ -57,13 +57,13 @@ def loopback_config(**overrides: object) -> MediaConfig:
 
 def require_compiled(what: str, import_error: ImportError | None) -> None:
     """A compiled extension the test needs (``what``: "the compiled ingest"…; built if
-    ``import_error`` is None). scripts/bootstrap builds it, so under CI=true a missing
-    one fails the test; elsewhere (a checkout built without a compiler) it skips, saying
-    why."""
+    ``import_error`` is None). scripts/bootstrap builds it, so under CI (any value of
+    ``CI``, as tests/helpers.py's require_tool) a missing one fails the test; elsewhere
+    (a checkout built without a compiler) it skips, saying why."""
     if import_error is None:
         return
     message = f"{what} is not built: {import_error}"
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
 

@@ -138,6 +138,11 @@ def test_bad_input_is_refused_as_libsrtp_refuses_it() -> None:
         outbound_srtp.OutboundSrtpSession(b"k" * 24, b"s" * 12, rtcp=reference)
     with pytest.raises(ValueError, match="salt"):
         outbound_srtp.OutboundSrtpSession(b"k" * 16, b"s" * 14, rtcp=reference)
+    with pytest.raises(RuntimeError, match="already"):  # never re-keyed in its life
+        ours.__init__(b"k" * 16, b"s" * 12, rtcp=reference)  # type: ignore[misc]
+    unkeyed = outbound_srtp.OutboundSrtpSession.__new__(outbound_srtp.OutboundSrtpSession)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        unkeyed.protect(rtp(4, 5, b"x"))
 
 
 def test_a_transport_protects_a_bounded_number_of_streams() -> None:
