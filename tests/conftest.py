@@ -64,10 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
 ONE_AT_A_TIME = ("tests/browser/",)
 #: Tests that run in the browser tests' unit (after them, on the same worker), so that no
 #: browser test runs beside them. The flood test compares the host's ack latency during a
-#: flood with the rounds between; the flood also loads the test process itself (ten
-#: clients receiving every room event), and beside a browser test on this 2-core machine
-#: that made its flood rounds 6-8x slower in two full runs while it passed alone and
-#: beside a CPU hog (3 December 2026).
+#: flood with the quiet rounds between; beside a browser test (Chromium and an SFU on a
+#: 2-core machine) the flood's own work waits for a core, and its rounds came out 2-5x
+#: slower than the quiet ones even with the flooders in their own process (1.0-1.2x
+#: alone or beside a CPU hog; 3 December 2026).
 WITH_THE_BROWSER_TESTS = ("tests/test_contention.py::test_a_flood_inside_the_limits_barely",)
 
 

@@ -3,9 +3,9 @@
 Every forwarded copy is SRTP-protected, and libsrtp spends ~2 µs per copy above
 the AES-GCM itself, a third of it finding the packet's SSRC in its linked list
 of streams (docs/forwarding.md, *Outbound SRTP*). When DTLS negotiates an AEAD
-AES-GCM profile (RFC 7714: what aiortc and browsers prefer), a subscribe
-transport's ``_tx_srtp`` becomes an :class:`OutboundSrtpSession`: RTP through
-the compiled protector, byte for byte what libsrtp would have sent
+AES-GCM profile (RFC 7714; aiortc's first choice), a subscribe transport's
+``_tx_srtp`` becomes an :class:`OutboundSrtpSession`: RTP through the compiled
+protector, byte for byte what libsrtp would have sent
 (tests/media/test_outbound_srtp.py), and RTCP through the libsrtp session aiortc
 made (SRTCP's index is its own).
 
@@ -23,15 +23,12 @@ for the benchmark). AES-CM profiles always stay with libsrtp.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any, Final
 
 import pylibsrtp
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-
-logger = logging.getLogger(__name__)
 
 #: The environment variable that selects the protector ("libsrtp": libsrtp for all).
 ENVIRONMENT_VARIABLE: Final = "YITANG_OUTBOUND_SRTP"

@@ -1,0 +1,33 @@
+"""bench/srtp_protect.py at a tiny size: it must keep working (it measures nothing here).
+
+The benchmark (docs/forwarding.md, *Outbound SRTP*) times the server's own outbound
+SRTP against libsrtp on the same packets and prints their ratio per case. That the two
+produce the same bytes is tested in tests/media/test_outbound_srtp.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import pytest
+
+from tests.processes import REPO
+
+
+@pytest.mark.timeout(120)
+async def test_srtp_bench_produces_its_figures() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "bench/srtp_protect.py", "--packets", "1000", "--json",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=100)
+    assert process.returncode == 0, err.decode()[-3000:]
+    cases = json.loads(out)
+    assert {(c["profile"], c["streams"]) for c in cases} == {
+        (profile, streams) for profile in ("AES-128-GCM", "AES-256-GCM") for streams in (1, 28)
+    }
+    for case in cases:
+        assert case["libsrtp_us"] > 0 and case["own_us"] > 0
+        assert case["ratio"] == pytest.approx(case["own_us"] / case["libsrtp_us"], rel=0.01)
