@@ -4,7 +4,8 @@ The runner starts several (one core cannot run hundreds of aiortc peers) and
 talks to each over a pipe:
 
     runner -> worker   {"cmd": "measure"}            the measurement window starts
-                       {"cmd": "stop", "seconds": S} report the window of S seconds, leave
+                       {"cmd": "stop", "seconds": S} report the window and leave (S: its
+                                                     length if it never started)
     worker -> runner   {"type": "joined", "ok": N, "errors": [...]}
                        {"type": "progress", "frames": F}   (every second)
                        {"type": "report", "participants": [...],
@@ -135,10 +136,12 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
     pipe.send({"type": "joined", "ok": len(participants) - len(errors), "errors": errors})
     progress = asyncio.create_task(_progress(participants, pipe))
     load = ClientLoadProbe()
+    window_started: float | None = None
     try:
         while True:
             command = await commands.get()
             if command["cmd"] == "measure":
+                window_started = time.monotonic()
                 if plan.prioritized:
                     priority = _prioritize()
                 load.start()
@@ -149,10 +152,19 @@ async def _work(plan: WorkerPlan, pipe: Connection) -> None:
             elif command["cmd"] == "stop":
                 if priority is not None:
                     _deprioritize(priority)
+                # Rates are over this process's own window: the runner's stop comes
+                # after it read the server's CPU and delays (HTTP, up to a second on
+                # a busy machine), and counting over its shorter figure overstated
+                # every rate (32 fps was reported for 30 sent).
+                seconds = (
+                    time.monotonic() - window_started
+                    if window_started is not None
+                    else float(command["seconds"])
+                )
                 for participant in participants:
                     _record_latency(participant, False)
                 report = [
-                    _report(spec, p, float(command["seconds"]))
+                    _report(spec, p, seconds)
                     for spec, p in zip(plan.participants, participants, strict=True)
                 ]
                 pipe.send(
