@@ -218,6 +218,14 @@ async def test_a_session_moves_the_counters_by_what_it_did(metered: ServerHandle
         assert after.total("yitang_participants") == 3
         assert after.value("yitang_published_tracks", kind="video") == 2
         assert after.value("yitang_published_tracks", kind="audio") == 2
+        # Three receivers (each publisher receives the other), all aiortc, which offers the
+        # AEAD AES-GCM profiles: each one's RTP is protected by the node's compiled AES-GCM.
+        assert after.total("yitang_outbound_srtp_transports") == 3
+        assert after.total("yitang_outbound_srtp_transports", protector="compiled") == 3
+        profiles = {
+            dict(ls)["profile"] for n, ls in after.samples if n == "yitang_outbound_srtp_transports"
+        }
+        assert profiles <= {"SRTP_AEAD_AES_256_GCM", "SRTP_AEAD_AES_128_GCM"}, profiles
         # At least the copies the test waited on: m1's video to the host and to m2.
         assert after.value("yitang_forwarded_tracks", kind="video", state="active") >= 2
         for kind in ("audio", "video"):

@@ -129,6 +129,22 @@ def install(pc: RTCPeerConnection) -> int:
     return hooked
 
 
+def describe(transport: RTCDtlsTransport) -> tuple[str, str] | None:
+    """How ``transport`` protects the RTP it sends: ``(protector, profile)``, the
+    protector ``"compiled"`` (:class:`OutboundSrtpSession`) or ``"libsrtp"``, and the
+    DTLS-SRTP profile negotiated (e.g. ``SRTP_AEAD_AES_128_GCM``); None before its
+    keys are set up. For the metrics: which of a node's receivers get the compiled
+    protector depends on what their browsers offer."""
+    session = transport._tx_srtp
+    ssl = transport._ssl
+    if session is None or ssl is None:
+        return None
+    selected = ssl.get_selected_srtp_profile()
+    profile = selected.decode("ascii", "replace") if isinstance(selected, bytes) else "unknown"
+    compiled = IMPORT_ERROR is None and isinstance(session, OutboundSrtpSession)
+    return ("compiled" if compiled else "libsrtp"), profile
+
+
 def _hook(transport: RTCDtlsTransport) -> None:
     original = transport._setup_srtp
 

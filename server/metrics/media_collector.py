@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from server.media import MediaError, MediaNode
+from server.media import MediaError, MediaNode, outbound_srtp
 from server.media.forwarding_sender import ForwardingSender
 from server.metrics.receiver_reports import ReceiverReportSampler
 from server.metrics.retained import RetainedTotals
@@ -35,6 +35,8 @@ class MediaCounters:
     published_tracks: dict[str, int] = field(default_factory=dict)
     #: (kind, state) -> senders: `active` forwarding, `paused` by the last-N policy.
     forwarded_tracks: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (protector, profile) -> subscribe transports (outbound_srtp.describe).
+    outbound_srtp: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add(self, metric: str, kind: str, key: Hashable, value: float) -> None:
         """Record one object's counter."""
@@ -62,9 +64,11 @@ def media_counters(node: MediaNode) -> MediaCounters:
             found.add("keyframe_requests", kind, key, forwarder.keyframe_requests)
             found.add("plis_sent", kind, key, forwarder.plis_sent)
         for pc in room.peer_connections():
+            transports = set()
             for sender in pc.getSenders():
                 if not isinstance(sender, ForwardingSender):
                     continue
+                transports.add(sender.transport)
                 kind = _kind(sender.kind)
                 key = id(sender)
                 if sender.running:
@@ -79,6 +83,10 @@ def media_counters(node: MediaNode) -> MediaCounters:
                 found.add("forward_drops", kind, key, sender.packets_dropped)
                 found.add("queue_overflows", kind, key, sender.overflows)
                 found.add("nacks_received", kind, key, sender.nacks_received)
+            for transport in transports:  # one per subscriber (bundled)
+                how = outbound_srtp.describe(transport)
+                if how is not None:
+                    found.outbound_srtp[how] = found.outbound_srtp.get(how, 0) + 1
     return found
 
 
@@ -149,6 +157,15 @@ class MediaCollector(Collector):
                 forwarded.add_metric([kind, state], found.forwarded_tracks.get((kind, state), 0))
         yield published
         yield forwarded
+        protection = GaugeMetricFamily(
+            "yitang_outbound_srtp_transports",
+            "Subscribe transports by how the RTP they send is protected: `compiled` (the "
+            "node's own AES-GCM) or `libsrtp`, and the DTLS-SRTP profile negotiated",
+            labels=["protector", "profile"],
+        )
+        for (protector, profile), count in sorted(found.outbound_srtp.items()):
+            protection.add_metric([protector, profile], count)
+        yield protection
         for key, name, documentation in COUNTERS:
             family = CounterMetricFamily(name, documentation, labels=["kind"])
             for kind in KINDS:

@@ -258,6 +258,35 @@ def requeue_abandoned(connection: Any, queue_name: str = QUEUE_NAME) -> list[str
     return abandoned
 
 
+#: How long the worker's command thread waits for a message before it looks again at
+#: whether it is to stop (rq's own: 60 s).
+COMMAND_POLL_SECONDS = 1.0
+
+
+class RenderWorker(Worker):
+    """rq's worker, whose command thread stops within a second.
+
+    rq listens for commands (stop a job, shut down) on a pub/sub thread that waits
+    60 s per message. Since redis-py 8.2, stopping that thread waits for it; and
+    when the thread has already seen the worker's unsubscribe, it waits those
+    60 s for a subscription that will not come. So a worker leaving (``--burst``
+    with an empty queue, or SIGTERM) hung for up to a minute, depending on which
+    thread came first. Here the thread looks every second: the same subscription,
+    the same handlers."""
+
+    def subscribe(self) -> None:
+        """Subscribe to this worker's command channel (as rq does, polling each second)."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        # rq declares the attribute as None only; it assigns the thread just so.
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=COMMAND_POLL_SECONDS,
+            daemon=True,
+            exception_handler=self._pubsub_exception_handler,
+        )
+
+
 def run_worker(
     redis_url: str, *, queue_name: str = QUEUE_NAME, burst: bool = False, name: str | None = None
 ) -> bool:
@@ -265,7 +294,7 @@ def run_worker(
     connection = redis.Redis.from_url(redis_url)
     requeue_abandoned(connection, queue_name)
     queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
-    worker = Worker(
+    worker = RenderWorker(
         [queue],
         connection=connection,
         name=name,

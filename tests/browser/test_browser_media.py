@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 
 from playwright.async_api import Page, expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.browser.support import PageFactory, Participants, screenshot
+from tests.helpers import ApiHandle
 
 #: Frames that must be decoded on top of what was counted before (about 1 s of video).
 MORE_FRAMES = 15
@@ -43,7 +45,7 @@ async def expect_presented(page: Page, selector: str) -> None:
 
 
 async def test_host_and_members_see_each_others_video(
-    pages: PageFactory, room: Participants
+    pages: PageFactory, room: Participants, server: ApiHandle
 ) -> None:
     host = await pages.join(room.host)
     m1 = await pages.join(room.m1)
@@ -72,6 +74,25 @@ async def test_host_and_members_see_each_others_video(
         "data-quality", "good", timeout=MEDIA_WAIT_MS
     )
     await screenshot(host, "media-host-1280x720")
+    # What Chromium negotiates: its DTLS-SRTP offers AEAD AES-GCM, so the RTP the node
+    # sends each of the three browsers is protected by its compiled AES-GCM.
+    protection = await outbound_srtp_transports(server)
+    assert sum(protection.values()) == 3, protection
+    assert {protector for protector, _ in protection} == {"compiled"}, protection
+
+
+async def outbound_srtp_transports(server: ApiHandle) -> dict[tuple[str, str], float]:
+    """The node's subscribe transports by (protector, profile), from its /metrics."""
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    async with server.http.get(server.base_url + "/metrics", headers=headers) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        (sample.labels["protector"], sample.labels["profile"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "yitang_outbound_srtp_transports"
+    }
 
 
 async def test_floor_holder_video_takes_the_stage(pages: PageFactory, room: Participants) -> None:

@@ -18,11 +18,13 @@ from typing import Any
 
 import av
 import numpy as np
+import redis
 import redis.asyncio as aioredis
+from rq import Queue
 
 from server.recording.chapters import flat_chapters
 from server.recording.config import RecordingConfig
-from server.recording.jobs import RenderQueue
+from server.recording.jobs import RenderQueue, RenderWorker
 from server.recording.manifest_files import read_manifest
 from server.recording.models import COMBINED_NAME
 from server.recording.service import RecordingService
@@ -164,3 +166,28 @@ def check_combined(path: Path, manifest: Any, senders: dict[str, int]) -> None:
         for frame in container.decode(audio=0):
             peak = max(peak, float(np.abs(frame.to_ndarray()).max()))
         assert peak > 0.1, "the venues' audio is mixed in"
+
+
+def test_a_leaving_worker_stops_its_command_thread_within_seconds(redis_url: str) -> None:
+    """A render worker leaving (``--burst`` done, or SIGTERM) stops rq's command thread.
+    Caught in that thread's wait for a subscription, rq's own worker waited there 60 s
+    (redis-py 8.2's stop waits for the thread): a burst worker outlived its job by a
+    minute. The state is made here on purpose: unsubscribed, the thread waiting."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(f"render-leave-{os.getpid()}", connection=connection)
+    worker = RenderWorker([queue], connection=connection)
+    try:
+        worker.subscribe()
+        pubsub = worker.pubsub
+        assert pubsub is not None and pubsub.subscribed
+        pubsub.unsubscribe()
+        deadline = time.monotonic() + 30
+        while pubsub.subscribed:  # the thread reads the unsubscribe's reply
+            assert time.monotonic() < deadline, "the command thread never read its reply"
+            time.sleep(0.01)
+        started = time.monotonic()
+        worker.unsubscribe()  # what rq's teardown does
+        assert worker.pubsub_thread is not None and not worker.pubsub_thread.is_alive()
+        assert time.monotonic() - started < 20, "rq's own thread waits 60 s here"
+    finally:
+        connection.close()
