@@ -15,13 +15,18 @@ setup(
         Extension(
             "server.media._fanout",
             sources=["server/media/_fanout.c"],
+            depends=["server/media/_forward_delay.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=False,
         ),
         Extension(
             "server.media._ingest",
             sources=["server/media/_ingest.c"],
-            depends=["server/media/_ingest_estimator.h", "server/media/_ingest_tally.h"],
+            depends=[
+                "server/media/_forward_delay.h",
+                "server/media/_ingest_estimator.h",
+                "server/media/_ingest_tally.h",
+            ],
             # No fused multiply-add: the estimator must round as Python's floats do.
             extra_compile_args=[
                 "-O2",

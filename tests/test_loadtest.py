@@ -118,6 +118,11 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert held["packets"] > 100, held
         assert 0 < held["p50_ms"] <= held["p99_ms"], held
         assert 0 < held["within_5ms"] <= 1 and held["over_100ms"] >= 0, held
+        # ... and each copy, from the same receipt to that copy: at least one per packet.
+        copies = held["per_copy"]
+        assert copies["copies"] >= held["packets"], held
+        assert 0 < copies["p50_ms"] <= copies["p99_ms"], held
+        assert 0 < copies["within_5ms"] <= 1 and copies["over_100ms"] >= 0, held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]
         assert set(steal) == {f"cpu{i}" for i in range(os.cpu_count() or 1)}, steal
@@ -456,30 +461,47 @@ async def test_client_load_probe_sees_a_blocked_event_loop() -> None:
 
 
 def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
-    """Two scrapes of a node's /metrics; the window's packets are what the second adds."""
+    """Two scrapes of a node's /metrics; the window's packets (and copies) are what the
+    second adds."""
 
-    def exposition(node: str, buckets: dict[str, int], total: float) -> str:
-        lines = [
-            "# TYPE yitang_node_info gauge",
-            f'yitang_node_info{{node="{node}"}} 1.0',
-            "# TYPE yitang_forward_delay_seconds histogram",
+    def histogram(metric: str, buckets: dict[str, int], total: float) -> list[str]:
+        return [
+            f"# TYPE {metric} histogram",
+            *(f'{metric}_bucket{{le="{le}"}} {n}' for le, n in buckets.items()),
+            f"{metric}_count {max(buckets.values())}",
+            f"{metric}_sum {total}",
         ]
-        lines += [
-            f'yitang_forward_delay_seconds_bucket{{le="{le}"}} {n}' for le, n in buckets.items()
-        ]
-        lines += [
-            f"yitang_forward_delay_seconds_count {max(buckets.values())}",
-            f"yitang_forward_delay_seconds_sum {total}",
-        ]
+
+    def exposition(
+        node: str,
+        buckets: dict[str, int],
+        total: float,
+        copies: tuple[dict[str, int], float] | None = None,
+    ) -> str:
+        lines = ["# TYPE yitang_node_info gauge", f'yitang_node_info{{node="{node}"}} 1.0']
+        lines += histogram("yitang_forward_delay_seconds", buckets, total)
+        if copies is not None:
+            lines += histogram("yitang_forward_copy_delay_seconds", *copies)
         return "\n".join(lines) + "\n"
 
     node, before = parse_metrics(
-        exposition("n1", {"0.001": 500, "0.005": 900, "0.1": 1000, "+Inf": 1000}, 2.0)
+        exposition(
+            "n1",
+            {"0.001": 500, "0.005": 900, "0.1": 1000, "+Inf": 1000},
+            2.0,
+            ({"0.001": 1500, "0.005": 2000, "0.1": 2000, "+Inf": 2000}, 3.0),
+        )
     )
     assert node == "n1" and before is not None
     # The window: 1000 packets; 600 under 1 ms, 390 more under 5 ms, 5 under 100 ms, 5 over.
+    # Their 4000 copies: 3000 under 1 ms, 990 more under 5 ms, 10 under 100 ms.
     _, after = parse_metrics(
-        exposition("n1", {"0.001": 1100, "0.005": 1890, "0.1": 1995, "+Inf": 2000}, 4.5)
+        exposition(
+            "n1",
+            {"0.001": 1100, "0.005": 1890, "0.1": 1995, "+Inf": 2000},
+            4.5,
+            ({"0.001": 4500, "0.005": 5990, "0.1": 6000, "+Inf": 6000}, 7.0),
+        )
     )
     assert after is not None
     held = window("n1", before, after)
@@ -491,13 +513,25 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
         "p99_ms": 5.0,  # the 990th is the last in (1 ms, 5 ms]
         "within_5ms": 0.99,
         "over_100ms": 5,
+        "per_copy": {
+            "copies": 4000,
+            "mean_ms": 1.0,
+            "p50_ms": round(1000 * 0.001 * 2000 / 3000, 3),  # the 2000th of 3000 in [0, 1 ms]
+            # the 3960th: the 960th of 990 in (1 ms, 5 ms]
+            "p99_ms": round(1000 * (0.001 + 0.004 * 960 / 990), 3),
+            "within_5ms": 0.9975,
+            "over_100ms": 0,
+        },
     }
     # A rank past the last bound has no upper bound to give.
     _, stalled = parse_metrics(
         exposition("n1", {"0.001": 1000, "0.005": 1000, "0.1": 1000, "+Inf": 2000}, 9.0)
     )
     assert stalled is not None
-    assert window("n1", before, stalled)["p99_ms"] is None
+    stalled_window = window("n1", before, stalled)
+    assert stalled_window is not None and stalled_window["p99_ms"] is None
+    # A node that exports no copy delay: the packets' figures alone.
+    assert stalled_window["per_copy"] is None
     # A node that exports no forward delay (the ingest not compiled).
     assert parse_metrics('# TYPE yitang_node_info gauge\nyitang_node_info{node="n2"} 1.0\n') == (
         "n2",

@@ -632,6 +632,15 @@ def format_report(report: dict[str, Any]) -> str:
             f"{num(held['over_100ms'], '.0f')} over 100 ms ({held['packets']} forwarded packets "
             f"at node {held['node']}: kernel's receipt to last copy sent)"
         )
+        copies = held.get("per_copy")
+        if copies and copies.get("copies"):
+            lines.append(
+                f"  to each copy      p50 {num(copies['p50_ms'], '.2f', ' ms')}, p99 "
+                f"{num(copies['p99_ms'], '.2f', ' ms')}, {num(copies['within_5ms'], '.2%')} "
+                f"within 5 ms, {num(copies['over_100ms'], '.0f')} over 100 ms "
+                f"({copies['copies']} copies: kernel's receipt to each copy sent, what each "
+                "receiver's packet waited)"
+            )
     steal = report.get("cpu_steal_percent")
     if steal:
         shares = ", ".join(f"{cpu} {share:.1f} %" for cpu, share in sorted(steal.items()))

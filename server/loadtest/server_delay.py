@@ -1,12 +1,16 @@
 """The server's own account of the load window: how long it held the packets it forwarded.
 
 A node times each packet it forwards from the kernel's receipt to its last copy
-sent (``yitang_forward_delay_seconds``, server/metrics/forward_delay.py). The
-load test reads that histogram from the room's node at the window's start and
-end; the difference is the window's. Unlike the probes' latency
-(server/loadtest/latency.py), which runs from a publisher's SRTP to a
-subscriber's and so includes both clients' queues, this is the SFU's share
-alone: the figure the "< 5 ms p99 added" target is about.
+sent (``yitang_forward_delay_seconds``), and each copy from the kernel's receipt
+to that copy's send (``yitang_forward_copy_delay_seconds``;
+server/metrics/forward_delay.py). The load test reads both histograms from the
+room's node at the window's start and end; the difference is the window's.
+Unlike the probes' latency (server/loadtest/latency.py), which runs from a
+publisher's SRTP to a subscriber's and so includes both clients' queues, these
+are the SFU's share alone: the figures the "< 5 ms p99 added" target is about.
+The copy delay is what each receiver's packet waited (the latency benchmark's
+"added", bench/latency.py, is per received packet too); the last copy's is each
+packet's worst case.
 
 With several node processes behind one port each new connection may reach any
 of them, so the scrape is repeated (a bounded number of times, each on a new
@@ -24,8 +28,10 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-#: The histogram each node exports.
+#: The histogram each node exports: to each packet's last copy.
 METRIC = "yitang_forward_delay_seconds"
+#: ... and to each copy.
+COPY_METRIC = "yitang_forward_copy_delay_seconds"
 #: The target's line: the share of packets held at most this long is reported.
 TARGET_SECONDS = 0.005
 #: What counts as a stall of the server (reported as a count).
@@ -48,28 +54,46 @@ class DelayHistogram:
     sum: float
 
 
-def parse_metrics(text: str) -> tuple[str | None, DelayHistogram | None]:
-    """The node id (``yitang_node_info``) and its forward delay histogram, from /metrics."""
+@dataclass(frozen=True)
+class NodeDelays:
+    """One scrape of a node's two delay histograms."""
+
+    #: To each forwarded packet's last copy.
+    packets: DelayHistogram
+    #: To each copy (None: the node does not export it).
+    copies: DelayHistogram | None
+
+
+def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
+    """The node id (``yitang_node_info``) and its delay histograms, from /metrics (None:
+    no forward delay exported)."""
     node: str | None = None
-    buckets: dict[float, int] = {}
-    total = 0.0
+    buckets: dict[str, dict[float, int]] = {METRIC: {}, COPY_METRIC: {}}
+    totals = {METRIC: 0.0, COPY_METRIC: 0.0}
     for family in text_string_to_metric_families(text):
         if family.name == "yitang_node_info":
             node = next((s.labels.get("node") for s in family.samples), None)
-        elif family.name == METRIC:
+        elif family.name in buckets:
             for sample in family.samples:
-                if sample.name == f"{METRIC}_bucket":
-                    buckets[float(sample.labels["le"])] = int(sample.value)
-                elif sample.name == f"{METRIC}_sum":
-                    total = float(sample.value)
-    if not buckets:
+                if sample.name == f"{family.name}_bucket":
+                    buckets[family.name][float(sample.labels["le"])] = int(sample.value)
+                elif sample.name == f"{family.name}_sum":
+                    totals[family.name] = float(sample.value)
+
+    def histogram(metric: str) -> DelayHistogram | None:
+        if not buckets[metric]:
+            return None
+        bounds = tuple(sorted(buckets[metric]))
+        return DelayHistogram(bounds, tuple(buckets[metric][b] for b in bounds), totals[metric])
+
+    packets = histogram(METRIC)
+    if packets is None:
         return node, None
-    bounds = tuple(sorted(buckets))
-    return node, DelayHistogram(bounds, tuple(buckets[b] for b in bounds), total)
+    return node, NodeDelays(packets, histogram(COPY_METRIC))
 
 
-async def scrape(url: str, api_key: str, node: str) -> DelayHistogram | None:
-    """The histogram of ``node`` read through ``url`` (None: that node did not answer
+async def scrape(url: str, api_key: str, node: str) -> NodeDelays | None:
+    """The histograms of ``node`` read through ``url`` (None: that node did not answer
     within the attempts, or exports no forward delay: the ingest is not compiled)."""
     headers = {"Authorization": f"Bearer {api_key}"}
     timeout = aiohttp.ClientTimeout(total=10)
@@ -90,27 +114,43 @@ async def scrape(url: str, api_key: str, node: str) -> DelayHistogram | None:
     return None
 
 
-def window(node: str, before: DelayHistogram, after: DelayHistogram) -> dict[str, Any] | None:
-    """What the node's histogram gained between two scrapes, summarised for the report:
-    packets, p50 and p99 (interpolated within their bucket, as Prometheus's
-    histogram_quantile), the share at or under 5 ms (the target's line is a bucket
-    bound, so this share is exact) and the packets held over 100 ms."""
-    if before.bounds != after.bounds:
+def window(node: str, before: NodeDelays, after: NodeDelays) -> dict[str, Any] | None:
+    """What the node's histograms gained between two scrapes, summarised for the report:
+    for the packets (to their last copy), their count, p50 and p99 (interpolated within
+    their bucket, as Prometheus's histogram_quantile), the share at or under 5 ms (the
+    target's line is a bucket bound, so this share is exact) and the count held over
+    100 ms; the same for the copies under ``per_copy`` (None: not exported)."""
+    packets = _difference(before.packets, after.packets)
+    if packets is None:
         return None  # the node restarted with other buckets: no difference to take
-    counts = [a - b for a, b in zip(after.cumulative, before.cumulative, strict=True)]
-    packets = counts[-1]
-    if packets <= 0:
+    copies = None
+    if before.copies is not None and after.copies is not None:
+        copies = _difference(before.copies, after.copies)
+    if not packets["count"]:
         return {"node": node, "packets": 0}
+    count = packets.pop("count")
+    if copies is not None:
+        copies["copies"] = copies.pop("count")
+    return {"node": node, "packets": count, **packets, "per_copy": copies}
+
+
+def _difference(before: DelayHistogram, after: DelayHistogram) -> dict[str, Any] | None:
+    """The summary of what ``after`` holds beyond ``before`` (None: other buckets)."""
+    if before.bounds != after.bounds:
+        return None
+    counts = [a - b for a, b in zip(after.cumulative, before.cumulative, strict=True)]
+    total = counts[-1]
+    if total <= 0:
+        return {"count": 0}
     within = counts[after.bounds.index(TARGET_SECONDS)] if TARGET_SECONDS in after.bounds else None
     stalls = counts[after.bounds.index(STALL_SECONDS)] if STALL_SECONDS in after.bounds else None
     return {
-        "node": node,
-        "packets": packets,
-        "mean_ms": round(1000 * (after.sum - before.sum) / packets, 3),
+        "count": total,
+        "mean_ms": round(1000 * (after.sum - before.sum) / total, 3),
         "p50_ms": _quantile(after.bounds, counts, 0.5),
         "p99_ms": _quantile(after.bounds, counts, 0.99),
-        "within_5ms": None if within is None else round(within / packets, 5),
-        "over_100ms": None if stalls is None else packets - stalls,
+        "within_5ms": None if within is None else round(within / total, 5),
+        "over_100ms": None if stalls is None else total - stalls,
     }
 
 

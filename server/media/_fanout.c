@@ -37,6 +37,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "_forward_delay.h"
+
 #define SEQ_HALF 32768
 /* pylibsrtp's session buffer is 1500 bytes; the same bound applies here. */
 #define BUFFER_SIZE 1500
@@ -50,6 +52,12 @@ typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
  * capsule `datagrams_sent` to tell whether a publisher's packet was forwarded, and
  * so to time it from its arrival to its last copy sent (the forward delay). */
 static unsigned long long datagrams_sent;
+
+/* The copy delay: from the kernel's receipt of the packet being forwarded to each copy
+ * sent, for packets the compiled ingest read with that time and tells of through
+ * copy_timing (the capsule `copy_timing`) while it handles them. Read by copy_delays(). */
+static CopyTiming copy_timing;
+static DelayHistogram copy_delay;
 
 typedef struct {
     PyObject_HEAD
@@ -504,6 +512,8 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
     s->last_rtp_timestamp = out_ts;
     s->fast_sent++;
     datagrams_sent++;
+    if (copy_timing.arrival != NULL)
+        delay_histogram_record(&copy_delay, copy_timing.arrival);
     return 1;
 }
 
@@ -835,6 +845,12 @@ fanout_sent_among(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(LL)", sent, known);
 }
 
+static PyObject *
+fanout_copy_delays(PyObject *module, PyObject *unused)
+{
+    return delay_histogram_read(&copy_delay);
+}
+
 static PyMethodDef module_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))fanout_forward, METH_FASTCALL,
      "forward(streams, marker, seq, timestamp, ssrc, payload, ext_value, ntp, now) -> "
@@ -842,6 +858,10 @@ static PyMethodDef module_methods[] = {
     {"sent_among", (PyCFunction)(void (*)(void))fanout_sent_among, METH_FASTCALL,
      "sent_among(history, first, last) -> (sent, known): RtpSendChannel.sent_among over a "
      "NACK history."},
+    {"copy_delays", (PyCFunction)fanout_copy_delays, METH_NOARGS,
+     "copy_delays() -> (bounds, counts, sum): the copy delay's histogram in this process, in\n"
+     "seconds (from a packet's arrival to each copy sent): upper bounds, counts per bucket (not\n"
+     "cumulative; the last is +Inf), their sum."},
     {NULL}};
 
 static struct PyModuleDef module_def = {
@@ -890,6 +910,12 @@ PyInit__fanout(void)
     PyObject *counter = PyCapsule_New(&datagrams_sent, "server.media._fanout.datagrams_sent", NULL);
     if (counter == NULL || PyModule_AddObject(m, "datagrams_sent", counter) < 0) {
         Py_XDECREF(counter);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *timing = PyCapsule_New(&copy_timing, COPY_TIMING_CAPSULE, NULL);
+    if (timing == NULL || PyModule_AddObject(m, "copy_timing", timing) < 0) {
+        Py_XDECREF(timing);
         Py_DECREF(m);
         return NULL;
     }

@@ -5,6 +5,8 @@ from typing import Any
 BUFFER_SIZE: int
 #: A capsule of the count of datagrams forward() sent in this process.
 datagrams_sent: object
+#: A capsule of where the compiled ingest tells forward() a packet's arrival (the copy timing).
+copy_timing: object
 
 class Stream:
     ssrc: int
@@ -68,3 +70,4 @@ def forward(
     now: float,
 ) -> list[int] | None: ...
 def sent_among(history: list[Any], first: int, last: int) -> tuple[int, int]: ...
+def copy_delays() -> tuple[tuple[float, ...], tuple[int, ...], float]: ...

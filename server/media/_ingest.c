@@ -59,6 +59,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "_forward_delay.h"
 #include "_ingest_estimator.h"
 #include "_ingest_tally.h"
 
@@ -146,30 +147,14 @@ static PyObject *fanout_datagrams_sent_capsule;
  * The forward delay: from the kernel's receipt of a publisher's RTP packet (its
  * SO_TIMESTAMPNS time) to the end of its handling here, for each packet of which the
  * compiled fan-out sent a copy -- so the time it waited in the socket while this
- * process was busy, plus the time to send its last copy. A histogram in seconds
- * (counts per bucket, not cumulative; the last is +Inf), read by forward_delays().
+ * process was busy, plus the time to send its last copy. Read by forward_delays().
+ * The fan-out times each copy in the same way (copy_delays() there), told the
+ * arrival through fanout_copy_timing while the packet is handled.
  */
-static const double forward_delay_bounds[] = {0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015,
-                                              0.002,  0.003,   0.004,  0.005,   0.0075, 0.01,
-                                              0.025,  0.05,    0.1,    0.25,    0.5,    1.0};
-#define FORWARD_DELAY_BUCKETS (sizeof(forward_delay_bounds) / sizeof(forward_delay_bounds[0]))
-static unsigned long long forward_delay_counts[FORWARD_DELAY_BUCKETS + 1];
-static double forward_delay_sum;
-
-static void
-record_forward_delay(const struct timespec *arrival)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    double delay = (double)(now.tv_sec - arrival->tv_sec) + (double)(now.tv_nsec - arrival->tv_nsec) * 1e-9;
-    if (delay < 0)
-        return; /* the system clock was set back meanwhile: no measurement */
-    size_t i = 0;
-    while (i < FORWARD_DELAY_BUCKETS && delay > forward_delay_bounds[i])
-        i++;
-    forward_delay_counts[i]++;
-    forward_delay_sum += delay;
-}
+static DelayHistogram forward_delay;
+/* _fanout.c's CopyTiming (set by configure_forwarding(); NULL: copies not timed) */
+static CopyTiming *fanout_copy_timing;
+static PyObject *fanout_copy_timing_capsule;
 
 static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
     *s_ssrc_table, *s_pt_table;
@@ -2014,10 +1999,14 @@ Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwn
             if (fanout_datagrams_sent != NULL && is_rtp(read_buffer, n))
                 arrival = arrival_time(&msg);
             unsigned long long sent_before = arrival ? *fanout_datagrams_sent : 0;
+            if (fanout_copy_timing != NULL)
+                fanout_copy_timing->arrival = arrival;
             PyObject *receive_args[2] = {data, r->entry->component};
             res = Path_receive(r->entry->path, receive_args, 2);
+            if (fanout_copy_timing != NULL)
+                fanout_copy_timing->arrival = NULL;
             if (arrival != NULL && *fanout_datagrams_sent != sent_before)
-                record_forward_delay(arrival);
+                delay_histogram_record(&forward_delay, arrival);
         }
         else {
             PyObject *addr = address_tuple(&ss);
@@ -2124,10 +2113,11 @@ module_configure(PyObject *module, PyObject *args, PyObject *kwds)
 static PyObject *
 module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"packet_tap", "on_packet", "forward", "audio_level_meter", "datagrams_sent", NULL};
-    PyObject *tap, *on_packet, *forward, *meter_type, *sent = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!|O:configure_forwarding", kwlist, &PyType_Type, &tap,
-                                     &on_packet, &forward, &PyType_Type, &meter_type, &sent))
+    static char *kwlist[] = {"packet_tap",     "on_packet",   "forward", "audio_level_meter",
+                             "datagrams_sent", "copy_timing", NULL};
+    PyObject *tap, *on_packet, *forward, *meter_type, *sent = Py_None, *timing = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!|OO:configure_forwarding", kwlist, &PyType_Type, &tap,
+                                     &on_packet, &forward, &PyType_Type, &meter_type, &sent, &timing))
         return NULL;
     unsigned long long *counter = NULL;
     if (sent != Py_None) {
@@ -2135,9 +2125,18 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
         if (counter == NULL)
             return NULL;
     }
+    CopyTiming *copy_timing = NULL;
+    if (timing != Py_None) {
+        copy_timing = PyCapsule_GetPointer(timing, COPY_TIMING_CAPSULE);
+        if (copy_timing == NULL)
+            return NULL;
+    }
     fanout_datagrams_sent = counter;
     Py_INCREF(sent);
     Py_XSETREF(fanout_datagrams_sent_capsule, sent);
+    fanout_copy_timing = copy_timing;
+    Py_INCREF(timing);
+    Py_XSETREF(fanout_copy_timing_capsule, timing);
     Py_INCREF(meter_type);
     Py_XSETREF(audio_level_meter_type, meter_type);
     Py_INCREF(tap);
@@ -2338,30 +2337,7 @@ module_wait(PyObject *module, PyObject *args, PyObject *kwds)
 static PyObject *
 module_forward_delays(PyObject *module, PyObject *unused)
 {
-    PyObject *bounds = PyTuple_New(FORWARD_DELAY_BUCKETS);
-    PyObject *counts = PyTuple_New(FORWARD_DELAY_BUCKETS + 1);
-    if (bounds == NULL || counts == NULL) {
-        Py_XDECREF(bounds);
-        Py_XDECREF(counts);
-        return NULL;
-    }
-    for (size_t i = 0; i <= FORWARD_DELAY_BUCKETS; i++) {
-        if (i < FORWARD_DELAY_BUCKETS) {
-            PyObject *bound = PyFloat_FromDouble(forward_delay_bounds[i]);
-            if (bound == NULL)
-                goto fail;
-            PyTuple_SET_ITEM(bounds, i, bound);
-        }
-        PyObject *count = PyLong_FromUnsignedLongLong(forward_delay_counts[i]);
-        if (count == NULL)
-            goto fail;
-        PyTuple_SET_ITEM(counts, i, count);
-    }
-    return Py_BuildValue("(NNd)", bounds, counts, forward_delay_sum);
-fail:
-    Py_DECREF(bounds);
-    Py_DECREF(counts);
-    return NULL;
+    return delay_histogram_read(&forward_delay);
 }
 
 static PyObject *
@@ -2375,10 +2351,11 @@ static PyMethodDef module_methods[] = {
      "configure(rtp_packet, header_extensions): aiortc's classes."},
     {"configure_forwarding", (PyCFunction)(void (*)(void))module_configure_forwarding,
      METH_VARARGS | METH_KEYWORDS,
-     "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter, datagrams_sent=None):\n"
-     "PacketTap, the function TrackForwarder.on_packet (whose steady state runs here),\n"
-     "fanout.forward (or None), AudioLevelMeter (whose observe runs here) and the fan-out's\n"
-     "capsule of datagrams sent (None: no forward delay is timed)."},
+     "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter, datagrams_sent=None,\n"
+     "copy_timing=None): PacketTap, the function TrackForwarder.on_packet (whose steady state runs\n"
+     "here), fanout.forward (or None), AudioLevelMeter (whose observe runs here), the fan-out's\n"
+     "capsule of datagrams sent (None: no forward delay is timed) and its capsule of the copy\n"
+     "timing (None: its copies are not timed)."},
     {"configure_counting", (PyCFunction)(void (*)(void))module_configure_counting,
      METH_VARARGS | METH_KEYWORDS,
      "configure_counting(track_counter, monotonic, tallied_statistics): the load tool's TrackCounter\n"

@@ -37,9 +37,12 @@ IMPORT_ERROR: ImportError | None
 #: A capsule of the count of datagrams the compiled fan-out sent in this process (the
 #: compiled ingest reads it to time the forward delay), or None.
 datagrams_sent: object = None
+#: A capsule of where the compiled ingest tells the fan-out which packet it forwards (its
+#: arrival), so that each copy is timed (the copy delay), or None.
+copy_timing: object = None
 try:
     from ._fanout import Stream as _Stream
-    from ._fanout import datagrams_sent, forward
+    from ._fanout import copy_delays, copy_timing, datagrams_sent, forward
 
     IMPORT_ERROR = None
 except ImportError as exc:  # not built: the Python path runs
@@ -127,6 +130,8 @@ __all__ = [
     "IMPORT_ERROR",
     "Rewriter",
     "available",
+    "copy_delays",
+    "copy_timing",
     "datagrams_sent",
     "enabled",
     "forward",

@@ -49,6 +49,7 @@ if COMPILED_INGEST_ERROR is None:
         forward=fanout.forward if fanout.available() else None,
         audio_level_meter=AudioLevelMeter,
         datagrams_sent=fanout.datagrams_sent,
+        copy_timing=fanout.copy_timing,
     )
 
 
@@ -69,7 +70,8 @@ class ForwardDelays:
 
     #: Upper bounds of the buckets, in seconds (ascending; +Inf after the last).
     bounds: tuple[float, ...]
-    #: Packets per bucket, not cumulative: one more than ``bounds`` (the last is +Inf).
+    #: Packets (copies, in the copy delay) per bucket, not cumulative: one more than
+    #: ``bounds`` (the last is +Inf).
     counts: tuple[int, ...]
     #: The sum of the delays, in seconds.
     sum: float
@@ -80,6 +82,18 @@ def forward_delays() -> ForwardDelays | None:
     if COMPILED_INGEST_ERROR is not None:
         return None
     bounds, counts, total = _ingest.forward_delays()
+    return ForwardDelays(bounds=bounds, counts=counts, sum=total)
+
+
+def copy_delays() -> ForwardDelays | None:
+    """The copy delay's histogram so far in this process (None: not compiled): as the
+    forward delay, but up to each copy sent rather than the last, so one count per
+    copy. It is what each receiver's packet waited in this process; the definition of
+    the latency benchmark's "added" per received packet (bench/latency.py). Each copy's
+    delay is at most its packet's forward delay."""
+    if COMPILED_INGEST_ERROR is not None or not fanout.available():
+        return None
+    bounds, counts, total = fanout.copy_delays()
     return ForwardDelays(bounds=bounds, counts=counts, sum=total)
 
 

@@ -508,9 +508,15 @@ def _forward_delays() -> ingest.ForwardDelays:
     return delays
 
 
-def _delayed_over(seconds: float) -> int:
-    """Forwarded packets timed in buckets wholly above ``seconds``."""
-    delays = _forward_delays()
+def _copy_delays() -> ingest.ForwardDelays:
+    delays = ingest.copy_delays()
+    assert delays is not None
+    return delays
+
+
+def _delayed_over(seconds: float, delays: ingest.ForwardDelays | None = None) -> int:
+    """Forwarded packets (or copies) timed in buckets wholly above ``seconds``."""
+    delays = _forward_delays() if delays is None else delays
     lower_bounds = (0.0, *delays.bounds)
     return sum(c for low, c in zip(lower_bounds, delays.counts, strict=True) if low >= seconds)
 
@@ -521,18 +527,26 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
 ) -> None:
     """The forward delay (``yitang_forward_delay_seconds``) starts when the kernel received
     the packet, not when the node got round to it: packets that waited in the socket
-    while the process was held show that wait. Packets nobody receives are not timed."""
-    timed = sum(_forward_delays().counts)
+    while the process was held show that wait. Packets nobody receives are not timed.
+    The copy delay (``yitang_forward_copy_delay_seconds``) times each copy the same way."""
+    timed, copies = sum(_forward_delays().counts), sum(_copy_delays().counts)
     # Nobody subscribes yet: handled, not forwarded, not timed.
     (direct,) = _ingests(harness)
     for seq in range(1, 4):
         await publisher.send("video", _video(harness, publisher, seq, VP8_KEYFRAME))
     await harness.wait_until(lambda: direct.packets >= 3, "the packets to be handled")
     assert sum(_forward_delays().counts) == timed
+    assert sum(_copy_delays().counts) == copies
 
+    # Two subscribers: two copies of each packet.
     bob = harness.client("bob", video=False, audio=False)
+    carol = harness.client("carol", video=False, audio=False)
     await bob.join(publish=False)
-    await harness.wait_until(lambda: bob.connected_at is not None, "bob's connection")
+    await carol.join(publish=False)
+    await harness.wait_until(
+        lambda: bob.connected_at is not None and carol.connected_at is not None,
+        "the subscribers' connections",
+    )
     next_seq = 4
 
     async def camera() -> None:
@@ -544,11 +558,23 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
             next_seq += 1
             await asyncio.sleep(1 / 30)
 
+    marks = [(sum(_forward_delays().counts), sum(_copy_delays().counts))]
+
+    def both_copies_timed() -> bool:
+        # Since the last look, packets were forwarded and each had two copies timed: both
+        # subscribers' streams are in the compiled steady state (the first packets after a
+        # subscription take the Python path, whose copies are not timed).
+        packets, copies = sum(_forward_delays().counts), sum(_copy_delays().counts)
+        last_packets, last_copies = marks[-1]
+        marks.append((packets, copies))
+        return packets > last_packets and copies - last_copies == 2 * (packets - last_packets)
+
     sending = asyncio.create_task(camera())
     try:
         await harness.wait_until(
             lambda: sum(_forward_delays().counts) >= timed + 10, "forwarded packets to be timed"
         )
+        await harness.wait_until(both_copies_timed, "each packet's two copies to be timed")
     finally:
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
@@ -558,6 +584,9 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
     held = 0.06
     handled = direct.packets
     late, timed = _delayed_over(0.05), sum(_forward_delays().counts)
+    copies_before = _copy_delays()
+    late_copies, copies = _delayed_over(0.05, copies_before), sum(copies_before.counts)
+    held_sum = _forward_delays().sum
     stalled = [
         publisher.protect("video", _video(harness, publisher, next_seq + i)) for i in range(5)
     ]
@@ -569,6 +598,14 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
     await harness.wait_until(lambda: direct.packets >= handled + 5, "the held packets")
     assert sum(_forward_delays().counts) == timed + 5
     assert _delayed_over(0.05) == late + 5
+    # Each copy is timed, and each copy of a held packet shows the wait; no copy waited
+    # longer than its packet's last copy.
+    copies_after = _copy_delays()
+    assert sum(copies_after.counts) == copies + 10
+    assert _delayed_over(0.05, copies_after) == late_copies + 10
+    mean_copy = (copies_after.sum - copies_before.sum) / 10
+    mean_packet = (_forward_delays().sum - held_sum) / 5
+    assert held <= mean_copy <= mean_packet
 
     # Exported by each node's /metrics.
     registry = ServerMetrics("node-a").registry
@@ -578,3 +615,8 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
     assert registry.get_sample_value("yitang_forward_delay_seconds_bucket", {"le": "0.05"}) == sum(
         delays.counts
     ) - _delayed_over(0.05)
+    copy_delays = _copy_delays()
+    assert registry.get_sample_value("yitang_forward_copy_delay_seconds_count") == sum(
+        copy_delays.counts
+    )
+    assert registry.get_sample_value("yitang_forward_copy_delay_seconds_sum") == copy_delays.sum
