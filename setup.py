@@ -15,7 +15,7 @@ setup(
         Extension(
             "server.media._fanout",
             sources=["server/media/_fanout.c"],
-            depends=["server/media/_forward_delay.h"],
+            depends=["server/media/_forward_delay.h", "server/media/_socket_address.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=False,
         ),
@@ -24,6 +24,7 @@ setup(
             sources=["server/media/_ingest.c"],
             depends=[
                 "server/media/_forward_delay.h",
+                "server/media/_socket_address.h",
                 "server/media/_ingest_estimator.h",
                 "server/media/_ingest_tally.h",
             ],

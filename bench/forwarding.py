@@ -12,6 +12,9 @@ Servers ("modes"):
 * ``yitang-libsrtp``: the same with libsrtp protecting every copy instead of the
   server's own AES-GCM (``YITANG_OUTBOUND_SRTP=libsrtp``; server/media/outbound_srtp.py),
   for the before/after in one run;
+* ``yitang-no-gso``: the same with each copy sent as it is made, not queued for UDP GSO
+  sends at the end of the socket's read (``YITANG_GSO=off``; server/media/fanout.py),
+  for the before/after in one run;
 * ``yitang-python``: the same with the compiled fan-out off (``YITANG_FANOUT=python``:
   the pure-Python reference path), for the before/after in one run;
 * ``yitang-aiortc-ingest``: compiled fan-out, but publishers' RTP received through
@@ -95,17 +98,25 @@ async def _server_main(mode: str, conns: list[Connection], control: Connection) 
     from server.media import fanout, ingest, outbound_srtp
     from server.media.event_loop import MediaEventLoop
 
-    compiled = mode in ("yitang", "yitang-libsrtp", "yitang-aiortc-ingest", "yitang-python-ingest")
+    compiled = mode in (
+        "yitang",
+        "yitang-libsrtp",
+        "yitang-no-gso",
+        "yitang-aiortc-ingest",
+        "yitang-python-ingest",
+    )
     if compiled and not fanout.available():
         raise RuntimeError(f"the compiled fan-out is not built: {fanout.IMPORT_ERROR}")
-    if mode in ("yitang", "yitang-libsrtp") and not ingest.compiled_available():
+    if mode in ("yitang", "yitang-libsrtp", "yitang-no-gso") and not ingest.compiled_available():
         raise RuntimeError("the compiled ingest (server/media/_ingest.c) is not built")
     if mode == "yitang" and not outbound_srtp.available():
         raise RuntimeError(f"the outbound SRTP is not built: {outbound_srtp.IMPORT_ERROR}")
     fanout.enabled = compiled
     ingest.enabled = mode != "yitang-aiortc-ingest"
-    ingest.compiled = mode in ("yitang", "yitang-libsrtp")
+    ingest.compiled = mode in ("yitang", "yitang-libsrtp", "yitang-no-gso")
     outbound_srtp.enabled = mode != "yitang-libsrtp"
+    if compiled:
+        fanout.set_gso(mode != "yitang-no-gso")
     stop = asyncio.Event()
     locks: dict[str, asyncio.Lock] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -193,6 +204,7 @@ SERVER_CPU = 0
 YITANG_MODES = (
     "yitang",
     "yitang-libsrtp",
+    "yitang-no-gso",
     "yitang-python",
     "yitang-aiortc-ingest",
     "yitang-python-ingest",
@@ -510,8 +522,14 @@ def main() -> None:
         )
     for mine in YITANG_MODES:
         ours = summaries.get(mine)
-        for baseline in ("yitang-libsrtp", "janus-one-loop", "janus-stock", "relay"):
-            if baseline == mine or (baseline == "yitang-libsrtp" and mine != "yitang"):
+        for baseline in (
+            "yitang-libsrtp",
+            "yitang-no-gso",
+            "janus-one-loop",
+            "janus-stock",
+            "relay",
+        ):
+            if baseline == mine or (baseline.startswith("yitang-") and mine != "yitang"):
                 continue
             theirs = summaries.get(baseline)
             if ours is None or theirs is None:

@@ -1,5 +1,6 @@
 /*
- * The forward delay's histogram, shared by the compiled ingest (server/media/_ingest.c)
+ * The forward delay's histogram, and what the reader and the fan-out share while a
+ * socket's datagrams are handled: used by the compiled ingest (server/media/_ingest.c)
  * and the compiled fan-out (server/media/_fanout.c).
  *
  * Both time a publisher's packet from the kernel's receipt (its socket's
@@ -74,14 +75,25 @@ fail:
 }
 
 /*
- * What the ingest's reader tells the fan-out while it handles one datagram: the
- * kernel's time of its receipt, or NULL (not timed: no time, not RTP, or read
- * elsewhere). Owned by _fanout.c, reached by _ingest.c through a capsule.
+ * What the ingest's reader and the fan-out share while the reader handles the
+ * datagrams of one socket (owned by _fanout.c, reached by _ingest.c through the
+ * capsule `batch`):
+ *   - arrival: the kernel's time of receipt of the datagram being handled, or NULL
+ *     (not timed: no time, not RTP, or not handled by the reader);
+ *   - open: while set, the fan-out queues its copies instead of sending each, so that
+ *     a subscriber's copies of a burst (a video frame's packets, read together) go to
+ *     the kernel in one UDP GSO send; flush() sends what is queued (the reader calls
+ *     it before it returns, and so before anything else runs);
+ *   - queued: copies queued so far (the reader tells by it whether a datagram's copies
+ *     were sent at once or wait for the flush, and times the packet accordingly).
  */
 typedef struct {
     const struct timespec *arrival;
-} CopyTiming;
+    int open;
+    unsigned long long queued;
+    void (*flush)(void);
+} FanoutBatch;
 
-#define COPY_TIMING_CAPSULE "server.media._fanout.copy_timing"
+#define FANOUT_BATCH_CAPSULE "server.media._fanout.batch"
 
 #endif

@@ -60,6 +60,7 @@
 #include <time.h>
 
 #include "_forward_delay.h"
+#include "_socket_address.h"
 #include "_ingest_estimator.h"
 #include "_ingest_tally.h"
 
@@ -149,12 +150,13 @@ static PyObject *fanout_datagrams_sent_capsule;
  * compiled fan-out sent a copy -- so the time it waited in the socket while this
  * process was busy, plus the time to send its last copy. Read by forward_delays().
  * The fan-out times each copy in the same way (copy_delays() there), told the
- * arrival through fanout_copy_timing while the packet is handled.
+ * arrival through fanout_batch while the packet is handled.
  */
 static DelayHistogram forward_delay;
-/* _fanout.c's CopyTiming (set by configure_forwarding(); NULL: copies not timed) */
-static CopyTiming *fanout_copy_timing;
-static PyObject *fanout_copy_timing_capsule;
+/* _fanout.c's FanoutBatch (set by configure_forwarding(); NULL: copies are neither
+ * timed nor batched) */
+static FanoutBatch *fanout_batch;
+static PyObject *fanout_batch_capsule;
 
 static PyObject *s_rx_bytes, *s_rx_packets, *s_state, *s_rx_srtp, *s_ext_map, *s_ext_ids, *s_router,
     *s_ssrc_table, *s_pt_table;
@@ -1912,27 +1914,6 @@ typedef struct {
 static unsigned char read_buffer[READ_BUFFER];
 static PyObject *s_conn_lost, *s_protocol, *s_error_received;
 
-static PyObject *
-address_tuple(struct sockaddr_storage *ss)
-{
-    char host[INET6_ADDRSTRLEN];
-    if (ss->ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)ss;
-        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL)
-            return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
-    }
-    if (ss->ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL)
-            return PyErr_SetFromErrno(PyExc_OSError);
-        return Py_BuildValue("(siIk)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo),
-                             (unsigned long)a->sin6_scope_id);
-    }
-    PyErr_SetString(PyExc_OSError, "unexpected address family");
-    return NULL;
-}
-
 /* The kernel's receipt time of a datagram read with recvmsg (SO_TIMESTAMPNS), or NULL. */
 static const struct timespec *
 arrival_time(struct msghdr *msg)
@@ -1947,17 +1928,12 @@ arrival_time(struct msghdr *msg)
     return NULL;
 }
 
+/* Read and handle up to READ_BATCH datagrams. The arrivals of forwarded packets whose
+ * copies wait in the fan-out's batch are added to `queued` (*n_queued of them), to be
+ * timed once the batch is sent; the others are timed here. */
 static PyObject *
-Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+reader_read(Reader *r, struct timespec *queued, int *n_queued)
 {
-    PyObject *lost = PyObject_GetAttr(r->transport, s_conn_lost);
-    if (lost == NULL)
-        return NULL;
-    int is_lost = PyObject_IsTrue(lost);
-    Py_DECREF(lost);
-    if (is_lost)
-        return is_lost < 0 ? NULL : Py_NewRef(Py_None);
-    r->batches += 1;
     for (int i = 0; i < READ_BATCH; i++) {
         struct sockaddr_storage ss;
         struct iovec iov = {.iov_base = read_buffer, .iov_len = READ_BUFFER};
@@ -1999,14 +1975,19 @@ Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwn
             if (fanout_datagrams_sent != NULL && is_rtp(read_buffer, n))
                 arrival = arrival_time(&msg);
             unsigned long long sent_before = arrival ? *fanout_datagrams_sent : 0;
-            if (fanout_copy_timing != NULL)
-                fanout_copy_timing->arrival = arrival;
+            unsigned long long queued_before = fanout_batch ? fanout_batch->queued : 0;
+            if (fanout_batch != NULL)
+                fanout_batch->arrival = arrival;
             PyObject *receive_args[2] = {data, r->entry->component};
             res = Path_receive(r->entry->path, receive_args, 2);
-            if (fanout_copy_timing != NULL)
-                fanout_copy_timing->arrival = NULL;
-            if (arrival != NULL && *fanout_datagrams_sent != sent_before)
-                delay_histogram_record(&forward_delay, arrival);
+            if (fanout_batch != NULL)
+                fanout_batch->arrival = NULL;
+            if (arrival != NULL && *fanout_datagrams_sent != sent_before) {
+                if (fanout_batch != NULL && fanout_batch->queued != queued_before)
+                    queued[(*n_queued)++] = *arrival; /* its last copy goes out with the batch */
+                else
+                    delay_histogram_record(&forward_delay, arrival);
+            }
         }
         else {
             PyObject *addr = address_tuple(&ss);
@@ -2024,6 +2005,34 @@ Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwn
         Py_DECREF(res);
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+Reader_vectorcall(Reader *r, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *lost = PyObject_GetAttr(r->transport, s_conn_lost);
+    if (lost == NULL)
+        return NULL;
+    int is_lost = PyObject_IsTrue(lost);
+    Py_DECREF(lost);
+    if (is_lost)
+        return is_lost < 0 ? NULL : Py_NewRef(Py_None);
+    r->batches += 1;
+    /* The fan-out queues the copies of what is read here and sends them at the end, a
+     * subscriber's copies of a burst in one GSO send (see batch_flush in _fanout.c). */
+    struct timespec queued[READ_BATCH];
+    int n_queued = 0;
+    int batching = fanout_batch != NULL && !fanout_batch->open;
+    if (batching)
+        fanout_batch->open = 1;
+    PyObject *result = reader_read(r, queued, &n_queued);
+    if (batching) {
+        fanout_batch->open = 0;
+        fanout_batch->flush(); /* raises nothing; keeps an exception of reader_read's */
+    }
+    for (int i = 0; i < n_queued; i++)
+        delay_histogram_record(&forward_delay, &queued[i]);
+    return result;
 }
 
 static PyObject *
@@ -2113,11 +2122,11 @@ module_configure(PyObject *module, PyObject *args, PyObject *kwds)
 static PyObject *
 module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"packet_tap",     "on_packet",   "forward", "audio_level_meter",
-                             "datagrams_sent", "copy_timing", NULL};
-    PyObject *tap, *on_packet, *forward, *meter_type, *sent = Py_None, *timing = Py_None;
+    static char *kwlist[] = {"packet_tap", "on_packet", "forward", "audio_level_meter", "datagrams_sent", "batch",
+                             NULL};
+    PyObject *tap, *on_packet, *forward, *meter_type, *sent = Py_None, *shared = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOO!|OO:configure_forwarding", kwlist, &PyType_Type, &tap,
-                                     &on_packet, &forward, &PyType_Type, &meter_type, &sent, &timing))
+                                     &on_packet, &forward, &PyType_Type, &meter_type, &sent, &shared))
         return NULL;
     unsigned long long *counter = NULL;
     if (sent != Py_None) {
@@ -2125,18 +2134,18 @@ module_configure_forwarding(PyObject *module, PyObject *args, PyObject *kwds)
         if (counter == NULL)
             return NULL;
     }
-    CopyTiming *copy_timing = NULL;
-    if (timing != Py_None) {
-        copy_timing = PyCapsule_GetPointer(timing, COPY_TIMING_CAPSULE);
-        if (copy_timing == NULL)
+    FanoutBatch *batch = NULL;
+    if (shared != Py_None) {
+        batch = PyCapsule_GetPointer(shared, FANOUT_BATCH_CAPSULE);
+        if (batch == NULL)
             return NULL;
     }
     fanout_datagrams_sent = counter;
     Py_INCREF(sent);
     Py_XSETREF(fanout_datagrams_sent_capsule, sent);
-    fanout_copy_timing = copy_timing;
-    Py_INCREF(timing);
-    Py_XSETREF(fanout_copy_timing_capsule, timing);
+    fanout_batch = batch;
+    Py_INCREF(shared);
+    Py_XSETREF(fanout_batch_capsule, shared);
     Py_INCREF(meter_type);
     Py_XSETREF(audio_level_meter_type, meter_type);
     Py_INCREF(tap);
@@ -2352,10 +2361,10 @@ static PyMethodDef module_methods[] = {
     {"configure_forwarding", (PyCFunction)(void (*)(void))module_configure_forwarding,
      METH_VARARGS | METH_KEYWORDS,
      "configure_forwarding(packet_tap, on_packet, forward, audio_level_meter, datagrams_sent=None,\n"
-     "copy_timing=None): PacketTap, the function TrackForwarder.on_packet (whose steady state runs\n"
+     "batch=None): PacketTap, the function TrackForwarder.on_packet (whose steady state runs\n"
      "here), fanout.forward (or None), AudioLevelMeter (whose observe runs here), the fan-out's\n"
-     "capsule of datagrams sent (None: no forward delay is timed) and its capsule of the copy\n"
-     "timing (None: its copies are not timed)."},
+     "capsule of datagrams sent (None: no forward delay is timed) and its capsule of the batch\n"
+     "(None: copies are neither timed nor batched)."},
     {"configure_counting", (PyCFunction)(void (*)(void))module_configure_counting,
      METH_VARARGS | METH_KEYWORDS,
      "configure_counting(track_counter, monotonic, tallied_statistics): the load tool's TrackCounter\n"

@@ -46,7 +46,7 @@ def configure_forwarding(
     forward: Callable[..., Any] | None,
     audio_level_meter: type,
     datagrams_sent: object = None,
-    copy_timing: object = None,
+    batch: object = None,
 ) -> None: ...
 def forward_delays() -> tuple[tuple[float, ...], tuple[int, ...], float]: ...
 def configure_counting(

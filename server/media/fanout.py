@@ -11,6 +11,12 @@ Python path, :meth:`ForwardingSender.on_packet`, which C hands a subscriber's
 packet back to whenever the steady state does not hold, and which works on the
 same state (a :class:`CompiledStream` is also the subscriber's rewriter).
 
+Copies made while the compiled ingest's reader handles a publisher's socket are
+queued and sent when it is done, each subscriber's in order, runs of equal size in
+one UDP GSO ``sendmsg`` (a video frame's packets to one subscriber: one send, where
+there were as many as the frame had packets); ``YITANG_GSO=off`` sends each copy
+at once instead (docs/forwarding.md, *Batched sends*).
+
 ``YITANG_FANOUT=python`` turns the compiled path off (the reference, for
 comparison and tests). Without the extension the Python path runs and
 :data:`IMPORT_ERROR` says why; ``scripts/bootstrap`` refuses to finish without
@@ -37,12 +43,22 @@ IMPORT_ERROR: ImportError | None
 #: A capsule of the count of datagrams the compiled fan-out sent in this process (the
 #: compiled ingest reads it to time the forward delay), or None.
 datagrams_sent: object = None
-#: A capsule of where the compiled ingest tells the fan-out which packet it forwards (its
-#: arrival), so that each copy is timed (the copy delay), or None.
-copy_timing: object = None
+#: A capsule of what the compiled ingest's reader and the fan-out share while the reader
+#: handles a socket's datagrams (the packet's arrival, for the copy delay; the batch of
+#: copies sent at its end with UDP GSO), or None.
+batch: object = None
 try:
     from ._fanout import Stream as _Stream
-    from ._fanout import copy_delays, copy_timing, datagrams_sent, forward
+    from ._fanout import (
+        batch,
+        copy_delays,
+        datagrams_sent,
+        forward,
+        gso_stats,
+        open_batch,
+        send_batch,
+        set_gso,
+    )
 
     IMPORT_ERROR = None
 except ImportError as exc:  # not built: the Python path runs
@@ -50,6 +66,12 @@ except ImportError as exc:  # not built: the Python path runs
 
 #: Whether new forwarding senders use the compiled path (tests switch it).
 enabled: bool = IMPORT_ERROR is None and os.environ.get(ENVIRONMENT_VARIABLE, "") != "python"
+
+#: The environment variable that turns the batched sends off ("off": each copy is sent as
+#: it is made, as before UDP GSO; for comparisons).
+GSO_ENVIRONMENT_VARIABLE = "YITANG_GSO"
+if IMPORT_ERROR is None and os.environ.get(GSO_ENVIRONMENT_VARIABLE, "") == "off":
+    set_gso(False)
 
 
 def available() -> bool:
@@ -127,14 +149,19 @@ def new_rewriter(*, ssrc: int, payload_type: int, clock_rate: int, compiled: boo
 
 __all__ = [
     "ENVIRONMENT_VARIABLE",
+    "GSO_ENVIRONMENT_VARIABLE",
     "IMPORT_ERROR",
     "Rewriter",
     "available",
+    "batch",
     "copy_delays",
-    "copy_timing",
     "datagrams_sent",
     "enabled",
     "forward",
+    "gso_stats",
     "new_rewriter",
     "new_stream",
+    "open_batch",
+    "send_batch",
+    "set_gso",
 ]

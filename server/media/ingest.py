@@ -49,7 +49,7 @@ if COMPILED_INGEST_ERROR is None:
         forward=fanout.forward if fanout.available() else None,
         audio_level_meter=AudioLevelMeter,
         datagrams_sent=fanout.datagrams_sent,
-        copy_timing=fanout.copy_timing,
+        batch=fanout.batch,
     )
 
 

@@ -22,6 +22,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from server.metrics.batched_sends import BatchedSendsCollector
 from server.metrics.forward_delay import ForwardDelayCollector
 from server.metrics.gc_pauses import GcPauseCollector
 from server.metrics.labels import KNOWN_EVENTS, BoundedLabels, event_label
@@ -48,6 +49,7 @@ class ServerMetrics:
         PlatformCollector(registry=registry)
         registry.register(GcPauseCollector())
         registry.register(ForwardDelayCollector())
+        registry.register(BatchedSendsCollector())
         Gauge("yitang_node_info", "This node (always 1)", ["node"], registry=registry).labels(
             node_id
         ).set(1)

@@ -24,7 +24,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket, wrap_rtx
 from media_testkit import LOOPBACK, RoomHarness, client_configuration, require_compiled
 
-from server.media import ingest
+from server.media import fanout, ingest
 
 if ingest.compiled_available():
     from server.media import _ingest
@@ -519,6 +519,83 @@ def _delayed_over(seconds: float, delays: ingest.ForwardDelays | None = None) ->
     delays = _forward_delays() if delays is None else delays
     lower_bounds = (0.0, *delays.bounds)
     return sum(c for low, c in zip(lower_bounds, delays.counts, strict=True) if low >= seconds)
+
+
+@pytest.mark.parametrize("ingest_path", ["compiled"], indirect=True)
+async def test_a_frame_read_at_once_goes_to_each_subscriber_in_one_gso_send(
+    harness: RoomHarness,
+    publisher: Publisher,
+    ingest_path: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A video frame's packets that wait in the node's socket together (a keyframe, or
+    any frame while the node was busy) are read in one go; each subscriber's copies then
+    leave in one UDP GSO send, and reach the subscribers' aiortc whole and in order."""
+    require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+    bob = harness.client("bob", video=False, audio=False)
+    carol = harness.client("carol", video=False, audio=False)
+    await bob.join(publish=False)
+    await carol.join(publish=False)
+    await harness.wait_until(
+        lambda: bob.connected_at is not None and carol.connected_at is not None,
+        "the subscribers' connections",
+    )
+    # What each subscriber's aiortc gets after SRTP, by payload (the server rewrites
+    # the header, not the payload).
+    got: dict[str, list[bytes]] = {"bob": [], "carol": []}
+    handle_rtp = RTCDtlsTransport._handle_rtp_data
+
+    async def tap(transport: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
+        for name, client in (("bob", bob), ("carol", carol)):
+            if client.sub_pc is not None and transport in {
+                t.receiver.transport for t in client.sub_pc.getTransceivers()
+            }:
+                got[name].append(RtpPacket.parse(data).payload)
+        await handle_rtp(transport, data, arrival_time_ms)
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", tap)
+    # Keyframes first: each subscriber's stream starts at one, then runs in C.
+    (direct,) = _ingests(harness)
+
+    async def send_keyframe(number: int) -> None:
+        await publisher.send(
+            "video", _video(harness, publisher, number, VP8_KEYFRAME + bytes([number]))
+        )
+        await harness.wait_until(lambda: direct.packets >= number, "the keyframe to be read")
+
+    seq = 1
+    while not (got["bob"] and got["carol"]):
+        assert seq <= 50, "the subscribers never got a keyframe"
+        await send_keyframe(seq)
+        seq += 1
+    last = VP8_KEYFRAME + bytes([seq - 1])
+    await harness.wait_until(
+        lambda: got["bob"][-1:] == got["carol"][-1:] == [last], "both to get the last keyframe"
+    )
+    got["bob"].clear()
+    got["carol"].clear()
+
+    # A frame of eight packets (seven of 1 000 bytes, the last of 600), all in the
+    # node's socket before it reads: the test holds the loop while sending them.
+    frame = [bytes([0x00, 0x01, i]) + bytes([i]) * (997 if i < 7 else 597) for i in range(8)]
+    before = fanout.gso_stats()
+    pair = publisher.dtls.transport._connection._nominated[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as camera_socket:
+        for i, payload in enumerate(frame):
+            packet = _video(harness, publisher, seq + i, payload)
+            camera_socket.sendto(publisher.protect("video", packet), pair.remote_addr)
+    await harness.wait_until(
+        lambda: len(got["bob"]) >= len(frame) and len(got["carol"]) >= len(frame),
+        "the frame at both subscribers",
+    )
+    assert got["bob"] == frame and got["carol"] == frame
+    after = fanout.gso_stats()
+    assert after["sends"] - before["sends"] == 2, "one send per subscriber"
+    assert after["segments"] - before["segments"] == 2 * len(frame)
+    # Exported by each node's /metrics.
+    registry = ServerMetrics("node-a").registry
+    assert registry.get_sample_value("yitang_forward_gso_sends_total") == after["sends"]
+    assert registry.get_sample_value("yitang_forward_gso_copies_total") == after["segments"]
 
 
 @pytest.mark.parametrize("ingest_path", ["compiled"], indirect=True)

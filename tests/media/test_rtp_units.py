@@ -387,6 +387,16 @@ class _UdpSrtpOutput:
             self._received.append(self._rx.unprotect(data))
         return self._received
 
+    def received_now(self) -> list[bytes]:
+        """The packets received so far, without waiting: a datagram sent on loopback is in
+        the receiver's socket when sendto returns."""
+        while True:
+            try:
+                data = self._receiver.recv(2048)
+            except BlockingIOError:
+                return self._received
+            self._received.append(self._rx.unprotect(data))
+
     def close(self) -> None:
         self.transport.close()
         self._receiver.close()
@@ -835,3 +845,98 @@ async def test_a_paused_subscriber_costs_the_compiled_fanout_no_call_into_python
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         output.close()
+
+
+def _sized_vp8(seq: int, size: int) -> RtpPacket:
+    """A VP8 delta packet whose payload is ``size`` bytes, marked by its number."""
+    payload = bytes([0x00, 0x01]) + bytes([seq & 0xFF]) * (size - 2)
+    return RtpPacket(payload_type=97, sequence_number=seq, timestamp=seq, ssrc=7, payload=payload)
+
+
+@pytest.mark.parametrize("fanout_path", ["compiled"], indirect=True)
+async def test_a_batched_burst_reaches_the_subscriber_whole_and_in_order_in_gso_runs(
+    fanout_path: str,
+) -> None:
+    """Copies queued while a batch is open (as the ingest's reader opens one around a
+    socket's datagrams) go out at its end: a subscriber's equal-sized copies in one UDP
+    GSO send, a run broken where the size grows, every copy SRTP-valid and in order."""
+    forwarder, sender, _, _ = _sending_pair()
+    output = await _UdpSrtpOutput.open()
+    channel = RtpSendChannel(sender, VP8, output)
+    task = asyncio.create_task(sender.run_forwarding(channel))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        forwarder.on_packet(_vp8(1, keyframe=True))  # Python connects the compiled stream
+        assert len(output.received(1)) == 1
+        before = fanout.gso_stats()
+        # A frame of nine packets, the last shorter (one run); then a frame cut into
+        # sizes one byte apart, larger first, as libwebrtc's packetizer cuts (two runs:
+        # the first ends with the first shorter packet, the rest is the second).
+        sizes = [1100] * 8 + [700] + [1001] * 4 + [1000] * 5
+        fanout.open_batch()
+        for offset, size in enumerate(sizes):
+            forwarder.on_packet(_sized_vp8(2 + offset, size))
+        assert len(output.received_now()) == 1, "queued: nothing sent before the batch ends"
+        fanout.send_batch()
+        received = output.received(1 + len(sizes))
+        after = fanout.gso_stats()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        output.close()
+    assert len(received) == 1 + len(sizes)
+    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
+    assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * len(sizes)
+    header = len(received[0]) - 2  # the keyframe's payload is two bytes
+    for offset, (data, size) in enumerate(zip(received[1:], sizes, strict=True)):
+        assert len(data) == header + size
+        assert data[header + 2 :] == bytes([(2 + offset) & 0xFF]) * (size - 2)
+    assert after["sends"] - before["sends"] == 3
+    assert after["segments"] - before["segments"] == len(sizes)
+    assert after["handed_back"] == before["handed_back"]
+    assert sender.fast_stream is not None
+    assert sender.fast_stream.fast_sent == len(sizes)
+
+
+@pytest.mark.parametrize("fanout_path", ["compiled"], indirect=True)
+async def test_batched_copies_the_kernel_refuses_go_through_asyncio_in_order(
+    fanout_path: str,
+) -> None:
+    """A batched send the kernel refuses (here: the stream's socket cannot send) is not
+    lost: each copy goes to the transport, as a refused sendto's packet does, and the
+    stream stays on the Python path until that has drained."""
+
+    class RefusingOutput(_UdpSrtpOutput):
+        # The compiled stream sends on a socket that refuses (an unconnected TCP
+        # socket: ENOTCONN), the transport's own socket works.
+        refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+        def fast_path(self) -> dict[str, object]:
+            return {**super().fast_path(), "fd": self.refusing.fileno()}
+
+    forwarder, sender, _, _ = _sending_pair()
+    output = await RefusingOutput.open()
+    channel = RtpSendChannel(sender, VP8, output)
+    task = asyncio.create_task(sender.run_forwarding(channel))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        forwarder.on_packet(_vp8(1, keyframe=True))
+        before = fanout.gso_stats()
+        fanout.open_batch()
+        for seq in range(2, 7):
+            forwarder.on_packet(_sized_vp8(seq, 900))
+        fanout.send_batch()
+        assert sender.fast_stream is not None
+        assert not sender.fast_stream.enabled
+        received = output.received(6)
+        after = fanout.gso_stats()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        output.close()
+        RefusingOutput.refusing.close()
+    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
+    assert len(numbers) == 6
+    assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * 5
+    assert after["handed_back"] - before["handed_back"] == 5
+    assert after["enabled"], "a refused send is not the kernel lacking GSO"
