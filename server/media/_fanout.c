@@ -467,19 +467,23 @@ batch_slot(void)
     return batch_buffer + batch_used;
 }
 
-/* Queue the protected copy just written at batch_slot(). */
+/* Queue the protected copy written at `copy` (what batch_slot() gave). Its place is
+ * taken from the pointer: were the batch flushed meanwhile (a collection running a
+ * finalizer that forwards), the copy is still there and the next slot after it. */
 static void
-batch_add(Stream *s, unsigned int length)
+batch_add(Stream *s, const unsigned char *copy, unsigned int length)
 {
+    if (batch_count >= BATCH_ENTRIES)
+        batch_flush();
     BatchEntry *e = &batch_entries[batch_count];
-    e->offset = (unsigned int)batch_used;
+    e->offset = (unsigned int)(copy - batch_buffer);
     e->length = length;
     e->next = 0;
     e->timed = batch.arrival != NULL;
     if (e->timed)
         e->arrival = *batch.arrival;
     batch_count++;
-    batch_used += length;
+    batch_used = e->offset + length;
     batch.queued++;
     if (s->batch_head == 0) {
         Py_INCREF(s);
@@ -740,7 +744,7 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
     s->fast_sent++;
     datagrams_sent++;
     if (queue)
-        batch_add(s, (unsigned int)length);
+        batch_add(s, buffer, (unsigned int)length);
     else if (batch.arrival != NULL)
         delay_histogram_record(&copy_delay, batch.arrival);
     return 1;
