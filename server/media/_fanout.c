@@ -34,8 +34,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
-#include <string.h>
 #include <netinet/udp.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -115,6 +115,7 @@ typedef struct {
     /* --- copies queued in the batch: 1-based indexes of its first and last entry --- */
     int batch_head;
     int batch_tail;
+    int gso_refused; /* the kernel refused this destination a GSO send: one at a time */
     /* --- fast-path statistics --- */
     unsigned long long fast_sent;
     /* The sender is paused (last-N) or not running: its packets are dropped here,
@@ -453,10 +454,10 @@ static int batch_count;
 /* The streams with queued copies, in the order of their first (a reference each). */
 static Stream *batch_streams[BATCH_ENTRIES];
 static int batch_stream_count;
-/* Whether copies are queued for GSO (set_gso(); off for good once the kernel refuses
- * a GSO send: then each copy is sent as it is made, as before). */
+/* Whether copies are queued for GSO (set_gso(); off for good once the kernel says it
+ * has no UDP GSO: then each copy is sent as it is made, as before). */
 static int gso_enabled = 1;
-static unsigned long long gso_sends, gso_segments, batch_handed_back;
+static unsigned long long gso_sends, gso_segments, gso_refusals, batch_handed_back;
 
 /* Room for one more copy in the batch (flushing it first if there is none). */
 static unsigned char *
@@ -520,7 +521,7 @@ static void
 send_run(Stream *s, struct iovec *iov, const int *entries, int n, unsigned int segment)
 {
     int done = 0, failed = 0;
-    if (n > 1 && gso_enabled) {
+    if (n > 1 && gso_enabled && !s->gso_refused) {
         union {
             char buffer[CMSG_SPACE(sizeof(uint16_t))];
             struct cmsghdr align;
@@ -547,8 +548,16 @@ send_run(Stream *s, struct iovec *iov, const int *entries, int n, unsigned int s
             gso_sends++;
             gso_segments += (unsigned long long)n;
         }
-        else if (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
-            gso_enabled = 0; /* no UDP GSO here: one datagram at a time, now and from now on */
+        else if (errno == ENOPROTOOPT || errno == EOPNOTSUPP) {
+            gso_refusals++;
+            gso_enabled = 0; /* no UDP GSO in this kernel: each copy at once from now on */
+        }
+        else if (errno == EINVAL || errno == EIO) {
+            /* This destination cannot take it (a segment over its route's MTU, a device
+             * without checksum offload, a socket without UDP checksums, a kernel before
+             * 4.18): its copies go one at a time, now and from now on. */
+            gso_refusals++;
+            s->gso_refused = 1;
         }
         else {
             failed = 1; /* EAGAIN (a full socket buffer) and errors: as a refused sendto */
@@ -1115,8 +1124,9 @@ fanout_send_batch(PyObject *module, PyObject *unused)
 static PyObject *
 fanout_gso_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{sOsKsKsK}", "enabled", gso_enabled ? Py_True : Py_False, "sends", gso_sends,
-                         "segments", gso_segments, "handed_back", batch_handed_back);
+    return Py_BuildValue("{sOsKsKsKsK}", "enabled", gso_enabled ? Py_True : Py_False, "sends", gso_sends,
+                         "segments", gso_segments, "refused", gso_refusals, "handed_back",
+                         batch_handed_back);
 }
 
 static PyMethodDef module_methods[] = {
@@ -1136,8 +1146,9 @@ static PyMethodDef module_methods[] = {
      "send_batch(): send what is queued, each subscriber's copies in order, runs of equal\n"
      "size in one UDP GSO send; copies are sent at once again."},
     {"gso_stats", (PyCFunction)fanout_gso_stats, METH_NOARGS,
-     "gso_stats() -> {enabled, sends, segments, handed_back}: GSO sends and the copies in\n"
-     "them, and queued copies the kernel refused (sent through asyncio), in this process."},
+     "gso_stats() -> {enabled, sends, segments, refused, handed_back}: GSO sends and the copies\n"
+     "in them, GSO sends refused (then sent one at a time), and queued copies the kernel\n"
+     "refused (sent through asyncio), in this process."},
     {"copy_delays", (PyCFunction)fanout_copy_delays, METH_NOARGS,
      "copy_delays() -> (bounds, counts, sum): the copy delay's histogram in this process, in\n"
      "seconds (from a packet's arrival to each copy sent): upper bounds, counts per bucket (not\n"

@@ -28,6 +28,11 @@ _COUNTERS = (
     ),
     ("yitang_forward_gso_copies", "segments", "Copies sent in those GSO sends"),
     (
+        "yitang_forward_gso_refused",
+        "refused",
+        "GSO sends the kernel refused (that destination's copies then go one at a time)",
+    ),
+    (
         "yitang_forward_copies_handed_back",
         "handed_back",
         "Queued copies the kernel refused (a full socket buffer), handed to asyncio",

@@ -940,3 +940,49 @@ async def test_batched_copies_the_kernel_refuses_go_through_asyncio_in_order(
     assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * 5
     assert after["handed_back"] - before["handed_back"] == 5
     assert after["enabled"], "a refused send is not the kernel lacking GSO"
+
+
+#: Linux's SO_NO_CHECK: the socket sends UDP without checksums, which a GSO send cannot.
+_SO_NO_CHECK = 11
+
+
+@pytest.mark.parametrize("fanout_path", ["compiled"], indirect=True)
+async def test_a_destination_that_refuses_gso_gets_its_copies_one_at_a_time(
+    fanout_path: str,
+) -> None:
+    """A GSO send refused as invalid for its destination (here a socket without UDP
+    checksums; elsewhere a route with a smaller MTU) is sent again one datagram at a
+    time, and so is that destination's next burst; batching stays on for the others."""
+
+    class NoChecksumOutput(_UdpSrtpOutput):
+        def fast_path(self) -> dict[str, object]:
+            sock = self.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, _SO_NO_CHECK, 1)
+            return super().fast_path()
+
+    forwarder, sender, _, _ = _sending_pair()
+    output = await NoChecksumOutput.open()
+    channel = RtpSendChannel(sender, VP8, output)
+    task = asyncio.create_task(sender.run_forwarding(channel))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        forwarder.on_packet(_vp8(1, keyframe=True))
+        before = fanout.gso_stats()
+        for burst in range(2):
+            fanout.open_batch()
+            for offset in range(5):
+                forwarder.on_packet(_sized_vp8(2 + 5 * burst + offset, 900))
+            fanout.send_batch()
+        received = output.received(11)
+        after = fanout.gso_stats()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        output.close()
+    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
+    assert len(numbers) == 11
+    assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * 10
+    assert after["refused"] - before["refused"] == 1, "tried once, then one at a time"
+    assert after["sends"] == before["sends"]
+    assert after["handed_back"] == before["handed_back"]
+    assert after["enabled"], "batching stays on for the other destinations"
