@@ -23,6 +23,19 @@ const LIGHT_CHANGES = new Set(["speaker", "quality", "media"]);
 /** Where the "stage only" choice (tile area collapsed) is remembered. */
 const COLLAPSED_KEY = "yitang.tilesCollapsed";
 
+/**
+ * Show a control button's icon and label, touching the DOM only when they change. Every
+ * render passes here; a button whose children were replaced between a press and its
+ * release gets no click (the press landed on a node that is gone), so on a busy machine
+ * a render in the middle of a click lost it ("raise hand" did nothing).
+ */
+function setFace(button, iconName, label) {
+  const face = `${iconName}|${label}`;
+  if (button.dataset.face === face) return;
+  button.dataset.face = face;
+  replaceChildren(button, icon(iconName), h("span", { class: "ctl-label", text: label }));
+}
+
 export class RoomView {
   /**
    * @param store    SessionStore
@@ -633,7 +646,7 @@ export class RoomView {
       const on = media.hasAudio && media.audioEnabled;
       mic.dataset.state = on ? "on" : "off";
       mic.disabled = !media.hasAudio;
-      replaceChildren(mic, icon(on ? "mic" : "mic-off"), h("span", { class: "ctl-label", text: t(on ? "controls.mic_on" : "controls.mic_off") }));
+      setFace(mic, on ? "mic" : "mic-off", t(on ? "controls.mic_on" : "controls.mic_off"));
       mic.setAttribute("aria-pressed", on ? "false" : "true");
     }
     const cam = document.getElementById("cam-button");
@@ -641,7 +654,7 @@ export class RoomView {
       const on = media.hasVideo && media.videoEnabled;
       cam.dataset.state = on ? "on" : "off";
       cam.disabled = !media.hasVideo;
-      replaceChildren(cam, icon(on ? "camera" : "camera-off"), h("span", { class: "ctl-label", text: t(on ? "controls.cam_on" : "controls.cam_off") }));
+      setFace(cam, on ? "camera" : "camera-off", t(on ? "controls.cam_on" : "controls.cam_off"));
       cam.setAttribute("aria-pressed", on ? "false" : "true");
     }
     const hand = document.getElementById("hand-button");
@@ -652,7 +665,7 @@ export class RoomView {
       hand.hidden = mine;
       hand.setAttribute("aria-pressed", raised ? "true" : "false");
       const ask = store.you.role === "observer" ? "stage.asks" : "controls.raise_hand";
-      replaceChildren(hand, icon("hand"), h("span", { class: "ctl-label", text: t(raised ? "controls.lower_hand" : ask) }));
+      setFace(hand, "hand", t(raised ? "controls.lower_hand" : ask));
     }
     const share = document.getElementById("share-button");
     if (share) {
@@ -660,7 +673,7 @@ export class RoomView {
       const sharing = Boolean(media.screenTrack);
       share.hidden = !(sharing || store.isHost || mine) || typeof navigator.mediaDevices?.getDisplayMedia !== "function";
       share.dataset.state = sharing ? "on" : "off";
-      replaceChildren(share, icon("screen"), h("span", { class: "ctl-label", text: t(sharing ? "controls.share_stop" : "controls.share") }));
+      setFace(share, "screen", t(sharing ? "controls.share_stop" : "controls.share"));
     }
     const yieldButton = document.getElementById("yield-button");
     if (yieldButton) yieldButton.hidden = !mine;

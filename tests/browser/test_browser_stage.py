@@ -87,3 +87,22 @@ async def test_an_observer_is_brought_on_stage_seen_by_all_and_returned(
             "(id) => !window.yitang.media.remoteIdentities().includes(id)", arg=obs
         )
     await expect(host.locator("#stage-host-line")).to_be_hidden()
+
+
+async def test_a_render_between_press_and_release_does_not_lose_the_click(
+    pages: PageFactory, room: Participants
+) -> None:
+    """The room view renders on every change; a render must not replace a control's
+    insides mid-click (the press would land on a node that is gone: no click). Beside a
+    busy CPU an observer's "ask to connect" was lost this way."""
+    host = await pages.join(room.host)
+    observer = await pages.join(room.obs)
+    label = await observer.locator("#hand-button .ctl-label").bounding_box()
+    assert label is not None
+    await observer.mouse.move(label["x"] + label["width"] / 2, label["y"] + label["height"] / 2)
+    await observer.mouse.down()
+    await js(observer, "() => window.yitang.view.render()")  # a change arrives mid-click
+    await observer.mouse.up()
+    await open_tab(host, "queue")
+    invite = host.locator(f'#panel-queue .stage-invite[data-identity="{room.obs.identity}"]')
+    await expect(invite).to_have_count(1)
