@@ -220,7 +220,7 @@ class ClipSender(HookedRtpSender):
             return
         out_ts = (timestamp + stream.ts_offset) & 0xFFFFFFFF
         header_bytes = bytes(header.build(marker, out_seq, out_ts, value))
-        buffered = channel.send(header_bytes, payload, out_seq)
+        buffered = channel.send(header_bytes, payload)
         channel.last_ntp_time = ntp
         channel.last_rtp_timestamp = out_ts
         stream.enabled = buffered == 0

@@ -12,8 +12,9 @@
  *     server/media/rtp_rewriter.py's RtpRewriter (same methods, same state), so
  *     that the Python path (ForwardingSender.on_packet) and this one share it;
  *   - the prebuilt header (server/media/rtp_header.py's OutgoingHeader layout);
- *   - the sender-report counters and the NACK history (a list the Python
- *     RtpSendChannel owns: (header bytes, payload) at sequence % len);
+ *   - the sender-report counters and the NACK history (a SentHistory, defined
+ *     here: each copy's header is copied into a slot in C, its payload referenced;
+ *     server/media/sent_history.py is the reference and says why);
  *   - once connected, the SRTP session (libsrtp's srtp_protect, reached
  *     through pylibsrtp's cffi module as a function pointer) and the socket.
  *
@@ -63,6 +64,245 @@ static DelayHistogram copy_delay;
 static void batch_flush(void);
 static FanoutBatch batch = {.flush = batch_flush};
 
+/* ------------------------------------------------------------- the NACK history */
+
+/* A header up to this long is kept in its slot; a longer one (never one this fan-out
+ * builds: 12 bytes and an extension block of a few words) as a bytes object. */
+#define HISTORY_HEADER_INLINE 48
+
+typedef struct {
+    PyObject *payload;     /* NULL: an empty slot (nothing sent there yet) */
+    PyObject *long_header; /* a header longer than HISTORY_HEADER_INLINE, else NULL */
+    unsigned short seq;    /* the header's sequence number */
+    unsigned char header_len;
+    unsigned char header[HISTORY_HEADER_INLINE];
+} HistorySlot;
+
+/* server/media/sent_history.py's SentHistory, with the slots in C. It holds bytes
+ * objects only (which can be in no reference cycle): not tracked by the collector. */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t size;
+    HistorySlot *slots;
+} SentHistory;
+
+static PyTypeObject SentHistoryType;
+
+static void
+history_slot_clear(HistorySlot *slot)
+{
+    Py_CLEAR(slot->payload);
+    Py_CLEAR(slot->long_header);
+}
+
+/* Keep a packet just sent in its sequence number's slot. `payload` is a bytes object
+ * (referenced); `header` (at least 4 bytes) is copied. 0, or -1 with an exception. */
+static int
+history_put(SentHistory *h, const unsigned char *header, Py_ssize_t header_len, PyObject *payload)
+{
+    unsigned int seq = ((unsigned int)header[2] << 8) | header[3];
+    HistorySlot *slot = &h->slots[seq % (unsigned int)h->size];
+    PyObject *long_header = NULL;
+    if (header_len > HISTORY_HEADER_INLINE) {
+        long_header = PyBytes_FromStringAndSize((const char *)header, header_len);
+        if (long_header == NULL)
+            return -1;
+    }
+    else {
+        memcpy(slot->header, header, (size_t)header_len);
+    }
+    Py_INCREF(payload);
+    /* The old references last: releasing them runs no code that could reach this slot
+     * (bytes objects), but keep the slot whole before any release all the same. */
+    PyObject *old_payload = slot->payload, *old_header = slot->long_header;
+    slot->payload = payload;
+    slot->long_header = long_header;
+    slot->header_len = (unsigned char)(long_header ? 0 : header_len);
+    slot->seq = (unsigned short)seq;
+    Py_XDECREF(old_payload);
+    Py_XDECREF(old_header);
+    return 0;
+}
+
+static PyObject *
+SentHistory_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    Py_ssize_t size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n", kwlist, &size))
+        return NULL;
+    if (size <= 0 || size > 65536 || 65536 % size != 0) {
+        PyErr_SetString(PyExc_ValueError, "the size must be a power of two dividing 65536");
+        return NULL;
+    }
+    SentHistory *h = (SentHistory *)type->tp_alloc(type, 0);
+    if (h == NULL)
+        return NULL;
+    h->slots = PyMem_Calloc((size_t)size, sizeof(HistorySlot));
+    if (h->slots == NULL) {
+        Py_DECREF(h);
+        return PyErr_NoMemory();
+    }
+    h->size = size;
+    return (PyObject *)h;
+}
+
+static void
+SentHistory_dealloc(SentHistory *h)
+{
+    if (h->slots != NULL) {
+        for (Py_ssize_t i = 0; i < h->size; i++)
+            history_slot_clear(&h->slots[i]);
+        PyMem_Free(h->slots);
+    }
+    Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+static Py_ssize_t
+SentHistory_len(SentHistory *h)
+{
+    return h->size;
+}
+
+static PyObject *
+SentHistory_put(SentHistory *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "put(header: bytes, payload: bytes)");
+        return NULL;
+    }
+    Py_ssize_t header_len = PyBytes_GET_SIZE(args[0]);
+    if (header_len < 4) {
+        PyErr_SetString(PyExc_ValueError, "an RTP header has at least 4 bytes");
+        return NULL;
+    }
+    if (history_put(h, (const unsigned char *)PyBytes_AS_STRING(args[0]), header_len, args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+history_slot_entry(const HistorySlot *slot)
+{
+    PyObject *header = slot->long_header;
+    if (header != NULL)
+        Py_INCREF(header);
+    else if (!(header = PyBytes_FromStringAndSize((const char *)slot->header, slot->header_len)))
+        return NULL;
+    PyObject *entry = PyTuple_Pack(2, header, slot->payload);
+    Py_DECREF(header);
+    return entry;
+}
+
+static PyObject *
+SentHistory_get(SentHistory *h, PyObject *arg)
+{
+    long long number = PyLong_AsLongLong(arg);
+    if (number == -1 && PyErr_Occurred())
+        return NULL;
+    const HistorySlot *slot = &h->slots[((number % h->size) + h->size) % h->size];
+    if (slot->payload == NULL || slot->seq != (unsigned short)(number & 0xFFFF))
+        Py_RETURN_NONE;
+    return history_slot_entry(slot);
+}
+
+static PyObject *
+SentHistory_clear_slots(SentHistory *h, PyObject *Py_UNUSED(ignored))
+{
+    for (Py_ssize_t i = 0; i < h->size; i++)
+        history_slot_clear(&h->slots[i]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+SentHistory_sequence_numbers(SentHistory *h, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *numbers = PyList_New(0);
+    if (numbers == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < h->size; i++) {
+        if (h->slots[i].payload == NULL)
+            continue;
+        PyObject *n = PyLong_FromLong(h->slots[i].seq);
+        if (n == NULL || PyList_Append(numbers, n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(numbers);
+            return NULL;
+        }
+        Py_DECREF(n);
+    }
+    if (PyList_Sort(numbers) < 0) {
+        Py_DECREF(numbers);
+        return NULL;
+    }
+    return numbers;
+}
+
+/* sent_among(first, last) -> (sent, known): see the reference. Run for each receiver
+ * report of each subscriber's track (~75 numbers each for a video). */
+static PyObject *
+SentHistory_sent_among(SentHistory *h, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sent_among(first: int, last: int)");
+        return NULL;
+    }
+    long long first = PyLong_AsLongLong(args[0]);
+    long long last = PyLong_AsLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    long long size = (long long)h->size;
+    long long sent = 0, known = 0;
+    long long start = last - size + 1 > first ? last - size + 1 : first;
+    for (long long number = start; number <= last; number++) {
+        const HistorySlot *slot = &h->slots[((number % size) + size) % size];
+        if (slot->payload == NULL) {
+            known++; /* nothing was ever sent in this slot */
+            continue;
+        }
+        long long ahead = ((long long)slot->seq - number) & 0xFFFF;
+        if (ahead == 0) {
+            sent++;
+            known++;
+        }
+        else if (ahead >= 0x8000) {
+            known++; /* an older packet holds the slot: this number was never sent */
+        }
+    }
+    return Py_BuildValue("(LL)", sent, known);
+}
+
+static PyMethodDef SentHistory_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))SentHistory_put, METH_FASTCALL,
+     "put(header, payload): keep a packet just sent (header: as sent, before encryption, at\n"
+     "least 4 bytes), in its sequence number's slot."},
+    {"get", (PyCFunction)SentHistory_get, METH_O,
+     "get(sequence_number) -> (header, payload) or None: the packet sent with this number, if\n"
+     "its slot still holds it."},
+    {"clear", (PyCFunction)SentHistory_clear_slots, METH_NOARGS, "clear(): forget every packet."},
+    {"sequence_numbers", (PyCFunction)SentHistory_sequence_numbers, METH_NOARGS,
+     "sequence_numbers() -> the sequence numbers held, ascending."},
+    {"sent_among", (PyCFunction)(void (*)(void))SentHistory_sent_among, METH_FASTCALL,
+     "sent_among(first, last) -> (sent, known): of the extended sequence numbers first..last,\n"
+     "how many were sent, and how many the history can tell."},
+    {NULL}};
+
+static PySequenceMethods SentHistory_as_sequence = {
+    .sq_length = (lenfunc)SentHistory_len,
+};
+
+static PyTypeObject SentHistoryType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._fanout.SentHistory",
+    .tp_doc = PyDoc_STR("SentHistory(size): an outgoing stream's NACK history, in C (see "
+                        "server/media/sent_history.py)."),
+    .tp_basicsize = sizeof(SentHistory),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = SentHistory_new,
+    .tp_dealloc = (destructor)SentHistory_dealloc,
+    .tp_as_sequence = &SentHistory_as_sequence,
+    .tp_methods = SentHistory_methods,
+};
+
 typedef struct {
     PyObject_HEAD
     /* --- rewriter (RtpRewriter's fields) --- */
@@ -94,8 +334,8 @@ typedef struct {
     unsigned long long octets_sent;
     unsigned long long last_ntp_time;
     unsigned long long last_rtp_timestamp;
-    /* --- NACK history: a list owned by the Python channel --- */
-    PyObject *history;
+    /* --- NACK history (shared with the Python channel) --- */
+    SentHistory *history;
     /* --- gating (set by the Python sender) and output --- */
     int enabled;
     int connected;
@@ -686,18 +926,13 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
         w[2] = (unsigned char)(word >> 8);
         w[3] = (unsigned char)word;
     }
-    /* The header as sent, for the NACK history (before encryption). */
-    PyObject *header_bytes = PyBytes_FromStringAndSize((const char *)buffer, hlen);
-    if (header_bytes == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
+    /* The header as sent (before encryption), for the NACK history once sent. */
+    unsigned char sent_header[HEADER_MAX];
+    memcpy(sent_header, buffer, (size_t)hlen);
     memcpy(buffer + hlen, payload, (size_t)payload_len);
     int length = (int)total;
-    if (s->protect(s->srtp, buffer, &length) != 0) {
-        Py_DECREF(header_bytes);
+    if (s->protect(s->srtp, buffer, &length) != 0)
         return 0; /* Python's protect raises the same error */
-    }
     ssize_t sent = length;
     if (!queue) {
         do {
@@ -708,7 +943,6 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
         /* EAGAIN (full socket buffer) and errors: Python sends it through asyncio,
          * which buffers or reports as it always does; the sender then stays on the
          * Python path until the buffer has drained. */
-        Py_DECREF(header_bytes);
         s->enabled = 0;
         return 0;
     }
@@ -721,31 +955,15 @@ forward_one(Stream *s, int marker, int seq, unsigned int ssrc, unsigned int time
         s->last_out_time = now;
         s->has_last_out_time = 1;
     }
-    PyObject *history = s->history;
-    Py_ssize_t size = history == NULL ? 0 : PyList_GET_SIZE(history);
-    if (size > 0) {
-        PyObject *entry = PyTuple_New(2);
-        if (entry == NULL) {
-            PyErr_Clear();
-            Py_DECREF(header_bytes);
-        }
-        else {
-            PyTuple_SET_ITEM(entry, 0, header_bytes);
-            Py_INCREF(payload_obj);
-            PyTuple_SET_ITEM(entry, 1, payload_obj);
-            /* Two bytes objects can be in no reference cycle: out of the collector's
-             * sight. Tracked, every entry sat in the youngest generation until the next
-             * collection, and the freed entry it replaced counted that generation back
-             * down, so collections came rarely and each walked every subscriber's whole
-             * history: ~240 000 entries, 60-140 ms with the event loop stopped, every
-             * ~40 s with 36 participants (server/gc_policy.py). */
-            PyObject_GC_UnTrack(entry);
-            PyList_SetItem(history, out_seq % size, entry); /* steals entry */
-        }
-    }
-    else {
-        Py_DECREF(header_bytes);
-    }
+    /* No object is made per copy: the header is copied into the slot, the payload (one
+     * object for all of a packet's copies) referenced. (When the history was a list of
+     * tuples, each copy's tuple also had to be kept out of the collector's sight: the
+     * young generation then held ~240 000 of them, and each collection stopped the loop
+     * for 60-140 ms; see server/gc_policy.py.) Only a header longer than the slot's room,
+     * which this fan-out does not build, needs memory; without it the slot keeps what it
+     * held, as a packet the history never saw. */
+    if (s->history != NULL && history_put(s->history, sent_header, hlen, payload_obj) < 0)
+        PyErr_Clear();
     s->packets_sent++;
     s->octets_sent += (unsigned long long)payload_len;
     s->last_ntp_time = ntp;
@@ -887,12 +1105,12 @@ Stream_set_header(Stream *s, PyObject *args, PyObject *kwargs)
 static PyObject *
 Stream_set_history(Stream *s, PyObject *history)
 {
-    if (!PyList_Check(history)) {
-        PyErr_SetString(PyExc_TypeError, "history must be a list");
+    if (!PyObject_TypeCheck(history, &SentHistoryType)) {
+        PyErr_SetString(PyExc_TypeError, "history must be a SentHistory");
         return NULL;
     }
     Py_INCREF(history);
-    Py_XSETREF(s->history, history);
+    Py_XSETREF(s->history, (SentHistory *)history);
     Py_RETURN_NONE;
 }
 
@@ -1020,7 +1238,7 @@ static PyMethodDef Stream_methods[] = {
     {"set_header", (PyCFunction)(void (*)(void))Stream_set_header, METH_VARARGS | METH_KEYWORDS,
      "set_header(header, word_offset, word_prefix, value_mask): the OutgoingHeader layout."},
     {"set_history", (PyCFunction)Stream_set_history, METH_O,
-     "set_history(list): where sent (header, payload) pairs go, at sequence % len(list)."},
+     "set_history(SentHistory): where the packets sent go (the channel's NACK history)."},
     {"connect", (PyCFunction)(void (*)(void))Stream_connect, METH_VARARGS | METH_KEYWORDS,
      "connect(protect, srtp, session, transport, fd, host, port, max_length, "
      "dtls=None, dtls_connected=None, nominated=None, pair=None)."},
@@ -1041,53 +1259,6 @@ static PyTypeObject StreamType = {
     .tp_getset = Stream_getset,
     .tp_methods = Stream_methods,
 };
-
-/* sent_among(history, first, last) -> (sent, known): RtpSendChannel.sent_among (see
- * server/media/aiortc_internals.py, the reference) over the NACK history, a list of
- * None or (header bytes, payload) at sequence % len. Run for each receiver report of
- * each subscriber's track (~75 numbers each for video): ~3 % of a core in Python at
- * 36 participants. */
-static PyObject *
-fanout_sent_among(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3 || !PyList_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "sent_among(history: list, first: int, last: int)");
-        return NULL;
-    }
-    PyObject *history = args[0];
-    long long first = PyLong_AsLongLong(args[1]);
-    long long last = PyLong_AsLongLong(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    long long size = (long long)PyList_GET_SIZE(history);
-    long long sent = 0, known = 0;
-    if (size > 0) {
-        long long start = last - size + 1 > first ? last - size + 1 : first;
-        for (long long number = start; number <= last; number++) {
-            PyObject *entry = PyList_GET_ITEM(history, ((number % size) + size) % size);
-            if (entry == Py_None) {
-                known++; /* nothing was ever sent in this slot */
-                continue;
-            }
-            PyObject *header = PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) > 0 ? PyTuple_GET_ITEM(entry, 0)
-                                                                                   : NULL;
-            if (header == NULL || !PyBytes_Check(header) || PyBytes_GET_SIZE(header) < 4) {
-                PyErr_SetString(PyExc_TypeError, "a history entry is (header bytes, payload)");
-                return NULL;
-            }
-            const unsigned char *h = (const unsigned char *)PyBytes_AS_STRING(header);
-            long long ahead = ((long long)((h[2] << 8) | h[3]) - number) & 0xFFFF;
-            if (ahead == 0) {
-                sent++;
-                known++;
-            }
-            else if (ahead >= 0x8000) {
-                known++; /* an older packet holds the slot: this number was never sent */
-            }
-        }
-    }
-    return Py_BuildValue("(LL)", sent, known);
-}
 
 static PyObject *
 fanout_copy_delays(PyObject *module, PyObject *unused)
@@ -1133,9 +1304,6 @@ static PyMethodDef module_methods[] = {
     {"forward", (PyCFunction)(void (*)(void))fanout_forward, METH_FASTCALL,
      "forward(streams, marker, seq, timestamp, ssrc, payload, ext_value, ntp, now) -> "
      "None or the indexes of the streams Python must handle."},
-    {"sent_among", (PyCFunction)(void (*)(void))fanout_sent_among, METH_FASTCALL,
-     "sent_among(history, first, last) -> (sent, known): RtpSendChannel.sent_among over a "
-     "NACK history."},
     {"set_gso", (PyCFunction)fanout_set_gso, METH_O,
      "set_gso(enabled): whether copies made while the ingest's reader handles a socket are\n"
      "queued and sent in UDP GSO runs at its end (True, the default) or each at once."},
@@ -1166,7 +1334,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__fanout(void)
 {
-    if (PyType_Ready(&StreamType) < 0)
+    if (PyType_Ready(&StreamType) < 0 || PyType_Ready(&SentHistoryType) < 0)
         return NULL;
     str_state = PyUnicode_InternFromString("_state");
     str_is_closing = PyUnicode_InternFromString("is_closing");
@@ -1191,6 +1359,12 @@ PyInit__fanout(void)
     Py_INCREF(&StreamType);
     if (PyModule_AddObject(m, "Stream", (PyObject *)&StreamType) < 0) {
         Py_DECREF(&StreamType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&SentHistoryType);
+    if (PyModule_AddObject(m, "SentHistory", (PyObject *)&SentHistoryType) < 0) {
+        Py_DECREF(&SentHistoryType);
         Py_DECREF(m);
         return NULL;
     }

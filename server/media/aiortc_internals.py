@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.selector_events
 import contextvars
+import datetime
 import functools
 import inspect
 import ipaddress
@@ -50,14 +51,16 @@ from aiortc import clock as aiortc_clock
 from aiortc.codecs import depayload, is_rtx
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rate import RemoteBitrateEstimator
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcrtpsender import RTT_ALPHA
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_SR,
     RTP_HISTORY_SIZE,
+    AnyRtcpPacket,
     HeaderExtensions,
     HeaderExtensionsMap,
     RtcpByePacket,
@@ -65,27 +68,26 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     RtcpSdesPacket,
     RtcpSourceInfo,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
+from aiortc.stats import RTCRemoteInboundRtpStreamStats, RTCStatsReport
 from pylibsrtp import Session as SrtpSession
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
 from . import outbound_srtp
 from .outbound_srtp import OutboundSrtpProtector
+from .sent_history import SentHistoryLike, new_sent_history
 
 if TYPE_CHECKING:
     from .fanout import CompiledStream
-
-_compiled_sent_among: Callable[[list[Any], int, int], tuple[int, int]] | None
-try:
-    from ._fanout import sent_among as _compiled_sent_among
-except ImportError:  # not built: the Python reference below
-    _compiled_sent_among = None
 
 #: The direct ingest's compiled steady state and REMB estimator (server/media/_ingest.c),
 #: or None if not built (then why, in COMPILED_INGEST_ERROR).
@@ -127,6 +129,10 @@ SENDER_ATTRIBUTES: Final = {
     "cname": "_RTCRtpSender__cname",
     "lsr": "_RTCRtpSender__lsr",
     "lsr_time": "_RTCRtpSender__lsr_time",
+    # What a receiver report block sets (HookedRtpSender._take_reports) and getStats reads.
+    "rtt": "_RTCRtpSender__rtt",
+    "stats": "_RTCRtpSender__stats",
+    "kind": "_RTCRtpSender__kind",
 }
 #: Private methods of RTCRtpSender we override, with their parameter names.
 SENDER_METHODS: Final = {
@@ -324,6 +330,10 @@ INGEST_PORTED_SOURCES: Final = {
     "RTCRtpReceiver._handle_rtcp_packet": (
         "ec9f46214c3495b24a29f83538540c9e3ec788db183e3dad2078877549b4788c"
     ),
+    # Ported as rtcp_recipients (the RTCP packet's senders and receivers).
+    "RtpRouter.route_rtcp": "199bd7e279f1945a4dc54943b22193bc9ed4929dd46ff7ca62ddf6d1791fa0e2",
+    # HookedRtpSender.getStats adds the last report block's statistics before it.
+    "RTCRtpSender.getStats": "5da0142919c095e396d6747a36a78766865bc3a103f5409547b871b9e11f932a",
 }
 
 #: SHA-256 of what the compiled ingest (server/media/_ingest.c) repeats, beyond the
@@ -685,7 +695,7 @@ class DirectIngest:
             return
         router = dtls["_rtp_router"]
         for packet in packets:
-            for recipient in router.route_rtcp(packet):
+            for recipient in rtcp_recipients(router, packet):
                 self.rtcp_packets += 1
                 self._run_now(recipient._handle_rtcp_packet(packet))
 
@@ -1065,42 +1075,16 @@ class SendCounters:
         self.last_rtp_timestamp = 0
 
 
-#: Packets a send channel keeps for retransmission and for judging receiver reports (see
-#: :meth:`RtpSendChannel.sent_among`): about 3 s of a 1.8 Mbit/s camera, as much as
-#: libwebrtc keeps. A power of two dividing 2**16, so that a sequence number's slot
-#: does not change when the numbers wrap around.
-SENT_HISTORY_SIZE: Final = 512
-
-
-def sent_among(history: list[Any], first: int, last: int) -> tuple[int, int]:
-    """:meth:`RtpSendChannel.sent_among` over a NACK ``history`` (None or (header, payload)
-    at sequence % len): the reference of ``_fanout.sent_among``."""
-    size = len(history)
-    sent = known = 0
-    for number in range(max(first, last - size + 1), last + 1):
-        entry = history[number % size]
-        if entry is None:
-            known += 1  # nothing was ever sent in this slot
-            continue
-        ahead = (int.from_bytes(entry[0][2:4], "big") - number) & 0xFFFF
-        if ahead == 0:
-            sent += 1
-            known += 1
-        elif ahead >= 0x8000:
-            known += 1  # an older packet holds the slot: this number was never sent
-    return sent, known
-
-
 class RtpSendChannel:
     """Sends RTP packets through an aiortc sender's transport, synchronously.
 
     Keeps what aiortc's own RTP loop would keep, at the lowest per-packet cost:
-    the retransmission history as (header bytes, payload) pairs (parsed into an
-    ``RtpPacket`` only when a subscriber NACKs one, so that aiortc's
-    ``_retransmit`` answers it, with RTX when negotiated) and the sender-report
-    counters as plain integers, which :class:`HookedRtpSender` exposes to
-    aiortc's RTCP loop when it builds a report (once per report interval, not
-    per packet).
+    the retransmission history (:mod:`server.media.sent_history`: header and
+    payload, parsed into an ``RtpPacket`` only when a subscriber NACKs one, so
+    that aiortc's ``_retransmit`` answers it, with RTX when negotiated) and the
+    sender-report counters as plain integers, which :class:`HookedRtpSender`
+    exposes to aiortc's RTCP loop when it builds a report (once per report
+    interval, not per packet).
     """
 
     def __init__(
@@ -1119,8 +1103,8 @@ class RtpSendChannel:
             sender, SENDER_ATTRIBUTES["header_extensions_map"]
         )
         self._output = output
-        #: The packets sent, as (header, payload), by sequence number modulo the history size.
-        self._sent: list[tuple[bytes, bytes] | None] = [None] * SENT_HISTORY_SIZE
+        #: The packets sent (the NACK history; the compiled stream writes to it too).
+        self._sent: SentHistoryLike = new_sent_history()
         #: Where the counters live: here, or in the compiled stream (see attach_stream).
         self._counters: SendCounters | CompiledStream = SendCounters()
         self._stream: CompiledStream | None = None
@@ -1174,18 +1158,19 @@ class RtpSendChannel:
         """
         for name in ("packets_sent", "octets_sent", "last_ntp_time", "last_rtp_timestamp"):
             setattr(stream, name, getattr(self._counters, name))
-        stream.set_history(self._sent)
+        # Compiled wherever compiled streams exist (new_sent_history); C checks it too.
+        stream.set_history(self._sent)  # type: ignore[arg-type]
         self._counters = stream
         self._stream = stream
 
     def clear(self) -> None:
         """Drop the retransmission history (the sender will not send again)."""
         self._history.clear()
-        self._sent[:] = [None] * SENT_HISTORY_SIZE  # in place: the compiled stream writes here
+        self._sent.clear()  # in place: the compiled stream writes here
         if self._stream is not None:
             self._stream.disconnect()
 
-    def send(self, header: bytes, payload: bytes, sequence_number: int) -> int:
+    def send(self, header: bytes, payload: bytes) -> int:
         """Send one packet now; return the bytes the socket still buffers.
 
         Raises ConnectionError when the transport is closed. The caller sets
@@ -1195,7 +1180,7 @@ class RtpSendChannel:
         if output is None:
             output = self._output = DtlsRtpOutput(self._sender.transport)
         buffered = output.send(header, payload)
-        self._sent[sequence_number % SENT_HISTORY_SIZE] = (header, payload)
+        self._sent.put(header, payload)
         counters = self._counters
         counters.packets_sent += 1
         counters.octets_sent += len(payload)
@@ -1228,7 +1213,7 @@ class RtpSendChannel:
 
     def sent_sequence_numbers(self) -> list[int]:
         """Sequence numbers of the packets in the retransmission history (diagnostics, tests)."""
-        return sorted(int.from_bytes(h[2:4], "big") for h, _ in filter(None, self._sent))
+        return self._sent.sequence_numbers()
 
     def sent_among(self, first: int, last: int) -> tuple[int, int]:
         """Of the sequence numbers ``first..last`` (extended: unwrapped, as a receiver
@@ -1239,14 +1224,12 @@ class RtpSendChannel:
         that a newer packet has taken cannot tell. In C where the fan-out is built
         (once per receiver report per track, ~75 numbers for a video).
         """
-        if _compiled_sent_among is not None:
-            return _compiled_sent_among(self._sent, first, last)
-        return sent_among(self._sent, first, last)
+        return self._sent.sent_among(first, last)
 
     def packet_for_retransmission(self, sequence_number: int) -> RtpPacket | None:
         """The sent packet with this sequence number, put where aiortc's ``_retransmit`` looks."""
-        sent = self._sent[sequence_number % SENT_HISTORY_SIZE]
-        if sent is None or int.from_bytes(sent[0][2:4], "big") != sequence_number:
+        sent = self._sent.get(sequence_number)
+        if sent is None:
             return None
         packet = RtpPacket.parse(sent[0] + sent[1], self.extensions_map)
         self._history[sequence_number % RTP_HISTORY_SIZE] = packet
@@ -1257,6 +1240,11 @@ _NTP_TIMESTAMP: Final = SENDER_ATTRIBUTES["ntp_timestamp"]
 _RTP_TIMESTAMP: Final = SENDER_ATTRIBUTES["rtp_timestamp"]
 _OCTET_COUNT: Final = SENDER_ATTRIBUTES["octet_count"]
 _PACKET_COUNT: Final = SENDER_ATTRIBUTES["packet_count"]
+_LSR: Final = SENDER_ATTRIBUTES["lsr"]
+_LSR_TIME: Final = SENDER_ATTRIBUTES["lsr_time"]
+_RTT: Final = SENDER_ATTRIBUTES["rtt"]
+_STATS: Final = SENDER_ATTRIBUTES["stats"]
+_KIND: Final = SENDER_ATTRIBUTES["kind"]
 
 
 def _channel_counter(name: str, channel_attribute: str) -> property:
@@ -1283,6 +1271,45 @@ def _channel_counter(name: str, channel_attribute: str) -> property:
     return property(get, set_, doc=f"aiortc's {name}, read from the channel.")
 
 
+def rtcp_recipients(router: RtpRouter, packet: AnyRtcpPacket) -> set[Any]:
+    """The receivers and senders an RTCP packet is for: ``RtpRouter.route_rtcp``
+    (pinned in INGEST_PORTED_SOURCES), without its nested function, whose annotations
+    Python evaluates, through ``typing``'s cache, at every call: ~1/8 of what handling
+    a subscriber's receiver report cost."""
+    recipients: set[Any] = set()
+    ssrc_table, senders = router.ssrc_table, router.senders
+    # to RTP receivers
+    if isinstance(packet, RtcpSrPacket):
+        receiver = ssrc_table.get(packet.ssrc)
+        if receiver is not None:
+            recipients.add(receiver)
+    elif isinstance(packet, RtcpByePacket):
+        for source in packet.sources:
+            receiver = ssrc_table.get(source)
+            if receiver is not None:
+                recipients.add(receiver)
+    # to RTP senders
+    if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+        for report in packet.reports:
+            sender = senders.get(report.ssrc)
+            if sender is not None:
+                recipients.add(sender)
+    elif isinstance(packet, (RtcpPsfbPacket, RtcpRtpfbPacket)):
+        sender = senders.get(packet.media_ssrc)
+        if sender is not None:
+            recipients.add(sender)
+        # for REMB packets, media_ssrc is always 0: the SSRCs are in the FCI
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                for ssrc in unpack_remb_fci(packet.fci)[1]:
+                    sender = senders.get(ssrc)
+                    if sender is not None:
+                        recipients.add(sender)
+            except ValueError:
+                pass
+    return recipients
+
+
 class HookedRtpSender(RTCRtpSender):
     """An RTCRtpSender whose RTP loop is :meth:`run_forwarding`.
 
@@ -1301,6 +1328,57 @@ class HookedRtpSender(RTCRtpSender):
     nacks_received = 0
     #: ((SSRC, CNAME), the SDES packet) of the last report (see sender_report).
     _sdes: tuple[tuple[int, str], bytes] | None = None
+    #: The last receiver report block about this sender that getStats() has not yet
+    #: seen: (when, the reporting SSRC, the block, packets sent then, round-trip time).
+    _unseen_report: tuple[float, int, RtcpReceiverInfo, int, float | None] | None = None
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            self._take_reports(packet)
+        else:
+            await super()._handle_rtcp_packet(packet)
+
+    def _take_reports(self, packet: RtcpRrPacket | RtcpSrPacket) -> None:
+        # RTCRtpSender._handle_rtcp_packet's reports (pinned in INGEST_PORTED_SOURCES):
+        # the round-trip time at once, as aiortc; the statistics object aiortc made for
+        # each block is made when getStats() asks for it. A receiver reports on each
+        # stream about every second, and statistics are read every few seconds: that
+        # object was ~1/6 of what handling a subscriber's report cost.
+        ssrc = self._ssrc
+        for report in packet.reports:
+            if report.ssrc != ssrc:
+                continue
+            now = time.time()
+            rtt: float | None = getattr(self, _RTT)
+            if getattr(self, _LSR) == report.lsr and report.dlsr:
+                sample = now - getattr(self, _LSR_TIME) - (report.dlsr / 65536)
+                rtt = sample if rtt is None else RTT_ALPHA * rtt + (1 - RTT_ALPHA) * sample
+                setattr(self, _RTT, rtt)
+            packets_sent: int = getattr(self, _PACKET_COUNT)
+            self._unseen_report = (now, packet.ssrc, report, packets_sent, rtt)
+
+    async def getStats(self) -> RTCStatsReport:
+        """aiortc's statistics, with those of the last receiver report block."""
+        unseen, self._unseen_report = self._unseen_report, None
+        if unseen is not None:
+            when, reporter, report, packets_sent, rtt = unseen
+            stats: RTCStatsReport = getattr(self, _STATS)
+            stats.add(
+                RTCRemoteInboundRtpStreamStats(
+                    timestamp=datetime.datetime.fromtimestamp(when, datetime.UTC),
+                    type="remote-inbound-rtp",
+                    id="remote-inbound-rtp_" + str(id(self)),
+                    ssrc=reporter,
+                    kind=getattr(self, _KIND),
+                    transportId=self.transport._stats_id,
+                    packetsReceived=packets_sent - report.packets_lost,
+                    packetsLost=report.packets_lost,
+                    jitter=report.jitter,
+                    roundTripTime=rtt,  # type: ignore[arg-type]  # None until known, as aiortc
+                    fractionLost=report.fraction_lost,
+                )
+            )
+        return await super().getStats()
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Send packets through ``channel`` until cancelled. Subclasses implement."""

@@ -296,7 +296,7 @@ class ForwardingSender(HookedRtpSender):
         payload = packet.payload
         header_bytes = bytes(header.build(packet.marker, seq, timestamp, forwarder.extension_value))
         try:
-            buffered = channel.send(header_bytes, payload, seq)
+            buffered = channel.send(header_bytes, payload)
         except ConnectionError:
             # The subscriber's transport closed: aiortc stops this sender soon.
             self._end()

@@ -77,6 +77,11 @@ class TierThresholds:
             raise ValueError("remb_share must be in (0, 1], remb_hold >= 0")
 
 
+#: Reports a receiver's window keeps at most (a receiver flooding reports judges itself
+#: on its latest ones).
+MAX_SAMPLES = 256
+
+
 class ReceiverQuality:
     """The level of one receiver's link, from its reports over time.
 
@@ -87,7 +92,14 @@ class ReceiverQuality:
     def __init__(self, thresholds: TierThresholds, now: float) -> None:
         self._t = thresholds
         self.level = FULL
-        self._samples: deque[tuple[float, float, float]] = deque(maxlen=256)
+        # The reports in the window, (time, fraction lost, jitter), oldest first (at most
+        # MAX_SAMPLES); their losses' sum; and, for the largest jitter, the reports whose
+        # jitter no later one reaches, as (report number, jitter). Each report is judged
+        # in constant time: a receiver sends one per stream it gets, ~20 a second.
+        self._samples: deque[tuple[float, float, float]] = deque()
+        self._loss_sum = 0.0
+        self._jitter_peaks: deque[tuple[int, float]] = deque()
+        self._reports = 0
         #: Since when the receiver's REMB says it gets more than its link carries.
         self._remb_short_since: float | None = None
         #: Why the last step down happened (for logs): "loss", "jitter" or "remb".
@@ -120,12 +132,22 @@ class ReceiverQuality:
         and the reports that judge it, start here."""
         if self._effective_at is None:
             self._effective_at = now
-            self._samples.clear()
+            self._forget_samples()
             self._remb_short_since = None
 
     def observe_report(self, now: float, fraction_lost: float, jitter: float) -> int | None:
         """One report block: fraction lost (0..1) and jitter (seconds) since the last one."""
-        self._samples.append((now, min(max(fraction_lost, 0.0), 1.0), max(jitter, 0.0)))
+        loss, jitter = min(max(fraction_lost, 0.0), 1.0), max(jitter, 0.0)
+        samples = self._samples
+        samples.append((now, loss, jitter))
+        self._loss_sum += loss
+        if len(samples) > MAX_SAMPLES:
+            self._loss_sum -= samples.popleft()[1]
+        peaks = self._jitter_peaks
+        while peaks and peaks[-1][1] <= jitter:
+            peaks.pop()
+        peaks.append((self._reports, jitter))
+        self._reports += 1
         return self._evaluate(now)
 
     def observe_remb(self, now: float, bitrate: int, sending: int) -> int | None:
@@ -140,12 +162,20 @@ class ReceiverQuality:
 
     def _evaluate(self, now: float) -> int | None:
         t = self._t
-        samples = self._samples
-        while samples and samples[0][0] < now - t.window:
-            samples.popleft()
+        samples, peaks = self._samples, self._jitter_peaks
+        oldest = now - t.window
+        while samples and samples[0][0] < oldest:
+            self._loss_sum -= samples.popleft()[1]
+        first_kept = self._reports - len(samples)
+        while peaks and peaks[0][0] < first_kept:
+            peaks.popleft()
         # Without recent reports only REMB can tell (and nothing says the link is clean).
-        loss = sum(s[1] for s in samples) / len(samples) if samples else 0.0
-        jitter = max(s[2] for s in samples) if samples else 0.0
+        if samples:
+            loss = max(self._loss_sum, 0.0) / len(samples)
+            jitter = peaks[0][1]
+        else:
+            self._loss_sum = 0.0  # no rounding left over from the reports gone
+            loss = jitter = 0.0
         remb_short = (
             self._remb_short_since is not None and now - self._remb_short_since >= t.remb_hold
         )
@@ -204,8 +234,13 @@ class ReceiverQuality:
         self._last_change = now
         self._effective_at = now  # unless the caller says it waits (step_pending)
         # Reports describing the old level do not judge the new one.
-        self._samples.clear()
+        self._forget_samples()
         self._remb_short_since = None
+
+    def _forget_samples(self) -> None:
+        self._samples.clear()
+        self._jitter_peaks.clear()
+        self._loss_sum = 0.0
 
 
 def slot_encoding(*, level: int, spotlight: bool, tiles_visible: bool, has_low: bool) -> Encoding:

@@ -9,6 +9,7 @@ import pytest
 from server.media.quality_tiers import (
     AUDIO_ONLY,
     FULL,
+    MAX_SAMPLES,
     REDUCED,
     UPLINK_CAPS,
     PublisherUplink,
@@ -101,6 +102,32 @@ def test_high_jitter_with_some_loss_steps_down_and_alone_holds() -> None:
     assert q.reason.startswith("jitter")
     # And it does not climb back while the jitter stays high.
     assert feed(q, 12.5, 40.0, loss=0.0, jitter=0.3) == []
+
+
+def test_each_high_jitter_report_holds_the_level_until_it_leaves_the_window() -> None:
+    """The window's largest jitter is that of the reports still in it: once a spike has
+    left, a smaller high report after it still counts until it leaves in its turn."""
+    q = ReceiverQuality(T, now=0.0)
+    assert feed(q, 0.0, 2.0, loss=0.2) == [(2.0, REDUCED)]
+    assert feed(q, 2.5, 5.0, loss=0.0) == []
+    assert q.observe_report(5.5, 0.0, 0.3) is None  # a spike...
+    assert q.observe_report(6.0, 0.0, 0.005) is None
+    assert q.observe_report(6.5, 0.0, 0.1) is None  # ...then a smaller one, still not clean
+    # The spike leaves the window at 7.5, the smaller report at 8.5: clean from 9.0,
+    # up one level after up_after (6 s) of it.
+    assert feed(q, 7.0, 20.0, loss=0.0) == [(15.0, FULL)]
+
+
+def test_a_flood_of_reports_is_judged_on_the_latest() -> None:
+    """However many reports a receiver sends, the window keeps its latest MAX_SAMPLES
+    (the old ones count no more, in the loss and in the jitter)."""
+    q = ReceiverQuality(T, now=0.0)
+    for i in range(MAX_SAMPLES):
+        assert q.observe_report(3.0 + i / 1e6, 0.5, 0.3) in (None, REDUCED)
+    assert q.level == REDUCED
+    for i in range(MAX_SAMPLES):  # within the same window: only the latest count
+        q.observe_report(3.001 + i / 1e6, 0.0, 0.0)
+    assert feed(q, 3.5, 11.0, loss=0.0) == [(9.5, FULL)]
 
 
 def test_a_remb_short_of_what_we_send_for_a_while_steps_down() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import select
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiortc import clock as aiortc_clock
@@ -30,13 +31,13 @@ from server.media.aiortc_internals import (
     RtpSendChannel,
     SrtpProtector,
     ntp_time,
-    sent_among,
 )
 from server.media.fanout import Rewriter
 from server.media.forwarding_sender import ForwardingSender
 from server.media.keyframes import h264_is_keyframe_start, vp8_is_keyframe_start
 from server.media.packet_tap import PacketTap
 from server.media.rtp_header import OutgoingHeader
+from server.media.sent_history import SENT_HISTORY_SIZE, SentHistory, SentHistoryLike
 from server.media.track_forwarder import TrackForwarder
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
@@ -120,6 +121,9 @@ def test_rewriter_keeps_a_continuous_stream_across_gaps_and_sources(fanout_path:
 class _Transport:
     state = "connected"
     _stats_id = "transport"  # aiortc's sender names it in the stats of a receiver report
+
+    def _get_stats(self) -> dict[str, object]:  # what RTCRtpSender.getStats adds
+        return {}
 
 
 class _Sink:
@@ -427,6 +431,47 @@ def _sending_pair(
         setattr(sender, SENDER_ATTRIBUTES["header_extensions_map"], extensions)
     channel = RtpSendChannel(sender, VP8, output)
     return forwarder, sender, output, channel
+
+
+async def test_a_receiver_report_reaches_the_statistics_with_its_round_trip_time() -> None:
+    """What a subscriber reports about a stream shows in getStats() as aiortc shows it
+    (its statistics object is made when asked for, not per report): loss, jitter, and
+    the round-trip time from the sender report it answers."""
+    _, sender, _, channel = _sending_pair()
+    sender.channel = channel
+    stats = await sender.getStats()
+    assert not any(s.type == "remote-inbound-rtp" for s in stats.values())
+
+    lsr = 0x12345678
+    setattr(sender, SENDER_ATTRIBUTES["lsr"], lsr)
+    before = time.time()
+    setattr(sender, SENDER_ATTRIBUTES["lsr_time"], before - 1.0)  # our report, 1 s ago
+    info = RtcpReceiverInfo(
+        ssrc=channel.ssrc, fraction_lost=26, packets_lost=7, highest_sequence=500,
+        jitter=90, lsr=lsr, dlsr=65536 // 4,  # held 0.25 s by the receiver
+    )  # fmt: skip
+    elsewhere = RtcpReceiverInfo(
+        ssrc=channel.ssrc ^ 1, fraction_lost=200, packets_lost=99, highest_sequence=1,
+        jitter=1, lsr=0, dlsr=0,
+    )  # fmt: skip
+    await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=4242, reports=[elsewhere, info]))
+    after = time.time()
+    (remote,) = [s for s in (await sender.getStats()).values() if s.type == "remote-inbound-rtp"]
+    assert (remote.ssrc, remote.kind, remote.transportId) == (4242, "video", "transport")
+    assert (remote.fractionLost, remote.packetsLost, remote.jitter) == (26, 7, 90)
+    assert remote.packetsReceived == channel.packets_sent - 7
+    assert 0.75 <= remote.roundTripTime <= 0.75 + (after - before)
+    assert before <= remote.timestamp.timestamp() <= after
+
+    # A later report replaces it; the round-trip time is smoothed as aiortc smooths it.
+    first_rtt = remote.roundTripTime
+    later = RtcpReceiverInfo(
+        ssrc=channel.ssrc, fraction_lost=0, packets_lost=7, highest_sequence=600,
+        jitter=10, lsr=0, dlsr=0,  # answers no report of ours: no new sample
+    )  # fmt: skip
+    await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=4242, reports=[later]))
+    (remote,) = [s for s in (await sender.getStats()).values() if s.type == "remote-inbound-rtp"]
+    assert (remote.fractionLost, remote.jitter, remote.roundTripTime) == (0, 10, first_rtt)
 
 
 async def test_a_receiver_report_is_corrected_for_the_uplink_loss_of_its_own_packets(
@@ -779,30 +824,64 @@ def test_a_packet_too_long_to_encrypt_is_dropped_and_the_stream_goes_on() -> Non
     asyncio.run(run())
 
 
-def test_the_compiled_sent_among_counts_what_the_python_one_does() -> None:
-    """``_fanout.sent_among`` (run for each receiver report of each forwarded track) gives
-    what the Python reference gives, over histories with empty slots, slots a newer or an
-    older packet holds, skipped numbers and sequence wraps."""
+def test_the_compiled_sent_history_answers_what_the_python_one_does() -> None:
+    """``_fanout.SentHistory`` (written for each copy the fan-out sends; read for each
+    receiver report of each forwarded track and each NACK) gives what the Python
+    reference gives: over empty slots, slots a newer or an older packet holds, skipped
+    numbers, sequence wraps, headers longer than a slot's own room, and a clear."""
     require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
-    from server.media._fanout import sent_among as compiled_sent_among
+    from server.media._fanout import SentHistory as CompiledSentHistory
 
     rng = random.Random(7)
-    for size in (1, 7, 64, 512):
-        history: list[tuple[bytes, bytes] | None] = [None] * size
+    for size in (1, 8, 64, SENT_HISTORY_SIZE):
+        python, compiled = SentHistory(size), CompiledSentHistory(size)
+        assert len(python) == len(compiled) == size
         number = rng.randrange(0, 3 * 65536)  # extended: past several wraps
-        for _ in range(3000):
+        for step in range(3000):
             number += 1 if rng.random() < 0.9 else rng.randrange(2, 40)  # skipped numbers
             if rng.random() < 0.05:
                 continue  # never sent
-            header = bytes([0x80, 96]) + (number & 0xFFFF).to_bytes(2, "big") + bytes(8)
-            history[number % size] = (header, b"payload")
+            extension = bytes(rng.choice((0, 8, 60)))  # 60: past the slot's room
+            header = bytes([0x80, 96]) + (number & 0xFFFF).to_bytes(2, "big") + bytes(8) + extension
+            payload = rng.randbytes(rng.randrange(0, 30))
+            python.put(header, payload)
+            compiled.put(header, payload)
             first = number - rng.randrange(0, 2 * size + 3)
             last = number - rng.randrange(0, 3)
-            expected = sent_among(history, first, last)
-            assert compiled_sent_among(history, first, last) == expected, (size, first, last)
-    assert compiled_sent_among([], 5, 10) == (0, 0)
-    with pytest.raises(TypeError):
-        compiled_sent_among([("not bytes", b"")], 0, 0)
+            counted = compiled.sent_among(first, last)
+            assert counted == python.sent_among(first, last), (size, first, last)
+            asked = (number - rng.randrange(0, 2 * size)) & 0xFFFF
+            assert compiled.get(asked) == python.get(asked), (size, asked)
+            if step == 1500:
+                python.clear()
+                compiled.clear()
+        assert compiled.sequence_numbers() == python.sequence_numbers()
+        newest = bytes([0x80, 96]) + ((number + 1) & 0xFFFF).to_bytes(2, "big") + bytes(8)
+        compiled.put(newest, b"newest")
+        assert compiled.get((number + 1) & 0xFFFF) == (newest, b"newest")
+    assert CompiledSentHistory(8).sent_among(5, 10) == SentHistory(8).sent_among(5, 10) == (0, 6)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "compiled"])
+def test_a_sent_history_refuses_what_is_not_a_packet(compiled: bool) -> None:
+    if compiled:
+        require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+        from server.media._fanout import SentHistory as CompiledSentHistory
+
+        history: SentHistoryLike = CompiledSentHistory(16)
+    else:
+        history = SentHistory(16)
+    with pytest.raises(ValueError, match="at least 4 bytes"):
+        history.put(b"\x80\x60\x00", b"payload")  # no sequence number
+    if compiled:  # the compiled one keeps bytes only (the reference does not check types)
+        with pytest.raises(TypeError):
+            history.put("not bytes", b"")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            history.put(bytes(12), bytearray(3))  # type: ignore[arg-type]
+    assert history.sequence_numbers() == []
+    for size in (0, 3, 1 << 17):
+        with pytest.raises(ValueError, match="power of two"):
+            CompiledSentHistory(size) if compiled else SentHistory(size)
 
 
 async def test_a_paused_subscriber_costs_the_compiled_fanout_no_call_into_python(
@@ -853,6 +932,31 @@ def _sized_vp8(seq: int, size: int) -> RtpPacket:
     return RtpPacket(payload_type=97, sequence_number=seq, timestamp=seq, ssrc=7, payload=payload)
 
 
+@contextlib.asynccontextmanager
+async def _forwarding_over_udp(
+    output_type: type[_UdpSrtpOutput] = _UdpSrtpOutput,
+) -> AsyncIterator[tuple[TrackForwarder, ForwardingSender, _UdpSrtpOutput]]:
+    """A sender forwarding to a real UDP socket, its loop running, and a first keyframe
+    (packet 1) sent through Python, which connects its compiled stream."""
+    forwarder, sender, _, _ = _sending_pair()
+    output = await output_type.open()
+    task = asyncio.create_task(sender.run_forwarding(RtpSendChannel(sender, VP8, output)))
+    try:
+        await _yield_until(lambda: sender.running, "the sender loop to start")
+        forwarder.on_packet(_vp8(1, keyframe=True))
+        yield forwarder, sender, output
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        output.close()
+
+
+def _consecutive(received: list[bytes]) -> bool:
+    """Whether the RTP packets' sequence numbers follow one another (mod 2**16)."""
+    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
+    return all((b - a) % 65536 == 1 for a, b in itertools.pairwise(numbers))
+
+
 @pytest.mark.parametrize("fanout_path", ["compiled"], indirect=True)
 async def test_a_batched_burst_reaches_the_subscriber_whole_and_in_order_in_gso_runs(
     fanout_path: str,
@@ -860,19 +964,13 @@ async def test_a_batched_burst_reaches_the_subscriber_whole_and_in_order_in_gso_
     """Copies queued while a batch is open (as the ingest's reader opens one around a
     socket's datagrams) go out at its end: a subscriber's equal-sized copies in one UDP
     GSO send, a run broken where the size grows, every copy SRTP-valid and in order."""
-    forwarder, sender, _, _ = _sending_pair()
-    output = await _UdpSrtpOutput.open()
-    channel = RtpSendChannel(sender, VP8, output)
-    task = asyncio.create_task(sender.run_forwarding(channel))
-    try:
-        await _yield_until(lambda: sender.running, "the sender loop to start")
-        forwarder.on_packet(_vp8(1, keyframe=True))  # Python connects the compiled stream
+    # A frame of nine packets, the last shorter (one run); then a frame cut into sizes
+    # one byte apart, larger first, as libwebrtc's packetizer cuts (two runs: the first
+    # ends with the first shorter packet, the rest is the second).
+    sizes = [1100] * 8 + [700] + [1001] * 4 + [1000] * 5
+    async with _forwarding_over_udp() as (forwarder, sender, output):
         assert len(output.received(1)) == 1
         before = fanout.gso_stats()
-        # A frame of nine packets, the last shorter (one run); then a frame cut into
-        # sizes one byte apart, larger first, as libwebrtc's packetizer cuts (two runs:
-        # the first ends with the first shorter packet, the rest is the second).
-        sizes = [1100] * 8 + [700] + [1001] * 4 + [1000] * 5
         fanout.open_batch()
         for offset, size in enumerate(sizes):
             forwarder.on_packet(_sized_vp8(2 + offset, size))
@@ -880,13 +978,8 @@ async def test_a_batched_burst_reaches_the_subscriber_whole_and_in_order_in_gso_
         fanout.send_batch()
         received = output.received(1 + len(sizes))
         after = fanout.gso_stats()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        output.close()
     assert len(received) == 1 + len(sizes)
-    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
-    assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * len(sizes)
+    assert _consecutive(received)
     header = len(received[0]) - 2  # the keyframe's payload is two bytes
     for offset, (data, size) in enumerate(zip(received[1:], sizes, strict=True)):
         assert len(data) == header + size
@@ -914,30 +1007,21 @@ async def test_batched_copies_the_kernel_refuses_go_through_asyncio_in_order(
         def fast_path(self) -> dict[str, object]:
             return {**super().fast_path(), "fd": self.refusing.fileno()}
 
-    forwarder, sender, _, _ = _sending_pair()
-    output = await RefusingOutput.open()
-    channel = RtpSendChannel(sender, VP8, output)
-    task = asyncio.create_task(sender.run_forwarding(channel))
     try:
-        await _yield_until(lambda: sender.running, "the sender loop to start")
-        forwarder.on_packet(_vp8(1, keyframe=True))
-        before = fanout.gso_stats()
-        fanout.open_batch()
-        for seq in range(2, 7):
-            forwarder.on_packet(_sized_vp8(seq, 900))
-        fanout.send_batch()
-        assert sender.fast_stream is not None
-        assert not sender.fast_stream.enabled
-        received = output.received(6)
-        after = fanout.gso_stats()
+        async with _forwarding_over_udp(RefusingOutput) as (forwarder, sender, output):
+            before = fanout.gso_stats()
+            fanout.open_batch()
+            for seq in range(2, 7):
+                forwarder.on_packet(_sized_vp8(seq, 900))
+            fanout.send_batch()
+            assert sender.fast_stream is not None
+            assert not sender.fast_stream.enabled
+            received = output.received(6)
+            after = fanout.gso_stats()
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        output.close()
         RefusingOutput.refusing.close()
-    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
-    assert len(numbers) == 6
-    assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * 5
+    assert len(received) == 6
+    assert _consecutive(received)
     assert after["handed_back"] - before["handed_back"] == 5
     assert after["enabled"], "a refused send is not the kernel lacking GSO"
 
@@ -960,13 +1044,7 @@ async def test_a_destination_that_refuses_gso_gets_its_copies_one_at_a_time(
             sock.setsockopt(socket.SOL_SOCKET, _SO_NO_CHECK, 1)
             return super().fast_path()
 
-    forwarder, sender, _, _ = _sending_pair()
-    output = await NoChecksumOutput.open()
-    channel = RtpSendChannel(sender, VP8, output)
-    task = asyncio.create_task(sender.run_forwarding(channel))
-    try:
-        await _yield_until(lambda: sender.running, "the sender loop to start")
-        forwarder.on_packet(_vp8(1, keyframe=True))
+    async with _forwarding_over_udp(NoChecksumOutput) as (forwarder, _, output):
         before = fanout.gso_stats()
         for burst in range(2):
             fanout.open_batch()
@@ -975,13 +1053,8 @@ async def test_a_destination_that_refuses_gso_gets_its_copies_one_at_a_time(
             fanout.send_batch()
         received = output.received(11)
         after = fanout.gso_stats()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        output.close()
-    numbers = [struct.unpack_from("!H", data, 2)[0] for data in received]
-    assert len(numbers) == 11
-    assert [(b - a) % 65536 for a, b in itertools.pairwise(numbers)] == [1] * 10
+    assert len(received) == 11
+    assert _consecutive(received)
     assert after["refused"] - before["refused"] == 1, "tried once, then one at a time"
     assert after["sends"] == before["sends"]
     assert after["handed_back"] == before["handed_back"]
