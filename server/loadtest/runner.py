@@ -593,6 +593,14 @@ def format_report(report: dict[str, Any]) -> str:
     def num(value: float | None, spec: str = ".1f", unit: str = "") -> str:
         return "-" if value is None else f"{value:{spec}}{unit}"
 
+    def delay_summary(delays: dict[str, Any], what: str) -> str:
+        # One line of the server's own delay (to the last copy, or to each copy).
+        return (
+            f"p50 {num(delays['p50_ms'], '.2f', ' ms')}, p99 {num(delays['p99_ms'], '.2f', ' ms')}"
+            f", {num(delays['within_5ms'], '.2%')} within 5 ms, "
+            f"{num(delays['over_100ms'], '.0f')} over 100 ms ({what})"
+        )
+
     o, v, a, j = report["options"], report["video"], report["audio"], report["join_to_first_frame"]
     offers = report["subscriber_offers"]
     lines = [
@@ -627,19 +635,22 @@ def format_report(report: dict[str, Any]) -> str:
     held = report.get("server_forward_delay")
     if held and held.get("packets"):
         lines.append(
-            f"server's own delay  p50 {num(held['p50_ms'], '.2f', ' ms')}, p99 "
-            f"{num(held['p99_ms'], '.2f', ' ms')}, {num(held['within_5ms'], '.2%')} within 5 ms, "
-            f"{num(held['over_100ms'], '.0f')} over 100 ms ({held['packets']} forwarded packets "
-            f"at node {held['node']}: kernel's receipt to last copy sent)"
+            "server's own delay  "
+            + delay_summary(
+                held,
+                f"{held['packets']} forwarded packets at node {held['node']}: kernel's "
+                "receipt to last copy sent",
+            )
         )
         copies = held.get("per_copy")
         if copies and copies.get("copies"):
             lines.append(
-                f"  to each copy      p50 {num(copies['p50_ms'], '.2f', ' ms')}, p99 "
-                f"{num(copies['p99_ms'], '.2f', ' ms')}, {num(copies['within_5ms'], '.2%')} "
-                f"within 5 ms, {num(copies['over_100ms'], '.0f')} over 100 ms "
-                f"({copies['copies']} copies: kernel's receipt to each copy sent, what each "
-                "receiver's packet waited)"
+                "  to each copy      "
+                + delay_summary(
+                    copies,
+                    f"{copies['copies']} copies: kernel's receipt to each copy sent, what "
+                    "each receiver's packet waited",
+                )
             )
     steal = report.get("cpu_steal_percent")
     if steal:

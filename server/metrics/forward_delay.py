@@ -34,21 +34,21 @@ class ForwardDelayCollector(Collector):
     timed)."""
 
     def collect(self) -> Iterator[Any]:
-        delays = ingest.forward_delays()
-        if delays is not None:
-            family = HistogramMetricFamily(
+        for name, help_text, delays in (
+            (
                 "yitang_forward_delay_seconds",
                 "From the kernel's receipt of a publisher's RTP packet to its last copy sent, "
                 "for each packet this process forwarded (the SFU's share of the latency)",
-            )
-            family.add_metric([], cumulative_buckets(delays.bounds, delays.counts), delays.sum)
-            yield family
-        copies = ingest.copy_delays()
-        if copies is not None:
-            family = HistogramMetricFamily(
+                ingest.forward_delays(),
+            ),
+            (
                 "yitang_forward_copy_delay_seconds",
                 "From the kernel's receipt of a publisher's RTP packet to each copy sent, "
                 "for each copy this process forwarded (what each receiver's packet waited)",
-            )
-            family.add_metric([], cumulative_buckets(copies.bounds, copies.counts), copies.sum)
-            yield family
+                ingest.copy_delays(),
+            ),
+        ):
+            if delays is not None:
+                family = HistogramMetricFamily(name, help_text)
+                family.add_metric([], cumulative_buckets(delays.bounds, delays.counts), delays.sum)
+                yield family

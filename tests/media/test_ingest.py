@@ -22,7 +22,13 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket, wrap_rtx
-from media_testkit import LOOPBACK, RoomHarness, client_configuration, require_compiled
+from media_testkit import (
+    LOOPBACK,
+    MediaTestClient,
+    RoomHarness,
+    client_configuration,
+    require_compiled,
+)
 
 from server.media import fanout, ingest
 
@@ -521,6 +527,19 @@ def _delayed_over(seconds: float, delays: ingest.ForwardDelays | None = None) ->
     return sum(c for low, c in zip(lower_bounds, delays.counts, strict=True) if low >= seconds)
 
 
+async def _two_subscribers(harness: RoomHarness) -> tuple[MediaTestClient, MediaTestClient]:
+    """Bob and Carol, who only watch, joined and connected."""
+    bob = harness.client("bob", video=False, audio=False)
+    carol = harness.client("carol", video=False, audio=False)
+    await bob.join(publish=False)
+    await carol.join(publish=False)
+    await harness.wait_until(
+        lambda: bob.connected_at is not None and carol.connected_at is not None,
+        "the subscribers' connections",
+    )
+    return bob, carol
+
+
 @pytest.mark.parametrize("ingest_path", ["compiled"], indirect=True)
 async def test_a_frame_read_at_once_goes_to_each_subscriber_in_one_gso_send(
     harness: RoomHarness,
@@ -532,14 +551,7 @@ async def test_a_frame_read_at_once_goes_to_each_subscriber_in_one_gso_send(
     any frame while the node was busy) are read in one go; each subscriber's copies then
     leave in one UDP GSO send, and reach the subscribers' aiortc whole and in order."""
     require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
-    bob = harness.client("bob", video=False, audio=False)
-    carol = harness.client("carol", video=False, audio=False)
-    await bob.join(publish=False)
-    await carol.join(publish=False)
-    await harness.wait_until(
-        lambda: bob.connected_at is not None and carol.connected_at is not None,
-        "the subscribers' connections",
-    )
+    bob, carol = await _two_subscribers(harness)
     # What each subscriber's aiortc gets after SRTP, by payload (the server rewrites
     # the header, not the payload).
     got: dict[str, list[bytes]] = {"bob": [], "carol": []}
@@ -616,14 +628,7 @@ async def test_the_node_times_each_forwarded_packet_from_its_arrival(
     assert sum(_copy_delays().counts) == copies
 
     # Two subscribers: two copies of each packet.
-    bob = harness.client("bob", video=False, audio=False)
-    carol = harness.client("carol", video=False, audio=False)
-    await bob.join(publish=False)
-    await carol.join(publish=False)
-    await harness.wait_until(
-        lambda: bob.connected_at is not None and carol.connected_at is not None,
-        "the subscribers' connections",
-    )
+    await _two_subscribers(harness)
     next_seq = 4
 
     async def camera() -> None:
