@@ -15,7 +15,7 @@ history is its ``_fanout.SentHistory``: the header is copied into a slot owned i
 C, and the payload, one object shared by every subscriber's copy, is referenced.
 A history of Python tuples cost an allocation of a tuple and of a header per
 copy, and their release when the slot was reused (~3 % of the node's CPU at the
-capacity load). :class:`SentHistory` here is the reference both implement and
+capacity load, by a perf profile). :class:`SentHistory` here is the reference both implement and
 what runs where the fan-out is not built; `tests/media/test_rtp_units.py`
 holds them to the same answers.
 """
