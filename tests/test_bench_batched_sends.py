@@ -8,25 +8,16 @@ tests/media/test_rtp_units.py and tests/media/test_ingest.py.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-
 import pytest
 
-from tests.processes import REPO
+from tests.processes import run_bench_json
 
 
 @pytest.mark.timeout(120)
 async def test_batched_sends_bench_produces_its_figures() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "bench/batched_sends.py", "--subscribers", "3", "--burst", "4",
-        "--bursts", "2", "--json",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=100)
-    assert process.returncode == 0, err.decode()[-3000:]
-    result = json.loads(out)
+    result = await run_bench_json(
+        "batched_sends.py", "--subscribers", "3", "--burst", "4", "--bursts", "2", timeout=100
+    )
     assert (result["subscribers"], result["burst"]) == (3, 4)
     # Every copy reached its receiver; the batched rounds went out in GSO sends (each
     # subscriber's four copies in one), refused by nothing on loopback.

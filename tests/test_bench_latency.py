@@ -8,26 +8,19 @@ Janus (which needs a system package), and checks that it produced the figures.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
-import sys
 
 import pytest
 
-from tests.processes import REPO
+from tests.processes import run_bench_json
 
 
 @pytest.mark.timeout(300)
 async def test_latency_bench_produces_its_figures() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "bench/latency.py", "--modes", "direct,yitang", "--subscribers", "1",
-        "--seconds", "1", "--joins", "2", "--json",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    report = await run_bench_json(
+        "latency.py", "--modes", "direct,yitang", "--subscribers", "1", "--seconds", "1",
+        "--joins", "2", timeout=280,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=280)
-    assert process.returncode == 0, err.decode()[-3000:]
-    report = json.loads(out)
 
     for mode in ("direct", "yitang"):
         packets = report["packets"][mode]["1"]

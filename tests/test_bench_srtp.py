@@ -7,24 +7,14 @@ produce the same bytes is tested in tests/media/test_outbound_srtp.py.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-
 import pytest
 
-from tests.processes import REPO
+from tests.processes import run_bench_json
 
 
 @pytest.mark.timeout(120)
 async def test_srtp_bench_produces_its_figures() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "bench/srtp_protect.py", "--packets", "1000", "--json",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=100)
-    assert process.returncode == 0, err.decode()[-3000:]
-    cases = json.loads(out)
+    cases = await run_bench_json("srtp_protect.py", "--packets", "1000", timeout=100)
     assert {(c["profile"], c["streams"]) for c in cases} == {
         (profile, streams) for profile in ("AES-128-GCM", "AES-256-GCM") for streams in (1, 28)
     }

@@ -9,26 +9,18 @@ peers in tests/media/test_quality_per_receiver.py and test_quality_tiers_session
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
-import sys
 
 import pytest
 
-from tests.processes import REPO
+from tests.processes import run_bench_json
 
 
 @pytest.mark.timeout(400)
 async def test_tiers_bench_produces_its_figures() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "bench/tiers.py", "--venues", "3", "--processes", "1",
-        "--seconds", "1", "--json",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=380)
-    assert process.returncode == 0, err.decode()[-3000:]
-    report = json.loads(out)
+    report = await run_bench_json(
+        "tiers.py", "--venues", "3", "--processes", "1", "--seconds", "1", timeout=380
+    )
 
     runs = {run["mode"]: run for run in report["runs"]}
     assert set(runs) == {"tiers", "no-tiers"}
