@@ -123,6 +123,11 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert copies["copies"] >= held["packets"], held
         assert 0 < copies["p50_ms"] <= copies["p99_ms"], held
         assert 0 < copies["within_5ms"] <= 1 and copies["over_100ms"] >= 0, held
+        # ... and how long it took for each compound RTCP packet of the window: every
+        # subscriber reports on what it receives (about once a second per stream).
+        rtcp = held["rtcp"]
+        assert rtcp["compound_packets"] >= report["window_seconds"], held
+        assert 0 < rtcp["p50_ms"] <= rtcp["p99_ms"] and rtcp["mean_ms"] > 0, held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]
         assert set(steal) == {f"cpu{i}" for i in range(os.cpu_count() or 1)}, steal
@@ -477,11 +482,14 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
         buckets: dict[str, int],
         total: float,
         copies: tuple[dict[str, int], float] | None = None,
+        rtcp: tuple[dict[str, int], float] | None = None,
     ) -> str:
         lines = ["# TYPE yitang_node_info gauge", f'yitang_node_info{{node="{node}"}} 1.0']
         lines += histogram("yitang_forward_delay_seconds", buckets, total)
         if copies is not None:
             lines += histogram("yitang_forward_copy_delay_seconds", *copies)
+        if rtcp is not None:
+            lines += histogram("yitang_rtcp_handling_seconds", *rtcp)
         return "\n".join(lines) + "\n"
 
     node, before = parse_metrics(
@@ -490,6 +498,7 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             {"0.001": 500, "0.005": 900, "0.1": 1000, "+Inf": 1000},
             2.0,
             ({"0.001": 1500, "0.005": 2000, "0.1": 2000, "+Inf": 2000}, 3.0),
+            ({"0.0001": 10, "0.0002": 40, "0.001": 50, "+Inf": 50}, 0.01),
         )
     )
     assert node == "n1" and before is not None
@@ -501,6 +510,8 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             {"0.001": 1100, "0.005": 1890, "0.1": 1995, "+Inf": 2000},
             4.5,
             ({"0.001": 4500, "0.005": 5990, "0.1": 6000, "+Inf": 6000}, 7.0),
+            # 200 compound RTCP packets: 100 within 0.1 ms, 96 more within 0.2, 4 within 1.
+            ({"0.0001": 110, "0.0002": 236, "0.001": 250, "+Inf": 250}, 0.04),
         )
     )
     assert after is not None
@@ -522,6 +533,14 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             "within_5ms": 0.9975,
             "over_100ms": 0,
         },
+        "rtcp": {
+            "compound_packets": 200,
+            "mean_ms": 0.15,
+            "p50_ms": 0.1,  # the 100th is the last within 0.1 ms
+            "p99_ms": round(1000 * (0.0002 + 0.0008 * 2 / 4), 3),  # the 198th: 2nd of 4 past 0.2
+            "within_5ms": None,  # no bucket at 5 ms in this exposition
+            "over_100ms": None,
+        },
     }
     # A rank past the last bound has no upper bound to give.
     _, stalled = parse_metrics(
@@ -530,8 +549,8 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
     assert stalled is not None
     stalled_window = window("n1", before, stalled)
     assert stalled_window is not None and stalled_window["p99_ms"] is None
-    # A node that exports no copy delay: the packets' figures alone.
-    assert stalled_window["per_copy"] is None
+    # A node that exports no copy delay or RTCP time: the packets' figures alone.
+    assert stalled_window["per_copy"] is None and stalled_window["rtcp"] is None
     # A node that exports no forward delay (the ingest not compiled).
     assert parse_metrics('# TYPE yitang_node_info gauge\nyitang_node_info{node="n2"} 1.0\n') == (
         "n2",

@@ -601,6 +601,10 @@ def format_report(report: dict[str, Any]) -> str:
             f"{num(delays['over_100ms'], '.0f')} over 100 ms ({what})"
         )
 
+    def us(ms: float | None) -> str:
+        # A delay kept in milliseconds, shown in microseconds.
+        return num(None if ms is None else 1000 * ms, ".0f", " µs")
+
     o, v, a, j = report["options"], report["video"], report["audio"], report["join_to_first_frame"]
     offers = report["subscriber_offers"]
     lines = [
@@ -651,6 +655,15 @@ def format_report(report: dict[str, Any]) -> str:
                     f"{copies['copies']} copies: kernel's receipt to each copy sent, what "
                     "each receiver's packet waited",
                 )
+            )
+        rtcp = held.get("rtcp")
+        if rtcp and rtcp.get("compound_packets"):
+            count = rtcp["compound_packets"]
+            lines.append(
+                f"  RTCP handled      {count} compound packets "
+                f"({count / report['window_seconds']:.0f}/s): mean {us(rtcp['mean_ms'])}, "
+                f"p50 {us(rtcp['p50_ms'])}, p99 {us(rtcp['p99_ms'])} each (receiver "
+                "reports and feedback, in the same read path: nothing forwarded meanwhile)"
             )
     steal = report.get("cpu_steal_percent")
     if steal:

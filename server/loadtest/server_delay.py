@@ -3,8 +3,11 @@
 A node times each packet it forwards from the kernel's receipt to its last copy
 sent (``yitang_forward_delay_seconds``), and each copy from the kernel's receipt
 to that copy's send (``yitang_forward_copy_delay_seconds``;
-server/metrics/forward_delay.py). The load test reads both histograms from the
-room's node at the window's start and end; the difference is the window's.
+server/metrics/forward_delay.py), and each compound RTCP packet it handles
+(``yitang_rtcp_handling_seconds``: receiver reports and feedback, handled in the
+same read of the sockets, so a wait for the packets behind them). The load test
+reads the histograms from the room's node at the window's start and end; the
+difference is the window's.
 Unlike the probes' latency (server/loadtest/latency.py), which runs from a
 publisher's SRTP to a subscriber's and so includes both clients' queues, these
 are the SFU's share alone: the figures the "< 5 ms p99 added" target is about.
@@ -32,6 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 METRIC = "yitang_forward_delay_seconds"
 #: ... and to each copy.
 COPY_METRIC = "yitang_forward_copy_delay_seconds"
+#: How long the node took for each compound RTCP packet (in the same read path).
+RTCP_METRIC = "yitang_rtcp_handling_seconds"
 #: The target's line: the share of packets held at most this long is reported.
 TARGET_SECONDS = 0.005
 #: What counts as a stall of the server (reported as a count).
@@ -56,20 +61,22 @@ class DelayHistogram:
 
 @dataclass(frozen=True)
 class NodeDelays:
-    """One scrape of a node's two delay histograms."""
+    """One scrape of a node's delay histograms."""
 
     #: To each forwarded packet's last copy.
     packets: DelayHistogram
     #: To each copy (None: the node does not export it).
     copies: DelayHistogram | None
+    #: Each compound RTCP packet's handling (None: the node does not export it).
+    rtcp: DelayHistogram | None = None
 
 
 def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
     """The node id (``yitang_node_info``) and its delay histograms, from /metrics (None:
     no forward delay exported)."""
     node: str | None = None
-    buckets: dict[str, dict[float, int]] = {METRIC: {}, COPY_METRIC: {}}
-    totals = {METRIC: 0.0, COPY_METRIC: 0.0}
+    buckets: dict[str, dict[float, int]] = {METRIC: {}, COPY_METRIC: {}, RTCP_METRIC: {}}
+    totals = {METRIC: 0.0, COPY_METRIC: 0.0, RTCP_METRIC: 0.0}
     for family in text_string_to_metric_families(text):
         if family.name == "yitang_node_info":
             node = next((s.labels.get("node") for s in family.samples), None)
@@ -89,7 +96,7 @@ def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
     packets = histogram(METRIC)
     if packets is None:
         return node, None
-    return node, NodeDelays(packets, histogram(COPY_METRIC))
+    return node, NodeDelays(packets, histogram(COPY_METRIC), histogram(RTCP_METRIC))
 
 
 async def scrape(url: str, api_key: str, node: str) -> NodeDelays | None:
@@ -119,19 +126,25 @@ def window(node: str, before: NodeDelays, after: NodeDelays) -> dict[str, Any] |
     for the packets (to their last copy), their count, p50 and p99 (interpolated within
     their bucket, as Prometheus's histogram_quantile), the share at or under 5 ms (the
     target's line is a bucket bound, so this share is exact) and the count held over
-    100 ms; the same for the copies under ``per_copy`` (None: not exported)."""
+    100 ms; the same for the copies under ``per_copy``, and for the compound RTCP
+    packets the node handled under ``rtcp`` (each None: not exported)."""
     packets = _difference(before.packets, after.packets)
     if packets is None:
         return None  # the node restarted with other buckets: no difference to take
     copies = None
     if before.copies is not None and after.copies is not None:
         copies = _difference(before.copies, after.copies)
+    rtcp = None
+    if before.rtcp is not None and after.rtcp is not None:
+        rtcp = _difference(before.rtcp, after.rtcp)
     if not packets["count"]:
         return {"node": node, "packets": 0}
     count = packets.pop("count")
     if copies is not None:
         copies["copies"] = copies.pop("count")
-    return {"node": node, "packets": count, **packets, "per_copy": copies}
+    if rtcp is not None:
+        rtcp["compound_packets"] = rtcp.pop("count")
+    return {"node": node, "packets": count, **packets, "per_copy": copies, "rtcp": rtcp}
 
 
 def _difference(before: DelayHistogram, after: DelayHistogram) -> dict[str, Any] | None:

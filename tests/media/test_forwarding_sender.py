@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import dataclass
 
 import pytest
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpRtpfbPacket, RtpPacket
 from media_testkit import MediaTestClient, ReceivedTrack, RoomHarness, loopback_config
 
-from server.media import ingest
+from server.media import ingest, rtcp_handling
 from server.media.aiortc_internals import install_jitter_buffer
 from server.media.forwarding_sender import ForwardingSender
+from server.metrics.server_metrics import ServerMetrics
 
 
 @dataclass(frozen=True)
@@ -233,3 +235,62 @@ async def test_a_nack_is_answered_from_the_sent_history(
         assert direct.rtcp_packets > 0 and direct.rtcp_deferred == 0 and direct.errors == 0
     else:
         assert ingest.install(pc) == []
+
+
+async def test_the_node_times_each_compound_rtcp_packet_to_the_end_of_its_handlers(
+    harness: RoomHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``yitang_rtcp_handling_seconds``: a subscriber's compound RTCP packet is timed
+    from its arrival in the ingest to the end of the last handler it reaches, since
+    nothing is forwarded meanwhile. A NACK whose handling takes 30 ms shows as such."""
+    held = 0.03
+    original = ForwardingSender._handle_rtcp_packet
+
+    async def slow_nack(self: ForwardingSender, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRtpfbPacket):
+            time.sleep(held)  # noqa: ASYNC251 -- the handler's own cost: under test
+        await original(self, packet)
+
+    monkeypatch.setattr(ForwardingSender, "_handle_rtcp_packet", slow_nack)
+    monkeypatch.setattr(ingest, "enabled", True)  # the direct ingest, where it is timed
+    alice = harness.client("alice", width=64, height=48)
+    bob = harness.client("bob", video=False, audio=False)
+    recorder = _record_video_from(bob, "alice")
+    await alice.join()
+    await bob.join(publish=False)
+    await harness.wait_until(lambda: len(recorder.packets) >= 20, "alice's video at bob")
+    # bob's receiver reports (about every second) are timed.
+    start = rtcp_handling.handling_times()
+    await harness.wait_until(
+        lambda: sum(rtcp_handling.handling_times().counts) > sum(start.counts),
+        "a receiver report to be handled",
+    )
+    assert bob.sub_pc is not None
+    receiver = next(
+        t.receiver
+        for t in bob.sub_pc.getTransceivers()
+        if t.kind == "video" and t.receiver.track is not None
+    )
+    wanted = recorder.packets[10]
+    before = rtcp_handling.handling_times()
+    sent = len(recorder.packets)
+    await receiver._send_rtcp_nack(wanted.ssrc, [wanted.sequence_number])
+    await harness.wait_until(
+        lambda: any(p.sequence_number == wanted.sequence_number for p in recorder.packets[sent:]),
+        "the retransmission",
+    )
+    after = rtcp_handling.handling_times()
+    # The NACK's compound packet took longer than its handler was held (a receiver
+    # report may too, should the machine preempt the process meanwhile).
+    slow = [
+        a - b
+        for bound, a, b in zip(
+            (*after.bounds, float("inf")), after.counts, before.counts, strict=True
+        )
+        if bound > held
+    ]
+    assert sum(slow) >= 1, (before, after)
+    assert after.sum - before.sum >= held
+    # Each node process exports it.
+    registry = ServerMetrics("node-a").registry
+    assert registry.get_sample_value("yitang_rtcp_handling_seconds_count") == sum(after.counts)
