@@ -36,6 +36,7 @@ from server import appkeys, gc_policy
 from server.app import create_app
 from server.credentials import API_KEY_FILE, load_token_secret
 from server.http.access_log import RedactingAccessLogger
+from server.loadtest.clip import DEFAULT_KEYFRAME_INTERVAL
 from server.loadtest.runner import LoadTestError, LoadTestOptions, parse_resolution
 from server.loadtest.runner import main_entry as loadtest_main
 from server.logging_setup import LOG_FORMATS, SecretScrubber, configure_logging
@@ -229,6 +230,7 @@ def _loadtest_options(args: argparse.Namespace) -> LoadTestOptions:
         fps=args.fps,
         bitrate_kbps=args.bitrate,
         codec=args.codec,
+        keyframe_interval=args.keyframe_interval,
         speaker_switch=args.speaker_switch,
         warmup=args.warmup,
         processes=args.processes,
@@ -594,6 +596,14 @@ def build_parser() -> argparse.ArgumentParser:
     load_parser.add_argument("--fps", type=int, default=30)
     load_parser.add_argument("--bitrate", type=int, default=1500, help="video kbit/s")
     load_parser.add_argument("--codec", choices=("vp8", "h264"), default="vp8")
+    load_parser.add_argument(
+        "--keyframe-interval",
+        type=float,
+        default=DEFAULT_KEYFRAME_INTERVAL,
+        metavar="SECONDS",
+        help="a publisher's keyframe comes this often unasked; a request (PLI) is answered "
+        "at the next frame, as a browser's encoder does (1: the README's earlier load)",
+    )
     load_parser.add_argument(
         "--speaker-switch",
         type=float,

@@ -42,6 +42,7 @@ from server.media.aiortc_internals import (
     install_jitter_buffer,
     install_sender,
 )
+from server.media.keyframes import vp8_is_keyframe_start
 from tests.conftest import free_port
 from tests.helpers import eventually
 from tests.media.media_testkit import require_compiled
@@ -356,6 +357,72 @@ async def test_a_clip_sender_sends_decodable_video_through_the_compiled_stream()
 
         await eventually(reported, "a sender report (every 0.5-1.5 s)", within=30)
         assert 0 < await reported() <= sender.packets_sent
+    finally:
+        await sending.close()
+        await receiving.close()
+
+
+class _FrameLog:
+    """A receiver's jitter buffer replacement: notes, per frame received, whether it
+    began with a VP8 keyframe (nothing is decoded)."""
+
+    def __init__(self) -> None:
+        #: One entry per frame ended (marker bit): was its first packet a keyframe's?
+        self.frames: list[bool] = []
+        self._keyframe = False
+        self._starting = True
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        if self._starting:
+            self._keyframe = vp8_is_keyframe_start(packet.payload)
+            self._starting = False
+        if packet.marker:
+            self.frames.append(self._keyframe)
+            self._starting = True
+        return False, None
+
+
+@pytest.mark.timeout(90)
+async def test_a_clip_sender_answers_a_keyframe_request_at_the_next_frame() -> None:
+    """A load publisher's video has its keyframe unasked once per clip (the keyframe
+    interval), and answers a keyframe request (PLI) at once, as a browser's encoder
+    does: a new subscriber sees a picture at once, and the SFU forwards as many
+    keyframe bursts as a browser would make it."""
+    require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
+    clip = encode_video("vp8", 160, 120, 30, 150_000, keyframe_interval=20)
+    assert len(clip.packets) == 600, "20 s at 30 fps"
+    starts = [i for i, frame in enumerate(clip.packets) if frame[0] & 1 == 0]
+    assert starts == [0], "one keyframe, the clip's first frame (RFC 6386: P bit clear)"
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    log = _FrameLog()
+
+    def on_track(track: MediaStreamTrack) -> None:
+        transceiver = next(t for t in receiving.getTransceivers() if t.receiver.track is track)
+        install_jitter_buffer(transceiver.receiver, log)
+
+    receiving.on("track", on_track)
+    try:
+        transceiver = sending.addTransceiver("video", direction="sendonly")
+        sender = ClipSender(clip, transceiver.receiver.transport)
+        install_sender(transceiver, sender, stream_id="clip", track_id="video")
+        with gather_only_on(("127.0.0.1",)):
+            await sending.setLocalDescription(await sending.createOffer())
+            await receiving.setRemoteDescription(sending.localDescription)
+            await receiving.setLocalDescription(await receiving.createAnswer())
+            await sending.setRemoteDescription(receiving.localDescription)
+        await eventually(lambda: len(log.frames) >= 30, "a second of video", within=30)
+        # The clip's own keyframe is its first frame; none since (the interval is 20 s).
+        first = log.frames.index(True)
+        assert not any(log.frames[first + 1 :]), log.frames
+        asked_at = len(log.frames)
+        (receiver,) = [t.receiver for t in receiving.getTransceivers()]
+        await receiver._send_rtcp_pli(sender._ssrc)
+        await eventually(lambda: any(log.frames[asked_at:]), "the keyframe asked for", within=30)
+        # Answered at the frame after the request arrived: well before the clip's next
+        # own keyframe (600 frames on), whatever the machine's pace.
+        answered_at = log.frames.index(True, asked_at)
+        assert answered_at - asked_at < 30, (asked_at, answered_at)
+        assert sender.keyframe_requests == 1
     finally:
         await sending.close()
         await receiving.close()

@@ -9,9 +9,19 @@ through `ClipSender` (server/loadtest/clip_sender.py), or, where the compiled
 fan-out is not built, through aiortc's `RTCRtpSender` on a `ClipTrack` (it
 accepts `av.Packet`).
 
-The clip starts with a keyframe and has one every second, so it loops
-seamlessly and a new subscriber (or a keyframe request) waits at most a
-second for a picture: pre-encoded media cannot make a keyframe on demand.
+A video clip is one keyframe followed by delta frames, as long as its
+keyframe interval: it loops seamlessly, with a keyframe each time round.
+:class:`~server.loadtest.clip_sender.ClipSender` answers a keyframe request
+(PLI, FIR) as a browser's encoder does, with a keyframe at the next frame: it
+starts the clip again from its first. So the interval is only how often a
+keyframe comes unasked. Browsers send one unasked rarely (libwebrtc's VP8: every
+3 000 frames); the load test's default is every 10 s (`--keyframe-interval`),
+and `--keyframe-interval 1` is the every-second load of the README's earlier
+runs, when the clip could not answer a request and had to have one often. Each
+keyframe is a burst of packets that the SFU sends to every receiver before the
+packets behind it: how often they come shapes the tail of its delay.
+:class:`ClipTrack` (aiortc's own sender, without the compiled fan-out) cannot
+answer a request: there a new subscriber waits for the next time round.
 """
 
 from __future__ import annotations
@@ -34,9 +44,14 @@ AUDIO_RATE = 48_000
 AUDIO_FRAME = 960  # 20 ms at 48 kHz: one Opus packet
 
 
+#: Seconds between the keyframes of a load publisher's video clip, by default.
+DEFAULT_KEYFRAME_INTERVAL = 10.0
+
+
 @dataclass(frozen=True)
 class Clip:
-    """Encoded packets of one medium, played at `interval` seconds per packet."""
+    """Encoded packets of one medium, played at `interval` seconds per packet (video:
+    one frame each; the first is the clip's only keyframe)."""
 
     kind: str
     packets: tuple[bytes, ...]
@@ -45,15 +60,20 @@ class Clip:
     ticks_per_packet: int
 
 
-def encode_video(codec: str, width: int, height: int, fps: int, bitrate: int) -> Clip:
-    """Two seconds of video, keyframes every second (`bitrate` in bit/s)."""
+def encode_video(
+    codec: str, width: int, height: int, fps: int, bitrate: int, keyframe_interval: float = 1.0
+) -> Clip:
+    """``keyframe_interval`` seconds of video (at least a frame): a keyframe, then delta
+    frames (``bitrate`` in bit/s)."""
+    frames = max(1, round(keyframe_interval * fps))
     context = cast(VideoCodecContext, av.CodecContext.create(VIDEO_ENCODERS[codec], "w"))
     context.width, context.height = width, height
     context.pix_fmt = "yuv420p"
     context.time_base = fractions.Fraction(1, fps)
     context.framerate = fractions.Fraction(fps, 1)
     context.bit_rate = bitrate
-    context.gop_size = fps
+    # No keyframe of the encoder's choosing within the clip (its GOP is the clip).
+    context.gop_size = frames
     if codec == "vp8":
         context.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     else:  # Constrained Baseline (what aiortc and browsers negotiate), no B-frames.
@@ -61,11 +81,10 @@ def encode_video(codec: str, width: int, height: int, fps: int, bitrate: int) ->
         context.options = {"preset": "ultrafast", "tune": "zerolatency", "forced-idr": "1"}
     pattern = _Pattern(width, height)
     packets: list[bytes] = []
-    for index in range(2 * fps):
+    for index in range(frames):
         frame = pattern.frame(index)
         frame.pts = index
-        # A keyframe on every second's first frame, whatever the encoder would choose.
-        frame.pict_type = av.video.frame.PictureType.I if index % fps == 0 else 0
+        frame.pict_type = av.video.frame.PictureType.I if index == 0 else 0
         packets += [bytes(p) for p in context.encode(frame)]
     packets += [bytes(p) for p in context.encode(None)]
     return Clip("video", tuple(packets), 1 / fps, 90_000, 90_000 // fps)

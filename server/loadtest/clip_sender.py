@@ -16,8 +16,10 @@ packets, before the stream is connected; a full socket) goes through the same
 stream's Python path, as in :class:`ForwardingSender`.
 
 aiortc still negotiates the sender, starts and stops it, answers NACKs from
-the history and sends its reports (:class:`HookedRtpSender`). A pre-encoded
-clip cannot make a keyframe on demand: it has one every second.
+the history and sends its reports (:class:`HookedRtpSender`). A keyframe
+request (PLI, FIR) is answered as a browser's encoder answers it: the next
+frame is a keyframe, the clip's first, from which the clip plays on
+(server/loadtest/clip.py).
 
 Without the compiled fan-out the participant uses aiortc's sender with a
 :class:`ClipTrack` instead (:func:`available`).
@@ -77,6 +79,11 @@ class ClipSender(HookedRtpSender):
         self.clip = clip
         #: Frames (video) or packets (audio) of the clip sent.
         self.frames_sent = 0
+        #: Keyframe requests (PLI, FIR) received; each is answered at the next frame.
+        self.keyframe_requests = 0
+        # The clip's packet to send next (0: its keyframe).
+        self._position = 0
+        self._keyframe_wanted = False
         #: RTP packets sent (`compiled_sent`: those the compiled stream sent itself).
         self.packets_sent = 0
         self._on_send = on_send if clip.kind == "video" else None
@@ -159,9 +166,19 @@ class ClipSender(HookedRtpSender):
             return
         self._timer = loop.call_at(self._start + self.frames_sent * interval, self._tick)
 
+    def _send_keyframe(self) -> None:
+        # aiortc's sender calls this on a PLI or FIR (it would tell its encoder).
+        if self.clip.kind == "video":
+            self.keyframe_requests += 1
+            self._keyframe_wanted = True
+
     def _send_frame(self) -> None:
         clip = self.clip
-        packet = av.Packet(clip.packets[self.frames_sent % len(clip.packets)])
+        if self._keyframe_wanted:
+            self._keyframe_wanted = False
+            self._position = 0
+        packet = av.Packet(clip.packets[self._position])
+        self._position = (self._position + 1) % len(clip.packets)
         packet.pts = self.frames_sent * clip.ticks_per_packet
         packet.time_base = self._time_base
         self.frames_sent += 1

@@ -44,6 +44,7 @@ import psutil
 
 from server.loadtest import cpu_steal, server_delay
 from server.loadtest.client_load import judge
+from server.loadtest.clip import DEFAULT_KEYFRAME_INTERVAL
 from server.loadtest.latency import latencies, send_times
 from server.loadtest.participant import LoadParticipant
 from server.loadtest.worker import JOIN_SPACING, ParticipantSpec, WorkerPlan, run_worker
@@ -74,6 +75,8 @@ class LoadTestOptions:
     fps: int = 30
     bitrate_kbps: int = 1500
     codec: str = "vp8"
+    #: Seconds between the publishers' unasked keyframes (clip.py; a request is answered).
+    keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL
     speaker_switch: float | None = None
     processes: int | None = None
     #: Observers that time sampled video packets, in a process of their own (latency.py).
@@ -95,6 +98,7 @@ class LoadTestOptions:
             (1 <= self.fps <= 60, "fps: 1 to 60"),
             (50 <= self.bitrate_kbps <= 8000, "bitrate: 50 to 8000 kbit/s"),
             (self.codec in ("vp8", "h264"), "codec: vp8 or h264"),
+            (1 <= self.keyframe_interval <= 60, "keyframe interval: 1 to 60 seconds"),
             (self.speaker_switch is None or self.speaker_switch >= 1, "speaker switch: >= 1 s"),
             (0 <= self.warmup <= 600, "warmup: 0 to 600 seconds"),
             (self.processes is None or 1 <= self.processes <= MAX_PROCESSES, "processes: 1-64"),
@@ -176,6 +180,7 @@ async def _run_in_room(
             height=options.height,
             fps=options.fps,
             bitrate=options.bitrate_kbps * 1000,
+            keyframe_interval=options.keyframe_interval,
             ice_addresses=ice,
             join_timeout=options.join_timeout,
             relay_only=options.relay_only,
@@ -531,6 +536,7 @@ def _summary(
             "fps": options.fps,
             "bitrate_kbps": options.bitrate_kbps,
             "codec": options.codec,
+            "keyframe_interval": options.keyframe_interval,
             "speaker_switch": options.speaker_switch,
             "relay_only": options.relay_only,
         },
@@ -609,7 +615,9 @@ def format_report(report: dict[str, Any]) -> str:
     offers = report["subscriber_offers"]
     lines = [
         f"{o['publishers']} publishers, {o['subscribers']} subscribers, {o['resolution']} "
-        f"{o['codec']} at {o['bitrate_kbps']} kbit/s, {report['window_seconds']:.0f} s measured",
+        f"{o['codec']} at {o['bitrate_kbps']} kbit/s, a keyframe every "
+        f"{num(o.get('keyframe_interval'), 'g', ' s')} and when asked, "
+        f"{report['window_seconds']:.0f} s measured",
         f"server CPU          {num(report['server_cpu_percent'], '.1f', ' % of a core')}",
         f"packets received/s  {report['packets_per_second_received']:.0f}",
         f"video tracks        {v['tracks']} ({v['paused']} not forwarded): "

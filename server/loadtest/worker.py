@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from server.loadtest.client_load import ClientLoadProbe
-from server.loadtest.clip import encode_audio, encode_video
+from server.loadtest.clip import DEFAULT_KEYFRAME_INTERVAL, encode_audio, encode_video
 from server.loadtest.participant import LoadParticipant, receives_compiled
 from server.media import event_loop
 
@@ -59,6 +59,8 @@ class WorkerPlan:
     #: The latency probes' process: asks for real-time scheduling in the window
     #: (see _prioritize).
     prioritized: bool = False
+    #: Seconds of the video clip: its keyframe comes this often unasked (clip.py).
+    keyframe_interval: float = DEFAULT_KEYFRAME_INTERVAL
 
 
 def run_worker(plan: WorkerPlan, pipe: Connection) -> None:
@@ -99,7 +101,9 @@ def _deprioritize(priority: str) -> None:
 async def _work(plan: WorkerPlan, pipe: Connection) -> None:
     priority: str | None = None
     publishes = any(p.publishes for p in plan.participants)
-    video = encode_video(plan.codec, plan.width, plan.height, plan.fps, plan.bitrate)
+    video = encode_video(
+        plan.codec, plan.width, plan.height, plan.fps, plan.bitrate, plan.keyframe_interval
+    )
     audio = encode_audio() if publishes else None
     participants = [
         LoadParticipant(
