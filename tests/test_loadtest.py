@@ -15,6 +15,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -321,6 +322,22 @@ def test_a_tallys_receiver_statistics_are_aiortcs(monkeypatch: pytest.MonkeyPatc
     assert reference.cycles > 0 and reference.packets_lost != 0 and reference.jitter > 0
 
 
+async def _negotiate(
+    sending: RTCPeerConnection,
+    receiving: RTCPeerConnection,
+    before_connecting: Callable[[], None] | None = None,
+) -> None:
+    """Offer from ``sending``, answer from ``receiving``, on 127.0.0.1 only;
+    ``before_connecting`` runs once the receiver's side is set, before the sender's."""
+    with gather_only_on(("127.0.0.1",)):
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        if before_connecting is not None:
+            before_connecting()
+        await sending.setRemoteDescription(receiving.localDescription)
+
+
 @pytest.mark.timeout(90)
 async def test_a_clip_sender_sends_decodable_video_through_the_compiled_stream() -> None:
     """A load publisher's ClipSender: what an aiortc receiver gets is the clip, decodable,
@@ -337,11 +354,7 @@ async def test_a_clip_sender_sends_decodable_video_through_the_compiled_stream()
         transceiver = sending.addTransceiver("video", direction="sendonly")
         sender = ClipSender(clip, transceiver.receiver.transport, on_send=noted.append)
         install_sender(transceiver, sender, stream_id="clip", track_id="video")
-        with gather_only_on(("127.0.0.1",)):
-            await sending.setLocalDescription(await sending.createOffer())
-            await receiving.setRemoteDescription(sending.localDescription)
-            await receiving.setLocalDescription(await receiving.createAnswer())
-            await sending.setRemoteDescription(receiving.localDescription)
+        await _negotiate(sending, receiving)
         frames = [await asyncio.wait_for(tracks[0].recv(), 30) for _ in range(45)]
         assert all((f.width, f.height) == (160, 120) for f in frames)
         steps = [b.pts - a.pts for a, b in itertools.pairwise(frames)]
@@ -405,11 +418,7 @@ async def test_a_clip_sender_answers_a_keyframe_request_at_the_next_frame() -> N
         transceiver = sending.addTransceiver("video", direction="sendonly")
         sender = ClipSender(clip, transceiver.receiver.transport)
         install_sender(transceiver, sender, stream_id="clip", track_id="video")
-        with gather_only_on(("127.0.0.1",)):
-            await sending.setLocalDescription(await sending.createOffer())
-            await receiving.setRemoteDescription(sending.localDescription)
-            await receiving.setLocalDescription(await receiving.createAnswer())
-            await sending.setRemoteDescription(receiving.localDescription)
+        await _negotiate(sending, receiving)
         await eventually(lambda: len(log.frames) >= 30, "a second of video", within=30)
         # The clip's own keyframe is its first frame; none since (the interval is 20 s).
         first = log.frames.index(True)
@@ -454,12 +463,8 @@ async def test_an_h264_track_is_counted_straight_into_its_tally() -> None:
         )
         sender = ClipSender(clip, transceiver.receiver.transport)
         install_sender(transceiver, sender, stream_id="clip", track_id="video")
-        with gather_only_on(("127.0.0.1",)):
-            await sending.setLocalDescription(await sending.createOffer())
-            await receiving.setRemoteDescription(sending.localDescription)
-            await receiving.setLocalDescription(await receiving.createAnswer())
-            count_in_callback(receiving)  # the load participant's receive path
-            await sending.setRemoteDescription(receiving.localDescription)
+        # The load participant's receive path, installed as a load participant does.
+        await _negotiate(sending, receiving, lambda: count_in_callback(receiving))
         assert "H264" in receiving.localDescription.sdp
         await eventually(lambda: bool(counters) and counters[0].frames >= 45, "45 frames", 30)
         (counter,) = counters

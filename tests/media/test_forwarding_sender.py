@@ -195,15 +195,22 @@ def rtcp_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return str(request.param)
 
 
-async def test_a_nack_is_answered_from_the_sent_history(
-    fanout_path: str, rtcp_path: str, harness: RoomHarness
-) -> None:
+async def _alice_watched_by_bob(harness: RoomHarness) -> tuple[MediaTestClient, _RecordingBuffer]:
+    """alice publishes; bob only watches, recording her video (20 packets in)."""
     alice = harness.client("alice", width=64, height=48)
     bob = harness.client("bob", video=False, audio=False)
     recorder = _record_video_from(bob, "alice")
     await alice.join()
     await bob.join(publish=False)
     await harness.wait_until(lambda: len(recorder.packets) >= 20, "alice's video at bob")
+    return bob, recorder
+
+
+async def _nack_and_wait(
+    harness: RoomHarness, bob: MediaTestClient, recorder: _RecordingBuffer
+) -> tuple[_Received, _Received]:
+    """bob NACKs the 11th packet he recorded, as if he had lost it (aiortc's own NACK,
+    what its NACK generator would send); returns that packet and the one sent again."""
     assert bob.sub_pc is not None
     receiver = next(
         t.receiver
@@ -212,7 +219,6 @@ async def test_a_nack_is_answered_from_the_sent_history(
     )
     wanted = recorder.packets[10]
     before = len(recorder.packets)
-    # As if bob had lost it: aiortc's own NACK (what its NACK generator would send).
     await receiver._send_rtcp_nack(wanted.ssrc, [wanted.sequence_number])
     await harness.wait_until(
         lambda: any(p.sequence_number == wanted.sequence_number for p in recorder.packets[before:]),
@@ -221,6 +227,14 @@ async def test_a_nack_is_answered_from_the_sent_history(
     again = next(
         p for p in recorder.packets[before:] if p.sequence_number == wanted.sequence_number
     )
+    return wanted, again
+
+
+async def test_a_nack_is_answered_from_the_sent_history(
+    fanout_path: str, rtcp_path: str, harness: RoomHarness
+) -> None:
+    bob, recorder = await _alice_watched_by_bob(harness)
+    wanted, again = await _nack_and_wait(harness, bob, recorder)
     assert again == wanted, "the very packet sent before: same header fields and payload"
     # Counted once, for /metrics (per NACKed packet, not per forwarded one).
     bob_senders = harness.room._participants["bob"].subscribe.senders
@@ -253,32 +267,15 @@ async def test_the_node_times_each_compound_rtcp_packet_to_the_end_of_its_handle
 
     monkeypatch.setattr(ForwardingSender, "_handle_rtcp_packet", slow_nack)
     monkeypatch.setattr(ingest, "enabled", True)  # the direct ingest, where it is timed
-    alice = harness.client("alice", width=64, height=48)
-    bob = harness.client("bob", video=False, audio=False)
-    recorder = _record_video_from(bob, "alice")
-    await alice.join()
-    await bob.join(publish=False)
-    await harness.wait_until(lambda: len(recorder.packets) >= 20, "alice's video at bob")
+    bob, recorder = await _alice_watched_by_bob(harness)
     # bob's receiver reports (about every second) are timed.
     start = rtcp_handling.handling_times()
     await harness.wait_until(
         lambda: sum(rtcp_handling.handling_times().counts) > sum(start.counts),
         "a receiver report to be handled",
     )
-    assert bob.sub_pc is not None
-    receiver = next(
-        t.receiver
-        for t in bob.sub_pc.getTransceivers()
-        if t.kind == "video" and t.receiver.track is not None
-    )
-    wanted = recorder.packets[10]
     before = rtcp_handling.handling_times()
-    sent = len(recorder.packets)
-    await receiver._send_rtcp_nack(wanted.ssrc, [wanted.sequence_number])
-    await harness.wait_until(
-        lambda: any(p.sequence_number == wanted.sequence_number for p in recorder.packets[sent:]),
-        "the retransmission",
-    )
+    await _nack_and_wait(harness, bob, recorder)
     after = rtcp_handling.handling_times()
     # The NACK's compound packet took longer than its handler was held (a receiver
     # report may too, should the machine preempt the process meanwhile).
