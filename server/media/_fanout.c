@@ -73,7 +73,6 @@ static FanoutBatch batch = {.flush = batch_flush};
 typedef struct {
     PyObject *payload;     /* NULL: an empty slot (nothing sent there yet) */
     PyObject *long_header; /* a header longer than HISTORY_HEADER_INLINE, else NULL */
-    unsigned short seq;    /* the header's sequence number */
     unsigned char header_len;
     unsigned char header[HISTORY_HEADER_INLINE];
 } HistorySlot;
@@ -83,6 +82,12 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Py_ssize_t size;
+    /* Each slot's sequence number + 1 (0: nothing sent there yet): all that
+     * sent_among reads. 4 bytes a slot, apart from the packets, so that a stream's
+     * marks stay in cache where its 72-byte slots (36 kB a stream) do not. */
+    uint32_t *marks;
+    /* The packets themselves; NULL for a stream whose receiver cannot NACK (no
+     * negotiated `nack`: Opus), which keeps the numbers only. */
     HistorySlot *slots;
 } SentHistory;
 
@@ -101,7 +106,12 @@ static int
 history_put(SentHistory *h, const unsigned char *header, Py_ssize_t header_len, PyObject *payload)
 {
     unsigned int seq = ((unsigned int)header[2] << 8) | header[3];
-    HistorySlot *slot = &h->slots[seq % (unsigned int)h->size];
+    unsigned int index = seq % (unsigned int)h->size;
+    if (h->slots == NULL) {
+        h->marks[index] = seq + 1;
+        return 0;
+    }
+    HistorySlot *slot = &h->slots[index];
     PyObject *long_header = NULL;
     if (header_len > HISTORY_HEADER_INLINE) {
         long_header = PyBytes_FromStringAndSize((const char *)header, header_len);
@@ -118,7 +128,7 @@ history_put(SentHistory *h, const unsigned char *header, Py_ssize_t header_len, 
     slot->payload = payload;
     slot->long_header = long_header;
     slot->header_len = (unsigned char)(long_header ? 0 : header_len);
-    slot->seq = (unsigned short)seq;
+    h->marks[index] = seq + 1; /* the slot is whole: it may be read as this number's */
     Py_XDECREF(old_payload);
     Py_XDECREF(old_header);
     return 0;
@@ -127,9 +137,10 @@ history_put(SentHistory *h, const unsigned char *header, Py_ssize_t header_len, 
 static PyObject *
 SentHistory_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"size", NULL};
+    static char *kwlist[] = {"size", "packets", NULL};
     Py_ssize_t size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n", kwlist, &size))
+    int packets = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|p", kwlist, &size, &packets))
         return NULL;
     if (size <= 0 || size > 65536 || 65536 % size != 0) {
         PyErr_SetString(PyExc_ValueError, "the size must be a power of two dividing 65536");
@@ -138,10 +149,17 @@ SentHistory_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     SentHistory *h = (SentHistory *)type->tp_alloc(type, 0);
     if (h == NULL)
         return NULL;
-    h->slots = PyMem_Calloc((size_t)size, sizeof(HistorySlot));
-    if (h->slots == NULL) {
+    h->marks = PyMem_Calloc((size_t)size, sizeof(uint32_t));
+    if (h->marks == NULL) {
         Py_DECREF(h);
         return PyErr_NoMemory();
+    }
+    if (packets) {
+        h->slots = PyMem_Calloc((size_t)size, sizeof(HistorySlot));
+        if (h->slots == NULL) {
+            Py_DECREF(h);
+            return PyErr_NoMemory();
+        }
     }
     h->size = size;
     return (PyObject *)h;
@@ -155,6 +173,7 @@ SentHistory_dealloc(SentHistory *h)
             history_slot_clear(&h->slots[i]);
         PyMem_Free(h->slots);
     }
+    PyMem_Free(h->marks);
     Py_TYPE(h)->tp_free((PyObject *)h);
 }
 
@@ -200,18 +219,27 @@ SentHistory_get(SentHistory *h, PyObject *arg)
     long long number = PyLong_AsLongLong(arg);
     if (number == -1 && PyErr_Occurred())
         return NULL;
-    const HistorySlot *slot = &h->slots[((number % h->size) + h->size) % h->size];
-    if (slot->payload == NULL || slot->seq != (unsigned short)(number & 0xFFFF))
+    Py_ssize_t index = (Py_ssize_t)(((number % h->size) + h->size) % h->size);
+    if (h->slots == NULL || h->marks[index] != (uint32_t)(number & 0xFFFF) + 1)
         Py_RETURN_NONE;
-    return history_slot_entry(slot);
+    return history_slot_entry(&h->slots[index]);
 }
 
 static PyObject *
 SentHistory_clear_slots(SentHistory *h, PyObject *Py_UNUSED(ignored))
 {
-    for (Py_ssize_t i = 0; i < h->size; i++)
-        history_slot_clear(&h->slots[i]);
+    memset(h->marks, 0, (size_t)h->size * sizeof(uint32_t));
+    if (h->slots != NULL) {
+        for (Py_ssize_t i = 0; i < h->size; i++)
+            history_slot_clear(&h->slots[i]);
+    }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+SentHistory_keeps_packets(SentHistory *h, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(h->slots != NULL);
 }
 
 static PyObject *
@@ -221,9 +249,9 @@ SentHistory_sequence_numbers(SentHistory *h, PyObject *Py_UNUSED(ignored))
     if (numbers == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < h->size; i++) {
-        if (h->slots[i].payload == NULL)
+        if (h->marks[i] == 0)
             continue;
-        PyObject *n = PyLong_FromLong(h->slots[i].seq);
+        PyObject *n = PyLong_FromLong((long)h->marks[i] - 1);
         if (n == NULL || PyList_Append(numbers, n) < 0) {
             Py_XDECREF(n);
             Py_DECREF(numbers);
@@ -255,12 +283,12 @@ SentHistory_sent_among(SentHistory *h, PyObject *const *args, Py_ssize_t nargs)
     long long sent = 0, known = 0;
     long long start = last - size + 1 > first ? last - size + 1 : first;
     for (long long number = start; number <= last; number++) {
-        const HistorySlot *slot = &h->slots[((number % size) + size) % size];
-        if (slot->payload == NULL) {
+        uint32_t mark = h->marks[((number % size) + size) % size];
+        if (mark == 0) {
             known++; /* nothing was ever sent in this slot */
             continue;
         }
-        long long ahead = ((long long)slot->seq - number) & 0xFFFF;
+        long long ahead = ((long long)mark - 1 - number) & 0xFFFF;
         if (ahead == 0) {
             sent++;
             known++;
@@ -287,20 +315,26 @@ static PyMethodDef SentHistory_methods[] = {
      "how many were sent, and how many the history can tell."},
     {NULL}};
 
+static PyGetSetDef SentHistory_getset[] = {
+    {"keeps_packets", (getter)SentHistory_keeps_packets, NULL,
+     "Whether the packets are kept (for NACKs), not only their sequence numbers.", NULL},
+    {NULL}};
+
 static PySequenceMethods SentHistory_as_sequence = {
     .sq_length = (lenfunc)SentHistory_len,
 };
 
 static PyTypeObject SentHistoryType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "server.media._fanout.SentHistory",
-    .tp_doc = PyDoc_STR("SentHistory(size): an outgoing stream's NACK history, in C (see "
-                        "server/media/sent_history.py)."),
+    .tp_doc = PyDoc_STR("SentHistory(size, packets=True): an outgoing stream's NACK history, "
+                        "in C (see server/media/sent_history.py)."),
     .tp_basicsize = sizeof(SentHistory),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = SentHistory_new,
     .tp_dealloc = (destructor)SentHistory_dealloc,
     .tp_as_sequence = &SentHistory_as_sequence,
     .tp_methods = SentHistory_methods,
+    .tp_getset = SentHistory_getset,
 };
 
 typedef struct {

@@ -1083,6 +1083,12 @@ class SendCounters:
         self.last_rtp_timestamp = 0
 
 
+def nack_negotiated(codec: RTCRtpCodecParameters) -> bool:
+    """Whether the receiver of ``codec`` may NACK its packets (RFC 4585 generic NACK:
+    feedback ``nack`` with no parameter; ``nack pli`` is a keyframe request)."""
+    return any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback)
+
+
 class RtpSendChannel:
     """Sends RTP packets through an aiortc sender's transport, synchronously.
 
@@ -1112,7 +1118,8 @@ class RtpSendChannel:
         )
         self._output = output
         #: The packets sent (the NACK history; the compiled stream writes to it too).
-        self._sent: SentHistoryLike = new_sent_history()
+        #: Their numbers only where the receiver cannot NACK them (sent_history.py).
+        self._sent: SentHistoryLike = new_sent_history(packets=nack_negotiated(codec))
         #: Where the counters live: here, or in the compiled stream (see attach_stream).
         self._counters: SendCounters | CompiledStream = SendCounters()
         self._stream: CompiledStream | None = None

@@ -17,6 +17,7 @@ from aiortc import clock as aiortc_clock
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
@@ -40,7 +41,13 @@ from server.media.rtp_header import OutgoingHeader
 from server.media.sent_history import SENT_HISTORY_SIZE, SentHistory, SentHistoryLike
 from server.media.track_forwarder import TrackForwarder
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+# As negotiated with a browser: its receiver may NACK (so the history keeps packets).
+VP8 = RTCRtpCodecParameters(
+    mimeType="video/VP8",
+    clockRate=90000,
+    payloadType=97,
+    rtcpFeedback=[RTCRtcpFeedback(type="nack"), RTCRtcpFeedback(type="nack", parameter="pli")],
+)
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
@@ -824,18 +831,23 @@ def test_a_packet_too_long_to_encrypt_is_dropped_and_the_stream_goes_on() -> Non
     asyncio.run(run())
 
 
-def test_the_compiled_sent_history_answers_what_the_python_one_does() -> None:
+@pytest.mark.parametrize("packets", [True, False], ids=["packets", "numbers-only"])
+def test_the_compiled_sent_history_answers_what_the_python_one_does(packets: bool) -> None:
     """``_fanout.SentHistory`` (written for each copy the fan-out sends; read for each
     receiver report of each forwarded track and each NACK) gives what the Python
     reference gives: over empty slots, slots a newer or an older packet holds, skipped
-    numbers, sequence wraps, headers longer than a slot's own room, and a clear."""
+    numbers, sequence wraps, headers longer than a slot's own room, and a clear. A
+    history of the numbers only (a stream that cannot be NACKed) counts the same and
+    answers no NACK."""
     require_compiled("the compiled fan-out", fanout.IMPORT_ERROR)
     from server.media._fanout import SentHistory as CompiledSentHistory
 
     rng = random.Random(7)
     for size in (1, 8, 64, SENT_HISTORY_SIZE):
-        python, compiled = SentHistory(size), CompiledSentHistory(size)
+        python = SentHistory(size, packets=packets)
+        compiled = CompiledSentHistory(size, packets=packets)
         assert len(python) == len(compiled) == size
+        assert python.keeps_packets is compiled.keeps_packets is packets
         number = rng.randrange(0, 3 * 65536)  # extended: past several wraps
         for step in range(3000):
             number += 1 if rng.random() < 0.9 else rng.randrange(2, 40)  # skipped numbers
@@ -856,9 +868,11 @@ def test_the_compiled_sent_history_answers_what_the_python_one_does() -> None:
                 python.clear()
                 compiled.clear()
         assert compiled.sequence_numbers() == python.sequence_numbers()
+        assert len(compiled.sequence_numbers()) > 0
         newest = bytes([0x80, 96]) + ((number + 1) & 0xFFFF).to_bytes(2, "big") + bytes(8)
         compiled.put(newest, b"newest")
-        assert compiled.get((number + 1) & 0xFFFF) == (newest, b"newest")
+        assert compiled.get((number + 1) & 0xFFFF) == ((newest, b"newest") if packets else None)
+        assert compiled.sent_among(number + 1, number + 1) == (1, 1)
     assert CompiledSentHistory(8).sent_among(5, 10) == SentHistory(8).sent_among(5, 10) == (0, 6)
 
 
