@@ -2,11 +2,14 @@
 
 The control room (`signaling/control.py`) asks each room's owner for these
 with an admin request (`media_stats`) every couple of seconds while an
-operator watches. Everything is read from what already exists: aiortc's
-`getStats()` (bytes, packets lost, the subscribers' receiver reports), the
-forwarders' counters (frames, the last keyframe's size) and the speaker
-detector's levels. Rates are differences between two reads, kept here per
-participant and peer connection; nothing is added to the forwarding path.
+operator watches. Everything is read from what already exists: the peer
+connections' counters (bytes, packets lost, the subscribers' receiver reports:
+server/media/connection_counters.py, the figures aiortc's `getStats()` gives,
+without its task per track), the forwarders' counters (frames, the last
+keyframe's size) and the speaker detector's levels. Rates are differences
+between two reads, kept here per participant and peer connection; nothing is
+added to the forwarding path. The read yields to the event loop after each
+participant, so that a large room's read never holds the packets of the node.
 """
 
 from __future__ import annotations
@@ -19,17 +22,14 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCPeerConnection
-
 from server.media import MediaError
 from server.media.aiortc_internals import selected_candidate_types
+from server.media.connection_counters import read_counters
 from server.media.forwarding_sender import ForwardingSender
 from server.rooms.owned_room import OwnedRoom
 
 logger = logging.getLogger(__name__)
 
-#: One peer connection's statistics must come within this long (they are local reads).
-STATS_TIMEOUT = 1.0
 #: Counters older than this are not used for a rate (the operator left and came back).
 MAX_RATE_AGE = 10.0
 #: A rate is measured over at least this long. Every node's control room asks the owner,
@@ -71,7 +71,8 @@ class MediaStatsReader:
         seen: set[Hashable] = set()
         levels = media.audio_levels() if media is not None else {}
         participants = []
-        for p in room.participants.values():
+        # A copy: the read yields, and participants may come and go meanwhile.
+        for p in list(room.participants.values()):
             entry: dict[str, Any] = {
                 "identity": p.identity,
                 "name": p.name,
@@ -85,8 +86,9 @@ class MediaStatsReader:
             if media is not None:
                 # MediaError: joined, media not set up yet.
                 with contextlib.suppress(MediaError):
-                    found = await self._participant(room.room_id, media, p.identity, now, seen)
+                    found = self._participant(room.room_id, media, p.identity, now, seen)
                     entry.update(found)
+                await asyncio.sleep(0)  # the next participant in the loop's next turn
             participants.append(entry)
         # Forget connections gone from this room, and rooms no longer read.
         for key, reading in list(self._last.items()):
@@ -107,7 +109,7 @@ class MediaStatsReader:
             "participants": participants,
         }
 
-    async def _participant(
+    def _participant(
         self, room_id: str, media: Any, identity: str, now: float, seen: set[Hashable]
     ) -> dict[str, Any]:
         states = media.connection_states(identity)
@@ -146,15 +148,10 @@ class MediaStatsReader:
         key = (room_id, identity)
         # Upload: the transport's bytes in (SRTP and RTCP included); download: RTP payload.
         if publish_pc is not None:
-            stats = await _stats(publish_pc)
-            received = lost = 0.0
-            in_bytes = 0.0
-            for s in stats:
-                if s.type == "transport":
-                    in_bytes += s.bytesReceived or 0
-                elif s.type == "inbound-rtp":
-                    received += s.packetsReceived or 0
-                    lost += max(0, s.packetsLost or 0)
+            counters = read_counters(publish_pc)
+            in_bytes = float(sum(bytes_in for bytes_in, _ in counters.transport_bytes.values()))
+            received = float(sum(s.packets_received for s in counters.inbound))
+            lost = float(sum(max(0, s.packets_lost) for s in counters.inbound))
             rate = self._rate((*key, id(publish_pc), "in"), in_bytes, now, seen)
             out["send_kbps"] = None if rate is None else round(rate * 8 / 1000, 1)
             d_received = self._rate((*key, id(publish_pc), "pkts"), received, now, seen)
@@ -162,19 +159,12 @@ class MediaStatsReader:
             if d_received is not None and d_lost is not None and d_received + d_lost > 0:
                 out["loss"] = round(d_lost / (d_received + d_lost), 4)
         if subscribe_pc is not None:
-            stats = await _stats(subscribe_pc)
-            out_bytes = 0.0
-            losses: list[float] = []
-            rtts: list[float] = []
-            for s in stats:
-                # The forwarding path sends beside the transport's own counters; the
-                # senders count what they forwarded (RTP payload bytes).
-                if s.type == "outbound-rtp":
-                    out_bytes += s.bytesSent or 0
-                elif s.type == "remote-inbound-rtp":
-                    losses.append((s.fractionLost or 0) / 256)
-                    if s.roundTripTime is not None:
-                        rtts.append(s.roundTripTime)
+            counters = read_counters(subscribe_pc)
+            # The forwarding path sends beside the transport's own counters; the
+            # senders count what they forwarded (RTP payload bytes).
+            out_bytes = float(counters.payload_bytes_sent)
+            losses = [r.fraction_lost / 256 for r in counters.reports]
+            rtts = [r.round_trip_time for r in counters.reports if r.round_trip_time is not None]
             rate = self._rate((*key, id(subscribe_pc), "out"), out_bytes, now, seen)
             out["receive_kbps"] = None if rate is None else round(rate * 8 / 1000, 1)
             if losses:
@@ -200,13 +190,3 @@ class MediaStatsReader:
             if forwarder.frame_size is not None:
                 out["width"], out["height"] = forwarder.frame_size
         return out
-
-
-async def _stats(pc: RTCPeerConnection) -> list[Any]:
-    try:
-        async with asyncio.timeout(STATS_TIMEOUT):
-            report = await pc.getStats()
-    except Exception as exc:  # closing meanwhile
-        logger.debug("no statistics from a peer connection: %s", exc)
-        return []
-    return list(report.values())

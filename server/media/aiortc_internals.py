@@ -1343,9 +1343,20 @@ class HookedRtpSender(RTCRtpSender):
     nacks_received = 0
     #: ((SSRC, CNAME), the SDES packet) of the last report (see sender_report).
     _sdes: tuple[tuple[int, str], bytes] | None = None
-    #: The last receiver report block about this sender that getStats() has not yet
-    #: seen: (when, the reporting SSRC, the block, packets sent then, round-trip time).
-    _unseen_report: tuple[float, int, RtcpReceiverInfo, int, float | None] | None = None
+    #: The last receiver report block about this sender, as plain numbers: when it came
+    #: (``time.time()``; 0.0 before the first), the reporting SSRC, its loss figures and
+    #: the packets sent by then (read by getStats() and server/media/connection_counters.py).
+    #: Not the parsed block in a tuple: ~2 000 senders replace theirs every second, and
+    #: objects the cyclic collector tracks that live that long are what its young
+    #: collections walk (20 000 of them took 3-12 ms, the event loop stopped meanwhile).
+    report_time = 0.0
+    report_reporter = 0
+    report_fraction_lost = 0
+    report_packets_lost = 0
+    report_jitter = 0
+    report_packets_sent = 0
+    # The report_time of the last block getStats() turned into a statistics object.
+    _report_in_stats = 0.0
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
@@ -1369,28 +1380,33 @@ class HookedRtpSender(RTCRtpSender):
                 sample = now - getattr(self, _LSR_TIME) - (report.dlsr / 65536)
                 rtt = sample if rtt is None else RTT_ALPHA * rtt + (1 - RTT_ALPHA) * sample
                 setattr(self, _RTT, rtt)
-            packets_sent: int = getattr(self, _PACKET_COUNT)
-            self._unseen_report = (now, packet.ssrc, report, packets_sent, rtt)
+            self.report_time = now
+            self.report_reporter = packet.ssrc
+            self.report_fraction_lost = report.fraction_lost
+            self.report_packets_lost = report.packets_lost
+            self.report_jitter = report.jitter
+            self.report_packets_sent = getattr(self, _PACKET_COUNT)
 
     async def getStats(self) -> RTCStatsReport:
         """aiortc's statistics, with those of the last receiver report block."""
-        unseen, self._unseen_report = self._unseen_report, None
-        if unseen is not None:
-            when, reporter, report, packets_sent, rtt = unseen
+        when = self.report_time
+        if when != self._report_in_stats:
+            self._report_in_stats = when
             stats: RTCStatsReport = getattr(self, _STATS)
             stats.add(
                 RTCRemoteInboundRtpStreamStats(
                     timestamp=datetime.datetime.fromtimestamp(when, datetime.UTC),
                     type="remote-inbound-rtp",
                     id="remote-inbound-rtp_" + str(id(self)),
-                    ssrc=reporter,
+                    ssrc=self.report_reporter,
                     kind=getattr(self, _KIND),
                     transportId=self.transport._stats_id,
-                    packetsReceived=packets_sent - report.packets_lost,
-                    packetsLost=report.packets_lost,
-                    jitter=report.jitter,
-                    roundTripTime=rtt,  # type: ignore[arg-type]  # None until known, as aiortc
-                    fractionLost=report.fraction_lost,
+                    packetsReceived=self.report_packets_sent - self.report_packets_lost,
+                    packetsLost=self.report_packets_lost,
+                    jitter=self.report_jitter,
+                    # None until known, as aiortc
+                    roundTripTime=getattr(self, _RTT),
+                    fractionLost=self.report_fraction_lost,
                 )
             )
         return await super().getStats()

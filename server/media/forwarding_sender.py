@@ -121,16 +121,21 @@ class ForwardingSender(HookedRtpSender):
         self._resume_seq: int | None = None
         #: Receiver reports not judged (the first one after a pause).
         self.reports_skipped = 0
-        # The source's (expected, received) counts at the receiver's previous report:
-        # what the publisher's uplink lost in between is no fault of this receiver's link.
-        self._upstream_mark: tuple[TrackForwarder, int, int] | None = None
+        # The source and its expected and received counts at the receiver's previous
+        # report: what the publisher's uplink lost in between is no fault of this
+        # receiver's link. Attributes, not a tuple made per report (see
+        # HookedRtpSender.report_time: what lives a second is what young GCs walk).
+        self._upstream_source: TrackForwarder | None = None
+        self._upstream_expected = 0
+        self._upstream_received = 0
         self._upstream_loss = 0.0
         # The extended highest sequence number of the receiver's previous report: where
         # the packets its next report counts start.
         self._report_highest: int | None = None
-        #: The last report's loss: (as the receiver reported it, the share of it that
-        #: never reached us from the publisher). Stats and tests.
-        self.last_report_loss: tuple[float, float] = (0.0, 0.0)
+        # The last report's loss as the receiver reported it, and the share of it that
+        # never reached us from the publisher (last_report_loss).
+        self._reported_loss = 0.0
+        self._reported_upstream_loss = 0.0
         self._is_video = forwarder.kind == "video"
         self._max_buffered = queue_size * _PACKET_BYTES
         self._paused = False
@@ -193,6 +198,12 @@ class ForwardingSender(HookedRtpSender):
         return self._source
 
     @property
+    def last_report_loss(self) -> tuple[float, float]:
+        """The last report's loss: (as the receiver reported it, the share of it that
+        never reached us from the publisher). Stats and tests."""
+        return self._reported_loss, self._reported_upstream_loss
+
+    @property
     def switching_to(self) -> TrackForwarder | None:
         """The encoding a switch waits for a keyframe of, if any."""
         return self._probe.target if self._probe is not None else None
@@ -201,7 +212,7 @@ class ForwardingSender(HookedRtpSender):
         """Forget the forwarder and sent-packet history (after the sender is stopped)."""
         forwarder, self._forwarder = self._forwarder, None
         source, self._source = self._source, None
-        self._upstream_mark = None
+        self._upstream_source = None
         self._report_highest = None
         self._cancel_probe()
         for f in (forwarder, source):
@@ -396,13 +407,12 @@ class ForwardingSender(HookedRtpSender):
         source = self._source
         if source is None:
             return reported
-        last = self._upstream_mark
-        if last is None or last[0] is not source:
+        if self._upstream_source is not source:
             self._mark_upstream(source)
         else:
-            expected = source.packets_expected - last[1]
+            expected = source.packets_expected - self._upstream_expected
             if expected >= _UPSTREAM_MIN_PACKETS:
-                received = source.packets_received - last[2]
+                received = source.packets_received - self._upstream_received
                 self._upstream_loss = min(max(1.0 - received / expected, 0.0), 1.0)
                 self._mark_upstream(source)
         upstream = self._upstream_loss
@@ -412,7 +422,8 @@ class ForwardingSender(HookedRtpSender):
             sent, known = channel.sent_among(previous + 1, highest_sequence)
             if known >= _UPSTREAM_MIN_PACKETS:
                 upstream = 1.0 - sent / known
-        self.last_report_loss = (reported, upstream)
+        self._reported_loss = reported
+        self._reported_upstream_loss = upstream
         if upstream >= 1.0:
             return 0.0  # nothing came to forward: the receiver's link is not judged
         # loss_total = 1 - (1 - upstream)(1 - link)
@@ -421,7 +432,9 @@ class ForwardingSender(HookedRtpSender):
     def _mark_upstream(self, source: TrackForwarder) -> None:
         # Where the next measure of the publisher's loss starts: when forwarding starts
         # from a source, so that the receiver's first report is judged too.
-        self._upstream_mark = (source, source.packets_expected, source.packets_received)
+        self._upstream_source = source
+        self._upstream_expected = source.packets_expected
+        self._upstream_received = source.packets_received
 
     async def run_forwarding(self, channel: RtpSendChannel) -> None:
         """Forward (from :meth:`on_packet`) until stopped; this task only waits."""

@@ -92,13 +92,18 @@ class ReceiverQuality:
     def __init__(self, thresholds: TierThresholds, now: float) -> None:
         self._t = thresholds
         self.level = FULL
-        # The reports in the window, (time, fraction lost, jitter), oldest first (at most
-        # MAX_SAMPLES); their losses' sum; and, for the largest jitter, the reports whose
-        # jitter no later one reaches, as (report number, jitter). Each report is judged
-        # in constant time: a receiver sends one per stream it gets, ~20 a second.
-        self._samples: deque[tuple[float, float, float]] = deque()
+        # The reports in the window, oldest first (at most MAX_SAMPLES): their times and
+        # fractions lost, and the losses' sum; and, for the largest jitter, the reports
+        # whose jitter no later one reaches: their numbers and jitters. Each report is
+        # judged in constant time: a receiver sends one per stream it gets, ~20 a second.
+        # Parallel deques of numbers, not of tuples: a node keeps thousands of reports
+        # in its windows, and tuples living that long are what the cyclic collector's
+        # young collections walk (milliseconds of stopped event loop; gc_policy.py).
+        self._sample_times: deque[float] = deque()
+        self._sample_losses: deque[float] = deque()
         self._loss_sum = 0.0
-        self._jitter_peaks: deque[tuple[int, float]] = deque()
+        self._peak_reports: deque[int] = deque()
+        self._peak_jitters: deque[float] = deque()
         self._reports = 0
         #: Since when the receiver's REMB says it gets more than its link carries.
         self._remb_short_since: float | None = None
@@ -138,15 +143,19 @@ class ReceiverQuality:
     def observe_report(self, now: float, fraction_lost: float, jitter: float) -> int | None:
         """One report block: fraction lost (0..1) and jitter (seconds) since the last one."""
         loss, jitter = min(max(fraction_lost, 0.0), 1.0), max(jitter, 0.0)
-        samples = self._samples
-        samples.append((now, loss, jitter))
+        times, losses = self._sample_times, self._sample_losses
+        times.append(now)
+        losses.append(loss)
         self._loss_sum += loss
-        if len(samples) > MAX_SAMPLES:
-            self._loss_sum -= samples.popleft()[1]
-        peaks = self._jitter_peaks
-        while peaks and peaks[-1][1] <= jitter:
-            peaks.pop()
-        peaks.append((self._reports, jitter))
+        if len(times) > MAX_SAMPLES:
+            times.popleft()
+            self._loss_sum -= losses.popleft()
+        peak_reports, peak_jitters = self._peak_reports, self._peak_jitters
+        while peak_jitters and peak_jitters[-1] <= jitter:
+            peak_reports.pop()
+            peak_jitters.pop()
+        peak_reports.append(self._reports)
+        peak_jitters.append(jitter)
         self._reports += 1
         return self._evaluate(now)
 
@@ -162,17 +171,21 @@ class ReceiverQuality:
 
     def _evaluate(self, now: float) -> int | None:
         t = self._t
-        samples, peaks = self._samples, self._jitter_peaks
+        times, losses = self._sample_times, self._sample_losses
+        peak_reports, peak_jitters = self._peak_reports, self._peak_jitters
         oldest = now - t.window
-        while samples and samples[0][0] < oldest:
-            self._loss_sum -= samples.popleft()[1]
-        first_kept = self._reports - len(samples)
-        while peaks and peaks[0][0] < first_kept:
-            peaks.popleft()
+        while times and times[0] < oldest:
+            times.popleft()
+            self._loss_sum -= losses.popleft()
+        first_kept = self._reports - len(times)
+        while peak_reports and peak_reports[0] < first_kept:
+            peak_reports.popleft()
+            peak_jitters.popleft()
         # Without recent reports only REMB can tell (and nothing says the link is clean).
+        samples = bool(times)
         if samples:
-            loss = max(self._loss_sum, 0.0) / len(samples)
-            jitter = peaks[0][1]
+            loss = max(self._loss_sum, 0.0) / len(times)
+            jitter = peak_jitters[0]
         else:
             self._loss_sum = 0.0  # no rounding left over from the reports gone
             loss = jitter = 0.0
@@ -192,9 +205,7 @@ class ReceiverQuality:
         # lags what it now gets (it grows ~8 %/s). With some loss besides, the link is full.
         some_loss = loss > t.up_loss
         weak = loss >= t.down_loss or ((jitter >= t.down_jitter or remb_short) and some_loss)
-        clean = (
-            bool(samples) and loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
-        )
+        clean = samples and loss <= t.up_loss and jitter < t.down_jitter / 2 and not remb_short
         if weak:
             self.reason = (
                 f"loss {loss:.0%}"
@@ -238,8 +249,10 @@ class ReceiverQuality:
         self._remb_short_since = None
 
     def _forget_samples(self) -> None:
-        self._samples.clear()
-        self._jitter_peaks.clear()
+        self._sample_times.clear()
+        self._sample_losses.clear()
+        self._peak_reports.clear()
+        self._peak_jitters.clear()
         self._loss_sum = 0.0
 
 
