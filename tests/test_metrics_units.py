@@ -45,3 +45,14 @@ def test_retained_totals_never_go_down() -> None:
     assert totals.update({("sent", 1): 12.0}) == {"sent": 17.0}  # 2 left with 5
     assert totals.update({("sent", 1): 3.0}) == {"sent": 20.0}  # a new object under id 1
     assert totals.update({}) == {"sent": 20.0}
+
+
+def test_retained_totals_by_group_keep_a_group_whose_objects_are_all_gone() -> None:
+    totals = RetainedTotals()
+    assert totals.update_group("sent:video", {1: 10.0, 2: 5.0}) == 15.0
+    assert totals.update_group("sent:audio", {3: 7.0}) == 7.0
+    assert totals.groups() == {"sent:video", "sent:audio"}
+    assert totals.update_group("sent:video", {}) == 15.0  # every video sender left
+    assert totals.update_group("sent:video", {4: 1.0}) == 16.0
+    # The mixed form agrees with the groups it was given.
+    assert totals.update({("sent:audio", 3): 8.0}) == {"sent:video": 16.0, "sent:audio": 8.0}

@@ -30,6 +30,7 @@ class MetricsExporter:
         self.sample_seconds = sample_seconds
         self._cluster: ClusterNode | None = None
         self._render_jobs: RenderJobCollector | None = None
+        self._media: MediaCollector | None = None
         self.sampler = ReceiverReportSampler(self._media_node, self.metrics, sample_seconds)
 
     def _media_node(self) -> MediaNode | None:
@@ -48,20 +49,25 @@ class MetricsExporter:
         registry = self.metrics.registry
         self._cluster = cluster
         registry.register(RoomCollector(lambda: self._cluster, connections))
-        registry.register(MediaCollector(self._media_node, self.sampler))
+        self._media = MediaCollector(self._media_node, self.sampler)
+        registry.register(self._media)
         registry.register(BroadcastCollector(broadcasts))
         self._render_jobs = RenderJobCollector(redis_url)
         registry.register(self._render_jobs)
         self.sampler.start()
 
     async def refresh(self) -> None:
-        """Read what needs I/O before a scrape (the render queue)."""
+        """Read, before a scrape, what needs I/O (the render queue) or too long a walk to
+        run in one turn of the event loop (the media layer's counters)."""
         if self._render_jobs is not None:
             await self._render_jobs.refresh()
+        if self._media is not None:
+            await self._media.refresh()
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition of everything (runs the collectors) and its content type: the
-        Prometheus text format, or OpenMetrics when the scraper's `Accept` asks for it."""
+        """The exposition of everything (runs the collectors; the media layer's as of the
+        last `refresh()`) and its content type: the Prometheus text format, or
+        OpenMetrics when the scraper's `Accept` asks for it."""
         encode, content_type = choose_encoder(accept)
         return encode(self.metrics.registry), content_type
 
