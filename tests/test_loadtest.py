@@ -130,6 +130,12 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         rtcp = held["rtcp"]
         assert rtcp["compound_packets"] >= report["window_seconds"], held
         assert 0 < rtcp["p50_ms"] <= rtcp["p99_ms"] and rtcp["mean_ms"] > 0, held
+        # ... and each stretch its event loop ran between two waits (callbacks, tasks,
+        # timers): many a second, with at least one over 0.5 ms somewhere.
+        loop = held["loop"]
+        assert loop["stretches"] >= report["window_seconds"], held
+        assert loop["mean_ms"] > 0 and loop["over_5ms"] >= 0, held
+        assert loop["longest_ms"] is None or loop["longest_ms"] >= 1, held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]
         assert set(steal) == {f"cpu{i}" for i in range(os.cpu_count() or 1)}, steal
@@ -555,6 +561,7 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
         total: float,
         copies: tuple[dict[str, int], float] | None = None,
         rtcp: tuple[dict[str, int], float] | None = None,
+        loop: tuple[dict[str, int], float] | None = None,
     ) -> str:
         lines = ["# TYPE yitang_node_info gauge", f'yitang_node_info{{node="{node}"}} 1.0']
         lines += histogram("yitang_forward_delay_seconds", buckets, total)
@@ -562,6 +569,8 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             lines += histogram("yitang_forward_copy_delay_seconds", *copies)
         if rtcp is not None:
             lines += histogram("yitang_rtcp_handling_seconds", *rtcp)
+        if loop is not None:
+            lines += histogram("yitang_event_loop_busy_seconds", *loop)
         return "\n".join(lines) + "\n"
 
     node, before = parse_metrics(
@@ -571,6 +580,7 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             2.0,
             ({"0.001": 1500, "0.005": 2000, "0.1": 2000, "+Inf": 2000}, 3.0),
             ({"0.0001": 10, "0.0002": 40, "0.001": 50, "+Inf": 50}, 0.01),
+            ({"0.001": 900, "0.005": 990, "0.025": 1000, "0.1": 1000, "+Inf": 1000}, 0.5),
         )
     )
     assert node == "n1" and before is not None
@@ -584,6 +594,8 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             ({"0.001": 4500, "0.005": 5990, "0.1": 6000, "+Inf": 6000}, 7.0),
             # 200 compound RTCP packets: 100 within 0.1 ms, 96 more within 0.2, 4 within 1.
             ({"0.0001": 110, "0.0002": 236, "0.001": 250, "+Inf": 250}, 0.04),
+            # 1000 stretches of the loop: 980 within 1 ms, 17 within 5, 3 within 25.
+            ({"0.001": 1880, "0.005": 1987, "0.025": 2000, "0.1": 2000, "+Inf": 2000}, 1.0),
         )
     )
     assert after is not None
@@ -613,6 +625,16 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             "within_5ms": None,  # no bucket at 5 ms in this exposition
             "over_100ms": None,
         },
+        "loop": {
+            "stretches": 1000,
+            "mean_ms": 0.5,
+            "p50_ms": round(1000 * 0.001 * 500 / 980, 3),
+            "p99_ms": round(1000 * (0.001 + 0.004 * 10 / 17), 3),  # the 990th: 10th of 17
+            "within_5ms": 0.997,
+            "over_100ms": 0,
+            "over_5ms": 3,
+            "longest_ms": 25.0,  # the highest bucket with any: (5 ms, 25 ms]
+        },
     }
     # A rank past the last bound has no upper bound to give.
     _, stalled = parse_metrics(
@@ -621,8 +643,9 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
     assert stalled is not None
     stalled_window = window("n1", before, stalled)
     assert stalled_window is not None and stalled_window["p99_ms"] is None
-    # A node that exports no copy delay or RTCP time: the packets' figures alone.
+    # A node that exports no copy delay, RTCP or loop time: the packets' figures alone.
     assert stalled_window["per_copy"] is None and stalled_window["rtcp"] is None
+    assert stalled_window["loop"] is None
     # A node that exports no forward delay (the ingest not compiled).
     assert parse_metrics('# TYPE yitang_node_info gauge\nyitang_node_info{node="n2"} 1.0\n') == (
         "n2",

@@ -673,6 +673,16 @@ def format_report(report: dict[str, Any]) -> str:
                 f"p50 {us(rtcp['p50_ms'])}, p99 {us(rtcp['p99_ms'])} each (receiver "
                 "reports and feedback, in the same read path: nothing forwarded meanwhile)"
             )
+        loop = held.get("loop")
+        if loop and loop.get("stretches"):
+            longest = loop["longest_ms"]
+            lines.append(
+                f"  event loop busy   {loop['stretches']} stretches between waits, "
+                f"{num(loop['over_5ms'], '.0f')} over 5 ms, the longest "
+                + ("over 1 s" if longest is None else f"at most {longest:g} ms")
+                + f", p99 {us(loop['p99_ms'])} (callbacks, tasks, timers: datagrams wait "
+                "meanwhile)"
+            )
     steal = report.get("cpu_steal_percent")
     if steal:
         shares = ", ".join(f"{cpu} {share:.1f} %" for cpu, share in sorted(steal.items()))

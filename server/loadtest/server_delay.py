@@ -37,6 +37,8 @@ METRIC = "yitang_forward_delay_seconds"
 COPY_METRIC = "yitang_forward_copy_delay_seconds"
 #: How long the node took for each compound RTCP packet (in the same read path).
 RTCP_METRIC = "yitang_rtcp_handling_seconds"
+#: How long the node's event loop ran between two waits (datagrams waited meanwhile).
+LOOP_METRIC = "yitang_event_loop_busy_seconds"
 #: The target's line: the share of packets held at most this long is reported.
 TARGET_SECONDS = 0.005
 #: What counts as a stall of the server (reported as a count).
@@ -69,14 +71,17 @@ class NodeDelays:
     copies: DelayHistogram | None
     #: Each compound RTCP packet's handling (None: the node does not export it).
     rtcp: DelayHistogram | None = None
+    #: Each stretch its event loop ran between two waits (None: not exported).
+    loop: DelayHistogram | None = None
 
 
 def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
     """The node id (``yitang_node_info``) and its delay histograms, from /metrics (None:
     no forward delay exported)."""
     node: str | None = None
-    buckets: dict[str, dict[float, int]] = {METRIC: {}, COPY_METRIC: {}, RTCP_METRIC: {}}
-    totals = {METRIC: 0.0, COPY_METRIC: 0.0, RTCP_METRIC: 0.0}
+    names = (METRIC, COPY_METRIC, RTCP_METRIC, LOOP_METRIC)
+    buckets: dict[str, dict[float, int]] = {name: {} for name in names}
+    totals = dict.fromkeys(names, 0.0)
     for family in text_string_to_metric_families(text):
         if family.name == "yitang_node_info":
             node = next((s.labels.get("node") for s in family.samples), None)
@@ -96,7 +101,9 @@ def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
     packets = histogram(METRIC)
     if packets is None:
         return node, None
-    return node, NodeDelays(packets, histogram(COPY_METRIC), histogram(RTCP_METRIC))
+    return node, NodeDelays(
+        packets, histogram(COPY_METRIC), histogram(RTCP_METRIC), histogram(LOOP_METRIC)
+    )
 
 
 async def scrape(url: str, api_key: str, node: str) -> NodeDelays | None:
@@ -126,8 +133,10 @@ def window(node: str, before: NodeDelays, after: NodeDelays) -> dict[str, Any] |
     for the packets (to their last copy), their count, p50 and p99 (interpolated within
     their bucket, as Prometheus's histogram_quantile), the share at or under 5 ms (the
     target's line is a bucket bound, so this share is exact) and the count held over
-    100 ms; the same for the copies under ``per_copy``, and for the compound RTCP
-    packets the node handled under ``rtcp`` (each None: not exported)."""
+    100 ms; the same for the copies under ``per_copy``, for the compound RTCP
+    packets the node handled under ``rtcp``, and for the stretches its event loop
+    ran between two waits under ``loop`` (with their count over 5 ms and the upper
+    bound of the longest's bucket; each None: not exported)."""
     packets = _difference(before.packets, after.packets)
     if packets is None:
         return None  # the node restarted with other buckets: no difference to take
@@ -144,7 +153,36 @@ def window(node: str, before: NodeDelays, after: NodeDelays) -> dict[str, Any] |
         copies["copies"] = copies.pop("count")
     if rtcp is not None:
         rtcp["compound_packets"] = rtcp.pop("count")
-    return {"node": node, "packets": count, **packets, "per_copy": copies, "rtcp": rtcp}
+    loop = None
+    if before.loop is not None and after.loop is not None:
+        loop = _difference(before.loop, after.loop)
+        if loop is not None:
+            loop["stretches"] = loop.pop("count")
+            loop.update(_tail(before.loop, after.loop))
+    return {
+        "node": node,
+        "packets": count,
+        **packets,
+        "per_copy": copies,
+        "rtcp": rtcp,
+        "loop": loop,
+    }
+
+
+def _tail(before: DelayHistogram, after: DelayHistogram) -> dict[str, Any]:
+    """How many of what ``after`` holds beyond ``before`` were over 5 ms, and the upper
+    bound (ms) of the highest bucket with any (None: the +Inf bucket, or none at all)."""
+    counts = [a - b for a, b in zip(after.cumulative, before.cumulative, strict=True)]
+    over = None
+    if TARGET_SECONDS in after.bounds:
+        over = counts[-1] - counts[after.bounds.index(TARGET_SECONDS)]
+    longest: float | None = None
+    below = 0
+    for bound, count in zip(after.bounds, counts, strict=True):
+        if count > below:
+            longest = None if bound == float("inf") else round(bound * 1000, 3)
+        below = count
+    return {"over_5ms": over, "longest_ms": longest}
 
 
 def _difference(before: DelayHistogram, after: DelayHistogram) -> dict[str, Any] | None:

@@ -15,6 +15,10 @@ ran inline gave the loop work (a callback ready, a timer added, a signal), so
 the loop's order and timers are kept. Readers that are not compiled (Python
 ingest, aiortc's, anything else on the loop) run as usual.
 
+Between two waits the loop runs its callbacks, and datagrams wait meanwhile:
+each such stretch is timed (server/media/loop_busy.py,
+``yitang_event_loop_busy_seconds``).
+
 ``new_event_loop()`` is what the server's processes run; where the compiled
 ingest is not built it is asyncio's own loop.
 """
@@ -26,10 +30,11 @@ import contextvars
 import logging
 import select
 import selectors
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from server.media import ingest
+from server.media import ingest, loop_busy
 
 try:
     from server.media import _ingest as compiled_ingest
@@ -54,6 +59,9 @@ class MediaSelector(selectors.EpollSelector):
         self._inline: dict[int, tuple[Any, contextvars.Context]] = {}
         #: Times :meth:`select` returned to the loop (tests, diagnostics).
         self.selects = 0
+        # When the last wait returned (perf_counter; 0.0: none yet): the loop has run
+        # its callbacks since, and the next wait times that (loop_busy).
+        self._returned_at = 0.0
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop whose ready callbacks and timers end a wait (it owns this selector)."""
@@ -105,6 +113,8 @@ class MediaSelector(selectors.EpollSelector):
         loop = self._loop
         if loop is None or compiled_ingest is None:
             return super().select(timeout)
+        if self._returned_at:
+            loop_busy.observe(time.perf_counter() - self._returned_at)
         fd_event_list = compiled_ingest.wait(
             epoll_fd=self._selector.fileno(),  # type: ignore[attr-defined]
             timeout=timeout,
@@ -114,6 +124,7 @@ class MediaSelector(selectors.EpollSelector):
             max_events=max(len(self._fd_to_key), 1),  # type: ignore[attr-defined]
             on_error=self._inline_failed,
         )
+        self._returned_at = time.perf_counter()
         self.selects += 1
         # EpollSelector.select's mapping (pinned in COMPILED_INGEST_PORTED_SOURCES).
         ready = []

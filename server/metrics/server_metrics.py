@@ -26,6 +26,7 @@ from server.metrics.batched_sends import BatchedSendsCollector
 from server.metrics.forward_delay import ForwardDelayCollector
 from server.metrics.gc_pauses import GcPauseCollector
 from server.metrics.labels import KNOWN_EVENTS, BoundedLabels, event_label
+from server.metrics.loop_busy import LoopBusyCollector
 from server.metrics.rtcp_handling import RtcpHandlingCollector
 from server.rooms import acks
 
@@ -52,6 +53,7 @@ class ServerMetrics:
         registry.register(ForwardDelayCollector())
         registry.register(BatchedSendsCollector())
         registry.register(RtcpHandlingCollector())
+        registry.register(LoopBusyCollector())
         Gauge("yitang_node_info", "This node (always 1)", ["node"], registry=registry).labels(
             node_id
         ).set(1)

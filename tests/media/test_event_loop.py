@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from media_testkit import RoomHarness
 
-from server.media import _ingest, ingest
+from server.media import _ingest, ingest, loop_busy
 from server.media.aiortc_internals import ICE_CONNECTION_ATTRIBUTE
 from server.media.event_loop import MediaEventLoop, MediaSelector
+from server.metrics.server_metrics import ServerMetrics
 
 
 def _selector() -> MediaSelector:
@@ -193,3 +194,34 @@ async def test_timers_keep_their_time_while_datagrams_keep_coming(
         finally:
             stop.set()
             thread.join()
+
+
+async def test_a_callback_that_holds_the_loop_is_timed_as_a_busy_stretch() -> None:
+    """``yitang_event_loop_busy_seconds``: what the loop runs between two waits is timed
+    as one stretch (datagrams arriving meanwhile wait for it), and /metrics exports it."""
+    loop = asyncio.get_running_loop()
+    selector = _selector()
+    before = loop_busy.busy_times()
+    selects = selector.selects
+    done = asyncio.Event()
+
+    def hold() -> None:
+        time.sleep(0.03)  # a callback that holds the loop 30 ms (a slow handler)
+        done.set()
+
+    loop.call_soon(hold)
+    await done.wait()
+    await _until(lambda: selector.selects >= selects + 2, "the wait after the hold")
+    after = loop_busy.busy_times()
+    new = [a - b for a, b in zip(after.counts, before.counts, strict=True)]
+    over_25ms = after.bounds.index(0.025) + 1  # the buckets past 25 ms (+Inf included)
+    assert sum(new[over_25ms:]) >= 1, new
+    assert after.sum - before.sum >= 0.03
+    assert sum(new) >= 2  # the stretches before and after it were timed too
+    metrics = ServerMetrics("node-test")
+    exported = metrics.registry.get_sample_value("yitang_event_loop_busy_seconds_count")
+    assert exported == sum(loop_busy.busy_times().counts)
+    over = metrics.registry.get_sample_value(
+        "yitang_event_loop_busy_seconds_bucket", {"le": "0.025"}
+    )
+    assert over is not None and exported - over >= 1
