@@ -131,11 +131,11 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert rtcp["compound_packets"] >= report["window_seconds"], held
         assert 0 < rtcp["p50_ms"] <= rtcp["p99_ms"] and rtcp["mean_ms"] > 0, held
         # ... and each stretch its event loop ran between two waits (callbacks, tasks,
-        # timers): many a second, with at least one over 0.5 ms somewhere.
+        # timers): many a second, none held a second or more in so small a session.
         loop = held["loop"]
         assert loop["stretches"] >= report["window_seconds"], held
-        assert loop["mean_ms"] > 0 and loop["over_5ms"] >= 0, held
-        assert loop["longest_ms"] is None or loop["longest_ms"] >= 1, held
+        assert loop["mean_ms"] > 0 and 0 < loop["p50_ms"] <= loop["p99_ms"], held
+        assert loop["longest_ms"] is not None and 0 <= loop["over_5ms"] < loop["stretches"], held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]
         assert set(steal) == {f"cpu{i}" for i in range(os.cpu_count() or 1)}, steal
