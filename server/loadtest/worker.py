@@ -26,6 +26,7 @@ from server.loadtest.client_load import ClientLoadProbe
 from server.loadtest.clip import DEFAULT_KEYFRAME_INTERVAL, encode_audio, encode_video
 from server.loadtest.participant import LoadParticipant, receives_compiled
 from server.media import event_loop
+from server.media.aiortc_internals import receivers_without_estimator
 
 #: Joins of one worker are spread out by this much (a thundering herd measures nothing).
 JOIN_SPACING = 0.05
@@ -66,7 +67,12 @@ class WorkerPlan:
 def run_worker(plan: WorkerPlan, pipe: Connection) -> None:
     """Process entry point, on the server's event loop: its wait reads the subscribe
     connections' sockets in C (server/media/event_loop.py, as in a node)."""
-    with asyncio.Runner(loop_factory=event_loop.new_event_loop) as runner:
+    # No load receiver estimates bandwidth (participant.count_in_callback), so none is
+    # given the estimator aiortc would make and drop (1 000 objects each).
+    with (
+        asyncio.Runner(loop_factory=event_loop.new_event_loop) as runner,
+        receivers_without_estimator(),
+    ):
         runner.run(_work(plan, pipe))
 
 

@@ -39,6 +39,7 @@ import ipaddress
 import logging
 import random
 import struct
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -1721,6 +1722,41 @@ def install_sender(
     transceiver.receiver._set_rtcp_ssrc(sender_ssrc(sender))
     setattr(sender, SENDER_ATTRIBUTES["stream_id"], stream_id)
     setattr(sender, SENDER_ATTRIBUTES["track_id"], track_id)
+
+
+# --- Receivers that never receive: no bandwidth estimator -----------------------------
+
+#: The name in aiortc.rtcrtpreceiver that RTCRtpReceiver.__init__ calls for a video
+#: receiver's bandwidth estimator (pinned by tests/media/test_aiortc_internals.py).
+RECEIVER_ESTIMATOR_NAME: Final = "RemoteBitrateEstimator"
+
+
+def _no_estimator() -> None:
+    return None
+
+
+@contextmanager
+def receivers_without_estimator() -> Iterator[None]:
+    """Video receivers made inside the block get no bandwidth estimator (None, which
+    aiortc's receiver checks for: it then sends no REMB).
+
+    aiortc gives every video receiver a ``RemoteBitrateEstimator`` whose
+    ``RateCounter`` holds 1 000 one-millisecond bucket objects, even on a send-only
+    transceiver that never receives a packet. A node's subscribe connections are
+    send-only, a transceiver per publisher's track for each subscriber: in a burst of
+    96 joins, making those buckets was 18 % of the node's CPU (py-spy), and the ~2
+    million objects they left in the heap made each full collection take up to
+    400 ms. Every receiver made meanwhile goes without: keep the block synchronous (a
+    node's ``addTransceiver``), or make it a whole process none of whose receivers
+    estimates (the load tool's clients).
+    """
+    module = sys.modules[RTCRtpReceiver.__module__]
+    original = getattr(module, RECEIVER_ESTIMATOR_NAME)
+    setattr(module, RECEIVER_ESTIMATOR_NAME, _no_estimator)
+    try:
+        yield
+    finally:
+        setattr(module, RECEIVER_ESTIMATOR_NAME, original)
 
 
 # --- ICE: which host addresses to gather on ------------------------------------------

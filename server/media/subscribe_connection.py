@@ -51,7 +51,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
 from . import ingest, outbound_srtp
-from .aiortc_internals import gather_only_on, install_sender
+from .aiortc_internals import gather_only_on, install_sender, receivers_without_estimator
 from .codec_selection import preferences_for
 from .config import MediaConfig
 from .errors import MediaError
@@ -391,7 +391,9 @@ class SubscribeConnection:
         pc = self._pc
         for forwarder in new:
             assert pc is not None
-            transceiver = pc.addTransceiver(forwarder.kind, direction="sendonly")
+            # Send-only: its receiver never receives, and needs no bandwidth estimator.
+            with receivers_without_estimator():
+                transceiver = pc.addTransceiver(forwarder.kind, direction="sendonly")
             transceiver.setCodecPreferences(preferences_for(forwarder.codec))
             queue_size = (
                 self._config.video_queue_packets

@@ -21,8 +21,10 @@ from aiortc import (
     RTCRtpTransceiver,
 )
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtp import HeaderExtensionsMap
+from media_testkit import RoomHarness
 
 from server.media import aiortc_internals as internals
 
@@ -342,3 +344,52 @@ def test_what_the_compiled_ingest_repeats_is_unchanged(name: str, digest: str) -
         f"{module_name} changed {qualified_name}: compare it with server/media/_ingest.c "
         "(and _ingest_estimator.h), port the change, then update the digest"
     )
+
+
+async def test_receivers_made_in_the_block_have_no_bandwidth_estimator() -> None:
+    """A send-only transceiver's receiver never receives: the node makes it without the
+    estimator aiortc gives every video receiver (1 000 bucket objects each); receivers
+    made outside the block, or after it failed, keep theirs."""
+    source = inspect.getsource(RTCRtpReceiver.__init__)
+    assert f"= {internals.RECEIVER_ESTIMATOR_NAME}()" in source, (
+        "aiortc changed: RTCRtpReceiver no longer makes its estimator by that name"
+    )
+    name = internals.INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        with internals.receivers_without_estimator():
+            inside = pc.addTransceiver("video", direction="sendonly").receiver
+        outside = pc.addTransceiver("video", direction="recvonly").receiver
+        with pytest.raises(RuntimeError), internals.receivers_without_estimator():
+            raise RuntimeError("a failure inside the block")
+        after_failure = pc.addTransceiver("video", direction="recvonly").receiver
+    finally:
+        await pc.close()
+    assert vars(inside)[name] is None
+    assert isinstance(vars(outside)[name], RemoteBitrateEstimator)
+    assert isinstance(vars(after_failure)[name], RemoteBitrateEstimator)
+
+
+async def test_a_nodes_subscribe_receivers_have_no_estimator_its_publish_ones_do(
+    harness: RoomHarness,
+) -> None:
+    """Real peers through a node: the subscribe connections (send-only) carry no
+    estimator; the publish connections keep one (REMB to the publishers)."""
+    for name in ("alice", "bob"):
+        await harness.client(name, width=64, height=48).join()
+    await harness.wait_until(
+        lambda: all(len(p.subscribe.senders) == 2 for p in harness.room._participants.values()),
+        "each subscribed to the other's two tracks",
+    )
+    attribute = internals.INGEST_RECEIVER_ATTRIBUTES["remote_bitrate_estimator"]
+    estimators: dict[str, list[object]] = {"publish": [], "subscribe": []}
+    for participant in harness.room._participants.values():
+        publish_pc, subscribe_pc = participant.publish._pc, participant.subscribe._pc
+        assert publish_pc is not None and subscribe_pc is not None
+        for role, pc in (("publish", publish_pc), ("subscribe", subscribe_pc)):
+            estimators[role] += [
+                vars(t.receiver)[attribute] for t in pc.getTransceivers() if t.kind == "video"
+            ]
+    assert len(estimators["subscribe"]) == 2 and not any(estimators["subscribe"])
+    # aiortc's, or the compiled ingest's port of it (DirectIngest._use_compiled_estimator).
+    assert len(estimators["publish"]) == 2 and all(e is not None for e in estimators["publish"])
