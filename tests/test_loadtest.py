@@ -29,7 +29,7 @@ from server.loadtest import runner
 from server.loadtest.client_load import ClientLoadProbe, judge
 from server.loadtest.clip import encode_video
 from server.loadtest.clip_sender import ClipSender
-from server.loadtest.cpu_steal import read_ticks, steal_percent
+from server.loadtest.cpu_steal import busy_percent, read_ticks, steal_percent
 from server.loadtest.latency import ArrivalLog, ProbeCounter, SendLog, latencies, send_times
 from server.loadtest.participant import count_in_callback
 from server.loadtest.receiver_stats import TalliedStatistics, Tally, TrackCounter
@@ -138,6 +138,10 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert loop["longest_ms"] is not None and 0 <= loop["over_5ms"] < loop["stretches"], held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]
+        busy = report["cpu_busy_percent"]
+        assert set(busy) == set(steal), busy
+        assert all(0 <= b["softirq"] <= b["busy"] <= 100 for b in busy.values()), busy
+        assert any(b["busy"] > 0 for b in busy.values()), busy
         assert set(steal) == {f"cpu{i}" for i in range(os.cpu_count() or 1)}, steal
         assert all(0 <= share <= 100 for share in steal.values()), steal
         headers = {"Authorization": f"Bearer {server.api_key}"}
@@ -662,10 +666,17 @@ def test_the_steal_of_each_cpu_is_its_share_of_the_window(tmp_path: Path) -> Non
         "cpu1 200 0 50 700 0 0 0 50 0 0\nintr 12345\n"
     )
     before = read_ticks(stat)
-    assert before == {"cpu0": (50, 1000), "cpu1": (50, 1000)}
+    # (steal, all, busy: all but idle, iowait and steal, softirq)
+    assert before == {"cpu0": (50, 1000, 150, 0), "cpu1": (50, 1000, 250, 0)}
     stat.write_text("cpu0 150 0 60 850 0 0 10 130 60 0\ncpu1 300 0 100 800 0 0 0 50 0 0\n")
     after = read_ticks(stat)
     assert after is not None
     # cpu0: 200 ticks passed, 80 of them stolen; cpu1: 250, none.
     assert steal_percent(before, after) == {"cpu0": 40.0, "cpu1": 0.0}
+    # cpu0: 50 user, 10 system and 10 softirq of its 200 (50 idle, 80 stolen); cpu1: 150
+    # of 250.
+    assert busy_percent(before, after) == {
+        "cpu0": {"busy": 35.0, "softirq": 5.0},
+        "cpu1": {"busy": 60.0, "softirq": 0.0},
+    }
     assert read_ticks(tmp_path / "absent") is None

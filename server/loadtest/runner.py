@@ -256,10 +256,17 @@ async def _run_in_room(
     held = None
     if node is not None and delays_before is not None and delays_after is not None:
         held = server_delay.window(node, delays_before, delays_after)
-    steal = None
+    steal = busy = None
     if ticks_before is not None and ticks_after is not None:
         steal = cpu_steal.steal_percent(ticks_before, ticks_after)
-    return {**summary, "server_forward_delay": held, "cpu_steal_percent": steal, "clients": clients}
+        busy = cpu_steal.busy_percent(ticks_before, ticks_after)
+    return {
+        **summary,
+        "server_forward_delay": held,
+        "cpu_steal_percent": steal,
+        "cpu_busy_percent": busy,
+        "clients": clients,
+    }
 
 
 async def _room_node(http: aiohttp.ClientSession, url: str, room_id: str) -> str | None:
@@ -687,6 +694,16 @@ def format_report(report: dict[str, Any]) -> str:
     if steal:
         shares = ", ".join(f"{cpu} {share:.1f} %" for cpu, share in sorted(steal.items()))
         lines.append(f"CPU steal           {shares} (time the hypervisor gave to others)")
+    busy = report.get("cpu_busy_percent")
+    if busy:
+        shares = ", ".join(
+            f"{cpu} {share['busy']:.1f} % (softirq {share['softirq']:.1f} %)"
+            for cpu, share in sorted(busy.items())
+        )
+        lines.append(
+            f"CPU busy            {shares} (everything on each CPU; the server's CPU above is "
+            "its process's time, without the softirq its sends cause)"
+        )
     clients = report.get("clients")
     if clients is not None:
         load = (
