@@ -701,8 +701,8 @@ def format_report(report: dict[str, Any]) -> str:
             for cpu, share in sorted(busy.items())
         )
         lines.append(
-            f"CPU busy            {shares} (everything on each CPU; the server's CPU above is "
-            "its process's time, without the softirq its sends cause)"
+            f"CPU busy            {shares} (everything that ran on each CPU; the server CPU "
+            "above is its process's own time)"
         )
     clients = report.get("clients")
     if clients is not None:
