@@ -12,7 +12,7 @@ walking 20 000 objects) put the SFU's own p99 at 7-9 ms; without them it is
 
 :class:`~server.media.event_loop.MediaSelector` times each stretch, from the
 return of one wait to the start of the next, and counts it here; the histogram
-is exported as ``yitang_event_loop_busy_seconds`` (server/metrics/loop_busy.py)
+is exported as ``yitang_event_loop_busy_seconds`` (server/metrics/server_metrics.py)
 and ``yitang loadtest`` reports its window. Per process, one loop. Where the
 compiled ingest is not built, the loop is asyncio's own and nothing is timed.
 
@@ -21,43 +21,13 @@ Two clock reads per wait, and a bucket search only for a stretch over 0.5 ms.
 
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass
+from .process_histogram import HistogramCopy, ProcessHistogram
 
 #: Upper bounds of the buckets, in seconds: 5 ms is the latency target's line,
 #: 100 ms a stall.
 BUSY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-_FIRST_BOUND = BUSY_BUCKETS[0]
 
-
-@dataclass(frozen=True)
-class BusyTimes:
-    """A copy of the histogram: ``counts`` has one entry per bound and a last one for
-    +Inf (not cumulative); ``sum`` is in seconds."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    sum: float
-
-
-class _Histogram:
-    """The process's histogram (one: the process runs one event loop)."""
-
-    def __init__(self) -> None:
-        self.short = 0  # stretches within the first bound: most of them
-        self.longer = [0] * len(BUSY_BUCKETS)  # the other buckets, +Inf last
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.sum += seconds
-        if seconds <= _FIRST_BOUND:
-            self.short += 1
-        else:
-            # bisect_left: a time equal to a bound belongs to that bound's bucket (le).
-            self.longer[bisect.bisect_left(BUSY_BUCKETS, seconds, lo=1) - 1] += 1
-
-
-_histogram = _Histogram()
+_histogram = ProcessHistogram(BUSY_BUCKETS)
 
 
 def observe(seconds: float) -> None:
@@ -65,6 +35,6 @@ def observe(seconds: float) -> None:
     _histogram.observe(seconds)
 
 
-def busy_times() -> BusyTimes:
+def busy_times() -> HistogramCopy:
     """The histogram so far in this process."""
-    return BusyTimes(BUSY_BUCKETS, (_histogram.short, *_histogram.longer), _histogram.sum)
+    return _histogram.copy()

@@ -7,7 +7,7 @@ in Python inside its read of the socket: unprotect, parse, and every report's an
 feedback's handler to its end. While it runs nothing else is forwarded, so its cost
 is a share of the node's CPU and a wait for the packets behind it. At 12 publishers
 and 36 observers on one core there are ~180 a second. The histogram is exported as
-``yitang_rtcp_handling_seconds`` (server/metrics/rtcp_handling.py) and reported by
+``yitang_rtcp_handling_seconds`` (server/metrics/server_metrics.py) and reported by
 ``yitang loadtest`` for its window. Per process, as the forward delay.
 
 Two clock reads per compound packet (~0.1 µs against the ~200 µs measured).
@@ -15,8 +15,7 @@ Two clock reads per compound packet (~0.1 µs against the ~200 µs measured).
 
 from __future__ import annotations
 
-import bisect
-from dataclasses import dataclass
+from .process_histogram import HistogramCopy, ProcessHistogram
 
 #: Upper bounds of the buckets, in seconds: fine around the 0.1-0.4 ms a compound
 #: packet takes under load, coarse beyond (a handler that waited, a slow machine).
@@ -39,30 +38,7 @@ HANDLING_BUCKETS = (
 )
 
 
-@dataclass(frozen=True)
-class HandlingTimes:
-    """A copy of the histogram: ``counts`` has one entry per bound and a last one for
-    +Inf (not cumulative); ``sum`` is in seconds."""
-
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]
-    sum: float
-
-
-class _Histogram:
-    """The process's histogram (one: the node's single event loop fills it)."""
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(HANDLING_BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        # bisect_left: a time equal to a bound belongs to that bound's bucket (le).
-        self.counts[bisect.bisect_left(HANDLING_BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-
-_histogram = _Histogram()
+_histogram = ProcessHistogram(HANDLING_BUCKETS)
 
 
 def observe(seconds: float) -> None:
@@ -70,6 +46,6 @@ def observe(seconds: float) -> None:
     _histogram.observe(seconds)
 
 
-def handling_times() -> HandlingTimes:
+def handling_times() -> HistogramCopy:
     """The histogram so far in this process."""
-    return HandlingTimes(HANDLING_BUCKETS, tuple(_histogram.counts), _histogram.sum)
+    return _histogram.copy()

@@ -22,12 +22,12 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from server.media import loop_busy, rtcp_handling
 from server.metrics.batched_sends import BatchedSendsCollector
 from server.metrics.forward_delay import ForwardDelayCollector
 from server.metrics.gc_pauses import GcPauseCollector
+from server.metrics.histogram_buckets import ProcessHistogramCollector
 from server.metrics.labels import KNOWN_EVENTS, BoundedLabels, event_label
-from server.metrics.loop_busy import LoopBusyCollector
-from server.metrics.rtcp_handling import RtcpHandlingCollector
 from server.rooms import acks
 
 #: Outcome label of an accepted event.
@@ -52,8 +52,24 @@ class ServerMetrics:
         registry.register(GcPauseCollector())
         registry.register(ForwardDelayCollector())
         registry.register(BatchedSendsCollector())
-        registry.register(RtcpHandlingCollector())
-        registry.register(LoopBusyCollector())
+        registry.register(
+            ProcessHistogramCollector(
+                "yitang_rtcp_handling_seconds",
+                "How long this process took to handle each compound RTCP packet it received "
+                "(receiver and sender reports, REMB, NACK, PLI: unprotect, parse, handlers); "
+                "nothing is forwarded meanwhile",
+                rtcp_handling.handling_times,
+            )
+        )
+        registry.register(
+            ProcessHistogramCollector(
+                "yitang_event_loop_busy_seconds",
+                "How long this process's event loop ran callbacks, tasks and timers between "
+                "two waits for I/O; media datagrams arriving meanwhile were forwarded only "
+                "after it",
+                loop_busy.busy_times,
+            )
+        )
         Gauge("yitang_node_info", "This node (always 1)", ["node"], registry=registry).labels(
             node_id
         ).set(1)
