@@ -68,6 +68,29 @@ def require_compiled(what: str, import_error: ImportError | None) -> None:
     pytest.skip(message)
 
 
+class LoopTurns:
+    """Counts the turns of the running event loop while a ``with`` block runs: a callback
+    that schedules itself again runs once per turn. A coroutine that yields after each
+    piece of its work shows as at least one turn per piece."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._ticking = False
+
+    def _tick(self) -> None:
+        self.count += 1
+        if self._ticking:
+            asyncio.get_running_loop().call_soon(self._tick)
+
+    def __enter__(self) -> LoopTurns:
+        self._ticking = True
+        asyncio.get_running_loop().call_soon(self._tick)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ticking = False
+
+
 class Signal:
     """Wakes waiters whenever something observable changed (no sleeping on guesses)."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection
-from media_testkit import RoomHarness
+from media_testkit import LoopTurns, RoomHarness
 
 from server.media.aiortc_internals import SENDER_ATTRIBUTES, HookedRtpSender
 from server.media.connection_counters import ConnectionCounters, read_counters
@@ -142,25 +142,15 @@ async def test_the_sampler_reads_a_connection_a_turn_and_starts_no_statistics_ta
             return default_factory(loop, coro, **kwargs)  # type: ignore[return-value]
         return asyncio.Task(coro, loop=loop, **kwargs)
 
-    turns = 0
-    ticking = True
-
-    def tick() -> None:
-        nonlocal turns
-        turns += 1
-        if ticking:
-            loop.call_soon(tick)
-
     loop.set_task_factory(counting_factory)
     try:
-        loop.call_soon(tick)
-        await sampler.sample()
+        with LoopTurns() as turns:
+            await sampler.sample()
     finally:
-        ticking = False
         loop.set_task_factory(default_factory)
     assert statistics_tasks == []
-    # The ticker ran between the connections: at least one turn for each.
-    assert turns >= len(harness.room.peer_connections()) == 4
+    # The loop turned between the connections: at least one turn for each.
+    assert turns.count >= len(harness.room.peer_connections()) == 4
 
     def count(name: str, kind: str) -> float:
         value = metrics.registry.get_sample_value(name, {"kind": kind})

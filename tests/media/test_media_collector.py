@@ -3,9 +3,7 @@ a peer connection per turn of the event loop. Real aiortc peers through a media 
 
 from __future__ import annotations
 
-import asyncio
-
-from media_testkit import RoomHarness
+from media_testkit import LoopTurns, RoomHarness
 
 from server.metrics.media_collector import MediaCollector
 from server.metrics.receiver_reports import ReceiverReportSampler
@@ -38,26 +36,13 @@ async def test_a_scrape_reads_the_media_layer_a_connection_per_turn_of_the_loop(
     collector = MediaCollector(lambda: harness.node, sampler)
     assert _value(collector, "yitang_media_rooms") == 0  # nothing read yet
 
-    loop = asyncio.get_running_loop()
-    turns = 0
-    ticking = True
-
-    def tick() -> None:
-        nonlocal turns
-        turns += 1
-        if ticking:
-            loop.call_soon(tick)
-
-    loop.call_soon(tick)
-    try:
+    with LoopTurns() as turns:
         await collector.refresh()
-    finally:
-        ticking = False
     pcs = len(harness.room.peer_connections())
     assert pcs == 4
     # The room's forwarders, its four connections, then the sixteen counter groups (five
     # of senders and three of forwarders, for each kind): a turn each at least.
-    assert turns >= 1 + pcs + 16
+    assert turns.count >= 1 + pcs + 16
     assert _value(collector, "yitang_media_rooms") == 1
     assert _value(collector, "yitang_published_tracks", kind="video") == 2
     assert _value(collector, "yitang_forwarded_tracks", kind="audio", state="active") == 2
