@@ -136,6 +136,11 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert loop["stretches"] >= report["window_seconds"], held
         assert loop["mean_ms"] > 0 and 0 < loop["p50_ms"] <= loop["p99_ms"], held
         assert loop["longest_ms"] is not None and 0 <= loop["over_5ms"] < loop["stretches"], held
+        # ... and its receivers' link levels at the end: the four and the tool's host
+        # (it receives too), all at full (nothing was paused: see above).
+        receivers = held["receivers"]
+        assert receivers["levels"] == {"full": 5, "reduced": 0, "audio_only": 0}, held
+        assert receivers["steps_down"] >= 0 and receivers["steps_up"] >= 0, held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]
         busy = report["cpu_busy_percent"]
@@ -566,9 +571,19 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
         copies: tuple[dict[str, int], float] | None = None,
         rtcp: tuple[dict[str, int], float] | None = None,
         loop: tuple[dict[str, int], float] | None = None,
+        receivers: tuple[dict[str, int], int, int] | None = None,
     ) -> str:
         lines = ["# TYPE yitang_node_info gauge", f'yitang_node_info{{node="{node}"}} 1.0']
         lines += histogram("yitang_forward_delay_seconds", buckets, total)
+        if receivers is not None:
+            levels, down, up = receivers
+            lines += ["# TYPE yitang_receivers gauge"]
+            lines += [f'yitang_receivers{{level="{k}"}} {n}.0' for k, n in levels.items()]
+            lines += [
+                "# TYPE yitang_receiver_level_steps counter",
+                f'yitang_receiver_level_steps_total{{direction="down"}} {down}.0',
+                f'yitang_receiver_level_steps_total{{direction="up"}} {up}.0',
+            ]
         if copies is not None:
             lines += histogram("yitang_forward_copy_delay_seconds", *copies)
         if rtcp is not None:
@@ -585,6 +600,7 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             ({"0.001": 1500, "0.005": 2000, "0.1": 2000, "+Inf": 2000}, 3.0),
             ({"0.0001": 10, "0.0002": 40, "0.001": 50, "+Inf": 50}, 0.01),
             ({"0.001": 900, "0.005": 990, "0.025": 1000, "0.1": 1000, "+Inf": 1000}, 0.5),
+            ({"full": 70, "reduced": 4, "audio_only": 10}, 30, 10),
         )
     )
     assert node == "n1" and before is not None
@@ -600,6 +616,8 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             ({"0.0001": 110, "0.0002": 236, "0.001": 250, "+Inf": 250}, 0.04),
             # 1000 stretches of the loop: 980 within 1 ms, 17 within 5, 3 within 25.
             ({"0.001": 1880, "0.005": 1987, "0.025": 2000, "0.1": 2000, "+Inf": 2000}, 1.0),
+            # The receivers' levels at the end; 2 steps down and 16 up in the window.
+            ({"full": 82, "reduced": 2, "audio_only": 0}, 32, 26),
         )
     )
     assert after is not None
@@ -639,6 +657,11 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
             "over_5ms": 3,
             "longest_ms": 25.0,  # the highest bucket with any: (5 ms, 25 ms]
         },
+        "receivers": {
+            "levels": {"full": 82, "reduced": 2, "audio_only": 0},
+            "steps_down": 2,
+            "steps_up": 16,
+        },
     }
     # A rank past the last bound has no upper bound to give.
     _, stalled = parse_metrics(
@@ -649,7 +672,7 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
     assert stalled_window is not None and stalled_window["p99_ms"] is None
     # A node that exports no copy delay, RTCP or loop time: the packets' figures alone.
     assert stalled_window["per_copy"] is None and stalled_window["rtcp"] is None
-    assert stalled_window["loop"] is None
+    assert stalled_window["loop"] is None and stalled_window["receivers"] is None
     # A node that exports no forward delay (the ingest not compiled).
     assert parse_metrics('# TYPE yitang_node_info gauge\nyitang_node_info{node="n2"} 1.0\n') == (
         "n2",

@@ -690,6 +690,16 @@ def format_report(report: dict[str, Any]) -> str:
                 + f", p99 {us(loop['p99_ms'])} (callbacks, tasks, timers: datagrams wait "
                 "meanwhile)"
             )
+        receivers = held.get("receivers")
+        if receivers:
+            levels = receivers["levels"]
+            lines.append(
+                f"  receivers' links  {levels.get('full', 0)} full, "
+                f"{levels.get('reduced', 0)} reduced, {levels.get('audio_only', 0)} audio only "
+                f"at the window's end; {receivers['steps_down']} steps down and "
+                f"{receivers['steps_up']} up in the window (quality tiers: a reduced "
+                "receiver gets the spotlight in low quality, audio only no video)"
+            )
     steal = report.get("cpu_steal_percent")
     if steal:
         shares = ", ".join(f"{cpu} {share:.1f} %" for cpu, share in sorted(steal.items()))

@@ -25,7 +25,7 @@ one delays are counted in the window.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -39,6 +39,9 @@ COPY_METRIC = "yitang_forward_copy_delay_seconds"
 RTCP_METRIC = "yitang_rtcp_handling_seconds"
 #: How long the node's event loop ran between two waits (datagrams waited meanwhile).
 LOOP_METRIC = "yitang_event_loop_busy_seconds"
+#: Subscribers by their link's level, and the steps of those levels (quality tiers).
+RECEIVERS_METRIC = "yitang_receivers"
+LEVEL_STEPS_METRIC = "yitang_receiver_level_steps"
 #: The target's line: the share of packets held at most this long is reported.
 TARGET_SECONDS = 0.005
 #: What counts as a stall of the server (reported as a count).
@@ -73,6 +76,10 @@ class NodeDelays:
     rtcp: DelayHistogram | None = None
     #: Each stretch its event loop ran between two waits (None: not exported).
     loop: DelayHistogram | None = None
+    #: Subscribers by the level of their link, "full", "reduced", "audio_only" (empty:
+    #: not exported); and the steps of those levels so far, "down" and "up".
+    receivers: dict[str, int] = field(default_factory=dict)
+    level_steps: dict[str, int] = field(default_factory=dict)
 
 
 def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
@@ -82,9 +89,18 @@ def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
     names = (METRIC, COPY_METRIC, RTCP_METRIC, LOOP_METRIC)
     buckets: dict[str, dict[float, int]] = {name: {} for name in names}
     totals = dict.fromkeys(names, 0.0)
+    receivers: dict[str, int] = {}
+    level_steps: dict[str, int] = {}
     for family in text_string_to_metric_families(text):
         if family.name == "yitang_node_info":
             node = next((s.labels.get("node") for s in family.samples), None)
+        elif family.name in (RECEIVERS_METRIC, LEVEL_STEPS_METRIC, f"{LEVEL_STEPS_METRIC}_total"):
+            # By sample: the text format names a counter's family with or without _total.
+            for sample in family.samples:
+                if sample.name == RECEIVERS_METRIC:
+                    receivers[sample.labels["level"]] = int(sample.value)
+                elif sample.name == f"{LEVEL_STEPS_METRIC}_total":
+                    level_steps[sample.labels["direction"]] = int(sample.value)
         elif family.name in buckets:
             for sample in family.samples:
                 if sample.name == f"{family.name}_bucket":
@@ -102,7 +118,12 @@ def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
     if packets is None:
         return node, None
     return node, NodeDelays(
-        packets, histogram(COPY_METRIC), histogram(RTCP_METRIC), histogram(LOOP_METRIC)
+        packets,
+        histogram(COPY_METRIC),
+        histogram(RTCP_METRIC),
+        histogram(LOOP_METRIC),
+        receivers,
+        level_steps,
     )
 
 
@@ -166,6 +187,20 @@ def window(node: str, before: NodeDelays, after: NodeDelays) -> dict[str, Any] |
         "per_copy": copies,
         "rtcp": rtcp,
         "loop": loop,
+        "receivers": _receivers(before, after),
+    }
+
+
+def _receivers(before: NodeDelays, after: NodeDelays) -> dict[str, Any] | None:
+    """The subscribers by their link's level at the window's end, and the steps of those
+    levels in the window (None: not exported). A receiver stepped down pauses videos the
+    report then counts as not forwarded, so runs compare only with their levels."""
+    if not after.receivers:
+        return None
+    return {
+        "levels": dict(after.receivers),
+        "steps_down": after.level_steps.get("down", 0) - before.level_steps.get("down", 0),
+        "steps_up": after.level_steps.get("up", 0) - before.level_steps.get("up", 0),
     }
 
 

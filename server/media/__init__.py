@@ -92,7 +92,7 @@ from .events import (
     VideoQuality,
 )
 from .node import MediaNode
-from .room import MediaRoom, RoomStats
+from .room import MediaRoom, ReceiverLink, RoomStats
 from .track_forwarder import PacketSink, TrackForwarder
 
 __all__ = [
@@ -108,6 +108,7 @@ __all__ = [
     "PacketSink",
     "ParticipantMediaState",
     "PublisherHint",
+    "ReceiverLink",
     "RoomStats",
     "SubscriberOffer",
     "TrackForwarder",

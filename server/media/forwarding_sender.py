@@ -121,6 +121,9 @@ class ForwardingSender(HookedRtpSender):
         self._resume_seq: int | None = None
         #: Receiver reports not judged (the first one after a pause).
         self.reports_skipped = 0
+        #: Receiver reports not judged because no packet reached the receiver since its
+        #: previous one (a paused stream: see _handle_rtcp_packet).
+        self.reports_stale = 0
         # The source and its expected and received counts at the receiver's previous
         # report: what the publisher's uplink lost in between is no fault of this
         # receiver's link. Attributes, not a tuple made per report (see
@@ -362,6 +365,16 @@ class ForwardingSender(HookedRtpSender):
                 return
             for report in packet.reports:
                 if report.ssrc == channel.ssrc:
+                    if report.highest_sequence == self._report_highest:
+                        # Nothing reached the receiver since its previous report (we
+                        # paused the stream, or its link lost everything): the block
+                        # says nothing of the link now. aiortc's receiver goes on
+                        # reporting every stream it ever got, with the jitter of its
+                        # last packet frozen (libwebrtc for 8 s): judged, a jitter
+                        # frozen high in a burst held the receiver below its level
+                        # for good, every paused stream saying so each second.
+                        self.reports_stale += 1
+                        continue
                     link_loss = self._link_loss(report.fraction_lost / 256, report.highest_sequence)
                     if self._covers_resume(report.highest_sequence):
                         # Its interval counts as lost what the link lost just before a

@@ -52,6 +52,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ReceiverLink:
+    """One subscriber's link as its quality tiers judge it (metrics)."""
+
+    #: "full", "reduced" or "audio_only" (the control room's cap when that is lower).
+    level: str
+    #: Steps its link's level took so far, down and up.
+    steps_down: int
+    steps_up: int
+
+
+@dataclass(frozen=True)
 class RoomStats:
     """Counters of one room; ``decoded``/``encoded`` do not exist because nothing is."""
 
@@ -367,6 +378,16 @@ class MediaRoom:
             pid = forwarder.participant_id
             received[pid] = received.get(pid, 0) + forwarder.packets_received
         return received
+
+    def receiver_links(self) -> dict[str, ReceiverLink]:
+        """Each participant's link as a receiver (those with a subscribe connection)."""
+        links = {}
+        for pid, participant in self._participants.items():
+            subscribe = participant.subscribe
+            if subscribe.peer_connection is not None:
+                down, up = subscribe.level_steps
+                links[pid] = ReceiverLink(subscribe.quality_level, down, up)
+        return links
 
     def peer_connections(self) -> list[RTCPeerConnection]:
         """Every live aiortc peer connection of the room (diagnostics and tests only)."""

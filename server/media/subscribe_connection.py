@@ -190,6 +190,11 @@ class SubscribeConnection:
         return LEVEL_NAMES[self._level()]
 
     @property
+    def level_steps(self) -> tuple[int, int]:
+        """The steps this receiver's link level took so far: (down, up)."""
+        return self._quality.steps_down, self._quality.steps_up
+
+    @property
     def level_cap(self) -> str:
         """The control room's cap on this receiver's level ("full": none)."""
         return LEVEL_NAMES[self._cap]

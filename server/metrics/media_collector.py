@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from server.media import MediaError, MediaNode, outbound_srtp
 from server.media.forwarding_sender import ForwardingSender
+from server.media.quality_tiers import LEVEL_NAMES
 from server.metrics.receiver_reports import ReceiverReportSampler
 from server.metrics.retained import RetainedTotals
 
@@ -42,10 +43,16 @@ class MediaCounters:
     forwarded_tracks: dict[tuple[str, str], int] = field(default_factory=dict)
     #: (protector, profile) -> subscribe transports (outbound_srtp.describe).
     outbound_srtp: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Link level ("full", "reduced", "audio_only") -> subscribers at it.
+    receiver_levels: dict[str, int] = field(default_factory=dict)
 
     def add(self, metric: str, kind: str, key: Hashable, value: float) -> None:
-        """Record one object's counter."""
-        self.counters.setdefault(f"{metric}:{_kind(kind)}", {})[key] = value
+        """Record one object's counter (by media kind)."""
+        self.count(f"{metric}:{_kind(kind)}", key, value)
+
+    def count(self, group: str, key: Hashable, value: float) -> None:
+        """Record one object's counter in a group of its own."""
+        self.counters.setdefault(group, {})[key] = value
 
 
 def _kind(kind: str) -> str:
@@ -69,6 +76,13 @@ async def read_media_counters(node: MediaNode) -> MediaCounters:
             found.add("packets_received", kind, key, forwarder.packets_received)
             found.add("keyframe_requests", kind, key, forwarder.keyframe_requests)
             found.add("plis_sent", kind, key, forwarder.plis_sent)
+        for participant_id, link in room.receiver_links().items():
+            found.receiver_levels[link.level] = found.receiver_levels.get(link.level, 0) + 1
+            # A participant who rejoins counts from zero again under the same key, which
+            # RetainedTotals takes as a new object once the count is lower than it was.
+            receiver = (id(room), participant_id)
+            found.count("level_steps:down", receiver, link.steps_down)
+            found.count("level_steps:up", receiver, link.steps_up)
         await asyncio.sleep(0)
         for pc in room.peer_connections():
             transports = set()
@@ -189,6 +203,23 @@ class MediaCollector(Collector):
         for (protector, profile), count in sorted(found.outbound_srtp.items()):
             protection.add_metric([protector, profile], count)
         yield protection
+        receivers = GaugeMetricFamily(
+            "yitang_receivers",
+            "Subscribers by the level of their link (quality tiers): `full`, `reduced` (the "
+            "spotlight in low quality), `audio_only` (no video)",
+            labels=["level"],
+        )
+        for level in LEVEL_NAMES:
+            receivers.add_metric([level], found.receiver_levels.get(level, 0))
+        yield receivers
+        steps = CounterMetricFamily(
+            "yitang_receiver_level_steps",
+            "Steps of subscribers' link levels, `down` (a weak link) and `up` (clean again)",
+            labels=["direction"],
+        )
+        for direction in ("down", "up"):
+            steps.add_metric([direction], totals.get(f"level_steps:{direction}", 0.0))
+        yield steps
         for key, name, documentation in COUNTERS:
             family = CounterMetricFamily(name, documentation, labels=["kind"])
             for kind in KINDS:

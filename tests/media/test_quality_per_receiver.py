@@ -20,8 +20,12 @@ from media_testkit import (
 
 from server.loadtest.clip import ClipTrack, encode_video
 from server.media import PublisherHint, VideoQuality
-from server.media.aiortc_internals import gather_only_on
+from server.media.aiortc_internals import RECEIVER_ATTRIBUTES, gather_only_on
+from server.media.forwarding_sender import ForwardingSender
 from server.media.quality_tiers import TierThresholds
+from server.metrics.media_collector import MediaCollector
+from server.metrics.receiver_reports import ReceiverReportSampler
+from server.metrics.server_metrics import ServerMetrics
 from tests.lossy_relay import LossyRelay
 
 HIGH = (320, 240)
@@ -288,6 +292,71 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
     # the publisher's high encoding was asked for at most one keyframe per second.
     plis = high.plis_sent - plis_before
     assert plis <= elapsed + 3, f"{plis} PLIs to the publisher's high encoding in {elapsed:.0f} s"
+
+
+async def test_a_receiver_at_audio_only_steps_up_though_its_paused_video_reports_old_jitter(
+    tiers_harness: RoomHarness,
+) -> None:
+    # aiortc's receiver goes on reporting a stream it no longer gets, every second, with
+    # the jitter of its last packet frozen. In a load test's join burst receivers stepped
+    # down to audio only with a high jitter frozen in their paused videos' reports, and
+    # stayed there for the rest of the session although their links were clean: each
+    # such report said "not clean". A report that saw no new packet is not judged.
+    harness = tiers_harness
+    room = harness.room
+    a = harness.client("A")  # audio and video: at audio only, W's audio still reports
+    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
+    harness.clients["W"] = weak
+    await a.join()
+    await weak.join(can_publish=False, publish=False)
+    await harness.wait_until(lambda: frames(weak, "A") >= 10, "W gets A's video")
+    weak.relay.loss = 0.25
+    await harness.wait_until(
+        lambda: room.video_quality("W") == ("audio_only", {"A": "off"}),
+        "W steps down to audio only",
+        within=30,
+    )
+    # What W's client will report of the video it no longer gets: a jitter of 4 s (the
+    # harness's clean link needs under 2.5 s), frozen as a burst would have left it.
+    assert weak.sub_pc is not None
+    (video_receiver,) = [
+        r for r in weak.sub_pc.getReceivers() if r.track is not None and r.track.kind == "video"
+    ]
+    streams = getattr(video_receiver, RECEIVER_ATTRIBUTES["remote_streams"])
+    assert streams, "W's client has statistics of A's video to report"
+    for stream in streams.values():
+        stream._jitter_q4 = 4 * 90_000 * 16
+    video_senders = [
+        s
+        for s in room._participants["W"].subscribe.senders
+        if isinstance(s, ForwardingSender) and s.kind == "video"
+    ]
+    stale_before = sum(s.reports_stale for s in video_senders)
+
+    weak.relay.loss = 0.0
+    await harness.wait_until(
+        lambda: room.video_quality("W")[0] == "full", "W steps back up", within=45
+    )
+    assert _levels(harness, "W")[-2:] == ["reduced", "full"]
+    assert sum(s.reports_stale for s in video_senders) > stale_before, (
+        "W's client reported the paused video meanwhile"
+    )
+    # An operator sees the same in /metrics: W (the one receiver: it publishes nothing for
+    # A to receive) back at full, after two steps each way.
+    collector = MediaCollector(lambda: harness.node, ReceiverReportSampler(
+        lambda: harness.node, ServerMetrics("node-test"), interval=3600
+    ))  # fmt: skip
+    await collector.refresh()
+    exported = {
+        (sample.name, tuple(sample.labels.values())): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
+    assert exported[("yitang_receivers", ("full",))] == 1
+    assert exported[("yitang_receivers", ("audio_only",))] == 0
+    assert exported[("yitang_receiver_level_steps_total", ("down",))] == 2
+    assert exported[("yitang_receiver_level_steps_total", ("up",))] == 2
+    await harness.wait_until(lambda: frames(weak, "A") >= 20, "W gets A's video again")
 
 
 class RelayedPublisher(MediaTestClient):

@@ -575,6 +575,49 @@ async def test_a_receiver_report_is_corrected_for_the_uplink_loss_of_its_own_pac
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_report_that_saw_no_new_packet_is_not_judged(fanout_path: str) -> None:
+    # A paused stream's receiver goes on reporting it (aiortc's every second, for good),
+    # with the jitter of its last packet frozen and no loss: such a block says nothing
+    # of the link now, and a frozen high jitter must not hold the receiver's level down.
+    forwarder, sender, output, channel = _sending_pair()
+    judged: list[tuple[float, float]] = []
+    sender.on_report = lambda fraction_lost, jitter: judged.append((fraction_lost, jitter))
+    task = asyncio.create_task(sender.run_forwarding(channel))
+
+    async def report(highest: int, jitter: int) -> None:
+        info = RtcpReceiverInfo(
+            ssrc=channel.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=highest,
+            jitter=jitter, lsr=0, dlsr=0,
+        )  # fmt: skip
+        await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[info]))
+
+    try:
+        await _yield_until(lambda: sender.running, "the sender to start")
+        for seq in range(1, 41):
+            forwarder.on_packet(_vp8(seq, keyframe=seq == 1))
+        offset = struct.unpack_from("!H", output.sent[0], 2)[0] - 1
+        await report(offset + 40, jitter=27_000)  # 300 ms at 90 kHz: a burst
+        sender.set_paused(True)
+        for _ in range(3):
+            await report(offset + 40, jitter=27_000)
+        assert judged == [(0.0, 0.3)], "only the report that saw new packets is judged"
+        assert sender.reports_stale == 3
+        # The same stream resumed: reports that see new packets are judged again (the
+        # first one after the pause is skipped, as it counts what the pause cut off).
+        sender.set_paused(False)
+        for seq in range(41, 81):
+            forwarder.on_packet(_vp8(seq, keyframe=seq == 41))
+        await _yield_until(lambda: len(output.sent) >= 41, "the stream to resume")
+        resumed = struct.unpack_from("!H", output.sent[-1], 2)[0]
+        await report(resumed, jitter=900)
+        await report((resumed + 1) & 0xFFFF, jitter=450)
+        assert sender.reports_skipped == 1
+        assert judged[1:] == [(0.0, 0.005)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_forwarding_sender_path_forwards_long_streams_across_many_wraps(
     fanout_path: str,
 ) -> None:
