@@ -39,7 +39,7 @@ class MediaCounters:
     #: "metric:kind" -> {object key: count}: per-object counters, for RetainedTotals.
     counters: dict[str, dict[Hashable, float]] = field(default_factory=dict)
     published_tracks: dict[str, int] = field(default_factory=dict)
-    #: (kind, state) -> senders: `active` forwarding, `paused` by the last-N policy.
+    #: (kind, state) -> senders: `active` forwarding, `paused` (last-N, view, link level).
     forwarded_tracks: dict[tuple[str, str], int] = field(default_factory=dict)
     #: (protector, profile) -> subscribe transports (outbound_srtp.describe).
     outbound_srtp: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -185,7 +185,8 @@ class MediaCollector(Collector):
         )
         forwarded = GaugeMetricFamily(
             "yitang_forwarded_tracks",
-            "Track copies sent to subscribers: `active`, or `paused` by the last-N policy",
+            "Track copies sent to subscribers: `active`, or `paused` (last-N, a hidden tile, "
+            "or the receiver's link level)",
             labels=["kind", "state"],
         )
         for kind in KINDS:
