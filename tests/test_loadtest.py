@@ -578,7 +578,7 @@ def test_the_servers_delay_is_the_difference_of_two_scrapes() -> None:
         if receivers is not None:
             levels, down, up = receivers
             lines += ["# TYPE yitang_receivers gauge"]
-            lines += [f'yitang_receivers{{level="{k}"}} {n}.0' for k, n in levels.items()]
+            lines += [f'yitang_receivers{{link_level="{k}"}} {n}.0' for k, n in levels.items()]
             lines += [
                 "# TYPE yitang_receiver_level_steps counter",
                 f'yitang_receiver_level_steps_total{{direction="down"}} {down}.0',

@@ -98,7 +98,7 @@ def parse_metrics(text: str) -> tuple[str | None, NodeDelays | None]:
             # By sample: the text format names a counter's family with or without _total.
             for sample in family.samples:
                 if sample.name == RECEIVERS_METRIC:
-                    receivers[sample.labels["level"]] = int(sample.value)
+                    receivers[sample.labels["link_level"]] = int(sample.value)
                 elif sample.name == f"{LEVEL_STEPS_METRIC}_total":
                     level_steps[sample.labels["direction"]] = int(sample.value)
         elif family.name in buckets:

@@ -91,7 +91,8 @@ class MediaConfig:
     #: A receiver's own keyframe requests (PLI/FIR) are passed on at most once per this
     #: many seconds, whatever the publisher-side coalescing does for everyone.
     receiver_keyframe_interval: float = 1.0
-    #: How often each publisher's uplink loss is measured (its bitrate hint).
+    #: How often each publisher's uplink loss is measured (its bitrate hint), and each
+    #: receiver below full with nothing to judge its link by is looked at (a probe).
     uplink_check_interval: float = 2.0
     #: When a receiver's link level steps down and up (quality per receiver).
     tiers: TierThresholds = field(default_factory=TierThresholds)

@@ -105,6 +105,8 @@ class ReceiverQuality:
         self._peak_reports: deque[int] = deque()
         self._peak_jitters: deque[float] = deque()
         self._reports = 0
+        #: When the last report was judged (None: none yet).
+        self._last_report_at: float | None = None
         #: Since when the receiver's REMB says it gets more than its link carries.
         self._remb_short_since: float | None = None
         #: Why the last step down happened (for logs): "loss", "jitter" or "remb".
@@ -157,7 +159,29 @@ class ReceiverQuality:
         peak_reports.append(self._reports)
         peak_jitters.append(jitter)
         self._reports += 1
+        self._last_report_at = now
         return self._evaluate(now)
+
+    def observe_quiet(self, now: float) -> int | None:
+        """Called now and then (the room's tick): a level below full with no report to
+        judge for ``up_after`` seconds steps up one level, as a probe. Nothing flows to
+        such a receiver (audio only in a room where no microphone sends, every video
+        paused), so nothing would ever say its link is clean; and nothing says it is
+        weak. A probe that fails steps down again and doubles the wait, as any step up."""
+        if self.level == FULL:
+            return None
+        t = self._t
+        quiet_since = max(self._last_change, self._last_report_at or self._last_change)
+        effective = self._effective_at
+        if effective is None:
+            effective = self._last_change + t.hold
+        if now - quiet_since < self._up_after or now - effective < t.hold:
+            return None
+        self._set(self.level - 1, now)
+        self._last_up = now
+        self._clean_since = now
+        self.steps_up += 1
+        return self.level
 
     def observe_remb(self, now: float, bitrate: int, sending: int) -> int | None:
         """The receiver's estimate of what its link carries (bit/s), against what we

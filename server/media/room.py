@@ -53,13 +53,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReceiverLink:
-    """One subscriber's link as its quality tiers judge it (metrics)."""
+    """One participant's link as a receiver, as its quality tiers judge it (metrics)."""
 
     #: "full", "reduced" or "audio_only" (the control room's cap when that is lower).
     level: str
-    #: Steps its link's level took so far, down and up.
+    #: Steps its link's level took so far, down and up: counted for as long as the
+    #: participant is in the room, across restarts of its subscribe connection.
     steps_down: int
     steps_up: int
+    #: Whether it has a subscribe connection now (it receives something).
+    connected: bool
+    #: Identifies what the counts belong to while the participant is in the room (a
+    #: participant who rejoins counts anew under another).
+    counter_key: int
 
 
 @dataclass(frozen=True)
@@ -380,13 +386,13 @@ class MediaRoom:
         return received
 
     def receiver_links(self) -> dict[str, ReceiverLink]:
-        """Each participant's link as a receiver (those with a subscribe connection)."""
-        links = {}
+        """Each participant's link as a receiver."""
+        links: dict[str, ReceiverLink] = {}
         for pid, participant in self._participants.items():
             subscribe = participant.subscribe
-            if subscribe.peer_connection is not None:
-                down, up = subscribe.level_steps
-                links[pid] = ReceiverLink(subscribe.quality_level, down, up)
+            down, up = subscribe.level_steps
+            connected = subscribe.peer_connection is not None
+            links[pid] = ReceiverLink(subscribe.quality_level, down, up, connected, id(subscribe))
         return links
 
     def peer_connections(self) -> list[RTCPeerConnection]:
@@ -515,11 +521,12 @@ class MediaRoom:
         self._emit(ActiveSpeaker(participant_id))
         self._apply_video_policy()
 
-    def _check_uplinks(self, now: float) -> None:
+    def _check_links(self, now: float) -> None:
         for participant in list(self._participants.values()):
             if participant.publish.check_uplink(now):
                 cap = participant.publish.uplink_cap
                 self._emit(PublisherHint(participant.participant_id, cap))
+            participant.subscribe.check_quiet_link(now)
 
     def _start_ticker(self) -> None:
         if self._ticker is None:
@@ -546,7 +553,7 @@ class MediaRoom:
         try:
             if now >= self._next_uplink:
                 self._next_uplink = now + cfg.uplink_check_interval
-                self._check_uplinks(now)
+                self._check_links(now)
             self._speaker.tick(now)
             levels_every = cfg.audio_levels_interval
             if levels_every is not None and now >= self._next_levels and self._participants:

@@ -482,6 +482,12 @@ class SubscribeConnection:
         if self._quality.observe_report(time.monotonic(), fraction_lost, jitter) is not None:
             self._apply_level()
 
+    def check_quiet_link(self, now: float) -> None:
+        """A level below full with nothing to judge it by for a while steps up, as a
+        probe (``ReceiverQuality.observe_quiet``; called by the room's tick)."""
+        if self._pc is not None and self._quality.observe_quiet(now) is not None:
+            self._apply_level()
+
     def _on_remb(self, bitrate: int) -> None:
         now = time.monotonic()
         if self._quality.observe_remb(now, bitrate, self._sending_rate(now)) is not None:

@@ -76,13 +76,11 @@ async def read_media_counters(node: MediaNode) -> MediaCounters:
             found.add("packets_received", kind, key, forwarder.packets_received)
             found.add("keyframe_requests", kind, key, forwarder.keyframe_requests)
             found.add("plis_sent", kind, key, forwarder.plis_sent)
-        for participant_id, link in room.receiver_links().items():
-            found.receiver_levels[link.level] = found.receiver_levels.get(link.level, 0) + 1
-            # A participant who rejoins counts from zero again under the same key, which
-            # RetainedTotals takes as a new object once the count is lower than it was.
-            receiver = (id(room), participant_id)
-            found.count("level_steps:down", receiver, link.steps_down)
-            found.count("level_steps:up", receiver, link.steps_up)
+        for link in room.receiver_links().values():
+            if link.connected:
+                found.receiver_levels[link.level] = found.receiver_levels.get(link.level, 0) + 1
+            found.count("level_steps:down", link.counter_key, link.steps_down)
+            found.count("level_steps:up", link.counter_key, link.steps_up)
         await asyncio.sleep(0)
         for pc in room.peer_connections():
             transports = set()
@@ -208,7 +206,7 @@ class MediaCollector(Collector):
             "yitang_receivers",
             "Subscribers by the level of their link (quality tiers): `full`, `reduced` (the "
             "spotlight in low quality), `audio_only` (no video)",
-            labels=["level"],
+            labels=["link_level"],
         )
         for level in LEVEL_NAMES:
             receivers.add_metric([level], found.receiver_levels.get(level, 0))

@@ -50,11 +50,11 @@ async def test_a_scrape_reads_the_media_layer_a_connection_per_turn_of_the_loop(
     assert forwarded >= 2  # at least the packets counted when the wait above ended
     assert _value(collector, "yitang_media_packets_received_total", kind="audio") > 0
     # Both receive at the full level; the control room's cap on one shows at once.
-    assert _value(collector, "yitang_receivers", level="full") == 2
+    assert _value(collector, "yitang_receivers", link_level="full") == 2
     harness.room.set_quality_cap("alice", receive="audio_only")
     await collector.refresh()
-    assert _value(collector, "yitang_receivers", level="full") == 1
-    assert _value(collector, "yitang_receivers", level="audio_only") == 1
+    assert _value(collector, "yitang_receivers", link_level="full") == 1
+    assert _value(collector, "yitang_receivers", link_level="audio_only") == 1
     assert _value(collector, "yitang_receiver_level_steps_total", direction="down") == 0
 
     # A participant leaving takes its senders and forwarders; the totals keep what

@@ -342,7 +342,7 @@ async def test_a_receiver_at_audio_only_steps_up_though_its_paused_video_reports
         "W's client reported the paused video meanwhile"
     )
     # An operator sees the same in /metrics: W (the one receiver: it publishes nothing for
-    # A to receive) back at full, after two steps each way.
+    # A to receive) back at full, after as many steps up as down.
     collector = MediaCollector(lambda: harness.node, ReceiverReportSampler(
         lambda: harness.node, ServerMetrics("node-test"), interval=3600
     ))  # fmt: skip
@@ -354,9 +354,40 @@ async def test_a_receiver_at_audio_only_steps_up_though_its_paused_video_reports
     }
     assert exported[("yitang_receivers", ("full",))] == 1
     assert exported[("yitang_receivers", ("audio_only",))] == 0
-    assert exported[("yitang_receiver_level_steps_total", ("down",))] == 2
-    assert exported[("yitang_receiver_level_steps_total", ("up",))] == 2
+    # Two steps each way at least (a step up that failed on a busy machine adds a pair).
+    steps_down = exported[("yitang_receiver_level_steps_total", ("down",))]
+    steps_up = exported[("yitang_receiver_level_steps_total", ("up",))]
+    assert steps_down >= 2 and steps_up == steps_down
     await harness.wait_until(lambda: frames(weak, "A") >= 20, "W gets A's video again")
+
+
+async def test_a_receiver_at_audio_only_with_nothing_flowing_steps_up_as_a_probe(
+    tiers_harness: RoomHarness,
+) -> None:
+    # A sends video and no audio: once W is stepped down to audio only, nothing flows to
+    # W, so no report of W's judges its link. W steps up as a probe after a quiet while,
+    # and on a link clean again its video's reports take it back to full.
+    harness = tiers_harness
+    room = harness.room
+    a = harness.client("A", audio=False)
+    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
+    harness.clients["W"] = weak
+    await a.join()
+    await weak.join(can_publish=False, publish=False)
+    await harness.wait_until(lambda: frames(weak, "A") >= 10, "W gets A's video")
+    weak.relay.loss = 0.25
+    await harness.wait_until(
+        lambda: room.video_quality("W") == ("audio_only", {"A": "off"}),
+        "W steps down to audio only",
+        within=30,
+    )
+    weak.relay.loss = 0.0
+    received = frames(weak, "A")
+    await harness.wait_until(
+        lambda: room.video_quality("W")[0] == "full", "W steps back up", within=45
+    )
+    assert _levels(harness, "W")[-2:] == ["reduced", "full"]
+    await harness.wait_until(lambda: frames(weak, "A") >= received + 10, "W gets video again")
 
 
 class RelayedPublisher(MediaTestClient):

@@ -164,6 +164,40 @@ def test_a_failed_step_up_doubles_the_wait() -> None:
     assert q.up_after == 2 * T.up_after
 
 
+def test_a_quiet_link_below_full_steps_up_as_a_probe_and_a_failed_probe_waits_longer() -> None:
+    # At audio only in a room where no microphone sends, nothing flows to the receiver:
+    # no report says its link is clean (or weak). It steps up after up_after of quiet.
+    q = ReceiverQuality(T, now=0.0)
+    feed(q, 0.0, 5.0, loss=0.2)
+    assert q.level == AUDIO_ONLY
+    last = 5.0  # the last report; the step to audio only came before it
+    assert q.observe_quiet(last + T.up_after - 0.1) is None, "not quiet for up_after yet"
+    assert q.observe_quiet(last + T.up_after) == REDUCED
+    assert q.steps_up == 1
+    # The probe's video shows the link is still weak: back down, and a longer wait.
+    probe = last + T.up_after
+    feed(q, probe + 0.5, probe + 2.5, loss=0.2)
+    assert q.level == AUDIO_ONLY and q.up_after == 2 * T.up_after
+    last = probe + 2.5
+    assert q.observe_quiet(last + T.up_after) is None
+    assert q.observe_quiet(last + 2 * T.up_after) == REDUCED
+
+
+def test_a_link_with_reports_to_judge_is_not_probed() -> None:
+    # Reports keep coming (the microphones of a room at audio only, a little lossy):
+    # they judge the link, and quiet never counts.
+    q = ReceiverQuality(T, now=0.0)
+    feed(q, 0.0, 5.0, loss=0.2)
+    assert q.level == AUDIO_ONLY
+    t = 5.0
+    while t < 40.0:
+        t += 0.5
+        assert q.observe_report(t, 0.05, 0.005) is None  # neither weak nor clean
+        assert q.observe_quiet(t) is None
+    assert q.level == AUDIO_ONLY
+    assert ReceiverQuality(T, now=0.0).observe_quiet(100.0) is None, "full: nothing to probe"
+
+
 @pytest.mark.parametrize(
     ("level", "spotlight", "tiles", "has_low", "expected"),
     [
