@@ -213,7 +213,8 @@ class MediaCollector(Collector):
         yield receivers
         steps = CounterMetricFamily(
             "yitang_receiver_level_steps",
-            "Steps of subscribers' link levels, `down` (a weak link) and `up` (clean again)",
+            "Steps of subscribers' link levels, `down` (a weak link) and `up` (clean again, "
+            "or a probe where nothing judged the link)",
             labels=["direction"],
         )
         for direction in ("down", "up"):
