@@ -137,9 +137,12 @@ async def test_loadtest_reports_what_the_participants_received(tmp_path: Path) -
         assert loop["mean_ms"] > 0 and 0 < loop["p50_ms"] <= loop["p99_ms"], held
         assert loop["longest_ms"] is not None and 0 <= loop["over_5ms"] < loop["stretches"], held
         # ... and its receivers' link levels at the end: the four and the tool's host
-        # (it receives too), all at full (nothing was paused: see above).
+        # (it receives too), none at audio only (nothing was paused: see above; a busy
+        # machine's loss may have left one at reduced, which pauses nothing here).
         receivers = held["receivers"]
-        assert receivers["levels"] == {"full": 5, "reduced": 0, "audio_only": 0}, held
+        levels = receivers["levels"]
+        assert set(levels) == {"full", "reduced", "audio_only"}, held
+        assert sum(levels.values()) == 5 and levels["audio_only"] == 0, held
         assert receivers["steps_down"] >= 0 and receivers["steps_up"] >= 0, held
         # ... and the machine's steal time, by which such delays are to be read.
         steal = report["cpu_steal_percent"]

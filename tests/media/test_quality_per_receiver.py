@@ -294,6 +294,25 @@ async def test_a_lossy_receiver_steps_down_and_back_up_alone(tiers_harness: Room
     assert plis <= elapsed + 3, f"{plis} PLIs to the publisher's high encoding in {elapsed:.0f} s"
 
 
+async def _receiver_stepped_down_to_audio_only(
+    harness: RoomHarness, publisher: MediaTestClient
+) -> RelayedClient:
+    """W, receiving `publisher` (A) through a relay that then loses 25 %, once W's link
+    has stepped down to audio only (the relay still lossy)."""
+    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
+    harness.clients["W"] = weak
+    await publisher.join()
+    await weak.join(can_publish=False, publish=False)
+    await harness.wait_until(lambda: frames(weak, "A") >= 10, "W gets A's video")
+    weak.relay.loss = 0.25
+    await harness.wait_until(
+        lambda: harness.room.video_quality("W") == ("audio_only", {"A": "off"}),
+        "W steps down to audio only",
+        within=30,
+    )
+    return weak
+
+
 async def test_a_receiver_at_audio_only_steps_up_though_its_paused_video_reports_old_jitter(
     tiers_harness: RoomHarness,
 ) -> None:
@@ -304,18 +323,8 @@ async def test_a_receiver_at_audio_only_steps_up_though_its_paused_video_reports
     # such report said "not clean". A report that saw no new packet is not judged.
     harness = tiers_harness
     room = harness.room
-    a = harness.client("A")  # audio and video: at audio only, W's audio still reports
-    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
-    harness.clients["W"] = weak
-    await a.join()
-    await weak.join(can_publish=False, publish=False)
-    await harness.wait_until(lambda: frames(weak, "A") >= 10, "W gets A's video")
-    weak.relay.loss = 0.25
-    await harness.wait_until(
-        lambda: room.video_quality("W") == ("audio_only", {"A": "off"}),
-        "W steps down to audio only",
-        within=30,
-    )
+    # A sends audio and video: at audio only, W's audio still reports.
+    weak = await _receiver_stepped_down_to_audio_only(harness, harness.client("A"))
     # What W's client will report of the video it no longer gets: a jitter of 4 s (the
     # harness's clean link needs under 2.5 s), frozen as a burst would have left it.
     assert weak.sub_pc is not None
@@ -369,18 +378,7 @@ async def test_a_receiver_at_audio_only_with_nothing_flowing_steps_up_as_a_probe
     # and on a link clean again its video's reports take it back to full.
     harness = tiers_harness
     room = harness.room
-    a = harness.client("A", audio=False)
-    weak = RelayedClient(harness, "W", 2, video=False, audio=False)
-    harness.clients["W"] = weak
-    await a.join()
-    await weak.join(can_publish=False, publish=False)
-    await harness.wait_until(lambda: frames(weak, "A") >= 10, "W gets A's video")
-    weak.relay.loss = 0.25
-    await harness.wait_until(
-        lambda: room.video_quality("W") == ("audio_only", {"A": "off"}),
-        "W steps down to audio only",
-        within=30,
-    )
+    weak = await _receiver_stepped_down_to_audio_only(harness, harness.client("A", audio=False))
     weak.relay.loss = 0.0
     received = frames(weak, "A")
     await harness.wait_until(
