@@ -111,6 +111,8 @@ class MediaRoom:
         #: participant id => (whom it pinned, whether its tiles are visible).
         self._views: dict[str, tuple[str | None, bool]] = {}
         self._last_n = config.last_n
+        #: The publishers whose video the last-N policy paused when it was last applied.
+        self._last_n_paused: frozenset[str] | None = None
         self._speaker = ActiveSpeakerDetector(config.active_speaker, self._on_active_speaker)
         #: The tick (speaker, audio levels, uplinks) while the room has participants: a
         #: timer that re-arms itself, so that a tick costs one turn of the event loop
@@ -501,10 +503,10 @@ class MediaRoom:
             self._emit(TracksChanged(tracks))
         self._apply_video_policy()
 
-    def _apply_video_policy(self) -> None:
+    def _apply_video_policy(self, *, on_speaker_change: bool = False) -> None:
         if self._closed:
             return
-        paused: set[str] = set()
+        paused: frozenset[str] = frozenset()
         if self._last_n:
             publishers = list(
                 dict.fromkeys(f.participant_id for f in self._forwarders() if f.kind == "video")
@@ -513,13 +515,19 @@ class MediaRoom:
             ranking = [p for p in self._speaker.recent if p in publishers]
             ranking += [p for p in publishers if p not in ranking]
             allowed = set(ranking[: self._last_n]) | self._pinned
-            paused = {p for p in publishers if p not in allowed}
+            paused = frozenset(p for p in publishers if p not in allowed)
+        if on_speaker_change and paused == self._last_n_paused:
+            # A speaker already among the last N: the ranking moved, the set did not,
+            # and no receiver's slots change (re-applying them is ~1-4 ms at 84
+            # participants, the event loop held meanwhile, at every speaker change).
+            return
+        self._last_n_paused = paused
         for participant in self._participants.values():
             participant.subscribe.set_paused_publishers(paused)
 
     def _on_active_speaker(self, participant_id: str | None) -> None:
         self._emit(ActiveSpeaker(participant_id))
-        self._apply_video_policy()
+        self._apply_video_policy(on_speaker_change=True)
 
     def _check_links(self, now: float) -> None:
         for participant in list(self._participants.values()):

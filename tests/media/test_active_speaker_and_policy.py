@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 
 from media_testkit import RoomHarness, loopback_config, require_compiled
 
@@ -142,6 +143,46 @@ async def test_last_n_pauses_video_without_renegotiation() -> None:
         await harness.wait_until(lambda: viewer.frames_from("b", "video") >= b_frames + 3, "b")
         assert viewer.offers == offers
         assert harness.room.stats().plis_sent > plis
+    finally:
+        await harness.close()
+
+
+async def test_a_speaker_change_within_the_last_n_touches_no_receiver() -> None:
+    """A new active speaker already among the last N moves the ranking, not the set of
+    paused videos: no receiver's slots are re-applied (1-4 ms with the event loop held
+    at 84 participants, at every speaker change). One from outside the last N is
+    forwarded, and the one it displaces paused, at once."""
+    harness = RoomHarness(loopback_config(last_n=2))
+    try:
+        clients = [harness.client(n, width=64, height=48) for n in ("a", "b", "c")]
+        for client in clients:
+            await client.join()
+        viewer = harness.client("viewer", video=False, audio=False)
+        await viewer.join(publish=False)
+        # Nobody has spoken: the first two publishers (join order) are forwarded.
+        await harness.wait_until(
+            lambda: viewer.frames_from("a", "video") >= 3 and viewer.frames_from("b", "video") >= 3,
+            "a's and b's video at the viewer",
+        )
+        room = harness.room
+        applied: list[frozenset[str]] = []
+        for pid in ("a", "b", "c", "viewer"):
+            subscribe = room._participants[pid].subscribe
+            original = subscribe.set_paused_publishers
+
+            def record(paused: Iterable[str], original: Callable[..., None] = original) -> None:
+                applied.append(frozenset(paused))
+                original(paused)
+
+            subscribe.set_paused_publishers = record  # type: ignore[method-assign]
+        speaker = room._speaker
+        speaker._set_active("b")  # ranking b, a, c: c stays paused
+        speaker._set_active("a")  # a, b, c
+        assert applied == []
+        c_frames = viewer.frames_from("c", "video")
+        speaker._set_active("c")  # c, a, b: b is paused now, c forwarded
+        assert applied == [frozenset({"b"})] * 4
+        await harness.wait_until(lambda: viewer.frames_from("c", "video") >= c_frames + 3, "c")
     finally:
         await harness.close()
 
