@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 
-from media_testkit import RoomHarness, loopback_config, require_compiled
+from media_testkit import MediaTestClient, RoomHarness, loopback_config, require_compiled
 
 from server.media import ActiveSpeaker, ActiveSpeakerConfig
 from server.media.active_speaker import SILENCE_DBOV, ActiveSpeakerDetector, AudioLevelMeter
@@ -113,14 +113,22 @@ async def test_a_newcomer_is_told_who_is_speaking() -> None:
         await harness.close()
 
 
+async def _three_publishers_and_a_viewer(
+    harness: RoomHarness,
+) -> tuple[list[MediaTestClient], MediaTestClient]:
+    """a, b and c publish (in that join order), then "viewer" joins to receive only."""
+    clients = [harness.client(n, width=64, height=48) for n in ("a", "b", "c")]
+    for client in clients:
+        await client.join()
+    viewer = harness.client("viewer", video=False, audio=False)
+    await viewer.join(publish=False)
+    return clients, viewer
+
+
 async def test_last_n_pauses_video_without_renegotiation() -> None:
     harness = RoomHarness(loopback_config(last_n=1))
     try:
-        clients = [harness.client(n, width=64, height=48) for n in ("a", "b", "c")]
-        for client in clients:
-            await client.join()
-        viewer = harness.client("viewer", video=False, audio=False)
-        await viewer.join(publish=False)
+        clients, viewer = await _three_publishers_and_a_viewer(harness)
         await harness.wait_until(
             lambda: all(viewer.frames_from(c.participant_id, "audio") >= 5 for c in clients),
             "everyone's audio at the viewer",
@@ -154,11 +162,7 @@ async def test_a_speaker_change_within_the_last_n_touches_no_receiver() -> None:
     forwarded, and the one it displaces paused, at once."""
     harness = RoomHarness(loopback_config(last_n=2))
     try:
-        clients = [harness.client(n, width=64, height=48) for n in ("a", "b", "c")]
-        for client in clients:
-            await client.join()
-        viewer = harness.client("viewer", video=False, audio=False)
-        await viewer.join(publish=False)
+        _, viewer = await _three_publishers_and_a_viewer(harness)
         # Nobody has spoken: the first two publishers (join order) are forwarded.
         await harness.wait_until(
             lambda: viewer.frames_from("a", "video") >= 3 and viewer.frames_from("b", "video") >= 3,
