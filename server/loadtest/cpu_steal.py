@@ -11,8 +11,8 @@ gives each CPU's steal so that a run's latency can be read with it.
 It also gives each CPU's busy share (all but idle, iowait and steal) and the
 softirq part of it (the kernel's network work). The server's own CPU figure is
 its process's time; the busy share is everything that ran on its CPU: at
-21 + 63 the process said 60.2 % and its CPU was 64.9 % busy, 16.0 % of the
-CPU's time in softirq.
+21 + 63 with last-N full the process said 61.2 % and its CPU was 62.9 % busy,
+16.0 % of the CPU's time in softirq.
 """
 
 from __future__ import annotations

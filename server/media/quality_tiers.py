@@ -170,18 +170,10 @@ class ReceiverQuality:
         weak. A probe that fails steps down again and doubles the wait, as any step up."""
         if self.level == FULL:
             return None
-        t = self._t
         quiet_since = max(self._last_change, self._last_report_at or self._last_change)
-        effective = self._effective_at
-        if effective is None:
-            effective = self._last_change + t.hold
-        if now - quiet_since < self._up_after or now - effective < t.hold:
+        if now - quiet_since < self._up_after or not self._held(now):
             return None
-        self._set(self.level - 1, now)
-        self._last_up = now
-        self._clean_since = now
-        self.steps_up += 1
-        return self.level
+        return self._step_up(now)
 
     def observe_remb(self, now: float, bitrate: int, sending: int) -> int | None:
         """The receiver's estimate of what its link carries (bit/s), against what we
@@ -220,10 +212,7 @@ class ReceiverQuality:
         # A step is judged from when it reached the receiver: a receiver whose switch to
         # the low encoding still waits for its keyframe must not be stepped down again
         # before it has had the low encoding for a while.
-        effective = self._effective_at
-        if effective is None:
-            effective = self._last_change + t.hold
-        held = now - effective >= t.hold
+        held = self._held(now)
         # High jitter or a short REMB alone is no verdict. Jitter includes the publisher's
         # own irregular timing (a busy encoder), and after a step up a receiver's estimate
         # lags what it now gets (it grows ~8 %/s). With some loss besides, the link is full.
@@ -254,15 +243,26 @@ class ReceiverQuality:
         if self._clean_since is None:
             self._clean_since = now
         if level > FULL and now - self._clean_since >= self._up_after and held:
-            self._set(level - 1, now)
-            self._last_up = now
-            self._clean_since = now  # the next step up needs its own clean time
-            self.steps_up += 1
-            return self.level
+            return self._step_up(now)
         if self._last_up is not None and now - self._last_up >= self._up_after:
             self._up_after = t.up_after  # the step up held: back to the quick wait
             self._last_up = None
         return None
+
+    def _held(self, now: float) -> bool:
+        """The last change has been in effect for a ``hold`` (one that waits for its
+        keyframe counts from one ``hold`` after it was made, at the latest)."""
+        effective = self._effective_at
+        if effective is None:
+            effective = self._last_change + self._t.hold
+        return now - effective >= self._t.hold
+
+    def _step_up(self, now: float) -> int:
+        self._set(self.level - 1, now)
+        self._last_up = now
+        self._clean_since = now  # the next step up needs its own clean time
+        self.steps_up += 1
+        return self.level
 
     def _set(self, level: int, now: float) -> None:
         self.level = level
